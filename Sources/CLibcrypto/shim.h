@@ -1,0 +1,54 @@
+// The parts of OpenSSL 3's libcrypto that turnkeeper uses, plus small helpers that keep
+// OSSL_PARAM plumbing on the C side. Only non-deprecated OpenSSL 3 APIs are used.
+#ifndef TURNKEEPER_CLIBCRYPTO_SHIM_H
+#define TURNKEEPER_CLIBCRYPTO_SHIM_H
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+// An HMAC context keyed once with `key`, using the digest named `digest` ("SHA1", "SHA256").
+// A NULL result means OpenSSL refused; the caller reads the error queue.
+static inline EVP_MAC_CTX *turnkeeper_hmac_new(const char *digest, const unsigned char *key, size_t key_len) {
+    static const unsigned char empty_key[1] = {0};
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL) {
+        return NULL;
+    }
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);  // the context keeps its own reference
+    if (ctx == NULL) {
+        return NULL;
+    }
+    OSSL_PARAM params[2];
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    // A NULL key would mean "keep the previous key"; an empty key must still be a key.
+    if (EVP_MAC_init(ctx, key_len == 0 ? empty_key : key, key_len, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+// One MAC with the context's key: reset to the keyed state, absorb `data`, write the tag.
+// Returns the tag length, or 0 on failure.
+static inline size_t turnkeeper_hmac_compute(EVP_MAC_CTX *ctx, const unsigned char *data, size_t data_len,
+                                             unsigned char *out, size_t out_size) {
+    size_t out_len = 0;
+    if (EVP_MAC_init(ctx, NULL, 0, NULL) != 1) {
+        return 0;
+    }
+    if (data_len > 0 && EVP_MAC_update(ctx, data, data_len) != 1) {
+        return 0;
+    }
+    if (EVP_MAC_final(ctx, out, &out_len, out_size) != 1) {
+        return 0;
+    }
+    return out_len;
+}
+
+#endif

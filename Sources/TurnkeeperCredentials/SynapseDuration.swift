@@ -1,0 +1,62 @@
+public import TurnkeeperCore
+
+/// Durations as Synapse's `parse_duration` reads them: `30s`, `30m`, `1h`, `1d`, `1w`, `1y`,
+/// or a bare number of milliseconds. Used for `--ttl` and for `turn_user_lifetime`.
+public struct SynapseDuration: Sendable, Hashable, CustomStringConvertible {
+    public let milliseconds: Int64
+
+    public init(milliseconds: Int64) {
+        self.milliseconds = milliseconds
+    }
+
+    /// Whole seconds, as Synapse reports `ttl` (`lifetime // 1000`).
+    public var seconds: Int64 { milliseconds / 1000 }
+
+    public var description: String { "\(milliseconds)ms" }
+
+    private static let units: [UInt8: Int64] = [
+        UInt8(ascii: "s"): 1000,
+        UInt8(ascii: "m"): 60_000,
+        UInt8(ascii: "h"): 3_600_000,
+        UInt8(ascii: "d"): 86_400_000,
+        UInt8(ascii: "w"): 604_800_000,
+        UInt8(ascii: "y"): 31_536_000_000,
+    ]
+
+    /// Parses `text`. Stricter than Synapse where Synapse would accept nonsense: no sign, no
+    /// spaces, no zero (Synapse then answers `{}` and calls lose TURN), no overflow.
+    /// `source` names the option or file in the error.
+    public init(parsing text: String, source: String = "the duration") throws(TurnkeeperError) {
+        var digits = Array(text.utf8)
+        var unit: Int64 = 1
+        if let last = digits.last, let size = Self.units[last] {
+            unit = size
+            digits.removeLast()
+        }
+        let example = "Use a whole number with s, m, h, d, w or y (\"30m\", \"1h\", \"1d\"), or a bare number of milliseconds."
+        guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            throw TurnkeeperError(.invalidArgument, "\(source) \"\(text)\" is not a duration. \(example)")
+        }
+        var value: Int64 = 0
+        for digit in digits {
+            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else {
+                throw TurnkeeperError(.invalidArgument, "\(source) \"\(text)\" is too long a duration. \(example)")
+            }
+            value = sum
+        }
+        let (milliseconds, overflow) = value.multipliedReportingOverflow(by: unit)
+        guard !overflow, milliseconds <= 100 * Self.units[UInt8(ascii: "y")]! else {
+            throw TurnkeeperError(.invalidArgument, "\(source) \"\(text)\" is too long a duration. \(example)")
+        }
+        guard milliseconds >= 1000 else {
+            throw TurnkeeperError(
+                .invalidArgument,
+                "\(source) \"\(text)\" is under one second; a bare number means milliseconds, as in Synapse, "
+                    + "and credentials that expire at once are useless. \(example)"
+            )
+        }
+        self.milliseconds = milliseconds
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import CSystemShims
+import Glibc
+import TurnkeeperCore
+
+@main
+struct Turnkeeper: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "turnkeeper",
+        abstract: "Keeps the TURN secret that Synapse and coturn share: generated, rotated, checked.",
+        discussion: """
+            Synapse hands Matrix clients time-limited TURN credentials signed with a secret it shares with \
+            coturn. When the two copies drift apart, calls ring and never connect. turnkeeper makes the secret, \
+            mints and verifies credentials exactly as Synapse and coturn do, and says plainly what is wrong.
+
+            Exit status: 0 ok, 1 a check failed, 2 usage or configuration error.
+            """,
+        version: "0.1.0",
+        subcommands: [SecretCommand.self, CredentialsCommand.self]
+    )
+
+    static func main() async {
+        // Line-buffered even when stdout is a pipe or the journal, so lines arrive as they happen.
+        turnkeeper_stdout_line_buffered()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as TurnkeeperError {
+            Console.error(error.reason)
+            Glibc.exit(error.code.exitStatus)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Glibc.exit(0)
+            }
+            if code == .failure {
+                // A command already reported the failed check.
+                Glibc.exit(1)
+            }
+            let message = fullMessage(for: error)
+            if !message.isEmpty { Console.write(message + "\n") }
+            Glibc.exit(2)
+        }
+    }
+}
+
+/// Where commands say things to people. Nothing passed here may hold a secret.
+enum Console {
+    static func error(_ message: String) { write("turnkeeper: error: \(message)\n") }
+    static func warning(_ message: String) { write("turnkeeper: warning: \(message)\n") }
+
+    /// Writes to standard error, unbuffered.
+    static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Glibc.write(2, bytes.baseAddress! + offset, bytes.count - offset)
+                if written <= 0 { if written < 0 && errno == EINTR { continue }; return }
+                offset += written
+            }
+        }
+    }
+}
