@@ -8,6 +8,9 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+// Test targets import freely; the import-visibility rule guards library API only.
+let testStrict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+
 let package = Package(
     name: "turnkeeper",
     products: [
@@ -47,19 +50,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "TestSupport", dependencies: ["TurnkeeperCore"], path: "Tests/TestSupport", swiftSettings: strict),
-        .testTarget(name: "TurnkeeperCoreTests", dependencies: ["TurnkeeperCore", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "TurnkeeperCryptoTests", dependencies: ["TurnkeeperCrypto", "TestSupport"], swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["TurnkeeperCore"], path: "Tests/TestSupport", swiftSettings: testStrict),
+        .testTarget(name: "TurnkeeperCoreTests", dependencies: ["TurnkeeperCore", "TestSupport"], swiftSettings: testStrict),
+        .testTarget(name: "TurnkeeperCryptoTests", dependencies: ["TurnkeeperCrypto", "TestSupport"], swiftSettings: testStrict),
         .testTarget(
             name: "TurnkeeperCredentialsTests",
             dependencies: ["TurnkeeperCredentials", "TestSupport"],
-            swiftSettings: strict
+            swiftSettings: testStrict
         ),
         // Runs the built `turnkeeper` binary and real coturn processes.
         .testTarget(
             name: "TurnkeeperCLITests",
             dependencies: ["turnkeeper", "TurnkeeperCredentials", "TestSupport"],
-            swiftSettings: strict
+            swiftSettings: testStrict
         ),
     ]
 )

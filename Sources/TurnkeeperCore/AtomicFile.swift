@@ -86,10 +86,8 @@ public enum AtomicFile {
         for name: String,
         path: String
     ) throws(TurnkeeperError) -> (fd: Int32, path: String) {
-        // A leading dot and a suffix that is not ".yaml": Synapse reads every *.yaml in conf.d, hidden or not.
         for _ in 0..<16 {
-            let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-            let candidate = "\(directory)/.\(name).turnkeeper-\(suffix).tmp"
+            let candidate = "\(directory)/\(temporaryName(for: name))"
             let fd = retryingOnInterrupt { open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
             if fd >= 0 { return (fd, candidate) }
             if errno != EEXIST {
@@ -101,6 +99,11 @@ public enum AtomicFile {
             }
         }
         throw TurnkeeperError(.unwritableFile, "cannot create a temporary file in \(directory); nothing was written.")
+    }
+
+    /// A leading dot and a ".tmp" suffix: Synapse reads every *.yaml in conf.d, hidden or not.
+    static func temporaryName(for name: String) -> String {
+        ".\(name).turnkeeper-\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).tmp"
     }
 
     private static func writeAll(_ bytes: [UInt8], to fd: Int32, path: String) throws(TurnkeeperError) {

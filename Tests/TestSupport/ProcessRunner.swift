@@ -1,0 +1,85 @@
+import Foundation
+import Glibc
+
+/// What a finished child process left behind.
+public struct ProcessOutput: Sendable, CustomStringConvertible {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+
+    public var description: String { "exit \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
+}
+
+/// Runs a program to completion with a deadline. Output goes to files, so a chatty child
+/// can never block on a full pipe, and a hung child is killed when the deadline passes.
+public enum ProcessRunner {
+    public static func run(
+        _ executable: String,
+        _ arguments: [String],
+        stdin: String? = nil,
+        timeout: Duration = .seconds(30)
+    ) throws -> ProcessOutput {
+        let scratch = try TemporaryDirectory("turnkeeper-run")
+        defer { scratch.remove() }
+        let outPath = scratch.file("stdout")
+        let errPath = scratch.file("stderr")
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        let input = Pipe()
+        process.standardInput = input
+
+        let finished = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in finished.signal() }
+        try process.run()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+        }
+        try? input.fileHandleForWriting.close()
+
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        if finished.wait(timeout: .now() + seconds) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            finished.wait()
+            throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+        }
+        return ProcessOutput(
+            status: process.terminationStatus,
+            stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// The absolute path of `name` on PATH, or a failure that says which package provides it.
+    public static func which(_ name: String, package: String) throws -> String {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/\(name)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        throw TestFailure("\(name) is not installed: run scripts/test.sh, which installs \(package)")
+    }
+}
+
+/// The `turnkeeper` binary that `swift build` put next to the test bundle.
+public enum TurnkeeperBinary {
+    public static var path: String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
+        // Swift Testing may run from a helper inside the bundle; walk up to the build directory.
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("turnkeeper").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        return "turnkeeper"
+    }
+
+    public static func run(_ arguments: [String], stdin: String? = nil) throws -> ProcessOutput {
+        try ProcessRunner.run(path, arguments, stdin: stdin)
+    }
+}

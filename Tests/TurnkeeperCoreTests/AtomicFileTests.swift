@@ -1,0 +1,102 @@
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+@testable import TurnkeeperCore
+
+@Suite("Atomic file replacement")
+struct AtomicFileTests {
+    let directory: TemporaryDirectory
+    init() throws { directory = try TemporaryDirectory() }
+
+    /// Everything in the directory but the named files: leftover temporaries show up here.
+    private func strays(besides names: Set<String>) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { !names.contains($0) }
+    }
+
+    @Test("A new file gets the requested mode and group, and no temporary is left")
+    func create() throws {
+        defer { directory.remove() }
+        let path = directory.file("new.yaml")
+        try AtomicFile.write(Array("a: 1\n".utf8), to: path, permissions: 0o640, group: 65534, existing: .refuse)
+        #expect(try directory.read("new.yaml") == "a: 1\n")
+        #expect(permissions(of: path) == 0o640)
+        #expect(ownership(of: path).gid == 65534)
+        #expect(try strays(besides: ["new.yaml"]).isEmpty)
+    }
+
+    @Test("Refusing to overwrite leaves the existing content alone")
+    func refuse() throws {
+        defer { directory.remove() }
+        let path = try directory.write("kept", "original\n")
+        #expect {
+            try AtomicFile.write(Array("new\n".utf8), to: path, existing: .refuse)
+        } throws: { error in
+            (error as? TurnkeeperError)?.reason.contains("\(path) already exists") == true
+        }
+        #expect(try directory.read("kept") == "original\n")
+        #expect(try strays(besides: ["kept"]).isEmpty)
+    }
+
+    @Test("Replacing keeps owner, group and mode")
+    func replaceKeepsOwnership() throws {
+        defer { directory.remove() }
+        let path = try directory.write("conf", "old\n", mode: 0o640)
+        chown(path, 65534, 65534)
+        try AtomicFile.write(Array("new\n".utf8), to: path, permissions: 0o600, existing: .replace)
+        #expect(try directory.read("conf") == "new\n")
+        #expect(permissions(of: path) == 0o640)
+        #expect(ownership(of: path).uid == 65534)
+        #expect(ownership(of: path).gid == 65534)
+    }
+
+    @Test("A symlinked file is written through the link, and the link survives")
+    func symlink() throws {
+        defer { directory.remove() }
+        let real = try directory.write("real", "old\n")
+        let link = directory.file("link")
+        #expect(Glibc.symlink(real, link) == 0)
+        try AtomicFile.write(Array("new\n".utf8), to: link, existing: .replace)
+        #expect(try directory.read("real") == "new\n")
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == real)
+    }
+
+    @Test("A missing directory or a non-regular target is an error naming the path, and nothing is written")
+    func failures() throws {
+        defer { directory.remove() }
+        let missing = directory.file("no-such-dir/file")
+        #expect {
+            try AtomicFile.write([1], to: missing, existing: .replace)
+        } throws: { error in
+            (error as? TurnkeeperError)?.reason.contains(missing) == true
+        }
+        let subdirectory = directory.file("sub")
+        try FileManager.default.createDirectory(atPath: subdirectory, withIntermediateDirectories: false)
+        #expect(throws: TurnkeeperError.self) { try AtomicFile.write([1], to: subdirectory, existing: .replace) }
+        #expect(try strays(besides: ["sub"]).isEmpty)
+    }
+
+    @Test("Temporary names are hidden and never end in .yaml, which Synapse would read from conf.d")
+    func temporaryNames() {
+        let name = AtomicFile.temporaryName(for: "90-turnkeeper.yaml")
+        #expect(name.hasPrefix(".90-turnkeeper.yaml."))
+        #expect(!name.hasSuffix(".yaml"))
+        #expect(name != AtomicFile.temporaryName(for: "90-turnkeeper.yaml"))
+    }
+}
+
+@Suite("Reading files")
+struct FileContentsTests {
+    @Test("Size limit, non-regular files and missing files are refused with the path")
+    func limits() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let big = try directory.write("big", String(repeating: "x", count: 100))
+        #expect(throws: TurnkeeperError.self) { try FileContents.read(big, limit: 99) }
+        #expect(try FileContents.read(big, limit: 100).bytes.count == 100)
+        #expect(throws: TurnkeeperError.self) { try FileContents.read("/dev/zero") }
+        #expect(throws: TurnkeeperError.self) { try FileContents.read(directory.file("absent")) }
+        let mode = try directory.write("mode", "x", mode: 0o644)
+        #expect(try FileContents.read(mode).isWorldReadable)
+    }
+}
