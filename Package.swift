@@ -50,9 +50,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "TestSupport", dependencies: ["TurnkeeperCore"], path: "Tests/TestSupport", swiftSettings: testStrict),
-        .testTarget(name: "TurnkeeperCoreTests", dependencies: ["TurnkeeperCore", "TestSupport"], swiftSettings: testStrict),
-        .testTarget(name: "TurnkeeperCryptoTests", dependencies: ["TurnkeeperCrypto", "TestSupport"], swiftSettings: testStrict),
+        .target(
+            name: "TestSupport", dependencies: ["TurnkeeperCore"], path: "Tests/TestSupport", swiftSettings: testStrict),
+        .testTarget(
+            name: "TurnkeeperCoreTests", dependencies: ["TurnkeeperCore", "TestSupport"], swiftSettings: testStrict),
+        .testTarget(
+            name: "TurnkeeperCryptoTests", dependencies: ["TurnkeeperCrypto", "TestSupport"], swiftSettings: testStrict),
         .testTarget(
             name: "TurnkeeperCredentialsTests",
             dependencies: ["TurnkeeperCredentials", "TestSupport"],

@@ -33,7 +33,8 @@ public enum AtomicFile {
         var current = stat()
         let exists = lstat(target, &current) == 0
         if exists && existing == .refuse {
-            throw TurnkeeperError(.unwritableFile, "\(path) already exists; nothing was written. Pass --force to replace it.")
+            throw TurnkeeperError(
+                .unwritableFile, "\(path) already exists; nothing was written. Pass --force to replace it.")
         }
         if exists && current.st_mode & S_IFMT != S_IFREG {
             throw TurnkeeperError(.unwritableFile, "\(path) exists and is not a regular file; nothing was written.")
@@ -56,14 +57,16 @@ public enum AtomicFile {
                 )
             }
             guard fchmod(temporary.fd, mode_t(mode)) == 0, fsync(temporary.fd) == 0 else {
-                throw TurnkeeperError(.unwritableFile, "cannot write \(path): \(errnoDescription(errno)); nothing was written.")
+                throw TurnkeeperError(
+                    .unwritableFile, "cannot write \(path): \(errnoDescription(errno)); nothing was written.")
             }
         }
 
         switch existing {
         case .replace:
             guard rename(temporary.path, target) == 0 else {
-                throw TurnkeeperError(.unwritableFile, "cannot replace \(path): \(errnoDescription(errno)); nothing was written.")
+                throw TurnkeeperError(
+                    .unwritableFile, "cannot replace \(path): \(errnoDescription(errno)); nothing was written.")
             }
         case .refuse:
             // link() fails if the name appeared since we looked, so a racing writer is never clobbered.
@@ -88,7 +91,9 @@ public enum AtomicFile {
     ) throws(TurnkeeperError) -> (fd: Int32, path: String) {
         for _ in 0..<16 {
             let candidate = "\(directory)/\(temporaryName(for: name))"
-            let fd = retryingOnInterrupt { open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+            let fd = retryingOnInterrupt {
+                open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            }
             if fd >= 0 { return (fd, candidate) }
             if errno != EEXIST {
                 let code = errno
@@ -113,7 +118,8 @@ public enum AtomicFile {
                 retryingOnInterrupt { Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset) }
             }
             guard written > 0 else {
-                throw TurnkeeperError(.unwritableFile, "cannot write \(path): \(errnoDescription(errno)); nothing was written.")
+                throw TurnkeeperError(
+                    .unwritableFile, "cannot write \(path): \(errnoDescription(errno)); nothing was written.")
             }
             offset += written
         }

@@ -6,7 +6,8 @@ public enum RESTUsername {
     /// coturn answers 400 to usernames holding spaces, tabs, quotes, backslashes or line breaks.
     public static func validate(user: String, source: String = "--user") throws(TurnkeeperError) {
         guard !user.isEmpty else {
-            throw TurnkeeperError(.invalidArgument, "\(source) is empty. Give a Matrix user ID such as @alice:example.org.")
+            throw TurnkeeperError(
+                .invalidArgument, "\(source) is empty. Give a Matrix user ID such as @alice:example.org.")
         }
         for byte in user.utf8 {
             let what: String? =
@@ -42,7 +43,8 @@ public enum RESTUsername {
         var part = bytes[...]
         if let colon = bytes.firstIndex(of: UInt8(ascii: ":")) {
             let before = bytes[..<colon]
-            let isTimestamp = !before.isEmpty && before.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+            let isTimestamp =
+                !before.isEmpty && before.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
             part = isTimestamp ? before : bytes[(colon + 1)...]
         }
         var value: Int64 = 0

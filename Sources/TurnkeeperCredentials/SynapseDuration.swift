@@ -33,7 +33,8 @@ public struct SynapseDuration: Sendable, Hashable, CustomStringConvertible {
             unit = size
             digits.removeLast()
         }
-        let example = "Use a whole number with s, m, h, d, w or y (\"30m\", \"1h\", \"1d\"), or a bare number of milliseconds."
+        let example =
+            "Use a whole number with s, m, h, d, w or y (\"30m\", \"1h\", \"1d\"), or a bare number of milliseconds."
         guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
             throw TurnkeeperError(.invalidArgument, "\(source) \"\(text)\" is not a duration. \(example)")
         }

@@ -79,7 +79,8 @@ public struct CredentialVerifier {
         }
         guard let matched else { return .noSecretMatched }
         let expiry = RESTUsername.expiry(of: username)
-        return expiry >= nowSeconds ? .valid(fingerprint: matched, expiry: expiry) : .expired(fingerprint: matched, expiry: expiry)
+        return expiry >= nowSeconds
+            ? .valid(fingerprint: matched, expiry: expiry) : .expired(fingerprint: matched, expiry: expiry)
     }
 }
 

@@ -27,7 +27,9 @@ public final class KeyedHMAC {
             turnkeeper_hmac_new(algorithm.digestName, key.baseAddress, key.count)
         }
         guard let context else {
-            throw TurnkeeperError(.cryptoFailure, "libcrypto could not create an HMAC-\(algorithm.digestName) context. \(openSSLErrors())")
+            throw TurnkeeperError(
+                .cryptoFailure, "libcrypto could not create an HMAC-\(algorithm.digestName) context. \(openSSLErrors())"
+            )
         }
         self.algorithm = algorithm
         self.context = context

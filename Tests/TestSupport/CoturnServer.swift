@@ -19,24 +19,15 @@ public final class CoturnServer: @unchecked Sendable {
         self.realm = realm
         port = try LoopbackUDP.freePort()
         let relayBase = try LoopbackUDP.freePort(in: 40000...60000, span: 64)
-        var lines = [
-            "listening-ip=127.0.0.1",
-            "listening-port=\(port)",
-            "relay-ip=127.0.0.1",
-            "min-port=\(relayBase)",
-            "max-port=\(relayBase + 63)",
-            "realm=\(realm)",
-            "use-auth-secret",
-            "allow-loopback-peers",
-            "no-cli",
-            "no-tls",
-            "no-dtls",
-            "no-software-attribute",
-            "log-file=stdout",
-            "simple-log",
-            "pidfile=\(directory.file("turnserver.pid"))",
-            "userdb=\(directory.file("turndb"))",
-        ]
+        let template = try String(contentsOfFile: Self.templatePath, encoding: .utf8)
+        let rendered =
+            template
+            .replacingOccurrences(of: "@PORT@", with: String(port))
+            .replacingOccurrences(of: "@RELAY_MIN@", with: String(relayBase))
+            .replacingOccurrences(of: "@RELAY_MAX@", with: String(relayBase + 63))
+            .replacingOccurrences(of: "@REALM@", with: realm)
+            .replacingOccurrences(of: "@DIR@", with: directory.path)
+        var lines = [rendered]
         lines += secrets.map { "static-auth-secret=\($0)" }
         lines += extraLines
         configPath = try directory.write("turnserver.conf", lines.joined(separator: "\n") + "\n", mode: 0o600)
@@ -56,6 +47,12 @@ public final class CoturnServer: @unchecked Sendable {
             let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.suffix(2000) ?? ""
             throw TestFailure("coturn did not answer STUN on 127.0.0.1:\(port) within 15 s. Log:\n\(tail)")
         }
+    }
+
+    /// coturn/loopback.conf.in, shared with scripts/demo.sh.
+    static var templatePath: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("coturn/loopback.conf.in").path
     }
 
     public var pid: Int32 { process.processIdentifier }
@@ -125,7 +122,9 @@ public func coturnClientAllocates(
     tcp: Bool = false
 ) throws -> ProcessOutput {
     let binary = try ProcessRunner.which("turnutils_uclient", package: "coturn")
-    var arguments = ["-u", username, "-w", password, "-e", "127.0.0.1", "-r", String(peer.port), "-n", "3", "-m", "1", "-c"]
+    var arguments = [
+        "-u", username, "-w", password, "-e", "127.0.0.1", "-r", String(peer.port), "-n", "3", "-m", "1", "-c",
+    ]
     if tcp { arguments.append("-t") }
     arguments += ["-p", String(server.port), "127.0.0.1"]
     return try ProcessRunner.run(binary, arguments, timeout: .seconds(30))

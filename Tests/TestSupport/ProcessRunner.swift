@@ -68,7 +68,8 @@ public enum ProcessRunner {
 /// The `turnkeeper` binary that `swift build` put next to the test bundle.
 public enum TurnkeeperBinary {
     public static var path: String {
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let executable =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
         // Swift Testing may run from a helper inside the bundle; walk up to the build directory.
         for _ in 0..<4 {

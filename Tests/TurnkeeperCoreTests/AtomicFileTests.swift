@@ -1,7 +1,8 @@
 import Foundation
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import TurnkeeperCore
 
 @Suite("Atomic file replacement")

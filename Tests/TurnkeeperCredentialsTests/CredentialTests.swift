@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 import TurnkeeperCore
 import TurnkeeperCredentials
 
@@ -28,7 +28,8 @@ struct CredentialTests {
         for (index, (testCase, answer)) in zip(cases, expected).enumerated() {
             let minter = try CredentialMinter(secret: secrets[index])
             let lifetime = SynapseDuration(milliseconds: testCase.lifetimeMilliseconds)
-            let credential = minter.credential(user: testCase.user, lifetime: lifetime, nowMilliseconds: testCase.nowMilliseconds)
+            let credential = minter.credential(
+                user: testCase.user, lifetime: lifetime, nowMilliseconds: testCase.nowMilliseconds)
             #expect(credential.username == answer.username)
             #expect(credential.password == answer.password)
             #expect(credential.password.count == 28)
@@ -39,7 +40,8 @@ struct CredentialTests {
     @Test(
         "Expiry read from usernames the way coturn reads it",
         arguments: [
-            ("1795710971:@alice:example.org", 1_795_710_971), ("1795710971", 1_795_710_971), (":1795710971", 1_795_710_971),
+            ("1795710971:@alice:example.org", 1_795_710_971), ("1795710971", 1_795_710_971),
+            (":1795710971", 1_795_710_971),
             ("@alice:1795710971", 1_795_710_971), ("12a:34", 34), ("@alice:example.org", 0), ("", 0),
             ("99999999999999999999999:@a:b", Int64.max),
         ] as [(String, Int64)]
@@ -88,7 +90,9 @@ struct CredentialTests {
         )
 
         let onlyStranger = try CredentialVerifier(secrets: [stranger])
-        #expect(onlyStranger.verify(username: fresh.username, password: fresh.password, nowSeconds: now) == .noSecretMatched)
+        #expect(
+            onlyStranger.verify(username: fresh.username, password: fresh.password, nowSeconds: now) == .noSecretMatched
+        )
 
         var tampered = Array(fresh.password.utf8)
         tampered[0] = tampered[0] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")

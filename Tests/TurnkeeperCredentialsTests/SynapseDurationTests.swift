@@ -22,7 +22,9 @@ struct SynapseDurationTests {
 
     @Test(
         "Nonsense, zero, sub-second and huge durations are refused with an example",
-        arguments: ["", "h", "-1h", "+1h", "1.5h", "1 h", " 1h", "1ms", "1H", "0", "0h", "999", "101y", "99999999999999999999"]
+        arguments: [
+            "", "h", "-1h", "+1h", "1.5h", "1 h", " 1h", "1ms", "1H", "0", "0h", "999", "101y", "99999999999999999999",
+        ]
     )
     func refused(text: String) {
         #expect {

@@ -19,9 +19,15 @@ private func repeated(_ byte: UInt8, _ count: Int) -> [UInt8] { [UInt8](repeatin
 struct HMACTests {
     // RFC 2202, section 3.
     static let rfc2202: [HMACVector] = [
-        .init(name: "2202-1", key: repeated(0x0b, 20), data: bytes("Hi There"), expected: "b617318655057264e28bc0b6fb378c8ef146be00"),
-        .init(name: "2202-2", key: bytes("Jefe"), data: bytes("what do ya want for nothing?"), expected: "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"),
-        .init(name: "2202-3", key: repeated(0xaa, 20), data: repeated(0xdd, 50), expected: "125d7342b9ac11cd91a39af48aa17b4f63f175d3"),
+        .init(
+            name: "2202-1", key: repeated(0x0b, 20), data: bytes("Hi There"),
+            expected: "b617318655057264e28bc0b6fb378c8ef146be00"),
+        .init(
+            name: "2202-2", key: bytes("Jefe"), data: bytes("what do ya want for nothing?"),
+            expected: "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"),
+        .init(
+            name: "2202-3", key: repeated(0xaa, 20), data: repeated(0xdd, 50),
+            expected: "125d7342b9ac11cd91a39af48aa17b4f63f175d3"),
         .init(
             name: "2202-4",
             key: Array(1...25),
@@ -134,7 +140,9 @@ struct HMACTests {
 @Suite("Digests, random bytes, constant-time comparison")
 struct PrimitiveTests {
     @Test func sha256OfABC() {
-        #expect(Hex.encode(Digest.sha256(bytes("abc"))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            Hex.encode(Digest.sha256(bytes("abc")))
+                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         #expect(Hex.encode(Digest.sha1(bytes("abc"))) == "a9993e364706816aba3e25717850c26c9cd0d89d")
     }
 

@@ -38,7 +38,9 @@ struct CredentialsCommand: ParsableCommand {
         )
         var ttl = "1h"
 
-        @Option(name: .customLong("uri"), help: ArgumentHelp("A TURN URI to list, as turn_uris does. Repeatable.", valueName: "uri"))
+        @Option(
+            name: .customLong("uri"),
+            help: ArgumentHelp("A TURN URI to list, as turn_uris does. Repeatable.", valueName: "uri"))
         var uris: [String] = []
 
         @Flag(help: "Print Synapse's JSON: {\"username\", \"password\", \"ttl\", \"uris\"}.")
@@ -49,10 +51,12 @@ struct CredentialsCommand: ParsableCommand {
             let lifetime = try SynapseDuration(parsing: ttl, source: "--ttl")
             let loaded = try secrets.load()
             guard loaded.count == 1 else {
-                throw ValidationError("Give exactly one --secret-file to mint with; several are for `credentials verify`.")
+                throw ValidationError(
+                    "Give exactly one --secret-file to mint with; several are for `credentials verify`.")
             }
             let minter = try CredentialMinter(secret: loaded[0].secret)
-            let credential = minter.credential(user: user, lifetime: lifetime, nowMilliseconds: WallClock.nowMilliseconds())
+            let credential = minter.credential(
+                user: user, lifetime: lifetime, nowMilliseconds: WallClock.nowMilliseconds())
             let response = TurnServerResponse(credential: credential, lifetime: lifetime, uris: uris)
             if json {
                 let encoder = JSONEncoder()
@@ -86,7 +90,8 @@ struct CredentialsCommand: ParsableCommand {
 
         @Option(
             name: .customLong("password-file"),
-            help: ArgumentHelp("A file holding the password (kept out of argv, where every user could read it).", valueName: "file")
+            help: ArgumentHelp(
+                "A file holding the password (kept out of argv, where every user could read it).", valueName: "file")
         )
         var passwordFile: String
 

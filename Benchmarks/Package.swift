@@ -1,0 +1,22 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Benchmarks live in their own package so that the main build and CI never compile the harness.
+let package = Package(
+    name: "TurnkeeperBenchmarks",
+    dependencies: [
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(name: "turnkeeper", path: "../"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "CredentialBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "TurnkeeperCredentials", package: "turnkeeper"),
+            ],
+            path: "Benchmarks/CredentialBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    ]
+)

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# turnkeeper's main job on an embedded default: a throw-away coturn on loopback, a secret made by
+# turnkeeper, credentials minted the way Synapse mints them, and coturn's own client showing that
+# coturn accepts them and refuses ones signed with another secret. Everything lives in a temporary
+# directory and is removed on exit; the system's coturn service is never touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/install-deps.sh
+turnkeeper_install_deps
+
+echo "== building turnkeeper"
+swift build --product turnkeeper 2>&1 | tail -1
+tk="$(swift build --show-bin-path)/turnkeeper"
+
+work="$(mktemp -d /tmp/turnkeeper-demo-XXXXXX)"
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$((20000 + RANDOM % 10000))
+peer_port=$((port + 10))
+relay=$((40000 + RANDOM % 20000))
+
+echo "== turnkeeper secret generate --out $work/secret"
+"$tk" secret generate --out "$work/secret"
+
+# The secret goes into coturn's config through the shell's own printf, never through a child's argv.
+umask 077
+{
+    sed -e "s|@PORT@|$port|" -e "s|@RELAY_MIN@|$relay|" -e "s|@RELAY_MAX@|$((relay + 31))|" \
+        -e "s|@REALM@|demo.turnkeeper.test|" -e "s|@DIR@|$work|" coturn/loopback.conf.in
+    printf 'static-auth-secret=%s\n' "$(<"$work/secret")"
+} >"$work/turnserver.conf"
+
+echo "== starting coturn on 127.0.0.1:$port (log: $work/turnserver.log)"
+turnserver -c "$work/turnserver.conf" >"$work/turnserver.log" 2>&1 &
+pids+=($!)
+turnutils_peer -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do
+    timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null 2>&1 && break
+done
+timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null || { echo "coturn did not start; see its log" >&2; exit 1; }
+
+echo "== turnkeeper credentials --user @alice:demo.turnkeeper.test --secret-file $work/secret --ttl 10m --json"
+json="$("$tk" credentials --user @alice:demo.turnkeeper.test --secret-file "$work/secret" --ttl 10m \
+    --uri "turn:127.0.0.1:$port?transport=udp" --json)"
+echo "$json"
+username="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["username"])' <<<"$json")"
+password="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])' <<<"$json")"
+
+echo "== coturn's own client allocates a relay with them and echoes 5 packets through it"
+if timeout 30 turnutils_uclient -u "$username" -w "$password" -e 127.0.0.1 -r "$peer_port" -n 5 -m 1 -c \
+    -p "$port" 127.0.0.1 >"$work/uclient.log" 2>&1; then
+    grep -E "Total lost packets|Average round trip" "$work/uclient.log" | sed 's/^[0-9]*: : /   /'
+    echo "   accepted: coturn allocated a relay for turnkeeper's credential"
+else
+    echo "   REFUSED: coturn did not accept turnkeeper's credential" >&2
+    tail -20 "$work/uclient.log" >&2
+    exit 1
+fi
+
+echo "== a credential signed with another secret is refused"
+"$tk" secret generate --out "$work/other-secret"
+other="$("$tk" credentials --user @alice:demo.turnkeeper.test --secret-file "$work/other-secret" --json)"
+o_user="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["username"])' <<<"$other")"
+o_pass="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])' <<<"$other")"
+if timeout 30 turnutils_uclient -u "$o_user" -w "$o_pass" -e 127.0.0.1 -r "$peer_port" -n 1 -m 1 -c \
+    -p "$port" 127.0.0.1 >"$work/uclient-other.log" 2>&1; then
+    echo "   coturn accepted a credential from a secret it does not have: something is wrong" >&2
+    exit 1
+fi
+echo "   refused, as it must be: $(grep -m1 -o 'Cannot complete Allocation' "$work/uclient-other.log")"
+printf '%s\n' "$o_pass" >"$work/other-password"
+echo "== turnkeeper credentials verify says why"
+"$tk" credentials verify --username "$o_user" --password-file "$work/other-password" \
+    --secret-file "$work/secret" || true
+echo "== done: turnkeeper's secret and credentials work with a real coturn"

@@ -1,0 +1,23 @@
+# Sourced by scripts/*.sh: installs the Debian packages turnkeeper builds and tests against, when missing.
+# libssl-dev: libcrypto for the CLibcrypto target. coturn: turnserver and turnutils_* for the real peer.
+# libevent-dev: coturn's own dependency. python3: the independent HMAC reference in tests.
+turnkeeper_install_deps() {
+    local wanted=(libssl-dev libevent-dev pkg-config coturn python3 python3-venv)
+    local missing=()
+    local pkg
+    for pkg in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    echo "== installing ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    if ! command -v swift >/dev/null; then
+        echo "swift is not on PATH: install Swift 6.2 or later (swift.org) and run this again." >&2
+        return 2
+    fi
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what is missing, checks formatting, builds with warnings as errors, and runs every test.
+# Tests start their own coturn processes on loopback; they never touch the system's coturn service.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/install-deps.sh
+turnkeeper_install_deps
+
+echo "== swift format lint --strict"
+swift format lint --strict -r Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks
+
+echo "== swift build (warnings are errors)"
+swift build --build-tests
+
+echo "== swift test"
+swift test --skip-build
