@@ -11,29 +11,32 @@ let strict: [SwiftSetting] = [
 // Test targets import freely; the import-visibility rule guards library API only.
 let testStrict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
+func testTarget(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+    .testTarget(name: name, dependencies: dependencies + ["TestSupport"], swiftSettings: testStrict)
+}
+
 let package = Package(
     name: "turnkeeper",
     products: [
         .executable(name: "turnkeeper", targets: ["turnkeeper"]),
         .library(name: "TurnkeeperCrypto", targets: ["TurnkeeperCrypto"]),
         .library(name: "TurnkeeperCredentials", targets: ["TurnkeeperCredentials"]),
+        .library(name: "TurnkeeperSTUN", targets: ["TurnkeeperSTUN"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // libcrypto from OpenSSL 3, found through pkg-config.
-        .systemLibrary(
-            name: "CLibcrypto",
-            pkgConfig: "libcrypto",
-            providers: [.apt(["libssl-dev"])]
-        ),
+        .systemLibrary(name: "CLibcrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // libc helpers Swift 6 cannot call directly.
         .target(name: "CSystemShims"),
         // Errors, and files replaced atomically. Depends on nothing of ours.
         .target(name: "TurnkeeperCore", swiftSettings: strict),
         // HMAC, digests, random bytes, constant-time comparison, base64.
         .target(name: "TurnkeeperCrypto", dependencies: ["CLibcrypto", "TurnkeeperCore"], swiftSettings: strict),
+        // STUN/TURN messages, attributes, ChannelData and stream framing. No I/O.
+        .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCrypto"], swiftSettings: strict),
         // Shared secrets, secret files, durations, TURN REST credentials.
         .target(
             name: "TurnkeeperCredentials",
@@ -50,22 +53,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+
         .target(
-            name: "TestSupport", dependencies: ["TurnkeeperCore"], path: "Tests/TestSupport", swiftSettings: testStrict),
-        .testTarget(
-            name: "TurnkeeperCoreTests", dependencies: ["TurnkeeperCore", "TestSupport"], swiftSettings: testStrict),
-        .testTarget(
-            name: "TurnkeeperCryptoTests", dependencies: ["TurnkeeperCrypto", "TestSupport"], swiftSettings: testStrict),
-        .testTarget(
-            name: "TurnkeeperCredentialsTests",
-            dependencies: ["TurnkeeperCredentials", "TestSupport"],
+            name: "TestSupport",
+            dependencies: ["TurnkeeperCore"],
+            path: "Tests/TestSupport",
             swiftSettings: testStrict
         ),
+        testTarget("TurnkeeperCoreTests", ["TurnkeeperCore"]),
+        testTarget("TurnkeeperCryptoTests", ["TurnkeeperCrypto"]),
+        testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN"]),
+        testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
-        .testTarget(
-            name: "TurnkeeperCLITests",
-            dependencies: ["turnkeeper", "TurnkeeperCredentials", "TestSupport"],
-            swiftSettings: testStrict
-        ),
+        testTarget("TurnkeeperCLITests", ["turnkeeper", "TurnkeeperCredentials"]),
     ]
 )

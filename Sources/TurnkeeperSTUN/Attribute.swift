@@ -1,0 +1,95 @@
+/// A STUN attribute type (RFC 8489 §18.3, RFC 8656 §18).
+public struct STUNAttributeType: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    public static let mappedAddress = Self(rawValue: 0x0001)
+    public static let username = Self(rawValue: 0x0006)
+    public static let messageIntegrity = Self(rawValue: 0x0008)
+    public static let errorCode = Self(rawValue: 0x0009)
+    public static let unknownAttributes = Self(rawValue: 0x000A)
+    public static let channelNumber = Self(rawValue: 0x000C)
+    public static let lifetime = Self(rawValue: 0x000D)
+    public static let xorPeerAddress = Self(rawValue: 0x0012)
+    public static let data = Self(rawValue: 0x0013)
+    public static let realm = Self(rawValue: 0x0014)
+    public static let nonce = Self(rawValue: 0x0015)
+    public static let xorRelayedAddress = Self(rawValue: 0x0016)
+    public static let requestedAddressFamily = Self(rawValue: 0x0017)
+    public static let evenPort = Self(rawValue: 0x0018)
+    public static let requestedTransport = Self(rawValue: 0x0019)
+    public static let dontFragment = Self(rawValue: 0x001A)
+    public static let messageIntegritySHA256 = Self(rawValue: 0x001C)
+    public static let passwordAlgorithm = Self(rawValue: 0x001D)
+    public static let userhash = Self(rawValue: 0x001E)
+    public static let xorMappedAddress = Self(rawValue: 0x0020)
+    public static let reservationToken = Self(rawValue: 0x0022)
+    public static let passwordAlgorithms = Self(rawValue: 0x8002)
+    public static let alternateDomain = Self(rawValue: 0x8003)
+    public static let software = Self(rawValue: 0x8022)
+    public static let alternateServer = Self(rawValue: 0x8023)
+    public static let fingerprint = Self(rawValue: 0x8028)
+
+    /// Types below 0x8000 must be understood; a server answers 420 when it does not.
+    public var isComprehensionRequired: Bool { rawValue < 0x8000 }
+
+    public var description: String {
+        let names: [UInt16: String] = [
+            0x0001: "MAPPED-ADDRESS", 0x0006: "USERNAME", 0x0008: "MESSAGE-INTEGRITY", 0x0009: "ERROR-CODE",
+            0x000A: "UNKNOWN-ATTRIBUTES", 0x000C: "CHANNEL-NUMBER", 0x000D: "LIFETIME", 0x0012: "XOR-PEER-ADDRESS",
+            0x0013: "DATA", 0x0014: "REALM", 0x0015: "NONCE", 0x0016: "XOR-RELAYED-ADDRESS",
+            0x0017: "REQUESTED-ADDRESS-FAMILY", 0x0018: "EVEN-PORT", 0x0019: "REQUESTED-TRANSPORT",
+            0x001A: "DONT-FRAGMENT", 0x001C: "MESSAGE-INTEGRITY-SHA256", 0x001D: "PASSWORD-ALGORITHM",
+            0x001E: "USERHASH", 0x0020: "XOR-MAPPED-ADDRESS", 0x0022: "RESERVATION-TOKEN",
+            0x8002: "PASSWORD-ALGORITHMS", 0x8003: "ALTERNATE-DOMAIN", 0x8022: "SOFTWARE", 0x8023: "ALTERNATE-SERVER",
+            0x8028: "FINGERPRINT",
+        ]
+        return names[rawValue] ?? "attribute 0x\(String(rawValue, radix: 16).leftPadded(4))"
+    }
+}
+
+/// One type-length-value attribute, its value unpadded.
+public struct STUNAttribute: Sendable, Hashable {
+    public var type: STUNAttributeType
+    public var value: [UInt8]
+
+    public init(_ type: STUNAttributeType, _ value: [UInt8]) {
+        self.type = type
+        self.value = value
+    }
+}
+
+/// ERROR-CODE: a three-digit code and a reason phrase.
+public struct STUNErrorCode: Sendable, Hashable, CustomStringConvertible {
+    public let code: Int
+    public let reason: String
+
+    public init(code: Int, reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { reason.isEmpty ? "\(code)" : "\(code) \(reason)" }
+
+    public static let tryAlternate = 300
+    public static let badRequest = 400
+    public static let unauthorized = 401
+    public static let forbidden = 403
+    public static let mobilityForbidden = 405
+    public static let unknownAttribute = 420
+    public static let allocationMismatch = 437
+    public static let staleNonce = 438
+    public static let addressFamilyNotSupported = 440
+    public static let wrongCredentials = 441
+    public static let unsupportedTransportProtocol = 442
+    public static let peerAddressFamilyMismatch = 443
+    public static let allocationQuotaReached = 486
+    public static let serverError = 500
+    public static let insufficientCapacity = 508
+}
+
+/// The transport a relay should use, in REQUESTED-TRANSPORT (IANA protocol numbers).
+public enum RelayTransport: UInt8, Sendable {
+    case udp = 17
+    case tcp = 6
+}
