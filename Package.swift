@@ -24,7 +24,9 @@ let package = Package(
         .library(name: "TurnkeeperSTUN", targets: ["TurnkeeperSTUN"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // libcrypto from OpenSSL 3, found through pkg-config.
@@ -37,6 +39,20 @@ let package = Package(
         .target(name: "TurnkeeperCrypto", dependencies: ["CLibcrypto", "TurnkeeperCore"], swiftSettings: strict),
         // STUN/TURN messages, attributes, ChannelData and stream framing. No I/O.
         .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCrypto"], swiftSettings: strict),
+        // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO. Mechanism only: no diagnosis, no policy.
+        .target(
+            name: "TurnkeeperTURNClient",
+            dependencies: [
+                "TurnkeeperSTUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
+        // `turnkeeper probe`: steps against each URI and address, diagnosis, report. Policy lives here.
+        .target(name: "TurnkeeperProbe", dependencies: ["TurnkeeperTURNClient"], swiftSettings: strict),
         // Shared secrets, secret files, durations, TURN REST credentials.
         .target(
             name: "TurnkeeperCredentials",
@@ -49,6 +65,7 @@ let package = Package(
                 "CSystemShims",
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
+                "TurnkeeperProbe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

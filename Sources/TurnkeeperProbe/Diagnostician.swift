@@ -1,0 +1,269 @@
+/// Turns step results into plain-words diagnoses with fixes. Pure: no I/O, no clock but the one given.
+public struct Diagnostician: Sendable {
+    /// Facts from outside the probe that change what a failure means.
+    public struct Context: Sendable {
+        /// The credential's expiry (Unix seconds), when its username carries one.
+        public var credentialExpiry: Int64?
+        public var nowSeconds: Int64
+        /// Certificates fetched after TLS failures, by target address.
+        public var certificates: [String: CertificateFacts]
+
+        public init(credentialExpiry: Int64? = nil, nowSeconds: Int64, certificates: [String: CertificateFacts] = [:]) {
+            self.credentialExpiry = credentialExpiry
+            self.nowSeconds = nowSeconds
+            self.certificates = certificates
+        }
+    }
+
+    public struct CertificateFacts: Sendable {
+        public var names: [String]
+        public var notValidAfter: Int64
+        public var notValidAfterText: String
+
+        public init(names: [String], notValidAfter: Int64, notValidAfterText: String) {
+            self.names = names
+            self.notValidAfter = notValidAfter
+            self.notValidAfterText = notValidAfterText
+        }
+    }
+
+    public let context: Context
+
+    public init(context: Context) { self.context = context }
+
+    public func diagnose(_ targets: [TargetReport]) -> [Diagnosis] {
+        var found: [Diagnosis] = []
+        func add(_ code: String, _ summary: String, _ fix: String, _ target: TargetReport) {
+            let name = "\(target.uri) (\(target.address))"
+            if let index = found.firstIndex(where: { $0.code == code && $0.summary == summary }) {
+                if !found[index].targets.contains(name) { found[index].targets.append(name) }
+            } else {
+                found.append(Diagnosis(code: code, summary: summary, fix: fix, targets: [name]))
+            }
+        }
+
+        for target in targets {
+            for step in target.steps where step.status == .fail {
+                diagnoseFailure(step, target, targets, add)
+            }
+            diagnoseRelayedAddress(target, add)
+        }
+        return found
+    }
+
+    private func diagnoseFailure(
+        _ step: StepReport,
+        _ target: TargetReport,
+        _ all: [TargetReport],
+        _ add: (String, String, String, TargetReport) -> Void
+    ) {
+        let port = target.address.split(separator: ":").last.map(String.init) ?? "?"
+        // pion-based servers answer 400 rather than 401 to credentials they refuse.
+        let failure = step.failure == "error-400" && step.step != .binding ? "credentials-rejected" : step.failure
+        switch failure {
+        case "credentials-rejected":
+            if let expiry = context.credentialExpiry, expiry < context.nowSeconds {
+                add(
+                    "credentials-expired",
+                    "The TURN server refused the credentials because they expired \(context.nowSeconds - expiry) s ago.",
+                    "Fetch fresh credentials. If they were just minted, the clocks of the Synapse host and the TURN host "
+                        + "disagree: enable NTP on both (`timedatectl set-ntp true`) and compare `date -u`.",
+                    target
+                )
+            } else {
+                add(
+                    "credentials-rejected",
+                    "The TURN server refused the credentials (\(step.facts["errorCode"] ?? "401") after they were sent). "
+                        + "Calls will ring and never connect.",
+                    "The secret Synapse signs with (turn_shared_secret) differs from coturn's static-auth-secret, or "
+                        + "coturn's realm is unset, or lt-cred-mech is mixed with use-auth-secret. Compare "
+                        + "`turnkeeper secret fingerprint` of both secrets, set realm= in turnserver.conf, remove "
+                        + "lt-cred-mech, and restart coturn.",
+                    target
+                )
+            }
+        case "credentials-required":
+            add(
+                "credentials-required",
+                "The TURN server requires credentials and the probe had none.",
+                "Give --secret-file with the shared secret (turnkeeper mints credentials), or --username and "
+                    + "--password-file.",
+                target
+            )
+        case "error-403":
+            add(
+                "peer-denied",
+                "The TURN server forbade relaying to the other party's address (403 Forbidden). "
+                    + "Relay-to-relay calls, the ones behind symmetric NAT, will fail.",
+                "A denied-peer-ip range in turnserver.conf covers the TURN server's own relay address. Add "
+                    + "allowed-peer-ip=<the TURN server's public address> (an allow wins over a deny) and restart coturn.",
+                target
+            )
+        case "error-486":
+            add(
+                "allocation-quota",
+                "The TURN server refused the allocation: the user's quota is reached (486).",
+                "Raise user-quota in turnserver.conf, or find what holds allocations open.",
+                target
+            )
+        case "error-508":
+            add(
+                "relay-capacity",
+                "The TURN server has no relay capacity left (508): relay ports or total-quota exhausted.",
+                "Widen min-port..max-port or raise total-quota in turnserver.conf.",
+                target
+            )
+        case "timeout" where step.step == .binding:
+            // Another transport to the same server answering means this one is filtered, not down.
+            let otherWorks = all.contains { other in
+                other.transport != target.transport
+                    && other.steps.contains { $0.step == .binding && $0.status == .pass }
+            }
+            if otherWorks {
+                add(
+                    "\(target.transport)-blocked",
+                    "\(target.transport.uppercased()) to port \(port) gets no answer while another transport works.",
+                    "A firewall drops \(target.transport.uppercased()) on port \(port): open it on the TURN host "
+                        + "(`nft add rule inet filter input \(target.transport == "udp" ? "udp" : "tcp") dport \(port) accept`) "
+                        + "and in any cloud security group, or check that coturn listens on it.",
+                    target
+                )
+            } else {
+                add(
+                    "unreachable",
+                    "\(target.address) does not answer over \(target.transport.uppercased()).",
+                    "Check that coturn is running and listening on port \(port) (listening-port, tls-listening-port), "
+                        + "and that no firewall drops the traffic.",
+                    target
+                )
+            }
+        case "refused":
+            add(
+                "not-listening",
+                "Nothing accepts \(target.transport.uppercased()) connections on \(target.address).",
+                "Start coturn, or make it listen there: listening-port for turn:, tls-listening-port with cert= and "
+                    + "pkey= for turns:. Check `ss -ltnp | grep \(port)` on the TURN host.",
+                target
+            )
+        case "tls":
+            diagnoseTLS(step, target, add)
+        case "relay-silent":
+            add(
+                "relay-ports-blocked",
+                "Allocations work but nothing comes back through the relays: media cannot flow.",
+                "A firewall blocks the relay port range. Open min-port..max-port (default 49152-65535) for UDP on the "
+                    + "TURN host and in any cloud security group.",
+                target
+            )
+        case "relay-loss":
+            add(
+                "relay-loss",
+                "Packets through the relays are being lost (\(step.facts["lossPercent"] ?? "?")%).",
+                "Check the TURN host's network and load; calls will stutter.",
+                target
+            )
+        case "protocol-violation", "malformed-response", "integrity-mismatch":
+            add(
+                "broken-server",
+                "The server at \(target.address) does not speak STUN/TURN correctly: \(step.detail).",
+                "Check that the URI points at coturn (and not at a web server or another service on that port).",
+                target
+            )
+        default:
+            break
+        }
+    }
+
+    private func diagnoseTLS(
+        _ step: StepReport, _ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void
+    ) {
+        let host = target.uri.split(separator: ":").dropFirst().first.map(String.init) ?? target.address
+        guard let certificate = context.certificates[target.address] else {
+            add(
+                "tls-failed",
+                "The TLS handshake with \(target.address) failed: \(step.detail).",
+                "Check the certificate (cert=, pkey=) and that coturn allows TLS 1.2 or later (no-tlsv1, no-tlsv1_1 "
+                    + "are fine; do not disable TLS 1.2).",
+                target
+            )
+            return
+        }
+        let names =
+            certificate.names.isEmpty ? "no subject alternative names" : certificate.names.joined(separator: ", ")
+        if certificate.notValidAfter < context.nowSeconds {
+            add(
+                "tls-expired",
+                "The TURN server's certificate expired on \(certificate.notValidAfterText) (names: \(names)).",
+                "Renew it (certbot renew) and send coturn SIGUSR2 to reload certificates.",
+                target
+            )
+        } else if !certificate.names.contains(where: { Self.matches(host: host, name: $0) }) {
+            add(
+                "tls-name-mismatch",
+                "The TURN server's certificate is for \(names), not \(host).",
+                "Get a certificate that names \(host), or use a turns: URI with a name the certificate covers.",
+                target
+            )
+        } else {
+            add(
+                "tls-untrusted",
+                "The TURN server's certificate for \(names) (valid until \(certificate.notValidAfterText)) is not "
+                    + "signed by a trusted authority, or its chain is incomplete.",
+                "Serve the full chain (cert= should be fullchain.pem), or give --ca-file to trust a private CA.",
+                target
+            )
+        }
+    }
+
+    static func matches(host: String, name: String) -> Bool {
+        let host = host.lowercased()
+        let name = name.lowercased()
+        if name.hasPrefix("*."), let dot = host.firstIndex(of: ".") { return host[dot...] == name.dropFirst() }
+        return host == name
+    }
+
+    private func diagnoseRelayedAddress(_ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void) {
+        guard let step = target.steps.first(where: { $0.step == .allocation && $0.status == .pass }),
+            let relayed = step.facts["relayed"], let relayedAddress = Self.address(relayed),
+            let serverAddress = Self.address(target.address)
+        else { return }
+        if relayedAddress.isPrivate && !serverAddress.isPrivate {
+            add(
+                "external-ip-missing",
+                "coturn hands out a private relayed address (\(relayed)) while it is reached at a public one "
+                    + "(\(target.address)): it sits behind NAT and peers cannot reach its relays.",
+                "Add external-ip=\(serverAddress.host)/\(relayedAddress.host) to turnserver.conf and restart coturn.",
+                target
+            )
+        }
+    }
+
+    /// Parses `1.2.3.4:5` or `[::1]:5` back into an address.
+    static func address(_ text: String) -> TransportAddressText? { TransportAddressText(text) }
+}
+
+/// Just enough of an address, read from report text, to tell private from public.
+struct TransportAddressText {
+    let host: String
+    let isPrivate: Bool
+
+    init?(_ text: String) {
+        var host = Substring(text)
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return nil }
+            host = host[host.index(after: host.startIndex)..<close]
+            let lower = host.lowercased()
+            isPrivate = lower == "::1" || lower.hasPrefix("fc") || lower.hasPrefix("fd") || lower.hasPrefix("fe8")
+        } else {
+            guard let colon = host.lastIndex(of: ":") else { return nil }
+            host = host[..<colon]
+            let octets = host.split(separator: ".").compactMap { Int($0) }
+            guard octets.count == 4 else { return nil }
+            let (a, b) = (octets[0], octets[1])
+            isPrivate =
+                a == 10 || a == 127 || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168)
+                || (a == 100 && (64...127).contains(b)) || (a == 169 && b == 254)
+        }
+        self.host = String(host)
+    }
+}

@@ -1,0 +1,61 @@
+/// What a probe found, in a stable shape: the JSON schema in docs/probe.md is this, encoded.
+public struct ProbeReport: Sendable, Codable {
+    /// Schema version; bumped only for incompatible changes.
+    public var schemaVersion = 1
+    /// True when every step of every target passed or was skipped for no fault.
+    public var passed: Bool
+    public var targets: [TargetReport]
+    /// Advice drawn from all targets together.
+    public var diagnoses: [Diagnosis]
+
+    public init(targets: [TargetReport], diagnoses: [Diagnosis]) {
+        self.targets = targets
+        self.diagnoses = diagnoses
+        self.passed = targets.allSatisfy(\.passed) && diagnoses.isEmpty
+    }
+}
+
+/// One URI at one resolved address.
+public struct TargetReport: Sendable, Codable {
+    public var uri: String
+    public var transport: String
+    /// `host:port` as resolved.
+    public var address: String
+    public var steps: [StepReport]
+
+    public var passed: Bool { steps.allSatisfy { $0.status != .fail } }
+
+    private enum CodingKeys: String, CodingKey {
+        case uri, transport, address, steps
+    }
+}
+
+public struct StepReport: Sendable, Codable {
+    public enum Name: String, Sendable, Codable {
+        case resolve, binding, allocation, permission, relaySendData, channel, relayChannelData, release
+    }
+
+    public enum Status: String, Sendable, Codable {
+        case pass, fail, skip
+    }
+
+    public var step: Name
+    public var status: Status
+    public var milliseconds: Double
+    /// One line for people.
+    public var detail: String
+    /// Machine-readable facts: `reflexive`, `relayed`, `lifetime`, `sent`, `received`, `rttMinMs`, ...
+    public var facts: [String: String] = [:]
+    /// Set when the step failed: a stable code such as `timeout`, `credentials-rejected`, `error-403`.
+    public var failure: String?
+}
+
+/// A problem named in plain words, with its fix.
+public struct Diagnosis: Sendable, Codable, Hashable {
+    /// Stable identifier, such as `credentials-rejected`, `udp-blocked`, `external-ip-missing`.
+    public var code: String
+    public var summary: String
+    public var fix: String
+    /// The targets (URI and address) it is about.
+    public var targets: [String]
+}

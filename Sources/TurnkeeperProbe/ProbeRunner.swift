@@ -1,0 +1,296 @@
+import NIOCore
+import Synchronization
+import TurnkeeperSTUN
+public import TurnkeeperTURNClient
+
+/// How a probe runs.
+public struct ProbeOptions: Sendable {
+    public var credentials: TURNCredentials?
+    public var tls: TLSOptions
+    /// Each step's deadline.
+    public var stepTimeout: Duration
+    /// Packets each way, on each relay path.
+    public var packets: Int
+    /// Bytes a packet: 160 is 20 ms of Opus voice.
+    public var packetSize: Int
+
+    public init(
+        credentials: TURNCredentials? = nil,
+        tls: TLSOptions = TLSOptions(),
+        stepTimeout: Duration = .seconds(3),
+        packets: Int = 10,
+        packetSize: Int = 160
+    ) {
+        self.credentials = credentials
+        self.tls = tls
+        self.stepTimeout = stepTimeout
+        self.packets = packets
+        self.packetSize = packetSize
+    }
+}
+
+/// Runs the probe's steps against every URI and every address it resolves to, concurrently.
+/// Mechanism lives in TurnkeeperTURNClient; what the results mean lives in ``Diagnostician``.
+public enum ProbeRunner {
+    public static func run(_ uris: [TURNURI], options: ProbeOptions) async -> [TargetReport] {
+        await withTaskGroup(of: [(Int, TargetReport)].self) { group in
+            for (index, uri) in uris.enumerated() {
+                group.addTask { await probe(uri, options: options).map { (index, $0) } }
+            }
+            var reports: [(Int, TargetReport)] = []
+            for await batch in group { reports += batch }
+            return reports.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+    }
+
+    static func probe(_ uri: TURNURI, options: ProbeOptions) async -> [TargetReport] {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let addresses: [SocketAddress]
+        do {
+            addresses = try await Resolver.resolve(host: uri.host, port: uri.port)
+        } catch {
+            let step = StepReport(
+                step: .resolve,
+                status: .fail,
+                milliseconds: milliseconds(clock.now - start),
+                detail: "\(error)",
+                failure: "resolve"
+            )
+            return [TargetReport(uri: uri.text, transport: uri.transport.rawValue, address: uri.host, steps: [step])]
+        }
+        return await withTaskGroup(of: (Int, TargetReport).self) { group in
+            for (index, address) in addresses.enumerated() {
+                let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
+                group.addTask { (index, await TargetProbe(uri: uri, endpoint: endpoint, options: options).run()) }
+            }
+            var reports: [(Int, TargetReport)] = []
+            for await report in group { reports.append(report) }
+            return reports.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+    }
+}
+
+extension SocketAddress {
+    /// `127.0.0.1:3478` or `[::1]:3478`, the way people write addresses.
+    var hostAndPort: String {
+        let host = ipAddress ?? "?"
+        let port = self.port.map(String.init) ?? "?"
+        return self.protocol == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+func milliseconds(_ duration: Duration) -> Double {
+    let (seconds, attoseconds) = duration.components
+    return (Double(seconds) * 1000 + Double(attoseconds) / 1e15).rounded(toPlaces: 3)
+}
+
+extension Double {
+    func rounded(toPlaces places: Int) -> Double {
+        var scale = 1.0
+        for _ in 0..<places { scale *= 10 }
+        return (self * scale).rounded() / scale
+    }
+}
+
+/// The steps against one address: binding; then, for TURN, a call between two relays.
+struct TargetProbe {
+    let uri: TURNURI
+    let endpoint: ServerEndpoint
+    let options: ProbeOptions
+
+    /// The steps in order; those not reached are reported as skipped.
+    private static let turnSteps: [StepReport.Name] = [
+        .allocation, .permission, .relaySendData, .channel, .relayChannelData, .release,
+    ]
+
+    func run() async -> TargetReport {
+        let log = StepLog()
+        do {
+            try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout) {
+                connection in
+                try await call(caller: TURNClient(connection: connection, credentials: options.credentials), log: log)
+            }
+        } catch {
+            // The connection itself failed (refused, TLS): the first step not yet recorded carries it.
+            let next = log.steps.isEmpty ? StepReport.Name.binding : nil
+            if let next { log.fail(next, error, milliseconds: 0) }
+        }
+        var steps = log.steps
+        let planned: [StepReport.Name] = [.binding] + (uri.isTURN ? Self.turnSteps : [])
+        for name in planned where !steps.contains(where: { $0.step == name }) {
+            steps.append(
+                StepReport(step: name, status: .skip, milliseconds: 0, detail: "not run: an earlier step failed"))
+        }
+        if uri.isTURN && options.credentials == nil, let index = steps.firstIndex(where: { $0.step == .allocation }),
+            steps[index].status == .skip
+        {
+            steps[index].detail = "not run: no credentials (give --secret-file, or --username and --password-file)"
+        }
+        return TargetReport(
+            uri: uri.text, transport: endpoint.transport.rawValue, address: endpoint.address.hostAndPort, steps: steps)
+    }
+
+    private func deadline() -> ContinuousClock.Instant { .now + options.stepTimeout }
+
+    private func call(caller: TURNClient, log: StepLog) async throws {
+        let reflexive = try await log.step(.binding) {
+            let mapped = try await caller.binding(deadline: deadline())
+            return ("reflexive address \(mapped)", ["reflexive": mapped.description], mapped)
+        }
+        guard uri.isTURN, options.credentials != nil, reflexive != nil else { return }
+        let family: TransportAddress.Family = endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4
+        guard
+            let callerAllocation = try await log.step(
+                .allocation,
+                {
+                    let allocation = try await caller.allocate(family: family, deadline: deadline())
+                    return (
+                        "relayed address \(allocation.relayed), lifetime \(allocation.lifetime) s",
+                        ["relayed": allocation.relayed.description, "lifetime": String(allocation.lifetime)],
+                        allocation
+                    )
+                })
+        else { return }
+        // The callee: a second client on its own connection, as the other party of a call would be.
+        try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout) {
+            connection in
+            let callee = TURNClient(connection: connection, credentials: options.credentials)
+            defer { connection.setPeerDataHandler(nil) }
+            let calleeAllocation: Allocation
+            do {
+                calleeAllocation = try await callee.allocate(family: family, deadline: deadline())
+            } catch {
+                log.fail(.permission, error, milliseconds: 0, prefix: "the second (callee) allocation failed")
+                return
+            }
+            let permitted = try await log.step(.permission) {
+                try await caller.createPermission(for: [calleeAllocation.relayed], deadline: deadline())
+                try await callee.createPermission(for: [callerAllocation.relayed], deadline: deadline())
+                return ("each relay permits the other's address", [:], true)
+            }
+            if permitted != nil {
+                // Send/Data first: once a channel is bound to a peer, the server must use ChannelData for it.
+                await relay(.relaySendData, .indication, caller, callee, calleeAllocation.relayed, log)
+                let channel: UInt16 = 0x4000
+                let bound = try await log.step(.channel) {
+                    try await caller.channelBind(channel, to: calleeAllocation.relayed, deadline: deadline())
+                    try await callee.channelBind(channel, to: callerAllocation.relayed, deadline: deadline())
+                    return ("channel 0x4000 bound on both relays", [:], true)
+                }
+                if bound != nil {
+                    await relay(.relayChannelData, .channel(channel), caller, callee, calleeAllocation.relayed, log)
+                }
+            }
+            _ = try await log.step(.release) {
+                try await callee.refresh(lifetime: 0, deadline: deadline())
+                try await caller.refresh(lifetime: 0, deadline: deadline())
+                return ("both allocations released", [:], true)
+            }
+        }
+    }
+
+    private func relay(
+        _ name: StepReport.Name,
+        _ path: RelayExchange.Path,
+        _ caller: TURNClient,
+        _ callee: TURNClient,
+        _ calleeRelay: TransportAddress,
+        _ log: StepLog
+    ) async {
+        let start = ContinuousClock.now
+        let result = await RelayExchange(
+            caller: caller,
+            callee: callee,
+            calleeRelay: calleeRelay,
+            path: path,
+            packets: options.packets,
+            size: options.packetSize
+        ).run(deadline: deadline())
+        let elapsed = milliseconds(.now - start)
+        var facts = [
+            "sent": String(result.sent), "received": String(result.received), "lossPercent": String(result.lossPercent),
+        ]
+        var detail = "\(result.received)/\(result.sent) packets of \(options.packetSize) bytes came back"
+        if let stats = result.rtt {
+            facts["rttMinMs"] = String(stats.min)
+            facts["rttMedianMs"] = String(stats.median)
+            facts["rttMaxMs"] = String(stats.max)
+            detail += ", RTT min/median/max \(stats.min)/\(stats.median)/\(stats.max) ms"
+        }
+        // A call survives some loss; a relay that returns less than 80% of packets is broken.
+        let passed = result.sent > 0 && result.lossPercent <= 20
+        log.append(
+            StepReport(
+                step: name,
+                status: passed ? .pass : .fail,
+                milliseconds: elapsed,
+                detail: detail,
+                facts: facts,
+                failure: passed ? nil : (result.received == 0 ? "relay-silent" : "relay-loss")
+            )
+        )
+    }
+}
+
+/// Collects step reports; each step is timed and its error turned into a report.
+final class StepLog: Sendable {
+    private let recorded = Mutex<[StepReport]>([])
+
+    var steps: [StepReport] { recorded.withLock { $0 } }
+
+    func append(_ step: StepReport) { recorded.withLock { $0.append(step) } }
+
+    /// Runs `body`; on success records a pass with its detail and facts and returns its value,
+    /// on a TURN failure records a fail and returns nil. Cancellation propagates.
+    func step<T>(
+        _ name: StepReport.Name,
+        _ body: () async throws -> (String, [String: String], T)
+    ) async throws -> T? {
+        let start = ContinuousClock.now
+        do {
+            let (detail, facts, value) = try await body()
+            append(
+                StepReport(
+                    step: name, status: .pass, milliseconds: milliseconds(.now - start), detail: detail, facts: facts))
+            return value
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            fail(name, error, milliseconds: milliseconds(.now - start))
+            return nil
+        }
+    }
+
+    func fail(_ name: StepReport.Name, _ error: any Error, milliseconds: Double, prefix: String? = nil) {
+        var facts: [String: String] = [:]
+        let code: String
+        if let error = error as? TURNClientError {
+            code = Self.code(error.kind)
+            if case .errorResponse(let response) = error.kind { facts["errorCode"] = String(response.code) }
+            if case .credentialsRejected(let response) = error.kind { facts["errorCode"] = String(response.code) }
+        } else {
+            code = "error"
+        }
+        let detail = prefix.map { "\($0): \(error)" } ?? "\(error)"
+        append(
+            StepReport(
+                step: name, status: .fail, milliseconds: milliseconds, detail: detail, facts: facts, failure: code))
+    }
+
+    static func code(_ kind: TURNClientError.Kind) -> String {
+        switch kind {
+        case .timedOut: "timeout"
+        case .connectionRefused: "refused"
+        case .connectionFailed: "connection-failed"
+        case .tlsFailed: "tls"
+        case .closed: "closed"
+        case .errorResponse(let error): "error-\(error.code)"
+        case .credentialsRejected: "credentials-rejected"
+        case .credentialsRequired: "credentials-required"
+        case .malformedResponse: "malformed-response"
+        case .integrityMismatch: "integrity-mismatch"
+        case .protocolViolation: "protocol-violation"
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import NIOCore
+import NIOPosix
+import NIOSSL
+import TurnkeeperSTUN
+
+/// Opens a ``STUNConnection`` for the duration of a closure, on NIO's shared event loops, and closes it
+/// afterwards however the closure ends (`NIOAsyncChannel.executeThenClose`).
+public enum Connector {
+    public static func withConnection<Result: Sendable>(
+        to endpoint: ServerEndpoint,
+        tls: TLSOptions = TLSOptions(),
+        connectTimeout: Duration = .seconds(5),
+        _ body: (STUNConnection) async throws -> Result
+    ) async throws -> Result {
+        switch endpoint.transport {
+        case .udp:
+            return try await withDatagram(to: endpoint, body)
+        case .tcp, .tls:
+            return try await withStream(to: endpoint, tls: tls, connectTimeout: connectTimeout, body)
+        }
+    }
+
+    private static func withDatagram<Result: Sendable>(
+        to endpoint: ServerEndpoint,
+        _ body: (STUNConnection) async throws -> Result
+    ) async throws -> Result {
+        let any = endpoint.address.protocol == .inet6 ? "::" : "0.0.0.0"
+        let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
+        do {
+            channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: any, port: 0) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw TURNClientError(STUNConnection.classify(error))
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            let remote = endpoint.address
+            let connection = STUNConnection(endpoint: endpoint) { bytes in
+                try await outbound.write(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes)))
+            }
+            return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+                group.addTask {
+                    do {
+                        // Only the server's own address is listened to; anything else is dropped unread.
+                        for try await envelope in inbound where envelope.remoteAddress == remote {
+                            connection.receive(frame: Array(buffer: envelope.data))
+                        }
+                        connection.finish(TURNClientError(.closed))
+                    } catch {
+                        connection.finish(TURNClientError(STUNConnection.classify(error)))
+                    }
+                }
+                defer { group.cancelAll() }
+                return try await body(connection)
+            }
+        }
+    }
+
+    private static func withStream<Result: Sendable>(
+        to endpoint: ServerEndpoint,
+        tls: TLSOptions,
+        connectTimeout: Duration,
+        _ body: (STUNConnection) async throws -> Result
+    ) async throws -> Result {
+        let sslContext: NIOSSLContext?
+        if endpoint.transport == .tls {
+            do {
+                sslContext = try NIOSSLContext(configuration: tlsConfiguration(tls))
+            } catch {
+                throw TURNClientError(.tlsFailed("cannot load the TLS settings: \(error)"))
+            }
+        } else {
+            sslContext = nil
+        }
+        // NIOSSL refuses an IP address as SNI; for IP literals it checks the certificate's IP SANs instead.
+        let serverName = endpoint.hostIsIPLiteral ? nil : endpoint.host
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(
+                    .nanoseconds(
+                        Int64(connectTimeout.components.seconds) * 1_000_000_000 + connectTimeout.components.attoseconds
+                            / 1_000_000_000)
+                )
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(to: endpoint.address) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let sslContext {
+                            let handler = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
+                        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw TURNClientError(STUNConnection.classify(error))
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            let connection = STUNConnection(endpoint: endpoint) { bytes in
+                try await outbound.write(ByteBuffer(bytes: bytes))
+            }
+            return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+                group.addTask {
+                    var framer = STUNStreamFramer()
+                    do {
+                        for try await buffer in inbound {
+                            framer.append(buffer.readableBytesView)
+                            while let frame = try framer.next() {
+                                connection.receive(frame: frame)
+                            }
+                        }
+                        connection.finish(TURNClientError(.closed))
+                    } catch let error as STUNDecodingError {
+                        connection.finish(TURNClientError(.protocolViolation(error.description)))
+                    } catch {
+                        connection.finish(TURNClientError(STUNConnection.classify(error)))
+                    }
+                }
+                defer { group.cancelAll() }
+                return try await body(connection)
+            }
+        }
+    }
+
+    static func tlsConfiguration(_ options: TLSOptions) throws -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        if options.insecure {
+            configuration.certificateVerification = .none
+        } else if let caFile = options.caFile {
+            configuration.trustRoots = .file(caFile)
+        }
+        return configuration
+    }
+}

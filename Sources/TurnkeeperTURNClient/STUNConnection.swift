@@ -1,0 +1,221 @@
+import Glibc
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+public import TurnkeeperSTUN
+
+/// What a relay delivers from a peer: through a channel, or in a Data indication.
+public struct PeerData: Sendable {
+    public enum Source: Sendable, Hashable {
+        case channel(UInt16)
+        case indication(TransportAddress)
+    }
+
+    public let source: Source
+    public let data: [UInt8]
+    public let receivedAt: ContinuousClock.Instant
+}
+
+/// One transport connection to a STUN/TURN server: sends requests, pairs responses with them by
+/// transaction ID, retransmits over UDP (RFC 8489 §6.2.1), and hands peer data to its handler.
+///
+/// Nothing the server sends can crash or stall it: undecodable datagrams are counted and dropped,
+/// undecodable stream bytes end the connection, and every wait has a deadline.
+public final class STUNConnection: Sendable {
+    /// RFC 8489's initial retransmission timeout; it doubles after each transmission.
+    public static let initialRTO: Duration = .milliseconds(500)
+
+    public let endpoint: ServerEndpoint
+    private let sender: @Sendable ([UInt8]) async throws -> Void
+    private let state = Mutex(State())
+
+    private struct State {
+        var pending: [TransactionID: AsyncStream<DecodedSTUNMessage>.Continuation] = [:]
+        var finished: TURNClientError?
+        var discarded = 0
+        var lastDiscardReason: String?
+        var peerDataHandler: (@Sendable (PeerData) -> Void)?
+    }
+
+    init(endpoint: ServerEndpoint, sender: @escaping @Sendable ([UInt8]) async throws -> Void) {
+        self.endpoint = endpoint
+        self.sender = sender
+    }
+
+    /// Where data from peers goes; nil drops it. Called on the reader task, so it must not block.
+    /// A handler rather than one stream: each phase of a probe routes data to its own stream, and
+    /// cancelling one phase's wait must not end the connection's delivery.
+    public func setPeerDataHandler(_ handler: (@Sendable (PeerData) -> Void)?) {
+        state.withLock { $0.peerDataHandler = handler }
+    }
+
+    /// Datagrams or frames that were not valid STUN or ChannelData, and why the last one was not.
+    public var discarded: (count: Int, lastReason: String?) {
+        state.withLock { ($0.discarded, $0.lastDiscardReason) }
+    }
+
+    var isReliable: Bool { endpoint.transport != .udp }
+
+    // MARK: Sending
+
+    /// Sends `message` and waits for its response until `deadline`.
+    public func request(
+        _ message: STUNMessage,
+        integrity: STUNIntegrityKey?,
+        deadline: ContinuousClock.Instant
+    ) async throws -> DecodedSTUNMessage {
+        let bytes = message.encoded(integrity: integrity, fingerprint: true)
+        let id = message.transactionID
+        let (responses, continuation) = AsyncStream.makeStream(
+            of: DecodedSTUNMessage.self, bufferingPolicy: .bufferingNewest(1))
+        let failure: TURNClientError? = state.withLock { state in
+            if let finished = state.finished { return finished }
+            state.pending[id] = continuation
+            return nil
+        }
+        if let failure { throw TURNClientError(failure.kind, method: message.type.method) }
+        defer { _ = state.withLock { $0.pending.removeValue(forKey: id) } }
+
+        try await transmit(bytes, method: message.type.method)
+
+        enum Outcome: Sendable {
+            case response(DecodedSTUNMessage)
+            case timedOut
+            case connectionEnded
+        }
+        let reliable = isReliable
+        let outcome = await withTaskGroup(of: Outcome.self) { group in
+            group.addTask {
+                for await response in responses { return .response(response) }
+                return .connectionEnded
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                return .timedOut
+            }
+            if !reliable {
+                group.addTask {
+                    // Retransmit until answered or out of time; a late answer to any copy counts.
+                    var rto = Self.initialRTO
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: rto)
+                        if Task.isCancelled { break }
+                        try? await self.sender(bytes)
+                        rto *= 2
+                    }
+                    return .timedOut
+                }
+            }
+            let first = await group.next() ?? .timedOut
+            group.cancelAll()
+            return first
+        }
+        switch outcome {
+        case .response(let response):
+            return response
+        case .timedOut:
+            throw TURNClientError(.timedOut, method: message.type.method)
+        case .connectionEnded:
+            let ended = state.withLock { $0.finished } ?? TURNClientError(.closed)
+            throw TURNClientError(ended.kind, method: message.type.method)
+        }
+    }
+
+    /// Sends an indication or ChannelData: no answer is expected.
+    public func send(_ bytes: [UInt8]) async throws {
+        try await transmit(bytes, method: nil)
+    }
+
+    private func transmit(_ bytes: [UInt8], method: STUNMethod?) async throws {
+        if let finished = state.withLock({ $0.finished }) { throw TURNClientError(finished.kind, method: method) }
+        do {
+            try await sender(bytes)
+        } catch {
+            throw TURNClientError(Self.classify(error), method: method)
+        }
+    }
+
+    // MARK: Receiving (called by the reader task only)
+
+    func receive(frame bytes: [UInt8]) {
+        let frame: TURNFrame
+        do {
+            frame = try TURNFrame(decoding: bytes)
+        } catch {
+            state.withLock {
+                $0.discarded += 1
+                $0.lastDiscardReason = error.description
+            }
+            return
+        }
+        switch frame {
+        case .stun(let decoded):
+            let message = decoded.message
+            switch message.type.messageClass {
+            case .successResponse, .errorResponse:
+                let waiter = state.withLock { $0.pending[message.transactionID] }
+                if let waiter {
+                    waiter.yield(decoded)
+                } else {
+                    state.withLock {
+                        $0.discarded += 1
+                        $0.lastDiscardReason = "a response to no request of ours (transaction \(message.transactionID))"
+                    }
+                }
+            case .indication where message.type.method == .data:
+                if let peer = try? message.xorAddress(.xorPeerAddress), let data = message.value(.data) {
+                    deliver(PeerData(source: .indication(peer), data: data, receivedAt: .now))
+                }
+            default:
+                break
+            }
+        case .channelData(let channelData):
+            deliver(PeerData(source: .channel(channelData.channel), data: channelData.data, receivedAt: .now))
+        }
+    }
+
+    private func deliver(_ data: PeerData) {
+        state.withLock { $0.peerDataHandler }?(data)
+    }
+
+    /// Ends the connection: every waiting request fails with `error`.
+    func finish(_ error: TURNClientError) {
+        let waiters = state.withLock { state -> [AsyncStream<DecodedSTUNMessage>.Continuation] in
+            if state.finished == nil { state.finished = error }
+            defer { state.pending.removeAll() }
+            return Array(state.pending.values)
+        }
+        waiters.forEach { $0.finish() }
+    }
+
+    static func classify(_ error: any Error) -> TURNClientError.Kind {
+        if let error = error as? TURNClientError { return error.kind }
+        if let error = error as? IOError {
+            if error.errnoCode == ECONNREFUSED { return .connectionRefused }
+            return .connectionFailed(error.description)
+        }
+        if let error = error as? NIOConnectionError {
+            let refused = error.connectionErrors.contains { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }
+            return refused ? .connectionRefused : .connectionFailed("\(error)")
+        }
+        if error is ChannelError {
+            if case ChannelError.connectTimeout = error { return .timedOut }
+            if case ChannelError.eof = error { return .closed }
+            if case ChannelError.ioOnClosedChannel = error { return .closed }
+            return .connectionFailed("\(error)")
+        }
+        if let error = error as? NIOSSLError { return .tlsFailed(Self.describe(error)) }
+        if let error = error as? BoringSSLError { return .tlsFailed("\(error)") }
+        if error is NIOSSLExtraError { return .tlsFailed("\(error)") }
+        return .connectionFailed("\(error)")
+    }
+
+    private static func describe(_ error: NIOSSLError) -> String {
+        switch error {
+        case .handshakeFailed(let inner): "\(inner)"
+        case .uncleanShutdown: "the server closed the connection during the TLS handshake"
+        default: "\(error)"
+        }
+    }
+}

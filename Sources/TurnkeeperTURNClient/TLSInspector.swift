@@ -1,0 +1,87 @@
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+
+/// The facts of a server certificate that an admin needs to fix it.
+public struct CertificateSummary: Sendable, Hashable {
+    public let names: [String]
+    public let notValidBefore: Int64
+    public let notValidAfter: Int64
+    /// The negotiated protocol, such as "TLSv1.3".
+    public let tlsVersion: String?
+}
+
+/// Fetches a server's certificate without verifying it, to explain why verification failed.
+/// Used only after a verified handshake has already failed; nothing is sent over the connection.
+public enum TLSInspector {
+    public static func certificate(of endpoint: ServerEndpoint, timeout: Duration) async throws -> CertificateSummary? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        let context = try NIOSSLContext(configuration: configuration)
+        let serverName = endpoint.hostIsIPLiteral ? nil : endpoint.host
+        let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.milliseconds(Int64(timeout.components.seconds * 1000)))
+            .connect(to: endpoint.address) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: context, serverHostname: serverName)
+                    )
+                    try channel.pipeline.syncOperations.addHandler(HandshakeWaiter(handshake))
+                    return channel
+                }
+            }
+        defer { channel.close(promise: nil) }
+        try await handshake.futureResult.get()
+        // The handler lives on the event loop; read it there.
+        return try await channel.eventLoop.submit { () throws -> CertificateSummary? in
+            let handler = try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self)
+            guard let certificate = handler.peerCertificate else { return nil }
+            var names: [String] = []
+            for name in certificate._subjectAlternativeNames() {
+                switch name.nameType {
+                case .dnsName: names.append(String(decoding: name.contents, as: UTF8.self))
+                case .ipAddress: names.append(ipText(Array(name.contents)))
+                default: break
+                }
+            }
+            return CertificateSummary(
+                names: names,
+                notValidBefore: Int64(certificate.notValidBefore),
+                notValidAfter: Int64(certificate.notValidAfter),
+                tlsVersion: handler.tlsVersion.map { "\($0)" }
+            )
+        }.get()
+    }
+
+    private static func ipText(_ bytes: [UInt8]) -> String {
+        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        return stride(from: 0, to: bytes.count, by: 2).map {
+            String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16)
+        }
+        .joined(separator: ":")
+    }
+}
+
+/// Completes its promise when the TLS handshake finishes, or fails it with the handshake's error.
+private final class HandshakeWaiter: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    let completed: EventLoopPromise<Void>
+
+    init(_ completed: EventLoopPromise<Void>) { self.completed = completed }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { completed.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        completed.fail(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        completed.fail(ChannelError.eof)
+        context.fireChannelInactive()
+    }
+}

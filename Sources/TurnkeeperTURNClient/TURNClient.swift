@@ -1,0 +1,183 @@
+import Synchronization
+public import TurnkeeperSTUN
+
+/// The long-term credential a TURN server checks: for TURN REST, `<expiry>:<user>` and its HMAC.
+public struct TURNCredentials: Sendable, Hashable {
+    public let username: String
+    public let password: String
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
+
+/// A relay the server allocated.
+public struct Allocation: Sendable, Hashable {
+    public let relayed: TransportAddress
+    /// Our address as the server sees it (server-reflexive).
+    public let mapped: TransportAddress?
+    public let lifetime: UInt32
+}
+
+/// TURN operations (RFC 8656) over one ``STUNConnection``, with the long-term credential exchange:
+/// an unauthenticated request draws 401 with REALM and NONCE; the retry carries USERNAME, REALM,
+/// NONCE and MESSAGE-INTEGRITY; a 438 (stale nonce) is retried once with the new nonce.
+public final class TURNClient: Sendable {
+    public let connection: STUNConnection
+    private let credentials: TURNCredentials?
+    private let auth = Mutex<AuthState?>(nil)
+
+    private struct AuthState: Sendable {
+        var realm: String
+        var nonce: String
+        var key: STUNIntegrityKey
+    }
+
+    public init(connection: STUNConnection, credentials: TURNCredentials?) {
+        self.connection = connection
+        self.credentials = credentials
+    }
+
+    /// The realm the server named in its 401, once known.
+    public var realm: String? { auth.withLock { $0?.realm } }
+
+    /// A Binding request: our server-reflexive address.
+    public func binding(deadline: ContinuousClock.Instant) async throws -> TransportAddress {
+        let request = STUNMessage(STUNMessageType(.binding, .request))
+        let response = try await connection.request(request, integrity: nil, deadline: deadline)
+        let message = response.message
+        guard message.type.messageClass == .successResponse else {
+            let error = (try? message.errorCode()) ?? STUNErrorCode(code: 0, reason: "without ERROR-CODE")
+            throw TURNClientError(.errorResponse(error), method: .binding)
+        }
+        let mapped: TransportAddress?
+        do throws(STUNDecodingError) {
+            // `??` would erase the typed throw, so the fallback is spelled out.
+            if let xored = try message.xorAddress(.xorMappedAddress) {
+                mapped = xored
+            } else {
+                mapped = try message.plainAddress(.mappedAddress)
+            }
+        } catch {
+            throw TURNClientError(.malformedResponse(error.description), method: .binding)
+        }
+        if let mapped { return mapped }
+        throw TURNClientError(.malformedResponse("no XOR-MAPPED-ADDRESS or MAPPED-ADDRESS"), method: .binding)
+    }
+
+    /// Allocates a UDP relay of `family`.
+    public func allocate(family: TransportAddress.Family, deadline: ContinuousClock.Instant) async throws -> Allocation
+    {
+        let response = try await authenticated(.allocate, deadline: deadline) { message in
+            message.appendRequestedTransport(.udp)
+            if family == .ipv6 { message.appendRequestedAddressFamily(.ipv6) }
+        }
+        do {
+            guard let relayed = try response.message.xorAddress(.xorRelayedAddress) else {
+                throw TURNClientError(.malformedResponse("no XOR-RELAYED-ADDRESS"), method: .allocate)
+            }
+            return Allocation(
+                relayed: relayed,
+                mapped: try response.message.xorAddress(.xorMappedAddress),
+                lifetime: try response.message.lifetime() ?? 0
+            )
+        } catch let error as STUNDecodingError {
+            throw TURNClientError(.malformedResponse(error.description), method: .allocate)
+        }
+    }
+
+    /// Refreshes the allocation; `lifetime` 0 releases it. Returns the lifetime granted.
+    @discardableResult
+    public func refresh(lifetime: UInt32, deadline: ContinuousClock.Instant) async throws -> UInt32 {
+        let response = try await authenticated(.refresh, deadline: deadline) { $0.appendLifetime(lifetime) }
+        return (try? response.message.lifetime()) ?? lifetime
+    }
+
+    public func createPermission(for peers: [TransportAddress], deadline: ContinuousClock.Instant) async throws {
+        _ = try await authenticated(.createPermission, deadline: deadline) { message in
+            for peer in peers { message.appendXorAddress(.xorPeerAddress, peer) }
+        }
+    }
+
+    public func channelBind(_ channel: UInt16, to peer: TransportAddress, deadline: ContinuousClock.Instant)
+        async throws
+    {
+        _ = try await authenticated(.channelBind, deadline: deadline) { message in
+            message.appendChannelNumber(channel)
+            message.appendXorAddress(.xorPeerAddress, peer)
+        }
+    }
+
+    /// A Send indication: `data` to `peer` through the relay.
+    public func send(_ data: [UInt8], to peer: TransportAddress) async throws {
+        var message = STUNMessage(STUNMessageType(.send, .indication))
+        message.appendXorAddress(.xorPeerAddress, peer)
+        message.append(.data, data)
+        try await connection.send(message.encoded())
+    }
+
+    /// ChannelData on a bound channel; padded on streams as RFC 8656 §12.5 requires.
+    public func send(_ data: [UInt8], channel: UInt16) async throws {
+        try await connection.send(ChannelData(channel: channel, data: data).encoded(padded: connection.isReliable))
+    }
+
+    // MARK: The credential exchange
+
+    private func authenticated(
+        _ method: STUNMethod,
+        deadline: ContinuousClock.Instant,
+        attributes: (inout STUNMessage) -> Void
+    ) async throws -> DecodedSTUNMessage {
+        var staleRetries = 0
+        var challenged = false
+        while true {
+            var message = STUNMessage(STUNMessageType(method, .request))
+            attributes(&message)
+            let state = auth.withLock { $0 }
+            if let state, let credentials {
+                message.appendText(.username, credentials.username)
+                message.appendText(.realm, state.realm)
+                message.appendText(.nonce, state.nonce)
+            }
+            let response = try await connection.request(message, integrity: state?.key, deadline: deadline)
+            let reply = response.message
+            if reply.type.messageClass == .successResponse {
+                if let key = state?.key, response.verifyIntegrity(key) == .invalid {
+                    throw TURNClientError(.integrityMismatch, method: method)
+                }
+                return response
+            }
+            let error: STUNErrorCode
+            do {
+                error = try reply.errorCode() ?? STUNErrorCode(code: 0, reason: "error response without ERROR-CODE")
+            } catch let decoding {
+                throw TURNClientError(.malformedResponse(decoding.description), method: method)
+            }
+            switch error.code {
+            case STUNErrorCode.unauthorized where state == nil && !challenged:
+                challenged = true
+                guard let credentials else { throw TURNClientError(.credentialsRequired, method: method) }
+                guard let realm = reply.text(.realm), let nonce = reply.text(.nonce) else {
+                    throw TURNClientError(.malformedResponse("401 without REALM and NONCE"), method: method)
+                }
+                let key = STUNIntegrityKey.longTerm(
+                    username: credentials.username, realm: realm, password: credentials.password)
+                auth.withLock { $0 = AuthState(realm: realm, nonce: nonce, key: key) }
+            case STUNErrorCode.staleNonce where state != nil && staleRetries == 0:
+                staleRetries += 1
+                guard let nonce = reply.text(.nonce), let credentials else {
+                    throw TURNClientError(.malformedResponse("438 without NONCE"), method: method)
+                }
+                let realm = reply.text(.realm) ?? state!.realm
+                let key = STUNIntegrityKey.longTerm(
+                    username: credentials.username, realm: realm, password: credentials.password)
+                auth.withLock { $0 = AuthState(realm: realm, nonce: nonce, key: key) }
+            case STUNErrorCode.unauthorized, STUNErrorCode.wrongCredentials:
+                throw TURNClientError(.credentialsRejected(error), method: method)
+            default:
+                throw TURNClientError(.errorResponse(error), method: method)
+            }
+        }
+    }
+}

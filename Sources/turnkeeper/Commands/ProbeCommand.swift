@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperProbe
+import TurnkeeperTURNClient
+
+struct ProbeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Prove that calls can relay through a STUN/TURN server, or say what is broken.",
+        discussion: """
+            For each URI and each address it resolves to (A and AAAA apart), over UDP, TCP or TLS:
+              binding          the server answers STUN and reports our reflexive address
+              allocation       it grants a relay with our credentials
+              permission       two relays ("caller" and "callee") permit each other
+              channel          both bind a channel to the other
+              relayChannelData media-sized packets relay to relay and back, over ChannelData
+              relaySendData    the same over Send/Data indications
+              release          both relays are freed
+            Two relays talking is the worst case of a call (both parties behind symmetric NAT), so a pass \
+            means calls through this server work from where the probe runs. Failures come with a diagnosis \
+            and its fix.
+
+            Credentials: --secret-file mints them as Synapse does; or give --username and --password-file.
+
+            Exit status: 0 all passed, 1 something failed, 2 usage or configuration error.
+
+            Examples:
+              turnkeeper probe turn:turn.example.org?transport=udp turn:turn.example.org?transport=tcp \\
+                  turns:turn.example.org:5349 --secret-file /etc/turnkeeper/secret
+              turnkeeper probe stun:turn.example.org --json
+            """
+    )
+
+    @Argument(help: ArgumentHelp("stun:, turn: or turns: URIs (RFC 7064/7065).", valueName: "uri"))
+    var uris: [String]
+
+    @Option(
+        name: .customLong("secret-file"),
+        help: ArgumentHelp("Mint credentials from this shared secret.", valueName: "file"))
+    var secretFile: String?
+
+    @Option(help: ArgumentHelp("The user the minted credentials are for.", valueName: "user-id"))
+    var user = "@turnkeeper-probe:localhost"
+
+    @Option(help: ArgumentHelp("A TURN username, as a client got it (with --password-file).", valueName: "username"))
+    var username: String?
+
+    @Option(
+        name: .customLong("password-file"), help: ArgumentHelp("A file holding the TURN password.", valueName: "file"))
+    var passwordFile: String?
+
+    @Option(
+        name: .customLong("ca-file"),
+        help: ArgumentHelp("Also trust the CAs in this PEM file for turns:.", valueName: "file"))
+    var caFile: String?
+
+    @Flag(help: "Do not verify TLS certificates. For diagnosis only: anyone could be answering.")
+    var insecure = false
+
+    @Option(help: ArgumentHelp("Deadline of each step, in Synapse's duration syntax.", valueName: "duration"))
+    var timeout = "3s"
+
+    @Option(help: ArgumentHelp("Packets each way on each relay path.", valueName: "count"))
+    var packets = 10
+
+    @Flag(help: "Print the report as JSON (schema: docs/probe.md).")
+    var json = false
+
+    func validate() throws {
+        if secretFile != nil && (username != nil || passwordFile != nil) {
+            throw ValidationError("Give either --secret-file, or --username with --password-file, not both.")
+        }
+        if (username == nil) != (passwordFile == nil) {
+            throw ValidationError("--username and --password-file go together.")
+        }
+        if !(1...1000).contains(packets) {
+            throw ValidationError("--packets must be 1 to 1000.")
+        }
+    }
+
+    func run() async throws {
+        var parsed: [TURNURI] = []
+        for text in uris {
+            do {
+                parsed.append(try TURNURI(text))
+            } catch {
+                throw TurnkeeperError(.invalidArgument, error.description)
+            }
+        }
+        let stepTimeout = try SynapseDuration(parsing: timeout, source: "--timeout")
+        let (credentials, expiry) = try loadCredentials()
+        if insecure {
+            Console.warning("--insecure: TLS certificates are NOT verified; anyone on the path could be answering.")
+        }
+        let options = ProbeOptions(
+            credentials: credentials,
+            tls: TLSOptions(caFile: caFile, insecure: insecure),
+            stepTimeout: .milliseconds(stepTimeout.milliseconds),
+            packets: packets
+        )
+        let targets = await ProbeRunner.run(parsed, options: options)
+        let certificates = await fetchCertificates(for: targets, parsed)
+        let context = Diagnostician.Context(
+            credentialExpiry: expiry,
+            nowSeconds: WallClock.nowSeconds(),
+            certificates: certificates
+        )
+        let report = ProbeReport(targets: targets, diagnoses: Diagnostician(context: context).diagnose(targets))
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(ReportRenderer(colour: isatty(1) == 1).render(report))
+        }
+        if !report.passed { throw ExitCode.failure }
+    }
+
+    private func loadCredentials() throws -> (TURNCredentials?, Int64?) {
+        if let secretFile {
+            try RESTUsername.validate(user: user)
+            let loaded = try SecretFile.read(secretFile)
+            loaded.warnings.forEach(Console.warning)
+            let minted = try CredentialMinter(secret: loaded.secret)
+                .credential(
+                    user: user, lifetime: SynapseDuration(milliseconds: 600_000),
+                    nowMilliseconds: WallClock.nowMilliseconds())
+            return (TURNCredentials(username: minted.username, password: minted.password), minted.expiry)
+        }
+        if let username, let passwordFile {
+            var bytes = try FileContents.read(passwordFile, limit: 4096).bytes
+            while bytes.last == 0x0A || bytes.last == 0x0D { bytes.removeLast() }
+            guard !bytes.isEmpty else {
+                throw TurnkeeperError(.unreadableFile, "\(passwordFile) is empty. Put the TURN password in it.")
+            }
+            let expiry = username.contains(":") ? RESTUsername.expiry(of: username) : nil
+            return (TURNCredentials(username: username, password: String(decoding: bytes, as: UTF8.self)), expiry)
+        }
+        return (nil, nil)
+    }
+
+    /// After a TLS failure, the certificate is fetched unverified so the diagnosis can name what is wrong with it.
+    private func fetchCertificates(for targets: [TargetReport], _ uris: [TURNURI]) async -> [String: Diagnostician
+        .CertificateFacts]
+    {
+        var facts: [String: Diagnostician.CertificateFacts] = [:]
+        for target in targets where target.steps.contains(where: { $0.failure == "tls" }) {
+            guard let uri = uris.first(where: { $0.text == target.uri }),
+                let address = try? await Resolver.resolve(host: uri.host, port: uri.port)
+                    .first(where: {
+                        "\($0.ipAddress ?? ""):\($0.port ?? 0)" == target.address
+                            || "[\($0.ipAddress ?? "")]:\($0.port ?? 0)" == target.address
+                    }),
+                let certificate = try? await TLSInspector.certificate(
+                    of: ServerEndpoint(host: uri.host, address: address, transport: .tls),
+                    timeout: .seconds(3)
+                )
+            else { continue }
+            facts[target.address] = Diagnostician.CertificateFacts(
+                names: certificate.names,
+                notValidAfter: certificate.notValidAfter,
+                notValidAfterText: WallClock.utcString(seconds: certificate.notValidAfter)
+            )
+        }
+        return facts
+    }
+}
