@@ -82,6 +82,6 @@ let package = Package(
         testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN"]),
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
-        testTarget("TurnkeeperCLITests", ["turnkeeper", "TurnkeeperCredentials"]),
+        testTarget("TurnkeeperCLITests", ["turnkeeper", "TurnkeeperCredentials", "TurnkeeperProbe"]),
     ]
 )

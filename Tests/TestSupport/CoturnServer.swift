@@ -9,15 +9,41 @@ public final class CoturnServer: @unchecked Sendable {
     public let directory: TemporaryDirectory
     public let configPath: String
     public let logPath: String
-    private let process: Process
+    private let process: ChildProcess
+
+    /// What a test needs to vary. The defaults are a healthy loopback coturn.
+    public struct Options: Sendable {
+        public var realm = "turnkeeper.test"
+        /// Relay to loopback peers; off, coturn answers 403 to permissions for them.
+        public var allowLoopbackPeers = true
+        /// Listen on UDP; off (`no-udp`), only TCP and TLS answer.
+        public var udp = true
+        /// Also listen and relay on ::1.
+        public var ipv6 = false
+        /// A certificate and key: coturn then listens for TLS on ``tlsPort``.
+        public var tls: (certificate: String, key: String)?
+        public var extraLines: [String] = []
+
+        public init() {}
+    }
+
+    public let tlsPort: UInt16?
 
     /// Starts coturn with REST authentication (`use-auth-secret`) and one `static-auth-secret` line per
-    /// secret, and returns once it answers a STUN Binding request. `extraLines` are appended to its config.
-    public init(secrets: [String], realm: String = "turnkeeper.test", extraLines: [String] = []) throws {
+    /// secret, and returns once it answers a STUN Binding request (over TCP when UDP is off).
+    public convenience init(secrets: [String], realm: String = "turnkeeper.test", extraLines: [String] = []) throws {
+        var options = Options()
+        options.realm = realm
+        options.extraLines = extraLines
+        try self.init(secrets: secrets, options: options)
+    }
+
+    public init(secrets: [String], options: Options) throws {
         let turnserver = try ProcessRunner.which("turnserver", package: "coturn")
         directory = try TemporaryDirectory("turnkeeper-coturn")
-        self.realm = realm
+        self.realm = options.realm
         port = try LoopbackUDP.freePort()
+        tlsPort = options.tls == nil ? nil : try LoopbackUDP.freePort()
         let relayBase = try LoopbackUDP.freePort(in: 40000...60000, span: 64)
         let template = try String(contentsOfFile: Self.templatePath, encoding: .utf8)
         let rendered =
@@ -25,24 +51,29 @@ public final class CoturnServer: @unchecked Sendable {
             .replacingOccurrences(of: "@PORT@", with: String(port))
             .replacingOccurrences(of: "@RELAY_MIN@", with: String(relayBase))
             .replacingOccurrences(of: "@RELAY_MAX@", with: String(relayBase + 63))
-            .replacingOccurrences(of: "@REALM@", with: realm)
+            .replacingOccurrences(of: "@REALM@", with: options.realm)
             .replacingOccurrences(of: "@DIR@", with: directory.path)
-        var lines = [rendered]
+        var lines = rendered.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if !options.allowLoopbackPeers { lines.removeAll { $0 == "allow-loopback-peers" } }
+        if !options.udp { lines.append("no-udp") }
+        if options.ipv6 { lines += ["listening-ip=::1", "relay-ip=::1"] }
+        if let tls = options.tls, let tlsPort {
+            lines.removeAll { $0 == "no-tls" }
+            lines += ["tls-listening-port=\(tlsPort)", "cert=\(tls.certificate)", "pkey=\(tls.key)"]
+        }
         lines += secrets.map { "static-auth-secret=\($0)" }
-        lines += extraLines
+        lines += options.extraLines
         configPath = try directory.write("turnserver.conf", lines.joined(separator: "\n") + "\n", mode: 0o600)
         logPath = directory.file("turnserver.log")
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
 
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: turnserver)
-        process.arguments = ["-c", configPath]
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        process = try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath)
 
-        guard LoopbackUDP.stunBindingAnswered(port: port, timeout: .seconds(15)) else {
+        let ready =
+            options.udp
+            ? LoopbackUDP.stunBindingAnswered(port: port, timeout: .seconds(15))
+            : LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(15))
+        guard ready else {
             stop()
             let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.suffix(2000) ?? ""
             throw TestFailure("coturn did not answer STUN on 127.0.0.1:\(port) within 15 s. Log:\n\(tail)")
@@ -55,46 +86,28 @@ public final class CoturnServer: @unchecked Sendable {
             .deletingLastPathComponent().appendingPathComponent("coturn/loopback.conf.in").path
     }
 
-    public var pid: Int32 { process.processIdentifier }
+    public var pid: Int32 { process.pid }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// SIGTERM, then SIGKILL if it has not gone within 5 s.
     public func stop() {
-        guard process.isRunning else {
-            directory.remove()
-            return
-        }
-        kill(process.processIdentifier, SIGTERM)
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(5)
-        while process.isRunning && clock.now < deadline {
-            usleep(20_000)
-        }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        process.terminate()
         directory.remove()
     }
 
-    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    deinit { if process.isRunning { kill(process.pid, SIGKILL) } }
 }
 
 /// coturn's `turnutils_peer`: a UDP echo the relay can send to. It binds `port` and `port + 1`.
 public final class TurnPeer: @unchecked Sendable {
     public let port: UInt16
-    private let process: Process
+    private let process: ChildProcess
 
     public init() throws {
         let binary = try ProcessRunner.which("turnutils_peer", package: "coturn")
         port = try LoopbackUDP.freePort(span: 2)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["-L", "127.0.0.1", "-p", String(port)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try ChildProcess(binary, ["-L", "127.0.0.1", "-p", String(port)])
         let ping: [UInt8] = Array("turnkeeper-ping".utf8)
         guard LoopbackUDP.ask(port: port, payload: ping, timeout: .seconds(10), matches: { $0 == ping }) != nil else {
             stop()
@@ -104,8 +117,8 @@ public final class TurnPeer: @unchecked Sendable {
 
     public func stop() {
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            kill(process.pid, SIGKILL)
+            _ = process.wait(timeout: .seconds(10))
         }
     }
 

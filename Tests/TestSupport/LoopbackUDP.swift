@@ -1,11 +1,21 @@
 import Glibc
+import Synchronization
 
 /// Minimal UDP on 127.0.0.1 for the harness: free ports, and "is anyone answering yet?".
 public enum LoopbackUDP {
-    /// A port in `range` that is free for both UDP and TCP on 127.0.0.1 right now.
+    /// The next candidate in each range: concurrent tests of one run never draw the same port.
+    private static let cursors = Mutex<[UInt16: UInt16]>([:])
+
+    /// A port in `range` (with `span - 1` more after it) that is free for both UDP and TCP on 127.0.0.1
+    /// now and was handed to no other caller in this process.
     public static func freePort(in range: ClosedRange<UInt16> = 20000...32000, span: UInt16 = 1) throws -> UInt16 {
-        for _ in 0..<200 {
-            let base = UInt16.random(in: range)
+        for _ in 0..<500 {
+            let base = cursors.withLock { cursors -> UInt16 in
+                let next = cursors[range.lowerBound] ?? UInt16.random(in: range)
+                let wrapped = next > range.upperBound - span ? range.lowerBound : next
+                cursors[range.lowerBound] = wrapped + span
+                return wrapped
+            }
             if (0..<span).allSatisfy({ isFree(base &+ $0, datagram: true) && isFree(base &+ $0, datagram: false) }) {
                 return base
             }
@@ -74,5 +84,25 @@ public enum LoopbackUDP {
             answer.count >= 20 && Array(answer[8..<20]) == transaction
         }
         return answer != nil
+    }
+
+    /// True once 127.0.0.1:`port` accepts a TCP connection, trying every 50 ms until `timeout`.
+    public static func tcpAccepts(port: UInt16, timeout: Duration) -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return false }
+            var address = loopback(port)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+            close(fd)
+            if connected { return true }
+            usleep(50_000)
+        }
+        return false
     }
 }

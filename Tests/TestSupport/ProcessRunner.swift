@@ -26,30 +26,16 @@ public enum ProcessRunner {
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        let input = Pipe()
-        process.standardInput = input
-
-        let finished = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in finished.signal() }
-        try process.run()
-        if let stdin {
-            input.fileHandleForWriting.write(Data(stdin.utf8))
-        }
-        try? input.fileHandleForWriting.close()
-
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        if finished.wait(timeout: .now() + seconds) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            finished.wait()
+        let inPath = scratch.file("stdin")
+        _ = FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
+        let process = try ChildProcess(
+            executable, arguments, stdinPath: inPath, stdoutPath: outPath, stderrPath: errPath)
+        guard let status = process.wait(timeout: timeout) else {
+            process.terminate(grace: .seconds(1))
             throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)")
         }
         return ProcessOutput(
-            status: process.terminationStatus,
+            status: status,
             stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
             stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
         )

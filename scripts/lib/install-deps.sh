@@ -8,14 +8,18 @@ turnkeeper_install_deps() {
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
-    if [ ${#missing[@]} -eq 0 ]; then
-        return 0
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== installing ${missing[*]}"
+        local sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
-    echo "== installing ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Tests make their TLS certificates with Python's cryptography module.
+    if ! python3 -c 'import cryptography' 2>/dev/null; then
+        echo "== installing Python's cryptography module (PyPI)"
+        python3 -m pip install --quiet cryptography
+    fi
     if ! command -v swift >/dev/null; then
         echo "swift is not on PATH: install Swift 6.2 or later (swift.org) and run this again." >&2
         return 2

@@ -1,0 +1,57 @@
+import Foundation
+
+/// A private CA and server certificates made for one test run by Python's `cryptography`:
+/// a good one for localhost, 127.0.0.1 and ::1; one that expired; one for another name.
+public struct TestCertificates: Sendable {
+    public let caFile: String
+    public let good: (certificate: String, key: String)
+    public let expired: (certificate: String, key: String)
+    public let wrongName: (certificate: String, key: String)
+
+    static let script = """
+        import datetime, ipaddress, sys
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        out = sys.argv[1]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        def name(cn): return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        def save(path, data):
+            with open(path, "wb") as f: f.write(data)
+        def pem_key(key):
+            return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (x509.CertificateBuilder().subject_name(name("turnkeeper test CA")).issuer_name(name("turnkeeper test CA"))
+              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        save(out + "/ca.pem", ca.public_bytes(serialization.Encoding.PEM))
+        def leaf(label, names, start, end):
+            key = ec.generate_private_key(ec.SECP256R1())
+            sans = [x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() or ":" in n else x509.DNSName(n) for n in names]
+            cert = (x509.CertificateBuilder().subject_name(name(names[0])).issuer_name(ca.subject)
+                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                    .not_valid_before(start).not_valid_after(end)
+                    .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                    .sign(ca_key, hashes.SHA256()))
+            save(out + "/" + label + ".pem", cert.public_bytes(serialization.Encoding.PEM))
+            save(out + "/" + label + ".key", pem_key(key))
+        day = datetime.timedelta(days=1)
+        leaf("good", ["localhost", "127.0.0.1", "::1"], now - day, now + 30 * day)
+        leaf("expired", ["localhost", "127.0.0.1", "::1"], now - 30 * day, now - day)
+        leaf("wrong-name", ["turn.elsewhere.test"], now - day, now + 30 * day)
+        """
+
+    public init(in directory: TemporaryDirectory) throws {
+        let python = try ProcessRunner.which("python3", package: "python3 (with the cryptography module)")
+        let output = try ProcessRunner.run(python, ["-c", Self.script, directory.path])
+        guard output.status == 0 else { throw TestFailure("making test certificates failed: \(output)") }
+        caFile = directory.file("ca.pem")
+        good = (directory.file("good.pem"), directory.file("good.key"))
+        expired = (directory.file("expired.pem"), directory.file("expired.key"))
+        wrongName = (directory.file("wrong-name.pem"), directory.file("wrong-name.key"))
+    }
+}
