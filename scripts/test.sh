@@ -7,10 +7,14 @@ source scripts/lib/install-deps.sh
 turnkeeper_install_deps
 
 echo "== swift format lint --strict"
-swift format lint --strict -r Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks
+swift format lint --strict -r Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks \
+    Fuzz/Package.swift Fuzz/Sources
 
 echo "== swift build (warnings are errors)"
 swift build --build-tests
+
+echo "== fuzzers (15 s each; scripts/fuzz.sh N for longer)"
+./scripts/fuzz.sh 15
 
 echo "== swift test"
 swift test --skip-build

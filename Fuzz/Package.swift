@@ -1,0 +1,24 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// libFuzzer targets for the STUN/TURN codec. A nested package, because libFuzzer supplies `main`
+// (hence -parse-as-library) and the root package stays free of unsafe flags.
+// Build and run with scripts/fuzz.sh.
+let fuzzer: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
+
+let package = Package(
+    name: "TurnkeeperFuzz",
+    dependencies: [.package(name: "turnkeeper", path: "../")],
+    targets: [
+        .executableTarget(
+            name: "FuzzSTUNMessage",
+            dependencies: [.product(name: "TurnkeeperSTUN", package: "turnkeeper")],
+            swiftSettings: fuzzer
+        ),
+        .executableTarget(
+            name: "FuzzStreamFramer",
+            dependencies: [.product(name: "TurnkeeperSTUN", package: "turnkeeper")],
+            swiftSettings: fuzzer
+        ),
+    ]
+)
