@@ -22,6 +22,8 @@ let package = Package(
         .library(name: "TurnkeeperCrypto", targets: ["TurnkeeperCrypto"]),
         .library(name: "TurnkeeperCredentials", targets: ["TurnkeeperCredentials"]),
         .library(name: "TurnkeeperSTUN", targets: ["TurnkeeperSTUN"]),
+        .library(name: "TurnkeeperTURNClient", targets: ["TurnkeeperTURNClient"]),
+        .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -17,6 +17,17 @@ let package = Package(
             ],
             path: "Benchmarks/CredentialBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        )
+        ),
+        .executableTarget(
+            name: "ProbeBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "TurnkeeperSTUN", package: "turnkeeper"),
+                .product(name: "TurnkeeperProbe", package: "turnkeeper"),
+                .product(name: "TurnkeeperCredentials", package: "turnkeeper"),
+            ],
+            path: "Benchmarks/ProbeBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -30,6 +30,10 @@ public enum RESTUsername {
         }
     }
 
+    /// The last expiry coturn 4.6.1 accepts: it reads the timestamp as a signed 32-bit number, so
+    /// 2038-01-19 03:14:08 UTC and later read as long expired (measured, not in REFERENCE.md).
+    public static let latestExpiryCoturnAccepts: Int64 = Int64(Int32.max)
+
     /// `<expiry>:<user>`, as Synapse formats it.
     public static func make(expiry: Int64, user: String) -> String {
         "\(expiry):\(user)"

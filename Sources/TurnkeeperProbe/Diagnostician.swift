@@ -62,7 +62,16 @@ public struct Diagnostician: Sendable {
         let failure = step.failure == "error-400" && step.step != .binding ? "credentials-rejected" : step.failure
         switch failure {
         case "credentials-rejected":
-            if let expiry = context.credentialExpiry, expiry < context.nowSeconds {
+            if let expiry = context.credentialExpiry, expiry > Int64(Int32.max) {
+                add(
+                    "credentials-expiry-too-late",
+                    "The TURN server refused the credentials: they expire after 2038-01-19 03:14:07 UTC, which "
+                        + "coturn reads as a negative (long past) timestamp.",
+                    "Shorten turn_user_lifetime in Synapse's config (the default 1h is right for calls) and restart "
+                        + "Synapse.",
+                    target
+                )
+            } else if let expiry = context.credentialExpiry, expiry < context.nowSeconds {
                 add(
                     "credentials-expired",
                     "The TURN server refused the credentials because they expired \(context.nowSeconds - expiry) s ago.",

@@ -89,6 +89,7 @@ struct CredentialsCommandTests {
             (["--user", "@a b:c"], "a space"), (["--user", "@a\nb:c"], "a line break"), (["--user", ""], "is empty"),
             (["--user", "@a:b", "--ttl", "1.5h"], "--ttl \"1.5h\""), (["--user", "@a:b", "--ttl", "0"], "--ttl"),
             (["--user", "@a:b", "--ttl", "500"], "under one second"),
+            (["--user", "@a:b", "--ttl", "20y"], "after 2038-01-19"),
         ]
     )
     func badArguments(arguments: [String], expected: String) throws {

@@ -114,6 +114,25 @@ struct ProbeCommandTests {
         #expect(report.diagnoses.first?.fix.contains("NTP") == true)
     }
 
+    @Test("coturn refuses expiries past 2038 (signed 32-bit), and the probe says so")
+    func expiryPast2038() throws {
+        defer { directory.remove() }
+        let server = try CoturnServer(secrets: [secret])
+        defer { server.stop() }
+        let minter = try CredentialMinter(secret: TurnSecret(validating: secret))
+        let uri = "turn:127.0.0.1:\(server.port)?transport=udp"
+        // The last second coturn accepts, and the first it refuses.
+        let last = minter.credential(user: "@a:b", expiry: 2_147_483_647)
+        let first = minter.credential(user: "@a:b", expiry: 2_147_483_648)
+        let lastPassword = try directory.write("last", last.password)
+        let firstPassword = try directory.write("first", first.password)
+        let (accepted, _) = try probe([uri, "--username", last.username, "--password-file", lastPassword])
+        #expect(accepted.status == 0, "\(accepted)")
+        let (refused, report) = try probe([uri, "--username", first.username, "--password-file", firstPassword])
+        #expect(refused.status == 1)
+        #expect(report.diagnoses.map(\.code) == ["credentials-expiry-too-late"])
+    }
+
     @Test("A stopped coturn: TCP is refused, UDP times out, each named")
     func stopped() throws {
         defer { directory.remove() }

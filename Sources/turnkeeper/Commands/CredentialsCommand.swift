@@ -57,6 +57,14 @@ struct CredentialsCommand: ParsableCommand {
             let minter = try CredentialMinter(secret: loaded[0].secret)
             let credential = minter.credential(
                 user: user, lifetime: lifetime, nowMilliseconds: WallClock.nowMilliseconds())
+            guard credential.expiry <= RESTUsername.latestExpiryCoturnAccepts else {
+                throw TurnkeeperError(
+                    .invalidArgument,
+                    "--ttl \"\(ttl)\" makes the credential expire after 2038-01-19 03:14:07 UTC, and coturn reads "
+                        + "expiries as signed 32-bit numbers: it would refuse the credential. Use a shorter --ttl "
+                        + "(Synapse's default turn_user_lifetime is 1h)."
+                )
+            }
             let response = TurnServerResponse(credential: credential, lifetime: lifetime, uris: uris)
             if json {
                 let encoder = JSONEncoder()

@@ -1,0 +1,61 @@
+import Benchmark
+import Foundation
+import TurnkeeperCredentials
+import TurnkeeperProbe
+import TurnkeeperSTUN
+
+/// The codec on the message a TURN client handles most (an Allocate success response), and a whole
+/// probe against the coturn that scripts/benchmark-probe.sh starts (TURNKEEPER_BENCH_PORT, _SECRET_FILE).
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        maxDuration: .seconds(3),
+        maxIterations: 1_000_000
+    )
+
+    var response = STUNMessage(STUNMessageType(.allocate, .successResponse))
+    response.appendXorAddress(.xorRelayedAddress, TransportAddress(ipv4: "203.0.113.7", port: 49_152)!)
+    response.appendXorAddress(.xorMappedAddress, TransportAddress(ipv4: "198.51.100.20", port: 51_820)!)
+    response.appendLifetime(600)
+    response.appendText(.software, "Coturn-4.6.1 'Gorst'")
+    let key = STUNIntegrityKey.longTerm(username: "1795710971:@alice:example.org", realm: "example.org", password: "pw")
+    let wire = response.encoded(integrity: key, fingerprint: true)
+
+    Benchmark("Decode Allocate success response (with typed reads)", configuration: .init(scalingFactor: .kilo)) {
+        benchmark in
+        for _ in benchmark.scaledIterations {
+            let decoded = try DecodedSTUNMessage(wire)
+            blackHole(try decoded.message.xorAddress(.xorRelayedAddress))
+            blackHole(try decoded.message.lifetime())
+        }
+    }
+
+    Benchmark("Encode Allocate success response (integrity + fingerprint)", configuration: .init(scalingFactor: .kilo))
+    {
+        benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(response.encoded(integrity: key, fingerprint: true))
+        }
+    }
+
+    let environment = ProcessInfo.processInfo.environment
+    if let port = environment["TURNKEEPER_BENCH_PORT"], let secretPath = environment["TURNKEEPER_BENCH_SECRET_FILE"] {
+        Benchmark(
+            "Full probe, turn: over UDP on loopback (binding, 2 allocations, 2x10 packets each way)",
+            configuration: .init(
+                metrics: [.wallClock, .mallocCountTotal], maxDuration: .seconds(10), maxIterations: 200)
+        ) { benchmark in
+            let secret = try SecretFile.read(secretPath).secret
+            let minted = try CredentialMinter(secret: secret).credential(
+                user: "@bench:localhost", expiry: 4_000_000_000)
+            let options = ProbeOptions(credentials: .init(username: minted.username, password: minted.password))
+            let uri = try TURNURI("turn:127.0.0.1:\(port)?transport=udp")
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                let reports = await ProbeRunner.run([uri], options: options)
+                precondition(reports.allSatisfy(\.passed), "the benchmark's coturn did not pass the probe")
+                blackHole(reports)
+            }
+        }
+    }
+}
