@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // libcrypto from OpenSSL 3, found through pkg-config.
@@ -61,6 +62,21 @@ let package = Package(
             dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"],
             swiftSettings: strict
         ),
+        // Synapse's configuration as Synapse reads it (files, conf.d, shallow merge), and its
+        // client API's /voip/turnServer as a Matrix client calls it.
+        .target(
+            name: "TurnkeeperSynapse",
+            dependencies: [
+                "TurnkeeperCore",
+                "TurnkeeperCredentials",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "turnkeeper",
             dependencies: [
@@ -68,6 +84,7 @@ let package = Package(
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
                 "TurnkeeperProbe",
+                "TurnkeeperSynapse",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -83,7 +100,8 @@ let package = Package(
         testTarget("TurnkeeperCryptoTests", ["TurnkeeperCrypto"]),
         testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN"]),
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
+        testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
-        testTarget("TurnkeeperCLITests", ["turnkeeper", "TurnkeeperCredentials", "TurnkeeperProbe"]),
+        testTarget("TurnkeeperCLITests", ["turnkeeper", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperSynapse"]),
     ]
 )

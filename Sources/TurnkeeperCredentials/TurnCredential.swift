@@ -92,6 +92,13 @@ public struct TurnServerResponse: Codable, Sendable, Hashable {
     public var ttl: Int64
     public var uris: [String]
 
+    public init(username: String, password: String, ttl: Int64, uris: [String]) {
+        self.username = username
+        self.password = password
+        self.ttl = ttl
+        self.uris = uris
+    }
+
     public init(credential: TurnCredential, lifetime: SynapseDuration, uris: [String]) {
         self.username = credential.username
         self.password = credential.password

@@ -33,6 +33,23 @@ public struct TurnSecret: Sendable {
         self.init(trustedBytes: bytes)
     }
 
+    /// A secret someone else chose, such as the `turn_shared_secret` already in Synapse's config: any
+    /// non-empty text is taken as it is, since the point is to sign exactly what Synapse signs.
+    public init(adopting text: String, source: String) throws(TurnkeeperError) {
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty else {
+            throw TurnkeeperError(
+                .invalidSecret,
+                "\(source) is empty, so Synapse hands out no TURN credentials (its /voip/turnServer answers {}). "
+                    + "Set a secret: `turnkeeper secret generate`."
+            )
+        }
+        self.init(trustedBytes: bytes)
+    }
+
+    /// True when every character is in ``alphabet``.
+    public var isInAlphabet: Bool { bytes.allSatisfy { Self.alphabet.contains($0) } }
+
     /// A fresh secret of `length` characters drawn uniformly from ``alphabet`` with `RAND_bytes`.
     public static func generate(length: Int = generatedLength) throws(TurnkeeperError) -> TurnSecret {
         precondition(length > 0)

@@ -105,6 +105,14 @@ struct TargetProbe {
     ]
 
     func run() async -> TargetReport {
+        // A 437 (allocation mismatch) means our new socket drew a local port whose 5-tuple the server still
+        // ties to an earlier allocation; new sockets draw new ports, so one rerun settles it.
+        let first = await attempt()
+        let mismatch = first.steps.contains { $0.facts["errorCode"] == String(STUNErrorCode.allocationMismatch) }
+        return mismatch ? await attempt() : first
+    }
+
+    private func attempt() async -> TargetReport {
         let log = StepLog()
         do {
             try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout) {

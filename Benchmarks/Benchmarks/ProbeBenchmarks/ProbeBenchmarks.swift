@@ -46,14 +46,20 @@ let benchmarks: @Sendable () -> Void = {
                 metrics: [.wallClock, .mallocCountTotal], maxDuration: .seconds(10), maxIterations: 200)
         ) { benchmark in
             let secret = try SecretFile.read(secretPath).secret
-            let minted = try CredentialMinter(secret: secret).credential(
-                user: "@bench:localhost", expiry: 4_000_000_000)
+            // coturn refuses expiries past 2038 (signed 32-bit), so a plain hour from now.
+            let expiry = Int64(Date().timeIntervalSince1970) + 3600
+            let minted = try CredentialMinter(secret: secret).credential(user: "@bench:localhost", expiry: expiry)
             let options = ProbeOptions(credentials: .init(username: minted.username, password: minted.password))
             let uri = try TURNURI("turn:127.0.0.1:\(port)?transport=udp")
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 let reports = await ProbeRunner.run([uri], options: options)
-                precondition(reports.allSatisfy(\.passed), "the benchmark's coturn did not pass the probe")
+                if !reports.allSatisfy(\.passed) {
+                    let failed = reports.flatMap(\.steps).filter { $0.status == .fail }.map {
+                        "\($0.step): \($0.detail)"
+                    }
+                    fatalError("the benchmark's coturn did not pass the probe: \(failed)")
+                }
                 blackHole(reports)
             }
         }

@@ -4,6 +4,7 @@ import Glibc
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperProbe
+import TurnkeeperSynapse
 import TurnkeeperTURNClient
 
 struct ProbeCommand: AsyncParsableCommand {
@@ -23,7 +24,15 @@ struct ProbeCommand: AsyncParsableCommand {
             means calls through this server work from where the probe runs. Failures come with a diagnosis \
             and its fix.
 
-            Credentials: --secret-file mints them as Synapse does; or give --username and --password-file.
+            Where the URIs and credentials come from (one of):
+              --secret-file FILE                  mint credentials as Synapse does; URIs as arguments
+              --username U --password-file P      a credential a client got; URIs as arguments
+              --synapse-config PATH ...           Synapse's own config (homeserver.yaml, conf.d/): its
+                                                  turn_uris, its secret, its turn_user_lifetime
+              --homeserver URL --access-token-file F
+                                                  ask Synapse's /voip/turnServer, as a Matrix client does,
+                                                  and probe exactly what it hands out
+            URIs given as arguments replace those from Synapse.
 
             Exit status: 0 all passed, 1 something failed, 2 usage or configuration error.
 
@@ -35,7 +44,25 @@ struct ProbeCommand: AsyncParsableCommand {
     )
 
     @Argument(help: ArgumentHelp("stun:, turn: or turns: URIs (RFC 7064/7065).", valueName: "uri"))
-    var uris: [String]
+    var uris: [String] = []
+
+    @Option(
+        name: .customLong("synapse-config"),
+        help: ArgumentHelp(
+            "Synapse's config file or directory, as given to Synapse's -c. Repeatable.", valueName: "path")
+    )
+    var synapseConfig: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "The homeserver's client API base URL, such as https://matrix.example.org.", valueName: "url"))
+    var homeserver: String?
+
+    @Option(
+        name: .customLong("access-token-file"),
+        help: ArgumentHelp("A file holding a Matrix access token (with --homeserver).", valueName: "file")
+    )
+    var accessTokenFile: String?
 
     @Option(
         name: .customLong("secret-file"),
@@ -70,11 +97,24 @@ struct ProbeCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        if secretFile != nil && (username != nil || passwordFile != nil) {
-            throw ValidationError("Give either --secret-file, or --username with --password-file, not both.")
+        let sources = [
+            secretFile != nil, username != nil || passwordFile != nil, !synapseConfig.isEmpty, homeserver != nil,
+        ]
+        if sources.filter({ $0 }).count > 1 {
+            throw ValidationError(
+                "Give one source of credentials: --secret-file, --username with --password-file, --synapse-config, "
+                    + "or --homeserver with --access-token-file."
+            )
         }
         if (username == nil) != (passwordFile == nil) {
             throw ValidationError("--username and --password-file go together.")
+        }
+        if (homeserver == nil) != (accessTokenFile == nil) {
+            throw ValidationError("--homeserver and --access-token-file go together.")
+        }
+        if uris.isEmpty && synapseConfig.isEmpty && homeserver == nil {
+            throw ValidationError(
+                "Give the URIs to probe, or --synapse-config or --homeserver to take them from Synapse.")
         }
         if !(1...1000).contains(packets) {
             throw ValidationError("--packets must be 1 to 1000.")
@@ -82,16 +122,22 @@ struct ProbeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let (credentials, expiry, synapseURIs) = try await loadCredentials()
         var parsed: [TURNURI] = []
-        for text in uris {
+        for text in uris.isEmpty ? synapseURIs : uris {
             do {
                 parsed.append(try TURNURI(text))
             } catch {
                 throw TurnkeeperError(.invalidArgument, error.description)
             }
         }
+        if parsed.isEmpty {
+            throw TurnkeeperError(
+                .checkFailed,
+                "Synapse lists no turn_uris, so clients get no TURN server at all. Add turn_uris to its config."
+            )
+        }
         let stepTimeout = try SynapseDuration(parsing: timeout, source: "--timeout")
-        let (credentials, expiry) = try loadCredentials()
         if insecure {
             Console.warning("--insecure: TLS certificates are NOT verified; anyone on the path could be answering.")
         }
@@ -119,27 +165,64 @@ struct ProbeCommand: AsyncParsableCommand {
         if !report.passed { throw ExitCode.failure }
     }
 
-    private func loadCredentials() throws -> (TURNCredentials?, Int64?) {
+    /// Credentials, their expiry when known, and the URIs Synapse lists (when Synapse is the source).
+    private func loadCredentials() async throws -> (TURNCredentials?, Int64?, [String]) {
         if let secretFile {
-            try RESTUsername.validate(user: user)
             let loaded = try SecretFile.read(secretFile)
             loaded.warnings.forEach(Console.warning)
-            let minted = try CredentialMinter(secret: loaded.secret)
-                .credential(
-                    user: user, lifetime: SynapseDuration(milliseconds: 600_000),
-                    nowMilliseconds: WallClock.nowMilliseconds())
-            return (TURNCredentials(username: minted.username, password: minted.password), minted.expiry)
+            let (credentials, expiry) = try mint(loaded.secret, lifetime: SynapseDuration(milliseconds: 600_000))
+            return (credentials, expiry, [])
+        }
+        if !synapseConfig.isEmpty {
+            let config = try SynapseConfig.load(synapseConfig)
+            config.warnings.forEach(Console.warning)
+            guard let secret = config.turnSecret else {
+                throw TurnkeeperError(
+                    .checkFailed,
+                    "Synapse's config (\(config.files.joined(separator: ", "))) sets no turn_shared_secret or "
+                        + "turn_shared_secret_path, so Synapse hands out no TURN credentials."
+                )
+            }
+            let (credentials, expiry) = try mint(secret, lifetime: config.turnUserLifetime)
+            return (credentials, expiry, config.turnURIs)
+        }
+        if let homeserver, let accessTokenFile {
+            let token = try readOneLine(accessTokenFile, what: "a Matrix access token")
+            switch try await TurnServerClient.fetch(homeserver: homeserver, accessToken: token, caFile: caFile) {
+            case .empty:
+                throw TurnkeeperError(
+                    .checkFailed,
+                    "\(homeserver) hands out no TURN credentials (/voip/turnServer answered {}): Synapse has no "
+                        + "turn_uris, an empty secret (or secret file), or turn_user_lifetime 0. Run "
+                        + "`turnkeeper probe --synapse-config` on the Synapse host to see which."
+                )
+            case .credentials(let answer):
+                let credentials = TURNCredentials(username: answer.username, password: answer.password)
+                return (credentials, RESTUsername.expiry(of: answer.username), answer.uris)
+            }
         }
         if let username, let passwordFile {
-            var bytes = try FileContents.read(passwordFile, limit: 4096).bytes
-            while bytes.last == 0x0A || bytes.last == 0x0D { bytes.removeLast() }
-            guard !bytes.isEmpty else {
-                throw TurnkeeperError(.unreadableFile, "\(passwordFile) is empty. Put the TURN password in it.")
-            }
+            let password = try readOneLine(passwordFile, what: "the TURN password")
             let expiry = username.contains(":") ? RESTUsername.expiry(of: username) : nil
-            return (TURNCredentials(username: username, password: String(decoding: bytes, as: UTF8.self)), expiry)
+            return (TURNCredentials(username: username, password: password), expiry, [])
         }
-        return (nil, nil)
+        return (nil, nil, [])
+    }
+
+    private func mint(_ secret: TurnSecret, lifetime: SynapseDuration) throws -> (TURNCredentials, Int64) {
+        try RESTUsername.validate(user: user)
+        let minted = try CredentialMinter(secret: secret)
+            .credential(user: user, lifetime: lifetime, nowMilliseconds: WallClock.nowMilliseconds())
+        return (TURNCredentials(username: minted.username, password: minted.password), minted.expiry)
+    }
+
+    private func readOneLine(_ path: String, what: String) throws -> String {
+        var bytes = try FileContents.read(path, limit: 4096).bytes
+        while bytes.last == 0x0A || bytes.last == 0x0D { bytes.removeLast() }
+        guard !bytes.isEmpty else {
+            throw TurnkeeperError(.unreadableFile, "\(path) is empty. Put \(what) in it.")
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// After a TLS failure, the certificate is fetched unverified so the diagnosis can name what is wrong with it.

@@ -1,0 +1,192 @@
+import Glibc
+public import TurnkeeperCore
+public import TurnkeeperCredentials
+import Yams
+
+/// Synapse's TURN settings, read from its config files with Synapse's own rules.
+///
+/// Synapse is started with `-c homeserver.yaml -c conf.d/`. A directory contributes its regular files
+/// ending in `.yaml` (not `.yml`), hidden ones included, in sorted full-path order. The merge is
+/// shallow: a later file replaces a whole top-level key. Empty and non-mapping files are skipped with
+/// a warning, as Synapse skips them.
+public struct SynapseConfig: Sendable {
+    /// The files read, in order.
+    public let files: [String]
+    /// Things worth telling the admin that did not stop the read.
+    public let warnings: [String]
+    /// The file that last set each top-level key.
+    public let origins: [String: String]
+
+    public let turnURIs: [String]
+    /// The effective secret: `turn_shared_secret`, or the whitespace-stripped contents of
+    /// `turn_shared_secret_path`; nil when neither is set.
+    public let turnSecret: TurnSecret?
+    public let turnSecretPath: String?
+    public let turnUserLifetime: SynapseDuration
+    public let turnAllowGuests: Bool
+
+    /// Reads `paths` (files or directories) in the order Synapse would be given them.
+    public static func load(_ paths: [String]) throws(TurnkeeperError) -> SynapseConfig {
+        var files: [String] = []
+        for path in paths {
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                throw TurnkeeperError(
+                    .unreadableFile, "cannot read \(path): \(errnoDescription(errno)). Check the path.")
+            }
+            if info.st_mode & S_IFMT == S_IFDIR {
+                files += try yamlFiles(in: path)
+            } else {
+                files.append(path)
+            }
+        }
+        var merged: [String: Node] = [:]
+        var origins: [String: String] = [:]
+        var warnings: [String] = []
+        for file in files {
+            let text = String(decoding: try FileContents.read(file, limit: 4 * 1024 * 1024).bytes, as: UTF8.self)
+            let node: Node?
+            do {
+                node = try Yams.compose(yaml: text)
+            } catch let error as YamlError {
+                throw TurnkeeperError(
+                    .unreadableFile, "\(file): \(describe(error)). Synapse would not start either; fix the YAML.")
+            } catch {
+                throw TurnkeeperError(.unreadableFile, "\(file): not valid YAML: \(error).")
+            }
+            guard let node, let mapping = node.mapping else {
+                warnings.append(
+                    "\(file) is empty or not a mapping of options; Synapse skips it, and so does turnkeeper.")
+                continue
+            }
+            for (key, value) in mapping {
+                guard let name = key.string else { continue }
+                merged[name] = value
+                origins[name] = file
+            }
+        }
+        return try SynapseConfig(files: files, warnings: warnings, origins: origins, merged: merged)
+    }
+
+    private init(files: [String], warnings: [String], origins: [String: String], merged: [String: Node])
+        throws(TurnkeeperError)
+    {
+        self.files = files
+        self.origins = origins
+        var warnings = warnings
+        func location(_ key: String) -> String {
+            let line = merged[key]?.mark.map { ", line \($0.line)" } ?? ""
+            return "\(origins[key] ?? "the config")\(line)"
+        }
+        func text(_ key: String) throws(TurnkeeperError) -> String? {
+            guard let node = merged[key], !Self.isNull(node) else { return nil }
+            guard let scalar = node.scalar else {
+                throw TurnkeeperError(.unreadableFile, "\(location(key)): \(key) must be a single value.")
+            }
+            return scalar.string
+        }
+
+        if let node = merged["turn_uris"], !Self.isNull(node) {
+            if let sequence = node.sequence {
+                turnURIs = sequence.compactMap(\.string)
+            } else if let single = node.string {
+                // Synapse iterates whatever it is given; a bare string would be read letter by letter.
+                throw TurnkeeperError(
+                    .unreadableFile,
+                    "\(location("turn_uris")): turn_uris is the single string \"\(single)\"; make it a list: [\"\(single)\"]."
+                )
+            } else {
+                throw TurnkeeperError(.unreadableFile, "\(location("turn_uris")): turn_uris must be a list of URIs.")
+            }
+        } else {
+            turnURIs = []
+        }
+
+        let inline = try text("turn_shared_secret")
+        let path = try text("turn_shared_secret_path")
+        if let inline, !inline.isEmpty, let path, !path.isEmpty {
+            throw TurnkeeperError(
+                .unreadableFile,
+                "both turn_shared_secret (\(location("turn_shared_secret"))) and turn_shared_secret_path "
+                    + "(\(location("turn_shared_secret_path"))) are set, and Synapse refuses to start. Keep one; a later "
+                    + "file can cancel the inline secret with `turn_shared_secret: null`."
+            )
+        }
+        turnSecretPath = path.flatMap { $0.isEmpty ? nil : $0 }
+        if let turnSecretPath {
+            // Synapse reads the file once at startup and strips surrounding whitespace.
+            let bytes = try FileContents.read(turnSecretPath, limit: 4096).bytes
+            let stripped = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
+            turnSecret = try TurnSecret(adopting: stripped, source: "\(turnSecretPath) (turn_shared_secret_path)")
+        } else if let inline {
+            turnSecret = try TurnSecret(
+                adopting: inline, source: "turn_shared_secret in \(location("turn_shared_secret"))")
+        } else {
+            turnSecret = nil
+        }
+        if let secret = turnSecret, !secret.isInAlphabet {
+            warnings.append(
+                "Synapse's TURN secret holds characters outside A-Z, a-z, 0-9; they may need quoting in coturn's "
+                    + "config. `turnkeeper secret generate` makes one that does not."
+            )
+        }
+
+        if let lifetime = try text("turn_user_lifetime") {
+            turnUserLifetime = try SynapseDuration(
+                parsing: lifetime, source: "turn_user_lifetime (\(location("turn_user_lifetime")))")
+        } else {
+            turnUserLifetime = SynapseDuration(milliseconds: 3_600_000)
+        }
+        if let guests = try text("turn_allow_guests") {
+            turnAllowGuests = !["false", "no", "off"].contains(guests.lowercased())
+        } else {
+            turnAllowGuests = true
+        }
+        self.warnings = warnings
+    }
+
+    /// Synapse's config-directory rule: regular `*.yaml` files, hidden ones too, sorted by full path.
+    static func yamlFiles(in directory: String) throws(TurnkeeperError) -> [String] {
+        guard let handle = opendir(directory) else {
+            throw TurnkeeperError(
+                .unreadableFile, "cannot read the directory \(directory): \(errnoDescription(errno)).")
+        }
+        defer { closedir(handle) }
+        var files: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            guard name.hasSuffix(".yaml") else { continue }
+            let full = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+            var info = stat()
+            if stat(full, &info) == 0, info.st_mode & S_IFMT == S_IFREG { files.append(full) }
+        }
+        // Python sorts str by code point; UTF-8 byte order is the same order.
+        return files.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+    }
+
+    private static func isNull(_ node: Node) -> Bool {
+        guard let scalar = node.scalar, scalar.style == .plain else { return false }
+        return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+    }
+
+    private static func describe(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
+            "line \(mark.line), column \(mark.column): \(problem)"
+        default:
+            "\(error)"
+        }
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
+        return String(self[first...last])
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import TurnkeeperCore
+public import TurnkeeperCredentials
+
+/// Fetches `GET /_matrix/client/v3/voip/turnServer` with an access token, exactly as a Matrix client
+/// does, so the probe tests the credentials Synapse really hands out.
+public enum TurnServerClient {
+    /// What Synapse answered: credentials and URIs, or nothing (`{}`: TURN is not configured).
+    public enum Answer: Sendable, Hashable {
+        case credentials(TurnServerResponse)
+        case empty
+    }
+
+    public static func fetch(
+        homeserver: String,
+        accessToken: String,
+        caFile: String? = nil,
+        timeout: Duration = .seconds(10)
+    ) async throws -> Answer {
+        let url = try HomeserverURL(homeserver)
+        let (status, body) = try await withThrowingTaskGroup(of: (HTTPResponseStatus, [UInt8])?.self) { group in
+            group.addTask {
+                try await get(
+                    url, path: url.path + "/_matrix/client/v3/voip/turnServer", token: accessToken, caFile: caFile)
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else {
+                throw TurnkeeperError(.checkFailed, "\(homeserver) did not answer /voip/turnServer within \(timeout).")
+            }
+            return result
+        }
+        let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
+        guard status == .ok else {
+            let code = object?["errcode"] as? String ?? ""
+            let advice =
+                switch code {
+                case "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN":
+                    "The access token is not valid: log in again and save the new token."
+                case "M_FORBIDDEN": "Synapse refused: guests get no TURN credentials while turn_allow_guests is false."
+                default: "Check the homeserver URL (it is the client API's base, e.g. https://matrix.example.org)."
+                }
+            throw TurnkeeperError(
+                .checkFailed, "\(homeserver) answered /voip/turnServer with \(status.code) \(code). \(advice)")
+        }
+        guard let object else {
+            throw TurnkeeperError(
+                .checkFailed, "\(homeserver) answered /voip/turnServer with something that is not a JSON object.")
+        }
+        if object.isEmpty { return .empty }
+        guard let username = object["username"] as? String, let password = object["password"] as? String,
+            let uris = object["uris"] as? [String]
+        else {
+            throw TurnkeeperError(
+                .checkFailed, "\(homeserver)'s /voip/turnServer answer lacks username, password or uris.")
+        }
+        let ttl = (object["ttl"] as? NSNumber)?.int64Value ?? 0
+        return .credentials(TurnServerResponse(username: username, password: password, ttl: ttl, uris: uris))
+    }
+
+    private static func get(_ url: HomeserverURL, path: String, token: String, caFile: String?) async throws -> (
+        HTTPResponseStatus, [UInt8]
+    ) {
+        let sslContext: NIOSSLContext?
+        if url.secure {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            if let caFile { configuration.trustRoots = .file(caFile) }
+            sslContext = try NIOSSLContext(configuration: configuration)
+        } else {
+            sslContext = nil
+        }
+        let isIP = (try? SocketAddress(ipAddress: url.host, port: 0)) != nil
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(10))
+            .connect(host: url.host, port: url.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: sslContext, serverHostname: isIP ? nil : url.host)
+                        )
+                    }
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
+                        wrappingChannelSynchronously: channel
+                    )
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+            head.headers.add(name: "Host", value: url.hostHeader)
+            head.headers.add(name: "Authorization", value: "Bearer \(token)")
+            head.headers.add(name: "Accept", value: "application/json")
+            head.headers.add(name: "User-Agent", value: "turnkeeper")
+            head.headers.add(name: "Connection", value: "close")
+            try await outbound.write(.head(head))
+            try await outbound.write(.end(nil))
+            var status = HTTPResponseStatus.badGateway
+            var body: [UInt8] = []
+            for try await part in inbound {
+                switch part {
+                case .head(let response):
+                    status = response.status
+                case .body(let buffer):
+                    body += buffer.readableBytesView
+                    // A /voip/turnServer answer is a few hundred bytes; a flood is not a homeserver.
+                    guard body.count <= 1_048_576 else {
+                        throw TurnkeeperError(.checkFailed, "\(url.host) sent more than 1 MiB for /voip/turnServer.")
+                    }
+                case .end:
+                    return (status, body)
+                }
+            }
+            return (status, body)
+        }
+    }
+}
+
+/// `http(s)://host[:port][/prefix]`, the client API's base URL.
+struct HomeserverURL {
+    let secure: Bool
+    let host: String
+    let port: Int
+    let path: String
+
+    var hostHeader: String {
+        let name = host.contains(":") ? "[\(host)]" : host
+        return (secure && port == 443) || (!secure && port == 80) ? name : "\(name):\(port)"
+    }
+
+    init(_ text: String) throws(TurnkeeperError) {
+        let bad = TurnkeeperError(
+            .invalidArgument,
+            "\"\(text)\" is not a homeserver URL. Give the client API's base, such as https://matrix.example.org."
+        )
+        let secure: Bool
+        var rest: Substring
+        if text.hasPrefix("https://") {
+            secure = true
+            rest = text.dropFirst(8)
+        } else if text.hasPrefix("http://") {
+            secure = false
+            rest = text.dropFirst(7)
+        } else {
+            throw bad
+        }
+        var path = ""
+        if let slash = rest.firstIndex(of: "/") {
+            path = String(rest[slash...])
+            rest = rest[..<slash]
+        }
+        while path.hasSuffix("/") { path.removeLast() }
+        var host = rest
+        var port = secure ? 443 : 80
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { throw bad }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            if after.hasPrefix(":") {
+                guard let value = Int(after.dropFirst()) else { throw bad }
+                port = value
+            }
+        } else if let colon = rest.lastIndex(of: ":") {
+            guard let value = Int(rest[rest.index(after: colon)...]) else { throw bad }
+            host = rest[..<colon]
+            port = value
+        }
+        guard !host.isEmpty, (1...65535).contains(port) else { throw bad }
+        self.secure = secure
+        self.host = String(host)
+        self.port = port
+        self.path = path
+    }
+}
