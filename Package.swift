@@ -102,6 +102,9 @@ let package = Package(
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
-        testTarget("TurnkeeperCLITests", ["turnkeeper", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperSynapse"]),
+        testTarget(
+            "TurnkeeperCLITests",
+            ["turnkeeper", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperSynapse"]
+        ),
     ]
 )
