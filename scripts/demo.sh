@@ -80,4 +80,9 @@ printf '%s\n' "$o_pass" >"$work/other-password"
 echo "== turnkeeper credentials verify says why"
 "$tk" credentials verify --username "$o_user" --password-file "$work/other-password" \
     --secret-file "$work/secret" || true
-echo "== done: turnkeeper's secret and credentials work with a real coturn"
+echo "== turnkeeper probe: a call between two relays, over UDP and TCP, and a STUN binding"
+"$tk" probe "turn:127.0.0.1:$port?transport=udp" "turn:127.0.0.1:$port?transport=tcp" "stun:127.0.0.1:$port" \
+    --secret-file "$work/secret"
+echo "== turnkeeper probe with the wrong secret: the diagnosis"
+"$tk" probe "turn:127.0.0.1:$port?transport=udp" --secret-file "$work/other-secret" | tail -4 || true
+echo "== done: turnkeeper's secret and credentials work with a real coturn, and the probe proves calls relay"

@@ -20,6 +20,15 @@ turnkeeper_install_deps() {
         echo "== installing Python's cryptography module (PyPI)"
         python3 -m pip install --quiet cryptography
     fi
+    # Tests start a real Synapse from PyPI, kept in a venv outside the clone (about 50 s the first time).
+    local venv="${TURNKEEPER_SYNAPSE_VENV:-$HOME/.cache/turnkeeper/synapse-venv}"
+    if ! "$venv/bin/python" -c 'import synapse' 2>/dev/null; then
+        echo "== installing matrix-synapse into $venv (PyPI)"
+        mkdir -p "$(dirname "$venv")"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet "matrix-synapse==1.163.2"
+    fi
+    export TURNKEEPER_SYNAPSE_PYTHON="$venv/bin/python"
     if ! command -v swift >/dev/null; then
         echo "swift is not on PATH: install Swift 6.2 or later (swift.org) and run this again." >&2
         return 2
