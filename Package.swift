@@ -101,6 +101,7 @@ let package = Package(
         testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN"]),
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
+        testTarget("TurnkeeperProbeTests", ["TurnkeeperProbe"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
         testTarget(
             "TurnkeeperCLITests",

@@ -58,4 +58,15 @@ public struct FileContents: Sendable {
         }
         return FileContents(path: path, bytes: bytes, permissions: UInt32(info.st_mode) & 0o7777)
     }
+
+    /// A small file holding one value (a password, a token): trailing line breaks stripped, empty refused.
+    /// `what` names the value in the error, such as "the TURN password".
+    public static func readValue(_ path: String, what: String) throws(TurnkeeperError) -> String {
+        var bytes = try read(path, limit: 4096).bytes
+        while bytes.last == 0x0A || bytes.last == 0x0D { bytes.removeLast() }
+        guard !bytes.isEmpty else {
+            throw TurnkeeperError(.unreadableFile, "\(path) is empty. Put \(what) in it.")
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }

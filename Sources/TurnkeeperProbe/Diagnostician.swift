@@ -186,7 +186,7 @@ public struct Diagnostician: Sendable {
     private func diagnoseTLS(
         _ step: StepReport, _ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void
     ) {
-        let host = target.uri.split(separator: ":").dropFirst().first.map(String.init) ?? target.address
+        let host = (try? TURNURI(target.uri))?.host ?? Self.host(of: target.address)
         guard let certificate = context.certificates[target.address] else {
             add(
                 "tls-failed",
@@ -233,46 +233,24 @@ public struct Diagnostician: Sendable {
 
     private func diagnoseRelayedAddress(_ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void) {
         guard let step = target.steps.first(where: { $0.step == .allocation && $0.status == .pass }),
-            let relayed = step.facts["relayed"], let relayedAddress = Self.address(relayed),
-            let serverAddress = Self.address(target.address)
+            let relayed = step.facts["relayed"], step.facts["relayedPrivate"] == "true",
+            step.facts["serverPrivate"] == "false"
         else { return }
-        if relayedAddress.isPrivate && !serverAddress.isPrivate {
-            add(
-                "external-ip-missing",
-                "coturn hands out a private relayed address (\(relayed)) while it is reached at a public one "
-                    + "(\(target.address)): it sits behind NAT and peers cannot reach its relays.",
-                "Add external-ip=\(serverAddress.host)/\(relayedAddress.host) to turnserver.conf and restart coturn.",
-                target
-            )
-        }
+        add(
+            "external-ip-missing",
+            "coturn hands out a private relayed address (\(relayed)) while it is reached at a public one "
+                + "(\(target.address)): it sits behind NAT and peers cannot reach its relays.",
+            "Add external-ip=\(Self.host(of: target.address))/\(Self.host(of: relayed)) to turnserver.conf and restart "
+                + "coturn.",
+            target
+        )
     }
 
-    /// Parses `1.2.3.4:5` or `[::1]:5` back into an address.
-    static func address(_ text: String) -> TransportAddressText? { TransportAddressText(text) }
-}
-
-/// Just enough of an address, read from report text, to tell private from public.
-struct TransportAddressText {
-    let host: String
-    let isPrivate: Bool
-
-    init?(_ text: String) {
-        var host = Substring(text)
-        if host.hasPrefix("[") {
-            guard let close = host.firstIndex(of: "]") else { return nil }
-            host = host[host.index(after: host.startIndex)..<close]
-            let lower = host.lowercased()
-            isPrivate = lower == "::1" || lower.hasPrefix("fc") || lower.hasPrefix("fd") || lower.hasPrefix("fe8")
-        } else {
-            guard let colon = host.lastIndex(of: ":") else { return nil }
-            host = host[..<colon]
-            let octets = host.split(separator: ".").compactMap { Int($0) }
-            guard octets.count == 4 else { return nil }
-            let (a, b) = (octets[0], octets[1])
-            isPrivate =
-                a == 10 || a == 127 || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168)
-                || (a == 100 && (64...127).contains(b)) || (a == 169 && b == 254)
+    /// `1.2.3.4` from `1.2.3.4:5`, `::1` from `[::1]:5`.
+    static func host(of address: String) -> String {
+        if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+            return String(address[address.index(after: address.startIndex)..<close])
         }
-        self.host = String(host)
+        return address.lastIndex(of: ":").map { String(address[..<$0]) } ?? address
     }
 }

@@ -25,6 +25,13 @@ public struct TargetReport: Sendable, Codable {
 
     public var passed: Bool { steps.allSatisfy { $0.status != .fail } }
 
+    public init(uri: String, transport: String, address: String, steps: [StepReport]) {
+        self.uri = uri
+        self.transport = transport
+        self.address = address
+        self.steps = steps
+    }
+
     private enum CodingKeys: String, CodingKey {
         case uri, transport, address, steps
     }
@@ -48,6 +55,22 @@ public struct StepReport: Sendable, Codable {
     public var facts: [String: String] = [:]
     /// Set when the step failed: a stable code such as `timeout`, `credentials-rejected`, `error-403`.
     public var failure: String?
+
+    public init(
+        step: Name,
+        status: Status,
+        milliseconds: Double,
+        detail: String,
+        facts: [String: String] = [:],
+        failure: String? = nil
+    ) {
+        self.step = step
+        self.status = status
+        self.milliseconds = milliseconds
+        self.detail = detail
+        self.facts = facts
+        self.failure = failure
+    }
 }
 
 /// A problem named in plain words, with its fix.

@@ -71,6 +71,22 @@ public enum ProbeRunner {
     }
 }
 
+extension TransportAddress {
+    /// The same address in STUN's terms, to reuse its classification (private, loopback).
+    init(_ address: SocketAddress) throws {
+        let (family, bytes): (Family, [UInt8]) =
+            switch address {
+            case .v4(let v4): (.ipv4, withUnsafeBytes(of: v4.address.sin_addr) { Array($0) })
+            case .v6(let v6): (.ipv6, withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) })
+            default: throw ProbeError("\(address) is not an IP address")
+            }
+        guard let made = TransportAddress(family: family, address: bytes, port: UInt16(address.port ?? 0)) else {
+            throw ProbeError("\(address) is not an IP address")
+        }
+        self = made
+    }
+}
+
 extension SocketAddress {
     /// `127.0.0.1:3478` or `[::1]:3478`, the way people write addresses.
     var hostAndPort: String {
@@ -112,6 +128,8 @@ struct TargetProbe {
         return mismatch ? await attempt() : first
     }
 
+    private var planned: [StepReport.Name] { [.binding] + (uri.isTURN ? Self.turnSteps : []) }
+
     private func attempt() async -> TargetReport {
         let log = StepLog()
         do {
@@ -120,12 +138,14 @@ struct TargetProbe {
                 try await call(caller: TURNClient(connection: connection, credentials: options.credentials), log: log)
             }
         } catch {
-            // The connection itself failed (refused, TLS): the first step not yet recorded carries it.
-            let next = log.steps.isEmpty ? StepReport.Name.binding : nil
-            if let next { log.fail(next, error, milliseconds: 0) }
+            // A connection failed (refused, TLS, the callee's own connection): the first planned step not
+            // yet recorded carries the failure, so it can never pass as a mere skip.
+            let recorded = Set(log.steps.map(\.step))
+            if let next = planned.first(where: { !recorded.contains($0) }) {
+                log.fail(next, error, milliseconds: 0)
+            }
         }
         var steps = log.steps
-        let planned: [StepReport.Name] = [.binding] + (uri.isTURN ? Self.turnSteps : [])
         for name in planned where !steps.contains(where: { $0.step == name }) {
             steps.append(
                 StepReport(step: name, status: .skip, milliseconds: 0, detail: "not run: an earlier step failed"))
@@ -153,9 +173,14 @@ struct TargetProbe {
                 .allocation,
                 {
                     let allocation = try await caller.allocate(family: family, deadline: deadline())
+                    let serverPrivate = (try? TransportAddress(endpoint.address))?.isPrivate ?? false
                     return (
                         "relayed address \(allocation.relayed), lifetime \(allocation.lifetime) s",
-                        ["relayed": allocation.relayed.description, "lifetime": String(allocation.lifetime)],
+                        [
+                            "relayed": allocation.relayed.description, "lifetime": String(allocation.lifetime),
+                            "relayedPrivate": String(allocation.relayed.isPrivate),
+                            "serverPrivate": String(serverPrivate),
+                        ],
                         allocation
                     )
                 })

@@ -106,7 +106,7 @@ struct CredentialsCommand: ParsableCommand {
         @OptionGroup var secrets: SecretFileOptions
 
         func run() throws {
-            let password = try readPassword()
+            let password = try FileContents.readValue(passwordFile, what: "the credential's password")
             let loaded = try secrets.load()
             let verifier = try CredentialVerifier(secrets: loaded.map(\.secret))
             let now = WallClock.nowSeconds()
@@ -134,14 +134,5 @@ struct CredentialsCommand: ParsableCommand {
             }
         }
 
-        private func readPassword() throws -> String {
-            var bytes = try FileContents.read(passwordFile, limit: 4096).bytes
-            if bytes.last == 0x0A { bytes.removeLast() }
-            if bytes.last == 0x0D { bytes.removeLast() }
-            guard !bytes.isEmpty else {
-                throw TurnkeeperError(.unreadableFile, "\(passwordFile) is empty. Put the credential's password in it.")
-            }
-            return String(decoding: bytes, as: UTF8.self)
-        }
     }
 }

@@ -187,7 +187,7 @@ struct ProbeCommand: AsyncParsableCommand {
             return (credentials, expiry, config.turnURIs)
         }
         if let homeserver, let accessTokenFile {
-            let token = try readOneLine(accessTokenFile, what: "a Matrix access token")
+            let token = try FileContents.readValue(accessTokenFile, what: "a Matrix access token")
             switch try await TurnServerClient.fetch(homeserver: homeserver, accessToken: token, caFile: caFile) {
             case .empty:
                 throw TurnkeeperError(
@@ -202,7 +202,7 @@ struct ProbeCommand: AsyncParsableCommand {
             }
         }
         if let username, let passwordFile {
-            let password = try readOneLine(passwordFile, what: "the TURN password")
+            let password = try FileContents.readValue(passwordFile, what: "the TURN password")
             let expiry = username.contains(":") ? RESTUsername.expiry(of: username) : nil
             return (TURNCredentials(username: username, password: password), expiry, [])
         }
@@ -214,15 +214,6 @@ struct ProbeCommand: AsyncParsableCommand {
         let minted = try CredentialMinter(secret: secret)
             .credential(user: user, lifetime: lifetime, nowMilliseconds: WallClock.nowMilliseconds())
         return (TURNCredentials(username: minted.username, password: minted.password), minted.expiry)
-    }
-
-    private func readOneLine(_ path: String, what: String) throws -> String {
-        var bytes = try FileContents.read(path, limit: 4096).bytes
-        while bytes.last == 0x0A || bytes.last == 0x0D { bytes.removeLast() }
-        guard !bytes.isEmpty else {
-            throw TurnkeeperError(.unreadableFile, "\(path) is empty. Put \(what) in it.")
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// After a TLS failure, the certificate is fetched unverified so the diagnosis can name what is wrong with it.
