@@ -102,6 +102,7 @@ let package = Package(
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
         testTarget("TurnkeeperProbeTests", ["TurnkeeperProbe"]),
+        testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
         testTarget(
             "TurnkeeperCLITests",

@@ -27,6 +27,7 @@ public final class TURNClient: Sendable {
     public let connection: STUNConnection
     private let credentials: TURNCredentials?
     private let auth = Mutex<AuthState?>(nil)
+    private let staleNonces = Atomic<Int>(0)
 
     private struct AuthState: Sendable {
         var realm: String
@@ -38,6 +39,9 @@ public final class TURNClient: Sendable {
         self.connection = connection
         self.credentials = credentials
     }
+
+    /// How many times the server declared our nonce stale (438) and we retried with its new one.
+    public var staleNonceRetries: Int { staleNonces.load(ordering: .relaxed) }
 
     /// The realm the server named in its 401, once known.
     public var realm: String? { auth.withLock { $0?.realm } }
@@ -166,6 +170,7 @@ public final class TURNClient: Sendable {
                 auth.withLock { $0 = AuthState(realm: realm, nonce: nonce, key: key) }
             case STUNErrorCode.staleNonce where state != nil && staleRetries == 0:
                 staleRetries += 1
+                staleNonces.add(1, ordering: .relaxed)
                 guard let nonce = reply.text(.nonce), let credentials else {
                     throw TURNClientError(.malformedResponse("438 without NONCE"), method: method)
                 }

@@ -18,11 +18,15 @@ public final class HostileServer: Sendable {
         case endless
         /// Reads everything and never answers.
         case silent
+        /// Drops the first two datagrams, then answers correctly: only retransmission gets through.
+        case dropFirstTwo
     }
 
     public let port: UInt16
     public let behaviour: Behaviour
     private let stopped = Atomic<Bool>(false)
+    /// Requests seen, for behaviours that change over time.
+    public let received = Atomic<Int>(0)
     private let udpSocket: Int32
     private let tcpSocket: Int32
 
@@ -78,6 +82,7 @@ public final class HostileServer: Sendable {
         case .hugeLength: return [0x01, 0x01, 0xFF, 0xFC, 0x21, 0x12, 0xA4, 0x42] + transaction
         case .endless: return [0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4]
         case .silent: return []
+        case .dropFirstTwo: return received.add(1, ordering: .relaxed).newValue > 2 ? valid : []
         }
     }
 

@@ -1,0 +1,80 @@
+import Foundation
+import NIOCore
+import TestSupport
+import Testing
+import TurnkeeperCredentials
+import TurnkeeperSTUN
+import TurnkeeperTURNClient
+
+@Suite("TURN client")
+struct TURNClientTests {
+    private func endpoint(_ port: UInt16, _ transport: TURNTransport = .udp) throws -> ServerEndpoint {
+        ServerEndpoint(
+            host: "127.0.0.1", address: try SocketAddress(ipAddress: "127.0.0.1", port: Int(port)), transport: transport
+        )
+    }
+
+    @Test("UDP requests are retransmitted: a server that drops the first two copies still answers the third")
+    func retransmission() async throws {
+        let server = try HostileServer(.dropFirstTwo)
+        defer { server.stop() }
+        let mapped = try await Connector.withConnection(to: try endpoint(server.port)) { connection in
+            try await TURNClient(connection: connection, credentials: nil).binding(deadline: .now + .seconds(5))
+        }
+        #expect(mapped.description == "127.0.0.1:1")
+        #expect(server.received.load(ordering: .relaxed) == 3)
+    }
+
+    @Test("A stale nonce (438) is answered by one retry with the new nonce, over and over, without failing")
+    func staleNonce() async throws {
+        let secret = try TurnSecret.generate()
+        let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        var options = CoturnServer.Options()
+        options.extraLines = ["stale-nonce=1"]
+        let server = try CoturnServer(secrets: [text], options: options)
+        defer { server.stop() }
+        let credential = try CredentialMinter(secret: secret)
+            .credential(user: "@a:b", expiry: Int64(Date().timeIntervalSince1970) + 600)
+        let credentials = TURNCredentials(username: credential.username, password: credential.password)
+        let refreshes = try await Connector.withConnection(to: try endpoint(server.port)) { connection in
+            let client = TURNClient(connection: connection, credentials: credentials)
+            _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(3))
+            // Refresh until coturn has declared the nonce stale twice (each a 438 the client answered),
+            // bounded to 8 s; every refresh must succeed.
+            let clock = ContinuousClock()
+            let end = clock.now + .seconds(8)
+            while clock.now < end && client.staleNonceRetries < 2 {
+                try await client.refresh(lifetime: 600, deadline: .now + .seconds(3))
+                // The nonce lives 1 s; refreshing every 300 ms crosses its expiry a few times.
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            try await client.refresh(lifetime: 0, deadline: .now + .seconds(3))
+            return client.staleNonceRetries
+        }
+        #expect(refreshes >= 2, "coturn never declared the nonce stale; the test proved nothing")
+    }
+
+    @Test("Without credentials an allocation says credentials are required; with wrong ones, rejected")
+    func credentialErrors() async throws {
+        let server = try CoturnServer(secrets: [
+            try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        ])
+        defer { server.stop() }
+        for (credentials, expected) in [
+            (nil, TURNClientError.Kind.credentialsRequired),
+            (TURNCredentials(username: "\(Int(Date().timeIntervalSince1970) + 600):@a:b", password: "wrong"), nil),
+        ] as [(TURNCredentials?, TURNClientError.Kind?)] {
+            await #expect {
+                try await Connector.withConnection(to: try endpoint(server.port, .tcp)) { connection in
+                    try await TURNClient(connection: connection, credentials: credentials).allocate(
+                        family: .ipv4, deadline: .now + .seconds(3))
+                }
+            } throws: { error in
+                guard let error = error as? TURNClientError else { return false }
+                if let expected { return error.kind == expected }
+                if case .credentialsRejected(let code) = error.kind { return code.code == 401 }
+                return false
+            }
+        }
+    }
+}
