@@ -34,6 +34,8 @@ let package = Package(
     targets: [
         // libcrypto from OpenSSL 3, found through pkg-config.
         .systemLibrary(name: "CLibcrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // SQLite 3, for coturn's user database.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // libc helpers Swift 6 cannot call directly.
         .target(name: "CSystemShims"),
         // Errors, and files replaced atomically. Depends on nothing of ours.
@@ -60,6 +62,13 @@ let package = Package(
         .target(
             name: "TurnkeeperCredentials",
             dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"],
+            swiftSettings: strict
+        ),
+        // Where the shared secret lives: coturn's SQLite user database (and, to come, coturn's config and
+        // Synapse's conf.d).
+        .target(
+            name: "TurnkeeperStores",
+            dependencies: ["CSQLite", "TurnkeeperCore", "TurnkeeperCredentials"],
             swiftSettings: strict
         ),
         // Synapse's configuration as Synapse reads it (files, conf.d, shallow merge), and its
@@ -102,6 +111,7 @@ let package = Package(
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
         testTarget("TurnkeeperProbeTests", ["TurnkeeperProbe"]),
+        testTarget("TurnkeeperStoresTests", ["TurnkeeperStores", "TurnkeeperTURNClient", "TurnkeeperCredentials"]),
         testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
         testTarget(

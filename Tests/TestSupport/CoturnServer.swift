@@ -88,6 +88,9 @@ public final class CoturnServer: @unchecked Sendable {
 
     public var pid: Int32 { process.pid }
 
+    /// coturn's SQLite user database (`userdb=`), which coturn creates at start.
+    public var userDatabase: String { directory.file("turndb") }
+
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// SIGTERM, then SIGKILL if it has not gone within 5 s.

@@ -1,8 +1,8 @@
 # Sourced by scripts/*.sh: installs the Debian packages turnkeeper builds and tests against, when missing.
-# libssl-dev: libcrypto for the CLibcrypto target. coturn: turnserver and turnutils_* for the real peer.
+# libssl-dev: libcrypto for the CLibcrypto target. libsqlite3-dev: coturn's user database. coturn: turnserver and turnutils_* for the real peer.
 # libevent-dev: coturn's own dependency. python3: the independent HMAC reference in tests.
 turnkeeper_install_deps() {
-    local wanted=(libssl-dev libevent-dev pkg-config coturn python3 python3-venv)
+    local wanted=(libssl-dev libsqlite3-dev libevent-dev pkg-config coturn python3 python3-venv)
     local missing=()
     local pkg
     for pkg in "${wanted[@]}"; do

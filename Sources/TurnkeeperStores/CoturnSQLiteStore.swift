@@ -1,0 +1,160 @@
+import CSQLite
+public import TurnkeeperCore
+public import TurnkeeperCredentials
+
+/// The `turn_secret` rows of coturn's SQLite user database (`userdb`, Debian: /var/lib/turn/turndb).
+///
+/// coturn reads these rows on every login and caches nothing, so a change takes effect at once, with no
+/// restart and no call dropped. While a write lock is held every coturn login fails, so each change is one
+/// tiny transaction, and a database held by someone else is waited for (busy timeout), then reported.
+public struct CoturnSQLiteStore: Sendable {
+    public let path: String
+    /// coturn's `realm`: rows under any other realm are ignored by coturn.
+    public let realm: String
+    /// How long to wait for a lock held by another process before giving up.
+    public let busyTimeoutMilliseconds: Int32
+
+    public init(path: String, realm: String, busyTimeoutMilliseconds: Int32 = 2000) {
+        self.path = path
+        self.realm = realm
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+    }
+
+    /// The secrets coturn accepts for this realm, in no particular order.
+    public func secrets() throws(TurnkeeperError) -> [TurnSecret] {
+        try withDatabase { (database) throws(TurnkeeperError) in
+            var secrets: [TurnSecret] = []
+            try database.query("SELECT value FROM turn_secret WHERE realm = ?1", [realm]) { value in
+                if let secret = try? TurnSecret(adopting: value, source: "a turn_secret row in \(path)") {
+                    secrets.append(secret)
+                }
+            }
+            return secrets
+        }
+    }
+
+    /// Realms that have rows, to catch rows coturn never reads (a realm mismatch).
+    public func realmsWithSecrets() throws(TurnkeeperError) -> [String] {
+        try withDatabase { (database) throws(TurnkeeperError) in
+            var realms: [String] = []
+            try database.query("SELECT DISTINCT realm FROM turn_secret ORDER BY realm", []) { realms.append($0) }
+            return realms
+        }
+    }
+
+    /// Adds `secret` for this realm; adding one already there changes nothing.
+    public func add(_ secret: TurnSecret) throws(TurnkeeperError) {
+        try withDatabase { (database) throws(TurnkeeperError) in
+            try secret.withExposedBytes { (value) throws(TurnkeeperError) in
+                try database.execute(
+                    "INSERT OR IGNORE INTO turn_secret (realm, value) VALUES (?1, ?2)",
+                    [realm, String(decoding: value, as: UTF8.self)],
+                    what: "add a secret (fingerprint \(secret.fingerprint))"
+                )
+            }
+        }
+    }
+
+    /// Removes `secret` from this realm; removing one that is not there changes nothing.
+    public func remove(_ secret: TurnSecret) throws(TurnkeeperError) {
+        try withDatabase { (database) throws(TurnkeeperError) in
+            try secret.withExposedBytes { (value) throws(TurnkeeperError) in
+                try database.execute(
+                    "DELETE FROM turn_secret WHERE realm = ?1 AND value = ?2",
+                    [realm, String(decoding: value, as: UTF8.self)],
+                    what: "remove a secret (fingerprint \(secret.fingerprint))"
+                )
+            }
+        }
+    }
+
+    private func withDatabase<T>(_ body: (Database) throws(TurnkeeperError) -> T) throws(TurnkeeperError) -> T {
+        let database = try Database(path: path, busyTimeout: busyTimeoutMilliseconds)
+        defer { database.close() }
+        return try body(database)
+    }
+}
+
+/// One connection, closed after each operation so no lock or handle outlives it.
+private final class Database {
+    let path: String
+    private let handle: OpaquePointer
+
+    init(path: String, busyTimeout: Int32) throws(TurnkeeperError) {
+        var handle: OpaquePointer?
+        // Never create: a missing database means a wrong path, not a new empty one coturn would not read.
+        let status = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
+        guard status == SQLITE_OK, let handle else {
+            if let handle { sqlite3_close(handle) }
+            throw TurnkeeperError(
+                .unreadableFile,
+                "cannot open coturn's database \(path): \(String(cString: sqlite3_errstr(status))). Check the path "
+                    + "(coturn's userdb=, Debian's default is /var/lib/turn/turndb) and that turnkeeper may write it."
+            )
+        }
+        self.path = path
+        self.handle = handle
+        sqlite3_busy_timeout(handle, busyTimeout)
+    }
+
+    func close() { sqlite3_close(handle) }
+
+    func execute(_ sql: String, _ parameters: [String], what: String) throws(TurnkeeperError) {
+        let statement = try prepare(sql, parameters)
+        defer { sqlite3_finalize(statement) }
+        // Autocommit: the statement is its own transaction, as short as a write can be.
+        let status = sqlite3_step(statement)
+        guard status == SQLITE_DONE else { throw failure(status, what: what) }
+    }
+
+    func query(_ sql: String, _ parameters: [String], row: (String) throws(TurnkeeperError) -> Void)
+        throws(TurnkeeperError)
+    {
+        let statement = try prepare(sql, parameters)
+        defer { sqlite3_finalize(statement) }
+        while true {
+            let status = sqlite3_step(statement)
+            if status == SQLITE_DONE { return }
+            guard status == SQLITE_ROW else { throw failure(status, what: "read the secrets") }
+            if let text = sqlite3_column_text(statement, 0) {
+                try row(String(cString: text))
+            }
+        }
+    }
+
+    private func prepare(_ sql: String, _ parameters: [String]) throws(TurnkeeperError) -> OpaquePointer {
+        var statement: OpaquePointer?
+        let status = sqlite3_prepare_v2(handle, sql, -1, &statement, nil)
+        guard status == SQLITE_OK, let statement else {
+            if let statement { sqlite3_finalize(statement) }
+            throw failure(status, what: "read the turn_secret table")
+        }
+        for (index, parameter) in parameters.enumerated() {
+            let bound = parameter.withCString { turnkeeper_sqlite_bind_text(statement, Int32(index + 1), $0, -1) }
+            guard bound == SQLITE_OK else {
+                sqlite3_finalize(statement)
+                throw failure(bound, what: "prepare a query")
+            }
+        }
+        return statement
+    }
+
+    private func failure(_ status: Int32, what: String) -> TurnkeeperError {
+        let message = String(cString: sqlite3_errmsg(handle))
+        if status == SQLITE_BUSY || status == SQLITE_LOCKED {
+            return TurnkeeperError(
+                .unwritableFile,
+                "cannot \(what) in \(path): another process holds the database locked (\(message)); nothing was "
+                    + "written. While it does, coturn refuses every login too: find it with `fuser \(path)`."
+            )
+        }
+        if message.contains("no such table") {
+            return TurnkeeperError(
+                .unreadableFile,
+                "\(path) has no turn_secret table, so it is not coturn's user database. Point the store at coturn's "
+                    + "userdb (start coturn once to create it, or load /usr/share/coturn/schema.sql)."
+            )
+        }
+        return TurnkeeperError(.unwritableFile, "cannot \(what) in \(path): \(message); nothing was written.")
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import NIOCore
+import TestSupport
+import Testing
+import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperStores
+import TurnkeeperTURNClient
+
+@Suite("coturn's SQLite user database as a secret store")
+struct CoturnSQLiteStoreTests {
+    /// True when coturn grants an allocation to a credential signed with `secret`.
+    private func coturnAccepts(_ secret: TurnSecret, _ server: CoturnServer) async throws -> Bool {
+        let credential = try CredentialMinter(secret: secret)
+            .credential(user: "@a:b", expiry: Int64(Date().timeIntervalSince1970) + 600)
+        let endpoint = ServerEndpoint(
+            host: "127.0.0.1",
+            address: try SocketAddress(ipAddress: "127.0.0.1", port: Int(server.port)),
+            transport: .tcp
+        )
+        do {
+            try await Connector.withConnection(to: endpoint) { connection in
+                let client = TURNClient(
+                    connection: connection,
+                    credentials: TURNCredentials(username: credential.username, password: credential.password)
+                )
+                _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(3))
+                try await client.refresh(lifetime: 0, deadline: .now + .seconds(3))
+            }
+            return true
+        } catch let error as TURNClientError {
+            if case .credentialsRejected = error.kind { return false }
+            throw error
+        }
+    }
+
+    @Test("Rows added while coturn runs are accepted at once; removed rows are refused at once; no restart")
+    func liveChanges() async throws {
+        let server = try CoturnServer(secrets: [])
+        defer { server.stop() }
+        let store = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm)
+        let old = try TurnSecret.generate()
+        let new = try TurnSecret.generate()
+        #expect(try store.secrets().isEmpty)
+        #expect(try await !coturnAccepts(old, server))
+
+        try store.add(old)
+        try store.add(old)  // idempotent
+        #expect(try store.secrets() == [old])
+        #expect(try await coturnAccepts(old, server))
+
+        try store.add(new)
+        #expect(Set(try store.secrets().map(\.fingerprint)) == [old.fingerprint, new.fingerprint])
+        #expect(try await coturnAccepts(old, server))
+        #expect(try await coturnAccepts(new, server))
+
+        try store.remove(old)
+        try store.remove(old)  // idempotent
+        #expect(try store.secrets() == [new])
+        #expect(try await !coturnAccepts(old, server))
+        #expect(try await coturnAccepts(new, server))
+        #expect(try store.realmsWithSecrets() == [server.realm])
+    }
+
+    @Test("Rows under another realm are not this store's, and coturn ignores them too")
+    func otherRealm() async throws {
+        let server = try CoturnServer(secrets: [])
+        defer { server.stop() }
+        let wrongRealm = CoturnSQLiteStore(path: server.userDatabase, realm: "not-\(server.realm)")
+        let secret = try TurnSecret.generate()
+        try wrongRealm.add(secret)
+        #expect(try CoturnSQLiteStore(path: server.userDatabase, realm: server.realm).secrets().isEmpty)
+        #expect(try wrongRealm.realmsWithSecrets() == ["not-\(server.realm)"])
+        #expect(try await !coturnAccepts(secret, server))
+    }
+
+    @Test("A database locked by another process: a bounded wait, then a clear error, and nothing written")
+    func locked() throws {
+        let server = try CoturnServer(secrets: [])
+        defer { server.stop() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let lockedMarker = directory.file("locked")
+        let releaseMarker = directory.file("release")
+        let python = try ProcessRunner.which("python3", package: "python3")
+        // Holds an exclusive lock until told to let go (or 30 s pass).
+        let holder = try ChildProcess(
+            python,
+            [
+                "-c",
+                """
+                import os, sqlite3, sys, time
+                db = sqlite3.connect(sys.argv[1], isolation_level=None)
+                db.execute("BEGIN EXCLUSIVE")
+                open(sys.argv[2], "w").close()
+                deadline = time.monotonic() + 30
+                while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                db.execute("ROLLBACK")
+                """,
+                server.userDatabase, lockedMarker, releaseMarker,
+            ]
+        )
+        defer { holder.terminate() }
+        let clock = ContinuousClock()
+        let waitUntil = clock.now + .seconds(10)
+        while !FileManager.default.fileExists(atPath: lockedMarker) && clock.now < waitUntil {
+            usleep(10_000)
+        }
+        #expect(FileManager.default.fileExists(atPath: lockedMarker), "the lock holder never took the lock")
+
+        let store = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm, busyTimeoutMilliseconds: 300)
+        let secret = try TurnSecret.generate()
+        #expect {
+            try store.add(secret)
+        } throws: { error in
+            let reason = (error as? TurnkeeperError)?.reason ?? ""
+            return reason.contains("locked") && reason.contains("nothing was written")
+                && !reason.contains(
+                    secret.withExposedBytes { String(decoding: $0, as: UTF8.self) })
+        }
+        _ = FileManager.default.createFile(atPath: releaseMarker, contents: nil)
+        #expect(holder.wait(timeout: .seconds(10)) == 0)
+        #expect(try store.secrets().isEmpty)
+    }
+
+    @Test("A missing file and a database that is not coturn's are named as such; no file is created")
+    func wrongFiles() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let missing = directory.file("no-such-db")
+        #expect {
+            try CoturnSQLiteStore(path: missing, realm: "r").secrets()
+        } throws: { error in
+            ((error as? TurnkeeperError)?.reason ?? "").contains("userdb=")
+        }
+        #expect(!FileManager.default.fileExists(atPath: missing))
+        let sqlite = try ProcessRunner.which("python3", package: "python3")
+        let other = directory.file("other.db")
+        _ = try ProcessRunner.run(
+            sqlite, ["-c", "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('CREATE TABLE t (x)')", other])
+        #expect {
+            try CoturnSQLiteStore(path: other, realm: "r").add(TurnSecret.generate())
+        } throws: { error in
+            ((error as? TurnkeeperError)?.reason ?? "").contains("no turn_secret table")
+        }
+    }
+}
