@@ -111,7 +111,10 @@ let package = Package(
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
         testTarget("TurnkeeperProbeTests", ["TurnkeeperProbe"]),
-        testTarget("TurnkeeperStoresTests", ["TurnkeeperStores", "TurnkeeperTURNClient", "TurnkeeperCredentials"]),
+        testTarget(
+            "TurnkeeperStoresTests",
+            ["TurnkeeperStores", "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSynapse"]
+        ),
         testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
         testTarget(

@@ -1,15 +1,17 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A real coturn (`turnserver -c FILE`) on its own loopback ports, started and stopped by PID.
 /// Never the system service.
-public final class CoturnServer: @unchecked Sendable {
+public final class CoturnServer: Sendable {
     public let port: UInt16
     public let realm: String
     public let directory: TemporaryDirectory
     public let configPath: String
     public let logPath: String
-    private let process: ChildProcess
+    private let process: Mutex<ChildProcess>
+    private let udp: Bool
 
     /// What a test needs to vary. The defaults are a healthy loopback coturn.
     public struct Options: Sendable {
@@ -67,10 +69,26 @@ public final class CoturnServer: @unchecked Sendable {
         logPath = directory.file("turnserver.log")
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
 
-        process = try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath)
+        udp = options.udp
+        process = Mutex(try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath))
 
+        try waitUntilReady()
+    }
+
+    /// Stops coturn and starts it again on the same (possibly rewritten) config file, as an admin's
+    /// `systemctl restart coturn` would.
+    public func restart() throws {
+        let turnserver = try ProcessRunner.which("turnserver", package: "coturn")
+        try process.withLock { process in
+            process.terminate()
+            process = try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath)
+        }
+        try waitUntilReady()
+    }
+
+    private func waitUntilReady() throws {
         let ready =
-            options.udp
+            udp
             ? LoopbackUDP.stunBindingAnswered(port: port, timeout: .seconds(15))
             : LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(15))
         guard ready else {
@@ -86,7 +104,7 @@ public final class CoturnServer: @unchecked Sendable {
             .deletingLastPathComponent().appendingPathComponent("coturn/loopback.conf.in").path
     }
 
-    public var pid: Int32 { process.pid }
+    public var pid: Int32 { process.withLock { $0.pid } }
 
     /// coturn's SQLite user database (`userdb=`), which coturn creates at start.
     public var userDatabase: String { directory.file("turndb") }
@@ -95,11 +113,11 @@ public final class CoturnServer: @unchecked Sendable {
 
     /// SIGTERM, then SIGKILL if it has not gone within 5 s.
     public func stop() {
-        process.terminate()
+        process.withLock { _ = $0.terminate() }
         directory.remove()
     }
 
-    deinit { if process.isRunning { kill(process.pid, SIGKILL) } }
+    deinit { process.withLock { if $0.isRunning { kill($0.pid, SIGKILL) } } }
 }
 
 /// coturn's `turnutils_peer`: a UDP echo the relay can send to. It binds `port` and `port + 1`.

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A real Synapse from PyPI (installed in a venv by scripts/test.sh), on its own loopback port, with a
 /// conf.d directory the test writes. Started with `-c homeserver.yaml -c conf.d/` as the Debian unit does.
@@ -11,7 +12,7 @@ public final class SynapseServer: Sendable {
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     private let python: String
     private let registrationSecret: String
-    private let process: ChildProcess
+    private let process: Mutex<ChildProcess?> = Mutex(nil)
 
     /// The venv's python: $TURNKEEPER_SYNAPSE_PYTHON, or the one scripts/test.sh installs.
     public static func python() throws -> String {
@@ -72,12 +73,24 @@ public final class SynapseServer: Sendable {
         for (name, text) in confFiles {
             try directory.write("conf.d/\(name)", text)
         }
-        process = try ChildProcess(
+        try start()
+    }
+
+    /// Stops Synapse and starts it again on the same files, as `systemctl restart matrix-synapse` would:
+    /// Synapse reads its TURN settings only at start.
+    public func restart() throws {
+        process.withLock { _ = $0?.terminate(grace: .seconds(15)) }
+        try start()
+    }
+
+    private func start() throws {
+        let child = try ChildProcess(
             python,
             ["-m", "synapse.app.homeserver", "-c", homeserverYAML, "-c", confD + "/"],
             stdoutPath: directory.file("stdout.log"),
             stderrPath: directory.file("stdout.log")
         )
+        process.withLock { $0 = child }
         let health = try ProcessRunner.run(python, ["-c", Self.waitScript, baseURL], timeout: .seconds(90))
         guard health.status == 0 else {
             let log = (try? String(contentsOfFile: directory.file("stdout.log"), encoding: .utf8)) ?? ""
@@ -101,7 +114,7 @@ public final class SynapseServer: Sendable {
     public var log: String { (try? String(contentsOfFile: directory.file("synapse.log"), encoding: .utf8)) ?? "" }
 
     public func stop() {
-        process.terminate(grace: .seconds(15))
+        process.withLock { _ = $0?.terminate(grace: .seconds(15)) }
         directory.remove()
     }
 
