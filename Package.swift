@@ -86,6 +86,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The rotation protocol: turnkeeper.yaml, the persisted state machine, the stores it drives.
+        .target(
+            name: "TurnkeeperRotation",
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperProbe",
+                "TurnkeeperTURNClient", .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "turnkeeper",
             dependencies: [
@@ -94,6 +104,7 @@ let package = Package(
                 "TurnkeeperCredentials",
                 "TurnkeeperProbe",
                 "TurnkeeperSynapse",
+                "TurnkeeperRotation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

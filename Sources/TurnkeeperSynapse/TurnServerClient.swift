@@ -65,9 +65,30 @@ public enum TurnServerClient {
         return .credentials(TurnServerResponse(username: username, password: password, ttl: ttl, uris: uris))
     }
 
-    private static func get(_ url: HomeserverURL, path: String, token: String, caFile: String?) async throws -> (
-        HTTPResponseStatus, [UInt8]
-    ) {
+    /// True when `url` (such as http://127.0.0.1:8008/health) answers 200 within `timeout`.
+    public static func isHealthy(_ url: String, timeout: Duration = .seconds(2)) async -> Bool {
+        guard let parsed = try? HomeserverURL(url) else { return false }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                let path = parsed.path.isEmpty ? "/" : parsed.path
+                return (try? await get(parsed, path: path, token: nil, caFile: nil).0) == .ok
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private static func get(
+        _ url: HomeserverURL,
+        path: String,
+        token: String?,
+        caFile: String?
+    ) async throws -> (HTTPResponseStatus, [UInt8]) {
         let sslContext: NIOSSLContext?
         if url.secure {
             var configuration = TLSConfiguration.makeClientConfiguration()
@@ -95,7 +116,7 @@ public enum TurnServerClient {
         return try await channel.executeThenClose { inbound, outbound in
             var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
             head.headers.add(name: "Host", value: url.hostHeader)
-            head.headers.add(name: "Authorization", value: "Bearer \(token)")
+            if let token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
             head.headers.add(name: "Accept", value: "application/json")
             head.headers.add(name: "User-Agent", value: "turnkeeper")
             head.headers.add(name: "Connection", value: "close")

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 import TurnkeeperSTUN
 
 /// Opens a ``STUNConnection`` for the duration of a closure, on NIO's shared event loops, and closes it
@@ -77,6 +78,7 @@ public enum Connector {
         }
         // NIOSSL refuses an IP address as SNI; for IP literals it checks the certificate's IP SANs instead.
         let serverName = endpoint.hostIsIPLiteral ? nil : endpoint.host
+        let recorder = FirstError()
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -91,6 +93,7 @@ public enum Connector {
                         if let sslContext {
                             let handler = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
                             try channel.pipeline.syncOperations.addHandler(handler)
+                            try channel.pipeline.syncOperations.addHandler(ErrorRecordingHandler(recorder))
                         }
                         return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
                     }
@@ -99,7 +102,7 @@ public enum Connector {
             throw TURNClientError(STUNConnection.classify(error))
         }
         return try await channel.executeThenClose { inbound, outbound in
-            let connection = STUNConnection(endpoint: endpoint) { bytes in
+            let connection = STUNConnection(endpoint: endpoint, pipelineFailure: { recorder.kind }) { bytes in
                 try await outbound.write(ByteBuffer(bytes: bytes))
             }
             return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
@@ -134,5 +137,29 @@ public enum Connector {
             configuration.trustRoots = .file(caFile)
         }
         return configuration
+    }
+}
+
+/// Holds the first error a channel pipeline reported, classified.
+final class FirstError: Sendable {
+    private let stored = Mutex<TURNClientError.Kind?>(nil)
+
+    var kind: TURNClientError.Kind? { stored.withLock { $0 } }
+
+    func record(_ error: any Error) {
+        stored.withLock { if $0 == nil { $0 = STUNConnection.classify(error) } }
+    }
+}
+
+/// Records errors passing through the pipeline (after TLS, so handshake failures are seen) and forwards them.
+final class ErrorRecordingHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let recorder: FirstError
+
+    init(_ recorder: FirstError) { self.recorder = recorder }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        recorder.record(error)
+        context.fireErrorCaught(error)
     }
 }

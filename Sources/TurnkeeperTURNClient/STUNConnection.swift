@@ -38,8 +38,17 @@ public final class STUNConnection: Sendable {
         var peerDataHandler: (@Sendable (PeerData) -> Void)?
     }
 
-    init(endpoint: ServerEndpoint, sender: @escaping @Sendable ([UInt8]) async throws -> Void) {
+    /// The first error the channel pipeline saw (a TLS handshake failure, say). When a connection
+    /// ends, it is the cause; the close or failed write that follows is only its symptom.
+    private let pipelineFailure: @Sendable () -> TURNClientError.Kind?
+
+    init(
+        endpoint: ServerEndpoint,
+        pipelineFailure: @escaping @Sendable () -> TURNClientError.Kind? = { nil },
+        sender: @escaping @Sendable ([UInt8]) async throws -> Void
+    ) {
         self.endpoint = endpoint
+        self.pipelineFailure = pipelineFailure
         self.sender = sender
     }
 
@@ -132,7 +141,7 @@ public final class STUNConnection: Sendable {
         do {
             try await sender(bytes)
         } catch {
-            throw TURNClientError(Self.classify(error), method: method)
+            throw TURNClientError(pipelineFailure() ?? Self.classify(error), method: method)
         }
     }
 
@@ -182,7 +191,9 @@ public final class STUNConnection: Sendable {
     /// Ends the connection: every waiting request fails with `error`.
     func finish(_ error: TURNClientError) {
         let waiters = state.withLock { state -> [AsyncStream<DecodedSTUNMessage>.Continuation] in
-            if state.finished == nil { state.finished = error }
+            if state.finished == nil {
+                state.finished = TURNClientError(pipelineFailure() ?? error.kind, method: error.method)
+            }
             defer { state.pending.removeAll() }
             return Array(state.pending.values)
         }

@@ -16,7 +16,9 @@ struct Turnkeeper: AsyncParsableCommand {
             Exit status: 0 ok, 1 a check failed, 2 usage or configuration error.
             """,
         version: "0.1.0",
-        subcommands: [SecretCommand.self, CredentialsCommand.self, ProbeCommand.self]
+        subcommands: [
+            SecretCommand.self, CredentialsCommand.self, ProbeCommand.self, RotateCommand.self, StatusCommand.self,
+        ]
     )
 
     static func main() async {

@@ -17,7 +17,8 @@ public enum ProcessRunner {
         _ executable: String,
         _ arguments: [String],
         stdin: String? = nil,
-        timeout: Duration = .seconds(30)
+        timeout: Duration = .seconds(30),
+        environment: [String: String] = [:]
     ) throws -> ProcessOutput {
         let scratch = try TemporaryDirectory("turnkeeper-run")
         defer { scratch.remove() }
@@ -29,7 +30,13 @@ public enum ProcessRunner {
         let inPath = scratch.file("stdin")
         _ = FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
         let process = try ChildProcess(
-            executable, arguments, stdinPath: inPath, stdoutPath: outPath, stderrPath: errPath)
+            executable,
+            arguments,
+            stdinPath: inPath,
+            stdoutPath: outPath,
+            stderrPath: errPath,
+            environment: environment
+        )
         guard let status = process.wait(timeout: timeout) else {
             process.terminate(grace: .seconds(1))
             throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)")
@@ -66,7 +73,12 @@ public enum TurnkeeperBinary {
         return "turnkeeper"
     }
 
-    public static func run(_ arguments: [String], stdin: String? = nil) throws -> ProcessOutput {
-        try ProcessRunner.run(path, arguments, stdin: stdin)
+    public static func run(
+        _ arguments: [String],
+        stdin: String? = nil,
+        timeout: Duration = .seconds(30),
+        environment: [String: String] = [:]
+    ) throws -> ProcessOutput {
+        try ProcessRunner.run(path, arguments, stdin: stdin, timeout: timeout, environment: environment)
     }
 }

@@ -27,7 +27,15 @@ public final class SynapseServer: Sendable {
 
     /// Generates a config, writes `confFiles` (name → YAML) into conf.d next to the test's own overlay,
     /// starts Synapse and returns once `/health` answers.
-    public init(confFiles: [String: String]) throws {
+    /// Under a supervisor loop that starts Synapse again whenever it exits, so a test can hand
+    /// turnkeeper ``restartCommand`` as Synapse's restart command, as systemd would restart it.
+    private let supervised: Bool
+
+    /// argv that stops the running Synapse and returns once it has exited; the supervisor starts a new one.
+    public var restartCommand: [String] { ["/bin/bash", directory.file("restart.sh")] }
+
+    public init(confFiles: [String: String], supervised: Bool = false) throws {
+        self.supervised = supervised
         python = try Self.python()
         directory = try TemporaryDirectory("turnkeeper-synapse")
         port = try LoopbackUDP.freePort()
@@ -84,12 +92,39 @@ public final class SynapseServer: Sendable {
     }
 
     private func start() throws {
-        let child = try ChildProcess(
-            python,
-            ["-m", "synapse.app.homeserver", "-c", homeserverYAML, "-c", confD + "/"],
-            stdoutPath: directory.file("stdout.log"),
-            stderrPath: directory.file("stdout.log")
-        )
+        let run = [python, "-m", "synapse.app.homeserver", "-c", homeserverYAML, "-c", confD + "/"]
+        let child: ChildProcess
+        if supervised {
+            // Restarts Synapse whenever it exits, until the stop file appears; bounded to 200 starts.
+            try directory.write(
+                "supervise.sh",
+                """
+                for i in $(seq 1 200); do
+                    [ -e \(directory.file("stop")) ] && exit 0
+                    \(run.joined(separator: " ")) >>\(directory.file("stdout.log")) 2>&1 &
+                    echo $! >\(directory.file("synapse.pid"))
+                    wait $!
+                done
+                """
+            )
+            try directory.write(
+                "restart.sh",
+                """
+                pid=$(cat \(directory.file("synapse.pid")))
+                kill -TERM "$pid" || exit 1
+                for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+                exit 1
+                """
+            )
+            child = try ChildProcess("/bin/bash", [directory.file("supervise.sh")])
+        } else {
+            child = try ChildProcess(
+                python,
+                Array(run.dropFirst()),
+                stdoutPath: directory.file("stdout.log"),
+                stderrPath: directory.file("stdout.log")
+            )
+        }
         process.withLock { $0 = child }
         let health = try ProcessRunner.run(python, ["-c", Self.waitScript, baseURL], timeout: .seconds(90))
         guard health.status == 0 else {
@@ -114,6 +149,10 @@ public final class SynapseServer: Sendable {
     public var log: String { (try? String(contentsOfFile: directory.file("synapse.log"), encoding: .utf8)) ?? "" }
 
     public func stop() {
+        if supervised {
+            _ = FileManager.default.createFile(atPath: directory.file("stop"), contents: nil)
+            _ = try? ProcessRunner.run("/bin/bash", [directory.file("restart.sh")], timeout: .seconds(40))
+        }
         process.withLock { _ = $0?.terminate(grace: .seconds(15)) }
         directory.remove()
     }

@@ -14,7 +14,9 @@ struct ProbeSynapseTests {
     }
 
     private func probe(_ arguments: [String]) throws -> (ProcessOutput, ProbeReport?) {
-        let output = try TurnkeeperBinary.run(["probe", "--json"] + arguments)
+        // Tests that expect success get room for a loaded machine; tests of timeouts set their own.
+        let timeout = arguments.contains("--timeout") ? [] : ["--timeout", "10s"]
+        let output = try TurnkeeperBinary.run(["probe", "--json"] + arguments + timeout)
         return (output, try? JSONDecoder().decode(ProbeReport.self, from: Data(output.stdout.utf8)))
     }
 

@@ -24,8 +24,8 @@ struct CoturnSQLiteStoreTests {
                     connection: connection,
                     credentials: TURNCredentials(username: credential.username, password: credential.password)
                 )
-                _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(3))
-                try await client.refresh(lifetime: 0, deadline: .now + .seconds(3))
+                _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(15))
+                try await client.refresh(lifetime: 0, deadline: .now + .seconds(15))
             }
             return true
         } catch let error as TURNClientError {

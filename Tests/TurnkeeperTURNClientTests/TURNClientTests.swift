@@ -19,7 +19,7 @@ struct TURNClientTests {
         let server = try HostileServer(.dropFirstTwo)
         defer { server.stop() }
         let mapped = try await Connector.withConnection(to: try endpoint(server.port)) { connection in
-            try await TURNClient(connection: connection, credentials: nil).binding(deadline: .now + .seconds(5))
+            try await TURNClient(connection: connection, credentials: nil).binding(deadline: .now + .seconds(15))
         }
         #expect(mapped.description == "127.0.0.1:1")
         #expect(server.received.load(ordering: .relaxed) == 3)
@@ -30,7 +30,7 @@ struct TURNClientTests {
         let secret = try TurnSecret.generate()
         let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         var options = CoturnServer.Options()
-        options.extraLines = ["stale-nonce=1"]
+        options.extraLines = ["stale-nonce=3"]
         let server = try CoturnServer(secrets: [text], options: options)
         defer { server.stop() }
         let credential = try CredentialMinter(secret: secret)
@@ -38,17 +38,18 @@ struct TURNClientTests {
         let credentials = TURNCredentials(username: credential.username, password: credential.password)
         let refreshes = try await Connector.withConnection(to: try endpoint(server.port)) { connection in
             let client = TURNClient(connection: connection, credentials: credentials)
-            _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(3))
+            _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(15))
             // Refresh until coturn has declared the nonce stale twice (each a 438 the client answered),
-            // bounded to 8 s; every refresh must succeed.
+            // bounded to 20 s; every refresh must succeed.
             let clock = ContinuousClock()
-            let end = clock.now + .seconds(8)
+            let end = clock.now + .seconds(20)
             while clock.now < end && client.staleNonceRetries < 2 {
-                try await client.refresh(lifetime: 600, deadline: .now + .seconds(3))
-                // The nonce lives 1 s; refreshing every 300 ms crosses its expiry a few times.
-                try await Task.sleep(for: .milliseconds(300))
+                try await client.refresh(lifetime: 600, deadline: .now + .seconds(15))
+                // The nonce lives 3 s; refreshing every second crosses its expiry every few refreshes, with room
+                // for a loaded machine between a 438 and its retry.
+                try await Task.sleep(for: .seconds(1))
             }
-            try await client.refresh(lifetime: 0, deadline: .now + .seconds(3))
+            try await client.refresh(lifetime: 0, deadline: .now + .seconds(15))
             return client.staleNonceRetries
         }
         #expect(refreshes >= 2, "coturn never declared the nonce stale; the test proved nothing")
@@ -67,7 +68,7 @@ struct TURNClientTests {
             await #expect {
                 try await Connector.withConnection(to: try endpoint(server.port, .tcp)) { connection in
                     try await TURNClient(connection: connection, credentials: credentials).allocate(
-                        family: .ipv4, deadline: .now + .seconds(3))
+                        family: .ipv4, deadline: .now + .seconds(15))
                 }
             } throws: { error in
                 guard let error = error as? TURNClientError else { return false }

@@ -1,0 +1,65 @@
+import Glibc
+import TurnkeeperCore
+
+/// Runs an admin-configured command (argv, no shell) with a minimal environment, so nothing of
+/// turnkeeper's own environment, and never a secret, reaches it.
+enum CommandRunner {
+    static func run(_ argv: [String], what: String, timeoutSeconds: Int = 180) throws(TurnkeeperError) {
+        guard let executable = argv.first else {
+            throw TurnkeeperError(
+                .invalidArgument,
+                "the \(what) command is empty; give it as a list, such as [systemctl, restart, matrix-synapse].")
+        }
+        var child: pid_t = 0
+        let arguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        let variables: [String] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        let environment: [UnsafeMutablePointer<CChar>?] = variables.map { strdup($0) } + [nil]
+        defer {
+            arguments.forEach { free($0) }
+            environment.forEach { free($0) }
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let status = posix_spawnp(&child, executable, nil, &attributes, arguments, environment)
+        guard status == 0 else {
+            throw TurnkeeperError(
+                .checkFailed,
+                "cannot run the \(what) command \(argv.joined(separator: " ")): \(errnoDescription(status)).")
+        }
+        var exit: Int32 = 0
+        var waited = 0
+        // Poll with WNOHANG so a hung command cannot hang the rotation.
+        while true {
+            let result = waitpid(child, &exit, WNOHANG)
+            if result == child { break }
+            if result < 0 && errno != EINTR {
+                throw TurnkeeperError(.checkFailed, "lost the \(what) command: \(errnoDescription(errno)).")
+            }
+            if waited >= timeoutSeconds * 10 {
+                kill(child, SIGKILL)
+                waitpid(child, &exit, 0)
+                throw TurnkeeperError(
+                    .checkFailed,
+                    "the \(what) command \(argv.joined(separator: " ")) did not finish in \(timeoutSeconds) s; it was killed."
+                )
+            }
+            usleep(100_000)
+            waited += 1
+        }
+        let code = exit & 0x7F == 0 ? (exit >> 8) & 0xFF : 128 + (exit & 0x7F)
+        guard code == 0 else {
+            throw TurnkeeperError(
+                .checkFailed,
+                "the \(what) command \(argv.joined(separator: " ")) failed with exit status \(code). Run it by hand to see why."
+            )
+        }
+    }
+}

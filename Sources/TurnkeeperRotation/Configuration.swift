@@ -1,0 +1,183 @@
+public import TurnkeeperCore
+public import TurnkeeperCredentials
+public import TurnkeeperStores
+import Yams
+
+/// turnkeeper's own configuration (default /etc/turnkeeper/turnkeeper.yaml). See docs/configuration.md.
+public struct Configuration: Sendable {
+    public struct Synapse: Sendable {
+        /// What Synapse is started with (`-c` arguments): homeserver.yaml and conf.d.
+        public var configPaths: [String]
+        /// The conf.d file turnkeeper owns.
+        public var managedFile: String
+        public var mode: SynapseSecretStore.Mode
+        /// The secret file, in path mode.
+        public var secretFile: String?
+        /// The group Synapse runs as; managed files are 0640 with it.
+        public var group: String?
+        /// argv, run without a shell and with an empty environment.
+        public var restartCommand: [String]
+        /// Polled until it answers 200 after a restart, such as http://127.0.0.1:8008/health.
+        public var healthURL: String?
+    }
+
+    public struct Coturn: Sendable {
+        public enum Store: String, Sendable {
+            case sqlite
+            case config
+        }
+
+        public var realm: String
+        /// Where a new secret is verified with a real allocation before Synapse switches to it.
+        public var verifyURI: String
+        public var store: Store
+        public var database: String
+        public var configFile: String?
+        public var restartCommand: [String]?
+    }
+
+    public struct Rotation: Sendable {
+        public var interval: SynapseDuration
+        /// Added to Synapse's credential lifetime before an old secret is retired.
+        public var margin: SynapseDuration
+        public var stateDirectory: String
+    }
+
+    public var synapse: Synapse
+    public var coturn: Coturn
+    public var rotation: Rotation
+    public let path: String
+
+    public static let defaultPath = "/etc/turnkeeper/turnkeeper.yaml"
+
+    public static func load(_ path: String) throws(TurnkeeperError) -> Configuration {
+        let text = String(decoding: try FileContents.read(path, limit: 1 << 20).bytes, as: UTF8.self)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw TurnkeeperError(.unreadableFile, "\(path): \(Self.describe(error)); fix the YAML.")
+        } catch {
+            throw TurnkeeperError(.unreadableFile, "\(path): not valid YAML: \(error).")
+        }
+        guard let root, root.mapping != nil else {
+            throw TurnkeeperError(.unreadableFile, "\(path) is empty or not a mapping; see docs/configuration.md.")
+        }
+        let reader = Reader(path: path)
+        let synapse = try reader.section(root, "synapse")
+        let coturn = try reader.section(root, "coturn")
+        let rotation = try reader.optionalSection(root, "rotation")
+
+        let mode = try reader.string(synapse, "mode", default: "inline")
+        guard let parsedMode = SynapseSecretStore.Mode(rawValue: mode) else {
+            throw reader.error(synapse["mode"], "synapse.mode is \"\(mode)\"; it must be inline or path")
+        }
+        let store = try reader.string(coturn, "store", default: "sqlite")
+        guard let parsedStore = Coturn.Store(rawValue: store) else {
+            throw reader.error(coturn["store"], "coturn.store is \"\(store)\"; it must be sqlite or config")
+        }
+        let configuration = Configuration(
+            synapse: Synapse(
+                configPaths: try reader.strings(
+                    synapse, "config", default: ["/etc/matrix-synapse/homeserver.yaml", "/etc/matrix-synapse/conf.d"]),
+                managedFile: try reader.string(
+                    synapse, "managed_file", default: "/etc/matrix-synapse/conf.d/90-turnkeeper.yaml"),
+                mode: parsedMode,
+                secretFile: try reader.optionalString(synapse, "secret_file"),
+                group: try reader.optionalString(synapse, "group") ?? "matrix-synapse",
+                restartCommand: try reader.strings(
+                    synapse, "restart_command", default: ["systemctl", "restart", "matrix-synapse"]),
+                healthURL: try reader.optionalString(synapse, "health_url")
+            ),
+            coturn: Coturn(
+                realm: try reader.requiredString(coturn, "realm"),
+                verifyURI: try reader.requiredString(coturn, "verify_uri"),
+                store: parsedStore,
+                database: try reader.string(coturn, "database", default: "/var/lib/turn/turndb"),
+                configFile: try reader.optionalString(coturn, "config_file"),
+                restartCommand: try reader.optionalStrings(coturn, "restart_command")
+            ),
+            rotation: Rotation(
+                interval: try reader.duration(rotation, "interval", default: "7d"),
+                margin: try reader.duration(rotation, "margin", default: "10m"),
+                stateDirectory: try reader.string(rotation, "state_directory", default: "/var/lib/turnkeeper")
+            ),
+            path: path
+        )
+        if configuration.synapse.mode == .path && configuration.synapse.secretFile == nil {
+            throw reader.error(
+                synapse["mode"], "synapse.mode is path, so synapse.secret_file must name the secret file")
+        }
+        if configuration.coturn.store == .config && configuration.coturn.configFile == nil {
+            throw reader.error(
+                coturn["store"], "coturn.store is config, so coturn.config_file must name turnserver.conf")
+        }
+        return configuration
+    }
+
+    static func describe(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
+            "line \(mark.line), column \(mark.column): \(problem)"
+        default:
+            "\(error)"
+        }
+    }
+}
+
+/// Typed reads from the YAML tree, each error naming the file and the line.
+private struct Reader {
+    let path: String
+
+    func error(_ node: Node?, _ message: String) -> TurnkeeperError {
+        let line = node?.mark.map { ", line \($0.line)" } ?? ""
+        return TurnkeeperError(.unreadableFile, "\(path)\(line): \(message). See docs/configuration.md.")
+    }
+
+    func section(_ root: Node, _ key: String) throws(TurnkeeperError) -> Node {
+        guard let node = root[key] else { throw error(root, "the \(key): section is missing") }
+        guard node.mapping != nil else { throw error(node, "\(key): must be a mapping of options") }
+        return node
+    }
+
+    func optionalSection(_ root: Node, _ key: String) throws(TurnkeeperError) -> Node? {
+        guard root[key] != nil else { return nil }
+        return try section(root, key)
+    }
+
+    func optionalString(_ node: Node?, _ key: String) throws(TurnkeeperError) -> String? {
+        guard let value = node?[key] else { return nil }
+        guard let scalar = value.scalar else { throw error(value, "\(key) must be a single value") }
+        return scalar.string
+    }
+
+    func string(_ node: Node?, _ key: String, default fallback: String) throws(TurnkeeperError) -> String {
+        try optionalString(node, key) ?? fallback
+    }
+
+    func requiredString(_ node: Node, _ key: String) throws(TurnkeeperError) -> String {
+        guard let value = try optionalString(node, key), !value.isEmpty else { throw error(node, "\(key) is required") }
+        return value
+    }
+
+    func optionalStrings(_ node: Node?, _ key: String) throws(TurnkeeperError) -> [String]? {
+        guard let value = node?[key] else { return nil }
+        guard let sequence = value.sequence, sequence.allSatisfy({ $0.scalar != nil }) else {
+            throw error(value, "\(key) must be a list, such as [systemctl, restart, matrix-synapse]")
+        }
+        return sequence.compactMap(\.string)
+    }
+
+    func strings(_ node: Node?, _ key: String, default fallback: [String]) throws(TurnkeeperError) -> [String] {
+        try optionalStrings(node, key) ?? fallback
+    }
+
+    func duration(_ node: Node?, _ key: String, default fallback: String) throws(TurnkeeperError) -> SynapseDuration {
+        let text = try string(node, key, default: fallback)
+        do {
+            return try SynapseDuration(parsing: text, source: key)
+        } catch let failure {
+            throw error(node?[key], failure.reason)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import TurnkeeperCore
+import TurnkeeperCredentials
+
+/// What a rotation has done so far, persisted after every step (state.json, mode 0600, replaced
+/// atomically). It holds secret values, so it is never printed: ``RotationStatus`` shows fingerprints.
+struct RotationState: Codable {
+    enum Phase: String, Codable {
+        /// Nothing in flight.
+        case idle
+        /// `pending` is generated and saved; it is being added to coturn.
+        case adding
+        /// coturn has `pending`; an allocation with it is being tried.
+        case verifying
+        /// coturn accepts `pending`; Synapse is being switched to it.
+        case switching
+    }
+
+    struct Retiree: Codable {
+        var value: String
+        /// Unix seconds after which no credential Synapse handed out with it is still valid.
+        var after: Int64
+    }
+
+    var phase: Phase = .idle
+    /// The secret Synapse uses.
+    var current: String?
+    /// The secret being introduced.
+    var pending: String?
+    /// Old secrets coturn still accepts, and when each may go.
+    var retiring: [Retiree] = []
+    /// Unix seconds of the last switch of Synapse.
+    var lastRotation: Int64?
+    var lastResult: String?
+
+    static func load(_ path: String) throws(TurnkeeperError) -> RotationState? {
+        guard let file = try? FileContents.read(path, limit: 1 << 20) else { return nil }
+        do {
+            return try JSONDecoder().decode(RotationState.self, from: Data(file.bytes))
+        } catch {
+            throw TurnkeeperError(
+                .unreadableFile,
+                "\(path) is not a turnkeeper state file (\(error)); nothing was changed. Restore it from a backup, or "
+                    + "move it away to adopt the current setup afresh."
+            )
+        }
+    }
+
+    func save(_ path: String) throws(TurnkeeperError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let bytes: [UInt8]
+        do {
+            bytes = Array(try encoder.encode(self))
+        } catch {
+            throw TurnkeeperError(.unwritableFile, "cannot encode the rotation state: \(error)")
+        }
+        try AtomicFile.write(bytes, to: path, permissions: 0o600, maximumPermissions: 0o600, existing: .replace)
+    }
+}
+
+/// What `turnkeeper status` shows: phases, times and fingerprints, never a secret.
+public struct RotationStatus: Sendable, Codable {
+    public var phase: String
+    public var current: String?
+    public var pending: String?
+    public var retiring: [RetiringSecret]
+    public var lastRotation: Int64?
+    public var nextRotationDue: Int64?
+    public var lastResult: String?
+
+    public struct RetiringSecret: Sendable, Codable {
+        public var fingerprint: String
+        public var retiresAt: Int64
+    }
+}

@@ -1,0 +1,252 @@
+import Glibc
+import NIOCore
+public import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperProbe
+import TurnkeeperStores
+import TurnkeeperSynapse
+import TurnkeeperTURNClient
+
+/// The rotation protocol (docs/rotation.md). Every step is persisted before the next begins and every
+/// step can be done twice, so a run killed anywhere is finished by the next.
+///
+///  1. generate the new secret and save it;
+///  2. add it to coturn, which then accepts old and new;
+///  3. verify coturn grants an allocation with it (if not: take it out again, keep the old everywhere);
+///  4. switch Synapse: write its file, restart it, wait until it answers;
+///  5. once Synapse's credential lifetime plus the margin has passed, remove the old secret from coturn.
+public final class Rotator {
+    public let configuration: Configuration
+    private let say: (String) -> Void
+    private let now: () -> Int64
+    /// Test-only: exit with status 99 right after this step (TURNKEEPER_TEST_ABORT_AFTER_STEP).
+    private let abortAfterStep: Int?
+
+    var statePath: String { configuration.rotation.stateDirectory + "/state.json" }
+
+    public init(
+        configuration: Configuration, say: @escaping (String) -> Void, now: @escaping () -> Int64 = WallClock.nowSeconds
+    ) {
+        self.configuration = configuration
+        self.say = say
+        self.now = now
+        self.abortAfterStep = getenv("TURNKEEPER_TEST_ABORT_AFTER_STEP").flatMap { Int(String(cString: $0)) }
+    }
+
+    // MARK: Commands
+
+    /// Finishes a rotation in flight, retires what is due, and, unless `resumeOnly`, rotates once more.
+    public func rotate(resumeOnly: Bool) async throws {
+        let lock = try Lock(directory: configuration.rotation.stateDirectory)
+        defer { lock.release() }
+        var state = try loadOrAdopt()
+        if state.phase != .idle {
+            say("resuming the rotation left in phase \(state.phase.rawValue)")
+            state = try await advance(state)
+        }
+        state = try retireDue(state)
+        if !resumeOnly {
+            state.pending = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+            state.phase = .adding
+            try persist(state, step: 1, "generated a new secret (\(fingerprint(state.pending)))")
+            state = try await advance(state)
+        }
+    }
+
+    public func status() throws -> RotationStatus {
+        let state = try RotationState.load(statePath) ?? RotationState()
+        return RotationStatus(
+            phase: state.phase.rawValue,
+            current: state.current.map(fingerprint),
+            pending: state.pending.map(fingerprint),
+            retiring: state.retiring.map { .init(fingerprint: fingerprint($0.value), retiresAt: $0.after) },
+            lastRotation: state.lastRotation,
+            nextRotationDue: state.lastRotation.map { $0 + configuration.rotation.interval.seconds },
+            lastResult: state.lastResult
+        )
+    }
+
+    // MARK: Steps
+
+    private func advance(_ start: RotationState) async throws -> RotationState {
+        var state = start
+        guard let pendingValue = state.pending else {
+            state.phase = .idle
+            return state
+        }
+        let pending = try TurnSecret(adopting: pendingValue, source: statePath)
+        let coturn = try coturnSecrets()
+        if state.phase == .adding {
+            try coturn.add(pending)
+            state.phase = .verifying
+            try persist(state, step: 2, "coturn accepts the new secret (\(pending.fingerprint)) beside the old")
+        }
+        if state.phase == .verifying {
+            do {
+                try await verify(pending)
+            } catch {
+                try coturn.remove(pending)
+                state.pending = nil
+                state.phase = .idle
+                state.lastResult = "failed: coturn did not accept the new secret; the old one stays everywhere"
+                try persist(state, step: 3, "took the new secret out of coturn again")
+                throw TurnkeeperError(
+                    .checkFailed,
+                    "coturn did not grant an allocation with the new secret at \(configuration.coturn.verifyURI) "
+                        + "(\(error)); it was taken out again, and Synapse and coturn keep the old secret. Run "
+                        + "`turnkeeper probe \(configuration.coturn.verifyURI) --secret-file …` to see why."
+                )
+            }
+            state.phase = .switching
+            try persist(
+                state, step: 3, "an allocation with the new secret succeeded at \(configuration.coturn.verifyURI)")
+        }
+        if state.phase == .switching {
+            try await switchSynapse(to: pending)
+            let lifetime =
+                (try? SynapseConfig.load(configuration.synapse.configPaths))?.turnUserLifetime.seconds ?? 3600
+            if let old = state.current, old != pendingValue {
+                state.retiring.append(
+                    .init(value: old, after: now() + lifetime + configuration.rotation.margin.seconds))
+            }
+            state.current = pendingValue
+            state.pending = nil
+            state.phase = .idle
+            state.lastRotation = now()
+            state.lastResult = "ok"
+            try persist(state, step: 4, "Synapse now hands out credentials signed with \(pending.fingerprint)")
+        }
+        return state
+    }
+
+    private func retireDue(_ start: RotationState) throws -> RotationState {
+        var state = start
+        let coturn = try coturnSecrets()
+        for retiree in state.retiring where retiree.after <= now() {
+            // Never retire the secret Synapse uses, whatever the state says.
+            if retiree.value != state.current {
+                try coturn.remove(try TurnSecret(adopting: retiree.value, source: statePath))
+            }
+            state.retiring.removeAll { $0.value == retiree.value }
+            try persist(
+                state, step: 5, "retired \(fingerprint(retiree.value)): no credential signed with it is valid any more")
+        }
+        for retiree in state.retiring {
+            say("\(fingerprint(retiree.value)) retires at \(WallClock.utcString(seconds: retiree.after))")
+        }
+        return state
+    }
+
+    /// First run: take the secret Synapse uses now as current, and make sure coturn accepts it.
+    private func loadOrAdopt() throws -> RotationState {
+        if let state = try RotationState.load(statePath) { return state }
+        var state = RotationState()
+        let synapse = try SynapseConfig.load(configuration.synapse.configPaths)
+        if let secret = synapse.turnSecret {
+            try coturnSecrets().add(secret)
+            state.current = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+            try persist(state, step: 0, "adopted Synapse's current secret (\(secret.fingerprint)); coturn accepts it")
+        } else {
+            try persist(state, step: 0, "Synapse has no TURN secret yet; the first rotation will set one")
+        }
+        return state
+    }
+
+    private func verify(_ secret: TurnSecret) async throws {
+        let uri = try TURNURI(configuration.coturn.verifyURI)
+        guard let address = try await Resolver.resolve(host: uri.host, port: uri.port).first else {
+            throw TurnkeeperError(.checkFailed, "\(uri.host) resolves to no address")
+        }
+        let credential = try CredentialMinter(secret: secret).credential(
+            user: "@turnkeeper-rotation:localhost", expiry: now() + 600)
+        let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
+        try await Connector.withConnection(to: endpoint) { connection in
+            let client = TURNClient(
+                connection: connection,
+                credentials: TURNCredentials(username: credential.username, password: credential.password)
+            )
+            _ = try await client.allocate(
+                family: address.protocol == .inet6 ? .ipv6 : .ipv4, deadline: .now + .seconds(10))
+            try await client.refresh(lifetime: 0, deadline: .now + .seconds(10))
+        }
+    }
+
+    private func switchSynapse(to secret: TurnSecret) async throws {
+        let synapse = configuration.synapse
+        try SynapseSecretStore(
+            confFile: synapse.managedFile, mode: synapse.mode, secretFile: synapse.secretFile, group: synapse.group
+        )
+        .write(secret)
+        say("wrote \(synapse.managedFile); restarting Synapse: \(synapse.restartCommand.joined(separator: " "))")
+        try CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
+        guard let health = synapse.healthURL else { return }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(120)
+        while clock.now < deadline {
+            if await TurnServerClient.isHealthy(health) { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TurnkeeperError(
+            .checkFailed,
+            "Synapse did not answer \(health) within 120 s of its restart. Check `journalctl -u matrix-synapse`; "
+                + "then run `turnkeeper rotate --resume`."
+        )
+    }
+
+    // MARK: Helpers
+
+    private func coturnSecrets() throws(TurnkeeperError) -> any CoturnSecrets {
+        let coturn = configuration.coturn
+        switch coturn.store {
+        case .sqlite:
+            return CoturnSQLiteStore(path: coturn.database, realm: coturn.realm)
+        case .config:
+            let restart = coturn.restartCommand ?? ["systemctl", "restart", "coturn"]
+            return CoturnConfigSecrets(store: CoturnConfigStore(path: coturn.configFile ?? "/etc/turnserver.conf")) {
+                () throws(TurnkeeperError) in
+                try CommandRunner.run(restart, what: "coturn restart")
+            }
+        }
+    }
+
+    private func persist(_ state: RotationState, step: Int, _ message: String) throws(TurnkeeperError) {
+        try state.save(statePath)
+        say("step \(step): \(message)")
+        if step == abortAfterStep {
+            say("aborting after step \(step) (TURNKEEPER_TEST_ABORT_AFTER_STEP)")
+            _exit(99)
+        }
+    }
+
+    private func fingerprint(_ value: String?) -> String {
+        guard let value, let secret = try? TurnSecret(adopting: value, source: "state") else { return "none" }
+        return secret.fingerprint
+    }
+}
+
+/// An exclusive lock on the state directory: two turnkeeper processes never rotate at once.
+struct Lock {
+    private let fd: Int32
+
+    init(directory: String) throws(TurnkeeperError) {
+        mkdir(directory, 0o700)
+        let path = directory + "/lock"
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw TurnkeeperError(
+                .unwritableFile, "cannot open \(path): \(errnoDescription(errno)). Check state_directory.")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw TurnkeeperError(
+                .checkFailed,
+                "another turnkeeper holds \(path): a rotation is running. Wait for it, or check `pgrep -a turnkeeper`."
+            )
+        }
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

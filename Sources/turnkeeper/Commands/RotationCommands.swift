@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import TurnkeeperCore
+import TurnkeeperRotation
+
+/// `--config`, shared by the commands that act on turnkeeper.yaml.
+struct ConfigurationOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: ArgumentHelp("turnkeeper's configuration file.", valueName: "file"))
+    var path = Configuration.defaultPath
+
+    func load() throws -> Configuration { try Configuration.load(path) }
+}
+
+struct RotateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate",
+        abstract: "Rotate the shared secret now, without breaking a call or a credential already handed out.",
+        discussion: """
+            Steps, each saved before the next, so a run killed at any point is finished by the next:
+              1 generate a new secret
+              2 add it to coturn, which then accepts old and new
+              3 verify: an allocation with it at coturn.verify_uri (if that fails, it is taken out again)
+              4 switch Synapse: write its conf.d file, restart it, wait until it answers
+              5 once Synapse's turn_user_lifetime plus rotation.margin has passed, remove the old secret
+            A first run adopts the secret Synapse uses now. Retirements that are due happen on every run.
+            See docs/rotation.md.
+            """
+    )
+
+    @OptionGroup var options: ConfigurationOptions
+
+    @Flag(help: "Only finish a rotation in progress and retire what is due; start no new one.")
+    var resume = false
+
+    func run() async throws {
+        let rotator = Rotator(configuration: try options.load()) { print($0) }
+        try await rotator.rotate(resumeOnly: resume)
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the rotation's phase, the secrets by fingerprint, and what is due when."
+    )
+
+    @OptionGroup var options: ConfigurationOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let status = try Rotator(configuration: try options.load(), say: { _ in }).status()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+            return
+        }
+        print("phase:          \(status.phase)")
+        print("current secret: \(status.current ?? "none (no rotation yet)")")
+        if let pending = status.pending { print("pending secret: \(pending)") }
+        for retiring in status.retiring {
+            print("retiring:       \(retiring.fingerprint) at \(WallClock.utcString(seconds: retiring.retiresAt))")
+        }
+        if let last = status.lastRotation { print("last rotation:  \(WallClock.utcString(seconds: last))") }
+        if let next = status.nextRotationDue { print("next due:       \(WallClock.utcString(seconds: next))") }
+        if let result = status.lastResult { print("last result:    \(result)") }
+    }
+}

@@ -1,0 +1,225 @@
+import Foundation
+import TestSupport
+import Testing
+import TurnkeeperCredentials
+import TurnkeeperProbe
+import TurnkeeperSynapse
+
+/// `turnkeeper rotate` end to end: a real coturn (SQLite store) and a real Synapse restarted by turnkeeper.
+@Suite("turnkeeper rotate")
+struct RotationTests {
+    struct Deployment {
+        let coturn: CoturnServer
+        let synapse: SynapseServer
+        let directory: TemporaryDirectory
+        let config: String
+        let original: TurnSecret
+        let token: String
+
+        func stop() {
+            synapse.stop()
+            coturn.stop()
+            directory.remove()
+        }
+
+        /// What Synapse hands a client right now.
+        func synapseCredentials() async throws -> TurnServerResponse {
+            guard
+                case .credentials(let answer) = try await TurnServerClient.fetch(
+                    homeserver: synapse.baseURL, accessToken: token)
+            else { throw TestFailure("Synapse handed out no TURN credentials") }
+            return answer
+        }
+
+        func coturnAccepts(_ username: String, _ password: String) throws -> Bool {
+            let file = try directory.write("password-\(UUID().uuidString)", password)
+            let output = try TurnkeeperBinary.run([
+                "probe", "turn:127.0.0.1:\(coturn.port)?transport=udp", "--username", username, "--password-file", file,
+                "--timeout", "10s",
+            ])
+            return output.status == 0
+        }
+
+        func rotate(_ arguments: [String] = [], abortAfter step: Int? = nil) throws -> ProcessOutput {
+            try TurnkeeperBinary.run(
+                ["rotate", "--config", config] + arguments,
+                timeout: .seconds(180),
+                environment: step.map { ["TURNKEEPER_TEST_ABORT_AFTER_STEP": String($0)] } ?? [:]
+            )
+        }
+
+        func status() throws -> [String: Any] {
+            let output = try TurnkeeperBinary.run(["status", "--config", config, "--json"])
+            return try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any] ?? [:]
+        }
+    }
+
+    /// An admin's existing setup: Synapse with an inline secret that coturn's database already holds.
+    static func deploy(lifetime: String) throws -> Deployment {
+        let original = try TurnSecret.generate()
+        let text = original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let coturn = try CoturnServer(secrets: [])
+        let synapse = try SynapseServer(
+            confFiles: [
+                "10-admin.yaml": """
+                turn_uris: ["turn:127.0.0.1:\(coturn.port)?transport=udp"]
+                turn_shared_secret: "\(text)"
+                turn_user_lifetime: \(lifetime)
+                """
+            ],
+            supervised: true
+        )
+        let directory = try TemporaryDirectory()
+        let config = try directory.write(
+            "turnkeeper.yaml",
+            """
+            synapse:
+              config: [\(synapse.homeserverYAML), \(synapse.confD)]
+              managed_file: \(synapse.confD)/90-turnkeeper.yaml
+              mode: inline
+              group: nogroup
+              restart_command: [\(synapse.restartCommand.joined(separator: ", "))]
+              health_url: \(synapse.baseURL)/health
+            coturn:
+              realm: \(coturn.realm)
+              verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
+              store: sqlite
+              database: \(coturn.userDatabase)
+            rotation:
+              interval: 7d
+              margin: 1s
+              state_directory: \(directory.file("state"))
+            """
+        )
+        return Deployment(
+            coturn: coturn,
+            synapse: synapse,
+            directory: directory,
+            config: config,
+            original: original,
+            token: try synapse.register("alice")
+        )
+    }
+
+    @Test("Adopt, rotate, keep old credentials working until retirement, then refuse them; no secret in any output")
+    func rotation() async throws {
+        let deployment = try Self.deploy(lifetime: "30s")
+        defer { deployment.stop() }
+        // A client holding credentials from before the rotation, valid for 10 minutes.
+        let old = try CredentialMinter(secret: deployment.original)
+            .credential(user: "@alice:test.local", expiry: Int64(Date().timeIntervalSince1970) + 600)
+
+        let first = try deployment.rotate()
+        #expect(first.status == 0, "\(first)\n\(deployment.synapse.log.suffix(2000))")
+        #expect(first.stdout.contains("adopted Synapse's current secret (\(deployment.original.fingerprint))"))
+        #expect(first.stdout.contains("step 4"))
+
+        let fresh = try await deployment.synapseCredentials()
+        let verdict = try CredentialVerifier(secrets: [deployment.original])
+            .verify(username: fresh.username, password: fresh.password, nowSeconds: Int64(Date().timeIntervalSince1970))
+        #expect(verdict == .noSecretMatched, "Synapse still signs with the old secret")
+        #expect(try deployment.coturnAccepts(fresh.username, fresh.password))
+        #expect(try deployment.coturnAccepts(old.username, old.password), "a credential handed out before was refused")
+
+        let status = try deployment.status()
+        #expect(status["phase"] as? String == "idle")
+        let retiring = try #require((status["retiring"] as? [[String: Any]])?.first)
+        #expect(retiring["fingerprint"] as? String == deployment.original.fingerprint)
+        let retiresAt = try #require(retiring["retiresAt"] as? Int)
+
+        // Before it is due, --resume retires nothing (checked only while it is still before: a slow
+        // machine may already be past the 30 s lifetime, and then the check would be meaningless).
+        var resumeOutput = ""
+        if Int(Date().timeIntervalSince1970) < retiresAt - 5 {
+            let early = try deployment.rotate(["--resume"])
+            #expect(early.status == 0)
+            resumeOutput += early.stdout
+            if Int(Date().timeIntervalSince1970) < retiresAt {
+                #expect(!early.stdout.contains("retired"))
+                #expect(try deployment.coturnAccepts(old.username, old.password))
+            }
+        }
+
+        // Wait for the retirement time itself (turn_user_lifetime 30 s + margin 1 s), bounded.
+        let deadline = Date().addingTimeInterval(60)
+        while Int(Date().timeIntervalSince1970) <= retiresAt && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let resumed = try deployment.rotate(["--resume"])
+        #expect(resumed.status == 0, "\(resumed)")
+        resumeOutput += resumed.stdout
+        #expect(resumeOutput.contains("retired \(deployment.original.fingerprint)"))
+        #expect(try !deployment.coturnAccepts(old.username, old.password), "the retired secret is still accepted")
+        let after = try await deployment.synapseCredentials()
+        #expect(try deployment.coturnAccepts(after.username, after.password))
+
+        // Secrets stay out of every output and every world-readable file.
+        let stateFile = deployment.directory.file("state/state.json")
+        let current = try #require(
+            (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stateFile))) as? [String: Any])?[
+                "current"]
+                as? String
+        )
+        for output in [first, resumed] {
+            #expect(!output.stdout.contains(current) && !output.stderr.contains(current))
+        }
+        #expect(!(try TurnkeeperBinary.run(["status", "--config", deployment.config]).stdout.contains(current)))
+        #expect(permissions(of: stateFile) == 0o600)
+        #expect(permissions(of: deployment.synapse.confD + "/90-turnkeeper.yaml") == 0o640)
+    }
+
+    @Test("Killed after any step, the next run converges, and Synapse's credentials work with coturn throughout")
+    func crashes() async throws {
+        let deployment = try Self.deploy(lifetime: "10m")
+        defer { deployment.stop() }
+        #expect(try deployment.rotate().status == 0)
+        for step in 1...4 {
+            let before = try await deployment.synapseCredentials()
+            let aborted = try deployment.rotate(abortAfter: step)
+            #expect(aborted.status == 99, "step \(step): \(aborted)")
+            // Whatever was left half-done, what Synapse hands out is accepted by coturn.
+            let during = try await deployment.synapseCredentials()
+            #expect(try deployment.coturnAccepts(during.username, during.password), "after abort at step \(step)")
+            #expect(try deployment.coturnAccepts(before.username, before.password), "after abort at step \(step)")
+
+            let resumed = try deployment.rotate(["--resume"])
+            #expect(resumed.status == 0, "resume after step \(step): \(resumed)")
+            #expect(try deployment.status()["phase"] as? String == "idle")
+            let after = try await deployment.synapseCredentials()
+            #expect(try deployment.coturnAccepts(after.username, after.password), "after resuming step \(step)")
+            #expect(try deployment.coturnAccepts(before.username, before.password), "after resuming step \(step)")
+        }
+    }
+
+    @Test("A second turnkeeper cannot rotate while one holds the lock")
+    func lock() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let state = directory.file("state")
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
+        let config = try directory.write(
+            "turnkeeper.yaml",
+            """
+            synapse: {config: [/nonexistent]}
+            coturn: {realm: r, verify_uri: "turn:127.0.0.1:1"}
+            rotation: {state_directory: \(state)}
+            """
+        )
+        let python = try ProcessRunner.which("python3", package: "python3")
+        let holder = try ChildProcess(
+            python,
+            [
+                "-c",
+                "import fcntl, os, sys, time; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); "
+                    + "open(sys.argv[2], 'w').close(); time.sleep(20)",
+                state + "/lock", directory.file("locked"),
+            ]
+        )
+        defer { holder.terminate() }
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: directory.file("locked")) && Date() < deadline { usleep(10_000) }
+        let output = try TurnkeeperBinary.run(["rotate", "--config", config])
+        #expect(output.status == 1)
+        #expect(output.stderr.contains("another turnkeeper holds"))
+    }
+}
