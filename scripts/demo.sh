@@ -85,4 +85,28 @@ echo "== turnkeeper probe: a call between two relays, over UDP and TCP, and a ST
     --secret-file "$work/secret"
 echo "== turnkeeper probe with the wrong secret: the diagnosis"
 "$tk" probe "turn:127.0.0.1:$port?transport=udp" --secret-file "$work/other-secret" | tail -4 || true
-echo "== done: turnkeeper's secret and credentials work with a real coturn, and the probe proves calls relay"
+echo "== rotation: a Synapse config directory whose secret coturn holds, rotated by turnkeeper"
+mkdir -p "$work/synapse/conf.d"
+printf '%s\n' "server_name: demo.turnkeeper.test" "turn_uris: [\"turn:127.0.0.1:$port?transport=udp\"]" \
+    "turn_user_lifetime: 1h" >"$work/synapse/homeserver.yaml"
+printf 'turn_shared_secret: "%s"\n' "$(<"$work/secret")" >>"$work/synapse/homeserver.yaml"
+cat >"$work/turnkeeper.yaml" <<YAML
+synapse:
+  config: [$work/synapse/homeserver.yaml, $work/synapse/conf.d]
+  managed_file: $work/synapse/conf.d/90-turnkeeper.yaml
+  mode: inline
+  group: "$(id -g)"
+  restart_command: ["true"]     # no Synapse runs in the demo; on a server: [systemctl, restart, matrix-synapse]
+coturn:
+  realm: demo.turnkeeper.test
+  verify_uri: turn:127.0.0.1:$port?transport=udp
+  store: sqlite
+  database: $work/turndb
+rotation:
+  state_directory: $work/state
+YAML
+"$tk" rotate --config "$work/turnkeeper.yaml"
+"$tk" status --config "$work/turnkeeper.yaml"
+echo "== the probe, with Synapse's own config as the source of URIs and credentials"
+"$tk" probe --synapse-config "$work/synapse/homeserver.yaml" --synapse-config "$work/synapse/conf.d" | tail -1
+echo "== done: secrets and credentials work with a real coturn, rotation keeps Synapse and coturn in step, and the probe proves calls relay"
