@@ -10,13 +10,13 @@ public struct CoturnConfigStore: Sendable {
     public init(path: String) { self.path = path }
 
     /// A parsed line: coturn's syntax is `name=value`, `name value` or a bare flag; no inline comments.
-    struct Line {
-        let text: String
-        let name: String?
-        let value: String?
+    public struct Line: Sendable {
+        public let text: String
+        public let name: String?
+        public let value: String?
     }
 
-    static func parse(_ text: String) -> [Line] {
+    public static func parse(_ text: String) -> [Line] {
         text.split(separator: "\n", omittingEmptySubsequences: false).map { raw in
             let line = String(raw)
             let trimmed = line.drop { $0 == " " || $0 == "\t" }

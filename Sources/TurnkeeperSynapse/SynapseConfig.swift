@@ -106,7 +106,7 @@ public struct SynapseConfig: Sendable {
         let path = try text("turn_shared_secret_path")
         if let inline, !inline.isEmpty, let path, !path.isEmpty {
             throw TurnkeeperError(
-                .unreadableFile,
+                .checkFailed,
                 "both turn_shared_secret (\(location("turn_shared_secret"))) and turn_shared_secret_path "
                     + "(\(location("turn_shared_secret_path"))) are set, and Synapse refuses to start. Keep one; a later "
                     + "file can cancel the inline secret with `turn_shared_secret: null`."

@@ -68,3 +68,38 @@ struct StatusCommand: ParsableCommand {
         if let result = status.lastResult { print("last result:    \(result)") }
     }
 }
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Audit Synapse's and coturn's configs together for what breaks calls. Changes nothing.",
+        discussion: """
+            Checks: coturn accepts the secret Synapse uses; Synapse has a secret, turn_uris that parse and a \
+            usable turn_user_lifetime; no inline-plus-path conflict; no conf.d file overriding turnkeeper's; \
+            database rows under coturn's realm; and, when coturn.config_file is set, use-auth-secret without \
+            lt-cred-mech, realm, no syslog (SIGHUP kills coturn then), denied-peer-ip present.
+
+            Exit status: 0 clean, 1 problems found, 2 could not read.
+            """
+    )
+
+    @OptionGroup var options: ConfigurationOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let findings = try Checker(configuration: try options.load()).run()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try encoder.encode(findings), as: UTF8.self))
+        } else {
+            for finding in findings {
+                print(finding.ok ? "ok       \(finding.summary)" : "PROBLEM  \(finding.summary)")
+                if let fix = finding.fix, !finding.ok { print("         Fix: \(fix)") }
+            }
+        }
+        if findings.contains(where: { !$0.ok }) { throw ExitCode.failure }
+    }
+}
