@@ -130,7 +130,10 @@ let package = Package(
         // Runs the built `turnkeeper` binary and real coturn processes.
         testTarget(
             "TurnkeeperCLITests",
-            ["turnkeeper", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperSynapse"]
+            [
+                "turnkeeper", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
     ]
 )

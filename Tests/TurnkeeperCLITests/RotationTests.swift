@@ -1,14 +1,18 @@
 import Foundation
+import Glibc
+import NIOCore
+import Synchronization
 import TestSupport
 import Testing
 import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperSynapse
+import TurnkeeperTURNClient
 
 /// `turnkeeper rotate` end to end: a real coturn (SQLite store) and a real Synapse restarted by turnkeeper.
 @Suite("turnkeeper rotate")
 struct RotationTests {
-    struct Deployment {
+    struct Deployment: Sendable {
         let coturn: CoturnServer
         let synapse: SynapseServer
         let directory: TemporaryDirectory
@@ -70,6 +74,15 @@ struct RotationTests {
             supervised: true
         )
         let directory = try TemporaryDirectory()
+        // The restart command records what it was given, so tests can check no secret reaches it.
+        let restart = try directory.write(
+            "restart-and-record.sh",
+            """
+            echo "$0 $@" >>\(directory.file("restart-argv.txt"))
+            env >>\(directory.file("restart-env.txt"))
+            exec \(synapse.restartCommand.joined(separator: " "))
+            """
+        )
         let config = try directory.write(
             "turnkeeper.yaml",
             """
@@ -78,7 +91,7 @@ struct RotationTests {
               managed_file: \(synapse.confD)/90-turnkeeper.yaml
               mode: inline
               group: nogroup
-              restart_command: [\(synapse.restartCommand.joined(separator: ", "))]
+              restart_command: [/bin/bash, \(restart)]
               health_url: \(synapse.baseURL)/health
             coturn:
               realm: \(coturn.realm)
@@ -166,6 +179,17 @@ struct RotationTests {
         #expect(!(try TurnkeeperBinary.run(["status", "--config", deployment.config]).stdout.contains(current)))
         #expect(permissions(of: stateFile) == 0o600)
         #expect(permissions(of: deployment.synapse.confD + "/90-turnkeeper.yaml") == 0o640)
+        #expect(
+            ownership(of: deployment.synapse.confD + "/90-turnkeeper.yaml").gid == getgrnam("nogroup").pointee.gr_gid)
+        let original = deployment.original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let argv = try deployment.directory.read("restart-argv.txt")
+        let environment = try deployment.directory.read("restart-env.txt")
+        #expect(!argv.isEmpty && !environment.isEmpty)
+        for secret in [current, original] {
+            #expect(!argv.contains(secret) && !environment.contains(secret))
+        }
+        // Nothing of the test's (or turnkeeper's) environment leaks into the command's: only PATH and LANG.
+        #expect(!environment.contains("TURNKEEPER_SYNAPSE_PYTHON"))
     }
 
     @Test("Killed after any step, the next run converges, and Synapse's credentials work with coturn throughout")
@@ -189,6 +213,78 @@ struct RotationTests {
             #expect(try deployment.coturnAccepts(after.username, after.password), "after resuming step \(step)")
             #expect(try deployment.coturnAccepts(before.username, before.password), "after resuming step \(step)")
         }
+    }
+
+    @Test("Three rotations under load: every credential Synapse hands out is accepted by coturn, before and after")
+    func underLoad() async throws {
+        let deployment = try Self.deploy(lifetime: "10m")
+        defer { deployment.stop() }
+        let endpoint = ServerEndpoint(
+            host: "127.0.0.1",
+            address: try SocketAddress(ipAddress: "127.0.0.1", port: Int(deployment.coturn.port)),
+            transport: .udp
+        )
+
+        // The rotations run on a plain thread: they block on a child process.
+        let finished = Flag()
+        let rotations = Task.detached {
+            try await runOffPool {
+                defer { finished.set() }
+                // Spaced 3 s apart, so that Synapse is up between its restarts as it is in real life.
+                return (1...3).map { _ in
+                    let status = (try? deployment.rotate().status) ?? -1
+                    usleep(3_000_000)
+                    return status
+                }
+            }
+        }
+
+        /// Fetch from Synapse, then allocate on coturn, every 200 ms until the rotations end (at most 600 rounds, 240 s).
+        var allocated = 0
+        var refused: [String] = []
+        var fetchFailures = 0
+        var handedOut: [TurnServerResponse] = []
+        let clock = ContinuousClock()
+        let end = clock.now + .seconds(240)
+        var statuses: [Int32]?
+        var rounds = 0
+        while rounds < 600 && clock.now < end {
+            rounds += 1
+            try await Task.sleep(for: .milliseconds(200))
+            if finished.isSet { break }
+            let answer: TurnServerResponse
+            do {
+                answer = try await deployment.synapseCredentials()
+            } catch {
+                fetchFailures += 1  // Synapse restarting: a client would retry.
+                try await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            handedOut.append(answer)
+            // The newest credential, and the very first one handed out, which must stay valid throughout.
+            for credential in [answer, handedOut[0]] {
+                do {
+                    try await Connector.withConnection(to: endpoint) { connection in
+                        let client = TURNClient(
+                            connection: connection,
+                            credentials: TURNCredentials(username: credential.username, password: credential.password)
+                        )
+                        _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(10))
+                        try await client.refresh(lifetime: 0, deadline: .now + .seconds(10))
+                    }
+                    allocated += 1
+                } catch {
+                    refused.append("\(credential.username): \(error)")
+                }
+            }
+        }
+        if statuses == nil { statuses = try await rotations.value }
+        #expect(statuses == [0, 0, 0])
+        #expect(refused.isEmpty, "coturn refused credentials Synapse had handed out: \(refused)")
+        #expect(allocated >= 10, "too few allocations to mean anything: \(allocated)")
+        // Synapse's credentials were signed with more than one secret over the run.
+        let distinct = Set(handedOut.map(\.password)).count
+        #expect(distinct > 1)
     }
 
     @Test("A second turnkeeper cannot rotate while one holds the lock")
@@ -222,4 +318,19 @@ struct RotationTests {
         #expect(output.status == 1)
         #expect(output.stderr.contains("another turnkeeper holds"))
     }
+}
+
+/// Runs blocking work on a Dispatch thread, so that it does not hold one of the two threads of Swift's
+/// cooperative pool while async work in the same test needs them.
+func runOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// Set once, read from anywhere.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
 }
