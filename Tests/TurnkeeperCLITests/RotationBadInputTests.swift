@@ -1,0 +1,123 @@
+import Foundation
+import TestSupport
+import Testing
+import TurnkeeperCredentials
+import TurnkeeperStores
+
+/// `turnkeeper rotate` given broken input: it stops with a clear error and damages nothing.
+/// Synapse is only a config directory here: none of these rotations may reach its restart.
+@Suite("turnkeeper rotate refuses bad input")
+struct RotationBadInputTests {
+    struct Setup {
+        let coturn: CoturnServer
+        let directory: TemporaryDirectory
+        let secret: TurnSecret
+
+        var homeserver: String { directory.file("synapse/homeserver.yaml") }
+        var managedFile: String { directory.file("synapse/conf.d/90-turnkeeper.yaml") }
+        var stateFile: String { directory.file("state/state.json") }
+
+        func config(realm: String? = nil) throws -> String {
+            try directory.write(
+                "turnkeeper.yaml",
+                """
+                synapse:
+                  config: [\(homeserver), \(directory.file("synapse/conf.d"))]
+                  managed_file: \(managedFile)
+                  group: "0"
+                  restart_command: [/bin/false]
+                coturn:
+                  realm: \(realm ?? coturn.realm)
+                  verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
+                  database: \(coturn.userDatabase)
+                rotation: {state_directory: \(directory.file("state"))}
+                """
+            )
+        }
+
+        func stop() {
+            coturn.stop()
+            directory.remove()
+        }
+    }
+
+    static func setup() throws -> Setup {
+        let coturn = try CoturnServer(secrets: [])
+        let directory = try TemporaryDirectory()
+        let secret = try TurnSecret.generate()
+        try FileManager.default.createDirectory(
+            atPath: directory.file("synapse/conf.d"), withIntermediateDirectories: true)
+        try directory.write(
+            "synapse/homeserver.yaml",
+            "turn_uris: [\"turn:127.0.0.1:\(coturn.port)\"]\nturn_shared_secret: \"\(secret.withExposedBytes { String(decoding: $0, as: UTF8.self) })\"\n"
+        )
+        return Setup(coturn: coturn, directory: directory, secret: secret)
+    }
+
+    @Test("Malformed YAML in Synapse's config: exit 2 naming file and line; coturn, Synapse and state untouched")
+    func malformedHomeserver() throws {
+        let setup = try Self.setup()
+        defer { setup.stop() }
+        try setup.directory.write("synapse/conf.d/50-broken.yaml", "turn_uris: [\"turn:a\"\nx: 1\n")
+        let output = try TurnkeeperBinary.run(["rotate", "--config", try setup.config()])
+        #expect(output.status == 2)
+        #expect(output.stderr.contains("50-broken.yaml") && output.stderr.contains("line"))
+        #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
+        #expect(!FileManager.default.fileExists(atPath: setup.stateFile))
+        #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+    }
+
+    @Test("A realm coturn does not serve: verification fails, the new secret is taken out again, Synapse is untouched")
+    func realmMismatch() throws {
+        let setup = try Self.setup()
+        defer { setup.stop() }
+        let wrongRealm = "not-\(setup.coturn.realm)"
+        let output = try TurnkeeperBinary.run(["rotate", "--config", try setup.config(realm: wrongRealm)])
+        #expect(output.status == 1, "\(output)")
+        #expect(output.stderr.contains("coturn did not grant an allocation with the new secret"))
+        // Only the adopted secret stays in the database; the new one was removed; Synapse's files are as they were.
+        #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: wrongRealm).secrets() == [setup.secret])
+        #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
+        let status = try TurnkeeperBinary.run(["status", "--config", try setup.config(realm: wrongRealm)])
+        #expect(status.stdout.contains("phase:          idle"))
+        #expect(status.stdout.contains("current secret: \(setup.secret.fingerprint)"))
+        #expect(status.stdout.contains("last result:    failed"))
+    }
+
+    @Test("coturn's database locked by another process: a bounded wait, a clear error, nothing half-written")
+    func lockedDatabase() throws {
+        let setup = try Self.setup()
+        defer { setup.stop() }
+        let python = try ProcessRunner.which("python3", package: "python3")
+        let locked = setup.directory.file("locked")
+        let release = setup.directory.file("release")
+        let holder = try ChildProcess(
+            python,
+            [
+                "-c",
+                """
+                import os, sqlite3, sys, time
+                db = sqlite3.connect(sys.argv[1], isolation_level=None)
+                db.execute("BEGIN EXCLUSIVE")
+                open(sys.argv[2], "w").close()
+                deadline = time.monotonic() + 30
+                while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                db.execute("ROLLBACK")
+                """,
+                setup.coturn.userDatabase, locked, release,
+            ]
+        )
+        defer { holder.terminate() }
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: locked) && Date() < deadline { usleep(10_000) }
+        let output = try TurnkeeperBinary.run(["rotate", "--config", try setup.config()])
+        #expect(output.status == 2, "\(output)")
+        #expect(output.stderr.contains("locked") && output.stderr.contains("nothing was written"))
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
+        #expect(holder.wait(timeout: .seconds(10)) == 0)
+        #expect(!FileManager.default.fileExists(atPath: setup.stateFile))
+        #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
+        #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+    }
+}
