@@ -4,33 +4,29 @@ import TurnkeeperStores
 
 /// Where coturn reads its secrets from, as the rotation sees it.
 protocol CoturnSecrets {
-    func contains(_ secret: TurnSecret) throws(TurnkeeperError) -> Bool
-    func add(_ secret: TurnSecret) throws(TurnkeeperError)
-    func remove(_ secret: TurnSecret) throws(TurnkeeperError)
+    func add(_ secret: TurnSecret) async throws
+    func remove(_ secret: TurnSecret) async throws
 }
 
-extension CoturnSQLiteStore: CoturnSecrets {
-    func contains(_ secret: TurnSecret) throws(TurnkeeperError) -> Bool { try secrets().contains(secret) }
-}
+extension CoturnSQLiteStore: CoturnSecrets {}
 
 /// turnserver.conf's lines, plus the restart that makes coturn read them (dropping live calls).
 struct CoturnConfigSecrets: CoturnSecrets {
     let store: CoturnConfigStore
-    let restart: (() throws(TurnkeeperError) -> Void)
+    /// Runs the restart command and returns once coturn answers again.
+    let restart: @Sendable () async throws -> Void
 
-    func contains(_ secret: TurnSecret) throws(TurnkeeperError) -> Bool { try store.secrets().contains(secret) }
-
-    func add(_ secret: TurnSecret) throws(TurnkeeperError) {
+    func add(_ secret: TurnSecret) async throws {
         let existing = try store.secrets()
         guard !existing.contains(secret) else { return }
         try store.setSecrets(existing + [secret])
-        try restart()
+        try await restart()
     }
 
-    func remove(_ secret: TurnSecret) throws(TurnkeeperError) {
+    func remove(_ secret: TurnSecret) async throws {
         let existing = try store.secrets()
         guard existing.contains(secret) else { return }
         try store.setSecrets(existing.filter { $0 != secret })
-        try restart()
+        try await restart()
     }
 }

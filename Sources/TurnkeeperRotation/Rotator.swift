@@ -39,12 +39,12 @@ public final class Rotator {
     public func rotate(resumeOnly: Bool) async throws {
         let lock = try Lock(directory: configuration.rotation.stateDirectory)
         defer { lock.release() }
-        var state = try loadOrAdopt()
+        var state = try await loadOrAdopt()
         if state.phase != .idle {
             say("resuming the rotation left in phase \(state.phase.rawValue)")
             state = try await advance(state)
         }
-        state = try retireDue(state)
+        state = try await retireDue(state)
         if !resumeOnly {
             state.pending = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
             state.phase = .adding
@@ -77,7 +77,7 @@ public final class Rotator {
         let pending = try TurnSecret(adopting: pendingValue, source: statePath)
         let coturn = try coturnSecrets()
         if state.phase == .adding {
-            try coturn.add(pending)
+            try await coturn.add(pending)
             state.phase = .verifying
             try persist(state, step: 2, "coturn accepts the new secret (\(pending.fingerprint)) beside the old")
         }
@@ -85,7 +85,7 @@ public final class Rotator {
             do {
                 try await verify(pending)
             } catch {
-                try coturn.remove(pending)
+                try await coturn.remove(pending)
                 state.pending = nil
                 state.phase = .idle
                 state.lastResult = "failed: coturn did not accept the new secret; the old one stays everywhere"
@@ -119,13 +119,13 @@ public final class Rotator {
         return state
     }
 
-    private func retireDue(_ start: RotationState) throws -> RotationState {
+    private func retireDue(_ start: RotationState) async throws -> RotationState {
         var state = start
         let coturn = try coturnSecrets()
         for retiree in state.retiring where retiree.after <= now() {
             // Never retire the secret Synapse uses, whatever the state says.
             if retiree.value != state.current {
-                try coturn.remove(try TurnSecret(adopting: retiree.value, source: statePath))
+                try await coturn.remove(try TurnSecret(adopting: retiree.value, source: statePath))
             }
             state.retiring.removeAll { $0.value == retiree.value }
             try persist(
@@ -138,12 +138,12 @@ public final class Rotator {
     }
 
     /// First run: take the secret Synapse uses now as current, and make sure coturn accepts it.
-    private func loadOrAdopt() throws -> RotationState {
+    private func loadOrAdopt() async throws -> RotationState {
         if let state = try RotationState.load(statePath) { return state }
         var state = RotationState()
         let synapse = try SynapseConfig.load(configuration.synapse.configPaths)
         if let secret = synapse.turnSecret {
-            try coturnSecrets().add(secret)
+            try await coturnSecrets().add(secret)
             state.current = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
             try persist(state, step: 0, "adopted Synapse's current secret (\(secret.fingerprint)); coturn accepts it")
         } else {
@@ -202,11 +202,35 @@ public final class Rotator {
             return CoturnSQLiteStore(path: coturn.database, realm: coturn.realm)
         case .config:
             let restart = coturn.restartCommand ?? ["systemctl", "restart", "coturn"]
+            let verifyURI = coturn.verifyURI
             return CoturnConfigSecrets(store: CoturnConfigStore(path: coturn.configFile ?? "/etc/turnserver.conf")) {
-                () throws(TurnkeeperError) in
                 try CommandRunner.run(restart, what: "coturn restart")
+                try await Self.waitForCoturn(at: verifyURI)
             }
         }
+    }
+
+    /// After a restart, until coturn answers a STUN Binding at `uri` (at most 30 s).
+    private static func waitForCoturn(at text: String) async throws {
+        let uri = try TURNURI(text)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        while clock.now < deadline {
+            if let address = try? await Resolver.resolve(host: uri.host, port: uri.port).first {
+                let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
+                let answered = try? await Connector.withConnection(to: endpoint, connectTimeout: .seconds(1)) {
+                    connection in
+                    try await TURNClient(connection: connection, credentials: nil).binding(deadline: .now + .seconds(1))
+                }
+                if answered != nil { return }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TurnkeeperError(
+            .checkFailed,
+            "coturn did not answer at \(text) within 30 s of its restart. Check `journalctl -u coturn`; then run "
+                + "`turnkeeper rotate --resume`."
+        )
     }
 
     private func persist(_ state: RotationState, step: Int, _ message: String) throws(TurnkeeperError) {

@@ -12,6 +12,10 @@ public final class CoturnServer: Sendable {
     public let logPath: String
     private let process: Mutex<ChildProcess>
     private let udp: Bool
+    private let supervised: Bool
+
+    /// argv that stops the running coturn and returns once it has exited (supervised servers only).
+    public var restartCommand: [String] { ["/bin/bash", directory.file("restart.sh")] }
 
     /// What a test needs to vary. The defaults are a healthy loopback coturn.
     public struct Options: Sendable {
@@ -25,6 +29,9 @@ public final class CoturnServer: Sendable {
         /// A certificate and key: coturn then listens for TLS on ``tlsPort``.
         public var tls: (certificate: String, key: String)?
         public var extraLines: [String] = []
+        /// Run under a loop that starts coturn again whenever it exits, so that ``restartCommand`` can be
+        /// handed to turnkeeper as coturn's restart command.
+        public var supervised = false
 
         public init() {}
     }
@@ -70,7 +77,32 @@ public final class CoturnServer: Sendable {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
 
         udp = options.udp
-        process = Mutex(try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath))
+        supervised = options.supervised
+        if options.supervised {
+            try directory.write(
+                "supervise.sh",
+                """
+                for i in $(seq 1 100); do
+                    [ -e \(directory.file("stop")) ] && exit 0
+                    \(turnserver) -c \(configPath) >>\(logPath) 2>&1 &
+                    echo $! >\(directory.file("coturn.pid"))
+                    wait $!
+                done
+                """
+            )
+            try directory.write(
+                "restart.sh",
+                """
+                pid=$(cat \(directory.file("coturn.pid")))
+                kill -TERM "$pid" || exit 1
+                for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+                exit 1
+                """
+            )
+            process = Mutex(try ChildProcess("/bin/bash", [directory.file("supervise.sh")]))
+        } else {
+            process = Mutex(try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath))
+        }
 
         try waitUntilReady()
     }
@@ -113,6 +145,10 @@ public final class CoturnServer: Sendable {
 
     /// SIGTERM, then SIGKILL if it has not gone within 5 s.
     public func stop() {
+        if supervised {
+            _ = FileManager.default.createFile(atPath: directory.file("stop"), contents: nil)
+            _ = try? ProcessRunner.run("/bin/bash", [directory.file("restart.sh")], timeout: .seconds(40))
+        }
         process.withLock { _ = $0.terminate() }
         directory.remove()
     }

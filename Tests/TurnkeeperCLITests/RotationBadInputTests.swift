@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 import TurnkeeperCredentials
 import TurnkeeperStores
+import TurnkeeperSynapse
 
 /// `turnkeeper rotate` given broken input: it stops with a clear error and damages nothing.
 /// Synapse is only a config directory here: none of these rotations may reach its restart.
@@ -119,5 +120,63 @@ struct RotationBadInputTests {
         #expect(!FileManager.default.fileExists(atPath: setup.stateFile))
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
         #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+    }
+}
+
+/// Rotation with coturn's config file as the store: turnkeeper edits static-auth-secret lines and restarts
+/// coturn (as documented, each restart drops calls in progress; the sqlite store avoids that).
+@Suite("turnkeeper rotate with the config-file store")
+struct ConfigStoreRotationTests {
+    @Test("Old and new secrets are in turnserver.conf and accepted by the restarted coturn; Synapse switches")
+    func configStore() throws {
+        let original = try TurnSecret.generate()
+        let text = original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        var options = CoturnServer.Options()
+        options.supervised = true
+        let coturn = try CoturnServer(secrets: [text], options: options)
+        defer { coturn.stop() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try FileManager.default.createDirectory(
+            atPath: directory.file("synapse/conf.d"), withIntermediateDirectories: true)
+        try directory.write(
+            "synapse/homeserver.yaml",
+            "turn_uris: [\"turn:127.0.0.1:\(coturn.port)\"]\nturn_shared_secret: \"\(text)\"\n")
+        let config = try directory.write(
+            "turnkeeper.yaml",
+            """
+            synapse:
+              config: [\(directory.file("synapse/homeserver.yaml")), \(directory.file("synapse/conf.d"))]
+              managed_file: \(directory.file("synapse/conf.d/90-turnkeeper.yaml"))
+              group: "0"
+              restart_command: [/bin/true]
+            coturn:
+              realm: \(coturn.realm)
+              verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
+              store: config
+              config_file: \(coturn.configPath)
+              restart_command: [\(coturn.restartCommand.joined(separator: ", "))]
+            rotation: {state_directory: \(directory.file("state"))}
+            """
+        )
+        let output = try TurnkeeperBinary.run(["rotate", "--config", config], timeout: .seconds(120))
+        #expect(output.status == 0, "\(output)")
+        let secrets = try CoturnConfigStore(path: coturn.configPath).secrets()
+        #expect(secrets.count == 2 && secrets.contains(original))
+        let new = try #require(secrets.first { $0 != original })
+        #expect(
+            try SynapseConfig.load([directory.file("synapse/homeserver.yaml"), directory.file("synapse/conf.d")])
+                .turnSecret == new)
+        // The coturn running now (restarted by turnkeeper) accepts both.
+        let peer = try TurnPeer()
+        defer { peer.stop() }
+        for secret in [original, new] {
+            let credential = try CredentialMinter(secret: secret).credential(
+                user: "@a:b", expiry: Int64(Date().timeIntervalSince1970) + 600)
+            let result = try coturnClientAllocates(
+                server: coturn, peer: peer, username: credential.username, password: credential.password)
+            #expect(result.status == 0, "\(secret.fingerprint): \(result)")
+        }
+        #expect(!output.stdout.contains(text) && !output.stderr.contains(text))
     }
 }
