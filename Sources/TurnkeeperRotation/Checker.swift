@@ -29,7 +29,9 @@ public struct Checker {
         let synapse: SynapseConfig
         do {
             synapse = try SynapseConfig.load(configuration.synapse.configPaths)
-        } catch let error where error.code == .checkFailed || error.code == .invalidSecret {
+        } catch let error
+            where error.code == .checkFailed || error.code == .invalidSecret || error.code == .invalidArgument
+        {
             problem(error.reason, "Fix Synapse's config as the message says, then restart Synapse.")
             return findings
         }

@@ -19,6 +19,27 @@ public struct Configuration: Sendable {
         public var restartCommand: [String]
         /// Polled until it answers 200 after a restart, such as http://127.0.0.1:8008/health.
         public var healthURL: String?
+        /// TURN options turnkeeper writes into its managed file beside the secret, when set.
+        public var turnURIs: [String]?
+        public var turnUserLifetime: String?
+        public var turnAllowGuests: Bool?
+        /// With an access token: after the switch, /voip/turnServer must hand out credentials signed with the
+        /// new secret that coturn accepts.
+        public var homeserver: String?
+        public var accessTokenFile: String?
+
+        /// The managed options rendered as YAML values.
+        var managedOptions: [(key: String, yaml: String)] {
+            var options: [(key: String, yaml: String)] = []
+            func quoted(_ text: String) -> String {
+                "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                    + "\""
+            }
+            if let turnURIs { options.append(("turn_uris", "[" + turnURIs.map(quoted).joined(separator: ", ") + "]")) }
+            if let turnUserLifetime { options.append(("turn_user_lifetime", quoted(turnUserLifetime))) }
+            if let turnAllowGuests { options.append(("turn_allow_guests", turnAllowGuests ? "true" : "false")) }
+            return options
+        }
     }
 
     public struct Coturn: Sendable {
@@ -87,7 +108,12 @@ public struct Configuration: Sendable {
                 group: try reader.optionalString(synapse, "group") ?? "matrix-synapse",
                 restartCommand: try reader.strings(
                     synapse, "restart_command", default: ["systemctl", "restart", "matrix-synapse"]),
-                healthURL: try reader.optionalString(synapse, "health_url")
+                healthURL: try reader.optionalString(synapse, "health_url"),
+                turnURIs: try reader.optionalStrings(synapse, "turn_uris"),
+                turnUserLifetime: try reader.optionalDuration(synapse, "turn_user_lifetime"),
+                turnAllowGuests: try reader.optionalBool(synapse, "turn_allow_guests"),
+                homeserver: try reader.optionalString(synapse, "homeserver"),
+                accessTokenFile: try reader.optionalString(synapse, "access_token_file")
             ),
             coturn: Coturn(
                 realm: try reader.requiredString(coturn, "realm"),
@@ -107,6 +133,9 @@ public struct Configuration: Sendable {
         if configuration.synapse.mode == .path && configuration.synapse.secretFile == nil {
             throw reader.error(
                 synapse["mode"], "synapse.mode is path, so synapse.secret_file must name the secret file")
+        }
+        if (configuration.synapse.homeserver == nil) != (configuration.synapse.accessTokenFile == nil) {
+            throw reader.error(synapse, "synapse.homeserver and synapse.access_token_file go together")
         }
         if configuration.coturn.store == .config && configuration.coturn.configFile == nil {
             throw reader.error(
@@ -170,6 +199,26 @@ private struct Reader {
 
     func strings(_ node: Node?, _ key: String, default fallback: [String]) throws(TurnkeeperError) -> [String] {
         try optionalStrings(node, key) ?? fallback
+    }
+
+    /// A duration kept as text (to be written into Synapse's config), checked with Synapse's rules.
+    func optionalDuration(_ node: Node?, _ key: String) throws(TurnkeeperError) -> String? {
+        guard let text = try optionalString(node, key) else { return nil }
+        do {
+            _ = try SynapseDuration(parsing: text, source: key)
+        } catch let failure {
+            throw error(node?[key], failure.reason)
+        }
+        return text
+    }
+
+    func optionalBool(_ node: Node?, _ key: String) throws(TurnkeeperError) -> Bool? {
+        guard let text = try optionalString(node, key) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error(node?[key], "\(key) must be true or false")
+        }
     }
 
     func duration(_ node: Node?, _ key: String, default fallback: String) throws(TurnkeeperError) -> SynapseDuration {

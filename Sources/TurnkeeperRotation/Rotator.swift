@@ -153,18 +153,20 @@ public final class Rotator {
     }
 
     private func verify(_ secret: TurnSecret) async throws {
+        let credential = try CredentialMinter(secret: secret).credential(
+            user: "@turnkeeper-rotation:localhost", expiry: now() + 600)
+        try await allocate(with: TURNCredentials(username: credential.username, password: credential.password))
+    }
+
+    /// An allocation at coturn.verify_uri with `credentials`, released at once.
+    private func allocate(with credentials: TURNCredentials) async throws {
         let uri = try TURNURI(configuration.coturn.verifyURI)
         guard let address = try await Resolver.resolve(host: uri.host, port: uri.port).first else {
             throw TurnkeeperError(.checkFailed, "\(uri.host) resolves to no address")
         }
-        let credential = try CredentialMinter(secret: secret).credential(
-            user: "@turnkeeper-rotation:localhost", expiry: now() + 600)
         let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
         try await Connector.withConnection(to: endpoint) { connection in
-            let client = TURNClient(
-                connection: connection,
-                credentials: TURNCredentials(username: credential.username, password: credential.password)
-            )
+            let client = TURNClient(connection: connection, credentials: credentials)
             _ = try await client.allocate(
                 family: address.protocol == .inet6 ? .ipv6 : .ipv4, deadline: .now + .seconds(10))
             try await client.refresh(lifetime: 0, deadline: .now + .seconds(10))
@@ -174,23 +176,56 @@ public final class Rotator {
     private func switchSynapse(to secret: TurnSecret) async throws {
         let synapse = configuration.synapse
         try SynapseSecretStore(
-            confFile: synapse.managedFile, mode: synapse.mode, secretFile: synapse.secretFile, group: synapse.group
-        )
-        .write(secret)
+            confFile: synapse.managedFile,
+            mode: synapse.mode,
+            secretFile: synapse.secretFile,
+            group: synapse.group,
+            managedOptions: synapse.managedOptions
+        ).write(secret)
         say("wrote \(synapse.managedFile); restarting Synapse: \(synapse.restartCommand.joined(separator: " "))")
         try CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
-        guard let health = synapse.healthURL else { return }
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(120)
-        while clock.now < deadline {
-            if await TurnServerClient.isHealthy(health) { return }
-            try await Task.sleep(for: .milliseconds(200))
+        if let health = synapse.healthURL {
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(120)
+            var healthy = false
+            while !healthy && clock.now < deadline {
+                healthy = await TurnServerClient.isHealthy(health)
+                if !healthy { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            guard healthy else {
+                throw TurnkeeperError(
+                    .checkFailed,
+                    "Synapse did not answer \(health) within 120 s of its restart. Check `journalctl -u matrix-synapse`; "
+                        + "then run `turnkeeper rotate --resume`."
+                )
+            }
         }
-        throw TurnkeeperError(
-            .checkFailed,
-            "Synapse did not answer \(health) within 120 s of its restart. Check `journalctl -u matrix-synapse`; "
-                + "then run `turnkeeper rotate --resume`."
-        )
+        if let homeserver = synapse.homeserver, let tokenFile = synapse.accessTokenFile {
+            try await verifyEndToEnd(homeserver: homeserver, tokenFile: tokenFile, secret: secret)
+        }
+    }
+
+    /// What a Matrix client gets now must be signed with the new secret and accepted by coturn.
+    private func verifyEndToEnd(homeserver: String, tokenFile: String, secret: TurnSecret) async throws {
+        let token = try FileContents.readValue(tokenFile, what: "a Matrix access token")
+        let advice = "Synapse and coturn both still accept it; fix the cause, then run `turnkeeper rotate --resume`."
+        guard
+            case .credentials(let answer) = try await TurnServerClient.fetch(homeserver: homeserver, accessToken: token)
+        else {
+            throw TurnkeeperError(
+                .checkFailed, "after the switch, \(homeserver) hands out no TURN credentials. \(advice)")
+        }
+        let verdict = try CredentialVerifier(secrets: [secret]).verify(
+            username: answer.username, password: answer.password, nowSeconds: now())
+        guard case .valid = verdict else {
+            throw TurnkeeperError(
+                .checkFailed,
+                "after the switch, \(homeserver) hands out credentials not signed with the new secret (\(secret.fingerprint)): "
+                    + "a conf.d file read after \(configuration.synapse.managedFile) may override it. \(advice)"
+            )
+        }
+        try await allocate(with: TURNCredentials(username: answer.username, password: answer.password))
+        say("Synapse hands out credentials signed with \(secret.fingerprint), and coturn accepts them")
     }
 
     // MARK: Helpers

@@ -33,6 +33,9 @@ struct ConfigurationTests {
             ("synapse: [\ncoturn: {}\n", "line"),
             ("coturn: {realm: r, verify_uri: x}\n", "synapse: section is missing"),
             ("synapse: {}\ncoturn: {realm: r, verify_uri: x}\nrotation: {interval: soon}\n", "line 3"),
+            ("synapse: {homeserver: \"http://h\"}\ncoturn: {realm: r, verify_uri: x}\n", "access_token_file"),
+            ("synapse: {turn_user_lifetime: 0}\ncoturn: {realm: r, verify_uri: x}\n", "turn_user_lifetime"),
+            ("synapse: {turn_allow_guests: maybe}\ncoturn: {realm: r, verify_uri: x}\n", "true or false"),
         ]
     )
     func malformed(yaml: String, expected: String) throws {

@@ -74,6 +74,8 @@ struct RotationTests {
             supervised: true
         )
         let directory = try TemporaryDirectory()
+        let token = try synapse.register("alice")
+        let tokenFile = try directory.write("token", token + "\n")
         // The restart command records what it was given, so tests can check no secret reaches it.
         let restart = try directory.write(
             "restart-and-record.sh",
@@ -93,6 +95,9 @@ struct RotationTests {
               group: nogroup
               restart_command: [/bin/bash, \(restart)]
               health_url: \(synapse.baseURL)/health
+              homeserver: \(synapse.baseURL)
+              access_token_file: \(tokenFile)
+              turn_allow_guests: false
             coturn:
               realm: \(coturn.realm)
               verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
@@ -110,7 +115,7 @@ struct RotationTests {
             directory: directory,
             config: config,
             original: original,
-            token: try synapse.register("alice")
+            token: token
         )
     }
 
@@ -126,6 +131,10 @@ struct RotationTests {
         #expect(first.status == 0, "\(first)\n\(deployment.synapse.log.suffix(2000))")
         #expect(first.stdout.contains("adopted Synapse's current secret (\(deployment.original.fingerprint))"))
         #expect(first.stdout.contains("step 4"))
+        #expect(first.stdout.contains("and coturn accepts them"), "the end-to-end check did not run")
+        let synapseNow = try SynapseConfig.load([deployment.synapse.homeserverYAML, deployment.synapse.confD])
+        #expect(synapseNow.turnAllowGuests == false)
+        #expect(synapseNow.origins["turn_allow_guests"] == deployment.synapse.confD + "/90-turnkeeper.yaml")
 
         let fresh = try await deployment.synapseCredentials()
         let verdict = try CredentialVerifier(secrets: [deployment.original])
