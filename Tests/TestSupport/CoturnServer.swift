@@ -15,7 +15,7 @@ public final class CoturnServer: Sendable {
     private let supervised: Bool
 
     /// argv that stops the running coturn and returns once it has exited (supervised servers only).
-    public var restartCommand: [String] { ["/bin/bash", directory.file("restart.sh")] }
+    public var restartCommand: [String] { Supervisor.restartCommand(in: directory) }
 
     /// What a test needs to vary. The defaults are a healthy loopback coturn.
     public struct Options: Sendable {
@@ -79,27 +79,9 @@ public final class CoturnServer: Sendable {
         udp = options.udp
         supervised = options.supervised
         if options.supervised {
-            try directory.write(
-                "supervise.sh",
-                """
-                for i in $(seq 1 100); do
-                    [ -e \(directory.file("stop")) ] && exit 0
-                    \(turnserver) -c \(configPath) >>\(logPath) 2>&1 &
-                    echo $! >\(directory.file("coturn.pid"))
-                    wait $!
-                done
-                """
-            )
-            try directory.write(
-                "restart.sh",
-                """
-                pid=$(cat \(directory.file("coturn.pid")))
-                kill -TERM "$pid" || exit 1
-                for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
-                exit 1
-                """
-            )
-            process = Mutex(try ChildProcess("/bin/bash", [directory.file("supervise.sh")]))
+            let supervisor = try Supervisor(
+                directory: directory, command: [turnserver, "-c", configPath], logPath: logPath)
+            process = Mutex(try supervisor.start())
         } else {
             process = Mutex(try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath))
         }
@@ -145,9 +127,8 @@ public final class CoturnServer: Sendable {
 
     /// SIGTERM, then SIGKILL if it has not gone within 5 s.
     public func stop() {
-        if supervised {
-            _ = FileManager.default.createFile(atPath: directory.file("stop"), contents: nil)
-            _ = try? ProcessRunner.run("/bin/bash", [directory.file("restart.sh")], timeout: .seconds(40))
+        if supervised, let supervisor = try? Supervisor(existingIn: directory) {
+            process.withLock { supervisor.stop($0) }
         }
         process.withLock { _ = $0.terminate() }
         directory.remove()

@@ -32,7 +32,7 @@ public final class SynapseServer: Sendable {
     private let supervised: Bool
 
     /// argv that stops the running Synapse and returns once it has exited; the supervisor starts a new one.
-    public var restartCommand: [String] { ["/bin/bash", directory.file("restart.sh")] }
+    public var restartCommand: [String] { Supervisor.restartCommand(in: directory) }
 
     public init(confFiles: [String: String], supervised: Bool = false) throws {
         self.supervised = supervised
@@ -95,28 +95,7 @@ public final class SynapseServer: Sendable {
         let run = [python, "-m", "synapse.app.homeserver", "-c", homeserverYAML, "-c", confD + "/"]
         let child: ChildProcess
         if supervised {
-            // Restarts Synapse whenever it exits, until the stop file appears; bounded to 200 starts.
-            try directory.write(
-                "supervise.sh",
-                """
-                for i in $(seq 1 200); do
-                    [ -e \(directory.file("stop")) ] && exit 0
-                    \(run.joined(separator: " ")) >>\(directory.file("stdout.log")) 2>&1 &
-                    echo $! >\(directory.file("synapse.pid"))
-                    wait $!
-                done
-                """
-            )
-            try directory.write(
-                "restart.sh",
-                """
-                pid=$(cat \(directory.file("synapse.pid")))
-                kill -TERM "$pid" || exit 1
-                for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
-                exit 1
-                """
-            )
-            child = try ChildProcess("/bin/bash", [directory.file("supervise.sh")])
+            child = try Supervisor(directory: directory, command: run, logPath: directory.file("stdout.log")).start()
         } else {
             child = try ChildProcess(
                 python,
@@ -149,9 +128,8 @@ public final class SynapseServer: Sendable {
     public var log: String { (try? String(contentsOfFile: directory.file("synapse.log"), encoding: .utf8)) ?? "" }
 
     public func stop() {
-        if supervised {
-            _ = FileManager.default.createFile(atPath: directory.file("stop"), contents: nil)
-            _ = try? ProcessRunner.run("/bin/bash", [directory.file("restart.sh")], timeout: .seconds(40))
+        if supervised, let supervisor = try? Supervisor(existingIn: directory) {
+            process.withLock { if let loop = $0 { supervisor.stop(loop) } }
         }
         process.withLock { _ = $0?.terminate(grace: .seconds(15)) }
         directory.remove()

@@ -89,34 +89,11 @@ struct RotationBadInputTests {
     func lockedDatabase() throws {
         let setup = try Self.setup()
         defer { setup.stop() }
-        let python = try ProcessRunner.which("python3", package: "python3")
-        let locked = setup.directory.file("locked")
-        let release = setup.directory.file("release")
-        let holder = try ChildProcess(
-            python,
-            [
-                "-c",
-                """
-                import os, sqlite3, sys, time
-                db = sqlite3.connect(sys.argv[1], isolation_level=None)
-                db.execute("BEGIN EXCLUSIVE")
-                open(sys.argv[2], "w").close()
-                deadline = time.monotonic() + 30
-                while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                db.execute("ROLLBACK")
-                """,
-                setup.coturn.userDatabase, locked, release,
-            ]
-        )
-        defer { holder.terminate() }
-        let deadline = Date().addingTimeInterval(10)
-        while !FileManager.default.fileExists(atPath: locked) && Date() < deadline { usleep(10_000) }
+        let holder = try SQLiteLockHolder(database: setup.coturn.userDatabase, in: setup.directory)
         let output = try TurnkeeperBinary.run(["rotate", "--config", try setup.config()])
         #expect(output.status == 2, "\(output)")
         #expect(output.stderr.contains("locked") && output.stderr.contains("nothing was written"))
-        _ = FileManager.default.createFile(atPath: release, contents: nil)
-        #expect(holder.wait(timeout: .seconds(10)) == 0)
+        #expect(holder.release() == 0)
         #expect(!FileManager.default.fileExists(atPath: setup.stateFile))
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
         #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)

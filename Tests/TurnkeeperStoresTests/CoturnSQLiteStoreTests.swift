@@ -80,34 +80,7 @@ struct CoturnSQLiteStoreTests {
         defer { server.stop() }
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let lockedMarker = directory.file("locked")
-        let releaseMarker = directory.file("release")
-        let python = try ProcessRunner.which("python3", package: "python3")
-        // Holds an exclusive lock until told to let go (or 30 s pass).
-        let holder = try ChildProcess(
-            python,
-            [
-                "-c",
-                """
-                import os, sqlite3, sys, time
-                db = sqlite3.connect(sys.argv[1], isolation_level=None)
-                db.execute("BEGIN EXCLUSIVE")
-                open(sys.argv[2], "w").close()
-                deadline = time.monotonic() + 30
-                while not os.path.exists(sys.argv[3]) and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                db.execute("ROLLBACK")
-                """,
-                server.userDatabase, lockedMarker, releaseMarker,
-            ]
-        )
-        defer { holder.terminate() }
-        let clock = ContinuousClock()
-        let waitUntil = clock.now + .seconds(10)
-        while !FileManager.default.fileExists(atPath: lockedMarker) && clock.now < waitUntil {
-            usleep(10_000)
-        }
-        #expect(FileManager.default.fileExists(atPath: lockedMarker), "the lock holder never took the lock")
+        let holder = try SQLiteLockHolder(database: server.userDatabase, in: directory)
 
         let store = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm, busyTimeoutMilliseconds: 300)
         let secret = try TurnSecret.generate()
@@ -119,8 +92,7 @@ struct CoturnSQLiteStoreTests {
                 && !reason.contains(
                     secret.withExposedBytes { String(decoding: $0, as: UTF8.self) })
         }
-        _ = FileManager.default.createFile(atPath: releaseMarker, contents: nil)
-        #expect(holder.wait(timeout: .seconds(10)) == 0)
+        #expect(holder.release() == 0)
         #expect(try store.secrets().isEmpty)
     }
 
