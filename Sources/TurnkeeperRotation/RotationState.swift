@@ -66,6 +66,8 @@ public struct RotationStatus: Sendable, Codable {
     public var pending: String?
     public var retiring: [RetiringSecret]
     public var lastRotation: Int64?
+    /// Seconds since Synapse switched to the current secret.
+    public var currentAgeSeconds: Int64?
     public var nextRotationDue: Int64?
     public var lastResult: String?
 

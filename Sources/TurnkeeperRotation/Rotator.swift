@@ -19,8 +19,9 @@ public final class Rotator {
     public let configuration: Configuration
     private let say: (String) -> Void
     private let now: () -> Int64
-    /// Test-only: exit with status 99 right after this step (TURNKEEPER_TEST_ABORT_AFTER_STEP).
-    private let abortAfterStep: Int?
+    /// Test-only: exit with status 99 right after this step (TURNKEEPER_TEST_ABORT_AFTER_STEP): 0 to 5, or
+    /// "4a", between writing Synapse's file and restarting Synapse.
+    private let abortAfterStep: String?
 
     var statePath: String { configuration.rotation.stateDirectory + "/state.json" }
 
@@ -30,7 +31,7 @@ public final class Rotator {
         self.configuration = configuration
         self.say = say
         self.now = now
-        self.abortAfterStep = getenv("TURNKEEPER_TEST_ABORT_AFTER_STEP").flatMap { Int(String(cString: $0)) }
+        self.abortAfterStep = getenv("TURNKEEPER_TEST_ABORT_AFTER_STEP").map { String(cString: $0) }
     }
 
     // MARK: Commands
@@ -61,6 +62,7 @@ public final class Rotator {
             pending: state.pending.map(fingerprint),
             retiring: state.retiring.map { .init(fingerprint: fingerprint($0.value), retiresAt: $0.after) },
             lastRotation: state.lastRotation,
+            currentAgeSeconds: state.lastRotation.map { now() - $0 },
             nextRotationDue: state.lastRotation.map { $0 + configuration.rotation.interval.seconds },
             lastResult: state.lastResult
         )
@@ -182,6 +184,7 @@ public final class Rotator {
             group: synapse.group,
             managedOptions: synapse.managedOptions
         ).write(secret)
+        abortIfAsked(after: "4a")
         say("wrote \(synapse.managedFile); restarting Synapse: \(synapse.restartCommand.joined(separator: " "))")
         try CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
         if let health = synapse.healthURL {
@@ -271,6 +274,10 @@ public final class Rotator {
     private func persist(_ state: RotationState, step: Int, _ message: String) throws(TurnkeeperError) {
         try state.save(statePath)
         say("step \(step): \(message)")
+        abortIfAsked(after: String(step))
+    }
+
+    private func abortIfAsked(after step: String) {
         if step == abortAfterStep {
             say("aborting after step \(step) (TURNKEEPER_TEST_ABORT_AFTER_STEP)")
             _exit(99)

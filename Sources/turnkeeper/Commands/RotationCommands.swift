@@ -59,6 +59,7 @@ struct StatusCommand: ParsableCommand {
         }
         print("phase:          \(status.phase)")
         print("current secret: \(status.current ?? "none (no rotation yet)")")
+        if let age = status.currentAgeSeconds { print("age:            \(WallClock.spanString(seconds: age))") }
         if let pending = status.pending { print("pending secret: \(pending)") }
         for retiring in status.retiring {
             print("retiring:       \(retiring.fingerprint) at \(WallClock.utcString(seconds: retiring.retiresAt))")
