@@ -112,7 +112,7 @@ let package = Package(
 
         .target(
             name: "TestSupport",
-            dependencies: ["TurnkeeperCore"],
+            dependencies: ["TurnkeeperCore", "TurnkeeperTURNClient", .product(name: "NIOCore", package: "swift-nio")],
             path: "Tests/TestSupport",
             swiftSettings: testStrict
         ),

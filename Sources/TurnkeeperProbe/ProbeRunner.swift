@@ -87,15 +87,6 @@ extension TransportAddress {
     }
 }
 
-extension SocketAddress {
-    /// `127.0.0.1:3478` or `[::1]:3478`, the way people write addresses.
-    var hostAndPort: String {
-        let host = ipAddress ?? "?"
-        let port = self.port.map(String.init) ?? "?"
-        return self.protocol == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
-    }
-}
-
 func milliseconds(_ duration: Duration) -> Double {
     let (seconds, attoseconds) = duration.components
     return (Double(seconds) * 1000 + Double(attoseconds) / 1e15).rounded(toPlaces: 3)

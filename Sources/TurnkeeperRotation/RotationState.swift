@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import TurnkeeperCore
 import TurnkeeperCredentials
 
@@ -34,7 +35,10 @@ struct RotationState: Codable {
     var lastResult: String?
 
     static func load(_ path: String) throws(TurnkeeperError) -> RotationState? {
-        guard let file = try? FileContents.read(path, limit: 1 << 20) else { return nil }
+        // Only a missing file means "no rotation yet"; any other read failure must stop us, or a rotation
+        // would adopt afresh and forget the secrets still waiting to be retired.
+        guard access(path, F_OK) == 0 else { return nil }
+        let file = try FileContents.read(path, limit: 1 << 20)
         do {
             return try JSONDecoder().decode(RotationState.self, from: Data(file.bytes))
         } catch {

@@ -105,8 +105,9 @@ public final class Rotator {
         }
         if state.phase == .switching {
             try await switchSynapse(to: pending)
-            let lifetime =
-                (try? SynapseConfig.load(configuration.synapse.configPaths))?.turnUserLifetime.seconds ?? 3600
+            // The lifetime Synapse now hands out decides when the old secret may go; guessing could retire it
+            // while credentials signed with it are still valid. Unreadable here, the next run repeats step 4.
+            let lifetime = try SynapseConfig.load(configuration.synapse.configPaths).turnUserLifetime.seconds
             if let old = state.current, old != pendingValue {
                 state.retiring.append(
                     .init(value: old, after: now() + lifetime + configuration.rotation.margin.seconds))

@@ -82,11 +82,7 @@ public enum Connector {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(
-                    .nanoseconds(
-                        Int64(connectTimeout.components.seconds) * 1_000_000_000 + connectTimeout.components.attoseconds
-                            / 1_000_000_000)
-                )
+                .connectTimeout(TimeAmount(connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connect(to: endpoint.address) { channel in
                     channel.eventLoop.makeCompletedFuture {

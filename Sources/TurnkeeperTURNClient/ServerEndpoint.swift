@@ -39,3 +39,20 @@ public struct TLSOptions: Sendable, Hashable {
         self.insecure = insecure
     }
 }
+
+extension SocketAddress {
+    /// `127.0.0.1:3478` or `[::1]:3478`, the way people write addresses (and the probe's reports do).
+    public var hostAndPort: String {
+        let host = ipAddress ?? "?"
+        let port = self.port.map(String.init) ?? "?"
+        return self.protocol == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+extension TimeAmount {
+    /// The same span in NIO's terms, to the nanosecond.
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

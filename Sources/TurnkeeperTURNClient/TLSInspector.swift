@@ -22,7 +22,7 @@ public enum TLSInspector {
         let serverName = endpoint.hostIsIPLiteral ? nil : endpoint.host
         let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.milliseconds(Int64(timeout.components.seconds * 1000)))
+            .connectTimeout(TimeAmount(timeout))
             .connect(to: endpoint.address) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(

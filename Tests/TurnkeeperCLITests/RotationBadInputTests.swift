@@ -68,6 +68,22 @@ struct RotationBadInputTests {
         #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
     }
 
+    @Test("A state file that exists but cannot be read stops the rotation; it is never silently replaced")
+    func unreadableState() throws {
+        let setup = try Self.setup()
+        defer { setup.stop() }
+        // As root no permission keeps us out, so a directory stands where state.json should be.
+        try FileManager.default.createDirectory(atPath: setup.stateFile, withIntermediateDirectories: true)
+        let output = try TurnkeeperBinary.run(["rotate", "--config", try setup.config()])
+        #expect(output.status == 2, "\(output)")
+        #expect(output.stderr.contains(setup.stateFile))
+        var isDirectory: ObjCBool = false
+        #expect(
+            FileManager.default.fileExists(atPath: setup.stateFile, isDirectory: &isDirectory) && isDirectory.boolValue)
+        #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
+    }
+
     @Test("A realm coturn does not serve: verification fails, the new secret is taken out again, Synapse is untouched")
     func realmMismatch() throws {
         let setup = try Self.setup()

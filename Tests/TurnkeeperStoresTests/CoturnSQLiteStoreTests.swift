@@ -13,25 +13,12 @@ struct CoturnSQLiteStoreTests {
     private func coturnAccepts(_ secret: TurnSecret, _ server: CoturnServer) async throws -> Bool {
         let credential = try CredentialMinter(secret: secret)
             .credential(user: "@a:b", expiry: Int64(Date().timeIntervalSince1970) + 600)
-        let endpoint = ServerEndpoint(
-            host: "127.0.0.1",
-            address: try SocketAddress(ipAddress: "127.0.0.1", port: Int(server.port)),
-            transport: .tcp
+        return try await TURNAllocation.succeeds(
+            port: server.port,
+            transport: .tcp,
+            username: credential.username,
+            password: credential.password
         )
-        do {
-            try await Connector.withConnection(to: endpoint) { connection in
-                let client = TURNClient(
-                    connection: connection,
-                    credentials: TURNCredentials(username: credential.username, password: credential.password)
-                )
-                _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(15))
-                try await client.refresh(lifetime: 0, deadline: .now + .seconds(15))
-            }
-            return true
-        } catch let error as TURNClientError {
-            if case .credentialsRejected = error.kind { return false }
-            throw error
-        }
     }
 
     @Test("Rows added while coturn runs are accepted at once; removed rows are refused at once; no restart")

@@ -224,10 +224,7 @@ struct ProbeCommand: AsyncParsableCommand {
         for target in targets where target.steps.contains(where: { $0.failure == "tls" }) {
             guard let uri = uris.first(where: { $0.text == target.uri }),
                 let address = try? await Resolver.resolve(host: uri.host, port: uri.port)
-                    .first(where: {
-                        "\($0.ipAddress ?? ""):\($0.port ?? 0)" == target.address
-                            || "[\($0.ipAddress ?? "")]:\($0.port ?? 0)" == target.address
-                    }),
+                    .first(where: { $0.hostAndPort == target.address }),
                 let certificate = try? await TLSInspector.certificate(
                     of: ServerEndpoint(host: uri.host, address: address, transport: .tls),
                     timeout: .seconds(3)
