@@ -30,6 +30,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // libcrypto from OpenSSL 3, found through pkg-config.
@@ -96,6 +100,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `turnkeeper run`: the services (rotation schedule, probes, health and metrics, systemd) and their
+        // composition. Policy about when; the rotation itself stays in TurnkeeperRotation.
+        .target(
+            name: "TurnkeeperDaemon",
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperRotation",
+                "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "turnkeeper",
             dependencies: [
@@ -105,6 +127,7 @@ let package = Package(
                 "TurnkeeperProbe",
                 "TurnkeeperSynapse",
                 "TurnkeeperRotation",
+                "TurnkeeperDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -127,6 +150,7 @@ let package = Package(
             ["TurnkeeperStores", "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSynapse"]
         ),
         testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
+        testTarget("TurnkeeperDaemonTests", ["TurnkeeperDaemon", "TurnkeeperRotation"]),
         // Runs the built `turnkeeper` binary and real coturn processes.
         testTarget(
             "TurnkeeperCLITests",

@@ -4,7 +4,7 @@ import TurnkeeperCore
 /// Runs an admin-configured command (argv, no shell) with a minimal environment, so nothing of
 /// turnkeeper's own environment, and never a secret, reaches it.
 enum CommandRunner {
-    static func run(_ argv: [String], what: String, timeoutSeconds: Int = 180) throws(TurnkeeperError) {
+    static func run(_ argv: [String], what: String, timeoutSeconds: Int = 180) async throws(TurnkeeperError) {
         guard let executable = argv.first else {
             throw TurnkeeperError(
                 .invalidArgument,
@@ -36,7 +36,8 @@ enum CommandRunner {
         }
         var exit: Int32 = 0
         var waited = 0
-        // Poll with WNOHANG so a hung command cannot hang the rotation.
+        // Poll with WNOHANG so a hung command cannot hang the rotation, and without blocking a thread of the
+        // shared pool. A cancelled task still waits for the command: a half-done restart is worse.
         while true {
             let result = waitpid(child, &exit, WNOHANG)
             if result == child { break }
@@ -51,7 +52,7 @@ enum CommandRunner {
                     "the \(what) command \(argv.joined(separator: " ")) did not finish in \(timeoutSeconds) s; it was killed."
                 )
             }
-            usleep(100_000)
+            if (try? await Task.sleep(for: .milliseconds(100))) == nil { usleep(100_000) }
             waited += 1
         }
         let code = exit & 0x7F == 0 ? (exit >> 8) & 0xFF : 128 + (exit & 0x7F)

@@ -64,9 +64,25 @@ public struct Configuration: Sendable {
         public var stateDirectory: String
     }
 
+    /// `turnkeeper run`: its listener, its probes and how it retries.
+    public struct Daemon: Sendable {
+        /// host:port of the health and metrics listener; loopback unless told otherwise.
+        public var listenHost: String
+        public var listenPort: Int
+        public var probeInterval: SynapseDuration
+        /// What the daemon probes; nil: Synapse's turn_uris, or else coturn.verify_uri.
+        public var probeURIs: [String]?
+        /// For turns: URIs signed by a private CA.
+        public var probeCAFile: String?
+        /// A failed rotation or retirement is retried after `retryInitial`, doubling up to `retryMax`.
+        public var retryInitial: SynapseDuration
+        public var retryMax: SynapseDuration
+    }
+
     public var synapse: Synapse
     public var coturn: Coturn
     public var rotation: Rotation
+    public var daemon: Daemon
     public let path: String
 
     public static let defaultPath = "/etc/turnkeeper/turnkeeper.yaml"
@@ -88,6 +104,13 @@ public struct Configuration: Sendable {
         let synapse = try reader.section(root, "synapse")
         let coturn = try reader.section(root, "coturn")
         let rotation = try reader.optionalSection(root, "rotation")
+        let daemon = try reader.optionalSection(root, "daemon")
+        let listen = try reader.string(daemon, "listen", default: "127.0.0.1:9478")
+        guard let (listenHost, listenPort) = Self.hostAndPort(listen) else {
+            throw reader.error(
+                daemon?["listen"],
+                "daemon.listen is \"\(listen)\"; it must be HOST:PORT, such as 127.0.0.1:9478 or [::1]:9478")
+        }
 
         let mode = try reader.string(synapse, "mode", default: "inline")
         guard let parsedMode = SynapseSecretStore.Mode(rawValue: mode) else {
@@ -128,8 +151,26 @@ public struct Configuration: Sendable {
                 margin: try reader.duration(rotation, "margin", default: "10m"),
                 stateDirectory: try reader.string(rotation, "state_directory", default: "/var/lib/turnkeeper")
             ),
+            daemon: Daemon(
+                listenHost: listenHost,
+                listenPort: listenPort,
+                probeInterval: try reader.duration(daemon, "probe_interval", default: "5m"),
+                probeURIs: try reader.optionalStrings(daemon, "probe_uris"),
+                probeCAFile: try reader.optionalString(daemon, "probe_ca_file"),
+                retryInitial: try reader.duration(daemon, "retry_initial", default: "1m"),
+                retryMax: try reader.duration(daemon, "retry_max", default: "1h")
+            ),
             path: path
         )
+        for (key, value) in [
+            ("rotation.interval", configuration.rotation.interval),
+            ("daemon.probe_interval", configuration.daemon.probeInterval),
+            ("daemon.retry_initial", configuration.daemon.retryInitial),
+            ("daemon.retry_max", configuration.daemon.retryMax),
+        ] where value.seconds < 1 {
+            let parts = key.split(separator: ".").map(String.init)
+            throw reader.error(root[parts[0]]?[parts[1]], "\(key) must be at least 1s")
+        }
         if configuration.synapse.mode == .path && configuration.synapse.secretFile == nil {
             throw reader.error(
                 synapse["mode"], "synapse.mode is path, so synapse.secret_file must name the secret file")
@@ -142,6 +183,25 @@ public struct Configuration: Sendable {
                 coturn["store"], "coturn.store is config, so coturn.config_file must name turnserver.conf")
         }
         return configuration
+    }
+
+    /// "127.0.0.1:9478", "[::1]:9478" or "localhost:9478".
+    static func hostAndPort(_ text: String) -> (String, Int)? {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                return nil
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+        return (String(host), port)
     }
 
     static func describe(_ error: YamlError) -> String {

@@ -78,5 +78,30 @@ public struct RotationStatus: Sendable, Codable {
     public struct RetiringSecret: Sendable, Codable {
         public var fingerprint: String
         public var retiresAt: Int64
+
+        public init(fingerprint: String, retiresAt: Int64) {
+            self.fingerprint = fingerprint
+            self.retiresAt = retiresAt
+        }
+    }
+
+    public init(
+        phase: String,
+        current: String? = nil,
+        pending: String? = nil,
+        retiring: [RetiringSecret] = [],
+        lastRotation: Int64? = nil,
+        currentAgeSeconds: Int64? = nil,
+        nextRotationDue: Int64? = nil,
+        lastResult: String? = nil
+    ) {
+        self.phase = phase
+        self.current = current
+        self.pending = pending
+        self.retiring = retiring
+        self.lastRotation = lastRotation
+        self.currentAgeSeconds = currentAgeSeconds
+        self.nextRotationDue = nextRotationDue
+        self.lastResult = lastResult
     }
 }

@@ -1,7 +1,7 @@
 import Glibc
 import NIOCore
 public import TurnkeeperCore
-import TurnkeeperCredentials
+public import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperStores
 import TurnkeeperSynapse
@@ -22,16 +22,28 @@ public final class Rotator {
     /// Test-only: exit with status 99 right after this step (TURNKEEPER_TEST_ABORT_AFTER_STEP): 0 to 5, or
     /// "4a", between writing Synapse's file and restarting Synapse.
     private let abortAfterStep: String?
+    /// Test-only: wait this long after each saved step (TURNKEEPER_TEST_STEP_DELAY_MS), so that a signal can
+    /// land between two steps.
+    private let stepDelay: Duration?
+    /// Asked after each saved step; true stops the rotation there with ``RotationStopped``.
+    private let shouldStop: @Sendable () -> Bool
 
     var statePath: String { configuration.rotation.stateDirectory + "/state.json" }
 
     public init(
-        configuration: Configuration, say: @escaping (String) -> Void, now: @escaping () -> Int64 = WallClock.nowSeconds
+        configuration: Configuration,
+        say: @escaping (String) -> Void,
+        now: @escaping () -> Int64 = WallClock.nowSeconds,
+        shouldStop: @escaping @Sendable () -> Bool = { false }
     ) {
         self.configuration = configuration
         self.say = say
         self.now = now
+        self.shouldStop = shouldStop
         self.abortAfterStep = getenv("TURNKEEPER_TEST_ABORT_AFTER_STEP").map { String(cString: $0) }
+        self.stepDelay = getenv("TURNKEEPER_TEST_STEP_DELAY_MS").flatMap { Int(String(cString: $0)) }.map {
+            .milliseconds($0)
+        }
     }
 
     // MARK: Commands
@@ -49,9 +61,26 @@ public final class Rotator {
         if !resumeOnly {
             state.pending = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
             state.phase = .adding
-            try persist(state, step: 1, "generated a new secret (\(fingerprint(state.pending)))")
+            try await persist(state, step: 1, "generated a new secret (\(fingerprint(state.pending)))")
             state = try await advance(state)
         }
+    }
+
+    /// Loads the state, or adopts Synapse's secret on a first run. The daemon calls it before it says it is ready.
+    public func prepare() async throws {
+        let lock = try Lock(directory: configuration.rotation.stateDirectory)
+        defer { lock.release() }
+        _ = try await loadOrAdopt()
+    }
+
+    /// The secret Synapse signs with now, to mint the daemon's probe credentials. Never printed.
+    public func currentSecret() throws -> TurnSecret? {
+        try RotationState.load(statePath)?.current.map { try TurnSecret(adopting: $0, source: statePath) }
+    }
+
+    /// How many secrets coturn accepts right now (for the metrics).
+    public func coturnSecretCount() throws -> Int {
+        try coturnSecrets().accepted().count
     }
 
     public func status() throws -> RotationStatus {
@@ -81,7 +110,7 @@ public final class Rotator {
         if state.phase == .adding {
             try await coturn.add(pending)
             state.phase = .verifying
-            try persist(state, step: 2, "coturn accepts the new secret (\(pending.fingerprint)) beside the old")
+            try await persist(state, step: 2, "coturn accepts the new secret (\(pending.fingerprint)) beside the old")
         }
         if state.phase == .verifying {
             do {
@@ -91,7 +120,7 @@ public final class Rotator {
                 state.pending = nil
                 state.phase = .idle
                 state.lastResult = "failed: coturn did not accept the new secret; the old one stays everywhere"
-                try persist(state, step: 3, "took the new secret out of coturn again")
+                try await persist(state, step: 3, "took the new secret out of coturn again", boundary: false)
                 throw TurnkeeperError(
                     .checkFailed,
                     "coturn did not grant an allocation with the new secret at \(configuration.coturn.verifyURI) "
@@ -100,7 +129,7 @@ public final class Rotator {
                 )
             }
             state.phase = .switching
-            try persist(
+            try await persist(
                 state, step: 3, "an allocation with the new secret succeeded at \(configuration.coturn.verifyURI)")
         }
         if state.phase == .switching {
@@ -117,7 +146,7 @@ public final class Rotator {
             state.phase = .idle
             state.lastRotation = now()
             state.lastResult = "ok"
-            try persist(state, step: 4, "Synapse now hands out credentials signed with \(pending.fingerprint)")
+            try await persist(state, step: 4, "Synapse now hands out credentials signed with \(pending.fingerprint)")
         }
         return state
     }
@@ -131,7 +160,7 @@ public final class Rotator {
                 try await coturn.remove(try TurnSecret(adopting: retiree.value, source: statePath))
             }
             state.retiring.removeAll { $0.value == retiree.value }
-            try persist(
+            try await persist(
                 state, step: 5, "retired \(fingerprint(retiree.value)): no credential signed with it is valid any more")
         }
         for retiree in state.retiring {
@@ -148,9 +177,10 @@ public final class Rotator {
         if let secret = synapse.turnSecret {
             try await coturnSecrets().add(secret)
             state.current = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
-            try persist(state, step: 0, "adopted Synapse's current secret (\(secret.fingerprint)); coturn accepts it")
+            try await persist(
+                state, step: 0, "adopted Synapse's current secret (\(secret.fingerprint)); coturn accepts it")
         } else {
-            try persist(state, step: 0, "Synapse has no TURN secret yet; the first rotation will set one")
+            try await persist(state, step: 0, "Synapse has no TURN secret yet; the first rotation will set one")
         }
         return state
     }
@@ -187,7 +217,7 @@ public final class Rotator {
         ).write(secret)
         abortIfAsked(after: "4a")
         say("wrote \(synapse.managedFile); restarting Synapse: \(synapse.restartCommand.joined(separator: " "))")
-        try CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
+        try await CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
         if let health = synapse.healthURL {
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(120)
@@ -243,7 +273,7 @@ public final class Rotator {
             let restart = coturn.restartCommand ?? ["systemctl", "restart", "coturn"]
             let verifyURI = coturn.verifyURI
             return CoturnConfigSecrets(store: CoturnConfigStore(path: coturn.configFile ?? "/etc/turnserver.conf")) {
-                try CommandRunner.run(restart, what: "coturn restart")
+                try await CommandRunner.run(restart, what: "coturn restart")
                 try await Self.waitForCoturn(at: verifyURI)
             }
         }
@@ -272,10 +302,16 @@ public final class Rotator {
         )
     }
 
-    private func persist(_ state: RotationState, step: Int, _ message: String) throws(TurnkeeperError) {
+    /// Saves `state`; at a `boundary`, a shutdown may stop the rotation here.
+    private func persist(_ state: RotationState, step: Int, _ message: String, boundary: Bool = true) async throws {
         try state.save(statePath)
         say("step \(step): \(message)")
         abortIfAsked(after: String(step))
+        if let stepDelay { try? await Task.sleep(for: stepDelay) }
+        if boundary && shouldStop() {
+            say("stopping after step \(step) as asked; the next start resumes from phase \(state.phase.rawValue)")
+            throw RotationStopped(phase: state.phase.rawValue)
+        }
     }
 
     private func abortIfAsked(after step: String) {
@@ -289,6 +325,12 @@ public final class Rotator {
         guard let value, let secret = try? TurnSecret(adopting: value, source: "state") else { return "none" }
         return secret.fingerprint
     }
+}
+
+/// A rotation stopped at a step boundary because the process is shutting down. Its state is saved; the next
+/// `rotate` or `run` resumes it.
+public struct RotationStopped: Error, Sendable {
+    public let phase: String
 }
 
 /// An exclusive lock on the state directory: two turnkeeper processes never rotate at once.

@@ -59,7 +59,7 @@ struct RotationTests {
     }
 
     /// An admin's existing setup: Synapse with an inline secret that coturn's database already holds.
-    static func deploy(lifetime: String) throws -> Deployment {
+    static func deploy(lifetime: String, interval: String = "7d", extraConfig: String = "") throws -> Deployment {
         let original = try TurnSecret.generate()
         let text = original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         let coturn = try CoturnServer(secrets: [])
@@ -104,9 +104,10 @@ struct RotationTests {
               store: sqlite
               database: \(coturn.userDatabase)
             rotation:
-              interval: 7d
+              interval: \(interval)
               margin: 1s
               state_directory: \(directory.file("state"))
+            \(extraConfig)
             """
         )
         return Deployment(

@@ -1,0 +1,83 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import TurnkeeperCore
+import TurnkeeperRotation
+import TurnkeeperTURNClient
+
+/// `turnkeeper run`: loads the configuration and the rotation state, opens the health listener, tells
+/// systemd it is ready, and runs the services until SIGTERM. See docs/operations.md.
+public struct Daemon {
+    public let configurationPath: String
+    public let environment: [String: String]
+
+    public init(configurationPath: String, environment: [String: String]) {
+        self.configurationPath = configurationPath
+        self.environment = environment
+    }
+
+    public func run() async throws {
+        let format = JournalLogHandler.format(environment: environment)
+        let logger = Logger(label: "turnkeeper") { _ in JournalLogHandler(format: format) }
+        var quiet = Logger(label: "turnkeeper.lifecycle") { _ in JournalLogHandler(format: format) }
+        quiet.logLevel = .warning
+
+        let configuration = try Configuration.load(configurationPath)
+        let notifier = SystemdNotifier(environment: environment)
+        let state = DaemonState(configuration: configuration, notifier: notifier)
+        let metrics = DaemonMetrics()
+
+        // Ready means the state is loaded and consistent: read, or adopted from Synapse on a first run.
+        let rotator = Rotator(configuration: configuration, say: { logger.info("\($0)") })
+        try await rotator.prepare()
+        state.update { $0.rotation = try? rotator.status() }
+
+        let server = try await HealthServer.bind(
+            host: configuration.daemon.listenHost, port: configuration.daemon.listenPort
+        ) { path in
+            await Self.route(path, state: state, metrics: metrics)
+        }
+        logger.info("serving /healthz, /readyz and /metrics on http://\(server.address.hostAndPort)")
+
+        let rotationAlarm = Alarm()
+        let probeAlarm = Alarm()
+        let services: [any Service] = [
+            server,
+            WatchdogService(notifier: notifier, interval: SystemdNotifier.watchdogInterval(environment: environment)),
+            ReloadService(
+                path: configurationPath, state: state, metrics: metrics, logger: logger,
+                alarms: [rotationAlarm, probeAlarm]),
+            ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
+            RotationService(
+                state: state, metrics: metrics, logger: logger, alarm: rotationAlarm, probeAlarm: probeAlarm),
+            ShutdownAnnouncer(state: state, logger: logger),
+        ]
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)
+        notifier.ready(status: "state loaded; first schedule and probe starting")
+        logger.info(
+            "ready: rotating every \(configuration.rotation.interval.seconds) s, probing every \(configuration.daemon.probeInterval.seconds) s"
+        )
+        try await group.run()
+        logger.info("stopped")
+    }
+
+    static func route(_ path: String, state: DaemonState, metrics: DaemonMetrics) async -> HealthServer.Response {
+        switch path {
+        case "/healthz":
+            return .init(status: .ok, body: "ok\n")
+        case "/readyz":
+            let (ready, reasons) = state.readiness()
+            return ready
+                ? .init(status: .ok, body: "ready\n")
+                : .init(status: .serviceUnavailable, body: "not ready:\n" + reasons.map { "- \($0)\n" }.joined())
+        case "/metrics":
+            let snapshot = state.current
+            metrics.record(state: snapshot, now: WallClock.nowSeconds())
+            let count = try? Rotator(configuration: snapshot.configuration, say: { _ in }).coturnSecretCount()
+            metrics.record(coturnSecrets: count)
+            return .init(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
+        default:
+            return .init(status: .notFound, body: "not found; try /healthz, /readyz or /metrics\n")
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Metrics
+public import Prometheus
+
+/// The daemon's metrics, through swift-metrics into a Prometheus registry served at /metrics.
+/// Names and meanings are listed in docs/operations.md; alert rules there rely on them.
+public final class DaemonMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        self.factory = PrometheusMetricsFactory(registry: registry)
+        // Every series exists from the start, so `increase()` and absence alerts see zeros, not gaps.
+        for result in RotationResult.allCases { rotations(result).increment(by: 0) }
+        for result in ["ok", "failed"] {
+            Metrics.Counter(
+                label: "turnkeeper_config_reloads_total", dimensions: [("result", result)], factory: factory
+            ).increment(by: 0)
+        }
+        for store in ["coturn", "state"] { storeErrors(store).increment(by: 0) }
+    }
+
+    public enum RotationResult: String, CaseIterable, Sendable {
+        /// A rotation or retirement run finished.
+        case ok
+        case failed
+        /// Stopped at a step boundary by a shutdown; the next start resumes it.
+        case stopped
+    }
+
+    func rotations(_ result: RotationResult) -> Metrics.Counter {
+        Metrics.Counter(
+            label: "turnkeeper_rotations_total", dimensions: [("result", result.rawValue)], factory: factory)
+    }
+
+    func configReload(ok: Bool) {
+        Metrics.Counter(
+            label: "turnkeeper_config_reloads_total", dimensions: [("result", ok ? "ok" : "failed")], factory: factory
+        )
+        .increment()
+    }
+
+    func storeErrors(_ store: String) -> Metrics.Counter {
+        Metrics.Counter(label: "turnkeeper_store_errors_total", dimensions: [("store", store)], factory: factory)
+    }
+
+    func gauge(_ name: String, _ dimensions: [(String, String)] = []) -> Metrics.Gauge {
+        Metrics.Gauge(label: name, dimensions: dimensions, factory: factory)
+    }
+
+    /// Sets the gauges that describe the rotation state.
+    func record(state: DaemonState.Snapshot, now: Int64) {
+        if let last = state.rotation?.lastRotation {
+            gauge("turnkeeper_last_rotation_timestamp_seconds").record(Double(last))
+            gauge("turnkeeper_secret_age_seconds").record(Double(now - last))
+        }
+        if let next = state.rotation?.nextRotationDue {
+            gauge("turnkeeper_next_rotation_timestamp_seconds").record(Double(next))
+        }
+        gauge("turnkeeper_retiring_secrets").record(Double(state.rotation?.retiring.count ?? 0))
+        gauge("turnkeeper_rotation_failures_in_a_row").record(Double(state.failures))
+        for step in state.probeSteps {
+            let labels = [("uri", step.uri), ("step", step.step)]
+            gauge("turnkeeper_probe_success", labels).record(step.passed ? 1.0 : 0.0)
+            gauge("turnkeeper_probe_duration_seconds", labels).record(step.seconds)
+        }
+        if let passed = state.probePassed {
+            gauge("turnkeeper_probe_passed").record(passed ? 1.0 : 0.0)
+        }
+        if let at = state.lastProbe { gauge("turnkeeper_last_probe_timestamp_seconds").record(Double(at)) }
+    }
+
+    /// coturn's store, read at scrape time: how many secrets it accepts, or an error.
+    func record(coturnSecrets count: Int?) {
+        if let count {
+            gauge("turnkeeper_coturn_accepted_secrets").record(Double(count))
+            gauge("turnkeeper_store_up", [("store", "coturn")]).record(1.0)
+        } else {
+            storeErrors("coturn").increment()
+            gauge("turnkeeper_store_up", [("store", "coturn")]).record(0.0)
+        }
+    }
+
+    public func render() -> String { registry.emitToString() }
+}

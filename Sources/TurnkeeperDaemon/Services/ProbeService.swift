@@ -1,0 +1,116 @@
+import Logging
+import ServiceLifecycle
+import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperProbe
+import TurnkeeperRotation
+import TurnkeeperSynapse
+import TurnkeeperTURNClient
+
+/// Probes the TURN URIs every daemon.probe_interval (and right after a rotation) with credentials minted
+/// from the current secret, and keeps the last result per URI and step for /readyz, /metrics and STATUS.
+struct ProbeService: Service {
+    let state: DaemonState
+    let metrics: DaemonMetrics
+    let logger: Logger
+    let alarm: Alarm
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await probeOnce()
+                await alarm.sleep(for: .seconds(state.configuration.daemon.probeInterval.seconds))
+            }
+        }
+    }
+
+    func probeOnce() async {
+        let configuration = state.configuration
+        let texts = Self.uris(configuration)
+        var problems: [String] = []
+        var uris: [TURNURI] = []
+        for text in texts {
+            do {
+                uris.append(try TURNURI(text))
+            } catch {
+                problems.append("\(text) is not a TURN URI: \(error)")
+            }
+        }
+        let now = WallClock.nowSeconds()
+        var credentials: TURNCredentials?
+        var expiry: Int64?
+        do {
+            if let secret = try Rotator(configuration: configuration, say: { _ in }).currentSecret() {
+                let credential = try CredentialMinter(secret: secret).credential(
+                    user: "@turnkeeper-probe:\(configuration.coturn.realm)", expiry: now + 300)
+                credentials = TURNCredentials(username: credential.username, password: credential.password)
+                expiry = now + 300
+            } else {
+                problems.append("no current secret yet, so only STUN binding was tried")
+            }
+        } catch {
+            problems.append("cannot read the current secret: \(describe(error))")
+        }
+        let options = ProbeOptions(
+            credentials: credentials, tls: TLSOptions(caFile: configuration.daemon.probeCAFile))
+        let targets = await ProbeRunner.run(uris, options: options)
+        let diagnoses = Diagnostician(context: .init(credentialExpiry: expiry, nowSeconds: now)).diagnose(targets)
+        problems += diagnoses.map { "\($0.summary) Fix: \($0.fix)" }
+        for target in targets {
+            for step in target.steps where step.status == .fail && diagnoses.isEmpty {
+                problems.append("\(target.uri) at \(target.address): \(step.step.rawValue) failed: \(step.detail)")
+            }
+        }
+        let passed = problems.isEmpty && targets.allSatisfy(\.passed)
+        let steps = Self.aggregate(targets)
+        let wasPassing = state.current.probePassed
+        state.update {
+            $0.probeSteps = steps
+            $0.probePassed = passed
+            $0.probeProblems = problems
+            $0.lastProbe = now
+        }
+        metrics.record(state: state.current, now: now)
+        if passed {
+            if wasPassing != true { logger.info("probe passed: \(texts.joined(separator: ", "))") }
+        } else {
+            for problem in problems { logger.error("probe: \(problem)") }
+        }
+    }
+
+    /// What to probe: daemon.probe_uris, else the turn_uris Synapse hands clients, else coturn.verify_uri.
+    static func uris(_ configuration: Configuration) -> [String] {
+        if let uris = configuration.daemon.probeURIs, !uris.isEmpty { return uris }
+        if let synapse = try? SynapseConfig.load(configuration.synapse.configPaths), !synapse.turnURIs.isEmpty {
+            return synapse.turnURIs
+        }
+        return [configuration.coturn.verifyURI]
+    }
+
+    /// One result per URI and step: failed if any address failed it, timed by the slowest.
+    static func aggregate(_ targets: [TargetReport]) -> [DaemonState.ProbeStep] {
+        var order: [String] = []
+        var results: [String: DaemonState.ProbeStep] = [:]
+        for target in targets {
+            for step in target.steps where step.status != .skip {
+                let key = target.uri + "\u{0}" + step.step.rawValue
+                let seconds = step.milliseconds / 1000
+                if var existing = results[key] {
+                    existing.passed = existing.passed && step.status == .pass
+                    existing.seconds = max(existing.seconds, seconds)
+                    results[key] = existing
+                } else {
+                    order.append(key)
+                    results[key] = DaemonState.ProbeStep(
+                        uri: target.uri, step: step.step.rawValue, passed: step.status == .pass, seconds: seconds)
+                }
+            }
+        }
+        return order.compactMap { results[$0] }
+    }
+}
+
+/// An error's reason without a Swift type dump, for logs and STATUS.
+func describe(_ error: any Error) -> String {
+    (error as? TurnkeeperError)?.reason ?? "\(error)"
+}

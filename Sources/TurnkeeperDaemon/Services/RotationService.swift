@@ -1,0 +1,141 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TurnkeeperCore
+import TurnkeeperRotation
+
+/// Rotates on schedule. It sleeps until the next deadline that state.json implies (a new rotation, a
+/// retirement, a rotation left half-way), acts, and retries failures with capped exponential backoff.
+/// On shutdown a step in flight finishes and the rotation stops at that step's boundary; the next start
+/// resumes it.
+struct RotationService: Service {
+    let state: DaemonState
+    let metrics: DaemonMetrics
+    let logger: Logger
+    let alarm: Alarm
+    /// Woken after each rotation, so the probe checks the new secret at once.
+    let probeAlarm: Alarm
+    let now: @Sendable () -> Int64
+
+    private let stopRequested = StopFlag()
+
+    init(
+        state: DaemonState, metrics: DaemonMetrics, logger: Logger, alarm: Alarm, probeAlarm: Alarm,
+        now: @escaping @Sendable () -> Int64 = WallClock.nowSeconds
+    ) {
+        self.state = state
+        self.metrics = metrics
+        self.logger = logger
+        self.alarm = alarm
+        self.probeAlarm = probeAlarm
+        self.now = now
+    }
+
+    func run() async {
+        await withGracefulShutdownHandler {
+            await loop()
+        } onGracefulShutdown: {
+            stopRequested.set()
+            alarm.wake()
+        }
+    }
+
+    private var stopping: Bool { stopRequested.isSet }
+
+    private func loop() async {
+        while !stopping {
+            let configuration = state.configuration
+            let rotator = makeRotator(configuration)
+            let status: RotationStatus
+            do {
+                status = try rotator.status()
+            } catch {
+                failed("cannot read the rotation state: \(describe(error))", store: "state")
+                await alarm.sleep(for: .seconds(backoffDelay(configuration)))
+                continue
+            }
+            let snapshot = state.current
+            let schedule = RotationSchedule(
+                interval: configuration.rotation.interval.seconds,
+                backoff: Backoff(
+                    initial: configuration.daemon.retryInitial.seconds, maximum: configuration.daemon.retryMax.seconds)
+            )
+            let action = schedule.next(
+                status: status, now: now(), failures: snapshot.failures, lastFailure: snapshot.lastFailure)
+            state.update {
+                $0.rotation = status
+                $0.nextAction = action.at
+            }
+            metrics.record(state: state.current, now: now())
+            let wait = action.at - now()
+            if wait > 0 {
+                // Capped at an hour so that a step of the wall clock (NTP, a resumed VM) is noticed.
+                await alarm.sleep(for: .seconds(min(wait, 3600)))
+                continue
+            }
+            await perform(action, rotator: rotator)
+        }
+        logger.info("rotation service stopped")
+    }
+
+    private func perform(_ action: RotationSchedule.Action, rotator: Rotator) async {
+        state.update { $0.rotating = true }
+        logger.info(action.rotate ? "rotation due: starting" : "finishing a rotation or retiring what is due")
+        do {
+            try await rotator.rotate(resumeOnly: !action.rotate)
+            metrics.rotations(DaemonMetrics.RotationResult.ok).increment()
+            state.update {
+                $0.rotating = false
+                $0.failures = 0
+                $0.lastError = nil
+                $0.rotation = try? rotator.status()
+            }
+            if action.rotate { probeAlarm.wake() }
+        } catch let stopped as RotationStopped {
+            metrics.rotations(DaemonMetrics.RotationResult.stopped).increment()
+            state.update { $0.rotating = false }
+            logger.notice("rotation stopped at a step boundary (phase \(stopped.phase)); the next start resumes it")
+        } catch {
+            state.update { $0.rotating = false }
+            metrics.rotations(DaemonMetrics.RotationResult.failed).increment()
+            failed(describe(error), store: nil)
+        }
+    }
+
+    private func failed(_ reason: String, store: String?) {
+        if let store { metrics.storeErrors(store).increment() }
+        state.update {
+            $0.failures += 1
+            $0.lastFailure = now()
+            $0.lastError = reason
+        }
+        let snapshot = state.current
+        let delay = backoffDelay(snapshot.configuration)
+        logger.error(
+            "\(reason) (attempt \(snapshot.failures) failed; retrying in \(WallClock.spanString(seconds: delay)))")
+    }
+
+    private func backoffDelay(_ configuration: Configuration) -> Int64 {
+        Backoff(initial: configuration.daemon.retryInitial.seconds, maximum: configuration.daemon.retryMax.seconds)
+            .delay(afterFailures: max(1, state.current.failures))
+    }
+
+    private func makeRotator(_ configuration: Configuration) -> Rotator {
+        let logger = logger
+        let stopRequested = stopRequested
+        return Rotator(
+            configuration: configuration,
+            say: { logger.info("\($0)") },
+            shouldStop: { stopRequested.isSet }
+        )
+    }
+}
+
+/// Set once, by the graceful-shutdown handler; read between rotation steps.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+
+    func set() { flag.store(true, ordering: .releasing) }
+}

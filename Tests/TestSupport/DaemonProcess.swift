@@ -1,0 +1,146 @@
+import Foundation
+import Glibc
+
+/// `turnkeeper run` as a child process, its output in a file the test reads as it grows.
+public final class DaemonProcess: Sendable {
+    public let process: ChildProcess
+    public let logPath: String
+
+    /// With `journal`, JOURNAL_STREAM names the log file's device and inode, as systemd does for the journal.
+    public init(
+        config: String, in directory: TemporaryDirectory, environment: [String: String] = [:], journal: Bool = false
+    ) throws {
+        logPath = directory.file("daemon-\(UUID().uuidString.prefix(8)).log")
+        _ = try directory.write(String(logPath.split(separator: "/").last!), "")
+        var environment = environment
+        if journal { environment["JOURNAL_STREAM"] = Self.journalStream(for: logPath) }
+        process = try ChildProcess(
+            TurnkeeperBinary.path, ["run", "--config", config], stdoutPath: logPath, stderrPath: logPath,
+            environment: environment)
+    }
+
+    /// "device:inode" of a file, as systemd puts it in JOURNAL_STREAM.
+    public static func journalStream(for path: String) -> String {
+        var info = stat()
+        stat(path, &info)
+        return "\(info.st_dev):\(info.st_ino)"
+    }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    public func occurrences(of text: String) -> Int { log.components(separatedBy: text).count - 1 }
+
+    /// Waits until the log holds `text` at least `count` times; fails with the log if the daemon exits or
+    /// the time runs out.
+    public func waitForLog(_ text: String, count: Int = 1, timeout: Duration) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while occurrences(of: text) < count {
+            guard process.isRunning else {
+                throw TestFailure("the daemon exited before logging \"\(text)\" ×\(count):\n\(log.suffix(4000))")
+            }
+            guard clock.now < deadline else {
+                throw TestFailure("no \"\(text)\" ×\(count) within \(timeout):\n\(log.suffix(4000))")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    public func signal(_ number: Int32) { kill(process.pid, number) }
+
+    /// The daemon's command line and environment as the kernel shows them to every local user.
+    public var procfsView: String {
+        let argv = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.pid)/cmdline"))) ?? Data()
+        let environment = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.pid)/environ"))) ?? Data()
+        return String(decoding: argv + environment, as: UTF8.self)
+    }
+
+    public func stop() { process.terminate(grace: .seconds(60)) }
+}
+
+/// A minimal HTTP/1.0 GET on loopback, with a deadline: enough for /healthz, /readyz and /metrics.
+public enum HTTPGet {
+    public struct Answer: Sendable {
+        public var status: Int
+        public var body: String
+    }
+
+    public static func get(port: Int, path: String, timeoutSeconds: Int = 10) throws -> Answer {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw TestFailure("cannot connect to 127.0.0.1:\(port): errno \(errno)") }
+        let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        guard send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else {
+            throw TestFailure("cannot send to 127.0.0.1:\(port)")
+        }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count < 0 { throw TestFailure("reading 127.0.0.1:\(port)\(path): errno \(errno)") }
+            if count == 0 { break }
+            response += buffer[0..<count]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard let headEnd = text.range(of: "\r\n\r\n"),
+            let status = Int(text.split(separator: " ").dropFirst().first ?? "")
+        else { throw TestFailure("not an HTTP response from 127.0.0.1:\(port)\(path): \(text.prefix(200))") }
+        return Answer(status: status, body: String(text[headEnd.upperBound...]))
+    }
+}
+
+/// Prometheus text read by prometheus_client's own parser (from Synapse's venv: Synapse depends on it).
+public enum PrometheusText {
+    public struct Sample: Sendable, Codable {
+        public var name: String
+        public var labels: [String: String]
+        public var value: Double
+    }
+
+    public struct Family: Sendable, Codable {
+        public var name: String
+        public var type: String
+        public var samples: [Sample]
+    }
+
+    public static func parse(_ text: String) throws -> [Family] {
+        let script = """
+            import json, sys
+            from prometheus_client.parser import text_string_to_metric_families
+            out = []
+            for family in text_string_to_metric_families(sys.stdin.read()):
+                out.append({"name": family.name, "type": family.type,
+                            "samples": [{"name": s.name, "labels": s.labels, "value": s.value} for s in family.samples]})
+            print(json.dumps(out))
+            """
+        let output = try ProcessRunner.run(try SynapseServer.python(), ["-c", script], stdin: text)
+        guard output.status == 0 else { throw TestFailure("prometheus_client refused the metrics:\n\(output)") }
+        return try JSONDecoder().decode([Family].self, from: Data(output.stdout.utf8))
+    }
+}
+
+extension Array where Element == PrometheusText.Family {
+    /// The samples named `name` (a counter's samples carry the `_total` suffix) whose labels include `labels`.
+    public func samples(_ name: String, _ labels: [String: String] = [:]) -> [PrometheusText.Sample] {
+        flatMap(\.samples).filter { sample in
+            sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value }
+        }
+    }
+
+    public func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+        samples(name, labels).first?.value
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+import TurnkeeperCredentials
+import TurnkeeperSynapse
+
+/// `turnkeeper run` as systemd runs it: a real coturn, Synapse (real, or its config directory alone),
+/// a notify socket, signals, and /metrics read by prometheus_client's parser.
+@Suite("turnkeeper run")
+struct DaemonTests {
+    /// coturn plus Synapse's configuration directory, with no Synapse process: its restart is /bin/true.
+    struct Lite: Sendable {
+        let coturn: CoturnServer
+        let directory: TemporaryDirectory
+        let config: String
+        let original: TurnSecret
+        let port: Int
+        let managedFile: String
+
+        init(probeInterval: String = "30s") throws {
+            original = try TurnSecret.generate()
+            coturn = try CoturnServer(secrets: [])
+            directory = try TemporaryDirectory()
+            port = Int(try LoopbackUDP.freePort())
+            let secret = original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+            let homeserver = try directory.write("homeserver.yaml", "server_name: test.local\n")
+            try FileManager.default.createDirectory(
+                atPath: directory.file("conf.d"), withIntermediateDirectories: false)
+            _ = try directory.write(
+                "conf.d/10-admin.yaml",
+                """
+                turn_uris: ["turn:127.0.0.1:\(coturn.port)?transport=udp"]
+                turn_shared_secret: "\(secret)"
+                turn_user_lifetime: 1h
+                """
+            )
+            managedFile = directory.file("conf.d/90-turnkeeper.yaml")
+            config = try directory.write(
+                "turnkeeper.yaml",
+                Self.configuration(
+                    homeserver: homeserver, directory: directory, coturn: coturn, port: port,
+                    probeInterval: probeInterval))
+        }
+
+        static func configuration(
+            homeserver: String, directory: TemporaryDirectory, coturn: CoturnServer, port: Int, probeInterval: String
+        ) -> String {
+            """
+            synapse:
+              config: [\(homeserver), \(directory.file("conf.d"))]
+              managed_file: \(directory.file("conf.d/90-turnkeeper.yaml"))
+              group: nogroup
+              restart_command: [/bin/true]
+            coturn:
+              realm: \(coturn.realm)
+              verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
+              database: \(coturn.userDatabase)
+            rotation:
+              interval: 1h
+              margin: 1s
+              state_directory: \(directory.file("state"))
+            daemon:
+              listen: 127.0.0.1:\(port)
+              probe_interval: \(probeInterval)
+              retry_initial: 1s
+              retry_max: 2s
+            """
+        }
+
+        func start(_ environment: [String: String] = [:]) throws -> DaemonProcess {
+            try DaemonProcess(config: config, in: directory, environment: environment)
+        }
+
+        /// The secret in turnkeeper's conf.d file.
+        func managedSecret() throws -> TurnSecret {
+            let text = try String(contentsOfFile: managedFile, encoding: .utf8)
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("turn_shared_secret:") }) else {
+                throw TestFailure("no turn_shared_secret in \(managedFile)")
+            }
+            let value = line.dropFirst("turn_shared_secret:".count).trimmingCharacters(in: .whitespaces)
+                .trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            return try TurnSecret(adopting: value, source: managedFile)
+        }
+
+        func accepts(_ secret: TurnSecret) async throws -> Bool {
+            let credential = try CredentialMinter(secret: secret)
+                .credential(user: "@alice:test.local", expiry: Int64(Date().timeIntervalSince1970) + 600)
+            return try await TURNAllocation.succeeds(
+                port: coturn.port, username: credential.username, password: credential.password)
+        }
+
+        func status() throws -> [String: Any] {
+            let output = try TurnkeeperBinary.run(["status", "--config", config, "--json"])
+            return try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any] ?? [:]
+        }
+
+        func metrics() throws -> [PrometheusText.Family] {
+            let answer = try HTTPGet.get(port: port, path: "/metrics")
+            guard answer.status == 200 else { throw TestFailure("/metrics answered \(answer.status)") }
+            return try PrometheusText.parse(answer.body)
+        }
+
+        func stop() {
+            coturn.stop()
+            directory.remove()
+        }
+    }
+
+    @Test("systemd's protocol: READY, STATUS, WATCHDOG at half of WATCHDOG_USEC, then STOPPING on SIGTERM")
+    func notifyProtocol() async throws {
+        let lab = try Lite()
+        defer { lab.stop() }
+        let socket = try NotifySocket(in: lab.directory)
+        defer { socket.close() }
+        let daemon = try lab.start(["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "1000000"])
+        defer { daemon.stop() }
+
+        try await socket.wait(for: "READY", "1", timeout: .seconds(60))
+        try await socket.wait(for: "WATCHDOG", "1", count: 6, timeout: .seconds(30))
+        // The first rotation runs at start (the secret was set by hand); STATUS tells when the next is due.
+        try await daemon.waitForLog("step 4:", timeout: .seconds(60))
+        try await socket.wait(for: "STATUS", timeout: .seconds(10))
+        daemon.signal(SIGTERM)
+        #expect(daemon.process.wait(timeout: .seconds(60)) == 0, "\(daemon.log.suffix(3000))")
+
+        let messages = socket.messages
+        let ready = try #require(messages.firstIndex { $0.fields["READY"] == "1" })
+        let firstPing = try #require(messages.firstIndex { $0.fields["WATCHDOG"] == "1" })
+        let stopping = try #require(messages.firstIndex { $0.fields["STOPPING"] == "1" })
+        #expect(ready < firstPing && firstPing < stopping)
+        #expect(messages[stopping...].dropFirst().allSatisfy { $0.fields.keys.allSatisfy { $0 == "STATUS" } })
+        let statuses = messages.compactMap { $0.fields["STATUS"] }
+        #expect(statuses.contains { $0.contains("next rotation step") && $0.contains("secret age") }, "\(statuses)")
+        // Pings at about half of the 1 s interval systemd asked for: the median gap, so one late wake-up on a
+        // loaded machine cannot decide it.
+        let pings = messages.filter { $0.fields["WATCHDOG"] == "1" }.map(\.at)
+        let gaps = zip(pings.dropFirst(), pings).map { $0 - $1 }.sorted()
+        let median = gaps[gaps.count / 2]
+        #expect(median > .milliseconds(350) && median < .milliseconds(800), "watchdog gaps: \(gaps)")
+        // Plain lines (no JOURNAL_STREAM): a time and a level in words, never a priority prefix.
+        #expect(daemon.log.split(separator: "\n").allSatisfy { !$0.hasPrefix("<") })
+    }
+
+    @Test("SIGTERM between two rotation steps stops there; the next start finishes the rotation, nothing refused")
+    func sigtermMidRotation() async throws {
+        let lab = try Lite()
+        defer { lab.stop() }
+        // Each saved step waits 2 s, so the signal lands between steps 2 and 3.
+        let first = try lab.start(["TURNKEEPER_TEST_STEP_DELAY_MS": "2000"])
+        defer { first.stop() }
+        try await first.waitForLog("step 2:", timeout: .seconds(60))
+        first.signal(SIGTERM)
+        #expect(first.process.wait(timeout: .seconds(60)) == 0, "\(first.log.suffix(3000))")
+        #expect(first.log.contains("stopping after step 2"), "\(first.log.suffix(3000))")
+        #expect(try lab.status()["phase"] as? String == "verifying")
+        // Mid-way, coturn accepts the secret Synapse still uses.
+        #expect(try await lab.accepts(lab.original))
+
+        let second = try lab.start()
+        defer { second.stop() }
+        try await second.waitForLog("step 4:", timeout: .seconds(60))
+        #expect(second.log.contains("resuming the rotation left in phase verifying"))
+        #expect(try lab.status()["phase"] as? String == "idle")
+        let switched = try lab.managedSecret()
+        #expect(switched != lab.original)
+        #expect(try await lab.accepts(switched), "the new secret Synapse uses is refused")
+        #expect(try await lab.accepts(lab.original), "credentials issued before the rotation are refused too early")
+        // Exactly one rotation: the resumed one, not a second fresh one.
+        #expect(second.occurrences(of: "step 1:") == 0)
+    }
+
+    @Test("SIGHUP with a broken configuration keeps the running one and says why; a good one is applied")
+    func sighup() async throws {
+        let lab = try Lite()
+        defer { lab.stop() }
+        let daemon = try lab.start()
+        defer { daemon.stop() }
+        try await daemon.waitForLog("ready:", timeout: .seconds(60))
+        let good = try String(contentsOfFile: lab.config, encoding: .utf8)
+
+        _ = try lab.directory.write("turnkeeper.yaml", good + "\ndaemon: [this is not\n")
+        daemon.signal(SIGHUP)
+        try await daemon.waitForLog("kept the running configuration", timeout: .seconds(30))
+        let line = try #require(
+            daemon.log.split(separator: "\n").first { $0.contains("kept the running configuration") })
+        #expect(line.contains(lab.config) && line.contains("line"), "\(line)")
+        #expect(daemon.process.isRunning)
+        #expect(try HTTPGet.get(port: lab.port, path: "/healthz").status == 200)
+        #expect(try lab.metrics().value("turnkeeper_config_reloads_total", ["result": "failed"]) == 1)
+
+        _ = try lab.directory.write(
+            "turnkeeper.yaml", good.replacingOccurrences(of: "probe_interval: 30s", with: "probe_interval: 1s"))
+        daemon.signal(SIGHUP)
+        try await daemon.waitForLog("SIGHUP: reloaded", timeout: .seconds(30))
+        #expect(try lab.metrics().value("turnkeeper_config_reloads_total", ["result": "ok"]) == 1)
+        // The new probe interval is in force: probes now run every second.
+        let before = try #require(try lab.metrics().value("turnkeeper_last_probe_timestamp_seconds"))
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        var after = before
+        while after <= before + 1 && clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+            after = try lab.metrics().value("turnkeeper_last_probe_timestamp_seconds") ?? before
+        }
+        #expect(after > before + 1, "no probe after the reload to a 1 s interval")
+    }
+
+    @Test("A port already in use, or a broken configuration, stops the start with exit 2 and a reason")
+    func startupErrors() throws {
+        let lab = try Lite()
+        defer { lab.stop() }
+        let blocker = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(blocker) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(lab.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(blocker, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        #expect(bound == 0 && listen(blocker, 1) == 0)
+        let busy = try TurnkeeperBinary.run(["run", "--config", lab.config], timeout: .seconds(60))
+        #expect(busy.status == 2, "\(busy)")
+        #expect(busy.stderr.contains("cannot listen on 127.0.0.1:\(lab.port)") && busy.stderr.contains("daemon.listen"))
+
+        _ = try lab.directory.write("turnkeeper.yaml", "synapse: {}\ncoturn: {realm: r}\n")
+        let broken = try TurnkeeperBinary.run(["run", "--config", lab.config], timeout: .seconds(60))
+        #expect(broken.status == 2, "\(broken)")
+        #expect(broken.stderr.contains(lab.config) && broken.stderr.contains("verify_uri is required"))
+    }
+}
