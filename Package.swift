@@ -150,7 +150,13 @@ let package = Package(
             ["TurnkeeperStores", "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSynapse"]
         ),
         testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
-        testTarget("TurnkeeperDaemonTests", ["TurnkeeperDaemon", "TurnkeeperRotation"]),
+        testTarget(
+            "TurnkeeperDaemonTests",
+            [
+                "TurnkeeperDaemon", "TurnkeeperRotation", "TurnkeeperProbe",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Runs the built `turnkeeper` binary and real coturn processes.
         testTarget(
             "TurnkeeperCLITests",

@@ -1,8 +1,9 @@
 # Sourced by scripts/*.sh: installs the Debian packages turnkeeper builds and tests against, when missing.
 # libssl-dev: libcrypto for the CLibcrypto target. libsqlite3-dev: coturn's user database. coturn: turnserver and turnutils_* for the real peer.
 # libevent-dev: coturn's own dependency. python3: the independent HMAC reference in tests.
+# systemd: systemd-analyze, which checks the unit file (nothing is started through it).
 turnkeeper_install_deps() {
-    local wanted=(libssl-dev libsqlite3-dev libevent-dev pkg-config coturn python3 python3-venv)
+    local wanted=(libssl-dev libsqlite3-dev libevent-dev pkg-config coturn python3 python3-venv systemd)
     local missing=()
     local pkg
     for pkg in "${wanted[@]}"; do
@@ -20,7 +21,7 @@ turnkeeper_install_deps() {
         echo "== installing Python's cryptography module (PyPI)"
         python3 -m pip install --quiet cryptography
     fi
-    # Tests start a real Synapse from PyPI, kept in a venv outside the clone (about 50 s the first time).
+    # Tests start a real Synapse from PyPI (its prometheus_client also parses turnkeeper's /metrics), kept in a venv outside the clone (about 50 s the first time).
     local venv="${TURNKEEPER_SYNAPSE_VENV:-$HOME/.cache/turnkeeper/synapse-venv}"
     if ! "$venv/bin/python" -c 'import synapse' 2>/dev/null; then
         echo "== installing matrix-synapse into $venv (PyPI)"

@@ -24,11 +24,14 @@ public struct HealthServer: Service {
 
     private let listener: NIOAsyncChannel<Connection, Never>
     private let handler: Handler
+    private let requestTimeout: Duration
     /// Where it listens, as bound (port 0 picks a free port).
     public let address: SocketAddress
 
     /// Binds now, so that a port in use is a startup error rather than a surprise later.
-    public static func bind(host: String, port: Int, handler: @escaping Handler) async throws -> HealthServer {
+    public static func bind(
+        host: String, port: Int, requestTimeout: Duration = .seconds(10), handler: @escaping Handler
+    ) async throws -> HealthServer {
         let listener: NIOAsyncChannel<Connection, Never>
         do {
             listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -49,7 +52,7 @@ public struct HealthServer: Service {
         guard let address = listener.channel.localAddress else {
             throw TurnkeeperError(.invalidArgument, "the health listener on \(host):\(port) has no address")
         }
-        return HealthServer(listener: listener, handler: handler, address: address)
+        return HealthServer(listener: listener, handler: handler, requestTimeout: requestTimeout, address: address)
     }
 
     public func run() async throws {
@@ -68,7 +71,8 @@ public struct HealthServer: Service {
         }
     }
 
-    /// Answers one request, or gives up after 10 s: a client that never finishes cannot hold a connection.
+    /// Answers one request, or gives up after `requestTimeout`: a client that never finishes cannot hold a
+    /// connection.
     private func serve(_ connection: Connection) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -86,7 +90,7 @@ public struct HealthServer: Service {
                     }
                 }
             }
-            group.addTask { try? await Task.sleep(for: .seconds(10)) }
+            group.addTask { try? await Task.sleep(for: requestTimeout) }
             await group.next()
             group.cancelAll()
         }

@@ -50,6 +50,8 @@ public final class DaemonMetrics: Sendable {
 
     /// Sets the gauges that describe the rotation state.
     func record(state: DaemonState.Snapshot, now: Int64) {
+        // Alert rules compare the secret's age with the interval, whatever the interval is configured to.
+        gauge("turnkeeper_rotation_interval_seconds").record(Double(state.configuration.rotation.interval.seconds))
         if let last = state.rotation?.lastRotation {
             gauge("turnkeeper_last_rotation_timestamp_seconds").record(Double(last))
             gauge("turnkeeper_secret_age_seconds").record(Double(now - last))
