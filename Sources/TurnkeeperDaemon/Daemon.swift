@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -17,6 +18,9 @@ public struct Daemon {
     }
 
     public func run() async throws {
+        // Until the reload service traps it, SIGHUP's default action would kill us; an early reload is
+        // better lost than fatal.
+        signal(SIGHUP, SIG_IGN)
         let format = JournalLogHandler.format(environment: environment)
         let logger = Logger(label: "turnkeeper") { _ in JournalLogHandler(format: format) }
         var quiet = Logger(label: "turnkeeper.lifecycle") { _ in JournalLogHandler(format: format) }
