@@ -61,7 +61,8 @@ let package = Package(
             swiftSettings: strict
         ),
         // `turnkeeper probe`: steps against each URI and address, diagnosis, report. Policy lives here.
-        .target(name: "TurnkeeperProbe", dependencies: ["TurnkeeperTURNClient"], swiftSettings: strict),
+        .target(
+            name: "TurnkeeperProbe", dependencies: ["TurnkeeperCore", "TurnkeeperTURNClient"], swiftSettings: strict),
         // Shared secrets, secret files, durations, TURN REST credentials.
         .target(
             name: "TurnkeeperCredentials",
@@ -135,7 +136,9 @@ let package = Package(
 
         .target(
             name: "TestSupport",
-            dependencies: ["TurnkeeperCore", "TurnkeeperTURNClient", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperSTUN", "TurnkeeperTURNClient", .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: testStrict
         ),

@@ -106,3 +106,43 @@ public enum LoopbackUDP {
         return false
     }
 }
+
+/// TCP sockets on 127.0.0.1 for tests that play a client or squat on a port. The caller closes them.
+public enum LoopbackTCP {
+    /// A socket connected to 127.0.0.1:`port`, with `timeoutSeconds` on sends and receives.
+    public static func connect(port: Int, timeoutSeconds: Int = 10) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = LoopbackUDP.loopback(UInt16(port))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            close(fd)
+            throw TestFailure("cannot connect to 127.0.0.1:\(port): errno \(errno)")
+        }
+        return fd
+    }
+
+    /// A socket listening on 127.0.0.1:`port`, so that nobody else can.
+    public static func listen(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+        var address = LoopbackUDP.loopback(UInt16(port))
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0, Glibc.listen(fd, 1) == 0 else {
+            close(fd)
+            throw TestFailure("cannot listen on 127.0.0.1:\(port): errno \(errno)")
+        }
+        return fd
+    }
+}

@@ -1,4 +1,5 @@
 import NIOCore
+import TurnkeeperSTUN
 import TurnkeeperTURNClient
 
 /// One allocation on a loopback TURN server with the given credential, released at once: the question
@@ -11,6 +12,22 @@ public enum TURNAllocation {
         transport: TURNTransport = .udp,
         username: String,
         password: String
+    ) async throws -> Bool {
+        // coturn keeps a released allocation's 5-tuple for a while, and answers 437 to a new socket that
+        // happens to draw the same local port; a new socket draws another port, so a retry settles it.
+        for _ in 1..<3 {
+            do {
+                return try await attempt(port: port, transport: transport, username: username, password: password)
+            } catch let error as TURNClientError {
+                guard case .errorResponse(let code) = error.kind, code.code == STUNErrorCode.allocationMismatch
+                else { throw error }
+            }
+        }
+        return try await attempt(port: port, transport: transport, username: username, password: password)
+    }
+
+    private static func attempt(
+        port: UInt16, transport: TURNTransport, username: String, password: String
     ) async throws -> Bool {
         let endpoint = ServerEndpoint(
             host: "127.0.0.1",

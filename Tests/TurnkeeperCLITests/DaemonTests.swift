@@ -210,18 +210,8 @@ struct DaemonTests {
     func startupErrors() throws {
         let lab = try Lite()
         defer { lab.stop() }
-        let blocker = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let blocker = try LoopbackTCP.listen(port: lab.port)
         defer { close(blocker) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(lab.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(blocker, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        #expect(bound == 0 && listen(blocker, 1) == 0)
         let busy = try TurnkeeperBinary.run(["run", "--config", lab.config], timeout: .seconds(60))
         #expect(busy.status == 2, "\(busy)")
         #expect(busy.stderr.contains("cannot listen on 127.0.0.1:\(lab.port)") && busy.stderr.contains("daemon.listen"))

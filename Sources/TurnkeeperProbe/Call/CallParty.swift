@@ -1,0 +1,238 @@
+import NIOCore
+import Synchronization
+import TurnkeeperCore
+import TurnkeeperSTUN
+public import TurnkeeperTURNClient
+
+/// How a test call runs.
+public struct CallOptions: Sendable {
+    public var name: String
+    public var peer: String
+    /// The directory both parties share to find each other.
+    public var rendezvous: String
+    /// Packets a second and bytes a packet: 50 × 160 is Opus voice in 20 ms frames.
+    public var rate: Int
+    public var size: Int
+    public var duration: Duration
+    /// For setting up: allocation, finding the peer, permissions.
+    public var setupTimeout: Duration
+    public var maxLossPercent: Double
+    public var tls: TLSOptions
+
+    public init(
+        name: String, peer: String, rendezvous: String, rate: Int = 50, size: Int = 160,
+        duration: Duration = .seconds(5), setupTimeout: Duration = .seconds(30), maxLossPercent: Double = 1,
+        tls: TLSOptions = TLSOptions()
+    ) {
+        self.name = name
+        self.peer = peer
+        self.rendezvous = rendezvous
+        self.rate = rate
+        self.size = size
+        self.duration = duration
+        self.setupTimeout = setupTimeout
+        self.maxLossPercent = maxLossPercent
+        self.tls = tls
+    }
+
+    var packets: Int { max(1, Int(Double(rate) * duration.seconds)) }
+}
+
+/// One party of a test call, as a Matrix client behaves: it gets a relay (or only its reflexive address,
+/// for the direct attempt), tells the peer where to send, and streams voice-sized packets both ways while
+/// echoing the peer's, so that each side measures loss, jitter and round trips.
+public enum CallParty {
+    static let channel: UInt16 = 0x4000
+
+    /// Through TURN: allocate on `uri`, permit and bind a channel to the peer's relayed address, stream.
+    public static func relayed(uri: TURNURI, credentials: TURNCredentials, options: CallOptions) async -> CallReport {
+        var report = CallReport(options, mode: .relayed, uri: uri.text)
+        do {
+            let endpoint = try await resolve(uri, transport: uri.transport)
+            report.local = LocalRoute.sourceAddress(toward: endpoint.address)
+            let setup = ContinuousClock.now + options.setupTimeout
+            let rendezvous = Rendezvous(directory: options.rendezvous, name: options.name, peer: options.peer)
+            report = try await Connector.withConnection(to: endpoint, tls: options.tls) { connection in
+                var report = report
+                let client = TURNClient(connection: connection, credentials: credentials)
+                let allocation = try await client.allocate(family: .ipv4, deadline: setup)
+                report.relayed = allocation.relayed.description
+                report.reflexive = allocation.mapped?.description
+                try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: "ready")
+                let card = try await rendezvous.wait(for: ["ready", "bound", "done"], until: setup)
+                guard let peer = TransportAddress(ipv4: card.host, port: card.port) else {
+                    throw TurnkeeperError(.checkFailed, "\(options.peer) published \(card.host), not an IPv4 address")
+                }
+                report.peerAddress = peer.description
+                try await client.createPermission(for: [peer], deadline: setup)
+                try await client.channelBind(channel, to: peer, deadline: setup)
+                // Only once both sides have permitted each other does media flow, or the first packets die.
+                try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: "bound")
+                _ = try await rendezvous.wait(for: ["bound", "done"], until: setup)
+
+                let (inbox, input) = AsyncStream.makeStream(of: PeerData.self, bufferingPolicy: .bufferingNewest(4096))
+                connection.setPeerDataHandler { input.yield($0) }
+                defer {
+                    connection.setPeerDataHandler(nil)
+                    input.finish()
+                }
+                let tally = MediaTally()
+                let sent = await stream(
+                    options: options, tally: tally, rendezvous: rendezvous,
+                    host: allocation.relayed.host, port: allocation.relayed.port,
+                    send: { try await client.send($0, channel: channel) },
+                    inbound: inbox.map { ($0.data, $0.receivedAt) }
+                )
+                report.finish(sent: sent, tally: tally, options: options)
+                _ = try? await client.refresh(lifetime: 0, deadline: .now + .seconds(3))
+                return report
+            }
+        } catch {
+            report.fail("\(error)")
+        }
+        return report
+    }
+
+    /// Without TURN: learn the reflexive address from the STUN server at `uri`, then send straight to the
+    /// peer's reflexive address from the same socket (UDP hole punching).
+    public static func direct(uri: TURNURI, options: CallOptions) async -> CallReport {
+        var report = CallReport(options, mode: .direct, uri: uri.text)
+        do {
+            let endpoint = try await resolve(uri, transport: .udp)
+            report.local = LocalRoute.sourceAddress(toward: endpoint.address)
+            let setup = ContinuousClock.now + options.setupTimeout
+            let rendezvous = Rendezvous(directory: options.rendezvous, name: options.name, peer: options.peer)
+            report = try await DatagramSocket.withSocket { socket in
+                var report = report
+                // One reader: STUN answers to our Binding go to `reflexive`, everything else is media.
+                let request = STUNMessage(STUNMessageType(.binding, .request))
+                let reflexive = Mutex<TransportAddress?>(nil)
+                let (media, input) = AsyncStream.makeStream(
+                    of: ([UInt8], ContinuousClock.Instant).self, bufferingPolicy: .bufferingNewest(4096))
+                let reader = Task {
+                    for await datagram in socket.received {
+                        if let decoded = try? DecodedSTUNMessage(datagram.bytes),
+                            decoded.message.transactionID == request.transactionID
+                        {
+                            let mapped = try? decoded.message.xorAddress(.xorMappedAddress)
+                            reflexive.withLock { $0 = $0 ?? mapped }
+                        } else {
+                            input.yield((datagram.bytes, datagram.receivedAt))
+                        }
+                    }
+                    input.finish()
+                }
+                defer { reader.cancel() }
+                // Retransmitted every 500 ms until the setup deadline, as RFC 8489 asks of UDP.
+                var mapped: TransportAddress?
+                while mapped == nil && ContinuousClock.now < setup {
+                    try await socket.send(request.encoded(fingerprint: true), to: endpoint.address)
+                    let retry = ContinuousClock.now + .milliseconds(500)
+                    while mapped == nil && ContinuousClock.now < retry {
+                        try await Task.sleep(for: .milliseconds(10))
+                        mapped = reflexive.withLock { $0 }
+                    }
+                }
+                guard let mapped else {
+                    throw TurnkeeperError(
+                        .checkFailed,
+                        "the STUN server at \(endpoint.address.hostAndPort) did not answer a Binding request")
+                }
+                report.reflexive = mapped.description
+                try rendezvous.publish(host: mapped.host, port: mapped.port, stage: "bound")
+                let card = try await rendezvous.wait(for: ["bound", "done"], until: setup)
+                let peer = try SocketAddress(ipAddress: card.host, port: Int(card.port))
+                report.peerAddress = peer.hostAndPort
+                let tally = MediaTally()
+                let sent = await stream(
+                    options: options, tally: tally, rendezvous: rendezvous, host: mapped.host, port: mapped.port,
+                    send: { try await socket.send($0, to: peer) }, inbound: media)
+                report.finish(sent: sent, tally: tally, options: options)
+                return report
+            }
+        } catch {
+            report.fail("\(error)")
+        }
+        return report
+    }
+
+    private static func resolve(_ uri: TURNURI, transport: TURNTransport) async throws -> ServerEndpoint {
+        let addresses = try await Resolver.resolve(host: uri.host, port: uri.port)
+        guard let address = addresses.first(where: { $0.protocol == .inet }) ?? addresses.first else {
+            throw TurnkeeperError(.checkFailed, "\(uri.host) resolves to no address")
+        }
+        return ServerEndpoint(host: uri.host, address: address, transport: transport)
+    }
+
+    /// Sends `options.packets` packets paced at `options.rate`, while counting and echoing what arrives;
+    /// then says "done" and keeps echoing until the peer is done too (or a grace period ends).
+    static func stream<Inbound: AsyncSequence & Sendable>(
+        options: CallOptions, tally: MediaTally, rendezvous: Rendezvous, host: String, port: UInt16,
+        send: @escaping @Sendable ([UInt8]) async throws -> Void, inbound: Inbound
+    ) async -> Int where Inbound.Element == ([UInt8], ContinuousClock.Instant) {
+        let interval = Duration.seconds(1) / options.rate
+        let sentCount = Atomic<Int>(0)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for try await (bytes, _) in inbound {
+                        guard let packet = CallPacket.parse(bytes) else { continue }
+                        let now = monotonicNanos()
+                        if packet.echo {
+                            tally.echoed(sentNanos: packet.sentNanos, arrivedNanos: now)
+                        } else {
+                            tally.received(sequence: packet.sequence, sentNanos: packet.sentNanos, arrivedNanos: now)
+                            try? await send(CallPacket.echoing(bytes))
+                        }
+                    }
+                } catch {}
+            }
+            let start = ContinuousClock.now
+            for sequence in 0..<options.packets {
+                try? await Task.sleep(until: start + interval * sequence, clock: .continuous)
+                let packet = CallPacket.make(
+                    sequence: UInt32(sequence), sentNanos: monotonicNanos(), size: options.size)
+                if (try? await send(packet)) != nil { sentCount.add(1, ordering: .relaxed) }
+            }
+            try? rendezvous.publish(host: host, port: port, stage: "done")
+            // Echo the peer's tail until it is done too, then let the last packets land.
+            _ = try? await rendezvous.wait(for: ["done"], until: .now + options.setupTimeout)
+            try? await Task.sleep(for: .milliseconds(500))
+            group.cancelAll()
+        }
+        return sentCount.load(ordering: .relaxed)
+    }
+}
+
+extension CallReport {
+    init(_ options: CallOptions, mode: Mode, uri: String) {
+        self.init(
+            name: options.name, peer: options.peer, mode: mode, uri: uri, sent: 0, received: 0,
+            expected: options.packets, lossPercent: 100, passed: false)
+    }
+
+    mutating func finish(sent: Int, tally: MediaTally, options: CallOptions) {
+        let summary = tally.summary
+        self.sent = sent
+        received = summary.received
+        lossPercent = (Double(expected - min(received, expected)) / Double(expected) * 100).rounded(toPlaces: 2)
+        rttMilliseconds = summary.rtt
+        jitterMilliseconds = summary.jitter
+        passed = lossPercent < options.maxLossPercent
+        if !passed {
+            problem =
+                received == 0
+                ? "nothing of \(peer)'s stream arrived: there is no path between the two"
+                : "\(lossPercent)% of \(peer)'s stream was lost (the limit is \(options.maxLossPercent)%)"
+        }
+    }
+
+    mutating func fail(_ reason: String) {
+        passed = false
+        problem = reason
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

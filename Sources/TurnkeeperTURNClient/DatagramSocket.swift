@@ -1,0 +1,90 @@
+import Glibc
+public import NIOCore
+import NIOPosix
+
+/// An unconnected UDP socket for the duration of a closure: it sends to any address and hears from any,
+/// which hole punching and RFC 5780's changed-address tests need. Closed however the closure ends.
+public final class DatagramSocket: Sendable {
+    public struct Datagram: Sendable {
+        public let from: SocketAddress
+        public let bytes: [UInt8]
+        public let receivedAt: ContinuousClock.Instant
+    }
+
+    private let outbound: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>
+    /// What arrives, newest kept when a slow reader falls 4096 datagrams behind.
+    public let received: AsyncStream<Datagram>
+    public let localAddress: SocketAddress?
+
+    private init(
+        outbound: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>, received: AsyncStream<Datagram>,
+        localAddress: SocketAddress?
+    ) {
+        self.outbound = outbound
+        self.received = received
+        self.localAddress = localAddress
+    }
+
+    public func send(_ bytes: [UInt8], to address: SocketAddress) async throws {
+        try await outbound.write(AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes)))
+    }
+
+    public static func withSocket<Result: Sendable>(
+        family: NIOBSDSocket.ProtocolFamily = .inet, _ body: (DatagramSocket) async throws -> Result
+    ) async throws -> Result {
+        let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
+        do {
+            channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: family == .inet6 ? "::" : "0.0.0.0", port: 0) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel(wrappingChannelSynchronously: channel) }
+                }
+        } catch {
+            throw TURNClientError(STUNConnection.classify(error))
+        }
+        let localAddress = channel.channel.localAddress
+        return try await channel.executeThenClose { inbound, outbound in
+            let (stream, input) = AsyncStream.makeStream(of: Datagram.self, bufferingPolicy: .bufferingNewest(4096))
+            let socket = DatagramSocket(outbound: outbound, received: stream, localAddress: localAddress)
+            return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+                group.addTask {
+                    defer { input.finish() }
+                    for try await envelope in inbound {
+                        input.yield(
+                            Datagram(
+                                from: envelope.remoteAddress, bytes: Array(buffer: envelope.data),
+                                receivedAt: .now))
+                    }
+                }
+                defer { group.cancelAll() }
+                return try await body(socket)
+            }
+        }
+    }
+}
+
+/// The source address the kernel would use toward `destination`: connect(2) on a UDP socket sends nothing.
+/// Compared with a server-reflexive address, it tells whether a NAT is in between.
+public enum LocalRoute {
+    public static func sourceAddress(toward destination: SocketAddress) -> String? {
+        let family = destination.protocol == .inet6 ? AF_INET6 : AF_INET
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let connected = destination.withSockAddr { address, size in connect(fd, address, socklen_t(size)) }
+        guard connected == 0 else { return nil }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        let resolved = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, length, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST)
+            }
+        }
+        guard resolved == 0 else { return nil }
+        return String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The NAT lab: network namespaces joined by veth pairs, routed, with nftables NAT. See docs/nat.md.
+#
+#   scripts/natlab.sh up ID      build lab ID (namespaces tk-ID-*); prints its addresses
+#   scripts/natlab.sh down ID    kill every process in lab ID and remove its namespaces
+#   scripts/natlab.sh sweep      remove labs whose owner process is gone (left by a crashed run)
+#   scripts/natlab.sh list       the labs that exist
+#
+# Every address is in a documentation or benchmarking range and exists only inside the lab:
+#   "public" 203.0.113.0/24 on a bridge in tk-ID-pub
+#     tk-ID-hs     203.0.113.20   Synapse
+#     tk-ID-turn   203.0.113.10   coturn, with a second address 203.0.113.11 for RFC 5780
+#     tk-ID-nata   203.0.113.101  NAT A: masquerade, endpoint-independent mapping
+#     tk-ID-natb   203.0.113.102  NAT B: masquerade fully-random, address-and-port-dependent (symmetric)
+#     tk-ID-natt   203.0.113.30   a port-forwarding NAT in front of a TURN host with a private address
+#   tk-ID-alice  192.0.2.10     behind NAT A
+#   tk-ID-bob    198.51.100.10  behind NAT B
+#   tk-ID-turnp  198.18.0.10    behind NAT T: 3478 (UDP, TCP) and the relay ports 49152-49407 forwarded
+# The owner (OWNER_PID, default the caller's parent) is recorded so that `sweep` can clean up after it.
+set -euo pipefail
+
+registry=/run/turnkeeper-natlab
+relay_min=49152
+relay_max=49407
+
+ns() { echo "tk-$id-$1"; }
+in_ns() { local name="$1"; shift; ip netns exec "$(ns "$name")" "$@"; }
+
+# A host namespace with one interface, eth0, on the public bridge.
+public_host() {
+    local name="$1" address="$2"
+    ip netns add "$(ns "$name")"
+    in_ns "$name" ip link set lo up
+    ip -n "$(ns pub)" link add "p-$name" type veth peer name eth0 netns "$(ns "$name")"
+    ip -n "$(ns pub)" link set "p-$name" master br0 up
+    in_ns "$name" ip addr add "$address/24" dev eth0
+    in_ns "$name" ip link set eth0 up
+}
+
+# A host behind router `router` on its own /24: router's lan0 is .1, the host's eth0 is .10.
+private_host() {
+    local name="$1" router="$2" prefix="$3"
+    ip netns add "$(ns "$name")"
+    in_ns "$name" ip link set lo up
+    ip -n "$(ns "$router")" link add lan0 type veth peer name eth0 netns "$(ns "$name")"
+    in_ns "$router" ip addr add "$prefix.1/24" dev lan0
+    in_ns "$router" ip link set lan0 up
+    in_ns "$name" ip addr add "$prefix.10/24" dev eth0
+    in_ns "$name" ip link set eth0 up
+    in_ns "$name" ip route add default via "$prefix.1"
+    in_ns "$router" sysctl -qw net.ipv4.ip_forward=1
+}
+
+up() {
+    [ -z "$(ip netns list | grep -E "^tk-$id-" || true)" ] || { echo "natlab: lab $id exists" >&2; exit 2; }
+    mkdir -p "$registry"
+    echo "${OWNER_PID:-$PPID}" >"$registry/$id"
+    # Half-built labs are removed, so a failure here leaves nothing behind.
+    trap 'down >/dev/null 2>&1 || true' ERR
+
+    ip netns add "$(ns pub)"
+    in_ns pub ip link set lo up
+    in_ns pub ip link add br0 type bridge
+    in_ns pub ip link set br0 up
+
+    public_host hs 203.0.113.20
+    public_host turn 203.0.113.10
+    in_ns turn ip addr add 203.0.113.11/24 dev eth0
+    public_host nata 203.0.113.101
+    public_host natb 203.0.113.102
+    public_host natt 203.0.113.30
+
+    private_host alice nata 192.0.2
+    private_host bob natb 198.51.100
+    private_host turnp natt 198.18.0
+
+    # NAT A keeps a private socket's port and mapping whatever the destination: endpoint-independent.
+    in_ns nata nft -f - <<NFT
+table ip nat {
+    chain post { type nat hook postrouting priority srcnat; oifname "eth0" masquerade; }
+}
+NFT
+    # NAT B draws a new random port for every destination: address-and-port-dependent mapping.
+    in_ns natb nft -f - <<NFT
+table ip nat {
+    chain post { type nat hook postrouting priority srcnat; oifname "eth0" masquerade fully-random; }
+}
+NFT
+    # NAT T forwards TURN's ports to the private TURN host and keeps ports on the way out, as a
+    # hosting provider's 1:1 NAT does.
+    in_ns natt nft -f - <<NFT
+table ip nat {
+    chain pre {
+        type nat hook prerouting priority dstnat;
+        iifname "eth0" udp dport { 3478, $relay_min-$relay_max } dnat to 198.18.0.10
+        iifname "eth0" tcp dport 3478 dnat to 198.18.0.10
+    }
+    chain post { type nat hook postrouting priority srcnat; oifname "eth0" snat to 203.0.113.30; }
+}
+NFT
+    trap - ERR
+    cat <<EOF
+lab $id
+synapse   $(ns hs)     203.0.113.20
+turn      $(ns turn)   203.0.113.10 203.0.113.11
+alice     $(ns alice)  192.0.2.10 behind $(ns nata) 203.0.113.101 (endpoint-independent mapping)
+bob       $(ns bob)    198.51.100.10 behind $(ns natb) 203.0.113.102 (symmetric)
+turnp     $(ns turnp)  198.18.0.10 behind $(ns natt) 203.0.113.30 (3478 and $relay_min-$relay_max forwarded)
+EOF
+}
+
+down() {
+    local name
+    for name in $(ip netns list | awk '{print $1}' | grep -E "^tk-$id-" || true); do
+        # ip netns pids lists every process whose network namespace this is.
+        ip netns pids "$name" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    done
+    for name in $(ip netns list | awk '{print $1}' | grep -E "^tk-$id-" || true); do
+        ip netns del "$name"
+    done
+    rm -f "$registry/$id"
+}
+
+sweep() {
+    local file owner
+    for file in "$registry"/*; do
+        [ -e "$file" ] || continue
+        owner="$(cat "$file")"
+        if ! kill -0 "$owner" 2>/dev/null; then
+            id="$(basename "$file")"
+            echo "natlab: removing lab $id (owner $owner is gone)"
+            down
+        fi
+    done
+}
+
+command="${1:-}"
+case "$command" in
+    up|down)
+        id="${2:?usage: natlab.sh $command ID}"
+        [[ "$id" =~ ^[a-z0-9]{1,8}$ ]] || { echo "natlab: ID must be 1-8 of [a-z0-9]" >&2; exit 2; }
+        "$command"
+        ;;
+    sweep) sweep ;;
+    list) ip netns list | awk '{print $1}' | grep -E '^tk-[a-z0-9]+-' | cut -d- -f2 | sort -u ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
+esac
