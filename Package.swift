@@ -137,7 +137,8 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperSTUN", "TurnkeeperTURNClient", .product(name: "NIOCore", package: "swift-nio"),
+                "TurnkeeperCore", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: testStrict
