@@ -87,15 +87,21 @@ table ip nat {
 }
 NFT
     # NAT T forwards TURN's ports to the private TURN host and keeps ports on the way out, as a
-    # hosting provider's 1:1 NAT does.
+    # hosting provider's 1:1 NAT does. It also hairpins: the TURN host reaching its own public address
+    # (one relay sending to another) comes back to it from that public address.
     in_ns natt nft -f - <<NFT
 table ip nat {
     chain pre {
         type nat hook prerouting priority dstnat;
         iifname "eth0" udp dport { 3478, $relay_min-$relay_max } dnat to 198.18.0.10
         iifname "eth0" tcp dport 3478 dnat to 198.18.0.10
+        iifname "lan0" ip daddr 203.0.113.30 udp dport $relay_min-$relay_max dnat to 198.18.0.10
     }
-    chain post { type nat hook postrouting priority srcnat; oifname "eth0" snat to 203.0.113.30; }
+    chain post {
+        type nat hook postrouting priority srcnat;
+        oifname "eth0" snat to 203.0.113.30
+        oifname "lan0" ip saddr 198.18.0.10 ip daddr 198.18.0.10 snat to 203.0.113.30
+    }
 }
 NFT
     trap - ERR

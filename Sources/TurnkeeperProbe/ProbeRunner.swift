@@ -155,7 +155,16 @@ struct TargetProbe {
     private func call(caller: TURNClient, log: StepLog) async throws {
         let reflexive = try await log.step(.binding) {
             let mapped = try await caller.binding(deadline: deadline())
-            return ("reflexive address \(mapped)", ["reflexive": mapped.description], mapped)
+            var facts = ["reflexive": mapped.description]
+            var detail = "reflexive address \(mapped)"
+            // The source address the kernel picks toward the server: if the server sees another, a NAT
+            // rewrote it, and peers can reach this host only through what that NAT allows.
+            if let local = LocalRoute.sourceAddress(toward: endpoint.address) {
+                facts["local"] = local
+                facts["behindNAT"] = String(local != mapped.host)
+                if local != mapped.host { detail += " (behind NAT: this host is \(local))" }
+            }
+            return (detail, facts, mapped)
         }
         guard uri.isTURN, options.credentials != nil, reflexive != nil else { return }
         let family: TransportAddress.Family = endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4

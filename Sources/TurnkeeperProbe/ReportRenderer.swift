@@ -23,11 +23,14 @@ public struct ReportRenderer: Sendable {
         }
         let failed = report.targets.filter { !$0.passed }.count
         lines.append("")
-        lines.append(
-            failed == 0
-                ? paint("All \(report.targets.count) target(s) passed: calls through this server work from here.", 32)
-                : paint("\(failed) of \(report.targets.count) target(s) failed.", 31)
-        )
+        if failed > 0 {
+            lines.append(paint("\(failed) of \(report.targets.count) target(s) failed.", 31))
+        } else if report.diagnoses.isEmpty {
+            lines.append(
+                paint("All \(report.targets.count) target(s) passed: calls through this server work from here.", 32))
+        } else {
+            lines.append(paint("Every step passed from here, but calls from elsewhere will fail:", 31))
+        }
         if !report.diagnoses.isEmpty {
             lines.append("")
             lines.append("What is wrong, and how to fix it:")

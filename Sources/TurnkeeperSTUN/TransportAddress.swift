@@ -77,6 +77,8 @@ public struct TransportAddress: Sendable, Hashable, CustomStringConvertible {
             let b = address[1]
             return a == 10 || a == 127 || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168)
                 || (a == 100 && (64...127).contains(b)) || (a == 169 && b == 254) || a == 0
+                // Benchmarking networks (RFC 2544), never routed on the internet.
+                || (a == 198 && (18...19).contains(b))
         case .ipv6:
             let isLoopback = address[0..<15].allSatisfy { $0 == 0 } && address[15] == 1
             return isLoopback || address[0] & 0xFE == 0xFC || (address[0] == 0xFE && address[1] & 0xC0 == 0x80)
