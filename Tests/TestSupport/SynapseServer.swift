@@ -9,7 +9,11 @@ public final class SynapseServer: Sendable {
     public let directory: TemporaryDirectory
     public let homeserverYAML: String
     public let confD: String
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    /// The address it listens on: 127.0.0.1, or a NAT lab address inside `namespace`.
+    public let address: String
+    /// A network namespace of the NAT lab it runs in, or nil for the test's own.
+    public let namespace: String?
+    public var baseURL: String { "http://\(address):\(port)" }
     private let python: String
     private let registrationSecret: String
     private let process: Mutex<ChildProcess?> = Mutex(nil)
@@ -34,11 +38,15 @@ public final class SynapseServer: Sendable {
     /// argv that stops the running Synapse and returns once it has exited; the supervisor starts a new one.
     public var restartCommand: [String] { Supervisor.restartCommand(in: directory) }
 
-    public init(confFiles: [String: String], supervised: Bool = false) throws {
+    public init(
+        confFiles: [String: String], supervised: Bool = false, namespace: String? = nil, address: String = "127.0.0.1"
+    ) throws {
         self.supervised = supervised
+        self.namespace = namespace
+        self.address = address
         python = try Self.python()
         directory = try TemporaryDirectory("turnkeeper-synapse")
-        port = try LoopbackUDP.freePort()
+        port = namespace == nil ? try LoopbackUDP.freePort() : 8008
         homeserverYAML = directory.file("homeserver.yaml")
         confD = directory.file("conf.d")
         registrationSecret = UUID().uuidString
@@ -67,7 +75,7 @@ public final class SynapseServer: Sendable {
             """
             listeners:
               - port: \(port)
-                bind_addresses: ['127.0.0.1']
+                bind_addresses: ['\(address)']
                 type: http
                 x_forwarded: false
                 resources: [{names: [client], compress: false}]
@@ -92,20 +100,21 @@ public final class SynapseServer: Sendable {
     }
 
     private func start() throws {
-        let run = [python, "-m", "synapse.app.homeserver", "-c", homeserverYAML, "-c", confD + "/"]
+        let run = inNamespace([python, "-m", "synapse.app.homeserver", "-c", homeserverYAML, "-c", confD + "/"])
         let child: ChildProcess
         if supervised {
             child = try Supervisor(directory: directory, command: run, logPath: directory.file("stdout.log")).start()
         } else {
             child = try ChildProcess(
-                python,
+                run[0],
                 Array(run.dropFirst()),
                 stdoutPath: directory.file("stdout.log"),
                 stderrPath: directory.file("stdout.log")
             )
         }
         process.withLock { $0 = child }
-        let health = try ProcessRunner.run(python, ["-c", Self.waitScript, baseURL], timeout: .seconds(90))
+        let wait = inNamespace([python, "-c", Self.waitScript, baseURL])
+        let health = try ProcessRunner.run(wait[0], Array(wait.dropFirst()), timeout: .seconds(90))
         guard health.status == 0 else {
             let log = (try? String(contentsOfFile: directory.file("stdout.log"), encoding: .utf8)) ?? ""
             stop()
@@ -115,14 +124,20 @@ public final class SynapseServer: Sendable {
 
     /// Registers `user` through the shared-secret admin API and returns its access token.
     public func register(_ user: String, password: String = "not-a-real-password") throws -> String {
+        let register = inNamespace([python, "-c", Self.registerScript, baseURL, user, password])
         let output = try ProcessRunner.run(
-            python,
-            ["-c", Self.registerScript, baseURL, user, password],
+            register[0],
+            Array(register.dropFirst()),
             stdin: registrationSecret,
             timeout: .seconds(60)
         )
         guard output.status == 0 else { throw TestFailure("registering \(user) failed: \(output)") }
         return output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// `argv`, run inside the namespace when there is one.
+    private func inNamespace(_ argv: [String]) -> [String] {
+        namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] + argv } ?? argv
     }
 
     public var log: String { (try? String(contentsOfFile: directory.file("synapse.log"), encoding: .utf8)) ?? "" }

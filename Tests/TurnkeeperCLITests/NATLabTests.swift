@@ -1,0 +1,181 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+import TurnkeeperCredentials
+
+/// Calls behind real NATs (scripts/natlab.sh): alice behind an endpoint-independent NAT, bob behind a
+/// symmetric one, Synapse and coturn on the lab's "public" network. Every namespace is removed after
+/// each test, and checked to be gone.
+@Suite("NAT lab")
+struct NATLabTests {
+    struct Call {
+        let report: [String: Any]
+        let status: Int32
+        let output: String
+        var passed: Bool { report["passed"] as? Bool == true }
+        var received: Int { report["received"] as? Int ?? -1 }
+        var loss: Double { report["lossPercent"] as? Double ?? 100 }
+        var reflexive: String { report["reflexive"] as? String ?? "" }
+    }
+
+    /// Both parties at once, each in its own namespace and process; returns (first, second).
+    static func call(
+        _ lab: NATLab, _ first: (host: String, name: String, arguments: [String]),
+        _ second: (host: String, name: String, arguments: [String]), duration: String = "5s",
+        whileRunning: (@Sendable () async throws -> Void)? = nil
+    ) async throws -> (Call, Call) {
+        let rendezvous = lab.directory.file("rendezvous-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(atPath: rendezvous, withIntermediateDirectories: false)
+        func start(_ side: (host: String, name: String, arguments: [String]), _ peer: String) throws -> (
+            ChildProcess, String
+        ) {
+            let output = "call-\(side.name)-\(UUID().uuidString.prefix(6)).json"
+            let process = try lab.start(
+                side.host,
+                [
+                    TurnkeeperBinary.path, "call", "--name", side.name, "--peer", peer, "--rendezvous", rendezvous,
+                    "--duration", duration, "--timeout", "30s", "--json",
+                ] + side.arguments,
+                output: output)
+            return (process, lab.directory.file(output))
+        }
+        let a = try start(first, second.name)
+        let b = try start(second, first.name)
+        if let whileRunning { try await whileRunning() }
+        func finish(_ side: (ChildProcess, String)) throws -> Call {
+            let status = side.0.wait(timeout: .seconds(120)) ?? -1
+            let text = try String(contentsOfFile: side.1, encoding: .utf8)
+            let json = text.firstIndex(of: "{").map { String(text[$0...]) } ?? ""
+            let report = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:]
+            return Call(report: report, status: status, output: text)
+        }
+        return (try finish(a), try finish(b))
+    }
+
+    /// coturn on 203.0.113.10 (and .11), Synapse on 203.0.113.20 sharing its secret, alice and bob registered.
+    struct PublicSetup: Sendable {
+        let coturn: LabCoturn
+        let synapse: SynapseServer
+        let secret: TurnSecret
+        let tokens: (alice: String, bob: String)
+
+        init(_ lab: NATLab, secretInCoturnConfig: Bool = true, supervised: Bool = false, lifetime: String = "1h") throws
+        {
+            secret = try TurnSecret.generate()
+            let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+            coturn = try LabCoturn(
+                lab: lab, host: "turn", listen: ["203.0.113.10", "203.0.113.11"],
+                secrets: secretInCoturnConfig ? [text] : [])
+            synapse = try SynapseServer(
+                confFiles: [
+                    "10-turn.yaml": """
+                    turn_uris: ["turn:203.0.113.10?transport=udp", "turn:203.0.113.10?transport=tcp"]
+                    turn_shared_secret: "\(text)"
+                    turn_user_lifetime: \(lifetime)
+                    """
+                ],
+                supervised: supervised, namespace: lab.namespace("hs"), address: "203.0.113.20")
+            tokens = (
+                try lab.directory.write("alice.token", try synapse.register("alice")),
+                try lab.directory.write("bob.token", try synapse.register("bob"))
+            )
+        }
+
+        func fromSynapse(_ token: String) -> [String] {
+            ["--homeserver", "http://203.0.113.20:8008", "--access-token-file", token]
+        }
+
+        func stop() {
+            synapse.stop()
+            coturn.stop()
+        }
+    }
+
+    @Test("alice and bob, behind two NATs, call through coturn with Synapse's credentials; direct fails")
+    func callThroughRelay() async throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        let setup = try PublicSetup(lab)
+        defer { setup.stop() }
+
+        let (alice, bob) = try await Self.call(
+            lab, ("alice", "alice", setup.fromSynapse(setup.tokens.alice)),
+            ("bob", "bob", setup.fromSynapse(setup.tokens.bob)))
+        for (call, nat) in [(alice, "203.0.113.101"), (bob, "203.0.113.102")] {
+            #expect(call.status == 0 && call.passed, "\(call.output)")
+            #expect(call.loss < 1 && call.received >= 248, "\(call.output)")
+            #expect(call.report["expected"] as? Int == 250)
+            #expect(call.reflexive.hasPrefix(nat + ":"), "\(call.output)")
+            #expect((call.report["relayed"] as? String)?.hasPrefix("203.0.113.10:") == true)
+        }
+
+        // The negative control: straight between them, hole punching through both NATs, nothing arrives.
+        let stun = ["--direct", "--uri", "stun:203.0.113.10"]
+        let (directAlice, directBob) = try await Self.call(
+            lab, ("alice", "alice", stun), ("bob", "bob", stun), duration: "2s")
+        #expect(directAlice.status == 1 && directBob.status == 1)
+        #expect(directAlice.received == 0 && directBob.received == 0, "\(directAlice.output)\n\(directBob.output)")
+        // The positive control proves the direct path works when a NAT allows it: alice and a host on the
+        // public network (carol, on the Synapse host) reach each other without TURN.
+        // Packets that reach NAT A before alice's first one has opened it are dropped, as with any hole
+        // punching, so a few may be lost at the start.
+        let punch = stun + ["--max-loss", "10"]
+        let (toCarol, carol) = try await Self.call(
+            lab, ("alice", "alice", punch), ("hs", "carol", punch), duration: "2s")
+        #expect(toCarol.passed && carol.passed, "\(toCarol.output)\n\(carol.output)")
+        #expect(toCarol.received >= 90 && carol.received >= 90)
+
+        // The probe from behind NAT A sees NAT A's public address and says so.
+        let probe = try lab.run(
+            "alice",
+            [TurnkeeperBinary.path, "probe", "--json"] + setup.fromSynapse(setup.tokens.alice))
+        #expect(probe.status == 0, "\(probe)")
+        let report = try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as? [String: Any] ?? [:]
+        let targets = report["targets"] as? [[String: Any]] ?? []
+        #expect(targets.count == 2)
+        for target in targets {
+            let binding = (target["steps"] as? [[String: Any]])?.first { $0["step"] as? String == "binding" }
+            let facts = binding?["facts"] as? [String: String] ?? [:]
+            #expect(facts["reflexive"]?.hasPrefix("203.0.113.101:") == true, "\(facts)")
+            #expect(facts["local"] == "192.0.2.10" && facts["behindNAT"] == "true", "\(facts)")
+        }
+        let text = try lab.run("alice", [TurnkeeperBinary.path, "probe"] + setup.fromSynapse(setup.tokens.alice))
+        #expect(text.stdout.contains("behind NAT: this host is 192.0.2.10"), "\(text)")
+    }
+
+    @Test("coturn behind NAT without external-ip: the probe names the fix and the call fails; with it, both pass")
+    func coturnBehindNAT() async throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        let secret = try TurnSecret.generate()
+        let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let secretFile = try lab.directory.write("secret", text + "\n")
+        let public_ = try LabCoturn(lab: lab, host: "turn", listen: ["203.0.113.10"], secrets: [text])
+        defer { public_.stop() }
+        // alice's party uses the TURN host behind NAT T; bob's uses the public one, as two homeservers would.
+        let viaNAT = ["--secret-file", secretFile, "--uri", "turn:203.0.113.30?transport=udp"]
+        let viaPublic = ["--secret-file", secretFile, "--uri", "turn:203.0.113.10?transport=udp"]
+        let probe = [TurnkeeperBinary.path, "probe", "turn:203.0.113.30?transport=udp", "--secret-file", secretFile]
+
+        var hidden = try LabCoturn(lab: lab, host: "turnp", listen: ["198.18.0.10"], secrets: [text])
+        let before = try lab.run("alice", probe)
+        #expect(before.status == 1, "\(before)")
+        #expect(before.stdout.contains("private relayed address (198.18.0.10:"), "\(before)")
+        #expect(before.stdout.contains("Add external-ip=203.0.113.30/198.18.0.10 to turnserver.conf"), "\(before)")
+        let (alice, bob) = try await Self.call(
+            lab, ("alice", "alice", viaNAT), ("bob", "bob", viaPublic), duration: "2s")
+        #expect(!alice.passed && !bob.passed && alice.received == 0, "\(alice.output)\n\(bob.output)")
+        hidden.stop()
+
+        hidden = try LabCoturn(
+            lab: lab, host: "turnp", listen: ["198.18.0.10"], externalIP: "203.0.113.30/198.18.0.10", secrets: [text])
+        defer { hidden.stop() }
+        let after = try lab.run("alice", probe)
+        #expect(after.status == 0, "\(after)")
+        #expect(after.stdout.contains("relayed address 203.0.113.30:"))
+        let (fixedAlice, fixedBob) = try await Self.call(
+            lab, ("alice", "alice", viaNAT), ("bob", "bob", viaPublic), duration: "2s")
+        #expect(fixedAlice.passed && fixedBob.passed, "\(fixedAlice.output)\n\(fixedBob.output)")
+    }
+}
