@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import TestSupport
 import Testing
 import TurnkeeperCredentials
@@ -13,6 +14,8 @@ struct NATLabTests {
         let report: [String: Any]
         let status: Int32
         let output: String
+        /// Still running when `whileRunning` finished: what happened there happened during the call.
+        let outlivedInterlude: Bool
         var passed: Bool { report["passed"] as? Bool == true }
         var received: Int { report["received"] as? Int ?? -1 }
         var loss: Double { report["lossPercent"] as? Double ?? 100 }
@@ -43,14 +46,15 @@ struct NATLabTests {
         let a = try start(first, second.name)
         let b = try start(second, first.name)
         if let whileRunning { try await whileRunning() }
-        func finish(_ side: (ChildProcess, String)) throws -> Call {
+        let running = (a.0.isRunning, b.0.isRunning)
+        func finish(_ side: (ChildProcess, String), _ outlived: Bool) throws -> Call {
             let status = side.0.wait(timeout: .seconds(120)) ?? -1
             let text = try String(contentsOfFile: side.1, encoding: .utf8)
             let json = text.firstIndex(of: "{").map { String(text[$0...]) } ?? ""
             let report = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:]
-            return Call(report: report, status: status, output: text)
+            return Call(report: report, status: status, output: text, outlivedInterlude: outlived)
         }
-        return (try finish(a), try finish(b))
+        return (try finish(a, running.0), try finish(b, running.1))
     }
 
     /// coturn on 203.0.113.10 (and .11), Synapse on 203.0.113.20 sharing its secret, alice and bob registered.
@@ -151,8 +155,8 @@ struct NATLabTests {
         let secret = try TurnSecret.generate()
         let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         let secretFile = try lab.directory.write("secret", text + "\n")
-        let public_ = try LabCoturn(lab: lab, host: "turn", listen: ["203.0.113.10"], secrets: [text])
-        defer { public_.stop() }
+        let publicTURN = try LabCoturn(lab: lab, host: "turn", listen: ["203.0.113.10"], secrets: [text])
+        defer { publicTURN.stop() }
         // alice's party uses the TURN host behind NAT T; bob's uses the public one, as two homeservers would.
         let viaNAT = ["--secret-file", secretFile, "--uri", "turn:203.0.113.30?transport=udp"]
         let viaPublic = ["--secret-file", secretFile, "--uri", "turn:203.0.113.10?transport=udp"]
@@ -177,5 +181,73 @@ struct NATLabTests {
         let (fixedAlice, fixedBob) = try await Self.call(
             lab, ("alice", "alice", viaNAT), ("bob", "bob", viaPublic), duration: "2s")
         #expect(fixedAlice.passed && fixedBob.passed, "\(fixedAlice.output)\n\(fixedBob.output)")
+    }
+
+    @Test("A call keeps going across a rotation and the old secret's retirement; a call after it uses the new secret")
+    func rotationDuringCall() async throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        // coturn reads secrets from its SQLite userdb only; turnkeeper adopts Synapse's into it first.
+        let setup = try PublicSetup(lab, secretInCoturnConfig: false, supervised: true, lifetime: "4s")
+        defer { setup.stop() }
+        let config = try lab.directory.write(
+            "turnkeeper.yaml",
+            """
+            synapse:
+              config: [\(setup.synapse.homeserverYAML), \(setup.synapse.confD)]
+              managed_file: \(setup.synapse.confD)/90-turnkeeper.yaml
+              group: nogroup
+              restart_command: [\(setup.synapse.restartCommand.joined(separator: ", "))]
+              health_url: http://203.0.113.20:8008/health
+              homeserver: http://203.0.113.20:8008
+              access_token_file: \(setup.tokens.alice)
+            coturn:
+              realm: lab.turnkeeper.test
+              verify_uri: turn:203.0.113.10?transport=udp
+              database: \(setup.coturn.userDatabase)
+            rotation:
+              margin: 1s
+              state_directory: \(lab.directory.file("state"))
+            """)
+        // turnkeeper runs on the Synapse host, as an admin would run it.
+        let rotate: @Sendable ([String]) throws -> ProcessOutput = { arguments in
+            try lab.run(
+                "hs", [TurnkeeperBinary.path, "rotate", "--config", config] + arguments, timeout: .seconds(180))
+        }
+        let adopted = try rotate(["--resume"])
+        #expect(adopted.status == 0 && adopted.stdout.contains("adopted Synapse's current secret"), "\(adopted)")
+
+        let log = Mutex<[String]>([])
+        let (alice, bob) = try await Self.call(
+            lab, ("alice", "alice", setup.fromSynapse(setup.tokens.alice)),
+            ("bob", "bob", setup.fromSynapse(setup.tokens.bob)), duration: "20s"
+        ) {
+            // Once media flows: rotate (Synapse switches), then wait out the 4 s lifetime and retire the old
+            // secret, all while the call goes on.
+            try await Task.sleep(for: .seconds(3))
+            let rotated = try rotate([])
+            let retiresAt = Date().addingTimeInterval(6)
+            while Date() < retiresAt { try await Task.sleep(for: .milliseconds(200)) }
+            let retired = try rotate(["--resume"])
+            log.withLock { $0 = [rotated.description, retired.description] }
+        }
+        let (rotated, retired) = log.withLock { ($0.first ?? "", $0.last ?? "") }
+        #expect(
+            rotated.contains("exit 0") && rotated.contains("Synapse hands out credentials signed with"), "\(rotated)")
+        #expect(retired.contains("exit 0") && retired.contains("retired"), "\(retired)")
+        for call in [alice, bob] {
+            #expect(call.outlivedInterlude, "the call ended before the rotation and the retirement did")
+            #expect(call.passed && call.loss < 1, "\(call.output)")
+            #expect(call.report["expected"] as? Int == 1000)
+        }
+
+        // A call started afterwards gets credentials signed with the new secret, and works.
+        let (after, afterBob) = try await Self.call(
+            lab, ("alice", "alice", setup.fromSynapse(setup.tokens.alice)),
+            ("bob", "bob", setup.fromSynapse(setup.tokens.bob)), duration: "2s")
+        #expect(after.passed && afterBob.passed, "\(after.output)\n\(afterBob.output)")
+        let status = try lab.run("hs", [TurnkeeperBinary.path, "status", "--config", config, "--json"])
+        let current = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["current"]
+        #expect(current as? String != nil && current as? String != setup.secret.fingerprint)
     }
 }
