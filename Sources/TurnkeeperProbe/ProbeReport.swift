@@ -7,6 +7,8 @@ public struct ProbeReport: Sendable, Codable {
     public var targets: [TargetReport]
     /// Advice drawn from all targets together.
     public var diagnoses: [Diagnosis]
+    /// RFC 5780 behaviour of this host's NAT, when a server with two addresses allowed finding it.
+    public var nat: NATBehaviour?
 
     public init(targets: [TargetReport], diagnoses: [Diagnosis]) {
         self.targets = targets

@@ -31,6 +31,10 @@ public struct ReportRenderer: Sendable {
         } else {
             lines.append(paint("Every step passed from here, but calls from elsewhere will fail:", 31))
         }
+        if let nat = report.nat {
+            lines.append("")
+            lines.append("NAT (RFC 5780): \(nat.summary)")
+        }
         if !report.diagnoses.isEmpty {
             lines.append("")
             lines.append("What is wrong, and how to fix it:")

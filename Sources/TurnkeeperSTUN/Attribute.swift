@@ -4,6 +4,8 @@ public struct STUNAttributeType: RawRepresentable, Sendable, Hashable, CustomStr
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
     public static let mappedAddress = Self(rawValue: 0x0001)
+    /// RFC 5780: ask the server to answer from its other address and/or port.
+    public static let changeRequest = Self(rawValue: 0x0003)
     public static let username = Self(rawValue: 0x0006)
     public static let messageIntegrity = Self(rawValue: 0x0008)
     public static let errorCode = Self(rawValue: 0x0009)
@@ -29,6 +31,9 @@ public struct STUNAttributeType: RawRepresentable, Sendable, Hashable, CustomStr
     public static let software = Self(rawValue: 0x8022)
     public static let alternateServer = Self(rawValue: 0x8023)
     public static let fingerprint = Self(rawValue: 0x8028)
+    /// RFC 5780: where a response was sent from, and the server's other address.
+    public static let responseOrigin = Self(rawValue: 0x802B)
+    public static let otherAddress = Self(rawValue: 0x802C)
 
     /// Types below 0x8000 must be understood; a server answers 420 when it does not.
     public var isComprehensionRequired: Bool { rawValue < 0x8000 }

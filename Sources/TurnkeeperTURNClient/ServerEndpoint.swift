@@ -47,6 +47,23 @@ extension SocketAddress {
         let port = self.port.map(String.init) ?? "?"
         return self.protocol == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
+
+    /// The inverse of ``hostAndPort``, for numeric addresses only.
+    public init(hostAndPort text: String) throws {
+        let host: Substring
+        let port: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = text[text.index(after: text.startIndex)..<close]
+            port = text[close...].dropFirst(2)
+        } else if let colon = text.lastIndex(of: ":") {
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+        } else {
+            throw TURNClientError(.malformedResponse("\(text) is not HOST:PORT"))
+        }
+        guard let number = Int(port) else { throw TURNClientError(.malformedResponse("\(text) has no port")) }
+        try self.init(ipAddress: String(host), port: number)
+    }
 }
 
 extension TimeAmount {

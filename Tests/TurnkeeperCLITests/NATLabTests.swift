@@ -146,6 +146,33 @@ struct NATLabTests {
         }
         let text = try lab.run("alice", [TurnkeeperBinary.path, "probe"] + setup.fromSynapse(setup.tokens.alice))
         #expect(text.stdout.contains("behind NAT: this host is 192.0.2.10"), "\(text)")
+
+        // RFC 5780, against coturn's two addresses: what kind of NAT each host is behind.
+        func nat(_ host: String) throws -> [String: Any] {
+            let output = try lab.run(host, [TurnkeeperBinary.path, "probe", "stun:203.0.113.10", "--json"])
+            let report = try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any]
+            return report?["nat"] as? [String: Any] ?? [:]
+        }
+        let natA = try nat("alice")
+        #expect(natA["behindNAT"] as? Bool == true && natA["mapping"] as? String == "endpoint-independent", "\(natA)")
+        let natB = try nat("bob")
+        #expect(natB["mapping"] as? String == "address-and-port-dependent", "\(natB)")
+        let open = try nat("hs")
+        #expect(open["behindNAT"] as? Bool == false && open["filtering"] as? String == "endpoint-independent")
+        // coturn's own discovery tool agrees about NAT A.
+        let reference = try lab.run(
+            "alice",
+            [
+                "/usr/bin/timeout", "30", try ProcessRunner.which("turnutils_natdiscovery", package: "coturn"), "-m",
+                "-f",
+                "203.0.113.10",
+            ])
+        let filtering =
+            (natA["filtering"] as? String) == "address-and-port-dependent"
+            ? "Address and Port Dependent Filtering" : "?"
+        #expect(
+            reference.stdout.contains("Endpoint Independent Mapping") && reference.stdout.contains(filtering),
+            "\(reference)\n\(natA)")
     }
 
     @Test("coturn behind NAT without external-ip: the probe names the fix and the call fails; with it, both pass")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import NIOCore
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperProbe
@@ -154,7 +155,8 @@ struct ProbeCommand: AsyncParsableCommand {
             nowSeconds: WallClock.nowSeconds(),
             certificates: certificates
         )
-        let report = ProbeReport(targets: targets, diagnoses: Diagnostician(context: context).diagnose(targets))
+        var report = ProbeReport(targets: targets, diagnoses: Diagnostician(context: context).diagnose(targets))
+        report.nat = await discoverNAT(targets)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
@@ -163,6 +165,17 @@ struct ProbeCommand: AsyncParsableCommand {
             print(ReportRenderer(colour: isatty(1) == 1).render(report))
         }
         if !report.passed { throw ExitCode.failure }
+    }
+
+    /// RFC 5780 against the first UDP server that answered a Binding; nil when it has no second address.
+    private func discoverNAT(_ targets: [TargetReport]) async -> NATBehaviour? {
+        guard
+            let target = targets.first(where: { target in
+                target.transport == "udp" && target.steps.contains { $0.step == .binding && $0.status == .pass }
+            }),
+            let server = try? SocketAddress(hostAndPort: target.address)
+        else { return nil }
+        return try? await NATDiscovery.discover(server: server, timeout: .milliseconds(1500))
     }
 
     /// Credentials, their expiry when known, and the URIs Synapse lists (when Synapse is the source).
