@@ -2,8 +2,10 @@
 # libssl-dev: libcrypto for the CLibcrypto target. libsqlite3-dev: coturn's user database. coturn: turnserver and turnutils_* for the real peer.
 # libevent-dev: coturn's own dependency. python3: the independent HMAC reference in tests.
 # systemd: systemd-analyze, which checks the unit file (nothing is started through it).
+# iproute2, nftables: the NAT lab's network namespaces and NAT rules (scripts/natlab.sh).
 turnkeeper_install_deps() {
-    local wanted=(libssl-dev libsqlite3-dev libevent-dev pkg-config coturn python3 python3-venv systemd)
+    local wanted=(libssl-dev libsqlite3-dev libevent-dev pkg-config coturn python3 python3-venv systemd iproute2
+        nftables)
     local missing=()
     local pkg
     for pkg in "${wanted[@]}"; do
