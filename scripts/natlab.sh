@@ -5,6 +5,7 @@
 #   scripts/natlab.sh down ID    kill every process in lab ID and remove its namespaces
 #   scripts/natlab.sh sweep      remove labs whose owner process is gone (left by a crashed run)
 #   scripts/natlab.sh list       the labs that exist
+#   scripts/natlab.sh demo       build a lab, show a call through coturn and the direct attempt, remove it
 #
 # Every address is in a documentation or benchmarking range and exists only inside the lab:
 #   "public" 203.0.113.0/24 on a bridge in tk-ID-pub
@@ -140,6 +141,47 @@ sweep() {
     done
 }
 
+# A lab that lives as long as this script: coturn on the public network, alice and bob calling through it,
+# then the same pair without TURN. The EXIT trap removes every namespace and process, however it ends.
+demo() {
+    cd "$(dirname "$0")/.."
+    swift build --product turnkeeper >/dev/null
+    local tk
+    tk="$(swift build --show-bin-path)/turnkeeper"
+    id="d$((RANDOM % 100000))"
+    work="$(mktemp -d /tmp/turnkeeper-natlab-XXXXXX)"
+    trap 'down; rm -rf "$work"' EXIT
+    OWNER_PID=$$ up
+    "$tk" secret generate --out "$work/secret" >/dev/null
+    umask 077
+    {
+        sed -e "s|@REALM@|lab.turnkeeper.test|" -e "s|@DIR@|$work|" coturn/natlab.conf.in
+        printf '%s\n' listening-ip=203.0.113.10 listening-ip=203.0.113.11 relay-ip=203.0.113.10
+        printf 'static-auth-secret=%s\n' "$(<"$work/secret")"
+    } >"$work/turnserver.conf"
+    in_ns turn turnserver -c "$work/turnserver.conf" >"$work/turnserver.log" 2>&1 &
+    for _ in $(seq 1 50); do
+        in_ns alice timeout 1 turnutils_stunclient 203.0.113.10 >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    local uri="turn:203.0.113.10?transport=udp" side
+    for mode in relayed direct; do
+        echo "== alice (behind NAT A) and bob (behind symmetric NAT B): $mode"
+        mkdir -p "$work/$mode"
+        local extra=(--secret-file "$work/secret" --uri "$uri")
+        [ "$mode" = direct ] && extra=(--direct --uri stun:203.0.113.10)
+        in_ns alice "$tk" call --name alice --peer bob --rendezvous "$work/$mode" --duration 3s "${extra[@]}" \
+            >"$work/alice.txt" 2>&1 &
+        in_ns bob "$tk" call --name bob --peer alice --rendezvous "$work/$mode" --duration 3s "${extra[@]}" \
+            >"$work/bob.txt" 2>&1 || true
+        wait $! || true
+        for side in alice bob; do sed 's/^/   /' "$work/$side.txt"; done
+    done
+    echo "== turnkeeper probe stun:203.0.113.10, run on bob"
+    in_ns bob "$tk" probe stun:203.0.113.10 | sed 's/^/   /'
+    echo "== removing lab $id"
+}
+
 command="${1:-}"
 case "$command" in
     up|down)
@@ -149,5 +191,6 @@ case "$command" in
         ;;
     sweep) sweep ;;
     list) ip netns list | awk '{print $1}' | grep -E '^tk-[a-z0-9]+-' | cut -d- -f2 | sort -u ;;
-    *) sed -n '2,20p' "$0"; exit 2 ;;
+    demo) demo ;;
+    *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

@@ -64,18 +64,19 @@ public enum CallParty {
                     throw TurnkeeperError(.checkFailed, "\(options.peer) published \(card.host), not an IPv4 address")
                 }
                 report.peerAddress = peer.description
-                try await client.createPermission(for: [peer], deadline: setup)
-                try await client.channelBind(channel, to: peer, deadline: setup)
-                // Only once both sides have permitted each other does media flow, or the first packets die.
-                try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: "bound")
-                _ = try await rendezvous.wait(for: ["bound", "done"], until: setup)
-
+                // Listening before saying "bound": the peer may start streaming the moment it reads that.
                 let (inbox, input) = AsyncStream.makeStream(of: PeerData.self, bufferingPolicy: .bufferingNewest(4096))
                 connection.setPeerDataHandler { input.yield($0) }
                 defer {
                     connection.setPeerDataHandler(nil)
                     input.finish()
                 }
+                try await client.createPermission(for: [peer], deadline: setup)
+                try await client.channelBind(channel, to: peer, deadline: setup)
+                // Only once both sides have permitted each other does media flow, or the first packets die.
+                try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: "bound")
+                _ = try await rendezvous.wait(for: ["bound", "done"], until: setup)
+
                 let tally = MediaTally()
                 let sent = await stream(
                     options: options, tally: tally, rendezvous: rendezvous,
