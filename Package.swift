@@ -148,7 +148,10 @@ let package = Package(
         testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN"]),
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
-        testTarget("TurnkeeperProbeTests", ["TurnkeeperProbe"]),
+        testTarget(
+            "TurnkeeperProbeTests",
+            ["TurnkeeperProbe", "TurnkeeperTURNClient", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         testTarget(
             "TurnkeeperStoresTests",
             ["TurnkeeperStores", "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSynapse"]

@@ -54,8 +54,8 @@ public struct SynapseDuration: Sendable, Hashable, CustomStringConvertible {
         guard milliseconds >= 1000 else {
             throw TurnkeeperError(
                 .invalidArgument,
-                "\(source) \"\(text)\" is under one second; a bare number means milliseconds, as in Synapse, "
-                    + "and credentials that expire at once are useless. \(example)"
+                "\(source) \"\(text)\" is under one second (a bare number means milliseconds, as in Synapse), "
+                    + "and turnkeeper counts in whole seconds. \(example)"
             )
         }
         self.milliseconds = milliseconds

@@ -162,15 +162,6 @@ public struct Configuration: Sendable {
             ),
             path: path
         )
-        for (key, value) in [
-            ("rotation.interval", configuration.rotation.interval),
-            ("daemon.probe_interval", configuration.daemon.probeInterval),
-            ("daemon.retry_initial", configuration.daemon.retryInitial),
-            ("daemon.retry_max", configuration.daemon.retryMax),
-        ] where value.seconds < 1 {
-            let parts = key.split(separator: ".").map(String.init)
-            throw reader.error(root[parts[0]]?[parts[1]], "\(key) must be at least 1s")
-        }
         if configuration.synapse.mode == .path && configuration.synapse.secretFile == nil {
             throw reader.error(
                 synapse["mode"], "synapse.mode is path, so synapse.secret_file must name the secret file")

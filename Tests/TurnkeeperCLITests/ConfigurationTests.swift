@@ -36,13 +36,17 @@ struct ConfigurationTests {
             ("synapse: {homeserver: \"http://h\"}\ncoturn: {realm: r, verify_uri: x}\n", "access_token_file"),
             ("synapse: {turn_user_lifetime: 0}\ncoturn: {realm: r, verify_uri: x}\n", "turn_user_lifetime"),
             ("synapse: {turn_allow_guests: maybe}\ncoturn: {realm: r, verify_uri: x}\n", "true or false"),
+            ("synapse: {}\ncoturn: {realm: r, verify_uri: x}\ndaemon:\n  listen: 9478\n", "line 4"),
+            ("synapse: {}\ncoturn: {realm: r, verify_uri: x}\ndaemon:\n  listen: \"[::1:9478\"\n", "HOST:PORT"),
+            ("synapse: {}\ncoturn: {realm: r, verify_uri: x}\ndaemon:\n  probe_interval: 0s\n", "under one second"),
+            ("synapse: {}\ncoturn: {realm: r, verify_uri: x}\ndaemon:\n  probe_uris: turn:x\n", "must be a list"),
         ]
     )
     func malformed(yaml: String, expected: String) throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let config = try directory.write("turnkeeper.yaml", yaml)
-        for command in ["rotate", "status"] {
+        for command in ["rotate", "status", "run"] {
             let output = try TurnkeeperBinary.run([command, "--config", config])
             #expect(output.status == 2, "\(command): \(output)")
             #expect(output.stderr.contains(config) && output.stderr.contains(expected), "\(command): \(output.stderr)")
