@@ -101,6 +101,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `turnkeeper provision`: the reviewable bundle for a separate TURN host. Rendering is pure.
+        .target(
+            name: "TurnkeeperProvision",
+            dependencies: ["TurnkeeperCore", "TurnkeeperCredentials"],
+            swiftSettings: strict
+        ),
         // `turnkeeper run`: the services (rotation schedule, probes, health and metrics, systemd) and their
         // composition. Policy about when; the rotation itself stays in TurnkeeperRotation.
         .target(
@@ -129,6 +135,7 @@ let package = Package(
                 "TurnkeeperSynapse",
                 "TurnkeeperRotation",
                 "TurnkeeperDaemon",
+                "TurnkeeperProvision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -31,10 +31,18 @@ public struct Daemon {
         let state = DaemonState(configuration: configuration, notifier: notifier)
         let metrics = DaemonMetrics()
 
-        // Ready means the state is loaded and consistent: read, or adopted from Synapse on a first run.
-        let rotator = Rotator(configuration: configuration, say: { logger.info("\($0)") })
-        try await rotator.prepare()
-        state.update { $0.rotation = try? rotator.status() }
+        // Ready means the state is loaded and consistent: read, or adopted from Synapse on a first run; with
+        // derived secrets, the root key reads and this epoch's secret derives.
+        if configuration.role == .single {
+            let rotator = Rotator(configuration: configuration, say: { logger.info("\($0)") }, now: RotationClock.now)
+            try await rotator.prepare()
+            state.update { $0.rotation = try? rotator.status() }
+        } else {
+            let epochs = EpochRotator(
+                configuration: configuration, say: { logger.info("\($0)") }, now: RotationClock.now)
+            let status = try epochs.status()
+            state.update { $0.rotation = status }
+        }
 
         let server = try await HealthServer.bind(
             host: configuration.daemon.listenHost, port: configuration.daemon.listenPort
@@ -53,7 +61,8 @@ public struct Daemon {
                 alarms: [rotationAlarm, probeAlarm]),
             ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
             RotationService(
-                state: state, metrics: metrics, logger: logger, alarm: rotationAlarm, probeAlarm: probeAlarm),
+                state: state, metrics: metrics, logger: logger, alarm: rotationAlarm, probeAlarm: probeAlarm,
+                now: RotationClock.now),
             ShutdownAnnouncer(state: state, logger: logger),
         ]
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)
@@ -77,8 +86,12 @@ public struct Daemon {
         case "/metrics":
             let snapshot = state.current
             metrics.record(state: snapshot, now: WallClock.nowSeconds())
-            let count = try? Rotator(configuration: snapshot.configuration, say: { _ in }).coturnSecretCount()
-            metrics.record(coturnSecrets: count)
+            // The Synapse host of a two-host setup has no coturn store to count.
+            if snapshot.configuration.role != .synapse {
+                metrics.record(
+                    coturnSecrets: try? Rotator(configuration: snapshot.configuration, say: { _ in })
+                        .coturnSecretCount())
+            }
             return .init(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
         default:
             return .init(status: .notFound, body: "not found; try /healthz, /readyz or /metrics\n")

@@ -79,6 +79,24 @@ public struct Configuration: Sendable {
         public var retryMax: SynapseDuration
     }
 
+    /// Which host this is. `single`: Synapse and coturn's store on one host, random secrets. `turn` and
+    /// `synapse`: two hosts deriving each epoch's secret from a shared root key (docs/separate-turn-host.md).
+    public enum Role: String, Sendable {
+        case single
+        case turn
+        case synapse
+    }
+
+    /// Derived secrets, for the two-host roles.
+    public struct Derivation: Sendable {
+        public var rootKeyFile: String
+        /// During a root key rotation, on the TURN host: the old key, whose epoch secrets stay accepted too.
+        public var previousRootKeyFile: String?
+        public var epoch: SynapseDuration
+    }
+
+    public var role: Role
+    public var derivation: Derivation?
     public var synapse: Synapse
     public var coturn: Coturn
     public var rotation: Rotation
@@ -101,9 +119,36 @@ public struct Configuration: Sendable {
             throw TurnkeeperError(.unreadableFile, "\(path) is empty or not a mapping; see docs/configuration.md.")
         }
         let reader = Reader(path: path)
-        let synapse = try reader.section(root, "synapse")
+        let roleText = try reader.string(root, "role", default: "single")
+        guard let role = Role(rawValue: roleText) else {
+            throw reader.error(root["role"], "role is \"\(roleText)\"; it must be single, turn or synapse")
+        }
+        // The TURN host of a two-host setup has no Synapse to manage.
+        let synapse: Node =
+            role == .turn
+            ? (try reader.optionalSection(root, "synapse") ?? Node.mapping(Node.Mapping([])))
+            : try reader.section(root, "synapse")
         let coturn = try reader.section(root, "coturn")
         let rotation = try reader.optionalSection(root, "rotation")
+        let rotationMode = try reader.string(rotation, "mode", default: role == .single ? "random" : "derived")
+        guard rotationMode == (role == .single ? "random" : "derived") else {
+            throw reader.error(
+                rotation?["mode"],
+                role == .single
+                    ? "rotation.mode derived needs role turn or synapse; a single host keeps random secrets"
+                    : "role \(roleText) derives its secrets, so rotation.mode must be derived")
+        }
+        var derivation: Derivation?
+        if role != .single {
+            guard let keyFile = try reader.optionalString(rotation, "root_key_file") else {
+                throw reader.error(
+                    rotation ?? root, "role \(roleText) needs rotation.root_key_file, the key both hosts share")
+            }
+            derivation = Derivation(
+                rootKeyFile: keyFile,
+                previousRootKeyFile: try reader.optionalString(rotation, "previous_root_key_file"),
+                epoch: try reader.duration(rotation, "epoch", default: "1d"))
+        }
         let daemon = try reader.optionalSection(root, "daemon")
         let listen = try reader.string(daemon, "listen", default: "127.0.0.1:9478")
         guard let (listenHost, listenPort) = Self.hostAndPort(listen) else {
@@ -121,6 +166,8 @@ public struct Configuration: Sendable {
             throw reader.error(coturn["store"], "coturn.store is \"\(store)\"; it must be sqlite or config")
         }
         let configuration = Configuration(
+            role: role,
+            derivation: derivation,
             synapse: Synapse(
                 configPaths: try reader.strings(
                     synapse, "config", default: ["/etc/matrix-synapse/homeserver.yaml", "/etc/matrix-synapse/conf.d"]),

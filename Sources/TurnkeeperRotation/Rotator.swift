@@ -185,7 +185,7 @@ public final class Rotator {
         return state
     }
 
-    private func verify(_ secret: TurnSecret) async throws {
+    func verify(_ secret: TurnSecret) async throws {
         let credential = try CredentialMinter(secret: secret).credential(
             user: "@turnkeeper-rotation:localhost", expiry: now() + 600)
         try await allocate(with: TURNCredentials(username: credential.username, password: credential.password))
@@ -206,7 +206,7 @@ public final class Rotator {
         }
     }
 
-    private func switchSynapse(to secret: TurnSecret) async throws {
+    func switchSynapse(to secret: TurnSecret) async throws {
         let synapse = configuration.synapse
         try SynapseSecretStore(
             confFile: synapse.managedFile,
@@ -264,7 +264,7 @@ public final class Rotator {
 
     // MARK: Helpers
 
-    private func coturnSecrets() throws(TurnkeeperError) -> any CoturnSecrets {
+    func coturnSecrets() throws(TurnkeeperError) -> any CoturnSecrets {
         let coturn = configuration.coturn
         switch coturn.store {
         case .sqlite:

@@ -89,21 +89,35 @@ public final class LabCoturn: Sendable {
         if let externalIP { lines.append("external-ip=\(externalIP)") }
         lines += secrets.map { "static-auth-secret=\($0)" }
         configPath = try directory.write("turnserver.conf", lines.joined(separator: "\n") + "\n", mode: 0o600)
+        process = try Self.start(lab: lab, host: host, configPath: configPath, directory: directory, address: listen[0])
+    }
+
+    /// A coturn on a config file the test wrote as a whole (such as one `turnkeeper provision` rendered).
+    public init(lab: NATLab, host: String, configPath: String, answeringAt address: String) throws {
+        directory = try TemporaryDirectory("turnkeeper-labcoturn")
+        self.configPath = configPath
+        process = try Self.start(lab: lab, host: host, configPath: configPath, directory: directory, address: address)
+    }
+
+    private static func start(
+        lab: NATLab, host: String, configPath: String, directory: TemporaryDirectory, address: String
+    ) throws -> ChildProcess {
         let turnserver = try ProcessRunner.which("turnserver", package: "coturn")
-        process = try lab.start(
-            host, [turnserver, "-c", configPath], output: "coturn-\(host)-\(UUID().uuidString.prefix(6)).log")
+        let process = try lab.start(
+            host, [turnserver, "-c", configPath, "--pidfile=\(directory.file("turnserver.pid"))"],
+            output: "coturn-\(host)-\(UUID().uuidString.prefix(6)).log")
         // Ready once it answers a STUN Binding from inside its own namespace.
         let client = try ProcessRunner.which("turnutils_stunclient", package: "coturn")
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(15)
         while clock.now < deadline {
-            if try lab.run(host, ["/usr/bin/timeout", "2", client, listen[0]], timeout: .seconds(5)).status == 0 {
-                return
+            if try lab.run(host, ["/usr/bin/timeout", "2", client, address], timeout: .seconds(5)).status == 0 {
+                return process
             }
             usleep(100_000)
         }
         process.terminate()
-        throw TestFailure("coturn in \(lab.namespace(host)) did not answer STUN on \(listen[0]) within 15 s")
+        throw TestFailure("coturn in \(lab.namespace(host)) did not answer STUN on \(address) within 15 s")
     }
 
     public func stop() {

@@ -40,7 +40,11 @@ struct ProbeService: Service {
         var credentials: TURNCredentials?
         var expiry: Int64?
         do {
-            if let secret = try Rotator(configuration: configuration, say: { _ in }).currentSecret() {
+            let current =
+                configuration.role == .single
+                ? try Rotator(configuration: configuration, say: { _ in }).currentSecret()
+                : try EpochRotator(configuration: configuration, say: { _ in }, now: RotationClock.now).currentSecret()
+            if let secret = current {
                 let credential = try CredentialMinter(secret: secret).credential(
                     user: "@turnkeeper-probe:\(configuration.coturn.realm)", expiry: now + 300)
                 credentials = TURNCredentials(username: credential.username, password: credential.password)

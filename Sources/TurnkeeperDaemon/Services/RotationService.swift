@@ -43,8 +43,13 @@ struct RotationService: Service {
     private var stopping: Bool { stopRequested.isSet }
 
     private func loop() async {
+        var syncedEpoch: Int64?
         while !stopping {
             let configuration = state.configuration
+            if configuration.role != .single {
+                syncedEpoch = await derivedRound(configuration, syncedEpoch: syncedEpoch)
+                continue
+            }
             let rotator = makeRotator(configuration)
             let status: RotationStatus
             do {
@@ -76,6 +81,57 @@ struct RotationService: Service {
             await perform(action, rotator: rotator)
         }
         logger.info("rotation service stopped")
+    }
+
+    /// Two hosts, derived secrets: act once per epoch (at its start, on this host's clock), retrying with backoff.
+    private func derivedRound(_ configuration: Configuration, syncedEpoch: Int64?) async -> Int64? {
+        let logger = logger
+        let epochs = EpochRotator(configuration: configuration, say: { logger.info("\($0)") }, now: now)
+        let schedule: (epoch: Int64, next: Int64)
+        do {
+            schedule = try epochs.schedule()
+        } catch {
+            failed("cannot derive this epoch's secret: \(describe(error))", store: "state")
+            await alarm.sleep(for: .seconds(backoffDelay(configuration)))
+            return syncedEpoch
+        }
+        if syncedEpoch == schedule.epoch {
+            state.update {
+                $0.rotation = try? epochs.status()
+                $0.nextAction = schedule.next
+            }
+            metrics.record(state: state.current, now: now())
+            await alarm.sleep(for: .seconds(max(1, min(schedule.next - now(), 3600))))
+            return syncedEpoch
+        }
+        let snapshot = state.current
+        if snapshot.failures > 0, let last = snapshot.lastFailure {
+            let retry = last + backoffDelay(configuration)
+            if retry > now() {
+                state.update { $0.nextAction = retry }
+                await alarm.sleep(for: .seconds(min(retry - now(), 3600)))
+                return syncedEpoch
+            }
+        }
+        state.update { $0.rotating = true }
+        do {
+            try await epochs.sync()
+            metrics.rotations(DaemonMetrics.RotationResult.ok).increment()
+            state.update {
+                $0.rotating = false
+                $0.failures = 0
+                $0.lastError = nil
+                $0.rotation = try? epochs.status()
+                $0.nextAction = schedule.next
+            }
+            probeAlarm.wake()
+            return schedule.epoch
+        } catch {
+            state.update { $0.rotating = false }
+            metrics.rotations(DaemonMetrics.RotationResult.failed).increment()
+            failed(describe(error), store: nil)
+            return syncedEpoch
+        }
     }
 
     private func perform(_ action: RotationSchedule.Action, rotator: Rotator) async {

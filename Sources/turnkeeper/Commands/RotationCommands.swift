@@ -33,7 +33,13 @@ struct RotateCommand: AsyncParsableCommand {
     var resume = false
 
     func run() async throws {
-        let rotator = Rotator(configuration: try options.load()) { print($0) }
+        let configuration = try options.load()
+        if configuration.role != .single {
+            // Two hosts with derived secrets: bring this one in line with the current epoch.
+            try await EpochRotator(configuration: configuration, say: { print($0) }, now: RotationClock.now).sync()
+            return
+        }
+        let rotator = Rotator(configuration: configuration, say: { print($0) }, now: RotationClock.now)
         try await rotator.rotate(resumeOnly: resume)
     }
 }
@@ -50,7 +56,11 @@ struct StatusCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let status = try Rotator(configuration: try options.load(), say: { _ in }).status()
+        let configuration = try options.load()
+        let status =
+            configuration.role == .single
+            ? try Rotator(configuration: configuration, say: { _ in }).status()
+            : try EpochRotator(configuration: configuration, say: { _ in }, now: RotationClock.now).status()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

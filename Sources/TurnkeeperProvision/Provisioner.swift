@@ -1,0 +1,254 @@
+import Foundation
+import TurnkeeperCore
+public import TurnkeeperCredentials
+
+/// One file of the bundle: where it goes in the bundle, its mode, its text.
+public struct BundleFile: Sendable {
+    public var path: String
+    public var mode: UInt32
+    public var text: String
+}
+
+/// Renders the reviewable bundle for a separate TURN host (docs/separate-turn-host.md). Pure: the files are
+/// returned, and ``ProvisionBundle`` writes them.
+public struct Provisioner: Sendable {
+    public let options: ProvisionOptions
+    public let date: String
+
+    public init(options: ProvisionOptions, date: String) {
+        self.options = options
+        self.date = date
+    }
+
+    /// - Parameter rootKey: shared by both hosts; each derives every epoch's secret from it.
+    public func render(rootKey: TurnSecret) -> [BundleFile] {
+        let key = rootKey.withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n"
+        let uris = turnURIs
+        return [
+            BundleFile(path: "README.md", mode: 0o644, text: readme),
+            BundleFile(path: "dns.txt", mode: 0o644, text: dns),
+            BundleFile(path: "turn-host/turnserver.conf", mode: 0o640, text: turnserverConf),
+            BundleFile(path: "turn-host/coturn.service.d/turnkeeper.conf", mode: 0o644, text: coturnDropIn),
+            BundleFile(path: "turn-host/coturn-certificates.path", mode: 0o644, text: certificatePath),
+            BundleFile(path: "turn-host/coturn-certificates.service", mode: 0o644, text: certificateService),
+            BundleFile(path: "turn-host/nftables-turn.nft", mode: 0o644, text: nftables),
+            BundleFile(path: "turn-host/turnkeeper.yaml", mode: 0o600, text: turnHostConfig(uris)),
+            BundleFile(path: "turn-host/root-key", mode: 0o600, text: key),
+            BundleFile(path: "synapse-host/conf.d/60-turn.yaml", mode: 0o640, text: synapseFragment(uris)),
+            BundleFile(path: "synapse-host/turnkeeper.yaml", mode: 0o600, text: synapseHostConfig),
+            BundleFile(path: "synapse-host/root-key", mode: 0o600, text: key),
+        ]
+    }
+
+    var turnURIs: [String] {
+        [
+            "turn:\(options.domain)?transport=udp", "turn:\(options.domain)?transport=tcp",
+            "turns:\(options.domain):5349?transport=tcp",
+        ]
+    }
+
+    var turnserverConf: String {
+        let behindNAT = options.privateAddress != nil
+        let listen = options.privateAddress ?? options.publicAddress
+        let external =
+            behindNAT
+            ? "external-ip=\(options.publicAddress)/\(listen)"
+            : "# No external-ip: the public address \(options.publicAddress) is on this host itself."
+        return TurnserverTemplate.text
+            .replacingOccurrences(of: "@DOMAIN@", with: options.domain)
+            .replacingOccurrences(of: "@DATE@", with: date)
+            .replacingOccurrences(of: "@LISTEN_IP@", with: listen)
+            .replacingOccurrences(of: "@EXTERNAL_IP@", with: external)
+            .replacingOccurrences(of: "@MIN_PORT@", with: String(options.minPort))
+            .replacingOccurrences(of: "@MAX_PORT@", with: String(options.maxPort))
+            .replacingOccurrences(of: "@REALM@", with: options.realm)
+            .replacingOccurrences(of: "@CERT@", with: options.certificate)
+            .replacingOccurrences(of: "@KEY@", with: options.key)
+            .replacingOccurrences(of: "@USER_QUOTA@", with: String(options.userQuota))
+            .replacingOccurrences(of: "@TOTAL_QUOTA@", with: String(options.totalQuota))
+            .replacingOccurrences(of: "@PUBLIC_IP@", with: options.publicAddress) + "\n"
+    }
+
+    var coturnDropIn: String {
+        """
+        # /etc/systemd/system/coturn.service.d/turnkeeper.conf, from `turnkeeper provision`.
+        [Service]
+        # Every relayed call holds sockets; the default 1024 caps a busy server.
+        LimitNOFILE=65536
+        # turnkeeper's secrets live in this database; coturn reads it on every login.
+        ReadWritePaths=/var/lib/turn
+
+        """
+    }
+
+    var certificatePath: String {
+        """
+        # /etc/systemd/system/coturn-certificates.path, from `turnkeeper provision`.
+        # When the certificate is renewed (by certbot or any ACME client), coturn reloads it. SIGUSR2 is the
+        # only signal coturn 4.6.1 reloads certificates on; SIGHUP does not, and under syslog kills it.
+        [Unit]
+        Description=Reload coturn's TLS certificate for \(options.domain) when it changes
+
+        [Path]
+        PathChanged=\(options.certificate)
+        PathChanged=\(options.key)
+
+        [Install]
+        WantedBy=multi-user.target
+
+        """
+    }
+
+    var certificateService: String {
+        """
+        # /etc/systemd/system/coturn-certificates.service, started by coturn-certificates.path.
+        [Unit]
+        Description=Tell coturn to reload its TLS certificate (SIGUSR2)
+
+        [Service]
+        Type=oneshot
+        ExecStart=/bin/systemctl kill --signal=SIGUSR2 coturn.service
+
+        """
+    }
+
+    var nftables: String {
+        """
+        # nftables rules for the TURN host, from `turnkeeper provision`. Include this file from
+        # /etc/nftables.conf and jump to the chain from your input chain:
+        #     include "/etc/nftables.d/turn.nft"
+        #     table inet filter { chain input { ... jump turn ... } }
+        table inet filter {
+            chain turn {
+                # STUN/TURN on 3478, TURN over TLS on 5349.
+                udp dport { 3478, 5349 } accept
+                tcp dport { 3478, 5349 } accept
+                # The relay ports (min-port to max-port in turnserver.conf).
+                udp dport \(options.minPort)-\(options.maxPort) accept
+            }
+        }
+
+        """
+    }
+
+    var dns: String {
+        let type = IPAddress(options.publicAddress)?.isIPv6 == true ? "AAAA" : "A"
+        return """
+            ; DNS records to create for the TURN host, from `turnkeeper provision`.
+            \(options.domain).\t3600\tIN\t\(type)\t\(options.publicAddress)
+            ; Optional, for clients that look TURN up by service:
+            _turn._udp.\(options.domain).\t3600\tIN\tSRV\t0 0 3478 \(options.domain).
+            _turn._tcp.\(options.domain).\t3600\tIN\tSRV\t0 0 3478 \(options.domain).
+            _turns._tcp.\(options.domain).\t3600\tIN\tSRV\t0 0 5349 \(options.domain).
+
+            """
+    }
+
+    func synapseFragment(_ uris: [String]) -> String {
+        """
+        # /etc/matrix-synapse/conf.d/60-turn.yaml, from `turnkeeper provision`. The secret itself is written by
+        # turnkeeper into 90-turnkeeper.yaml at every epoch.
+        turn_uris: [\(uris.map { "\"\($0)\"" }.joined(separator: ", "))]
+        turn_user_lifetime: "\(options.turnUserLifetime)"
+        turn_allow_guests: false
+
+        """
+    }
+
+    func turnHostConfig(_ uris: [String]) -> String {
+        """
+        # /etc/turnkeeper/turnkeeper.yaml on the TURN host \(options.domain), from `turnkeeper provision`.
+        # This host keeps the previous, current and next epochs' secrets in coturn's database.
+        role: turn
+        coturn:
+          realm: \(options.realm)
+          verify_uri: "turn:\(options.publicAddress)?transport=udp"
+          store: sqlite
+          database: /var/lib/turn/turndb
+        rotation:
+          mode: derived
+          root_key_file: /etc/turnkeeper/root-key
+          epoch: \(options.epoch)
+          state_directory: /var/lib/turnkeeper
+        daemon:
+          listen: 127.0.0.1:9478
+          probe_uris: [\(uris.map { "\"\($0)\"" }.joined(separator: ", "))]
+
+        """
+    }
+
+    var synapseHostConfig: String {
+        """
+        # /etc/turnkeeper/turnkeeper.yaml on the Synapse host, from `turnkeeper provision`.
+        # This host switches Synapse to each epoch's secret when the epoch starts.
+        role: synapse
+        synapse:
+          config: [/etc/matrix-synapse/homeserver.yaml, /etc/matrix-synapse/conf.d]
+          managed_file: /etc/matrix-synapse/conf.d/90-turnkeeper.yaml
+          restart_command: [systemctl, restart, matrix-synapse]
+          health_url: \(options.homeserver)/health
+        coturn:
+          realm: \(options.realm)
+          verify_uri: "turn:\(options.domain)?transport=udp"
+        rotation:
+          mode: derived
+          root_key_file: /etc/turnkeeper/root-key
+          epoch: \(options.epoch)
+          state_directory: /var/lib/turnkeeper
+
+        """
+    }
+
+    var readme: String {
+        let nat =
+            options.privateAddress.map {
+                "The host sits behind NAT: it listens on \($0), and external-ip tells clients \(options.publicAddress). "
+                    + "Forward UDP and TCP 3478 and 5349, and UDP \(options.minPort)-\(options.maxPort), to \($0).\n"
+            } ?? ""
+        return """
+            # TURN host bundle for \(options.domain)
+
+            Rendered by `turnkeeper provision` on \(date). Nothing here is installed yet: review, then copy.
+            See docs/separate-turn-host.md for the whole walkthrough.
+
+            \(nat)
+            ## On the TURN host (\(options.domain), \(options.publicAddress))
+
+            | file | install as | mode |
+            |---|---|---|
+            | turn-host/turnserver.conf | /etc/turnserver.conf | 0640 root:turnserver |
+            | turn-host/coturn.service.d/turnkeeper.conf | /etc/systemd/system/coturn.service.d/turnkeeper.conf | 0644 |
+            | turn-host/coturn-certificates.path, .service | /etc/systemd/system/ | 0644 |
+            | turn-host/nftables-turn.nft | /etc/nftables.d/turn.nft, included from /etc/nftables.conf | 0644 |
+            | turn-host/turnkeeper.yaml | /etc/turnkeeper/turnkeeper.yaml | 0600 |
+            | turn-host/root-key | /etc/turnkeeper/root-key | 0600 root |
+
+            Then: `systemctl daemon-reload && systemctl enable --now coturn-certificates.path && systemctl
+            restart coturn && systemctl enable --now turnkeeper`.
+
+            ## On the Synapse host
+
+            | file | install as | mode |
+            |---|---|---|
+            | synapse-host/conf.d/60-turn.yaml | /etc/matrix-synapse/conf.d/60-turn.yaml | 0640 root:matrix-synapse |
+            | synapse-host/turnkeeper.yaml | /etc/turnkeeper/turnkeeper.yaml | 0600 |
+            | synapse-host/root-key | /etc/turnkeeper/root-key | 0600 root |
+
+            Then: `systemctl enable --now turnkeeper`. It writes the current epoch's secret into Synapse's conf.d
+            and restarts Synapse.
+
+            ## DNS
+
+            Create the records in dns.txt.
+
+            ## Still to check by hand
+
+            - The certificate \(options.certificate) and key \(options.key) must be readable by the turnserver user.
+            - synapse-host/turnkeeper.yaml assumes Synapse answers \(options.homeserver)/health; change
+              health_url if it listens elsewhere.
+            - The root key is the one secret both hosts share. Move the bundle by a channel you trust (scp), and
+              delete the bundle's copies once installed.
+
+            """
+    }
+}

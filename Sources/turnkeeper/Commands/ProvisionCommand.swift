@@ -1,0 +1,95 @@
+import ArgumentParser
+import Glibc
+import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperProvision
+
+struct ProvisionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "provision",
+        abstract: "Write a reviewable bundle for a separate TURN host: coturn, firewall, units, DNS, both turnkeepers.",
+        discussion: """
+            Nothing on this machine is changed: every file goes into --out, a new directory, written as a whole \
+            or not at all. The bundle holds, with real values:
+              turn-host/turnserver.conf          hardened coturn (deny list, quotas, TLS 1.2+, log to stdout)
+              turn-host/coturn.service.d/        LimitNOFILE for coturn
+              turn-host/coturn-certificates.*    a path unit: SIGUSR2 to coturn when the certificate renews
+              turn-host/nftables-turn.nft        3478 and 5349 (UDP, TCP) and the relay ports
+              turn-host/turnkeeper.yaml          role turn: keeps epochs' secrets in coturn's database
+              synapse-host/conf.d/60-turn.yaml   turn_uris (UDP, TCP, turns: on 5349) and the lifetime
+              synapse-host/turnkeeper.yaml       role synapse: switches Synapse at each epoch
+              */root-key                         the key both hosts derive every epoch's secret from (0600)
+              dns.txt, README.md                 records to create; where each file goes
+            See docs/separate-turn-host.md.
+
+            Example:
+              turnkeeper provision --domain turn.example.com --public-address PUBLIC_IP \\
+                  --cert /etc/letsencrypt/live/turn.example.com/fullchain.pem \\
+                  --key /etc/letsencrypt/live/turn.example.com/privkey.pem --out ./turn-bundle
+
+            Exit status: 0 written, 2 bad input (nothing written).
+            """
+    )
+
+    @Option(help: ArgumentHelp("The TURN host's DNS name, such as turn.example.com.", valueName: "name"))
+    var domain: String
+
+    @Option(
+        name: .customLong("public-address"), help: ArgumentHelp("The address clients reach it at.", valueName: "ip"))
+    var publicAddress: String
+
+    @Option(
+        name: .customLong("private-address"),
+        help: ArgumentHelp("Its own address, when it sits behind a port-forwarding NAT.", valueName: "ip"))
+    var privateAddress: String?
+
+    @Option(help: ArgumentHelp("coturn's realm (default: the domain).", valueName: "realm"))
+    var realm: String?
+
+    @Option(help: ArgumentHelp("The TLS certificate chain (PEM) on the TURN host.", valueName: "file"))
+    var cert: String
+
+    @Option(help: ArgumentHelp("Its private key (PEM).", valueName: "file"))
+    var key: String
+
+    @Option(name: .customLong("min-port"), help: ArgumentHelp("First relay port.", valueName: "port"))
+    var minPort = 49152
+
+    @Option(name: .customLong("max-port"), help: ArgumentHelp("Last relay port.", valueName: "port"))
+    var maxPort = 65535
+
+    @Option(name: .customLong("user-quota"), help: ArgumentHelp("Allocations per user.", valueName: "count"))
+    var userQuota = 12
+
+    @Option(name: .customLong("total-quota"), help: ArgumentHelp("Allocations in all.", valueName: "count"))
+    var totalQuota = 1200
+
+    @Option(help: ArgumentHelp("Synapse's client API on the Synapse host, for its health.", valueName: "url"))
+    var homeserver = "http://127.0.0.1:8008"
+
+    @Option(help: ArgumentHelp("How long each derived secret serves.", valueName: "duration"))
+    var epoch = "1d"
+
+    @Option(
+        name: .customLong("turn-user-lifetime"),
+        help: ArgumentHelp("Synapse's credential lifetime; at most half an epoch.", valueName: "duration"))
+    var turnUserLifetime = "1h"
+
+    @Flag(help: .hidden)
+    var lab = false
+
+    @Option(help: ArgumentHelp("A new directory for the bundle.", valueName: "dir"))
+    var out: String
+
+    func run() throws {
+        let options = ProvisionOptions(
+            domain: domain, publicAddress: publicAddress, privateAddress: privateAddress, realm: realm,
+            certificate: cert, key: key, minPort: minPort, maxPort: maxPort, userQuota: userQuota,
+            totalQuota: totalQuota, homeserver: homeserver, epoch: epoch, turnUserLifetime: turnUserLifetime, lab: lab)
+        try options.validate { access($0, R_OK) == 0 }
+        let files = Provisioner(options: options, date: WallClock.utcString(seconds: WallClock.nowSeconds()))
+            .render(rootKey: try TurnSecret.generate())
+        try ProvisionBundle.write(files, to: out)
+        print("wrote \(files.count) files to \(out); read \(out)/README.md, then install them as it says")
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+import TurnkeeperCredentials
+
+/// `turnkeeper provision`: the bundle, its validation, and the real turnserver accepting what it renders.
+@Suite("turnkeeper provision")
+struct ProvisionTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+
+    static func provision(_ directory: TemporaryDirectory, _ extra: [String], out: String = "bundle") throws
+        -> ProcessOutput
+    {
+        let certificates = try TestCertificates(in: directory)
+        return try TurnkeeperBinary.run(
+            [
+                "provision", "--domain", "turn.example.com", "--cert", certificates.good.certificate, "--key",
+                certificates.good.key, "--out", directory.file(out),
+            ] + extra)
+    }
+
+    @Test("The bundle: every file rendered with real values and the right mode, units and rules that verify")
+    func bundle() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let output = try Self.provision(
+            directory,
+            ["--public-address", "198.51.100.7", "--private-address", "10.0.0.5"] + [
+                "--lab"
+            ])
+        #expect(output.status == 0, "\(output)")
+        let bundle = directory.file("bundle")
+        func read(_ path: String) throws -> String { try String(contentsOfFile: bundle + "/" + path, encoding: .utf8) }
+        let conf = try read("turn-host/turnserver.conf")
+        for line in [
+            "listening-ip=10.0.0.5", "relay-ip=10.0.0.5", "external-ip=198.51.100.7/10.0.0.5", "use-auth-secret",
+            "realm=turn.example.com", "no-cli", "no-multicast-peers", "no-tlsv1", "no-tlsv1_1", "user-quota=12",
+            "total-quota=1200", "min-port=49152", "max-port=65535", "log-file=stdout",
+            "denied-peer-ip=10.0.0.0-10.255.255.255", "denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "allowed-peer-ip=198.51.100.7", "userdb=/var/lib/turn/turndb",
+        ] {
+            #expect(conf.split(separator: "\n").contains(Substring(line)), "missing \(line)")
+        }
+        #expect(!conf.contains("@") && !conf.split(separator: "\n").contains("syslog"))
+        #expect(conf.split(separator: "\n").filter { $0.hasPrefix("denied-peer-ip=") }.count == 22)
+        // The bundle names every file the admin installs, and the key both hosts share is 0600 in both.
+        for key in ["turn-host/root-key", "synapse-host/root-key"] {
+            #expect(permissions(of: bundle + "/" + key) == 0o600)
+        }
+        #expect(try read("turn-host/root-key") == (try read("synapse-host/root-key")))
+        #expect(permissions(of: bundle + "/turn-host/turnserver.conf") == 0o640)
+        #expect(
+            try read("synapse-host/conf.d/60-turn.yaml").contains(
+                #"turn_uris: ["turn:turn.example.com?transport=udp", "turn:turn.example.com?transport=tcp", "turns:turn.example.com:5349?transport=tcp"]"#
+            ))
+        #expect(try read("dns.txt").contains("turn.example.com.\t3600\tIN\tA\t198.51.100.7"))
+        #expect(try read("README.md").contains("Forward UDP and TCP 3478 and 5349, and UDP 49152-65535, to 10.0.0.5"))
+
+        // The nftables rules parse; the units verify.
+        let nft = try ProcessRunner.which("nft", package: "nftables")
+        let check = try ProcessRunner.run(nft, ["-c", "-f", bundle + "/turn-host/nftables-turn.nft"])
+        #expect(check.status == 0, "\(check)")
+        let analyze = try ProcessRunner.which("systemd-analyze", package: "systemd")
+        for unit in ["turn-host/coturn-certificates.path", "turn-host/coturn-certificates.service"] {
+            let verify = try ProcessRunner.run(analyze, ["verify", bundle + "/" + unit])
+            #expect(verify.status == 0, "\(unit): \(verify)")
+        }
+        // Both turnkeeper configurations load (with their paths pointed into the bundle).
+        for host in ["turn-host", "synapse-host"] {
+            let text = try read("\(host)/turnkeeper.yaml")
+                .replacingOccurrences(of: "/etc/turnkeeper/root-key", with: "\(bundle)/\(host)/root-key")
+                .replacingOccurrences(of: "/var/lib/turnkeeper", with: directory.file("state-\(host)"))
+                .replacingOccurrences(of: "/etc/matrix-synapse", with: directory.file("synapse"))
+            let config = try directory.write("\(host).yaml", text)
+            try? FileManager.default.createDirectory(
+                atPath: directory.file("synapse/conf.d"), withIntermediateDirectories: true)
+            _ = try? directory.write("synapse/homeserver.yaml", "server_name: example.com\n")
+            let status = try TurnkeeperBinary.run(["status", "--config", config])
+            #expect(status.status == 0 && status.stdout.contains("epoch"), "\(host): \(status)")
+        }
+    }
+
+    @Test(
+        "Bad input: a clear error, exit 2, and no bundle, not even half of one",
+        arguments: [
+            (["--public-address", "300.1.2.3"], "not an IPv4 or IPv6 address"),
+            (["--public-address", "10.1.2.3"], "denied peer range 10.0.0.0-10.255.255.255"),
+            (["--public-address", "198.51.100.7", "--lab", "--min-port", "60000", "--max-port", "50000"], "inverted"),
+            (
+                ["--public-address", "198.51.100.7", "--lab", "--min-port", "50000", "--max-port", "50099"],
+                "fewer than --total-quota 1200"
+            ),
+            (["--public-address", "198.51.100.7", "--lab", "--private-address", "nope"], "--private-address nope"),
+            (["--public-address", "198.51.100.7", "--lab", "--epoch", "1h"], "twice --turn-user-lifetime"),
+        ]
+    )
+    func badInput(arguments: [String], expected: String) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let output = try Self.provision(directory, arguments)
+        #expect(output.status == 2, "\(output)")
+        #expect(output.stderr.contains(expected), "\(output.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.file("bundle")))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix(".") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test("A missing certificate, and an existing output directory, are refused before anything is written")
+    func missingCertificateAndExistingOutput() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let missing = try TurnkeeperBinary.run([
+            "provision", "--domain", "turn.example.com", "--public-address", "198.51.100.7", "--lab", "--cert",
+            "/nonexistent/fullchain.pem", "--key", "/nonexistent/privkey.pem", "--out", directory.file("bundle"),
+        ])
+        #expect(missing.status == 2 && missing.stderr.contains("--cert /nonexistent/fullchain.pem does not exist"))
+        #expect(!FileManager.default.fileExists(atPath: directory.file("bundle")))
+        try FileManager.default.createDirectory(atPath: directory.file("taken"), withIntermediateDirectories: false)
+        _ = try directory.write("taken/mine", "keep\n")
+        let existing = try Self.provision(directory, ["--public-address", "198.51.100.7", "--lab"], out: "taken")
+        #expect(existing.status == 2 && existing.stderr.contains("already exists"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.file("taken")) == ["mine"])
+    }
+
+    @Test("The real turnserver runs the rendered config on the lab's public address: probe passes, private peer 403")
+    func turnserverAccepts() async throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty) }
+        let output = try Self.provision(
+            lab.directory,
+            [
+                "--public-address", "203.0.113.10", "--lab", "--min-port", "49152", "--max-port", "49407",
+                "--total-quota",
+                "200",
+            ])
+        #expect(output.status == 0, "\(output)")
+        let bundle = lab.directory.file("bundle")
+        // Only the database moves into the test's directory; everything else runs as rendered.
+        let conf = try String(contentsOfFile: bundle + "/turn-host/turnserver.conf", encoding: .utf8)
+            .replacingOccurrences(of: "userdb=/var/lib/turn/turndb", with: "userdb=\(lab.directory.file("turndb"))")
+        let confPath = try lab.directory.write("turnserver.conf", conf)
+        let coturn = try LabCoturn(lab: lab, host: "turn", configPath: confPath, answeringAt: "203.0.113.10")
+        defer { coturn.stop() }
+
+        // The TURN host's turnkeeper puts this epoch's secrets into coturn's database.
+        let turnConfig = try lab.directory.write(
+            "turn.yaml",
+            try String(contentsOfFile: bundle + "/turn-host/turnkeeper.yaml", encoding: .utf8)
+                .replacingOccurrences(of: "/etc/turnkeeper/root-key", with: bundle + "/turn-host/root-key")
+                .replacingOccurrences(of: "/var/lib/turnkeeper", with: lab.directory.file("state"))
+                .replacingOccurrences(of: "/var/lib/turn/turndb", with: lab.directory.file("turndb")))
+        let sync = try lab.run("turn", [TurnkeeperBinary.path, "rotate", "--config", turnConfig])
+        #expect(sync.status == 0 && sync.stdout.contains("coturn accepts epochs"), "\(sync)")
+
+        let rootKey = try SecretFile.read(bundle + "/turn-host/root-key").secret
+        let epochs = EpochSecrets(rootKey: rootKey, realm: "turn.example.com", length: 86_400)
+        let secret = try epochs.secret(for: epochs.epoch(at: Int64(Date().timeIntervalSince1970)))
+        let secretFile = try lab.directory.write(
+            "epoch-secret", secret.withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let probe = try lab.run(
+            "alice", [TurnkeeperBinary.path, "probe", "turn:203.0.113.10?transport=udp", "--secret-file", secretFile])
+        #expect(probe.status == 0 && probe.stdout.contains("relayChannelData"), "\(probe)")
+
+        // A peer in a private range: coturn's own client asks for a channel to 192.168.1.1 and gets 403.
+        let uclient = try ProcessRunner.which("turnutils_uclient", package: "coturn")
+        let forbidden = try lab.run(
+            "alice",
+            [
+                "/usr/bin/timeout", "20", uclient, "-W",
+                secret.withExposedBytes { String(decoding: $0, as: UTF8.self) },
+                "-e", "192.168.1.1", "-r", "3480", "-n", "1", "-m", "1", "-c", "203.0.113.10",
+            ])
+        #expect(forbidden.stdout.contains("403 (Forbidden IP)"), "\(forbidden)")
+    }
+}
