@@ -4,6 +4,7 @@
 #   scripts/natlab.sh up ID      build lab ID (namespaces tk-ID-*); prints its addresses
 #   scripts/natlab.sh down ID    kill every process in lab ID and remove its namespaces
 #   scripts/natlab.sh sweep      remove labs whose owner process is gone (left by a crashed run)
+#   scripts/natlab.sh orphans    list those labs without removing them
 #   scripts/natlab.sh list       the labs that exist
 #   scripts/natlab.sh demo       build a lab, show a call through coturn and the direct attempt, remove it
 #
@@ -128,6 +129,15 @@ down() {
     rm -f "$registry/$id"
 }
 
+# Labs whose owner process is gone: namespaces with no registry entry, or an entry naming a dead process.
+orphans() {
+    local lab owner
+    for lab in $(ip netns list | awk '{print $1}' | grep -E '^tk-[a-z0-9]+-' | cut -d- -f2 | sort -u); do
+        owner="$(cat "$registry/$lab" 2>/dev/null || true)"
+        if [ -z "$owner" ] || ! kill -0 "$owner" 2>/dev/null; then echo "$lab"; fi
+    done
+}
+
 sweep() {
     local file owner
     for file in "$registry"/*; do
@@ -189,8 +199,9 @@ case "$command" in
         [[ "$id" =~ ^[a-z0-9]{1,8}$ ]] || { echo "natlab: ID must be 1-8 of [a-z0-9]" >&2; exit 2; }
         "$command"
         ;;
-    sweep) sweep ;;
+    sweep) sweep; for id in $(orphans); do echo "natlab: removing lab $id (no owner)"; down; done ;;
+    orphans) orphans ;;
     list) ip netns list | awk '{print $1}' | grep -E '^tk-[a-z0-9]+-' | cut -d- -f2 | sort -u ;;
     demo) demo ;;
-    *) sed -n '2,21p' "$0"; exit 2 ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
 esac

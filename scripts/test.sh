@@ -16,21 +16,20 @@ swift build --build-tests
 echo "== fuzzers (15 s each; scripts/fuzz.sh N for longer)"
 ./scripts/fuzz.sh 15
 
-echo "== NAT lab namespaces before the tests"
+echo "== NAT lab: removing labs a crashed run left"
 ./scripts/natlab.sh sweep
-before="$(ip netns list | awk '{print $1}' | grep -c '^tk-' || true)"
-echo "   $before lab namespaces"
 
 echo "== swift test"
 # One test at a time: several real Synapse and coturn processes starting at once saturate 2 cores and
 # turn deadlines into flakes. Serial takes about 2 minutes; `swift test` alone runs in parallel.
 swift test --skip-build --no-parallel
 
-# Every lab a test built must be gone, whether the test passed or failed.
-left="$(ip netns list | awk '{print $1}' | grep '^tk-' || true)"
-if [ -n "$left" ]; then
-    echo "NAT lab namespaces left behind by the tests:" >&2
-    echo "$left" >&2
+# Every lab a test built must be gone, whether the test passed or failed: any lab whose owner has exited is
+# one this run leaked (labs of another run still going have a live owner).
+leaked="$(./scripts/natlab.sh orphans)"
+if [ -n "$leaked" ]; then
+    echo "NAT labs left behind by the tests: $leaked ($(ip netns list | grep -c '^tk-') namespaces)" >&2
+    ./scripts/natlab.sh sweep
     exit 1
 fi
-echo "== NAT lab namespaces after the tests: none left"
+echo "== NAT lab: every namespace the tests built is gone"

@@ -1,0 +1,168 @@
+import Foundation
+import Glibc
+import Synchronization
+import TestSupport
+import Testing
+import TurnkeeperCredentials
+
+/// A Synapse host and a separate TURN host, each with its own turnkeeper, state and clock, sharing only a
+/// root key: no channel between them. Epochs are compressed to 12 s, credentials live 4 s.
+@Suite("Two hosts, derived secrets")
+struct TwoHostTests {
+    struct Host {
+        let lab: NATLab
+        let name: String
+        let config: String
+        var process: ChildProcess?
+        var log = ""
+
+        mutating func start(offset: Int = 0) throws {
+            log = "turnkeeper-\(name)-\(UUID().uuidString.prefix(6)).log"
+            let environment = offset == 0 ? [] : ["/usr/bin/env", "TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS=\(offset)"]
+            process = try lab.start(
+                name, environment + [TurnkeeperBinary.path, "run", "--config", config], output: log)
+        }
+
+        var output: String { (try? String(contentsOfFile: lab.directory.file(log), encoding: .utf8)) ?? "" }
+
+        func waitFor(_ text: String, count: Int = 1, timeout: Duration) async throws {
+            let clock = ContinuousClock()
+            let deadline = clock.now + timeout
+            while output.components(separatedBy: text).count - 1 < count {
+                guard clock.now < deadline, process?.isRunning == true else {
+                    throw TestFailure("\(name): no \"\(text)\" ×\(count):\n\(output.suffix(3000))")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+
+        func stop() { process?.terminate(grace: .seconds(30)) }
+    }
+
+    /// What a Matrix client in alice's network sees, again and again for `duration`: credentials from
+    /// Synapse, then an allocation on coturn. Counts refusals; Synapse restarting is not a refusal.
+    static func load(_ lab: NATLab, token: String, duration: Duration) throws -> (accepted: Int, refused: [String]) {
+        var accepted = 0
+        var refused: [String] = []
+        let clock = ContinuousClock()
+        let end = clock.now + duration
+        var rounds = 0
+        while clock.now < end && rounds < 1000 {
+            rounds += 1
+            let probe = try lab.run(
+                "alice",
+                [
+                    TurnkeeperBinary.path, "probe", "--homeserver", "http://203.0.113.20:8008", "--access-token-file",
+                    token, "--packets", "1", "--json",
+                ], timeout: .seconds(30))
+            if probe.status == 0 {
+                accepted += 1
+            } else if probe.stdout.contains("credentials-rejected") {
+                refused.append("\(Date()): \(probe.stdout.prefix(600))")
+            }
+            usleep(200_000)
+        }
+        return (accepted, refused)
+    }
+
+    @Test("Three epochs, then clocks 3 s apart, then each host stopped through an epoch: no credential refused")
+    func epochs() async throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty) }
+        let coturn = try LabCoturn(lab: lab, host: "turn", listen: ["203.0.113.10"])
+        defer { coturn.stop() }
+        let synapse = try SynapseServer(
+            confFiles: [
+                "10-turn.yaml": """
+                turn_uris: ["turn:203.0.113.10?transport=udp"]
+                turn_user_lifetime: 4s
+                """
+            ],
+            supervised: true, namespace: lab.namespace("hs"), address: "203.0.113.20")
+        defer { synapse.stop() }
+        let token = try lab.directory.write("alice.token", try synapse.register("alice"))
+        let rootKey = try lab.directory.write(
+            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let rotation = """
+            rotation:
+              mode: derived
+              root_key_file: \(rootKey)
+              epoch: 12s
+            """
+        var turn = Host(
+            lab: lab, name: "turn",
+            config: try lab.directory.write(
+                "turn.yaml",
+                """
+                role: turn
+                coturn:
+                  realm: lab.turnkeeper.test
+                  verify_uri: turn:203.0.113.10?transport=udp
+                  database: \(coturn.userDatabase)
+                \(rotation)
+                  state_directory: \(lab.directory.file("turn-state"))
+                daemon:
+                  probe_interval: 1h
+                  retry_initial: 1s
+                  retry_max: 2s
+                """))
+        var synapseHost = Host(
+            lab: lab, name: "hs",
+            config: try lab.directory.write(
+                "synapse.yaml",
+                """
+                role: synapse
+                synapse:
+                  config: [\(synapse.homeserverYAML), \(synapse.confD)]
+                  managed_file: \(synapse.confD)/90-turnkeeper.yaml
+                  group: nogroup
+                  restart_command: [\(synapse.restartCommand.joined(separator: ", "))]
+                  health_url: http://203.0.113.20:8008/health
+                coturn:
+                  realm: lab.turnkeeper.test
+                  verify_uri: turn:203.0.113.10?transport=udp
+                \(rotation)
+                  state_directory: \(lab.directory.file("synapse-state"))
+                daemon:
+                  probe_interval: 1h
+                  retry_initial: 1s
+                  retry_max: 2s
+                """))
+        try turn.start()
+        defer { turn.stop() }
+        try await turn.waitFor("coturn accepts epochs", timeout: .seconds(60))
+        try synapseHost.start()
+        defer { synapseHost.stop() }
+        try await synapseHost.waitFor("Synapse now hands out credentials", timeout: .seconds(60))
+
+        // Three epochs in step.
+        var (accepted, refused) = try Self.load(lab, token: token, duration: .seconds(38))
+        #expect(synapseHost.output.components(separatedBy: "Synapse now hands out").count - 1 >= 4)
+        #expect(turn.output.contains("retired epoch"))
+        #expect(refused.isEmpty, "\(refused)\n\(turn.output.suffix(2000))\n\(synapseHost.output.suffix(2000))")
+        #expect(accepted >= 20)
+
+        // The TURN host's clock 3 s ahead of the Synapse host's, for two epochs.
+        turn.stop()
+        try turn.start(offset: 3)
+        try await turn.waitFor("coturn accepts epochs", timeout: .seconds(60))
+        (accepted, refused) = try Self.load(lab, token: token, duration: .seconds(26))
+        #expect(refused.isEmpty, "skew: \(refused)")
+        #expect(accepted >= 10)
+
+        // The TURN host's turnkeeper down across an epoch boundary, then back; then the Synapse host's.
+        for index in [0, 1] {
+            if index == 0 { turn.stop() } else { synapseHost.stop() }
+            var (during, refusedDuring) = try Self.load(lab, token: token, duration: .seconds(14))
+            if index == 0 { try turn.start() } else { try synapseHost.start() }
+            let (after, refusedAfter) = try Self.load(lab, token: token, duration: .seconds(6))
+            during += after
+            refusedDuring += refusedAfter
+            #expect(refusedDuring.isEmpty, "host \(index) stopped: \(refusedDuring)")
+            #expect(during >= 5)
+        }
+        // No secret in either host's journal-format output.
+        let secret = try SecretFile.read(rootKey).secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        #expect(!turn.output.contains(secret) && !synapseHost.output.contains(secret))
+    }
+}
