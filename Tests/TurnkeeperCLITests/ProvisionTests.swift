@@ -21,6 +21,29 @@ struct ProvisionTests {
             ] + extra)
     }
 
+    @Test("The template in coturn/ is the one the binary renders")
+    func template() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        #expect(try Self.provision(directory, ["--public-address", "198.51.100.7", "--lab"]).status == 0)
+        let template = try String(contentsOfFile: Self.repository + "/coturn/turnserver.conf.in", encoding: .utf8)
+        let rendered = try String(contentsOfFile: directory.file("bundle/turn-host/turnserver.conf"), encoding: .utf8)
+        // Line by line: every template line without a placeholder appears as is, in order.
+        let fixed = template.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.contains("@") }
+        let lines = rendered.split(separator: "\n", omittingEmptySubsequences: false)
+        var cursor = lines.startIndex
+        for line in fixed {
+            guard let found = lines[cursor...].firstIndex(of: line) else {
+                Issue.record(
+                    "the binary's template lacks \"\(line)\": paste coturn/turnserver.conf.in into TurnserverTemplate.swift"
+                )
+                return
+            }
+            cursor = found + 1
+        }
+        #expect(lines.count == template.split(separator: "\n", omittingEmptySubsequences: false).count)
+    }
+
     @Test("The bundle: every file rendered with real values and the right mode, units and rules that verify")
     func bundle() throws {
         let directory = try TemporaryDirectory()
