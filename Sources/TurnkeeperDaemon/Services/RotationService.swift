@@ -116,20 +116,11 @@ struct RotationService: Service {
         state.update { $0.rotating = true }
         do {
             try await epochs.sync()
-            metrics.rotations(DaemonMetrics.RotationResult.ok).increment()
-            state.update {
-                $0.rotating = false
-                $0.failures = 0
-                $0.lastError = nil
-                $0.rotation = try? epochs.status()
-                $0.nextAction = schedule.next
-            }
+            succeeded(status: try? epochs.status(), next: schedule.next)
             probeAlarm.wake()
             return schedule.epoch
         } catch {
-            state.update { $0.rotating = false }
-            metrics.rotations(DaemonMetrics.RotationResult.failed).increment()
-            failed(describe(error), store: nil)
+            runFailed(error)
             return syncedEpoch
         }
     }
@@ -139,23 +130,32 @@ struct RotationService: Service {
         logger.info(action.rotate ? "rotation due: starting" : "finishing a rotation or retiring what is due")
         do {
             try await rotator.rotate(resumeOnly: !action.rotate)
-            metrics.rotations(DaemonMetrics.RotationResult.ok).increment()
-            state.update {
-                $0.rotating = false
-                $0.failures = 0
-                $0.lastError = nil
-                $0.rotation = try? rotator.status()
-            }
+            succeeded(status: try? rotator.status(), next: nil)
             if action.rotate { probeAlarm.wake() }
         } catch let stopped as RotationStopped {
             metrics.rotations(DaemonMetrics.RotationResult.stopped).increment()
             state.update { $0.rotating = false }
             logger.notice("rotation stopped at a step boundary (phase \(stopped.phase)); the next start resumes it")
         } catch {
-            state.update { $0.rotating = false }
-            metrics.rotations(DaemonMetrics.RotationResult.failed).increment()
-            failed(describe(error), store: nil)
+            runFailed(error)
         }
+    }
+
+    private func succeeded(status: RotationStatus?, next: Int64?) {
+        metrics.rotations(DaemonMetrics.RotationResult.ok).increment()
+        state.update {
+            $0.rotating = false
+            $0.failures = 0
+            $0.lastError = nil
+            $0.rotation = status
+            if let next { $0.nextAction = next }
+        }
+    }
+
+    private func runFailed(_ error: any Error) {
+        state.update { $0.rotating = false }
+        metrics.rotations(DaemonMetrics.RotationResult.failed).increment()
+        failed(describe(error), store: nil)
     }
 
     private func failed(_ reason: String, store: String?) {
