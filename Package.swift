@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "TurnkeeperSTUN", targets: ["TurnkeeperSTUN"]),
         .library(name: "TurnkeeperTURNClient", targets: ["TurnkeeperTURNClient"]),
         .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
+        .library(name: "TurnkeeperRESP", targets: ["TurnkeeperRESP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -69,11 +70,17 @@ let package = Package(
             dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"],
             swiftSettings: strict
         ),
-        // Where the shared secret lives: coturn's SQLite user database (and, to come, coturn's config and
-        // Synapse's conf.d).
+        // Redis's wire format, as much as the secret store needs. No I/O; fuzzed.
+        .target(name: "TurnkeeperRESP", swiftSettings: strict),
+        // Where the shared secret lives: coturn's SQLite user database, its config file, a shared Redis user
+        // database, and Synapse's conf.d.
         .target(
             name: "TurnkeeperStores",
-            dependencies: ["CSQLite", "TurnkeeperCore", "TurnkeeperCredentials"],
+            dependencies: [
+                "CSQLite", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperRESP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         // Synapse's configuration as Synapse reads it (files, conf.d, shallow merge), and its
@@ -161,7 +168,7 @@ let package = Package(
         ),
         testTarget(
             "TurnkeeperStoresTests",
-            ["TurnkeeperStores", "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSynapse"]
+            ["TurnkeeperStores", "TurnkeeperRESP", "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSynapse"]
         ),
         testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
         testTarget(

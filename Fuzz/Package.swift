@@ -1,7 +1,7 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
-// libFuzzer targets for the STUN/TURN codec. A nested package, because libFuzzer supplies `main`
+// libFuzzer targets for the STUN/TURN codec and the RESP codec. A nested package, because libFuzzer supplies `main`
 // (hence -parse-as-library) and the root package stays free of unsafe flags.
 // Build and run with scripts/fuzz.sh.
 let fuzzer: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
@@ -13,6 +13,11 @@ let package = Package(
         .executableTarget(
             name: "FuzzSTUNMessage",
             dependencies: [.product(name: "TurnkeeperSTUN", package: "turnkeeper")],
+            swiftSettings: fuzzer
+        ),
+        .executableTarget(
+            name: "FuzzRESP",
+            dependencies: [.product(name: "TurnkeeperRESP", package: "turnkeeper")],
             swiftSettings: fuzzer
         ),
         .executableTarget(

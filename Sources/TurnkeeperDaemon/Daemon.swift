@@ -88,9 +88,8 @@ public struct Daemon {
             metrics.record(state: snapshot, now: WallClock.nowSeconds())
             // The Synapse host of a two-host setup has no coturn store to count.
             if snapshot.configuration.role != .synapse {
-                metrics.record(
-                    coturnSecrets: try? Rotator(configuration: snapshot.configuration, say: { _ in })
-                        .coturnSecretCount())
+                let count = try? await Rotator(configuration: snapshot.configuration, say: { _ in }).coturnSecretCount()
+                metrics.record(coturnSecrets: count)
             }
             return .init(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
         default:

@@ -1,4 +1,4 @@
-public import TurnkeeperCore
+import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperStores
@@ -18,7 +18,7 @@ public struct Checker {
     public init(configuration: Configuration) { self.configuration = configuration }
 
     /// The findings, problems and passes alike. Throws only when something could not be read at all.
-    public func run() throws(TurnkeeperError) -> [Finding] {
+    public func run() async throws -> [Finding] {
         var findings: [Finding] = []
         func ok(_ summary: String) { findings.append(Finding(ok: true, summary: summary, fix: nil)) }
         func problem(_ summary: String, _ fix: String) {
@@ -29,9 +29,8 @@ public struct Checker {
         let synapse: SynapseConfig
         do {
             synapse = try SynapseConfig.load(configuration.synapse.configPaths)
-        } catch let error
-            where error.code == .checkFailed || error.code == .invalidSecret || error.code == .invalidArgument
-        {
+        } catch {
+            guard [.checkFailed, .invalidSecret, .invalidArgument].contains(error.code) else { throw error }
             problem(error.reason, "Fix Synapse's config as the message says, then restart Synapse.")
             return findings
         }
@@ -85,6 +84,20 @@ public struct Checker {
             }
         case .config:
             accepted = try CoturnConfigStore(path: configuration.coturn.configFile ?? "/etc/turnserver.conf").secrets()
+        case .redis:
+            // A shared database that is down fails every login on every coturn host: say so, plainly.
+            let store = try Rotator(configuration: configuration, say: { _ in }).coturnSecrets()
+            do {
+                accepted = try await store.accepted()
+            } catch {
+                problem(
+                    (error as? TurnkeeperError)?.reason ?? "\(error)",
+                    "Start Redis, and run it highly available (replicas with failover).")
+                return findings
+            }
+            ok(
+                "coturn's Redis user database answers (\(accepted.count) secret(s) under realm \(configuration.coturn.realm))"
+            )
         }
         if accepted.contains(secret) {
             ok("coturn accepts the secret Synapse uses (\(secret.fingerprint))")

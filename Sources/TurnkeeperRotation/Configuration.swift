@@ -46,6 +46,8 @@ public struct Configuration: Sendable {
         public enum Store: String, Sendable {
             case sqlite
             case config
+            /// A Redis user database shared by a fleet of coturn hosts (`redis-userdb`).
+            case redis
         }
 
         public var realm: String
@@ -55,6 +57,17 @@ public struct Configuration: Sendable {
         public var database: String
         public var configFile: String?
         public var restartCommand: [String]?
+        /// store redis: where, and the password file (never the password itself in turnkeeper.yaml).
+        public var redis: Redis?
+    }
+
+    public struct Redis: Sendable {
+        public var host: String
+        public var port: Int
+        public var database: Int
+        public var username: String?
+        public var passwordFile: String?
+        public var timeout: SynapseDuration
     }
 
     public struct Rotation: Sendable {
@@ -163,7 +176,7 @@ public struct Configuration: Sendable {
         }
         let store = try reader.string(coturn, "store", default: "sqlite")
         guard let parsedStore = Coturn.Store(rawValue: store) else {
-            throw reader.error(coturn["store"], "coturn.store is \"\(store)\"; it must be sqlite or config")
+            throw reader.error(coturn["store"], "coturn.store is \"\(store)\"; it must be sqlite, config or redis")
         }
         let configuration = Configuration(
             role: role,
@@ -191,7 +204,22 @@ public struct Configuration: Sendable {
                 store: parsedStore,
                 database: try reader.string(coturn, "database", default: "/var/lib/turn/turndb"),
                 configFile: try reader.optionalString(coturn, "config_file"),
-                restartCommand: try reader.optionalStrings(coturn, "restart_command")
+                restartCommand: try reader.optionalStrings(coturn, "restart_command"),
+                redis: try reader.optionalSection(coturn, "redis").map { (redis) throws(TurnkeeperError) in
+                    let port = try reader.string(redis, "port", default: "6379")
+                    let database = try reader.string(redis, "database", default: "0")
+                    guard let portNumber = Int(port), (1...65535).contains(portNumber) else {
+                        throw reader.error(redis["port"], "coturn.redis.port must be 1 to 65535")
+                    }
+                    guard let databaseNumber = Int(database), databaseNumber >= 0 else {
+                        throw reader.error(redis["database"], "coturn.redis.database must be a number from 0")
+                    }
+                    return Redis(
+                        host: try reader.string(redis, "host", default: "127.0.0.1"), port: portNumber,
+                        database: databaseNumber, username: try reader.optionalString(redis, "username"),
+                        passwordFile: try reader.optionalString(redis, "password_file"),
+                        timeout: try reader.duration(redis, "timeout", default: "5s"))
+                }
             ),
             rotation: Rotation(
                 interval: try reader.duration(rotation, "interval", default: "7d"),
@@ -215,6 +243,10 @@ public struct Configuration: Sendable {
         }
         if (configuration.synapse.homeserver == nil) != (configuration.synapse.accessTokenFile == nil) {
             throw reader.error(synapse, "synapse.homeserver and synapse.access_token_file go together")
+        }
+        if configuration.coturn.store == .redis && configuration.coturn.redis == nil {
+            throw reader.error(
+                coturn["store"], "coturn.store is redis, so a coturn.redis section must say where (host, port)")
         }
         if configuration.coturn.store == .config && configuration.coturn.configFile == nil {
             throw reader.error(

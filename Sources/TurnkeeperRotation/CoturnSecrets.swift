@@ -7,11 +7,27 @@ protocol CoturnSecrets {
     func add(_ secret: TurnSecret) async throws
     func remove(_ secret: TurnSecret) async throws
     /// The secrets coturn accepts now.
-    func accepted() throws -> [TurnSecret]
+    func accepted() async throws -> [TurnSecret]
 }
 
 extension CoturnSQLiteStore: CoturnSecrets {
     func accepted() throws -> [TurnSecret] { try secrets() }
+}
+
+extension CoturnRedisStore: CoturnSecrets {
+    func accepted() async throws -> [TurnSecret] { try await secrets() }
+}
+
+extension Configuration.Redis {
+    /// The endpoint, with the password read from its file now.
+    func endpoint() throws(TurnkeeperError) -> RedisEndpoint {
+        RedisEndpoint(
+            host: host, port: port, database: database, username: username,
+            password: try passwordFile.map { (file) throws(TurnkeeperError) in
+                try FileContents.readValue(file, what: "the Redis password")
+            },
+            timeout: .milliseconds(timeout.milliseconds))
+    }
 }
 
 /// turnserver.conf's lines, plus the restart that makes coturn read them (dropping live calls).

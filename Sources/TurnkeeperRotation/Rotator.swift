@@ -79,8 +79,8 @@ public final class Rotator {
     }
 
     /// How many secrets coturn accepts right now (for the metrics).
-    public func coturnSecretCount() throws -> Int {
-        try coturnSecrets().accepted().count
+    public func coturnSecretCount() async throws -> Int {
+        try await coturnSecrets().accepted().count
     }
 
     public func status() throws -> RotationStatus {
@@ -269,6 +269,11 @@ public final class Rotator {
         switch coturn.store {
         case .sqlite:
             return CoturnSQLiteStore(path: coturn.database, realm: coturn.realm)
+        case .redis:
+            guard let redis = coturn.redis else {
+                throw TurnkeeperError(.invalidArgument, "coturn.store is redis without a coturn.redis section")
+            }
+            return CoturnRedisStore(endpoint: try redis.endpoint(), realm: coturn.realm)
         case .config:
             let restart = coturn.restartCommand ?? ["systemctl", "restart", "coturn"]
             let verifyURI = coturn.verifyURI

@@ -32,6 +32,8 @@ public final class CoturnServer: Sendable {
         /// Run under a loop that starts coturn again whenever it exits, so that ``restartCommand`` can be
         /// handed to turnkeeper as coturn's restart command.
         public var supervised = false
+        /// Lines that replace `userdb=` (the SQLite database), such as a `redis-userdb=` line.
+        public var userDatabaseLines: [String]?
 
         public init() {}
     }
@@ -64,6 +66,10 @@ public final class CoturnServer: Sendable {
             .replacingOccurrences(of: "@DIR@", with: directory.path)
         var lines = rendered.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if !options.allowLoopbackPeers { lines.removeAll { $0 == "allow-loopback-peers" } }
+        if let database = options.userDatabaseLines {
+            lines.removeAll { $0.hasPrefix("userdb=") }
+            lines += database
+        }
         if !options.udp { lines.append("no-udp") }
         if options.ipv6 { lines += ["listening-ip=::1", "relay-ip=::1"] }
         if let tls = options.tls, let tlsPort {

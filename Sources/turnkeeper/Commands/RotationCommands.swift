@@ -80,7 +80,7 @@ struct StatusCommand: ParsableCommand {
     }
 }
 
-struct CheckCommand: ParsableCommand {
+struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Audit Synapse's and coturn's configs together for what breaks calls. Changes nothing.",
@@ -99,8 +99,8 @@ struct CheckCommand: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
-    func run() throws {
-        let findings = try Checker(configuration: try options.load()).run()
+    func run() async throws {
+        let findings = try await Checker(configuration: try options.load()).run()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

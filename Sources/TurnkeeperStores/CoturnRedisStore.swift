@@ -1,0 +1,51 @@
+import TurnkeeperCore
+public import TurnkeeperCredentials
+
+/// coturn's Redis user database (`redis-userdb`), shared by a fleet of coturn hosts: the set
+/// `turn/realm/<realm>/secret` holds the REST secrets, read by coturn on every login.
+public struct CoturnRedisStore: Sendable {
+    public let endpoint: RedisEndpoint
+    public let realm: String
+
+    public init(endpoint: RedisEndpoint, realm: String) {
+        self.endpoint = endpoint
+        self.realm = realm
+    }
+
+    var key: String { "turn/realm/\(realm)/secret" }
+
+    public func secrets() async throws -> [TurnSecret] {
+        let key = key
+        let name = endpoint.name
+        return try await RedisConnection.with(endpoint) { connection in
+            guard case .array(let members?) = try await connection.run(["SMEMBERS", key]) else {
+                throw TurnkeeperError(.checkFailed, "\(name) answered SMEMBERS \(key) with something other than a set")
+            }
+            return try members.map { member throws(TurnkeeperError) in
+                guard case .bulk(let bytes?) = member else {
+                    throw TurnkeeperError(.checkFailed, "\(name) holds a non-string member in \(key)")
+                }
+                return try TurnSecret(adopting: String(decoding: bytes, as: UTF8.self), source: "\(name) \(key)")
+            }
+        }
+    }
+
+    public func add(_ secret: TurnSecret) async throws {
+        try await change("SADD", secret)
+    }
+
+    public func remove(_ secret: TurnSecret) async throws {
+        try await change("SREM", secret)
+    }
+
+    private func change(_ command: String, _ secret: TurnSecret) async throws {
+        let key = key
+        let name = endpoint.name
+        let value = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        try await RedisConnection.with(endpoint) { connection in
+            if case .error(let message) = try await connection.run([command, key, value]) {
+                throw TurnkeeperError(.checkFailed, "\(name) refused \(command) on \(key): \(message)")
+            }
+        }
+    }
+}
