@@ -168,7 +168,10 @@ let package = Package(
         ),
         testTarget(
             "TurnkeeperStoresTests",
-            ["TurnkeeperStores", "TurnkeeperRESP", "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSynapse"]
+            [
+                "TurnkeeperStores", "TurnkeeperRESP", "TurnkeeperTURNClient", "TurnkeeperCredentials",
+                "TurnkeeperSynapse",
+            ]
         ),
         testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
         testTarget(
