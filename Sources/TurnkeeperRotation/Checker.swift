@@ -84,7 +84,7 @@ public struct Checker {
             }
         case .config:
             accepted = try CoturnConfigStore(path: configuration.coturn.configFile ?? "/etc/turnserver.conf").secrets()
-        case .redis:
+        case .redis, .postgres:
             // A shared database that is down fails every login on every coturn host: say so, plainly.
             let store = try Rotator(configuration: configuration, say: { _ in }).coturnSecrets()
             do {
@@ -92,11 +92,12 @@ public struct Checker {
             } catch {
                 problem(
                     (error as? TurnkeeperError)?.reason ?? "\(error)",
-                    "Start Redis, and run it highly available (replicas with failover).")
+                    "Start the database, and run it highly available (replicas with failover).")
                 return findings
             }
+            let kind = configuration.coturn.store == .redis ? "Redis" : "PostgreSQL"
             ok(
-                "coturn's Redis user database answers (\(accepted.count) secret(s) under realm \(configuration.coturn.realm))"
+                "coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(configuration.coturn.realm))"
             )
         }
         if accepted.contains(secret) {

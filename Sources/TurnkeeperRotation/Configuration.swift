@@ -48,6 +48,8 @@ public struct Configuration: Sendable {
             case config
             /// A Redis user database shared by a fleet of coturn hosts (`redis-userdb`).
             case redis
+            /// A PostgreSQL user database shared by a fleet of coturn hosts (`psql-userdb`).
+            case postgres
         }
 
         public var realm: String
@@ -59,6 +61,18 @@ public struct Configuration: Sendable {
         public var restartCommand: [String]?
         /// store redis: where, and the password file (never the password itself in turnkeeper.yaml).
         public var redis: Redis?
+        public var postgres: Postgres?
+    }
+
+    public struct Postgres: Sendable {
+        public var host: String
+        public var port: Int
+        public var database: String
+        public var user: String
+        public var passwordFile: String?
+        /// TLS required; the default unless the host is loopback.
+        public var tls: Bool
+        public var timeout: SynapseDuration
     }
 
     public struct Redis: Sendable {
@@ -176,7 +190,8 @@ public struct Configuration: Sendable {
         }
         let store = try reader.string(coturn, "store", default: "sqlite")
         guard let parsedStore = Coturn.Store(rawValue: store) else {
-            throw reader.error(coturn["store"], "coturn.store is \"\(store)\"; it must be sqlite, config or redis")
+            throw reader.error(
+                coturn["store"], "coturn.store is \"\(store)\"; it must be sqlite, config, redis or postgres")
         }
         let configuration = Configuration(
             role: role,
@@ -219,6 +234,21 @@ public struct Configuration: Sendable {
                         database: databaseNumber, username: try reader.optionalString(redis, "username"),
                         passwordFile: try reader.optionalString(redis, "password_file"),
                         timeout: try reader.duration(redis, "timeout", default: "5s"))
+                },
+                postgres: try reader.optionalSection(coturn, "postgres").map { (postgres) throws(TurnkeeperError) in
+                    let host = try reader.string(postgres, "host", default: "127.0.0.1")
+                    let port = try reader.string(postgres, "port", default: "5432")
+                    guard let portNumber = Int(port), (1...65535).contains(portNumber) else {
+                        throw reader.error(postgres["port"], "coturn.postgres.port must be 1 to 65535")
+                    }
+                    let loopback = ["127.0.0.1", "::1", "localhost"].contains(host)
+                    return Postgres(
+                        host: host, port: portNumber,
+                        database: try reader.string(postgres, "database", default: "coturn"),
+                        user: try reader.string(postgres, "user", default: "coturn"),
+                        passwordFile: try reader.optionalString(postgres, "password_file"),
+                        tls: try reader.optionalBool(postgres, "tls") ?? !loopback,
+                        timeout: try reader.duration(postgres, "timeout", default: "5s"))
                 }
             ),
             rotation: Rotation(
@@ -247,6 +277,11 @@ public struct Configuration: Sendable {
         if configuration.coturn.store == .redis && configuration.coturn.redis == nil {
             throw reader.error(
                 coturn["store"], "coturn.store is redis, so a coturn.redis section must say where (host, port)")
+        }
+        if configuration.coturn.store == .postgres && configuration.coturn.postgres == nil {
+            throw reader.error(
+                coturn["store"],
+                "coturn.store is postgres, so a coturn.postgres section must say where (host, database)")
         }
         if configuration.coturn.store == .config && configuration.coturn.configFile == nil {
             throw reader.error(

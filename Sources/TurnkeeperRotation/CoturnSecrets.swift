@@ -18,6 +18,22 @@ extension CoturnRedisStore: CoturnSecrets {
     func accepted() async throws -> [TurnSecret] { try await secrets() }
 }
 
+extension CoturnPostgresStore: CoturnSecrets {
+    func accepted() async throws -> [TurnSecret] { try await secrets() }
+}
+
+extension Configuration.Postgres {
+    /// The endpoint, with the password read from its file now.
+    func endpoint() throws(TurnkeeperError) -> PostgresEndpoint {
+        PostgresEndpoint(
+            host: host, port: port, database: database, user: user,
+            password: try passwordFile.map { (file) throws(TurnkeeperError) in
+                try FileContents.readValue(file, what: "the PostgreSQL password")
+            },
+            tls: tls, timeout: .milliseconds(timeout.milliseconds))
+    }
+}
+
 extension Configuration.Redis {
     /// The endpoint, with the password read from its file now.
     func endpoint() throws(TurnkeeperError) -> RedisEndpoint {

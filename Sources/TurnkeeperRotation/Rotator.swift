@@ -274,6 +274,11 @@ public final class Rotator {
                 throw TurnkeeperError(.invalidArgument, "coturn.store is redis without a coturn.redis section")
             }
             return CoturnRedisStore(endpoint: try redis.endpoint(), realm: coturn.realm)
+        case .postgres:
+            guard let postgres = coturn.postgres else {
+                throw TurnkeeperError(.invalidArgument, "coturn.store is postgres without a coturn.postgres section")
+            }
+            return CoturnPostgresStore(endpoint: try postgres.endpoint(), realm: coturn.realm)
         case .config:
             let restart = coturn.restartCommand ?? ["systemctl", "restart", "coturn"]
             let verifyURI = coturn.verifyURI

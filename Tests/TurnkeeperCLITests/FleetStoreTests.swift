@@ -4,16 +4,55 @@ import TestSupport
 import Testing
 import TurnkeeperCredentials
 
-/// A fleet: two coturn instances reading their secrets from one shared Redis user database, rotated by
-/// turnkeeper with the same protocol as the SQLite store.
-@Suite("Shared Redis user database")
+/// A fleet: two coturn instances reading their secrets from one shared user database (Redis, PostgreSQL),
+/// rotated by turnkeeper with the same protocol as the SQLite store.
+@Suite("Shared user databases")
 struct FleetStoreTests {
-    @Test("Both coturns accept the new secret, keep the old until retirement; with Redis down, check says so")
-    func redisFleet() async throws {
-        let redis = try RedisServer()
-        defer { redis.remove() }
+    /// A database both coturns read, as turnkeeper's YAML and coturn's config name it.
+    struct Database: Sendable {
+        let kind: String
+        let coturnLine: String
+        let yaml: String
+        let password: String
+        let stop: @Sendable () -> Void
+        let remove: @Sendable () -> Void
+
+        static func start(_ kind: String) throws -> Database {
+            if kind == "redis" {
+                let redis = try RedisServer()
+                return Database(
+                    kind: "Redis", coturnLine: redis.coturnLine,
+                    yaml: """
+                        redis:
+                            host: 127.0.0.1
+                            port: \(redis.port)
+                            password_file: \(redis.passwordFile)
+                            timeout: 2s
+                        """, password: redis.password, stop: { redis.stop() }, remove: { redis.remove() })
+            }
+            let postgres = try PostgresServer()
+            return Database(
+                kind: "PostgreSQL", coturnLine: postgres.coturnLine,
+                yaml: """
+                    postgres:
+                        host: 127.0.0.1
+                        port: \(postgres.port)
+                        database: coturn
+                        user: coturn
+                        password_file: \(postgres.passwordFile)
+                        timeout: 2s
+                    """, password: postgres.password, stop: { postgres.stop() }, remove: { postgres.remove() })
+        }
+    }
+
+    @Test(
+        "Both coturns accept the new secret, keep the old until retirement; with the database down, check says so",
+        arguments: ["redis", "postgres"])
+    func fleet(store: String) async throws {
+        let database = try Database.start(store)
+        defer { database.remove() }
         var options = CoturnServer.Options()
-        options.userDatabaseLines = [redis.coturnLine]
+        options.userDatabaseLines = [database.coturnLine]
         let first = try CoturnServer(secrets: [], options: options)
         defer { first.stop() }
         let second = try CoturnServer(secrets: [], options: options)
@@ -42,12 +81,8 @@ struct FleetStoreTests {
             coturn:
               realm: \(first.realm)
               verify_uri: turn:127.0.0.1:\(first.port)?transport=udp
-              store: redis
-              redis:
-                host: 127.0.0.1
-                port: \(redis.port)
-                password_file: \(redis.passwordFile)
-                timeout: 2s
+              store: \(store)
+              \(database.yaml.replacingOccurrences(of: "\n", with: "\n  "))
             rotation:
               margin: 1s
               state_directory: \(directory.file("state"))
@@ -84,16 +119,16 @@ struct FleetStoreTests {
         }
 
         let healthy = try TurnkeeperBinary.run(["check", "--config", config])
-        #expect(healthy.status == 0 && healthy.stdout.contains("Redis user database answers"), "\(healthy)")
-        redis.stop()
+        #expect(healthy.status == 0 && healthy.stdout.contains("\(database.kind) user database answers"), "\(healthy)")
+        database.stop()
         let down = try TurnkeeperBinary.run(["check", "--config", config], timeout: .seconds(60))
         #expect(down.status == 1, "\(down)")
-        #expect(down.stdout.contains("cannot reach coturn's Redis at 127.0.0.1:\(redis.port)"), "\(down)")
+        #expect(down.stdout.contains("cannot reach coturn's \(database.kind) at 127.0.0.1:"), "\(down)")
         #expect(down.stdout.contains("every TURN login fails"))
         let failed = try TurnkeeperBinary.run(["rotate", "--config", config], timeout: .seconds(60))
-        #expect(failed.status == 1 && failed.stderr.contains("cannot reach coturn's Redis"), "\(failed)")
+        #expect(failed.status == 1 && failed.stderr.contains("cannot reach coturn's \(database.kind)"), "\(failed)")
         for output in [rotated, retired, healthy, down, failed] {
-            #expect(!output.stdout.contains(redis.password) && !output.stderr.contains(redis.password))
+            #expect(!output.stdout.contains(database.password) && !output.stderr.contains(database.password))
         }
     }
 }

@@ -3,9 +3,10 @@
 # libevent-dev: coturn's own dependency. python3: the independent HMAC reference in tests.
 # systemd: systemd-analyze, which checks the unit file (nothing is started through it).
 # iproute2, nftables: the NAT lab's network namespaces and NAT rules (scripts/natlab.sh).
+# redis-server, postgresql: the shared user databases of a coturn fleet (tests start their own, on loopback).
 turnkeeper_install_deps() {
     local wanted=(libssl-dev libsqlite3-dev libevent-dev pkg-config coturn python3 python3-venv systemd iproute2
-        nftables)
+        nftables redis-server postgresql)
     local missing=()
     local pkg
     for pkg in "${wanted[@]}"; do

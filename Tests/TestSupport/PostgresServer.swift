@@ -1,0 +1,82 @@
+import Foundation
+import Glibc
+
+/// A real PostgreSQL (Debian's) on its own loopback port, in its own data directory, run as the `postgres`
+/// user (it refuses root), with coturn's `turn_secret` table in a database `coturn` owned by user `coturn`.
+public final class PostgresServer: Sendable {
+    public let port: UInt16
+    public let password: String
+    public let directory: TemporaryDirectory
+    public let passwordFile: String
+    private let process: ChildProcess
+
+    static func binary(_ name: String) throws -> String {
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
+        guard let version = versions.last(where: { access("\(root)/\($0)/bin/\(name)", X_OK) == 0 }) else {
+            throw TestFailure("\(name) not found under \(root): install Debian's postgresql (scripts/test.sh does)")
+        }
+        return "\(root)/\(version)/bin/\(name)"
+    }
+
+    public init() throws {
+        directory = try TemporaryDirectory("turnkeeper-postgres")
+        port = try LoopbackUDP.freePort()
+        password = UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        passwordFile = try directory.write("password", password + "\n")
+        let runuser = "/usr/sbin/runuser"
+        let data = directory.file("data")
+        _ = try ProcessRunner.run("/bin/chown", ["postgres", directory.path])
+        let initdb = try ProcessRunner.run(
+            runuser, ["-u", "postgres", "--", try Self.binary("initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
+            timeout: .seconds(120))
+        guard initdb.status == 0 else { throw TestFailure("initdb failed: \(initdb)") }
+        // Password logins over TCP, as coturn and turnkeeper make them; trust over the test's own socket.
+        try "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n".write(
+            toFile: data + "/pg_hba.conf", atomically: false, encoding: .utf8)
+        process = try ChildProcess(
+            runuser,
+            [
+                "-u", "postgres", "--", try Self.binary("postgres"), "-D", data, "-p", String(port), "-k",
+                directory.path,
+                "-c", "listen_addresses=127.0.0.1",
+            ],
+            stdoutPath: directory.file("postgres.log"), stderrPath: directory.file("postgres.log"))
+        guard LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(30)) else {
+            process.terminate()
+            throw TestFailure("PostgreSQL did not listen on 127.0.0.1:\(port)")
+        }
+        // coturn's schema (its schema.sql); the password goes in on stdin, never on a command line.
+        let setup = try ProcessRunner.run(
+            runuser,
+            [
+                "-u", "postgres", "--", try Self.binary("psql"), "-h", directory.path, "-p", String(port), "-U",
+                "postgres",
+                "-v", "ON_ERROR_STOP=1", "-q",
+            ],
+            stdin: """
+                CREATE ROLE coturn LOGIN PASSWORD '\(password)';
+                CREATE DATABASE coturn OWNER coturn;
+                \\c coturn
+                CREATE TABLE turn_secret (realm varchar(127) default '', value varchar(256), primary key (realm, value));
+                ALTER TABLE turn_secret OWNER TO coturn;
+                """,
+            timeout: .seconds(60))
+        guard setup.status == 0 else {
+            process.terminate()
+            throw TestFailure("setting up coturn's database failed: \(setup)")
+        }
+    }
+
+    /// coturn's line for this database.
+    public var coturnLine: String {
+        "psql-userdb=\"host=127.0.0.1 port=\(port) dbname=coturn user=coturn password=\(password) connect_timeout=5\""
+    }
+
+    public func stop() { process.terminate(grace: .seconds(20)) }
+
+    public func remove() {
+        stop()
+        directory.remove()
+    }
+}
