@@ -19,6 +19,7 @@ public struct Checker {
 
     /// The findings, problems and passes alike. Throws only when something could not be read at all.
     public func run() async throws -> [Finding] {
+        if configuration.role != .single { return try await EpochChecker(configuration: configuration).run() }
         var findings: [Finding] = []
         func ok(_ summary: String) { findings.append(Finding(ok: true, summary: summary, fix: nil)) }
         func problem(_ summary: String, _ fix: String) {

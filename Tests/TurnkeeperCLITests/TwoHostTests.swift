@@ -161,6 +161,22 @@ struct TwoHostTests {
             #expect(refusedDuring.isEmpty, "host \(index) stopped: \(refusedDuring)")
             #expect(during >= 5)
         }
+        // check on each host sees them agree. With the Synapse host's clock two epochs ahead, and the TURN
+        // host's turnkeeper stopped, check on the Synapse host names the lag.
+        try await turn.waitFor("coturn accepts epochs", count: 2, timeout: .seconds(30))
+        for (host, config) in [("hs", synapseHost.config), ("turn", turn.config)] {
+            let check = try lab.run(host, [TurnkeeperBinary.path, "check", "--config", config])
+            #expect(check.status == 0 && check.stdout.contains("the two hosts agree"), "\(host): \(check)")
+        }
+        turn.stop()
+        let skewed = try lab.run(
+            "hs",
+            [
+                "/usr/bin/env", "TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS=24", TurnkeeperBinary.path, "check", "--config",
+                synapseHost.config,
+            ])
+        #expect(skewed.status == 1 && skewed.stdout.contains("the TURN host is behind this one"), "\(skewed)")
+
         // No secret in either host's journal-format output.
         let secret = try SecretFile.read(rootKey).secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         #expect(!turn.output.contains(secret) && !synapseHost.output.contains(secret))

@@ -1,0 +1,85 @@
+import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperSynapse
+import TurnkeeperTURNClient
+
+/// `turnkeeper check` for the two hosts of a separate TURN host. Each sees only its own side, plus what coturn
+/// accepts; from which epochs coturn accepts, the Synapse host can tell whether the TURN host's clock (or its
+/// turnkeeper) is an epoch or more out of step. Skew within an epoch cannot be seen, and does no harm.
+struct EpochChecker {
+    let configuration: Configuration
+    var now: () -> Int64 = RotationClock.now
+
+    func run() async throws -> [Checker.Finding] {
+        var findings: [Checker.Finding] = []
+        func ok(_ summary: String) { findings.append(.init(ok: true, summary: summary, fix: nil)) }
+        func problem(_ summary: String, _ fix: String) { findings.append(.init(ok: false, summary: summary, fix: fix)) }
+
+        guard let derivation = configuration.derivation else { return findings }
+        let key = try SecretFile.read(derivation.rootKeyFile)
+        key.warnings.forEach { problem($0, "Make the root key file 0600, owned by root.") }
+        let epochs = EpochSecrets(
+            rootKey: key.secret, realm: configuration.coturn.realm, length: derivation.epoch.seconds)
+        let epoch = epochs.epoch(at: now())
+        let window = (epoch - 2)...(epoch + 2)
+        let secrets = try window.map { try epochs.secret(for: $0) }
+        ok("epoch \(epoch) (epochs of \(derivation.epoch.seconds) s, root key \(epochs.keyFingerprint))")
+
+        // Which of epochs e-2 … e+2 coturn accepts.
+        var accepted: [Int64] = []
+        switch configuration.role {
+        case .synapse:
+            let synapse = try SynapseConfig.load(configuration.synapse.configPaths)
+            if let current = synapse.turnSecret, let index = secrets.firstIndex(of: current) {
+                let its = window.lowerBound + Int64(index)
+                if its == epoch {
+                    ok("Synapse signs with epoch \(epoch)'s secret (\(current.fingerprint))")
+                } else {
+                    problem(
+                        "Synapse signs with epoch \(its)'s secret, not epoch \(epoch)'s.",
+                        "Check that turnkeeper runs on this host (`systemctl status turnkeeper`).")
+                }
+            } else {
+                problem(
+                    "Synapse's secret is not derived from this root key and realm for any nearby epoch.",
+                    "Run `turnkeeper rotate` on this host, and compare root keys by `turnkeeper secret fingerprint`.")
+            }
+            let rotator = Rotator(configuration: configuration, say: { _ in }, now: now)
+            for (offset, secret) in secrets.enumerated() {
+                do {
+                    try await rotator.verify(secret)
+                    accepted.append(window.lowerBound + Int64(offset))
+                } catch let error as TURNClientError {
+                    if case .credentialsRejected = error.kind { continue }
+                    problem(
+                        "coturn at \(configuration.coturn.verifyURI) does not answer (\(error)).",
+                        "Start coturn on the TURN host; check the firewall between the hosts.")
+                    return findings
+                }
+            }
+        case .turn:
+            let store = try Rotator(configuration: configuration, say: { _ in }).coturnSecrets()
+            let held = try await store.accepted()
+            accepted = window.filter { held.contains(secrets[Int($0 - window.lowerBound)]) }
+        case .single:
+            return findings
+        }
+
+        let wanted: [Int64] = [epoch - 1, epoch, epoch + 1]
+        let list = accepted.isEmpty ? "none of them" : accepted.map(String.init).joined(separator: ", ")
+        if accepted == wanted {
+            ok("coturn accepts epochs \(list): the two hosts agree")
+        } else if accepted.contains(epoch - 2) || !accepted.contains(epoch + 1) {
+            problem(
+                "coturn accepts epochs \(list) of \(epoch - 2)…\(epoch + 2): the TURN host is behind this one by about "
+                    + "an epoch. Its clock is slow, or its turnkeeper has stopped.",
+                "On the TURN host: `timedatectl` (NTP on), `systemctl status turnkeeper`, then `turnkeeper rotate`.")
+        } else {
+            problem(
+                "coturn accepts epochs \(list) of \(epoch - 2)…\(epoch + 2): the TURN host is ahead of this one by "
+                    + "about an epoch, or this host's clock is slow.",
+                "Enable NTP on both hosts (`timedatectl set-ntp true`) and compare `date -u`.")
+        }
+        return findings
+    }
+}
