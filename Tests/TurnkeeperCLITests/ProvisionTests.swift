@@ -130,6 +130,105 @@ struct ProvisionTests {
         #expect(leftovers.isEmpty)
     }
 
+    @Test("--apply installs one host's part; an admin's existing file is kept aside, never overwritten")
+    func apply() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let root = directory.file("root")
+        try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+        _ = try directory.write("root/etc/turnserver.conf", "# the admin's own\n")
+        let output = try Self.provision(
+            directory, ["--public-address", "198.51.100.7", "--lab", "--apply", "turn-host", "--root", root])
+        #expect(output.status == 0, "\(output)")
+        #expect(output.stdout.contains("kept the previous /etc/turnserver.conf as /etc/turnserver.conf.turnkeeper-old"))
+        #expect(
+            try String(contentsOfFile: root + "/etc/turnserver.conf.turnkeeper-old", encoding: .utf8)
+                == "# the admin's own\n")
+        let installed = try String(contentsOfFile: root + "/etc/turnserver.conf", encoding: .utf8)
+        #expect(
+            installed
+                == (try String(contentsOfFile: directory.file("bundle/turn-host/turnserver.conf"), encoding: .utf8)))
+        for path in [
+            "/etc/systemd/system/coturn.service.d/turnkeeper.conf", "/etc/systemd/system/coturn-certificates.path",
+            "/etc/nftables.d/turn.nft", "/etc/turnkeeper/turnkeeper.yaml",
+        ] {
+            #expect(FileManager.default.fileExists(atPath: root + path), "\(path)")
+        }
+        #expect(permissions(of: root + "/etc/turnkeeper/root-key") == 0o600)
+        // The Synapse host's part is not this host's: nothing of it was installed.
+        #expect(!FileManager.default.fileExists(atPath: root + "/etc/matrix-synapse"))
+        let bad = try Self.provision(
+            directory, ["--public-address", "198.51.100.7", "--lab", "--apply", "both"], out: "other")
+        #expect(bad.status == 2 && bad.stderr.contains("turn-host or synapse-host"))
+    }
+
+    @Test("A root key rotation: with previous_root_key_file the TURN host holds both keys' epochs; without, one")
+    func rootKeyRotation() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = directory.file("turndb")
+        let python = try ProcessRunner.which("python3", package: "python3")
+        let made = try ProcessRunner.run(
+            python,
+            [
+                "-c",
+                "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\"CREATE TABLE turn_secret (realm varchar(127) default '', value varchar(256), primary key (realm, value))\")",
+                database,
+            ])
+        #expect(made.status == 0, "\(made)")
+        let old = try directory.write(
+            "old-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let new = try directory.write(
+            "new-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        func config(_ keys: String) throws -> String {
+            try directory.write(
+                "turn.yaml",
+                """
+                role: turn
+                coturn: {realm: r.example, verify_uri: "turn:127.0.0.1:9", database: \(database)}
+                rotation:
+                  root_key_file: \(keys)
+                  epoch: 1h
+                  state_directory: \(directory.file("state"))
+                """)
+        }
+        func rows() throws -> Int {
+            let count = try ProcessRunner.run(
+                python,
+                [
+                    "-c",
+                    "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM turn_secret').fetchone()[0])",
+                    database,
+                ])
+            return Int(count.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        #expect(try TurnkeeperBinary.run(["rotate", "--config", try config(old)]).status == 0)
+        #expect(try rows() == 3)
+        let both = try TurnkeeperBinary.run([
+            "rotate", "--config", try config("\(new)\n  previous_root_key_file: \(old)"),
+        ])
+        #expect(both.status == 0, "\(both)")
+        #expect(try rows() == 6)
+        let done = try TurnkeeperBinary.run(["rotate", "--config", try config(new)])
+        #expect(done.status == 0 && done.stdout.contains("retired epoch"), "\(done)")
+        #expect(try rows() == 3)
+        let epochs = EpochSecrets(rootKey: try SecretFile.read(new).secret, realm: "r.example", length: 3600)
+        let now = Int64(Date().timeIntervalSince1970)
+        let current = try epochs.secret(for: epochs.epoch(at: now)).withExposedBytes {
+            String(decoding: $0, as: UTF8.self)
+        }
+        // The secret goes to Python on stdin, not on its command line.
+        let held = try ProcessRunner.run(
+            python,
+            [
+                "-c",
+                "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM turn_secret WHERE value = ?', (sys.stdin.read().strip(),)).fetchone()[0])",
+                database,
+            ],
+            stdin: current)
+        #expect(held.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+    }
+
     @Test("A missing certificate, and an existing output directory, are refused before anything is written")
     func missingCertificateAndExistingOutput() throws {
         let directory = try TemporaryDirectory()

@@ -9,8 +9,8 @@ struct ProvisionCommand: ParsableCommand {
         commandName: "provision",
         abstract: "Write a reviewable bundle for a separate TURN host: coturn, firewall, units, DNS, both turnkeepers.",
         discussion: """
-            Nothing on this machine is changed: every file goes into --out, a new directory, written as a whole \
-            or not at all. The bundle holds, with real values:
+            Nothing on this machine is changed unless --apply says so: every file goes into --out, a new \
+            directory, written as a whole or not at all. The bundle holds, with real values:
               turn-host/turnserver.conf          hardened coturn (deny list, quotas, TLS 1.2+, log to stdout)
               turn-host/coturn.service.d/        LimitNOFILE for coturn
               turn-host/coturn-certificates.*    a path unit: SIGUSR2 to coturn when the certificate renews
@@ -81,6 +81,22 @@ struct ProvisionCommand: ParsableCommand {
     @Option(help: ArgumentHelp("A new directory for the bundle.", valueName: "dir"))
     var out: String
 
+    @Option(
+        help: ArgumentHelp(
+            "Also install this host's part where its services read it: turn-host or synapse-host. Files already "
+                + "there with other content are kept as NAME.turnkeeper-old.",
+            valueName: "host"))
+    var apply: String?
+
+    @Option(help: .hidden)
+    var root = "/"
+
+    func validate() throws {
+        if let apply, ProvisionApply.Host(rawValue: apply) == nil {
+            throw ValidationError("--apply takes turn-host or synapse-host, not \(apply).")
+        }
+    }
+
     func run() throws {
         let options = ProvisionOptions(
             domain: domain, publicAddress: publicAddress, privateAddress: privateAddress, realm: realm,
@@ -91,5 +107,13 @@ struct ProvisionCommand: ParsableCommand {
             .render(rootKey: try TurnSecret.generate())
         try ProvisionBundle.write(files, to: out)
         print("wrote \(files.count) files to \(out); read \(out)/README.md, then install them as it says")
+        if let apply = apply.flatMap(ProvisionApply.Host.init(rawValue:)) {
+            for line in try ProvisionApply.apply(files, host: apply, root: root) { print(line) }
+            print(
+                apply == .turnHost
+                    ? "next: systemctl daemon-reload && systemctl enable --now coturn-certificates.path && systemctl "
+                        + "restart coturn && systemctl enable --now turnkeeper"
+                    : "next: systemctl enable --now turnkeeper (it writes the epoch's secret and restarts Synapse)")
+        }
     }
 }
