@@ -334,18 +334,3 @@ struct RotationTests {
         #expect(output.stderr.contains("another turnkeeper holds"))
     }
 }
-
-/// Runs blocking work on a Dispatch thread, so that it does not hold one of the two threads of Swift's
-/// cooperative pool while async work in the same test needs them.
-func runOffPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-    }
-}
-
-/// Set once, read from anywhere.
-final class Flag: Sendable {
-    private let value = Atomic<Bool>(false)
-    var isSet: Bool { value.load(ordering: .acquiring) }
-    func set() { value.store(true, ordering: .releasing) }
-}

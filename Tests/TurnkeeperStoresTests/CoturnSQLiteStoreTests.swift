@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import NIOCore
 import TestSupport
 import Testing
@@ -103,5 +104,66 @@ struct CoturnSQLiteStoreTests {
         } throws: { error in
             ((error as? TurnkeeperError)?.reason ?? "").contains("no turn_secret table")
         }
+    }
+
+    @Test("Logins during a stream of writes are all accepted: the store puts coturn's database in WAL mode")
+    func loginsDuringWrites() async throws {
+        let server = try CoturnServer(secrets: [])
+        defer { server.stop() }
+        let store = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm)
+        let secret = try TurnSecret.generate()
+        try store.add(secret)
+        #expect(try store.journalMode() == "wal")
+        // A writer adding and removing another secret as fast as it can, for at most 20 s or 20,000 rounds.
+        let stop = Flag()
+        let rounds = Task.detached {
+            try await runOffPool {
+                let other = try TurnSecret.generate()
+                let writer = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm)
+                let end = Date().addingTimeInterval(20)
+                var count = 0
+                while !stop.isSet && Date() < end && count < 20_000 {
+                    try writer.add(other)
+                    try writer.remove(other)
+                    count += 1
+                }
+                return count
+            }
+        }
+        var refused = 0
+        for _ in 0..<40 {
+            if try await !coturnAccepts(secret, server) { refused += 1 }
+        }
+        stop.set()
+        let written = try await rounds.value
+        #expect(written > 40, "the writer barely ran: \(written) rounds")
+        #expect(refused == 0, "\(refused) of 40 logins refused while the database was being written")
+        #expect(!server.log.contains("database is locked"))
+    }
+
+    @Test("Written by root, the -wal and -shm files keep the database owner's user, so coturn can open them")
+    func walOwnership() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = directory.file("turndb")
+        let python = try ProcessRunner.which("python3", package: "python3")
+        let made = try ProcessRunner.run(
+            python,
+            [
+                "-c",
+                "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\"CREATE TABLE turn_secret (realm varchar(127) "
+                    + "default '', value varchar(256), primary key (realm, value))\")", database,
+            ])
+        #expect(made.status == 0)
+        let nobody = getpwnam("nobody").pointee.pw_uid
+        chown(directory.path, nobody, gid_t(UInt32.max))
+        chown(database, nobody, gid_t(UInt32.max))
+        let store = CoturnSQLiteStore(path: database, realm: "r")
+        try store.add(try TurnSecret.generate())
+        // SQLite keeps the -wal file while a connection may still use it; the -shm always exists in WAL mode.
+        for suffix in ["-shm"] where FileManager.default.fileExists(atPath: database + suffix) {
+            #expect(ownership(of: database + suffix).uid == nobody, "\(suffix) is not owned by the database's owner")
+        }
+        #expect(try store.journalMode() == "wal")
     }
 }
