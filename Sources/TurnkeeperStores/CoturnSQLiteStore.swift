@@ -115,6 +115,7 @@ private final class Database {
         self.path = path
         self.handle = handle
         sqlite3_busy_timeout(handle, busyTimeout)
+        turnkeeper_sqlite_no_checkpoint_on_close(handle)
     }
 
     func close() { sqlite3_close(handle) }

@@ -114,6 +114,10 @@ struct CoturnSQLiteStoreTests {
         let secret = try TurnSecret.generate()
         try store.add(secret)
         #expect(try store.journalMode() == "wal")
+        // coturn's open connections notice the switch from the rollback journal on their next read; the steady
+        // state, a WAL database being written, is what is measured.
+        #expect(try await coturnAccepts(secret, server))
+        let logBefore = server.log.count
         // A writer adding and removing another secret as fast as it can, for at most 20 s or 20,000 rounds.
         let stop = Flag()
         let rounds = Task.detached {
@@ -138,7 +142,7 @@ struct CoturnSQLiteStoreTests {
         let written = try await rounds.value
         #expect(written > 40, "the writer barely ran: \(written) rounds")
         #expect(refused == 0, "\(refused) of 40 logins refused while the database was being written")
-        #expect(!server.log.contains("database is locked"))
+        #expect(!server.log.dropFirst(logBefore).contains("database is locked"))
     }
 
     @Test("Written by root, the -wal and -shm files keep the database owner's user, so coturn can open them")
