@@ -82,3 +82,20 @@ public enum TurnkeeperBinary {
         try ProcessRunner.run(path, arguments, stdin: stdin, timeout: timeout, environment: environment)
     }
 }
+
+/// An empty coturn user database with coturn's turn_secret table, made by Python's sqlite3 (independent of
+/// turnkeeper's own SQLite code), for tests that need the file without a running coturn.
+public enum CoturnDatabase {
+    public static func create(at path: String) throws {
+        let python = try ProcessRunner.which("python3", package: "python3")
+        let made = try ProcessRunner.run(
+            python,
+            [
+                "-c",
+                "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\"CREATE TABLE turn_secret (realm "
+                    + "varchar(127) default '', value varchar(256), primary key (realm, value))\")",
+                path,
+            ])
+        guard made.status == 0 else { throw TestFailure("cannot create \(path): \(made)") }
+    }
+}

@@ -167,15 +167,8 @@ struct ProvisionTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let database = directory.file("turndb")
+        try CoturnDatabase.create(at: database)
         let python = try ProcessRunner.which("python3", package: "python3")
-        let made = try ProcessRunner.run(
-            python,
-            [
-                "-c",
-                "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\"CREATE TABLE turn_secret (realm varchar(127) default '', value varchar(256), primary key (realm, value))\")",
-                database,
-            ])
-        #expect(made.status == 0, "\(made)")
         let old = try directory.write(
             "old-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
         let new = try directory.write(

@@ -150,15 +150,7 @@ struct CoturnSQLiteStoreTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let database = directory.file("turndb")
-        let python = try ProcessRunner.which("python3", package: "python3")
-        let made = try ProcessRunner.run(
-            python,
-            [
-                "-c",
-                "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\"CREATE TABLE turn_secret (realm varchar(127) "
-                    + "default '', value varchar(256), primary key (realm, value))\")", database,
-            ])
-        #expect(made.status == 0)
+        try CoturnDatabase.create(at: database)
         let nobody = getpwnam("nobody").pointee.pw_uid
         chown(directory.path, nobody, gid_t(UInt32.max))
         chown(database, nobody, gid_t(UInt32.max))
