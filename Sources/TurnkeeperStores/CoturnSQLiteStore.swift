@@ -47,28 +47,22 @@ public struct CoturnSQLiteStore: Sendable {
 
     /// Adds `secret` for this realm; adding one already there changes nothing.
     public func add(_ secret: TurnSecret) throws(TurnkeeperError) {
-        try withDatabase { (database) throws(TurnkeeperError) in
-            try Self.useWriteAheadLog(database)
-            try secret.withExposedBytes { (value) throws(TurnkeeperError) in
-                try database.execute(
-                    "INSERT OR IGNORE INTO turn_secret (realm, value) VALUES (?1, ?2)",
-                    [realm, String(decoding: value, as: UTF8.self)],
-                    what: "add a secret (fingerprint \(secret.fingerprint))"
-                )
-            }
-        }
+        try write("INSERT OR IGNORE INTO turn_secret (realm, value) VALUES (?1, ?2)", secret, what: "add")
     }
 
     /// Removes `secret` from this realm; removing one that is not there changes nothing.
     public func remove(_ secret: TurnSecret) throws(TurnkeeperError) {
+        try write("DELETE FROM turn_secret WHERE realm = ?1 AND value = ?2", secret, what: "remove")
+    }
+
+    /// One statement binding (realm, secret), in WAL mode so coturn's readers never meet the write lock.
+    private func write(_ sql: String, _ secret: TurnSecret, what: String) throws(TurnkeeperError) {
         try withDatabase { (database) throws(TurnkeeperError) in
             try Self.useWriteAheadLog(database)
             try secret.withExposedBytes { (value) throws(TurnkeeperError) in
                 try database.execute(
-                    "DELETE FROM turn_secret WHERE realm = ?1 AND value = ?2",
-                    [realm, String(decoding: value, as: UTF8.self)],
-                    what: "remove a secret (fingerprint \(secret.fingerprint))"
-                )
+                    sql, [realm, String(decoding: value, as: UTF8.self)],
+                    what: "\(what) a secret (fingerprint \(secret.fingerprint))")
             }
         }
     }
