@@ -30,7 +30,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
@@ -42,12 +41,17 @@ let package = Package(
         .systemLibrary(name: "CLibcrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // SQLite 3, for coturn's user database.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // libyaml 0.2, the event parser under TurnkeeperYAML (PyYAML's C loader is the same library).
+        .systemLibrary(name: "CLibYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         // libc helpers Swift 6 cannot call directly.
         .target(name: "CSystemShims"),
         // Errors, and files replaced atomically. Depends on nothing of ours.
         .target(name: "TurnkeeperCore", swiftSettings: strict),
         // HMAC, digests, random bytes, constant-time comparison, base64.
         .target(name: "TurnkeeperCrypto", dependencies: ["CLibcrypto", "TurnkeeperCore"], swiftSettings: strict),
+        // YAML as PyYAML's safe loader reads it (repeated keys: last wins), bounded, with errors that never
+        // quote the document.
+        .target(name: "TurnkeeperYAML", dependencies: ["CLibYAML"], swiftSettings: strict),
         // STUN/TURN messages, attributes, ChannelData and stream framing. No I/O.
         .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCrypto"], swiftSettings: strict),
         // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO. Mechanism only: no diagnosis, no policy.
@@ -94,7 +98,7 @@ let package = Package(
             dependencies: [
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
-                .product(name: "Yams", package: "Yams"),
+                "TurnkeeperYAML",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -107,7 +111,7 @@ let package = Package(
             name: "TurnkeeperRotation",
             dependencies: [
                 "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperProbe",
-                "TurnkeeperTURNClient", .product(name: "Yams", package: "Yams"),
+                "TurnkeeperTURNClient", "TurnkeeperYAML",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
@@ -166,6 +170,7 @@ let package = Package(
         testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN"]),
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
+        testTarget("TurnkeeperYAMLTests", ["TurnkeeperYAML"]),
         testTarget(
             "TurnkeeperProbeTests",
             ["TurnkeeperProbe", "TurnkeeperTURNClient", .product(name: "NIOCore", package: "swift-nio")]

@@ -6,6 +6,16 @@ public struct FileContents: Sendable {
     public let bytes: [UInt8]
     /// Permission bits (`st_mode & 0o7777`).
     public let permissions: UInt32
+    public let ownerID: UInt32
+    public let groupID: UInt32
+
+    public init(path: String, bytes: [UInt8], permissions: UInt32, ownerID: UInt32, groupID: UInt32) {
+        self.path = path
+        self.bytes = bytes
+        self.permissions = permissions
+        self.ownerID = ownerID
+        self.groupID = groupID
+    }
 
     /// True when users other than the owner and group may read the file.
     public var isWorldReadable: Bool { permissions & 0o004 != 0 }
@@ -14,6 +24,27 @@ public struct FileContents: Sendable {
     /// so a mistaken path (a device, a log) cannot make us read without end.
     public static func read(_ path: String, limit: Int = 64 * 1024) throws(TurnkeeperError) -> FileContents {
         let fd = retryingOnInterrupt { open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) }
+        return try read(fd: fd, path: path, limit: limit)
+    }
+
+    /// Reads `name` in the directory `directory`, refusing a symbolic link: for files turnkeeper will replace,
+    /// whose checks must be about the file itself.
+    public static func read(_ name: String, in directory: Int32, path: String, limit: Int = 64 * 1024)
+        throws(TurnkeeperError) -> FileContents
+    {
+        let fd = retryingOnInterrupt {
+            openat(directory, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW)
+        }
+        if fd < 0 && errno == ELOOP {
+            throw TurnkeeperError(
+                .unwritableFile,
+                "\(path) is a symbolic link; turnkeeper reads and replaces only the file itself. Replace the link with "
+                    + "the file, or name the link's target in turnkeeper.yaml.")
+        }
+        return try read(fd: fd, path: path, limit: limit)
+    }
+
+    private static func read(fd: Int32, path: String, limit: Int) throws(TurnkeeperError) -> FileContents {
         guard fd >= 0 else {
             let code = errno
             let hint =
@@ -56,7 +87,9 @@ public struct FileContents: Sendable {
                 )
             }
         }
-        return FileContents(path: path, bytes: bytes, permissions: UInt32(info.st_mode) & 0o7777)
+        return FileContents(
+            path: path, bytes: bytes, permissions: UInt32(info.st_mode) & 0o7777, ownerID: info.st_uid,
+            groupID: info.st_gid)
     }
 
     /// A small file holding one value (a password, a token): trailing line breaks stripped, empty refused.

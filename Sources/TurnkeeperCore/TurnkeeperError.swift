@@ -40,6 +40,8 @@ public struct TurnkeeperError: Error, Sendable, Hashable, CustomStringConvertibl
         public static let unreadableFile = Code("unreadableFile", exitStatus: 2)
         /// A secret is empty or holds characters outside `[A-Za-z0-9]`.
         public static let invalidSecret = Code("invalidSecret", exitStatus: 2)
+        /// A configuration file (turnkeeper.yaml, Synapse's, coturn's) says something turnkeeper cannot act on.
+        public static let invalidConfiguration = Code("invalidConfiguration", exitStatus: 2)
         /// A file could not be written, or exists and must not be overwritten.
         public static let unwritableFile = Code("unwritableFile", exitStatus: 2)
         /// libcrypto refused an operation.

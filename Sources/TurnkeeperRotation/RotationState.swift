@@ -38,13 +38,16 @@ struct RotationState: Codable {
         // Only a missing file means "no rotation yet"; any other read failure must stop us, or a rotation
         // would adopt afresh and forget the secrets still waiting to be retired.
         guard access(path, F_OK) == 0 else { return nil }
-        let file = try FileContents.read(path, limit: 1 << 20)
+        let name = String(path.split(separator: "/").last ?? "state.json")
+        // Through the checked directory, refusing a link or a file another user placed.
+        guard let file = try TrustedDirectory(containing: path).read(name) else { return nil }
         do {
             return try JSONDecoder().decode(RotationState.self, from: Data(file.bytes))
         } catch {
+            // Not the decoder's message: it may quote the file, which holds secrets.
             throw TurnkeeperError(
                 .unreadableFile,
-                "\(path) is not a turnkeeper state file (\(error)); nothing was changed. Restore it from a backup, or "
+                "\(path) is not a turnkeeper state file; nothing was changed. Restore it from a backup, or "
                     + "move it away to adopt the current setup afresh."
             )
         }

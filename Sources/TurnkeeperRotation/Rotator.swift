@@ -343,25 +343,23 @@ public struct RotationStopped: Error, Sendable {
     public let phase: String
 }
 
-/// An exclusive lock on the state directory: two turnkeeper processes never rotate at once.
+/// An exclusive lock on the state directory: two turnkeeper processes never rotate at once. Taking it also
+/// checks the directory: turnkeeper's state must live where only root can change it.
 struct Lock {
     private let fd: Int32
 
     init(directory: String) throws(TurnkeeperError) {
-        mkdir(directory, 0o700)
-        let path = directory + "/lock"
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw TurnkeeperError(
-                .unwritableFile, "cannot open \(path): \(errnoDescription(errno)). Check state_directory.")
-        }
+        let trusted = try TrustedDirectory(directory, create: true)
+        fd = try trusted.openLockFile("lock")
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
             throw TurnkeeperError(
                 .checkFailed,
-                "another turnkeeper holds \(path): a rotation is running. Wait for it, or check `pgrep -a turnkeeper`."
+                "another turnkeeper holds \(trusted.describe("lock")): a rotation is running. Wait for it, or check "
+                    + "`pgrep -a turnkeeper`."
             )
         }
+        for name in ["state.json", "epochs.json"] { trusted.removeStaleTemporaries(for: name) }
     }
 
     func release() {

@@ -38,12 +38,11 @@ public struct SynapseSecretStore: Sendable {
         self.managedOptions = managedOptions
     }
 
-    /// Writes `secret` so that a restarted Synapse uses it. Files are replaced atomically; a conf.d file
-    /// turnkeeper did not write is never overwritten.
-    public func write(_ secret: TurnSecret) throws(TurnkeeperError) {
-        let gid = try groupID()
-        try refuseForeignFile(confFile)
+    /// The files `write` would write, path to content: the conf.d file, and in path mode the secret file.
+    /// Synapse's effective config can be computed from them before anything is written.
+    public func render(_ secret: TurnSecret) throws(TurnkeeperError) -> [String: [UInt8]] {
         var lines = [Self.marker]
+        var files: [String: [UInt8]] = [:]
         switch mode {
         case .inline:
             let quoted = secret.withExposedBytes { "\"\(String(decoding: $0, as: UTF8.self))\"" }
@@ -52,35 +51,64 @@ public struct SynapseSecretStore: Sendable {
         case .path:
             guard let secretFile else {
                 throw TurnkeeperError(
-                    .invalidArgument, "Synapse's path mode needs a secret file path (synapse.secret_file).")
+                    .invalidConfiguration, "Synapse's path mode needs a secret file path (synapse.secret_file).")
             }
-            let contents = secret.withExposedBytes { $0 + [0x0A] }
-            try AtomicFile.write(
-                contents, to: secretFile, permissions: 0o640, maximumPermissions: 0o640, group: gid, existing: .replace)
+            files[secretFile] = secret.withExposedBytes { $0 + [0x0A] }
             // Cancels an inline secret from homeserver.yaml: both set would stop Synapse.
             lines += ["turn_shared_secret: null", "turn_shared_secret_path: \"\(secretFile)\""]
         }
         lines += managedOptions.map { "\($0.key): \($0.yaml)" }
-        try AtomicFile.write(
-            Array((lines.joined(separator: "\n") + "\n").utf8),
-            to: confFile,
-            permissions: 0o640,
-            maximumPermissions: 0o640,
-            group: gid,
-            existing: .replace
-        )
+        files[confFile] = Array((lines.joined(separator: "\n") + "\n").utf8)
+        return files
     }
 
-    private func refuseForeignFile(_ path: String) throws(TurnkeeperError) {
-        guard let existing = try? FileContents.read(path, limit: 1 << 20) else { return }
-        let text = String(decoding: existing.bytes, as: UTF8.self)
-        guard text.hasPrefix(Self.marker) else {
+    /// Writes `secret` so that a restarted Synapse uses it. Files are replaced atomically through their
+    /// directories' descriptors; a conf.d file turnkeeper did not write, a link, or a file another user owns is
+    /// never overwritten, and nothing is written unless every file can be.
+    public func write(_ secret: TurnSecret) throws(TurnkeeperError) {
+        let gid = try groupID()
+        let files = try render(secret)
+        let conf = try TrustedDirectory(containing: confFile)
+        let confName = Self.name(of: confFile)
+        try refuseForeignFile(confName, in: conf)
+        if let secretFile, let contents = files[secretFile] {
+            let directory = try TrustedDirectory(containing: secretFile)
+            try directory.write(
+                contents, to: Self.name(of: secretFile), permissions: 0o640, maximumPermissions: 0o640, group: gid,
+                existing: .replace)
+        }
+        try conf.write(
+            files[confFile] ?? [], to: confName, permissions: 0o640, maximumPermissions: 0o640, group: gid,
+            existing: .replace)
+    }
+
+    /// Checks, without writing, that `write` could write: the directories are safe, the conf.d file is ours,
+    /// no file is a link or another user's, and the group exists. Also clears temporary copies a killed run left.
+    public func checkWritable() throws(TurnkeeperError) {
+        _ = try groupID()
+        let conf = try TrustedDirectory(containing: confFile)
+        try refuseForeignFile(Self.name(of: confFile), in: conf)
+        conf.removeStaleTemporaries(for: Self.name(of: confFile))
+        if let secretFile {
+            let directory = try TrustedDirectory(containing: secretFile)
+            try directory.checkReplaceable(Self.name(of: secretFile))
+            directory.removeStaleTemporaries(for: Self.name(of: secretFile))
+        }
+    }
+
+    private func refuseForeignFile(_ name: String, in directory: borrowing TrustedDirectory) throws(TurnkeeperError) {
+        guard let existing = try directory.read(name) else { return }
+        guard existing.bytes.starts(with: Array(Self.marker.utf8)) else {
             throw TurnkeeperError(
                 .unwritableFile,
-                "\(path) exists and was not written by turnkeeper; nothing was written. Move its settings into "
-                    + "another conf.d file (or homeserver.yaml) and remove it, or name another file for turnkeeper."
+                "\(existing.path) exists and was not written by turnkeeper; nothing was written. Move its settings "
+                    + "into another conf.d file (or homeserver.yaml) and remove it, or name another file for turnkeeper."
             )
         }
+    }
+
+    private static func name(of path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
     }
 
     private func groupID() throws(TurnkeeperError) -> UInt32? {
@@ -88,7 +116,7 @@ public struct SynapseSecretStore: Sendable {
         if let numeric = UInt32(group) { return numeric }
         guard let entry = getgrnam(group) else {
             throw TurnkeeperError(
-                .invalidArgument,
+                .invalidConfiguration,
                 "the group \(group) does not exist on this host. Name the group Synapse runs as (Debian: matrix-synapse)."
             )
         }

@@ -1,7 +1,7 @@
 import Glibc
 public import TurnkeeperCore
 public import TurnkeeperCredentials
-import Yams
+import TurnkeeperYAML
 
 /// Synapse's TURN settings, read from its config files with Synapse's own rules.
 ///
@@ -26,7 +26,12 @@ public struct SynapseConfig: Sendable {
     public let turnAllowGuests: Bool
 
     /// Reads `paths` (files or directories) in the order Synapse would be given them.
-    public static func load(_ paths: [String]) throws(TurnkeeperError) -> SynapseConfig {
+    ///
+    /// With `replacing`, those files are read as if they held those bytes (and as if they existed): what
+    /// Synapse would see after turnkeeper writes them, known before anything is written.
+    public static func load(_ paths: [String], replacing: [String: [UInt8]] = [:]) throws(TurnkeeperError)
+        -> SynapseConfig
+    {
         var files: [String] = []
         for path in paths {
             var info = stat()
@@ -35,68 +40,82 @@ public struct SynapseConfig: Sendable {
                     .unreadableFile, "cannot read \(path): \(errnoDescription(errno)). Check the path.")
             }
             if info.st_mode & S_IFMT == S_IFDIR {
-                files += try yamlFiles(in: path)
+                var found = try yamlFiles(in: path)
+                for added in replacing.keys where isEntry(added, of: path) && !found.contains(added) {
+                    found = (found + [added]).sorted(by: pathOrder)
+                }
+                files += found
             } else {
                 files.append(path)
             }
         }
-        var merged: [String: Node] = [:]
+        var merged: [String: YAMLNode] = [:]
         var origins: [String: String] = [:]
         var warnings: [String] = []
         for file in files {
-            let text = String(decoding: try FileContents.read(file, limit: 4 * 1024 * 1024).bytes, as: UTF8.self)
-            let node: Node?
+            let bytes: [UInt8]
+            if let replaced = replacing[file] {
+                bytes = replaced
+            } else {
+                bytes = try FileContents.read(file, limit: 4 * 1024 * 1024).bytes
+            }
+            let node: YAMLNode?
             do {
-                node = try Yams.compose(yaml: text)
-            } catch let error as YamlError {
-                throw TurnkeeperError(
-                    .unreadableFile, "\(file): \(describe(error)). Synapse would not start either; fix the YAML.")
+                node = try YAMLReader.parse(bytes)
             } catch {
-                throw TurnkeeperError(.unreadableFile, "\(file): not valid YAML: \(error).")
+                // Only the position and libyaml's fixed wording: the file holds secrets.
+                throw TurnkeeperError(
+                    .invalidConfiguration,
+                    "\(file), \(error.located). Synapse would not start either; fix the YAML there.")
             }
             guard let node, let mapping = node.mapping else {
                 warnings.append(
                     "\(file) is empty or not a mapping of options; Synapse skips it, and so does turnkeeper.")
                 continue
             }
+            // In file order, so a key repeated in one file ends with its last value, as in PyYAML.
             for (key, value) in mapping {
-                guard let name = key.string else { continue }
+                guard let name = key.scalar?.text else { continue }
                 merged[name] = value
                 origins[name] = file
             }
         }
-        return try SynapseConfig(files: files, warnings: warnings, origins: origins, merged: merged)
+        return try SynapseConfig(
+            files: files, warnings: warnings, origins: origins, merged: merged, replacing: replacing)
     }
 
-    private init(files: [String], warnings: [String], origins: [String: String], merged: [String: Node])
-        throws(TurnkeeperError)
-    {
+    private init(
+        files: [String], warnings: [String], origins: [String: String], merged: [String: YAMLNode],
+        replacing: [String: [UInt8]]
+    ) throws(TurnkeeperError) {
         self.files = files
         self.origins = origins
         var warnings = warnings
         func location(_ key: String) -> String {
-            let line = merged[key]?.mark.map { ", line \($0.line)" } ?? ""
+            let line = merged[key].map { ", line \($0.line)" } ?? ""
             return "\(origins[key] ?? "the config")\(line)"
         }
         func text(_ key: String) throws(TurnkeeperError) -> String? {
-            guard let node = merged[key], !Self.isNull(node) else { return nil }
+            guard let node = merged[key], !node.isNull else { return nil }
             guard let scalar = node.scalar else {
-                throw TurnkeeperError(.unreadableFile, "\(location(key)): \(key) must be a single value.")
+                throw TurnkeeperError(.invalidConfiguration, "\(location(key)): \(key) must be a single value.")
             }
-            return scalar.string
+            return scalar.text
         }
 
-        if let node = merged["turn_uris"], !Self.isNull(node) {
-            if let sequence = node.sequence {
+        if let node = merged["turn_uris"], !node.isNull {
+            if let sequence = node.sequence, sequence.allSatisfy({ $0.scalar != nil }) {
                 turnURIs = sequence.compactMap(\.string)
-            } else if let single = node.string {
+            } else if node.scalar != nil {
                 // Synapse iterates whatever it is given; a bare string would be read letter by letter.
                 throw TurnkeeperError(
-                    .unreadableFile,
-                    "\(location("turn_uris")): turn_uris is the single string \"\(single)\"; make it a list: [\"\(single)\"]."
+                    .invalidConfiguration,
+                    "\(location("turn_uris")): turn_uris is a single string; make it a list, such as "
+                        + "[\"turn:turn.example.org?transport=udp\"]."
                 )
             } else {
-                throw TurnkeeperError(.unreadableFile, "\(location("turn_uris")): turn_uris must be a list of URIs.")
+                throw TurnkeeperError(
+                    .invalidConfiguration, "\(location("turn_uris")): turn_uris must be a list of URIs.")
             }
         } else {
             turnURIs = []
@@ -106,7 +125,7 @@ public struct SynapseConfig: Sendable {
         let path = try text("turn_shared_secret_path")
         if let inline, !inline.isEmpty, let path, !path.isEmpty {
             throw TurnkeeperError(
-                .checkFailed,
+                .invalidConfiguration,
                 "both turn_shared_secret (\(location("turn_shared_secret"))) and turn_shared_secret_path "
                     + "(\(location("turn_shared_secret_path"))) are set, and Synapse refuses to start. Keep one; a later "
                     + "file can cancel the inline secret with `turn_shared_secret: null`."
@@ -115,7 +134,12 @@ public struct SynapseConfig: Sendable {
         turnSecretPath = path.flatMap { $0.isEmpty ? nil : $0 }
         if let turnSecretPath {
             // Synapse reads the file once at startup and strips surrounding whitespace.
-            let bytes = try FileContents.read(turnSecretPath, limit: 4096).bytes
+            let bytes: [UInt8]
+            if let replaced = replacing[turnSecretPath] {
+                bytes = replaced
+            } else {
+                bytes = try FileContents.read(turnSecretPath, limit: 4096).bytes
+            }
             let stripped = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
             turnSecret = try TurnSecret(adopting: stripped, source: "\(turnSecretPath) (turn_shared_secret_path)")
         } else if let inline {
@@ -137,8 +161,9 @@ public struct SynapseConfig: Sendable {
         } else {
             turnUserLifetime = SynapseDuration(milliseconds: 3_600_000)
         }
-        if let guests = try text("turn_allow_guests") {
-            turnAllowGuests = !["false", "no", "off"].contains(guests.lowercased())
+        // Synapse takes the value's truth: YAML's booleans, and any other non-empty value is true.
+        if let node = merged["turn_allow_guests"], let scalar = node.scalar {
+            turnAllowGuests = scalar.isNull ? false : (scalar.bool ?? !scalar.text.isEmpty)
         } else {
             turnAllowGuests = true
         }
@@ -162,22 +187,22 @@ public struct SynapseConfig: Sendable {
             var info = stat()
             if stat(full, &info) == 0, info.st_mode & S_IFMT == S_IFREG { files.append(full) }
         }
-        // Python sorts str by code point; UTF-8 byte order is the same order.
-        return files.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        return files.sorted(by: pathOrder)
     }
 
-    private static func isNull(_ node: Node) -> Bool {
-        guard let scalar = node.scalar, scalar.style == .plain else { return false }
-        return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+    /// Python sorts str by code point; UTF-8 byte order is the same order.
+    static func pathOrder(_ a: String, _ b: String) -> Bool {
+        Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8))
     }
 
-    private static func describe(_ error: YamlError) -> String {
-        switch error {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
-            "line \(mark.line), column \(mark.column): \(problem)"
-        default:
-            "\(error)"
-        }
+    /// True when `file` is a `*.yaml` entry of `directory`, as Synapse would list it.
+    static func isEntry(_ file: String, of directory: String) -> Bool {
+        guard file.hasSuffix(".yaml"), let slash = file.lastIndex(of: "/") else { return false }
+        var parent = String(file[..<slash])
+        var dir = directory
+        while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
+        if parent.isEmpty { parent = "/" }
+        return parent == dir
     }
 }
 

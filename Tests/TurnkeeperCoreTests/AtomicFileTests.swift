@@ -43,23 +43,76 @@ struct AtomicFileTests {
     func replaceKeepsOwnership() throws {
         defer { directory.remove() }
         let path = try directory.write("conf", "old\n", mode: 0o640)
-        chown(path, 65534, 65534)
+        chown(path, 0, 65534)
         try AtomicFile.write(Array("new\n".utf8), to: path, permissions: 0o600, existing: .replace)
         #expect(try directory.read("conf") == "new\n")
         #expect(permissions(of: path) == 0o640)
-        #expect(ownership(of: path).uid == 65534)
+        #expect(ownership(of: path).uid == 0)
         #expect(ownership(of: path).gid == 65534)
     }
 
-    @Test("A symlinked file is written through the link, and the link survives")
+    @Test("A file another user owns is refused: whoever placed it would receive the secret")
+    func foreignOwner() throws {
+        defer { directory.remove() }
+        let path = try directory.write("conf", "old\n", mode: 0o640)
+        chown(path, 65534, 65534)
+        #expect {
+            try AtomicFile.write(Array("new\n".utf8), to: path, existing: .replace)
+        } throws: { error in
+            (error as? TurnkeeperError)?.reason.contains("owned by uid 65534") == true
+        }
+        #expect(try directory.read("conf") == "old\n")
+        #expect(try strays(besides: ["conf"]).isEmpty)
+    }
+
+    @Test("A symlink is refused, its target untouched; a link in the directory's path is resolved first")
     func symlink() throws {
         defer { directory.remove() }
         let real = try directory.write("real", "old\n")
         let link = directory.file("link")
         #expect(Glibc.symlink(real, link) == 0)
-        try AtomicFile.write(Array("new\n".utf8), to: link, existing: .replace)
-        #expect(try directory.read("real") == "new\n")
+        #expect {
+            try AtomicFile.write(Array("new\n".utf8), to: link, existing: .replace)
+        } throws: { error in
+            (error as? TurnkeeperError)?.reason.contains("is a symbolic link") == true
+        }
+        #expect(try directory.read("real") == "old\n")
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == real)
+        // A dangling link is refused too: writing would otherwise create its target.
+        let dangling = directory.file("dangling")
+        #expect(Glibc.symlink(directory.file("created"), dangling) == 0)
+        #expect(throws: TurnkeeperError.self) { try AtomicFile.write([1], to: dangling, existing: .replace) }
+        #expect(access(directory.file("created"), F_OK) != 0)
+        // The directory reached through a link of root's is fine.
+        let sub = directory.file("sub")
+        try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: false)
+        #expect(Glibc.symlink(sub, directory.file("sublink")) == 0)
+        try AtomicFile.write(Array("x\n".utf8), to: directory.file("sublink/f"), existing: .replace)
+        #expect(try directory.read("sub/f") == "x\n")
+    }
+
+    @Test("A directory others may write is refused with the fix; stale temporaries of a killed run are removed")
+    func directories() throws {
+        defer { directory.remove() }
+        let open = directory.file("open")
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: false)
+        chmod(open, 0o777)
+        #expect {
+            try AtomicFile.write([1], to: open + "/f", existing: .replace)
+        } throws: { error in
+            let reason = (error as? TurnkeeperError)?.reason ?? ""
+            return reason.contains("writable by other users") && reason.contains("chmod go-w")
+        }
+        chmod(open, 0o755)
+        chown(open, 65534, 65534)
+        #expect(throws: TurnkeeperError.self) { try AtomicFile.write([1], to: open + "/f", existing: .replace) }
+        #expect(access(open + "/f", F_OK) != 0)
+        // A run killed between creating its temporary and renaming it leaves this behind.
+        let stale = try directory.write(".conf.turnkeeper-1234abcd.tmp", "old secret\n")
+        let other = try directory.write(".other.turnkeeper-1234abcd.tmp", "not ours to judge\n")
+        try AtomicFile.write(Array("new\n".utf8), to: directory.file("conf"), existing: .replace)
+        #expect(access(stale, F_OK) != 0)
+        #expect(access(other, F_OK) == 0)
     }
 
     @Test("A missing directory or a non-regular target is an error naming the path, and nothing is written")

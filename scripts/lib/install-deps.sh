@@ -1,11 +1,11 @@
 # Sourced by scripts/*.sh: installs the Debian packages turnkeeper builds and tests against, when missing.
 # libssl-dev: libcrypto for the CLibcrypto target. libsqlite3-dev: coturn's user database. coturn: turnserver and turnutils_* for the real peer.
-# libevent-dev: coturn's own dependency. python3: the independent HMAC reference in tests.
+# libevent-dev: coturn's own dependency. libyaml-dev: the YAML parser (as PyYAML's C loader uses). python3: the independent HMAC reference in tests.
 # systemd: systemd-analyze, which checks the unit file (nothing is started through it).
 # iproute2, nftables: the NAT lab's network namespaces and NAT rules (scripts/natlab.sh).
 # redis-server, postgresql: the shared user databases of a coturn fleet (tests start their own, on loopback).
 turnkeeper_install_deps() {
-    local wanted=(libssl-dev libsqlite3-dev libevent-dev pkg-config coturn python3 python3-venv systemd iproute2
+    local wanted=(libssl-dev libsqlite3-dev libevent-dev libyaml-dev pkg-config coturn python3 python3-venv systemd iproute2
         nftables redis-server postgresql)
     local missing=()
     local pkg

@@ -1,0 +1,269 @@
+import Glibc
+
+/// A directory turnkeeper reads and replaces files in, opened once and used through its descriptor.
+///
+/// turnkeeper runs as root. Were any directory on the way to a file it writes writable by another user, that
+/// user could swap a symbolic link in between a check and a rename and have root overwrite any file. So the
+/// directory is opened only when every directory of its real path is owned by root (or by us) and writable by
+/// no one else (a sticky directory such as /tmp may lie on the way, not at the end), and each file in it is then
+/// opened with `openat` and `O_NOFOLLOW` and replaced with `renameat`, never through a path again.
+public struct TrustedDirectory: ~Copyable {
+    /// The directory as it was named.
+    public let path: String
+    public let fd: Int32
+
+    /// Opens the directory that holds `file`.
+    public init(containing file: String) throws(TurnkeeperError) {
+        try self.init(Self.split(file).directory, for: file)
+    }
+
+    /// - Parameter file: the file this is opened for, named in errors.
+    public init(_ path: String, create: Bool = false, for file: String? = nil) throws(TurnkeeperError) {
+        self.path = path
+        if create { try Self.createIfMissing(path) }
+        guard let resolved = realpath(path, nil) else {
+            let code = errno
+            let what = file.map { " for \($0)" } ?? ""
+            throw TurnkeeperError(
+                .unwritableFile,
+                "cannot open the directory \(path)\(what): \(errnoDescription(code)); nothing was written. Check the "
+                    + "path.")
+        }
+        let real = String(cString: resolved)
+        free(resolved)
+        let final = try Self.checkComponents(of: real, named: path)
+        let fd = retryingOnInterrupt { open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) }
+        var info = stat()
+        guard fd >= 0, fstat(fd, &info) == 0, info.st_dev == final.st_dev, info.st_ino == final.st_ino else {
+            if fd >= 0 { close(fd) }
+            throw TurnkeeperError(
+                .unwritableFile, "the directory \(path) changed while it was opened; nothing was written. Try again.")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// The path of `name` in this directory, for messages.
+    public func describe(_ name: String) -> String { path.hasSuffix("/") ? path + name : path + "/" + name }
+
+    /// Reads `name`, or nil when it does not exist. A link, anything but a regular file, or a file owned by
+    /// another user (who could have placed it to receive what turnkeeper writes) is refused.
+    public func read(_ name: String, limit: Int = 1 << 20) throws(TurnkeeperError) -> FileContents? {
+        guard try existing(name) != nil else { return nil }
+        return try FileContents.read(name, in: fd, path: describe(name), limit: limit)
+    }
+
+    /// Whether `name` exists; throws for what turnkeeper must not replace (a link, a device, another user's file).
+    @discardableResult
+    public func checkReplaceable(_ name: String) throws(TurnkeeperError) -> Bool { try existing(name) != nil }
+
+    /// The facts about `name`, or nil when it does not exist; refuses what turnkeeper must not replace.
+    func existing(_ name: String) throws(TurnkeeperError) -> stat? {
+        var info = stat()
+        guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if errno == ENOENT { return nil }
+            throw TurnkeeperError(.unreadableFile, "cannot read \(describe(name)): \(errnoDescription(errno)).")
+        }
+        let full = describe(name)
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            break
+        case S_IFLNK:
+            throw TurnkeeperError(
+                .unwritableFile,
+                "\(full) is a symbolic link; turnkeeper reads and replaces only the file itself, never a link. "
+                    + "Replace the link with the file, or name the link's target in turnkeeper.yaml.")
+        default:
+            throw TurnkeeperError(.unwritableFile, "\(full) exists and is not a regular file; nothing was written.")
+        }
+        guard info.st_uid == 0 || info.st_uid == geteuid() else {
+            throw TurnkeeperError(
+                .unwritableFile,
+                "\(full) is owned by uid \(info.st_uid), not root: whoever placed it would receive every secret "
+                    + "written to it. Nothing was written. Remove it (turnkeeper writes it anew), or `chown root` it "
+                    + "after checking what it holds.")
+        }
+        return info
+    }
+
+    /// Replaces `name` atomically: a temporary file in this directory is written, flushed, renamed over the
+    /// name, and the directory flushed, so a reader sees the old content or the new, even across a crash.
+    public func write(
+        _ bytes: [UInt8],
+        to name: String,
+        permissions: UInt32,
+        maximumPermissions: UInt32,
+        group: UInt32?,
+        existing policy: AtomicFile.Existing
+    ) throws(TurnkeeperError) {
+        let full = describe(name)
+        let current = try existing(name)
+        if current != nil && policy == .refuse {
+            throw TurnkeeperError(
+                .unwritableFile, "\(full) already exists; nothing was written. Pass --force to replace it.")
+        }
+        removeStaleTemporaries(for: name)
+        let mode = current.map { UInt32($0.st_mode) & 0o7777 & maximumPermissions } ?? permissions
+        let owner: (uid_t, gid_t)? = current.map { ($0.st_uid, $0.st_gid) } ?? group.map { (geteuid(), gid_t($0)) }
+
+        let temporary = try createTemporary(for: name)
+        var committed = false
+        defer { if !committed { unlinkat(fd, temporary.name, 0) } }
+        do {
+            defer { close(temporary.fd) }
+            try Self.writeAll(bytes, to: temporary.fd, path: full)
+            if let (uid, gid) = owner, fchown(temporary.fd, uid, gid) != 0 {
+                throw TurnkeeperError(
+                    .unwritableFile,
+                    "cannot keep the owner of \(full): \(errnoDescription(errno)); nothing was written. Run as root "
+                        + "or as the file's owner.")
+            }
+            guard fchmod(temporary.fd, mode_t(mode)) == 0, fsync(temporary.fd) == 0 else {
+                throw TurnkeeperError(
+                    .unwritableFile, "cannot write \(full): \(errnoDescription(errno)); nothing was written.")
+            }
+        }
+        switch policy {
+        case .replace:
+            guard renameat(fd, temporary.name, fd, name) == 0 else {
+                throw TurnkeeperError(
+                    .unwritableFile, "cannot replace \(full): \(errnoDescription(errno)); nothing was written.")
+            }
+        case .refuse:
+            // linkat fails if the name appeared since we looked, so a racing writer is never clobbered.
+            guard linkat(fd, temporary.name, fd, name, 0) == 0 else {
+                let code = errno
+                throw TurnkeeperError(
+                    .unwritableFile,
+                    code == EEXIST
+                        ? "\(full) already exists; nothing was written. Pass --force to replace it."
+                        : "cannot create \(full): \(errnoDescription(code)); nothing was written.")
+            }
+            unlinkat(fd, temporary.name, 0)
+        }
+        committed = true
+        fsync(fd)
+    }
+
+    /// Removes temporary copies of `name` that a killed run left (they may hold a secret). Only names of
+    /// turnkeeper's own pattern, and only regular files of ours, are touched.
+    public func removeStaleTemporaries(for name: String) {
+        let prefix = ".\(name).turnkeeper-"
+        let copy = dup(fd)
+        guard copy >= 0, let handle = fdopendir(copy) else {
+            if copy >= 0 { close(copy) }
+            return
+        }
+        defer { closedir(handle) }
+        rewinddir(handle)
+        var stale: [String] = []
+        while let entry = readdir(handle) {
+            let entryName = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if entryName.hasPrefix(prefix) && entryName.hasSuffix(".tmp") { stale.append(entryName) }
+        }
+        for entryName in stale {
+            var info = stat()
+            if fstatat(fd, entryName, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFREG,
+                info.st_uid == geteuid()
+            {
+                unlinkat(fd, entryName, 0)
+            }
+        }
+    }
+
+    /// Opens (creating it if asked) a lock file in this directory, refusing a link or another user's file.
+    public func openLockFile(_ name: String) throws(TurnkeeperError) -> Int32 {
+        _ = try existing(name)
+        let lock = retryingOnInterrupt { openat(fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+        guard lock >= 0 else {
+            throw TurnkeeperError(
+                .unwritableFile, "cannot open \(describe(name)): \(errnoDescription(errno)). Check state_directory.")
+        }
+        var info = stat()
+        guard fstat(lock, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() || info.st_uid == 0
+        else {
+            close(lock)
+            throw TurnkeeperError(.unwritableFile, "\(describe(name)) is not a lock file of turnkeeper's; remove it.")
+        }
+        return lock
+    }
+
+    // MARK: Helpers
+
+    private func createTemporary(for name: String) throws(TurnkeeperError) -> (fd: Int32, name: String) {
+        for _ in 0..<16 {
+            let candidate = AtomicFile.temporaryName(for: name)
+            let temporary = retryingOnInterrupt {
+                openat(fd, candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            }
+            if temporary >= 0 { return (temporary, candidate) }
+            if errno != EEXIST {
+                let code = errno
+                throw TurnkeeperError(
+                    .unwritableFile,
+                    "cannot write \(describe(name)): \(errnoDescription(code)) in \(path); nothing was written. "
+                        + "Check that the directory is writable.")
+            }
+        }
+        throw TurnkeeperError(.unwritableFile, "cannot create a temporary file in \(path); nothing was written.")
+    }
+
+    private static func writeAll(_ bytes: [UInt8], to fd: Int32, path: String) throws(TurnkeeperError) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { raw in
+                retryingOnInterrupt { Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset) }
+            }
+            guard written > 0 else {
+                throw TurnkeeperError(
+                    .unwritableFile, "cannot write \(path): \(errnoDescription(errno)); nothing was written.")
+            }
+            offset += written
+        }
+    }
+
+    /// Checks every directory from / down to `real` (a path without links); returns the last one's facts.
+    private static func checkComponents(of real: String, named path: String) throws(TurnkeeperError) -> stat {
+        var prefix = ""
+        let parts = real.split(separator: "/")
+        var info = stat()
+        for index in -1..<parts.count {
+            prefix = index < 0 ? "/" : (prefix == "/" ? "/" : prefix + "/") + parts[index]
+            guard lstat(prefix, &info) == 0 else {
+                throw TurnkeeperError(.unwritableFile, "cannot inspect \(prefix): \(errnoDescription(errno)).")
+            }
+            let isLast = index == parts.count - 1
+            guard info.st_mode & S_IFMT == S_IFDIR else {
+                throw TurnkeeperError(.unwritableFile, "\(prefix) is not a directory; check \(path).")
+            }
+            let trustedOwner = info.st_uid == 0 || info.st_uid == geteuid()
+            let writableByOthers = info.st_mode & 0o002 != 0 || (info.st_mode & 0o020 != 0 && info.st_gid != 0)
+            let sticky = info.st_mode & S_ISVTX != 0
+            if !trustedOwner || (writableByOthers && (isLast || !sticky)) {
+                let who = trustedOwner ? "writable by other users" : "owned by uid \(info.st_uid), not root"
+                throw TurnkeeperError(
+                    .unwritableFile,
+                    "\(prefix) is \(who), so another user could swap in a link and have turnkeeper (as root) "
+                        + "overwrite any file; nothing was written. Run `chown root: \(prefix) && chmod go-w \(prefix)`, "
+                        + "or keep turnkeeper's files in a directory only root may change.")
+            }
+        }
+        return info
+    }
+
+    private static func createIfMissing(_ path: String) throws(TurnkeeperError) {
+        guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
+            throw TurnkeeperError(
+                .unwritableFile, "cannot create the directory \(path): \(errnoDescription(errno)). Check the path.")
+        }
+    }
+
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let directory = String(path[..<slash])
+        return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
+    }
+}

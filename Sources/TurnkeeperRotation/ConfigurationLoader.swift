@@ -1,0 +1,504 @@
+import Glibc
+public import TurnkeeperCore
+public import TurnkeeperCredentials
+import TurnkeeperProbe
+import TurnkeeperStores
+import TurnkeeperYAML
+
+extension Configuration {
+    /// The keys each section may hold. Anything else is a typo that would silently change behaviour.
+    static let schema: [String: [String]] = [
+        "": ["role", "synapse", "coturn", "rotation", "daemon"],
+        "synapse": [
+            "config", "managed_file", "mode", "secret_file", "group", "restart_command", "health_url", "turn_uris",
+            "turn_user_lifetime", "turn_allow_guests", "homeserver", "access_token_file",
+        ],
+        "coturn": [
+            "realm", "verify_uri", "store", "database", "config_file", "restart_command", "restart_timeout", "redis",
+            "postgres",
+        ],
+        "coturn.redis": ["host", "port", "database", "username", "password_file", "timeout"],
+        "coturn.postgres": ["host", "port", "database", "user", "password_file", "tls", "timeout"],
+        "rotation": [
+            "mode", "interval", "margin", "state_directory", "root_key_file", "previous_root_key_file", "epoch",
+        ],
+        "daemon": ["listen", "probe_interval", "probe_uris", "probe_ca_file", "retry_initial", "retry_max"],
+    ]
+
+    /// Reads and checks turnkeeper.yaml whole: every error names the file, the line and the key, never a value.
+    /// Parsing is bounded (size, depth, alias expansion), so no file can make it run long; callers on the
+    /// cooperative pool still run it on a thread of their own.
+    public static func load(_ path: String) throws(TurnkeeperError) -> Configuration {
+        let file = try FileContents.read(path, limit: 1 << 20)
+        // Whoever may write this file chooses the commands turnkeeper runs as root.
+        if file.ownerID != 0 && file.ownerID != geteuid() {
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "\(path) is owned by uid \(file.ownerID), not root: whoever owns it chooses the commands turnkeeper "
+                    + "runs as root. Run `chown root: \(path)`.")
+        }
+        if file.permissions & 0o022 != 0 {
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "\(path) may be written by users other than its owner (mode \(String(file.permissions, radix: 8))): "
+                    + "they would choose the commands turnkeeper runs as root. Run `chmod go-w \(path)`.")
+        }
+        let root: YAMLNode?
+        do {
+            root = try YAMLReader.parse(file.bytes, limits: .init(maximumBytes: 1 << 20, maximumExpandedNodes: 10_000))
+        } catch {
+            throw TurnkeeperError(.invalidConfiguration, "\(path), \(error.located); fix the YAML.")
+        }
+        guard let root, root.mapping != nil else {
+            throw TurnkeeperError(
+                .invalidConfiguration, "\(path) is empty or not a mapping; see docs/configuration.md.")
+        }
+        return try ConfigurationReader(path: path).configuration(root)
+    }
+}
+
+/// Typed reads from the YAML tree, each error naming the file, the line and the key.
+private struct ConfigurationReader {
+    let path: String
+
+    func configuration(_ root: YAMLNode) throws(TurnkeeperError) -> Configuration {
+        try checkKeys(root, section: "")
+        let roleText = try string(root, "role", default: "single")
+        guard let role = Configuration.Role(rawValue: roleText) else {
+            throw error(root["role"], "role must be single, turn or synapse")
+        }
+        // The TURN host of a two-host setup has no Synapse to manage.
+        let synapse = role == .turn ? try optionalSection(root, "synapse") : try section(root, "synapse")
+        let coturn = try section(root, "coturn")
+        let rotation = try optionalSection(root, "rotation")
+        let daemon = try optionalSection(root, "daemon")
+
+        let mode = try string(rotation, "mode", default: role == .single ? "random" : "derived")
+        guard mode == (role == .single ? "random" : "derived") else {
+            throw error(
+                rotation?["mode"],
+                role == .single
+                    ? "rotation.mode derived needs role turn or synapse; a single host keeps random secrets"
+                    : "role \(roleText) derives its secrets, so rotation.mode must be derived")
+        }
+        var derivation: Configuration.Derivation?
+        if role != .single {
+            guard let keyFile = try optionalString(rotation, "root_key_file") else {
+                throw error(rotation ?? root, "role \(roleText) needs rotation.root_key_file, the key both hosts share")
+            }
+            derivation = Configuration.Derivation(
+                rootKeyFile: keyFile,
+                previousRootKeyFile: try optionalString(rotation, "previous_root_key_file"),
+                epoch: try duration(rotation, "epoch", default: "1d"))
+        }
+
+        let configuration = Configuration(
+            role: role,
+            derivation: derivation,
+            synapse: try synapseSection(synapse, role: role),
+            coturn: try coturnSection(coturn),
+            rotation: Configuration.Rotation(
+                interval: try duration(rotation, "interval", default: "7d"),
+                margin: try duration(rotation, "margin", default: "10m"),
+                stateDirectory: try path(rotation, "state_directory", default: "/var/lib/turnkeeper")
+            ),
+            daemon: try daemonSection(daemon),
+            path: path
+        )
+        try checkSchedule(configuration, rotation: rotation, synapse: synapse)
+        return configuration
+    }
+
+    private func synapseSection(_ node: YAMLNode?, role: Configuration.Role) throws(TurnkeeperError)
+        -> Configuration.Synapse
+    {
+        let modeText = try string(node, "mode", default: "inline")
+        guard let mode = SynapseSecretStore.Mode(rawValue: modeText) else {
+            throw error(node?["mode"], "synapse.mode must be inline or path")
+        }
+        let secretFile = try optionalPath(node, "secret_file")
+        if mode == .path && secretFile == nil {
+            throw error(node?["mode"], "synapse.mode is path, so synapse.secret_file must name the secret file")
+        }
+        if mode == .inline && secretFile != nil {
+            throw error(
+                node?["secret_file"],
+                "synapse.secret_file is only read in path mode; set synapse.mode: path, or remove secret_file")
+        }
+        let group = try optionalString(node, "group") ?? "matrix-synapse"
+        // The TURN host writes nothing for Synapse, so its group need not exist there.
+        if role != .turn && UInt32(group) == nil && getgrnam(group) == nil {
+            throw error(
+                node?["group"] ?? node,
+                "synapse.group \(quoted(group)) does not exist on this host; name the group Synapse runs as "
+                    + "(Debian: matrix-synapse)")
+        }
+        let homeserver = try optionalString(node, "homeserver")
+        let accessTokenFile = try optionalPath(node, "access_token_file")
+        if (homeserver == nil) != (accessTokenFile == nil) {
+            throw error(node, "synapse.homeserver and synapse.access_token_file go together")
+        }
+        let turnURIs = try optionalStrings(node, "turn_uris")
+        for uri in turnURIs ?? [] where (try? TURNURI(uri)) == nil {
+            throw error(
+                node?["turn_uris"], "synapse.turn_uris holds an entry that is not a TURN URI, \(Self.uriExample)")
+        }
+        return Configuration.Synapse(
+            configPaths: try paths(
+                node, "config", default: ["/etc/matrix-synapse/homeserver.yaml", "/etc/matrix-synapse/conf.d"]),
+            managedFile: try path(node, "managed_file", default: "/etc/matrix-synapse/conf.d/90-turnkeeper.yaml"),
+            mode: mode,
+            secretFile: secretFile,
+            group: group,
+            restartCommand: try command(node, "restart_command", default: ["systemctl", "restart", "matrix-synapse"]),
+            healthURL: try optionalURL(node, "health_url"),
+            turnURIs: turnURIs,
+            turnUserLifetime: try optionalDuration(node, "turn_user_lifetime"),
+            turnAllowGuests: try optionalBool(node, "turn_allow_guests"),
+            homeserver: try homeserver.map { (text) throws(TurnkeeperError) in
+                try url(text, node?["homeserver"], key: "synapse.homeserver")
+            },
+            accessTokenFile: accessTokenFile
+        )
+    }
+
+    private func coturnSection(_ node: YAMLNode) throws(TurnkeeperError) -> Configuration.Coturn {
+        let storeText = try string(node, "store", default: "sqlite")
+        guard let store = Configuration.Coturn.Store(rawValue: storeText) else {
+            throw error(node["store"], "coturn.store must be sqlite, config, redis or postgres")
+        }
+        let realm = try requiredString(node, "realm")
+        // coturn keeps realms in varchar(127) and compares them byte for byte.
+        guard realm.utf8.count <= 127, realm.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
+            throw error(node["realm"], "coturn.realm must be up to 127 bytes with no spaces or control characters")
+        }
+        let verifyURI = try requiredString(node, "verify_uri")
+        guard (try? TURNURI(verifyURI))?.isTURN == true else {
+            throw error(node["verify_uri"], "coturn.verify_uri must be a TURN URI, \(Self.uriExample)")
+        }
+        let redis = try optionalSection(node, "redis", section: "coturn.redis")
+        let postgres = try optionalSection(node, "postgres", section: "coturn.postgres")
+        let configFile = try optionalPath(node, "config_file")
+        switch store {
+        case .redis where redis == nil:
+            throw error(node["store"], "coturn.store is redis, so a coturn.redis section must say where (host, port)")
+        case .postgres where postgres == nil:
+            throw error(
+                node["store"], "coturn.store is postgres, so a coturn.postgres section must say where (host, database)")
+        case .config where configFile == nil:
+            throw error(node["store"], "coturn.store is config, so coturn.config_file must name turnserver.conf")
+        default:
+            break
+        }
+        return Configuration.Coturn(
+            realm: realm,
+            verifyURI: verifyURI,
+            store: store,
+            database: try path(node, "database", default: "/var/lib/turn/turndb"),
+            configFile: configFile,
+            restartCommand: try optionalCommand(node, "restart_command"),
+            restartTimeout: try duration(node, "restart_timeout", default: "30s"),
+            redis: try redis.map { (redis) throws(TurnkeeperError) in
+                Configuration.Redis(
+                    host: try hostName(redis, "host", default: "127.0.0.1"),
+                    port: try port(redis, "port", default: 6379),
+                    database: try integer(redis, "database", default: 0, in: 0...1_000_000),
+                    username: try optionalString(redis, "username"),
+                    passwordFile: try optionalPath(redis, "password_file"),
+                    timeout: try duration(redis, "timeout", default: "5s"))
+            },
+            postgres: try postgres.map { (postgres) throws(TurnkeeperError) in
+                let host = try hostName(postgres, "host", default: "127.0.0.1")
+                let loopback = ["127.0.0.1", "::1", "localhost"].contains(host)
+                return Configuration.Postgres(
+                    host: host,
+                    port: try port(postgres, "port", default: 5432),
+                    database: try string(postgres, "database", default: "coturn"),
+                    user: try string(postgres, "user", default: "coturn"),
+                    passwordFile: try optionalPath(postgres, "password_file"),
+                    tls: try optionalBool(postgres, "tls") ?? !loopback,
+                    timeout: try duration(postgres, "timeout", default: "5s"))
+            }
+        )
+    }
+
+    private func daemonSection(_ node: YAMLNode?) throws(TurnkeeperError) -> Configuration.Daemon {
+        let listen = try string(node, "listen", default: "127.0.0.1:9478")
+        guard let (listenHost, listenPort) = Configuration.hostAndPort(listen) else {
+            throw error(node?["listen"], "daemon.listen must be HOST:PORT, such as 127.0.0.1:9478 or [::1]:9478")
+        }
+        let probeURIs = try optionalStrings(node, "probe_uris")
+        for uri in probeURIs ?? [] where (try? TURNURI(uri)) == nil {
+            throw error(
+                node?["probe_uris"], "daemon.probe_uris holds an entry that is not a TURN URI, \(Self.uriExample)")
+        }
+        let retryInitial = try duration(node, "retry_initial", default: "1m")
+        let retryMax = try duration(node, "retry_max", default: "1h")
+        guard retryMax.milliseconds >= retryInitial.milliseconds else {
+            throw error(
+                node?["retry_max"],
+                "daemon.retry_max (\(retryMax.seconds) s) is below daemon.retry_initial (\(retryInitial.seconds) s); "
+                    + "retries start at retry_initial and double up to retry_max")
+        }
+        return Configuration.Daemon(
+            listenHost: listenHost,
+            listenPort: listenPort,
+            probeInterval: try duration(node, "probe_interval", default: "5m"),
+            probeURIs: probeURIs,
+            probeCAFile: try optionalPath(node, "probe_ca_file"),
+            retryInitial: retryInitial,
+            retryMax: retryMax
+        )
+    }
+
+    /// What can be checked of the schedule from turnkeeper.yaml alone; `check`, `rotate` and `run` check it
+    /// again against the lifetime Synapse really uses (``Configuration/scheduleProblem(lifetime:)``).
+    private func checkSchedule(_ configuration: Configuration, rotation: YAMLNode?, synapse: YAMLNode?)
+        throws(TurnkeeperError)
+    {
+        guard let text = configuration.synapse.turnUserLifetime,
+            let lifetime = try? SynapseDuration(parsing: text, source: "turn_user_lifetime"),
+            let problem = configuration.scheduleProblem(lifetime: lifetime)
+        else { return }
+        throw error(rotation?["epoch"] ?? rotation?["interval"] ?? synapse?["turn_user_lifetime"], problem)
+    }
+
+    // MARK: Keys and sections
+
+    /// Refuses keys the schema does not know, and keys given twice, naming the nearest valid key.
+    private func checkKeys(_ node: YAMLNode, section: String) throws(TurnkeeperError) {
+        let allowed = Configuration.schema[section] ?? []
+        var seen: [String: Int] = [:]
+        for (name, key) in node.keys {
+            let qualified = section.isEmpty ? name : "\(section).\(name)"
+            if let first = seen[name] {
+                throw error(key, "\(qualified) is given twice (first on line \(first)); keep one")
+            }
+            seen[name] = key.line
+            guard allowed.contains(name) else {
+                let hint = Self.nearest(to: name, in: allowed).map { "; did you mean \($0)?" } ?? ""
+                let known = allowed.joined(separator: ", ")
+                throw error(
+                    key,
+                    "unknown key \(quoted(qualified))\(hint) (\(section.isEmpty ? "top level" : section) takes: \(known))"
+                )
+            }
+        }
+    }
+
+    private func section(_ root: YAMLNode, _ key: String) throws(TurnkeeperError) -> YAMLNode {
+        guard let node = try optionalSection(root, key) else { throw error(root, "the \(key): section is missing") }
+        return node
+    }
+
+    private func optionalSection(_ parent: YAMLNode?, _ key: String, section name: String? = nil)
+        throws(TurnkeeperError) -> YAMLNode?
+    {
+        guard let node = parent?[key], !node.isNull else { return nil }
+        guard node.mapping != nil else { throw error(node, "\(name ?? key): must be a mapping of options") }
+        try checkKeys(node, section: name ?? key)
+        return node
+    }
+
+    // MARK: Values
+
+    func error(_ node: YAMLNode?, _ message: String) -> TurnkeeperError {
+        let line = node.map { ", line \($0.line)" } ?? ""
+        return TurnkeeperError(.invalidConfiguration, "\(path)\(line): \(message). See docs/configuration.md.")
+    }
+
+    private func quoted(_ text: String) -> String {
+        "\"" + String(text.unicodeScalars.prefix(64).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
+            + "\""
+    }
+
+    private func optionalString(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> String? {
+        guard let value = node?[key], !value.isNull else { return nil }
+        guard let scalar = value.scalar else { throw error(value, "\(key) must be a single value") }
+        guard !scalar.text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw error(value, "\(key) holds a control character")
+        }
+        return scalar.text
+    }
+
+    private func string(_ node: YAMLNode?, _ key: String, default fallback: String) throws(TurnkeeperError) -> String {
+        try optionalString(node, key) ?? fallback
+    }
+
+    private func requiredString(_ node: YAMLNode, _ key: String) throws(TurnkeeperError) -> String {
+        guard let value = try optionalString(node, key), !value.isEmpty else {
+            throw error(node[key] ?? node, "\(key) is required and may not be empty or null")
+        }
+        return value
+    }
+
+    private func optionalPath(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> String? {
+        guard let text = try optionalString(node, key) else { return nil }
+        guard text.hasPrefix("/"), !text.hasSuffix("/") || text == "/" else {
+            throw error(node?[key], "\(key) must be an absolute path to a file, such as /etc/… or /var/lib/…")
+        }
+        return text
+    }
+
+    private func path(_ node: YAMLNode?, _ key: String, default fallback: String) throws(TurnkeeperError) -> String {
+        try optionalPath(node, key) ?? fallback
+    }
+
+    private func optionalStrings(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> [String]? {
+        guard let value = node?[key], !value.isNull else { return nil }
+        guard let sequence = value.sequence,
+            sequence.allSatisfy({ $0.scalar != nil && !$0.isNull })
+        else {
+            throw error(value, "\(key) must be a list of values, such as [a, b]")
+        }
+        for item in sequence where item.scalar!.text.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+            throw error(item, "\(key) holds a control character")
+        }
+        return sequence.map { $0.scalar!.text }
+    }
+
+    private func paths(_ node: YAMLNode?, _ key: String, default fallback: [String]) throws(TurnkeeperError)
+        -> [String]
+    {
+        guard let list = try optionalStrings(node, key) else { return fallback }
+        guard !list.isEmpty, list.allSatisfy({ $0.hasPrefix("/") }) else {
+            throw error(node?[key], "\(key) must list absolute paths, such as [/etc/matrix-synapse/homeserver.yaml]")
+        }
+        return list
+    }
+
+    /// argv for a command run without a shell: a non-empty list of non-empty words, the first an absolute path
+    /// or a bare name looked up in a fixed PATH.
+    private func optionalCommand(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> [String]? {
+        guard let argv = try optionalStrings(node, key) else {
+            if let value = node?[key], value.isNull {
+                throw error(value, "\(key) is null; give a command, such as [systemctl, restart, matrix-synapse]")
+            }
+            return nil
+        }
+        guard let first = argv.first, argv.allSatisfy({ !$0.isEmpty }) else {
+            throw error(
+                node?[key], "\(key) is empty or holds an empty word; give a command, such as [systemctl, restart, …]")
+        }
+        guard first.hasPrefix("/") || !first.contains("/") else {
+            throw error(node?[key], "\(key) must start with an absolute path or a bare command name")
+        }
+        return argv
+    }
+
+    private func command(_ node: YAMLNode?, _ key: String, default fallback: [String]) throws(TurnkeeperError)
+        -> [String]
+    {
+        try optionalCommand(node, key) ?? fallback
+    }
+
+    private func optionalURL(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> String? {
+        try optionalString(node, key).map { (text) throws(TurnkeeperError) in try url(text, node?[key], key: key) }
+    }
+
+    private func url(_ text: String, _ node: YAMLNode?, key: String) throws(TurnkeeperError) -> String {
+        guard text.hasPrefix("http://") || text.hasPrefix("https://"), text.count > 8, !text.contains(" ") else {
+            throw error(node, "\(key) must be an http:// or https:// URL")
+        }
+        return text
+    }
+
+    private func hostName(_ node: YAMLNode?, _ key: String, default fallback: String) throws(TurnkeeperError)
+        -> String
+    {
+        let host = try string(node, key, default: fallback)
+        guard !host.isEmpty, host.utf8.count <= 253, !host.contains(" ") else {
+            throw error(node?[key], "\(key) must be a host name (up to 253 bytes) or an address")
+        }
+        return host
+    }
+
+    private func integer(_ node: YAMLNode?, _ key: String, default fallback: Int, in range: ClosedRange<Int>)
+        throws(TurnkeeperError) -> Int
+    {
+        guard let text = try optionalString(node, key) else { return fallback }
+        guard let value = Int(text), range.contains(value) else {
+            throw error(node?[key], "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    private func port(_ node: YAMLNode?, _ key: String, default fallback: Int) throws(TurnkeeperError) -> Int {
+        try integer(node, key, default: fallback, in: 1...65535)
+    }
+
+    /// A duration kept as text (to be written into Synapse's config), checked with Synapse's rules.
+    private func optionalDuration(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> String? {
+        guard let text = try optionalString(node, key) else { return nil }
+        do {
+            _ = try SynapseDuration(parsing: text, source: key)
+        } catch let failure {
+            throw error(node?[key], failure.reason)
+        }
+        return text
+    }
+
+    private func optionalBool(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> Bool? {
+        guard let value = node?[key], !value.isNull else { return nil }
+        guard let bool = value.scalar?.bool else { throw error(value, "\(key) must be true or false") }
+        return bool
+    }
+
+    private func duration(_ node: YAMLNode?, _ key: String, default fallback: String) throws(TurnkeeperError)
+        -> SynapseDuration
+    {
+        let text = try string(node, key, default: fallback)
+        do {
+            return try SynapseDuration(parsing: text, source: key)
+        } catch let failure {
+            throw error(node?[key], failure.reason)
+        }
+    }
+
+    static let uriExample =
+        "such as turn:turn.example.org:3478?transport=udp or turns:turn.example.org:5349 (IPv6 in brackets: "
+        + "turn:[2001:db8::1]:3478)"
+
+    /// The allowed key closest in edit distance, if it is close enough to be a typo.
+    static func nearest(to name: String, in candidates: [String]) -> String? {
+        let scored = candidates.map { ($0, editDistance(Array(name.utf8), Array($0.utf8))) }
+        guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= max(2, name.utf8.count / 3) else { return nil }
+        return best.0
+    }
+
+    private static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        guard !a.isEmpty else { return b.count }
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1] + Array(repeating: 0, count: b.count)
+            for (j, y) in b.enumerated() {
+                current[j + 1] = min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+}
+
+extension Configuration {
+    /// Why credentials of `lifetime` would be refused while still valid under this schedule, or nil.
+    ///
+    /// Derived secrets: epoch e's secret leaves coturn when epoch e+2 starts, so a credential minted at the
+    /// very end of epoch e must expire within one epoch; the margin is what is left for clock skew.
+    public func scheduleProblem(lifetime: SynapseDuration) -> String? {
+        let life = lifetime.seconds
+        let margin = rotation.margin.seconds
+        if let derivation = derivation {
+            let epoch = derivation.epoch.seconds
+            guard life + margin <= epoch else {
+                return "turn_user_lifetime (\(life) s) plus rotation.margin (\(margin) s) exceeds rotation.epoch "
+                    + "(\(epoch) s): a credential minted at the end of an epoch would outlive its secret on the TURN "
+                    + "host and be refused. Make the epoch at least \(life + margin) s, or shorten turn_user_lifetime "
+                    + "or the margin"
+            }
+            return nil
+        }
+        // A single host retires each old secret on its own clock, however rotations overlap.
+        return nil
+    }
+}

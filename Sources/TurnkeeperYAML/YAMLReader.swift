@@ -1,0 +1,252 @@
+import CLibYAML
+
+/// Why a document was refused, and where. The reason is libyaml's own fixed wording or ours: never text
+/// from the document, which may hold every secret of the host.
+public struct YAMLError: Error, Sendable, Equatable {
+    public let line: Int
+    public let column: Int
+    public let reason: String
+
+    public init(line: Int, column: Int, reason: String) {
+        self.line = line
+        self.column = column
+        self.reason = reason
+    }
+
+    /// "line 3, column 7: reason", or the reason alone when there is no position.
+    public var located: String { line > 0 ? "line \(line), column \(column): \(reason)" : reason }
+}
+
+/// Reads one YAML document the way PyYAML's `safe_load` (Synapse's loader) accepts it, within bounds.
+///
+/// - A repeated key is kept; lookups see the last value, as PyYAML does. (Yams refuses the file and puts the
+///   whole document into its error.)
+/// - A UTF-8 byte order mark is skipped; invalid UTF-8 and a UTF-16 file are refused, as Python's UTF-8 text
+///   mode refuses them.
+/// - Aliases share the node they name, so a "billion laughs" costs nothing to compose, but every alias counts
+///   the nodes it stands for, and the total is capped: no reader that walks the tree can be made to walk
+///   without end. Keys must be scalars, as PyYAML can hash nothing else.
+public enum YAMLReader {
+    public struct Limits: Sendable {
+        public var maximumBytes: Int
+        public var maximumDepth: Int
+        /// Nodes as a reader walking every alias would see them.
+        public var maximumExpandedNodes: Int
+
+        public init(maximumBytes: Int = 4 << 20, maximumDepth: Int = 64, maximumExpandedNodes: Int = 200_000) {
+            self.maximumBytes = maximumBytes
+            self.maximumDepth = maximumDepth
+            self.maximumExpandedNodes = maximumExpandedNodes
+        }
+    }
+
+    /// The document's root, or nil for an empty document.
+    public static func parse(_ bytes: [UInt8], limits: Limits = Limits()) throws(YAMLError) -> YAMLNode? {
+        guard bytes.count <= limits.maximumBytes else {
+            throw YAMLError(line: 0, column: 0, reason: "larger than \(limits.maximumBytes) bytes")
+        }
+        var body = bytes[...]
+        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
+        if let offset = invalidUTF8Offset(body) {
+            let (line, column) = position(of: offset, in: body)
+            throw YAMLError(line: line, column: column, reason: "not valid UTF-8")
+        }
+        var composer = Composer(limits: limits)
+        return try Array(body).withUnsafeBufferPointer { (buffer) throws(YAMLError) -> YAMLNode? in
+            try composer.compose(buffer)
+        }
+    }
+
+    /// Where the first byte that is not UTF-8 stands, if any.
+    static func invalidUTF8Offset(_ bytes: ArraySlice<UInt8>) -> Int? {
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        var offset = 0
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar):
+                offset += UTF8.width(scalar)
+            case .emptyInput:
+                return nil
+            case .error:
+                return offset
+            }
+        }
+    }
+
+    static func position(of offset: Int, in bytes: ArraySlice<UInt8>) -> (line: Int, column: Int) {
+        let before = bytes.prefix(offset)
+        let line = before.count { $0 == 0x0A } + 1
+        let column = before.count - (before.lastIndex(of: 0x0A).map { $0 - before.startIndex + 1 } ?? 0) + 1
+        return (line, column)
+    }
+}
+
+/// Builds the tree from libyaml's events.
+private struct Composer {
+    let limits: YAMLReader.Limits
+    var anchors: [String: (node: YAMLNode, size: Int)] = [:]
+    var expanded = 0
+
+    init(limits: YAMLReader.Limits) { self.limits = limits }
+
+    mutating func compose(_ buffer: UnsafeBufferPointer<UInt8>) throws(YAMLError) -> YAMLNode? {
+        // On the heap: libyaml's parser must not move while it works.
+        let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
+        defer { parser.deallocate() }
+        parser.initialize(to: yaml_parser_t())
+        guard yaml_parser_initialize(parser) == 1 else {
+            throw YAMLError(line: 0, column: 0, reason: "the YAML parser could not start (out of memory)")
+        }
+        defer { yaml_parser_delete(parser) }
+        yaml_parser_set_encoding(parser, YAML_UTF8_ENCODING)
+        yaml_parser_set_input_string(parser, buffer.baseAddress, buffer.count)
+        let events = EventStream(parser: parser, input: buffer)
+
+        try events.expect(YAML_STREAM_START_EVENT)
+        let first = try events.next()
+        if first.type == YAML_STREAM_END_EVENT { return nil }
+        guard first.type == YAML_DOCUMENT_START_EVENT else { throw first.error("expected a document") }
+        let root = try node(from: try events.next(), events: events, depth: 0).node
+        try events.expect(YAML_DOCUMENT_END_EVENT)
+        let end = try events.next()
+        guard end.type == YAML_STREAM_END_EVENT else {
+            throw end.error("expected a single document in the stream, but found another document")
+        }
+        return root
+    }
+
+    /// The node starting at `event`, and how many nodes it stands for.
+    private mutating func node(from event: Event, events: EventStream, depth: Int) throws(YAMLError) -> (
+        node: YAMLNode, size: Int
+    ) {
+        guard depth <= limits.maximumDepth else {
+            throw event.error("nested deeper than \(limits.maximumDepth) levels")
+        }
+        let result: (node: YAMLNode, size: Int)
+        switch event.type {
+        case YAML_ALIAS_EVENT:
+            guard let name = event.anchor, let target = anchors[name] else {
+                throw event.error("found an alias to an undefined anchor")
+            }
+            try count(target.size, at: event)
+            return target
+        case YAML_SCALAR_EVENT:
+            try count(1, at: event)
+            result = (event.scalarNode, 1)
+        case YAML_SEQUENCE_START_EVENT:
+            try count(1, at: event)
+            var items: [YAMLNode] = []
+            var size = 1
+            while true {
+                let next = try events.next()
+                if next.type == YAML_SEQUENCE_END_EVENT { break }
+                let item = try node(from: next, events: events, depth: depth + 1)
+                items.append(item.node)
+                size += item.size
+            }
+            result = (YAMLNode(kind: .sequence(items), line: event.line, column: event.column), size)
+        case YAML_MAPPING_START_EVENT:
+            try count(1, at: event)
+            var pairs: [(key: YAMLNode, value: YAMLNode)] = []
+            var size = 1
+            while true {
+                let next = try events.next()
+                if next.type == YAML_MAPPING_END_EVENT { break }
+                let key = try node(from: next, events: events, depth: depth + 1)
+                guard key.node.scalar != nil else {
+                    throw next.error("a mapping key must be a single value, not a list or a mapping")
+                }
+                let value = try node(from: try events.next(), events: events, depth: depth + 1)
+                pairs.append((key.node, value.node))
+                size += key.size + value.size
+            }
+            result = (YAMLNode(kind: .mapping(pairs), line: event.line, column: event.column), size)
+        default:
+            throw event.error("unexpected YAML structure")
+        }
+        if let name = event.anchor { anchors[name] = result }
+        return result
+    }
+
+    private mutating func count(_ nodes: Int, at event: Event) throws(YAMLError) {
+        expanded += nodes
+        guard expanded <= limits.maximumExpandedNodes else {
+            throw event.error(
+                "aliases expand to more than \(limits.maximumExpandedNodes) values; refusing to read further")
+        }
+    }
+}
+
+/// libyaml's event, copied out so that its memory is freed at once.
+private struct Event {
+    let type: yaml_event_type_t
+    let line: Int
+    let column: Int
+    let anchor: String?
+    let scalarNode: YAMLNode
+
+    func error(_ reason: String) -> YAMLError { YAMLError(line: line, column: column, reason: reason) }
+}
+
+private struct EventStream {
+    let parser: UnsafeMutablePointer<yaml_parser_t>
+    let input: UnsafeBufferPointer<UInt8>
+
+    func next() throws(YAMLError) -> Event {
+        var raw = yaml_event_t()
+        guard yaml_parser_parse(parser, &raw) == 1 else { throw parserError() }
+        defer { yaml_event_delete(&raw) }
+        let line = Int(raw.start_mark.line) + 1
+        let column = Int(raw.start_mark.column) + 1
+        var anchor: String?
+        var scalar = YAMLNode(kind: .scalar(YAMLScalar(text: "", isPlain: true, tag: nil)), line: line, column: column)
+        switch raw.type {
+        case YAML_ALIAS_EVENT:
+            anchor = text(raw.data.alias.anchor)
+        case YAML_SCALAR_EVENT:
+            anchor = text(raw.data.scalar.anchor)
+            let value = raw.data.scalar
+            let bytes = UnsafeBufferPointer(start: value.value, count: Int(value.length))
+            let tag = text(value.tag)
+            scalar = YAMLNode(
+                kind: .scalar(
+                    YAMLScalar(
+                        text: String(decoding: bytes, as: UTF8.self),
+                        isPlain: value.style == YAML_PLAIN_SCALAR_STYLE && value.plain_implicit == 1,
+                        tag: tag)),
+                line: line, column: column)
+        case YAML_SEQUENCE_START_EVENT:
+            anchor = text(raw.data.sequence_start.anchor)
+        case YAML_MAPPING_START_EVENT:
+            anchor = text(raw.data.mapping_start.anchor)
+        default:
+            break
+        }
+        return Event(type: raw.type, line: line, column: column, anchor: anchor, scalarNode: scalar)
+    }
+
+    func expect(_ type: yaml_event_type_t) throws(YAMLError) {
+        let event = try next()
+        guard event.type == type else { throw event.error("unexpected YAML structure") }
+    }
+
+    /// libyaml's problem and context are fixed phrases in its source; the document's text never reaches them.
+    private func parserError() -> YAMLError {
+        let problem = parser.pointee.problem.map { String(cString: $0) } ?? "not valid YAML"
+        let context = parser.pointee.context.map { String(cString: $0) }
+        let reason = context.map { "\(problem) (\($0))" } ?? problem
+        if parser.pointee.error == YAML_READER_ERROR {
+            // The reader reports a byte offset, not a line.
+            let offset = min(Int(parser.pointee.problem_offset), input.count)
+            let (line, column) = YAMLReader.position(of: offset, in: Array(input)[...])
+            return YAMLError(line: line, column: column, reason: reason)
+        }
+        let mark = parser.pointee.problem_mark
+        return YAMLError(line: Int(mark.line) + 1, column: Int(mark.column) + 1, reason: reason)
+    }
+
+    private func text(_ pointer: UnsafeMutablePointer<yaml_char_t>?) -> String? {
+        pointer.map { String(cString: UnsafePointer($0)) }
+    }
+}
