@@ -98,6 +98,7 @@ let package = Package(
             dependencies: [
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
+                "TurnkeeperCrypto",
                 "TurnkeeperYAML",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -111,8 +112,9 @@ let package = Package(
             name: "TurnkeeperRotation",
             dependencies: [
                 "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperProbe",
-                "TurnkeeperTURNClient", "TurnkeeperYAML",
+                "TurnkeeperTURNClient", "TurnkeeperYAML", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

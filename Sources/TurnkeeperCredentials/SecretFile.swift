@@ -39,6 +39,31 @@ public enum SecretFile {
         return Loaded(secret: secret, path: path, warnings: warnings)
     }
 
+    /// Reads the root key both hosts of a two-host setup derive every epoch's secret from. Stricter than a secret
+    /// file: whoever reads or guesses it can compute every secret, past and future, so a key under 256 bits, or one
+    /// that users other than its owner may read, is refused.
+    public static func readRootKey(_ path: String) throws(TurnkeeperError) -> TurnSecret {
+        let loaded = try read(path)
+        let file = try FileContents.read(path, limit: 4096)
+        let fix =
+            "Make a key with `turnkeeper secret generate --out \(path) --force` on one host, copy it to the other "
+            + "(docs/separate-turn-host.md, root key rotation)."
+        guard loaded.secret.length >= TurnSecret.minimumStrongLength else {
+            throw TurnkeeperError(
+                .invalidSecret,
+                "the root key in \(path) has \(loaded.secret.length) characters (about \(loaded.secret.estimatedBits) "
+                    + "bits), under 256 bits: anyone who guesses it computes every epoch's secret. \(fix)")
+        }
+        guard file.permissions & 0o077 == 0 else {
+            throw TurnkeeperError(
+                .invalidSecret,
+                "the root key \(path) may be read by users other than its owner (mode "
+                    + "\(String(file.permissions, radix: 8))): any of them could compute every epoch's secret. Run "
+                    + "`chmod 600 \(path)`.")
+        }
+        return loaded.secret
+    }
+
     /// Writes `secret` and a newline to `path` atomically, mode 0600 for a new file.
     /// An existing file keeps its owner and group, and loses any permission for others.
     public static func write(_ secret: TurnSecret, to path: String, overwrite: Bool) throws(TurnkeeperError) {

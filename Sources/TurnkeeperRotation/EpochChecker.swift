@@ -16,10 +16,9 @@ struct EpochChecker {
         func problem(_ summary: String, _ fix: String) { findings.append(.init(ok: false, summary: summary, fix: fix)) }
 
         guard let derivation = configuration.derivation else { return findings }
-        let key = try SecretFile.read(derivation.rootKeyFile)
-        key.warnings.forEach { problem($0, "Make the root key file 0600, owned by root.") }
+        let key = try SecretFile.readRootKey(derivation.rootKeyFile)
         let epochs = EpochSecrets(
-            rootKey: key.secret, realm: configuration.coturn.realm, length: derivation.epoch.seconds)
+            rootKey: key, realm: configuration.coturn.realm, length: derivation.epoch.seconds)
         let epoch = epochs.epoch(at: now())
         let window = (epoch - 2)...(epoch + 2)
         let secrets = try window.map { try epochs.secret(for: $0) }

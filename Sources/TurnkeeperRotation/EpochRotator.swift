@@ -52,10 +52,9 @@ public final class EpochRotator {
     }
 
     private func secrets(keyFile: String) throws(TurnkeeperError) -> EpochSecrets {
-        let key = try SecretFile.read(keyFile)
-        key.warnings.forEach(say)
+        let key = try SecretFile.readRootKey(keyFile)
         return EpochSecrets(
-            rootKey: key.secret, realm: configuration.coturn.realm, length: try derivation.epoch.seconds)
+            rootKey: key, realm: configuration.coturn.realm, length: try derivation.epoch.seconds)
     }
 
     /// The epoch now, and when the next begins (Unix seconds, on this host's clock).

@@ -17,6 +17,13 @@ struct RotationState: Codable {
         case switching
     }
 
+    struct SynapseRestart: Codable, Equatable {
+        /// The fingerprint of the secret Synapse was switched to.
+        var secret: String
+        var configurationDigest: String
+        var at: Int64
+    }
+
     struct Retiree: Codable {
         var value: String
         /// Unix seconds after which no credential Synapse handed out with it is still valid.
@@ -32,6 +39,9 @@ struct RotationState: Codable {
     var retiring: [Retiree] = []
     /// Unix seconds of the last switch of Synapse.
     var lastRotation: Int64?
+    /// The last time Synapse was restarted for `pending`, and the digest of its configuration then: an automatic
+    /// retry never restarts Synapse again for the same failure unless its configuration has changed since.
+    var synapseRestart: SynapseRestart?
     var lastResult: String?
 
     static func load(_ path: String) throws(TurnkeeperError) -> RotationState? {

@@ -27,6 +27,16 @@ public final class Rotator {
     private let stepDelay: Duration?
     /// Asked after each saved step; true stops the rotation there with ``RotationStopped``.
     private let shouldStop: @Sendable () -> Bool
+    /// When a switch failed after Synapse was restarted, whether a retry restarts it again. The daemon retries by
+    /// itself and must not restart Synapse in a loop for one failure; an admin's `rotate --resume` may.
+    private let restartAgain: RestartPolicy
+
+    public enum RestartPolicy: Sendable {
+        /// Restart Synapse on every attempt of step 4.
+        case always
+        /// Restart again only once Synapse's configuration files have changed since the last restart.
+        case whenConfigurationChanged
+    }
 
     var statePath: String { configuration.rotation.stateDirectory + "/state.json" }
 
@@ -34,12 +44,14 @@ public final class Rotator {
         configuration: Configuration,
         say: @escaping (String) -> Void,
         now: @escaping () -> Int64 = WallClock.nowSeconds,
-        shouldStop: @escaping @Sendable () -> Bool = { false }
+        shouldStop: @escaping @Sendable () -> Bool = { false },
+        restartAgain: RestartPolicy = .always
     ) {
         self.configuration = configuration
         self.say = say
         self.now = now
         self.shouldStop = shouldStop
+        self.restartAgain = restartAgain
         self.abortAfterStep = getenv("TURNKEEPER_TEST_ABORT_AFTER_STEP").map { String(cString: $0) }
         self.stepDelay = getenv("TURNKEEPER_TEST_STEP_DELAY_MS").flatMap { Int(String(cString: $0)) }.map {
             .milliseconds($0)
@@ -59,7 +71,11 @@ public final class Rotator {
         }
         state = try await retireDue(state)
         if !resumeOnly {
-            state.pending = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+            let secret = try TurnSecret.generate()
+            // Everything that can be known before step 1 is checked now: a rotation that cannot end with
+            // Synapse on the new secret does not start.
+            _ = try await preflight(for: secret)
+            state.pending = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
             state.phase = .adding
             try await persist(state, step: 1, "generated a new secret (\(fingerprint(state.pending)))")
             state = try await advance(state)
@@ -133,10 +149,9 @@ public final class Rotator {
                 state, step: 3, "an allocation with the new secret succeeded at \(configuration.coturn.verifyURI)")
         }
         if state.phase == .switching {
-            try await switchSynapse(to: pending)
-            // The lifetime Synapse now hands out decides when the old secret may go; guessing could retire it
-            // while credentials signed with it are still valid. Unreadable here, the next run repeats step 4.
-            let lifetime = try SynapseConfig.load(configuration.synapse.configPaths).turnUserLifetime.seconds
+            let synapse = try await preflight(for: pending)
+            state = try await switchSynapse(to: pending, state: state, configuration: synapse)
+            let lifetime = synapse.turnUserLifetime.seconds
             if let old = state.current, old != pendingValue {
                 state.retiring.append(
                     .init(value: old, after: now() + lifetime + configuration.rotation.margin.seconds))
@@ -144,6 +159,7 @@ public final class Rotator {
             state.current = pendingValue
             state.pending = nil
             state.phase = .idle
+            state.synapseRestart = nil
             state.lastRotation = now()
             state.lastResult = "ok"
             try await persist(state, step: 4, "Synapse now hands out credentials signed with \(pending.fingerprint)")
@@ -173,7 +189,8 @@ public final class Rotator {
     private func loadOrAdopt() async throws -> RotationState {
         if let state = try RotationState.load(statePath) { return state }
         var state = RotationState()
-        let synapse = try SynapseConfig.load(configuration.synapse.configPaths)
+        let paths = configuration.synapse.configPaths
+        let synapse = try await Blocking.run { try SynapseConfig.load(paths) }
         if let secret = synapse.turnSecret {
             try await coturnSecrets().add(secret)
             state.current = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
@@ -206,18 +223,88 @@ public final class Rotator {
         }
     }
 
-    func switchSynapse(to secret: TurnSecret) async throws {
+    /// Checks everything that decides whether Synapse will end up using `secret`, without changing anything:
+    /// the managed files can be written safely, Synapse's configuration reads, the managed file is one Synapse
+    /// reads and no later file overrides it, and the lifetime fits the schedule. Returns Synapse's configuration
+    /// as it will be once the files are written.
+    func preflight(for secret: TurnSecret) async throws -> SynapseConfig {
         let synapse = configuration.synapse
-        try SynapseSecretStore(
+        let store = synapseStore()
+        try store.checkWritable()
+        let written = try store.render(secret)
+        let paths = synapse.configPaths
+        let after = try await Blocking.run { try SynapseConfig.load(paths, replacing: written) }
+        guard after.files.contains(synapse.managedFile) else {
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "Synapse would never read \(synapse.managedFile): it is neither one of synapse.config nor a *.yaml file "
+                    + "directly in one of its directories (\(paths.joined(separator: ", "))). Nothing was changed. "
+                    + "Point synapse.managed_file into Synapse's conf.d, or add its directory to synapse.config.")
+        }
+        for key in ["turn_shared_secret", "turn_shared_secret_path"] {
+            if let origin = after.origins[key], origin != synapse.managedFile {
+                throw TurnkeeperError(
+                    .invalidConfiguration,
+                    "\(origin) sets \(key) and is read after \(synapse.managedFile), so Synapse would keep "
+                        + "ignoring the secret turnkeeper writes. Nothing was changed. Remove \(key) from \(origin) "
+                        + "(turnkeeper's file sets it), then rotate again.")
+            }
+        }
+        guard let effective = after.turnSecret, effective == secret else {
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "with turnkeeper's file written, Synapse's configuration would still not use the new secret. Nothing "
+                    + "was changed. Run `turnkeeper check` to see which file decides.")
+        }
+        if let problem = configuration.scheduleProblem(lifetime: after.turnUserLifetime) {
+            throw TurnkeeperError(.invalidConfiguration, "\(configuration.path): \(problem). Nothing was changed.")
+        }
+        return after
+    }
+
+    private func synapseStore() -> SynapseSecretStore {
+        let synapse = configuration.synapse
+        return SynapseSecretStore(
             confFile: synapse.managedFile,
             mode: synapse.mode,
             secretFile: synapse.secretFile,
             group: synapse.group,
             managedOptions: synapse.managedOptions
-        ).write(secret)
-        abortIfAsked(after: "4a")
-        say("wrote \(synapse.managedFile); restarting Synapse: \(synapse.restartCommand.joined(separator: " "))")
-        try await CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
+        )
+    }
+
+    /// Switches Synapse to `secret` outside a random rotation (the Synapse host of two hosts, at an epoch's start),
+    /// after the same preflight.
+    func switchSynapse(to secret: TurnSecret) async throws {
+        let expected = try await preflight(for: secret)
+        _ = try await switchSynapse(to: secret, state: RotationState(), configuration: expected)
+    }
+
+    /// Step 4: writes Synapse's files, restarts it (once per configuration, unless asked to always) and checks
+    /// that it answers and hands out the new secret. `expected` is Synapse's configuration once the files are
+    /// written, from the preflight.
+    private func switchSynapse(to secret: TurnSecret, state start: RotationState, configuration expected: SynapseConfig)
+        async throws -> RotationState
+    {
+        var state = start
+        let synapse = configuration.synapse
+        let previous = state.synapseRestart
+        let alreadyRestarted =
+            previous?.secret == secret.fingerprint && previous?.configurationDigest == expected.digest
+        if alreadyRestarted && restartAgain == .whenConfigurationChanged, let previous {
+            say(
+                "Synapse was already restarted for \(secret.fingerprint) at \(WallClock.utcString(seconds: previous.at)) "
+                    + "with its configuration as it is now; not restarting it again for the same failure")
+        } else {
+            try synapseStore().write(secret)
+            abortIfAsked(after: "4a")
+            // Recorded before the command runs: a restart that hangs or fails counts as tried.
+            state.synapseRestart = .init(
+                secret: secret.fingerprint, configurationDigest: expected.digest, at: now())
+            try state.save(statePath)
+            say("wrote \(synapse.managedFile); restarting Synapse: \(synapse.restartCommand.joined(separator: " "))")
+            try await CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
+        }
         if let health = synapse.healthURL {
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(120)
@@ -237,6 +324,7 @@ public final class Rotator {
         if let homeserver = synapse.homeserver, let tokenFile = synapse.accessTokenFile {
             try await verifyEndToEnd(homeserver: homeserver, tokenFile: tokenFile, secret: secret)
         }
+        return state
     }
 
     /// What a Matrix client gets now must be signed with the new secret and accepted by coturn.

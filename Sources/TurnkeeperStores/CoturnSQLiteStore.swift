@@ -96,14 +96,17 @@ private final class Database {
 
     init(path: String, busyTimeout: Int32) throws(TurnkeeperError) {
         var handle: OpaquePointer?
-        // Never create: a missing database means a wrong path, not a new empty one coturn would not read.
-        let status = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
+        // Never create: a missing database means a wrong path, not a new empty one coturn would not read. Never
+        // follow a link: coturn's user may write its directory, and could point the name at another database.
+        let status = sqlite3_open_v2(
+            path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, nil)
         guard status == SQLITE_OK, let handle else {
             if let handle { sqlite3_close(handle) }
             throw TurnkeeperError(
                 .unreadableFile,
                 "cannot open coturn's database \(path): \(String(cString: sqlite3_errstr(status))). Check the path "
-                    + "(coturn's userdb=, Debian's default is /var/lib/turn/turndb) and that turnkeeper may write it."
+                    + "(coturn's userdb=, Debian's default is /var/lib/turn/turndb), that it is not a symbolic link, "
+                    + "and that turnkeeper may write it."
             )
         }
         self.path = path

@@ -1,6 +1,7 @@
 import Glibc
 public import TurnkeeperCore
 public import TurnkeeperCredentials
+import TurnkeeperCrypto
 import TurnkeeperYAML
 
 /// Synapse's TURN settings, read from its config files with Synapse's own rules.
@@ -16,6 +17,8 @@ public struct SynapseConfig: Sendable {
     public let warnings: [String]
     /// The file that last set each top-level key.
     public let origins: [String: String]
+    /// A digest of every file read, names and bytes: tells whether Synapse's configuration changed since.
+    public let digest: String
 
     public let turnURIs: [String]
     /// The effective secret: `turn_shared_secret`, or the whitespace-stripped contents of
@@ -52,6 +55,7 @@ public struct SynapseConfig: Sendable {
         var merged: [String: YAMLNode] = [:]
         var origins: [String: String] = [:]
         var warnings: [String] = []
+        var digested: [UInt8] = []
         for file in files {
             let bytes: [UInt8]
             if let replaced = replacing[file] {
@@ -59,6 +63,7 @@ public struct SynapseConfig: Sendable {
             } else {
                 bytes = try FileContents.read(file, limit: 4 * 1024 * 1024).bytes
             }
+            digested += Array(file.utf8) + [0] + Digest.sha256(bytes)
             let node: YAMLNode?
             do {
                 node = try YAMLReader.parse(bytes)
@@ -81,14 +86,16 @@ public struct SynapseConfig: Sendable {
             }
         }
         return try SynapseConfig(
-            files: files, warnings: warnings, origins: origins, merged: merged, replacing: replacing)
+            files: files, warnings: warnings, origins: origins, merged: merged, replacing: replacing,
+            digest: Hex.encode(Digest.sha256(digested)))
     }
 
     private init(
         files: [String], warnings: [String], origins: [String: String], merged: [String: YAMLNode],
-        replacing: [String: [UInt8]]
+        replacing: [String: [UInt8]], digest: String
     ) throws(TurnkeeperError) {
         self.files = files
+        self.digest = digest
         self.origins = origins
         var warnings = warnings
         func location(_ key: String) -> String {

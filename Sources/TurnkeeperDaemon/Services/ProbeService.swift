@@ -26,7 +26,7 @@ struct ProbeService: Service {
 
     func probeOnce() async {
         let configuration = state.configuration
-        let texts = Self.uris(configuration)
+        let texts = await Self.uris(configuration)
         var problems: [String] = []
         var uris: [TURNURI] = []
         for text in texts {
@@ -83,9 +83,10 @@ struct ProbeService: Service {
     }
 
     /// What to probe: daemon.probe_uris, else the turn_uris Synapse hands clients, else coturn.verify_uri.
-    static func uris(_ configuration: Configuration) -> [String] {
+    static func uris(_ configuration: Configuration) async -> [String] {
         if let uris = configuration.daemon.probeURIs, !uris.isEmpty { return uris }
-        if let synapse = try? SynapseConfig.load(configuration.synapse.configPaths), !synapse.turnURIs.isEmpty {
+        let paths = configuration.synapse.configPaths
+        if let synapse = try? await Blocking.run({ try SynapseConfig.load(paths) }), !synapse.turnURIs.isEmpty {
             return synapse.turnURIs
         }
         return [configuration.coturn.verifyURI]

@@ -179,10 +179,13 @@ struct RotationService: Service {
     private func makeRotator(_ configuration: Configuration) -> Rotator {
         let logger = logger
         let stopRequested = stopRequested
+        // Retries come by themselves: one failure must not restart Synapse again and again.
         return Rotator(
             configuration: configuration,
             say: { logger.info("\($0)") },
-            shouldStop: { stopRequested.isSet }
+            now: now,
+            shouldStop: { stopRequested.isSet },
+            restartAgain: .whenConfigurationChanged
         )
     }
 }

@@ -51,17 +51,19 @@ struct ReloadService: Service {
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
-            for await _ in hangups { reload() }
+            for await _ in hangups { await reload() }
         }
     }
 
-    func reload() {
+    func reload() async {
         state.notifier.reloading()
         defer { state.notifier.reloaded() }
         let running = state.configuration
         let loaded: Configuration
         do {
-            loaded = try Configuration.load(path)
+            let path = path
+            // Off the cooperative pool: however long a file takes to read, health checks and SIGTERM go on.
+            loaded = try await Blocking.run { try Configuration.load(path) }
         } catch {
             metrics.configReload(ok: false)
             logger.error(
