@@ -22,6 +22,8 @@ struct RotationState: Codable {
         var secret: String
         var configurationDigest: String
         var at: Int64
+        /// The restart command exited 0.
+        var succeeded: Bool
     }
 
     struct Retiree: Codable {

@@ -292,18 +292,28 @@ public final class Rotator {
         let alreadyRestarted =
             previous?.secret == secret.fingerprint && previous?.configurationDigest == expected.digest
         if alreadyRestarted && restartAgain == .whenConfigurationChanged, let previous {
+            let when = WallClock.utcString(seconds: previous.at)
+            guard previous.succeeded else {
+                throw TurnkeeperError(
+                    .checkFailed,
+                    "the Synapse restart for \(secret.fingerprint) failed at \(when), and Synapse's configuration has not "
+                        + "changed since, so it is not restarted again for the same failure. Fix the cause (`journalctl "
+                        + "-u matrix-synapse`), then run `turnkeeper rotate --resume`.")
+            }
             say(
-                "Synapse was already restarted for \(secret.fingerprint) at \(WallClock.utcString(seconds: previous.at)) "
-                    + "with its configuration as it is now; not restarting it again for the same failure")
+                "Synapse was restarted for \(secret.fingerprint) at \(when) with its configuration as it is now; not "
+                    + "restarting it again for the same failure, only checking it again")
         } else {
             try synapseStore().write(secret)
             abortIfAsked(after: "4a")
-            // Recorded before the command runs: a restart that hangs or fails counts as tried.
+            // Recorded before the command runs: a restart that hangs or is killed counts as tried and failed.
             state.synapseRestart = .init(
-                secret: secret.fingerprint, configurationDigest: expected.digest, at: now())
+                secret: secret.fingerprint, configurationDigest: expected.digest, at: now(), succeeded: false)
             try state.save(statePath)
             say("wrote \(synapse.managedFile); restarting Synapse: \(synapse.restartCommand.joined(separator: " "))")
             try await CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
+            state.synapseRestart?.succeeded = true
+            try state.save(statePath)
         }
         if let health = synapse.healthURL {
             let clock = ContinuousClock()
