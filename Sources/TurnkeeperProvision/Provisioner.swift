@@ -185,6 +185,8 @@ public struct Provisioner: Sendable {
         synapse:
           config: [/etc/matrix-synapse/homeserver.yaml, /etc/matrix-synapse/conf.d]
           managed_file: /etc/matrix-synapse/conf.d/90-turnkeeper.yaml
+          # The group Synapse runs as (Debian's package); it must exist on this host.
+          group: matrix-synapse
           restart_command: [systemctl, restart, matrix-synapse]
           health_url: \(options.homeserver)/health
         coturn:

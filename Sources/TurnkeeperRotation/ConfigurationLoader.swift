@@ -483,18 +483,17 @@ private struct ConfigurationReader {
 extension Configuration {
     /// Why credentials of `lifetime` would be refused while still valid under this schedule, or nil.
     ///
-    /// Derived secrets: epoch e's secret leaves coturn when epoch e+2 starts, so a credential minted at the
-    /// very end of epoch e must expire within one epoch; the margin is what is left for clock skew.
+    /// Derived secrets: epoch e's secret leaves coturn when epoch e+2 starts, so a credential minted at the very end
+    /// of epoch e must expire within one epoch. What the lifetime leaves of the epoch is the clock skew the two
+    /// hosts may have (docs/separate-turn-host.md).
     public func scheduleProblem(lifetime: SynapseDuration) -> String? {
         let life = lifetime.seconds
-        let margin = rotation.margin.seconds
         if let derivation = derivation {
             let epoch = derivation.epoch.seconds
-            guard life + margin <= epoch else {
-                return "turn_user_lifetime (\(life) s) plus rotation.margin (\(margin) s) exceeds rotation.epoch "
-                    + "(\(epoch) s): a credential minted at the end of an epoch would outlive its secret on the TURN "
-                    + "host and be refused. Make the epoch at least \(life + margin) s, or shorten turn_user_lifetime "
-                    + "or the margin"
+            guard life < epoch else {
+                return "turn_user_lifetime (\(life) s) is not shorter than rotation.epoch (\(epoch) s): a credential "
+                    + "minted at the end of an epoch would outlive its secret on the TURN host and be refused. Make "
+                    + "the epoch at least twice the lifetime (\(2 * life) s), or shorten turn_user_lifetime"
             }
             return nil
         }

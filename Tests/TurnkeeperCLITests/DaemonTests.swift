@@ -216,7 +216,7 @@ struct DaemonTests {
         #expect(busy.status == 2, "\(busy)")
         #expect(busy.stderr.contains("cannot listen on 127.0.0.1:\(lab.port)") && busy.stderr.contains("daemon.listen"))
 
-        _ = try lab.directory.write("turnkeeper.yaml", "synapse: {}\ncoturn: {realm: r}\n")
+        _ = try lab.directory.write("turnkeeper.yaml", "synapse: {group: nogroup}\ncoturn: {realm: r}\n")
         let broken = try TurnkeeperBinary.run(["run", "--config", lab.config], timeout: .seconds(60))
         #expect(broken.status == 2, "\(broken)")
         #expect(broken.stderr.contains(lab.config) && broken.stderr.contains("verify_uri is required"))

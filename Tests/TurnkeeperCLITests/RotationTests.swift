@@ -311,7 +311,7 @@ struct RotationTests {
         let config = try directory.write(
             "turnkeeper.yaml",
             """
-            synapse: {config: [/nonexistent]}
+            synapse: {config: [/nonexistent], group: nogroup}
             coturn: {realm: r, verify_uri: "turn:127.0.0.1:1"}
             rotation: {state_directory: \(state)}
             """

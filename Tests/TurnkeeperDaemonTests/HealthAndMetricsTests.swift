@@ -14,7 +14,7 @@ struct HealthAndMetricsTests {
         defer { directory.remove() }
         let path = try directory.write(
             "turnkeeper.yaml",
-            "synapse: {config: [/nonexistent]}\ncoturn: {realm: r, verify_uri: \"turn:127.0.0.1:9\"}\n")
+            "synapse: {config: [/nonexistent], group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:127.0.0.1:9\"}\n")
         return try Configuration.load(path)
     }
 
