@@ -372,4 +372,53 @@ struct HardeningTests {
         daemon.signal(SIGTERM)
         #expect(daemon.process.wait(timeout: .seconds(30)) == 0, "\(daemon.log.suffix(2000))")
     }
+
+    @Test("Root keys under 256 bits, or readable by others, are refused by status, check and rotate")
+    func weakRootKeys() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let config = try directory.write(
+            "turnkeeper.yaml",
+            """
+            role: turn
+            coturn: {realm: r, verify_uri: "turn:127.0.0.1:9", database: \(directory.file("turndb"))}
+            rotation: {root_key_file: \(directory.file("root-key")), epoch: 1d, state_directory: \(directory.file("state"))}
+            """, mode: 0o644)
+        for length in [1, 3, 16, 42] {
+            let key = String(Deployment.text(try TurnSecret.generate()).prefix(length))
+            try directory.write("root-key", key + "\n", mode: 0o600)
+            for command in ["status", "check", "rotate"] {
+                let output = try TurnkeeperBinary.run([command, "--config", config])
+                #expect(output.status == 2, "\(length) characters, \(command): \(output)")
+                #expect(output.stderr.contains("under 256 bits") && output.stderr.contains("secret generate"))
+                #expect(!output.stdout.contains(key) && !output.stderr.contains(key))
+            }
+        }
+        let strong = Deployment.text(try TurnSecret.generate())
+        for mode: mode_t in [0o640, 0o604] {
+            try directory.write("root-key", strong + "\n", mode: mode)
+            let output = try TurnkeeperBinary.run(["status", "--config", config])
+            #expect(output.status == 2 && output.stderr.contains("chmod 600"), "\(output)")
+        }
+        try directory.write("root-key", strong + "\n", mode: 0o600)
+        #expect(try TurnkeeperBinary.run(["status", "--config", config]).status == 0)
+    }
+
+    @Test("In path mode, a secret file that is a link is refused and its target never written")
+    func secretFileLink() throws {
+        let deployment = try Deployment()
+        defer { deployment.stop() }
+        let decoy = try deployment.directory.write("decoy", "root's own file\n", mode: 0o600)
+        let secretFile = deployment.directory.file("synapse/turn-secret")
+        symlink(decoy, secretFile)
+        let text = try String(contentsOfFile: deployment.config, encoding: .utf8)
+        try deployment.directory.write(
+            "turnkeeper.yaml",
+            text.replacingOccurrences(of: "  group: nogroup\n", with: "  group: nogroup\n  mode: path\n  secret_file: \(secretFile)\n"),
+            mode: 0o644)
+        let rotate = try deployment.run(["rotate"])
+        #expect(rotate.status == 2 && rotate.stderr.contains("is a symbolic link"), "\(rotate)")
+        #expect(try String(contentsOfFile: decoy, encoding: .utf8) == "root's own file\n")
+        #expect(deployment.restarts == 0)
+    }
 }
