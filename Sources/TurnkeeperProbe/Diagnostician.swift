@@ -1,15 +1,24 @@
+import TurnkeeperSTUN
+
 /// Turns step results into plain-words diagnoses with fixes. Pure: no I/O, no clock but the one given.
 public struct Diagnostician: Sendable {
     /// Facts from outside the probe that change what a failure means.
     public struct Context: Sendable {
         /// The credential's expiry (Unix seconds), when its username carries one.
         public var credentialExpiry: Int64?
+        /// What a TURN server would refuse in the credential's username, in words (RESTUsername.problem);
+        /// nil when nothing is known to be wrong with it.
+        public var usernameProblem: String?
         public var nowSeconds: Int64
         /// Certificates fetched after TLS failures, by target address.
         public var certificates: [String: CertificateFacts]
 
-        public init(credentialExpiry: Int64? = nil, nowSeconds: Int64, certificates: [String: CertificateFacts] = [:]) {
+        public init(
+            credentialExpiry: Int64? = nil, usernameProblem: String? = nil, nowSeconds: Int64,
+            certificates: [String: CertificateFacts] = [:]
+        ) {
             self.credentialExpiry = credentialExpiry
+            self.usernameProblem = usernameProblem
             self.nowSeconds = nowSeconds
             self.certificates = certificates
         }
@@ -31,7 +40,29 @@ public struct Diagnostician: Sendable {
 
     public init(context: Context) { self.context = context }
 
+    /// The same failure gets the same code whatever the server. A server refuses credentials with 401
+    /// (coturn) or 400 (pion); either way it answers the signed Allocate without signing its answer, since
+    /// it could not verify ours. So an unsigned 400 to the allocation is `credentials-rejected`, as an
+    /// unsigned 401 is; the number stays in `facts.errorCode`. A signed 400 is not: that server verified
+    /// the credentials and refused something else.
+    public func classify(_ targets: [TargetReport]) -> [TargetReport] {
+        targets.map { target in
+            var target = target
+            for index in target.steps.indices {
+                let step = target.steps[index]
+                if step.status == .fail, step.step == .allocation, step.failure == "error-400",
+                    step.facts["answerIntegrity"] == "missing"
+                {
+                    target.steps[index].failure = "credentials-rejected"
+                }
+            }
+            return target
+        }
+    }
+
+    /// Diagnoses of `targets`, classified first (see ``classify(_:)``).
     public func diagnose(_ targets: [TargetReport]) -> [Diagnosis] {
+        let targets = classify(targets)
         var found: [Diagnosis] = []
         func add(_ code: String, _ summary: String, _ fix: String, _ target: TargetReport) {
             let name = "\(target.uri) (\(target.address))"
@@ -58,11 +89,18 @@ public struct Diagnostician: Sendable {
         _ add: (String, String, String, TargetReport) -> Void
     ) {
         let port = target.address.split(separator: ":").last.map(String.init) ?? "?"
-        // pion-based servers answer 400 rather than 401 to credentials they refuse.
-        let failure = step.failure == "error-400" && step.step != .binding ? "credentials-rejected" : step.failure
-        switch failure {
+        switch step.failure {
         case "credentials-rejected":
-            if let expiry = context.credentialExpiry, expiry > Int64(Int32.max) {
+            if let problem = context.usernameProblem {
+                add(
+                    "username-refused",
+                    "The TURN server refused the credentials (\(step.facts["errorCode"] ?? "401") after they were "
+                        + "sent): their username \(problem).",
+                    "Synapse's usernames are <expiry>:<user ID>. Use credentials for a user ID coturn takes; "
+                        + "`turnkeeper credentials --user` refuses the ones it would not.",
+                    target
+                )
+            } else if let expiry = context.credentialExpiry, expiry > Int64(Int32.max) {
                 add(
                     "credentials-expiry-too-late",
                     "The TURN server refused the credentials: they expire after 2038-01-19 03:14:07 UTC, which "
@@ -82,8 +120,9 @@ public struct Diagnostician: Sendable {
             } else {
                 add(
                     "credentials-rejected",
-                    "The TURN server refused the credentials (\(step.facts["errorCode"] ?? "401") after they were sent). "
-                        + "Calls will ring and never connect.",
+                    // No number here: coturn's 401 and pion's 400 are one problem, listed once; facts.errorCode
+                    // of the step keeps the number.
+                    "The TURN server refused the credentials after they were sent. Calls will ring and never connect.",
                     "The secret Synapse signs with (turn_shared_secret) differs from coturn's static-auth-secret, or "
                         + "coturn's realm is unset, or lt-cred-mech is mixed with use-auth-secret. Compare "
                         + "`turnkeeper secret fingerprint` of both secrets, set realm= in turnserver.conf, remove "
@@ -171,7 +210,22 @@ public struct Diagnostician: Sendable {
                 "Check the TURN host's network and load; calls will stutter.",
                 target
             )
-        case "protocol-violation", "malformed-response", "integrity-mismatch":
+        case "response-integrity-missing", "response-integrity-invalid":
+            let what =
+                step.failure == "response-integrity-missing"
+                ? "it carries no MESSAGE-INTEGRITY" : "its MESSAGE-INTEGRITY does not verify with the credentials"
+            add(
+                step.failure ?? "",
+                "An answer of the server could not be authenticated: \(what), although the request was signed "
+                    + "(the FAIL lines say which). A TURN server signs its answers to signed requests, so this one "
+                    + "was forged by something on the path, or the server is broken: nothing it said can be "
+                    + "trusted.",
+                "Check that the URI points at your TURN server and that nothing between here and it (a proxy, "
+                    + "a captive portal, a middlebox on port \(port)) answers in its place. Probe again from "
+                    + "another network to compare.",
+                target
+            )
+        case "protocol-violation", "malformed-response":
             add(
                 "broken-server",
                 "The server at \(target.address) does not speak STUN/TURN correctly: \(step.detail).",
@@ -197,8 +251,10 @@ public struct Diagnostician: Sendable {
             )
             return
         }
-        let names =
-            certificate.names.isEmpty ? "no subject alternative names" : certificate.names.joined(separator: ", ")
+        // The names are the server's text: escaped, and no more than ten of them.
+        var shown = certificate.names.prefix(10).map { ServerText.escaped($0) }
+        if certificate.names.count > 10 { shown.append("and \(certificate.names.count - 10) more") }
+        let names = shown.isEmpty ? "no subject alternative names" : shown.joined(separator: ", ")
         if certificate.notValidAfter < context.nowSeconds {
             add(
                 "tls-expired",

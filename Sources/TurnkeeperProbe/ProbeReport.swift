@@ -4,6 +4,9 @@ public struct ProbeReport: Sendable, Codable {
     public var schemaVersion = 1
     /// True when every step of every target passed or was skipped for no fault.
     public var passed: Bool
+    /// True when every turn: or turns: target got as far as allocating relays. False when there is none,
+    /// or when one stopped before: without credentials only Binding runs, and relaying is not tested.
+    public var relayTested: Bool
     public var targets: [TargetReport]
     /// Advice drawn from all targets together.
     public var diagnoses: [Diagnosis]
@@ -14,6 +17,8 @@ public struct ProbeReport: Sendable, Codable {
         self.targets = targets
         self.diagnoses = diagnoses
         self.passed = targets.allSatisfy(\.passed) && diagnoses.isEmpty
+        let allocations = targets.compactMap { $0.steps.first { $0.step == .allocation } }
+        self.relayTested = !allocations.isEmpty && allocations.allSatisfy { $0.status != .skip }
     }
 }
 

@@ -137,14 +137,14 @@ struct TargetProbe {
             }
         }
         var steps = log.steps
+        let failed = steps.contains { $0.status == .fail }
         for name in planned where !steps.contains(where: { $0.step == name }) {
-            steps.append(
-                StepReport(step: name, status: .skip, milliseconds: 0, detail: "not run: an earlier step failed"))
-        }
-        if uri.isTURN && options.credentials == nil, let index = steps.firstIndex(where: { $0.step == .allocation }),
-            steps[index].status == .skip
-        {
-            steps[index].detail = "not run: no credentials (give --secret-file, or --username and --password-file)"
+            // Without credentials nothing past the binding can run: say so, and not that something failed.
+            let detail =
+                options.credentials == nil && !failed
+                ? "not run: no credentials, so no relay was allocated and relaying is untested"
+                : "not run: an earlier step failed"
+            steps.append(StepReport(step: name, status: .skip, milliseconds: 0, detail: detail))
         }
         return TargetReport(
             uri: uri.text, transport: endpoint.transport.rawValue, address: endpoint.address.hostAndPort, steps: steps)
@@ -300,12 +300,26 @@ final class StepLog: Sendable {
         let code: String
         if let error = error as? TURNClientError {
             code = Self.code(error.kind)
-            if case .errorResponse(let response) = error.kind { facts["errorCode"] = String(response.code) }
-            if case .credentialsRejected(let response) = error.kind { facts["errorCode"] = String(response.code) }
+            switch error.kind {
+            case .errorResponse(let response), .credentialsRejected(let response),
+                .answerIntegrityMissing(let response?), .answerIntegrityInvalid(let response?):
+                facts["errorCode"] = String(response.code)
+            default:
+                break
+            }
+            if let integrity = error.answerIntegrity {
+                facts["answerIntegrity"] =
+                    switch integrity {
+                    case .valid: "valid"
+                    case .absent: "missing"
+                    case .invalid: "invalid"
+                    }
+            }
         } else {
             code = "error"
         }
-        let detail = prefix.map { "\($0): \(error)" } ?? "\(error)"
+        // Errors may quote what a server sent; the detail is printed and put in JSON as it is.
+        let detail = ServerText.escaped(prefix.map { "\($0): \(error)" } ?? "\(error)", limit: nil)
         append(
             StepReport(
                 step: name, status: .fail, milliseconds: milliseconds, detail: detail, facts: facts, failure: code))
@@ -322,7 +336,8 @@ final class StepLog: Sendable {
         case .credentialsRejected: "credentials-rejected"
         case .credentialsRequired: "credentials-required"
         case .malformedResponse: "malformed-response"
-        case .integrityMismatch: "integrity-mismatch"
+        case .answerIntegrityMissing: "response-integrity-missing"
+        case .answerIntegrityInvalid: "response-integrity-invalid"
         case .protocolViolation: "protocol-violation"
         }
     }

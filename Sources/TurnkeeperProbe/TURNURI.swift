@@ -1,3 +1,5 @@
+import Glibc
+import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 
 /// A STUN or TURN URI (RFC 7064, RFC 7065): `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]`,
@@ -22,10 +24,14 @@ public struct TURNURI: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { text }
 
+    /// DNS limits (RFC 1035): a name of at most 253 characters (255 bytes on the wire), labels of 1-63.
+    public static let maximumHostLength = 253
+    public static let maximumLabelLength = 63
+
     public init(_ text: String) throws(ProbeError) {
         func bad(_ why: String) -> ProbeError {
             ProbeError(
-                "\"\(text)\" is not a STUN/TURN URI: \(why). "
+                "\"\(ServerText.escaped(text))\" is not a STUN/TURN URI: \(why). "
                     + "Write stun:HOST[:PORT], turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]."
             )
         }
@@ -43,29 +49,37 @@ public struct TURNURI: Sendable, Hashable, CustomStringConvertible {
             transportParameter = query.dropFirst("transport=".count).lowercased()
         }
         guard !rest.hasPrefix("//") else { throw bad("it has no \"//\" after the scheme") }
-        var host: Substring
+        let host: Substring
         var portText: Substring?
         if rest.hasPrefix("[") {
             guard let close = rest.firstIndex(of: "]") else { throw bad("an IPv6 address is missing its \"]\"") }
             host = rest[rest.index(after: rest.startIndex)..<close]
+            guard Self.isIPv6(host) else { throw bad("the text in brackets is not an IPv6 address") }
             let after = rest[rest.index(after: close)...]
             if !after.isEmpty {
                 guard after.hasPrefix(":") else { throw bad("unexpected text after the IPv6 address") }
                 portText = after.dropFirst()
             }
-        } else if let portColon = rest.lastIndex(of: ":") {
-            host = rest[..<portColon]
-            portText = rest[rest.index(after: portColon)...]
         } else {
-            host = rest
-        }
-        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:".contains($0) }) else {
-            throw bad("the host is empty or holds characters a host name cannot")
+            // turn:::1 could be [::]:1 or [::1]; only brackets say which.
+            guard rest.filter({ $0 == ":" }).count <= 1 else {
+                throw bad(
+                    "an IPv6 address goes in brackets with the port after them, such as \(scheme.rawValue):[::1]:3478")
+            }
+            if let portColon = rest.firstIndex(of: ":") {
+                host = rest[..<portColon]
+                portText = rest[rest.index(after: portColon)...]
+            } else {
+                host = rest
+            }
+            if let why = Self.hostNameProblem(host) { throw bad(why) }
         }
         let secure = scheme == .stuns || scheme == .turns
         var port = secure ? 5349 : 3478
         if let portText {
-            guard let value = Int(portText), (1...65535).contains(value) else { throw bad("the port is not 1-65535") }
+            guard !portText.isEmpty, portText.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(portText),
+                (1...65535).contains(value)
+            else { throw bad("the port is not 1-65535") }
             port = value
         }
         let transport: TURNTransport
@@ -81,6 +95,34 @@ public struct TURNURI: Sendable, Hashable, CustomStringConvertible {
         self.port = port
         self.transport = transport
         self.text = text
+    }
+
+    private static func isIPv6(_ text: Substring) -> Bool {
+        var address = in6_addr()
+        return inet_pton(AF_INET6, String(text), &address) == 1
+    }
+
+    /// Why `host` cannot be a DNS name or IPv4 address, or nil. Names are ASCII (international names in
+    /// their xn-- form, as getaddrinfo wants them); `_` is allowed, as resolvers allow it.
+    static func hostNameProblem(_ host: Substring) -> String? {
+        guard !host.isEmpty else { return "the host is empty" }
+        guard host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
+            return "the host holds characters a host name cannot (write international names in their xn-- form)"
+        }
+        let name = host.hasSuffix(".") ? host.dropLast() : host
+        guard name.count <= maximumHostLength else {
+            return "the host name is \(name.count) characters long; DNS allows at most \(maximumHostLength)"
+        }
+        for label in name.split(separator: ".", omittingEmptySubsequences: false) {
+            guard !label.isEmpty else {
+                return "the host name has an empty label (two dots in a row, or a leading dot)"
+            }
+            guard label.count <= maximumLabelLength else {
+                return "a label of the host name is \(label.count) characters long; DNS allows at most "
+                    + "\(maximumLabelLength) between dots"
+            }
+        }
+        return nil
     }
 }
 

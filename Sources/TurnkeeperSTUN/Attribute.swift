@@ -67,6 +67,7 @@ public struct STUNAttribute: Sendable, Hashable {
 /// ERROR-CODE: a three-digit code and a reason phrase.
 public struct STUNErrorCode: Sendable, Hashable, CustomStringConvertible {
     public let code: Int
+    /// As the server sent it: print it only through ``description`` or ``ServerText``.
     public let reason: String
 
     public init(code: Int, reason: String) {
@@ -74,7 +75,8 @@ public struct STUNErrorCode: Sendable, Hashable, CustomStringConvertible {
         self.reason = reason
     }
 
-    public var description: String { reason.isEmpty ? "\(code)" : "\(code) \(reason)" }
+    /// The code and the server's reason phrase, escaped and bounded.
+    public var description: String { reason.isEmpty ? "\(code)" : "\(code) \(ServerText.escaped(reason))" }
 
     public static let tryAlternate = 300
     public static let badRequest = 400

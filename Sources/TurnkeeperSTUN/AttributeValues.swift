@@ -54,7 +54,8 @@ extension STUNMessage {
         append(.errorCode, [0, 0, UInt8(error.code / 100), UInt8(error.code % 100)] + Array(error.reason.utf8))
     }
 
-    /// USERNAME, REALM, NONCE, SOFTWARE: UTF-8 text (invalid sequences become U+FFFD).
+    /// USERNAME, REALM, NONCE, SOFTWARE: UTF-8 text (invalid sequences become U+FFFD). Text from a server
+    /// is printed only through ``ServerText``.
     public func text(_ type: STUNAttributeType) -> String? {
         value(type).map { String(decoding: $0, as: UTF8.self) }
     }

@@ -52,16 +52,19 @@ extension SocketAddress {
     public init(hostAndPort text: String) throws {
         let host: Substring
         let port: Substring
-        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]"), text[close...].hasPrefix("]:") {
             host = text[text.index(after: text.startIndex)..<close]
             port = text[close...].dropFirst(2)
-        } else if let colon = text.lastIndex(of: ":") {
+        } else if let colon = text.firstIndex(of: ":"), colon == text.lastIndex(of: ":") {
+            // More than one colon is an IPv6 address without brackets, whose port cannot be told apart.
             host = text[..<colon]
             port = text[text.index(after: colon)...]
         } else {
-            throw TURNClientError(.malformedResponse("\(text) is not HOST:PORT"))
+            throw TURNClientError(.malformedResponse("\(text) is not HOST:PORT or [IPv6]:PORT"))
         }
-        guard let number = Int(port) else { throw TURNClientError(.malformedResponse("\(text) has no port")) }
+        guard let number = Int(port), (0...65535).contains(number) else {
+            throw TURNClientError(.malformedResponse("\(text) has no port of 0-65535"))
+        }
         try self.init(ipAddress: String(host), port: number)
     }
 }

@@ -128,6 +128,15 @@ public final class TURNClient: Sendable {
 
     // MARK: The credential exchange
 
+    /// Error codes a server sends when it has not authenticated a request, so it cannot sign them:
+    /// 401 and 438 (the challenge), 400 (attributes it refuses before checking them, and pion's answer to a
+    /// wrong password), 437 and 441 (credentials other than those of the allocation). coturn signs every
+    /// other answer to a request whose MESSAGE-INTEGRITY it verified.
+    static let answeredUnauthenticated: Set<Int> = [
+        STUNErrorCode.badRequest, STUNErrorCode.unauthorized, STUNErrorCode.allocationMismatch,
+        STUNErrorCode.staleNonce, STUNErrorCode.wrongCredentials,
+    ]
+
     private func authenticated(
         _ method: STUNMethod,
         deadline: ContinuousClock.Instant,
@@ -146,17 +155,31 @@ public final class TURNClient: Sendable {
             }
             let response = try await connection.request(message, integrity: state?.key, deadline: deadline)
             let reply = response.message
+            // Once the request is signed, the answer must be too (RFC 8489 §9.2.5): anyone on the path could
+            // otherwise grant an allocation, or anything else, in the server's name.
+            let integrity = state.map { response.verifyIntegrity($0.key) }
             if reply.type.messageClass == .successResponse {
-                if let key = state?.key, response.verifyIntegrity(key) == .invalid {
-                    throw TURNClientError(.integrityMismatch, method: method)
+                switch integrity {
+                case .absent?:
+                    throw TURNClientError(.answerIntegrityMissing(nil), method: method, answerIntegrity: .absent)
+                case .invalid?:
+                    throw TURNClientError(.answerIntegrityInvalid(nil), method: method, answerIntegrity: .invalid)
+                case .valid?, nil:
+                    return response
                 }
-                return response
             }
             let error: STUNErrorCode
             do {
                 error = try reply.errorCode() ?? STUNErrorCode(code: 0, reason: "error response without ERROR-CODE")
             } catch let decoding {
-                throw TURNClientError(.malformedResponse(decoding.description), method: method)
+                throw TURNClientError(
+                    .malformedResponse(decoding.description), method: method, answerIntegrity: integrity)
+            }
+            if integrity == .invalid {
+                throw TURNClientError(.answerIntegrityInvalid(error), method: method, answerIntegrity: .invalid)
+            }
+            if integrity == .absent && !Self.answeredUnauthenticated.contains(error.code) {
+                throw TURNClientError(.answerIntegrityMissing(error), method: method, answerIntegrity: .absent)
             }
             switch error.code {
             case STUNErrorCode.unauthorized where state == nil && !challenged:
@@ -179,9 +202,9 @@ public final class TURNClient: Sendable {
                     username: credentials.username, realm: realm, password: credentials.password)
                 auth.withLock { $0 = AuthState(realm: realm, nonce: nonce, key: key) }
             case STUNErrorCode.unauthorized, STUNErrorCode.wrongCredentials:
-                throw TURNClientError(.credentialsRejected(error), method: method)
+                throw TURNClientError(.credentialsRejected(error), method: method, answerIntegrity: integrity)
             default:
-                throw TURNClientError(.errorResponse(error), method: method)
+                throw TURNClientError(.errorResponse(error), method: method, answerIntegrity: integrity)
             }
         }
     }

@@ -21,8 +21,11 @@ public struct TURNClientError: Error, Sendable, Hashable, CustomStringConvertibl
         case credentialsRequired
         /// A response arrived but lacked something it must carry, or carried it malformed.
         case malformedResponse(String)
-        /// A response's MESSAGE-INTEGRITY did not verify with our key.
-        case integrityMismatch
+        /// A response to a request that carried our MESSAGE-INTEGRITY came without one, so nothing says
+        /// the server sent it. The error code, when it was an error response.
+        case answerIntegrityMissing(STUNErrorCode?)
+        /// A response to a request that carried our MESSAGE-INTEGRITY carried one that does not verify.
+        case answerIntegrityInvalid(STUNErrorCode?)
         /// The server sent bytes on a stream that are neither STUN nor ChannelData.
         case protocolViolation(String)
     }
@@ -30,27 +33,43 @@ public struct TURNClientError: Error, Sendable, Hashable, CustomStringConvertibl
     public let kind: Kind
     /// The request that failed, when there was one.
     public let method: STUNMethod?
+    /// How the answer's MESSAGE-INTEGRITY checked out, when the request carried ours; nil otherwise.
+    public let answerIntegrity: DecodedSTUNMessage.IntegrityCheck?
 
-    public init(_ kind: Kind, method: STUNMethod? = nil) {
+    public init(
+        _ kind: Kind, method: STUNMethod? = nil, answerIntegrity: DecodedSTUNMessage.IntegrityCheck? = nil
+    ) {
         self.kind = kind
         self.method = method
+        self.answerIntegrity = answerIntegrity
     }
 
+    /// Safe to print: the server's reason phrases are escaped and bounded by ``STUNErrorCode``, and the
+    /// other texts (library errors that may quote what a server sent) are escaped here.
     public var description: String {
         let what =
             switch kind {
             case .timedOut: "no answer before the deadline"
             case .connectionRefused: "connection refused"
-            case .connectionFailed(let reason): "connection failed: \(reason)"
-            case .tlsFailed(let reason): "TLS handshake failed: \(reason)"
+            case .connectionFailed(let reason): "connection failed: \(ServerText.escaped(reason, limit: nil))"
+            case .tlsFailed(let reason): "TLS handshake failed: \(ServerText.escaped(reason, limit: nil))"
             case .closed: "the server closed the connection"
             case .errorResponse(let error): "error response \(error)"
             case .credentialsRejected(let error): "credentials rejected (\(error))"
             case .credentialsRequired: "the server requires credentials and none were given"
-            case .malformedResponse(let reason): "malformed response: \(reason)"
-            case .integrityMismatch: "the response's MESSAGE-INTEGRITY does not verify"
-            case .protocolViolation(let reason): "protocol violation: \(reason)"
+            case .malformedResponse(let reason): "malformed response: \(ServerText.escaped(reason, limit: nil))"
+            case .answerIntegrityMissing(let error):
+                "the \(Self.answer(error)) carries no MESSAGE-INTEGRITY although the request was signed: "
+                    + "it cannot be authenticated"
+            case .answerIntegrityInvalid(let error):
+                "the \(Self.answer(error))'s MESSAGE-INTEGRITY does not verify with the credentials: "
+                    + "it cannot be authenticated"
+            case .protocolViolation(let reason): "protocol violation: \(ServerText.escaped(reason, limit: nil))"
             }
         return method.map { "\($0): \(what)" } ?? what
+    }
+
+    private static func answer(_ error: STUNErrorCode?) -> String {
+        error.map { "error response \($0)" } ?? "success response"
     }
 }

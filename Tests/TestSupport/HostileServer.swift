@@ -1,10 +1,22 @@
 import Foundation
 import Glibc
 import Synchronization
+import TurnkeeperSTUN
 
 /// A broken or hostile "TURN server" on 127.0.0.1, UDP and TCP on the same port, answering every
 /// request in one bad way. Runs on its own threads; every loop is bounded in count and time.
 public final class HostileServer: Sendable {
+    /// The password the TURN behaviours sign with (and expect), for any username; their realm.
+    public static let password = "hostile-password"
+    public static let realm = "hostile.test"
+
+    /// What ``Behaviour/hostileText`` sends as reason phrase, REALM and SOFTWARE: terminal escapes that
+    /// clear the line and colour it, line breaks, a forged last line of a passing probe, a bidi override,
+    /// C1 controls and a line separator.
+    public static let hostileText =
+        "\r\u{1B}[2K\u{1B}[32mPASS\u{1B}[0m\nAll 1 target(s) passed: calls through this server work from here."
+        + "\n\u{1B}]0;owned\u{07}\u{202E}dessap\u{202C}\u{85}\u{9B}31m\u{2028}\r\n"
+
     public enum Behaviour: String, Sendable, CaseIterable {
         /// Random bytes that are neither STUN nor ChannelData.
         case garbage
@@ -20,6 +32,26 @@ public final class HostileServer: Sendable {
         case silent
         /// Drops the first two datagrams, then answers correctly: only retransmission gets through.
         case dropFirstTwo
+        /// Answers every request with error 500 whose reason phrase, REALM and SOFTWARE are ``hostileText``.
+        case hostileText
+        /// A TURN server (realm ``realm``, password ``password``) whose Allocate success is not signed.
+        case unsignedAllocation
+        /// A TURN server whose Allocate success is signed with another key.
+        case forgedAllocation
+        /// A TURN server that signs its Allocate success but not Refresh, CreatePermission or ChannelBind.
+        case unsignedAfterAllocation
+        /// pion's answer to a wrong password: 400, unsigned, to the signed Allocate.
+        case badRequestToCredentials
+
+        /// Behaviours that hold a conversation: over TCP they answer every message, not just the first.
+        var isConversational: Bool {
+            switch self {
+            case .hostileText, .unsignedAllocation, .forgedAllocation, .unsignedAfterAllocation,
+                .badRequestToCredentials:
+                true
+            default: false
+            }
+        }
     }
 
     public let port: UInt16
@@ -27,6 +59,8 @@ public final class HostileServer: Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Requests seen, for behaviours that change over time.
     public let received = Atomic<Int>(0)
+    /// TCP connections being served by their own threads.
+    private let connections = Atomic<Int>(0)
     private let udpSocket: Int32
     private let tcpSocket: Int32
 
@@ -68,6 +102,7 @@ public final class HostileServer: Sendable {
 
     /// What to answer to `request`, a STUN message from the client.
     private func answer(to request: [UInt8]) -> [UInt8] {
+        if behaviour.isConversational { return converse(request) }
         let transaction = request.count >= 20 ? Array(request[8..<20]) : Array(repeating: 0, count: 12)
         // A Binding success response with XOR-MAPPED-ADDRESS 127.0.0.1:1.
         var valid: [UInt8] = [0x01, 0x01, 0x00, 0x0C, 0x21, 0x12, 0xA4, 0x42] + transaction
@@ -83,7 +118,59 @@ public final class HostileServer: Sendable {
         case .endless: return [0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4]
         case .silent: return []
         case .dropFirstTwo: return received.add(1, ordering: .relaxed).newValue > 2 ? valid : []
+        default: return []
         }
+    }
+
+    /// The conversational behaviours: a well-formed answer, wrong in the one way the behaviour names.
+    private func converse(_ bytes: [UInt8]) -> [UInt8] {
+        guard let request = try? DecodedSTUNMessage(bytes).message, request.type.messageClass == .request else {
+            return []
+        }
+        received.add(1, ordering: .relaxed)
+        let method = request.type.method
+        let loopback = TransportAddress(ipv4: "127.0.0.1", port: 1)!
+        if behaviour == .hostileText {
+            var error = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
+            error.appendErrorCode(STUNErrorCode(code: 500, reason: Self.hostileText))
+            error.appendText(.realm, Self.hostileText)
+            error.appendText(.nonce, "nonce")
+            error.appendText(.software, Self.hostileText)
+            return error.encoded()
+        }
+        if method == .binding {
+            var success = STUNMessage(STUNMessageType(.binding, .successResponse), transactionID: request.transactionID)
+            success.appendXorAddress(.xorMappedAddress, loopback)
+            return success.encoded()
+        }
+        guard request.value(.messageIntegrity) != nil, let username = request.text(.username) else {
+            var challenge = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
+            challenge.appendErrorCode(STUNErrorCode(code: 401, reason: "Unauthorized"))
+            challenge.appendText(.realm, Self.realm)
+            challenge.appendText(.nonce, "0123456789abcdef")
+            return challenge.encoded()
+        }
+        if behaviour == .badRequestToCredentials {
+            var error = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
+            error.appendErrorCode(STUNErrorCode(code: 400, reason: "Bad Request"))
+            return error.encoded()
+        }
+        var success = STUNMessage(STUNMessageType(method, .successResponse), transactionID: request.transactionID)
+        if method == .allocate {
+            success.appendXorAddress(.xorRelayedAddress, TransportAddress(ipv4: "127.0.0.1", port: port)!)
+            success.appendXorAddress(.xorMappedAddress, loopback)
+            success.appendLifetime(600)
+        }
+        let signed =
+            switch behaviour {
+            case .unsignedAllocation: false
+            case .unsignedAfterAllocation: method == .allocate
+            default: true
+            }
+        guard signed else { return success.encoded() }
+        let password = behaviour == .forgedAllocation ? "forged" : Self.password
+        return success.encoded(
+            integrity: .longTerm(username: username, realm: Self.realm, password: password), fingerprint: true)
     }
 
     private func serveUDP() {
@@ -120,6 +207,21 @@ public final class HostileServer: Sendable {
             setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
             var buffer = [UInt8](repeating: 0, count: 2048)
+            if behaviour.isConversational {
+                // A probe holds two connections at once (caller and callee): each gets its own thread,
+                // at most 16 at a time.
+                guard connections.add(1, ordering: .relaxed).newValue <= 16 else {
+                    connections.subtract(1, ordering: .relaxed)
+                    close(client)
+                    continue
+                }
+                Thread { [self] in
+                    converse(on: client, started: started)
+                    close(client)
+                    connections.subtract(1, ordering: .relaxed)
+                }.start()
+                continue
+            }
             let count = recv(client, &buffer, buffer.count, 0)
             if count > 0 {
                 let reply = answer(to: Array(buffer[0..<count]))
@@ -145,6 +247,22 @@ public final class HostileServer: Sendable {
                 }
             }
             close(client)
+        }
+    }
+
+    /// Answers every STUN message on a TCP connection, for up to 10 s or until the client hangs up.
+    private func converse(on client: Int32, started: ContinuousClock.Instant) {
+        var framer = STUNStreamFramer()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !isStopped && ContinuousClock.now - started < .seconds(10) {
+            let count = recv(client, &buffer, buffer.count, 0)
+            if count == 0 { return }
+            guard count > 0 else { continue }
+            framer.append(buffer[0..<count])
+            while let frame = try? framer.next() {
+                let reply = converse(frame)
+                if !reply.isEmpty && send(client, reply, reply.count, Int32(MSG_NOSIGNAL)) <= 0 { return }
+            }
         }
     }
 }

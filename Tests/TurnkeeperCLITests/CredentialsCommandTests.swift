@@ -90,6 +90,10 @@ struct CredentialsCommandTests {
             (["--user", "@a:b", "--ttl", "1.5h"], "--ttl \"1.5h\""), (["--user", "@a:b", "--ttl", "0"], "--ttl"),
             (["--user", "@a:b", "--ttl", "500"], "under one second"),
             (["--user", "@a:b", "--ttl", "20y"], "after 2038-01-19"),
+            // coturn takes usernames of at most 512 bytes: 10 digits of expiry, a colon, 501 of user ID.
+            (["--user", "@" + String(repeating: "u", count: 498) + ":bc"], "is 502 bytes long"),
+            (["--user", "@" + String(repeating: "é", count: 300) + ":b"], "at most 501 bytes"),
+            (["--user", "@bobby:union.select.example"], "both \"union\" and \"select\""),
         ]
     )
     func badArguments(arguments: [String], expected: String) throws {
@@ -98,6 +102,17 @@ struct CredentialsCommandTests {
         #expect(result.status == 2)
         #expect(result.stdout.isEmpty)
         #expect(result.stderr.contains(expected), "\(result.stderr)")
+    }
+
+    @Test("The longest user ID coturn takes (501 bytes) is minted: a 512-byte username")
+    func longestUser() throws {
+        defer { directory.remove() }
+        let user = "@" + String(repeating: "u", count: 497) + ":bc"
+        #expect(user.utf8.count == RESTUsername.maximumUserBytes)
+        let result = try TurnkeeperBinary.run(["credentials", "--user", user, "--secret-file", secretPath, "--json"])
+        #expect(result.status == 0, "\(result)")
+        let username = try #require(try json(result)["username"] as? String)
+        #expect(username.utf8.count == RESTUsername.maximumUsernameBytes)
     }
 
     @Test("Unreadable secret files: missing, a directory")

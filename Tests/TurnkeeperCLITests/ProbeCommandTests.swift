@@ -254,4 +254,204 @@ struct ProbeCommandTests {
             #expect(!output.stderr.isEmpty)
         }
     }
+
+    @Test(
+        "Unbracketed IPv6, over-long host names and over-long user IDs are usage errors naming the fix or limit",
+        arguments: [
+            (["turn:::1"], "turn:[::1]:3478"), (["turn:::1:3478"], "turn:[::1]:3478"),
+            (["turn:\(String(repeating: "a.", count: 127))org"], "DNS allows at most 253"),
+            (["turn:\(String(repeating: "a", count: 64)).example.org"], "DNS allows at most 63"),
+            (["stun:127.0.0.1", "--user", "@\(String(repeating: "u", count: 500)):b"], "at most 501 bytes"),
+            (["stun:127.0.0.1", "--user", "@a:union.select"], "\"union\" and \"select\""),
+        ]
+    )
+    func limits(arguments: [String], expected: String) throws {
+        defer { directory.remove() }
+        let output = try TurnkeeperBinary.run(["probe"] + arguments + ["--secret-file", secretFile])
+        #expect(output.status == 2, "\(output)")
+        #expect(output.stdout.isEmpty)
+        #expect(output.stderr.contains(expected), "\(output.stderr)")
+    }
+
+    @Test("call: --name and --peer name files and TURN users, so only short plain names pass (exit 2)")
+    func callNames() throws {
+        defer { directory.remove() }
+        for (name, peer) in [("../../etc/x", "bob"), ("alice", String(repeating: "b", count: 65)), ("a b", "bob")] {
+            let output = try TurnkeeperBinary.run([
+                "call", "--name", name, "--peer", peer, "--rendezvous", directory.path, "--secret-file", secretFile,
+                "--uri", "turn:[::1]:3478",
+            ])
+            #expect(output.status == 2, "\(output)")
+            #expect(output.stderr.contains("must be 1 to 64 letters, digits"), "\(output.stderr)")
+        }
+        let ipv6 = try TurnkeeperBinary.run([
+            "call", "--name", "alice", "--peer", "bob", "--rendezvous", directory.path, "--secret-file", secretFile,
+            "--uri", "turn:::1:3478", "--timeout", "1s",
+        ])
+        #expect(ipv6.status == 2, "\(ipv6)")
+        #expect(ipv6.stderr.contains("turn:[::1]:3478"))
+    }
+
+    /// No byte a terminal would obey: C0 controls other than the line feeds that end lines, DEL, C1
+    /// controls, bidi and zero-width format characters, line and paragraph separators.
+    private func inert(_ text: String) -> Bool {
+        text.unicodeScalars.allSatisfy { scalar in
+            if scalar == "\n" { return true }
+            switch scalar.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator: return false
+            default: return true
+            }
+        }
+    }
+
+    @Test("A server's hostile reason phrase reaches neither the terminal nor JSON raw, and forges no line")
+    func hostileText() throws {
+        defer { directory.remove() }
+        let server = try HostileServer(.hostileText)
+        defer { server.stop() }
+        let uris = ["turn:127.0.0.1:\(server.port)?transport=udp", "turn:127.0.0.1:\(server.port)?transport=tcp"]
+        let arguments = ["probe"] + uris + ["--secret-file", secretFile, "--timeout", "2s"]
+        let human = try TurnkeeperBinary.run(arguments)
+        #expect(human.status == 1, "\(human)")
+        #expect(inert(human.stdout) && inert(human.stderr), "\(human)")
+        // The forged text is there, shown for what it is, inside the binding's FAIL line.
+        #expect(human.stdout.contains("error response 500 \\r\\x1b[2K\\x1b[32mPASS\\x1b[0m\\nAll 1 target(s)"))
+        let lines = human.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(!lines.contains { $0.hasPrefix("All ") || $0.hasPrefix("PASS") || $0.contains("\u{1B}") })
+        #expect(lines.last { !$0.isEmpty } == "2 of 2 target(s) failed.", "\(human.stdout)")
+
+        let (json, report) = try probe(uris + ["--secret-file", secretFile, "--timeout", "2s"])
+        #expect(json.status == 1)
+        #expect(inert(json.stdout))
+        for target in report.targets {
+            for step in target.steps {
+                #expect(inert(step.detail) && !step.detail.contains("\n"), "\(step.detail)")
+                #expect(step.detail.count < 400)
+            }
+        }
+        for diagnosis in report.diagnoses { #expect(inert(diagnosis.summary) && !diagnosis.summary.contains("\n")) }
+    }
+
+    @Test(
+        "An allocation granted without a valid MESSAGE-INTEGRITY fails with its own diagnosis: maybe forged",
+        arguments: [
+            (HostileServer.Behaviour.unsignedAllocation, "response-integrity-missing"),
+            (.forgedAllocation, "response-integrity-invalid"),
+        ]
+    )
+    func unauthenticatedAllocation(behaviour: HostileServer.Behaviour, code: String) throws {
+        defer { directory.remove() }
+        let server = try HostileServer(behaviour)
+        defer { server.stop() }
+        let passwordFile = try directory.write("password", HostileServer.password)
+        let username = "\(Int(Date().timeIntervalSince1970) + 600):@a:b"
+        let uri = "turn:127.0.0.1:\(server.port)?transport=udp"
+        let credentials = ["--username", username, "--password-file", passwordFile]
+        let (output, report) = try probe([uri] + credentials)
+        #expect(output.status == 1, "\(output)")
+        #expect(step(report, uri, .allocation)?.failure == code)
+        #expect(
+            step(report, uri, .allocation)?.facts["answerIntegrity"]
+                == (code.hasSuffix("missing") ? "missing" : "invalid"))
+        #expect(step(report, uri, .permission)?.status == .skip)
+        #expect(report.diagnoses.map(\.code) == [code])
+        let human = try TurnkeeperBinary.run(["probe", uri, "--timeout", "10s"] + credentials)
+        #expect(human.status == 1)
+        #expect(human.stdout.contains("could not be authenticated"))
+        #expect(human.stdout.contains("forged"))
+        #expect(!human.stdout.contains("passed"))
+    }
+
+    @Test("CreatePermission granted unsigned after a signed allocation fails the permission step")
+    func unauthenticatedPermission() throws {
+        defer { directory.remove() }
+        let server = try HostileServer(.unsignedAfterAllocation)
+        defer { server.stop() }
+        let passwordFile = try directory.write("password", HostileServer.password)
+        let uri = "turn:127.0.0.1:\(server.port)?transport=tcp"
+        let (output, report) = try probe([
+            uri, "--username", "\(Int(Date().timeIntervalSince1970) + 600):@a:b", "--password-file", passwordFile,
+        ])
+        #expect(output.status == 1, "\(output)")
+        #expect(step(report, uri, .allocation)?.status == .pass)
+        #expect(step(report, uri, .permission)?.failure == "response-integrity-missing")
+        #expect(report.diagnoses.map(\.code) == ["response-integrity-missing"])
+    }
+
+    @Test("A wrong secret is credentials-rejected whether the server answers 401 (coturn) or 400 (pion)")
+    func wrongSecretEveryServer() throws {
+        defer { directory.remove() }
+        let pion = try HostileServer(.badRequestToCredentials)
+        defer { pion.stop() }
+        let coturn = try CoturnServer(secrets: [
+            try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        ])
+        defer { coturn.stop() }
+        let pionURI = "turn:127.0.0.1:\(pion.port)?transport=udp"
+        let coturnURI = "turn:127.0.0.1:\(coturn.port)?transport=udp"
+        let (output, report) = try probe([pionURI, coturnURI, "--secret-file", secretFile])
+        #expect(output.status == 1, "\(output)")
+        #expect(step(report, pionURI, .allocation)?.failure == "credentials-rejected")
+        #expect(step(report, coturnURI, .allocation)?.failure == "credentials-rejected")
+        #expect(step(report, pionURI, .allocation)?.facts["errorCode"] == "400")
+        #expect(step(report, coturnURI, .allocation)?.facts["errorCode"] == "401")
+        #expect(report.diagnoses.map(\.code) == ["credentials-rejected"], "\(report.diagnoses)")
+    }
+
+    @Test("A username coturn refuses (400, unsigned) is named as such, not blamed on the secret")
+    func usernameRefused() throws {
+        defer { directory.remove() }
+        let server = try CoturnServer(secrets: [secret])
+        defer { server.stop() }
+        let credential = try CredentialMinter(secret: TurnSecret(validating: secret))
+            .credential(user: "@union.select:b", expiry: Int64(Date().timeIntervalSince1970) + 600)
+        let passwordFile = try directory.write("password", credential.password)
+        let uri = "turn:127.0.0.1:\(server.port)?transport=udp"
+        let (output, report) = try probe([uri, "--username", credential.username, "--password-file", passwordFile])
+        #expect(output.status == 1, "\(output)")
+        #expect(output.stderr.contains("warning: --username holds both \"union\" and \"select\""))
+        #expect(step(report, uri, .allocation)?.failure == "credentials-rejected")
+        #expect(step(report, uri, .allocation)?.facts["errorCode"] == "400")
+        #expect(report.diagnoses.map(\.code) == ["username-refused"])
+    }
+
+    @Test("Without credentials only Binding runs: exit 0, and the summary says relaying was not tested")
+    func bindingOnly() throws {
+        defer { directory.remove() }
+        let server = try CoturnServer(secrets: [secret])
+        defer { server.stop() }
+        let uri = "turn:127.0.0.1:\(server.port)?transport=udp"
+        let human = try TurnkeeperBinary.run(["probe", uri, "--timeout", "10s"])
+        #expect(human.status == 0, "\(human)")
+        #expect(!human.stdout.contains("calls through this server work"))
+        #expect(human.stdout.contains("Binding passed on all 1 target(s), but relaying was NOT tested"))
+        #expect(human.stdout.contains("--secret-file, --synapse-config, or --homeserver"))
+        #expect(human.stdout.contains("not run: no credentials"))
+        #expect(!human.stdout.contains("an earlier step failed"))
+        let (json, report) = try probe([uri])
+        #expect(json.status == 0)
+        #expect(report.passed && !report.relayTested)
+        #expect(step(report, uri, .allocation)?.status == .skip)
+        let (_, full) = try probe([uri, "--secret-file", secretFile])
+        #expect(full.passed && full.relayTested)
+    }
+
+    @Test(
+        "help at 80 columns keeps every hand-aligned line of the discussion whole",
+        arguments: [["probe"], ["call"], ["credentials", "mint"], ["credentials", "verify"]]
+    )
+    func helpFits(command: [String]) throws {
+        defer { directory.remove() }
+        func discussion(columns: Int) throws -> [Substring] {
+            let output = try TurnkeeperBinary.run(["help"] + command, environment: ["COLUMNS": String(columns)])
+            #expect(output.status == 0)
+            return output.stdout.split(separator: "\n").prefix { !$0.hasPrefix("USAGE:") }
+        }
+        // Unwrapped, the indented lines are as written; at 80 columns each must still be a line of its own.
+        let aligned = try discussion(columns: 1000).filter { $0.hasPrefix("  ") }
+        let narrow = try discussion(columns: 80)
+        #expect(!aligned.isEmpty)
+        for line in aligned { #expect(narrow.contains(line), "rewrapped: \(line)") }
+        #expect(narrow.allSatisfy { $0.count <= 80 })
+    }
 }

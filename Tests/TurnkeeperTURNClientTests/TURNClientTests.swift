@@ -78,4 +78,139 @@ struct TURNClientTests {
             }
         }
     }
+
+    private static let hostileCredentials = TURNCredentials(
+        username: "\(Int(Date().timeIntervalSince1970) + 600):@a:b", password: HostileServer.password)
+
+    private func expectFailure(
+        _ behaviour: HostileServer.Behaviour, transport: TURNTransport,
+        _ body: @escaping @Sendable (TURNClient) async throws -> Void,
+        matches: @escaping @Sendable (TURNClientError) -> Bool
+    ) async throws {
+        let server = try HostileServer(behaviour)
+        defer { server.stop() }
+        await #expect {
+            try await Connector.withConnection(to: try endpoint(server.port, transport)) { connection in
+                try await body(TURNClient(connection: connection, credentials: Self.hostileCredentials))
+            }
+        } throws: { error in
+            guard let error = error as? TURNClientError else { return false }
+            return matches(error)
+        }
+    }
+
+    @Test(
+        "An Allocate success that is unsigned, or signed with another key, is refused as unauthenticated",
+        arguments: [TURNTransport.udp, .tcp]
+    )
+    func unauthenticatedAllocation(transport: TURNTransport) async throws {
+        try await expectFailure(.unsignedAllocation, transport: transport) {
+            _ = try await $0.allocate(family: .ipv4, deadline: .now + .seconds(10))
+        } matches: {
+            $0.kind == .answerIntegrityMissing(nil) && $0.method == .allocate && $0.answerIntegrity == .absent
+        }
+        try await expectFailure(.forgedAllocation, transport: transport) {
+            _ = try await $0.allocate(family: .ipv4, deadline: .now + .seconds(10))
+        } matches: {
+            $0.kind == .answerIntegrityInvalid(nil) && $0.answerIntegrity == .invalid
+        }
+    }
+
+    @Test("Refresh, CreatePermission and ChannelBind successes must be signed too, once the Allocate was")
+    func unauthenticatedLaterAnswers() async throws {
+        let server = try HostileServer(.unsignedAfterAllocation)
+        defer { server.stop() }
+        let peer = TransportAddress(ipv4: "127.0.0.1", port: 9)!
+        let failures = try await Connector.withConnection(to: try endpoint(server.port, .tcp)) { connection in
+            let client = TURNClient(connection: connection, credentials: Self.hostileCredentials)
+            // The server signs this one correctly, so it passes.
+            _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(10))
+            var failures: [TURNClientError] = []
+            let requests: [@Sendable () async throws -> Void] = [
+                { try await client.refresh(lifetime: 600, deadline: .now + .seconds(10)) },
+                { try await client.createPermission(for: [peer], deadline: .now + .seconds(10)) },
+                { try await client.channelBind(0x4000, to: peer, deadline: .now + .seconds(10)) },
+            ]
+            for request in requests {
+                do {
+                    try await request()
+                } catch let error as TURNClientError {
+                    failures.append(error)
+                }
+            }
+            return failures
+        }
+        #expect(failures.map(\.method) == [.refresh, .createPermission, .channelBind])
+        #expect(failures.allSatisfy { $0.kind == .answerIntegrityMissing(nil) })
+    }
+
+    @Test("pion's unsigned 400 to the signed Allocate is an error response whose answer was not signed")
+    func unsignedBadRequest() async throws {
+        try await expectFailure(.badRequestToCredentials, transport: .udp) {
+            _ = try await $0.allocate(family: .ipv4, deadline: .now + .seconds(10))
+        } matches: {
+            if case .errorResponse(let code) = $0.kind { return code.code == 400 && $0.answerIntegrity == .absent }
+            return false
+        }
+    }
+
+    @Test("A hostile reason phrase is escaped and bounded wherever the error is printed")
+    func hostileReason() async throws {
+        try await expectFailure(.hostileText, transport: .udp) {
+            _ = try await $0.binding(deadline: .now + .seconds(10))
+        } matches: { error in
+            let text = error.description
+            return text.hasPrefix("Binding: error response 500 \\r\\x1b[2K")
+                && text.unicodeScalars.allSatisfy {
+                    $0.value >= 0x20 && $0.value != 0x7F && !(0x80..<0xA0).contains($0.value)
+                }
+                && !text.contains("\u{202E}") && !text.contains("\u{2028}")
+        }
+    }
+
+    @Test(
+        "coturn's username limit, measured: 512 bytes allocate, 513 are refused; so are \"union\" with \"select\""
+    )
+    func coturnUsernameLimit() async throws {
+        let secret = try TurnSecret.generate()
+        let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let server = try CoturnServer(secrets: [text])
+        defer { server.stop() }
+        let minter = try CredentialMinter(secret: secret)
+        let expiry = Int64(Date().timeIntervalSince1970) + 600
+        func allocate(user: String) async throws {
+            let credential = minter.credential(user: user, expiry: expiry)
+            let credentials = TURNCredentials(username: credential.username, password: credential.password)
+            try await Connector.withConnection(to: try endpoint(server.port)) { connection in
+                let client = TURNClient(connection: connection, credentials: credentials)
+                _ = try await client.allocate(family: .ipv4, deadline: .now + .seconds(15))
+                try await client.refresh(lifetime: 0, deadline: .now + .seconds(15))
+            }
+        }
+        let longest = "@" + String(repeating: "u", count: RESTUsername.maximumUserBytes - "@:b".utf8.count) + ":b"
+        #expect(longest.utf8.count == RESTUsername.maximumUserBytes)
+        #expect("\(expiry):\(longest)".utf8.count == RESTUsername.maximumUsernameBytes)
+        try await allocate(user: longest)
+        await #expect {
+            try await allocate(user: longest + "x")
+        } throws: { error in
+            guard let error = error as? TURNClientError, case .credentialsRejected(let code) = error.kind else {
+                return false
+            }
+            return code.code == 401
+        }
+        // coturn's guard against SQL injection: both words anywhere, in any case.
+        await #expect {
+            try await allocate(user: "@Union.SeLect:b")
+        } throws: { error in
+            guard let error = error as? TURNClientError, case .errorResponse(let code) = error.kind else {
+                return false
+            }
+            return code.code == 400
+        }
+        try await allocate(user: "@union:b")
+        #expect(RESTUsername.problem(username: "\(expiry):@Union.SeLect:b") != nil)
+        #expect(RESTUsername.problem(username: "\(expiry):\(longest)x") != nil)
+        #expect(RESTUsername.problem(username: "\(expiry):\(longest)") == nil)
+    }
 }

@@ -61,7 +61,8 @@ public enum CallParty {
                 try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: "ready")
                 let card = try await rendezvous.wait(for: ["ready", "bound", "done"], until: setup)
                 guard let peer = TransportAddress(ipv4: card.host, port: card.port) else {
-                    throw TurnkeeperError(.checkFailed, "\(options.peer) published \(card.host), not an IPv4 address")
+                    throw TurnkeeperError(
+                        .checkFailed, "\(options.peer) published \(ServerText.escaped(card.host)), not an IPv4 address")
                 }
                 report.peerAddress = peer.description
                 // Listening before saying "bound": the peer may start streaming the moment it reads that.
@@ -228,9 +229,10 @@ extension CallReport {
         }
     }
 
+    /// `reason` may quote the server or the peer's card: it is escaped before it is printed or put in JSON.
     mutating func fail(_ reason: String) {
         passed = false
-        problem = reason
+        problem = ServerText.escaped(reason, limit: nil)
     }
 }
 

@@ -22,16 +22,21 @@ struct CallCommand: AsyncParsableCommand {
             calls need the relay.
 
             Credentials (one of):
-              --homeserver URL --access-token-file F   Synapse's /voip/turnServer, as a Matrix client asks
-              --secret-file F --uri URI                minted as Synapse mints them
+              --homeserver URL --access-token-file F
+                  Synapse's /voip/turnServer, as a Matrix client asks
+              --secret-file F --uri URI
+                  minted as Synapse mints them, for the user @NAME:turnkeeper.call
 
             Examples (the lab in docs/nat.md):
-              ip netns exec tk-lab-alice turnkeeper call --name alice --peer bob --rendezvous /run/call \\
-                  --homeserver http://203.0.113.20:8008 --access-token-file alice.token
-              ip netns exec tk-lab-bob turnkeeper call --name bob --peer alice --rendezvous /run/call \\
-                  --homeserver http://203.0.113.20:8008 --access-token-file bob.token
+              ip netns exec tk-lab-alice turnkeeper call --name alice --peer bob \\
+                  --rendezvous /run/call --homeserver http://203.0.113.20:8008 \\
+                  --access-token-file alice.token
+              ip netns exec tk-lab-bob turnkeeper call --name bob --peer alice \\
+                  --rendezvous /run/call --homeserver http://203.0.113.20:8008 \\
+                  --access-token-file bob.token
 
-            Exit status: 0 the stream arrived with less than --max-loss percent lost, 1 it did not, 2 usage.
+            Exit status: 0 the stream arrived with less than --max-loss percent lost, \
+            1 it did not, 2 usage.
             """
     )
 
@@ -95,6 +100,22 @@ struct CallCommand: AsyncParsableCommand {
         if !(1...1000).contains(rate) { throw ValidationError("--rate must be 1 to 1000.") }
         if !(16...1400).contains(size) { throw ValidationError("--size must be 16 to 1400.") }
         if name == peer { throw ValidationError("--name and --peer must differ.") }
+        for (option, value) in [("--name", name), ("--peer", peer)] where !Self.isSimpleName(value) {
+            throw ValidationError(
+                "\(option) must be 1 to \(Self.maximumNameLength) letters, digits, \"-\" or \"_\": it names a file "
+                    + "in --rendezvous, and with --secret-file the TURN user @NAME:turnkeeper.call.")
+        }
+    }
+
+    /// Short enough that @NAME:turnkeeper.call stays far below coturn's username limit.
+    static let maximumNameLength = 64
+
+    static func isSimpleName(_ text: String) -> Bool {
+        (1...maximumNameLength).contains(text.utf8.count)
+            && text.utf8.allSatisfy { byte in
+                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+            }
     }
 
     func run() async throws {
@@ -140,9 +161,11 @@ struct CallCommand: AsyncParsableCommand {
             return (TURNCredentials(username: answer.username, password: answer.password), answer.uris)
         }
         if let secretFile {
+            let user = "@\(name):turnkeeper.call"
+            try RESTUsername.validate(user: user, source: "--name")
             let loaded = try SecretFile.read(secretFile)
             let minted = try CredentialMinter(secret: loaded.secret).credential(
-                user: "@\(name):turnkeeper.call", lifetime: SynapseDuration(milliseconds: 3_600_000),
+                user: user, lifetime: SynapseDuration(milliseconds: 3_600_000),
                 nowMilliseconds: WallClock.nowMilliseconds())
             return (TURNCredentials(username: minted.username, password: minted.password), [])
         }

@@ -19,13 +19,18 @@ struct CredentialsCommand: ParsableCommand {
                 username)). coturn with use-auth-secret accepts it until the expiry.
 
                 Examples:
-                  turnkeeper credentials --user @alice:example.org --secret-file /etc/turnkeeper/secret
-                  turnkeeper credentials --user @alice:example.org --secret-file S --ttl 30m \\
-                      --uri turn:turn.example.org?transport=udp --json
+                  turnkeeper credentials --user @alice:example.org \\
+                      --secret-file /etc/turnkeeper/secret
+                  turnkeeper credentials --user @alice:example.org --secret-file S \\
+                      --ttl 30m --uri turn:turn.example.org?transport=udp --json
                 """
         )
 
-        @Option(help: ArgumentHelp("The Matrix user ID the credential is for.", valueName: "user-id"))
+        @Option(
+            help: ArgumentHelp(
+                "The Matrix user ID the credential is for (at most \(RESTUsername.maximumUserBytes) bytes, as coturn "
+                    + "takes usernames of at most \(RESTUsername.maximumUsernameBytes)).",
+                valueName: "user-id"))
         var user: String
 
         @OptionGroup var secrets: SecretFileOptions
@@ -88,8 +93,9 @@ struct CredentialsCommand: ParsableCommand {
                 matches. Exit status 0 only for a valid, unexpired credential; 1 otherwise.
 
                 Example:
-                  turnkeeper credentials verify --username 1795712555:@alice:example.org \\
-                      --password-file pw --secret-file /etc/turnkeeper/secret --secret-file old-secret
+                  turnkeeper credentials verify \\
+                      --username 1795712555:@alice:example.org --password-file pw \\
+                      --secret-file /etc/turnkeeper/secret --secret-file old-secret
                 """
         )
 

@@ -13,33 +13,42 @@ struct ProbeCommand: AsyncParsableCommand {
         commandName: "probe",
         abstract: "Prove that calls can relay through a STUN/TURN server, or say what is broken.",
         discussion: """
-            For each URI and each address it resolves to (A and AAAA apart), over UDP, TCP or TLS:
-              binding          the server answers STUN and reports our reflexive address
-              allocation       it grants a relay with our credentials
-              permission       two relays ("caller" and "callee") permit each other
-              channel          both bind a channel to the other
-              relayChannelData media-sized packets relay to relay and back, over ChannelData
-              relaySendData    the same over Send/Data indications
-              release          both relays are freed
+            For each URI and each address it resolves to (A and AAAA apart), over UDP,
+            TCP or TLS:
+              binding           the server answers STUN and reports our reflexive address
+              allocation        it grants a relay with our credentials
+              permission        two relays ("caller" and "callee") permit each other
+              relaySendData     media-sized packets relay to relay and back, in
+                                Send/Data indications
+              channel           both bind a channel to the other
+              relayChannelData  the same over ChannelData
+              release           both relays are freed
             Two relays talking is the worst case of a call (both parties behind symmetric NAT), so a pass \
-            means calls through this server work from where the probe runs. Failures come with a diagnosis \
-            and its fix.
+            with credentials means calls through this server work from where the probe runs. Without \
+            credentials only the binding runs: the summary says relaying was not tested, and so does \
+            "relayTested": false in --json. Failures come with a diagnosis and its fix.
 
             Where the URIs and credentials come from (one of):
-              --secret-file FILE                  mint credentials as Synapse does; URIs as arguments
-              --username U --password-file P      a credential a client got; URIs as arguments
-              --synapse-config PATH ...           Synapse's own config (homeserver.yaml, conf.d/): its
-                                                  turn_uris, its secret, its turn_user_lifetime
+              --secret-file FILE
+                  mint credentials as Synapse does; URIs as arguments
+              --username U --password-file P
+                  a credential a client got; URIs as arguments
+              --synapse-config PATH ...
+                  Synapse's own config (homeserver.yaml, conf.d/): its turn_uris,
+                  its secret, its turn_user_lifetime
               --homeserver URL --access-token-file F
-                                                  ask Synapse's /voip/turnServer, as a Matrix client does,
-                                                  and probe exactly what it hands out
+                  ask Synapse's /voip/turnServer, as a Matrix client does, and
+                  probe exactly what it hands out
             URIs given as arguments replace those from Synapse.
 
-            Exit status: 0 all passed, 1 something failed, 2 usage or configuration error.
+            Exit status: 0 everything tested passed (without credentials, only the binding is tested), \
+            1 something failed, 2 usage or configuration error.
 
             Examples:
-              turnkeeper probe turn:turn.example.org?transport=udp turn:turn.example.org?transport=tcp \\
-                  turns:turn.example.org:5349 --secret-file /etc/turnkeeper/secret
+              turnkeeper probe turns:turn.example.org:5349 \\
+                  turn:turn.example.org?transport=udp \\
+                  turn:turn.example.org?transport=tcp \\
+                  --secret-file /etc/turnkeeper/secret
               turnkeeper probe stun:turn.example.org --json
             """
     )
@@ -70,7 +79,10 @@ struct ProbeCommand: AsyncParsableCommand {
         help: ArgumentHelp("Mint credentials from this shared secret.", valueName: "file"))
     var secretFile: String?
 
-    @Option(help: ArgumentHelp("The user the minted credentials are for.", valueName: "user-id"))
+    @Option(
+        help: ArgumentHelp(
+            "The user the minted credentials are for (at most \(RESTUsername.maximumUserBytes) bytes).",
+            valueName: "user-id"))
     var user = "@turnkeeper-probe:localhost"
 
     @Option(help: ArgumentHelp("A TURN username, as a client got it (with --password-file).", valueName: "username"))
@@ -123,6 +135,7 @@ struct ProbeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try RESTUsername.validate(user: user)
         let (credentials, expiry, synapseURIs) = try await loadCredentials()
         var parsed: [TURNURI] = []
         for text in uris.isEmpty ? synapseURIs : uris {
@@ -148,14 +161,17 @@ struct ProbeCommand: AsyncParsableCommand {
             stepTimeout: .milliseconds(stepTimeout.milliseconds),
             packets: packets
         )
-        let targets = await ProbeRunner.run(parsed, options: options)
-        let certificates = await fetchCertificates(for: targets, parsed)
+        let results = await ProbeRunner.run(parsed, options: options)
+        let certificates = await fetchCertificates(for: results, parsed)
         let context = Diagnostician.Context(
             credentialExpiry: expiry,
+            usernameProblem: credentials.flatMap { RESTUsername.problem(username: $0.username) },
             nowSeconds: WallClock.nowSeconds(),
             certificates: certificates
         )
-        var report = ProbeReport(targets: targets, diagnoses: Diagnostician(context: context).diagnose(targets))
+        let diagnostician = Diagnostician(context: context)
+        let targets = diagnostician.classify(results)
+        var report = ProbeReport(targets: targets, diagnoses: diagnostician.diagnose(targets))
         report.nat = await discoverNAT(targets)
         if json {
             let encoder = JSONEncoder()
@@ -215,6 +231,9 @@ struct ProbeCommand: AsyncParsableCommand {
             }
         }
         if let username, let passwordFile {
+            if let problem = RESTUsername.problem(username: username) {
+                Console.warning("--username \(problem).")
+            }
             let password = try FileContents.readValue(passwordFile, what: "the TURN password")
             let expiry = username.contains(":") ? RESTUsername.expiry(of: username) : nil
             return (TURNCredentials(username: username, password: password), expiry, [])
@@ -223,7 +242,6 @@ struct ProbeCommand: AsyncParsableCommand {
     }
 
     private func mint(_ secret: TurnSecret, lifetime: SynapseDuration) throws -> (TURNCredentials, Int64) {
-        try RESTUsername.validate(user: user)
         let minted = try CredentialMinter(secret: secret)
             .credential(user: user, lifetime: lifetime, nowMilliseconds: WallClock.nowMilliseconds())
         return (TURNCredentials(username: minted.username, password: minted.password), minted.expiry)
