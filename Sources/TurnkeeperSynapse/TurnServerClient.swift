@@ -39,7 +39,12 @@ public enum TurnServerClient {
         }
         let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
         guard status == .ok else {
-            let code = object?["errcode"] as? String ?? ""
+            // Shown only when it looks like a Matrix error code: the server's text is not ours to print.
+            let raw = object?["errcode"] as? String ?? ""
+            let isCode =
+                raw.hasPrefix("M_") && raw.utf8.count <= 64
+                && raw.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x5F || ($0 >= 0x30 && $0 <= 0x39) }
+            let code = isCode ? raw : ""
             let advice =
                 switch code {
                 case "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN":

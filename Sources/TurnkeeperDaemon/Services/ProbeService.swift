@@ -33,7 +33,8 @@ struct ProbeService: Service {
             do {
                 uris.append(try TURNURI(text))
             } catch {
-                problems.append("\(text) is not a TURN URI: \(error)")
+                // The parse error names the URI, escaped; the raw text is not printed.
+                problems.append("a URI to probe is not a TURN URI: \(error)")
             }
         }
         let now = WallClock.nowSeconds()
