@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "TurnkeeperTURNClient", targets: ["TurnkeeperTURNClient"]),
         .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
         .library(name: "TurnkeeperRESP", targets: ["TurnkeeperRESP"]),
+        .library(name: "TurnkeeperYAML", targets: ["TurnkeeperYAML"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

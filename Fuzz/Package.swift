@@ -1,7 +1,7 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
-// libFuzzer targets for the STUN/TURN codec and the RESP codec. A nested package, because libFuzzer supplies `main`
+// libFuzzer targets for the STUN/TURN codec, the RESP codec and the YAML reader. A nested package, because libFuzzer supplies `main`
 // (hence -parse-as-library) and the root package stays free of unsafe flags.
 // Build and run with scripts/fuzz.sh.
 let fuzzer: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
@@ -18,6 +18,11 @@ let package = Package(
         .executableTarget(
             name: "FuzzRESP",
             dependencies: [.product(name: "TurnkeeperRESP", package: "turnkeeper")],
+            swiftSettings: fuzzer
+        ),
+        .executableTarget(
+            name: "FuzzYAML",
+            dependencies: [.product(name: "TurnkeeperYAML", package: "turnkeeper")],
             swiftSettings: fuzzer
         ),
         .executableTarget(
