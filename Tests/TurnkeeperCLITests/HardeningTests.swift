@@ -414,7 +414,8 @@ struct HardeningTests {
         let text = try String(contentsOfFile: deployment.config, encoding: .utf8)
         try deployment.directory.write(
             "turnkeeper.yaml",
-            text.replacingOccurrences(of: "  group: nogroup\n", with: "  group: nogroup\n  mode: path\n  secret_file: \(secretFile)\n"),
+            text.replacingOccurrences(
+                of: "  group: nogroup\n", with: "  group: nogroup\n  mode: path\n  secret_file: \(secretFile)\n"),
             mode: 0o644)
         let rotate = try deployment.run(["rotate"])
         #expect(rotate.status == 2 && rotate.stderr.contains("is a symbolic link"), "\(rotate)")
