@@ -59,6 +59,9 @@ public struct Configuration: Sendable {
         public var database: String
         public var configFile: String?
         public var restartCommand: [String]?
+        /// store config: how long the restart command may run, and then how long coturn has to answer with
+        /// the new turnserver.conf in force.
+        public var restartTimeout: SynapseDuration
         /// store redis: where, and the password file (never the password itself in turnkeeper.yaml).
         public var redis: Redis?
         public var postgres: Postgres?
@@ -220,6 +223,7 @@ public struct Configuration: Sendable {
                 database: try reader.string(coturn, "database", default: "/var/lib/turn/turndb"),
                 configFile: try reader.optionalString(coturn, "config_file"),
                 restartCommand: try reader.optionalStrings(coturn, "restart_command"),
+                restartTimeout: try reader.duration(coturn, "restart_timeout", default: "30s"),
                 redis: try reader.optionalSection(coturn, "redis").map { (redis) throws(TurnkeeperError) in
                     let port = try reader.string(redis, "port", default: "6379")
                     let database = try reader.string(redis, "database", default: "0")
