@@ -81,7 +81,7 @@ public struct Checker {
             problem(
                 "\(conf.path), line \(coturnRealm.line) sets realm=\(coturnRealm.value), coturn's realm, but "
                     + "turnkeeper's coturn.realm is \"\(realm)\" (\(configuration.path)): turnkeeper would read and write "
-                    + "database rows coturn never uses, and derive secrets for the wrong realm.",
+                    + "database rows coturn never uses.",
                 "Set coturn.realm: \(coturnRealm.value) in \(configuration.path) if coturn's realm is right, or change "
                     + "that realm= line to \(realm) and restart coturn. Run check again before any rotation."
             )
@@ -117,8 +117,9 @@ public struct Checker {
                 } else {
                     problem(
                         "coturn's database holds secrets under realm \"\(other)\", but turnkeeper's coturn.realm is "
-                            + "\"\(realm)\"; coturn reads only the rows of its own realm= (no turnserver.conf was read to "
-                            + "tell which that is).",
+                            + "\"\(realm)\"; coturn reads only the rows of its own realm= ("
+                            + (conf.map { "\($0.path) sets no realm=" } ?? "no turnserver.conf was found")
+                            + " to tell which that is).",
                         "Set coturn.realm in \(configuration.path) to coturn's realm= (and coturn.config_file, so check "
                             + "can compare them), or remove the rows of the realm coturn does not use."
                     )

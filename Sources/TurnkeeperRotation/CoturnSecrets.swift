@@ -142,6 +142,23 @@ enum CoturnAllocation {
         }
         return false  // not reached: the last attempt returns or throws
     }
+
+    /// "" when coturn accepts every secret of `accepting` and refuses `refusing`, else what it did instead.
+    static func fileInForce(
+        at text: String, accepting: [TurnSecret], refusing: TurnSecret?, configFile: String, timeout: Duration
+    ) async throws -> String {
+        for secret in accepting {
+            if try await !accepts(secret, at: text, timeout: timeout) {
+                return "refuses \(secret.fingerprint), which \(configFile) holds: it still runs with the previous file"
+            }
+        }
+        if let refusing, try await accepts(refusing, at: text, timeout: timeout) {
+            return "still accepts \(refusing.fingerprint), which \(configFile) no longer holds: it still runs with "
+                + "the previous file, or has that secret from another source (a --static-auth-secret flag in "
+                + "coturn's unit, a user database)"
+        }
+        return ""
+    }
 }
 
 extension Configuration {

@@ -345,7 +345,7 @@ public final class Rotator {
         var seen = "did not answer at \(text)"
         while true {
             do {
-                seen = try await coturnRunsWithFile(
+                seen = try await CoturnAllocation.fileInForce(
                     at: text, accepting: accepting, refusing: refusing, configFile: configFile,
                     timeout: min(.seconds(3), max(.milliseconds(200), deadline - clock.now)))
                 if seen.isEmpty { return }
@@ -361,23 +361,6 @@ public final class Rotator {
                 + "\(configFile) is not proven in force; the restart is owed. Check `journalctl -u coturn`, then run "
                 + "`turnkeeper rotate --resume`, which restarts coturn again."
         )
-    }
-
-    /// "" when coturn accepts every secret of `accepting` and refuses `refusing`, else what it did instead.
-    private static func coturnRunsWithFile(
-        at text: String, accepting: [TurnSecret], refusing: TurnSecret?, configFile: String, timeout: Duration
-    ) async throws -> String {
-        for secret in accepting {
-            if try await !CoturnAllocation.accepts(secret, at: text, timeout: timeout) {
-                return "refuses \(secret.fingerprint), which \(configFile) holds: it still runs with the previous file"
-            }
-        }
-        if let refusing, try await CoturnAllocation.accepts(refusing, at: text, timeout: timeout) {
-            return "still accepts \(refusing.fingerprint), which \(configFile) no longer holds: it still runs with "
-                + "the previous file, or has that secret from another source (a --static-auth-secret flag in "
-                + "coturn's unit, a user database)"
-        }
-        return ""
     }
 
     /// Saves `state`; at a `boundary`, a shutdown may stop the rotation here.
