@@ -1,3 +1,4 @@
+import Glibc
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperProbe
@@ -64,6 +65,28 @@ public struct Checker {
             }
         }
 
+        // turnserver.conf: coturn.config_file, else /etc/turnserver.conf when it exists. Whatever the store,
+        // its static-auth-secret lines are secrets coturn accepts, and its realm= is coturn's realm.
+        let conf = try TurnserverConf.read(configuration)
+        if conf == nil {
+            ok(
+                "turnserver.conf: coturn.config_file is not set and \(Configuration.defaultTurnserverConf) was not "
+                    + "found, so coturn's own config was not checked")
+        }
+        let realm = configuration.coturn.realm
+        let coturnRealm = conf?.realm
+        // The realm coturn reads database rows under: its own when known, else the one turnkeeper is told.
+        let readRealm = coturnRealm?.value ?? realm
+        if let conf, let coturnRealm, coturnRealm.value != realm {
+            problem(
+                "\(conf.path), line \(coturnRealm.line) sets realm=\(coturnRealm.value), coturn's realm, but "
+                    + "turnkeeper's coturn.realm is \"\(realm)\" (\(configuration.path)): turnkeeper would read and write "
+                    + "database rows coturn never uses.",
+                "Set coturn.realm: \(coturnRealm.value) in \(configuration.path) if coturn's realm is right, or change "
+                    + "that realm= line to \(realm) and restart coturn. Run check again before any rotation."
+            )
+        }
+
         // coturn's secrets.
         guard let secret = synapse.turnSecret else {
             problem(
@@ -72,19 +95,47 @@ public struct Checker {
             )
             return findings
         }
-        let accepted: [TurnSecret]
+        var accepted: [TurnSecret]
+        /// Another realm's rows that hold Synapse's secret.
+        var heldUnder: String?
         switch configuration.coturn.store {
         case .sqlite:
-            let store = CoturnSQLiteStore(path: configuration.coturn.database, realm: configuration.coturn.realm)
-            accepted = try store.secrets()
-            for realm in try store.realmsWithSecrets() where realm != configuration.coturn.realm {
-                problem(
-                    "coturn's database holds secrets under realm \"\(realm)\", which coturn (realm \(configuration.coturn.realm)) never reads.",
-                    "Set coturn.realm to coturn's realm=, or remove those rows."
-                )
+            let database = configuration.coturn.database
+            accepted = try CoturnSQLiteStore(path: database, realm: readRealm).secrets()
+            for other in try CoturnSQLiteStore(path: database, realm: readRealm).realmsWithSecrets()
+            where other != readRealm {
+                if try CoturnSQLiteStore(path: database, realm: other).secrets().contains(secret) { heldUnder = other }
+                if let coturnRealm, let conf {
+                    problem(
+                        "coturn's database holds secrets under realm \"\(other)\", which coturn never reads: its realm is "
+                            + "\"\(coturnRealm.value)\" (\(conf.path), line \(coturnRealm.line)).",
+                        other == realm
+                            ? "These rows are turnkeeper's (coturn.realm \"\(realm)\"): set coturn.realm: "
+                                + "\(coturnRealm.value) in \(configuration.path), then run check again."
+                            : "Remove those rows if nothing uses them."
+                    )
+                } else {
+                    problem(
+                        "coturn's database holds secrets under realm \"\(other)\", but turnkeeper's coturn.realm is "
+                            + "\"\(realm)\"; coturn reads only the rows of its own realm= ("
+                            + (conf.map { "\($0.path) sets no realm=" } ?? "no turnserver.conf was found")
+                            + " to tell which that is).",
+                        "Set coturn.realm in \(configuration.path) to coturn's realm= (and coturn.config_file, so check "
+                            + "can compare them), or remove the rows of the realm coturn does not use."
+                    )
+                }
             }
         case .config:
-            accepted = try CoturnConfigStore(path: configuration.coturn.configFile ?? "/etc/turnserver.conf").secrets()
+            accepted = try CoturnConfigStore(
+                path: configuration.coturn.configFile ?? Configuration.defaultTurnserverConf
+            )
+            .secrets()
+            if access(configuration.coturnRestartOwedMarker, F_OK) == 0 {
+                problem(
+                    "a coturn restart is owed: turnkeeper changed turnserver.conf and has not yet seen coturn run with it.",
+                    "Check `journalctl -u coturn`, then run `turnkeeper rotate --resume`: it restarts coturn and "
+                        + "proves the file is in force.")
+            }
         case .redis, .postgres:
             // A shared database that is down fails every login on every coturn host: say so, plainly.
             let store = try Rotator(configuration: configuration, say: { _ in }).coturnSecrets()
@@ -97,26 +148,43 @@ public struct Checker {
                 return findings
             }
             let kind = configuration.coturn.store == .redis ? "Redis" : "PostgreSQL"
-            ok(
-                "coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(configuration.coturn.realm))"
-            )
+            ok("coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(realm))")
+        }
+        if let conf, configuration.coturn.store != .config {
+            findings += TurnserverConf.staticSecretFindings(conf, store: configuration.coturn.store)
+            accepted += conf.secrets.map(\.secret)
         }
         if accepted.contains(secret) {
             ok("coturn accepts the secret Synapse uses (\(secret.fingerprint))")
         } else {
-            problem(
-                "coturn does not accept the secret Synapse uses (\(secret.fingerprint)); coturn has "
-                    + "\(accepted.isEmpty ? "none" : accepted.map(\.fingerprint).joined(separator: ", ")). Calls will ring and never connect.",
-                "Run `turnkeeper rotate`: it adopts Synapse's secret into coturn first."
-            )
+            let has = accepted.isEmpty ? "none" : accepted.map(\.fingerprint).joined(separator: ", ")
+            if let coturnRealm, let conf, coturnRealm.value != realm {
+                problem(
+                    "coturn does not accept the secret Synapse uses (\(secret.fingerprint)): under its realm "
+                        + "\"\(coturnRealm.value)\" (\(conf.path), line \(coturnRealm.line)) it has \(has), while turnkeeper "
+                        + "works under coturn.realm \"\(realm)\". Calls will ring and never connect.",
+                    "Fix the realm first (see above): make coturn.realm in \(configuration.path) and coturn's realm= "
+                        + "agree. Rotating before that would write rows coturn never reads.")
+            } else if let heldUnder {
+                problem(
+                    "coturn's database holds the secret Synapse uses (\(secret.fingerprint)) only under realm "
+                        + "\"\(heldUnder)\", not under turnkeeper's coturn.realm \"\(realm)\". If coturn's realm is "
+                        + "\"\(heldUnder)\", turnkeeper's coturn.realm is wrong; otherwise calls will ring and never connect.",
+                    "Set coturn.realm in \(configuration.path) to coturn's realm= (and coturn.config_file, so check can "
+                        + "compare them). Rotating before that would write rows under the wrong realm.")
+            } else {
+                problem(
+                    "coturn does not accept the secret Synapse uses (\(secret.fingerprint)); coturn has \(has). Calls "
+                        + "will ring and never connect.",
+                    "Run `turnkeeper rotate`: it adopts Synapse's secret into coturn first."
+                )
+            }
         }
 
-        // turnserver.conf, when it is known.
-        if let path = configuration.coturn.configFile {
-            let lines = CoturnConfigStore.parse(
-                String(decoding: try FileContents.read(path, limit: 1 << 20).bytes, as: UTF8.self))
-            let names = Set(lines.compactMap(\.name))
-            let realm = lines.last { $0.name == "realm" }?.value
+        // The rest of turnserver.conf, when turnkeeper was told it is coturn's.
+        if let conf, conf.configured {
+            let path = conf.path
+            let names = Set(conf.lines.compactMap(\.name))
             if !names.contains("use-auth-secret") {
                 problem(
                     "\(path) lacks use-auth-secret: coturn ignores the shared secret.", "Add a line `use-auth-secret`.")
@@ -126,13 +194,8 @@ public struct Checker {
                     "\(path) mixes lt-cred-mech with use-auth-secret: coturn rejects Synapse's credentials.",
                     "Remove lt-cred-mech.")
             }
-            if realm == nil {
-                problem("\(path) sets no realm.", "Add `realm=\(configuration.coturn.realm)`.")
-            } else if realm != configuration.coturn.realm {
-                problem(
-                    "\(path) sets realm=\(realm ?? ""), but turnkeeper's coturn.realm is \(configuration.coturn.realm): database rows would be ignored.",
-                    "Make them equal."
-                )
+            if coturnRealm == nil {
+                problem("\(path) sets no realm.", "Add `realm=\(realm)`.")
             }
             if names.contains("syslog") {
                 problem(
@@ -148,5 +211,47 @@ public struct Checker {
             }
         }
         return findings
+    }
+}
+
+/// turnserver.conf as coturn reads it, for `check` on the hosts where coturn runs.
+struct TurnserverConf {
+    let path: String
+    /// True when coturn.config_file names it; false for the default, read only for its secrets and realm.
+    let configured: Bool
+    let lines: [CoturnConfigStore.Line]
+    let secrets: [(line: Int, secret: TurnSecret)]
+    /// The last realm= line, which is the one coturn keeps.
+    let realm: (value: String, line: Int)?
+
+    /// nil when coturn.config_file is unset and the default file does not exist.
+    static func read(_ configuration: Configuration) throws(TurnkeeperError) -> TurnserverConf? {
+        guard let (path, configured) = configuration.turnserverConf else { return nil }
+        let lines = CoturnConfigStore.parse(try FileContents.read(path, limit: 1 << 20).bytes)
+        let realm = lines.last { $0.name == "realm" && $0.value != nil }
+        return TurnserverConf(
+            path: path, configured: configured, lines: lines,
+            secrets: try CoturnConfigStore.secretLines(in: lines, path: path),
+            realm: realm.map { ($0.text ?? String(decoding: $0.value ?? [], as: UTF8.self), $0.number) })
+    }
+
+    /// static-auth-secret lines beside a database: coturn accepts them too, so no rotation can retire them.
+    static func staticSecretFindings(_ conf: TurnserverConf, store: Configuration.Coturn.Store) -> [Checker.Finding] {
+        let kind =
+            switch store {
+            case .redis: "Redis"
+            case .postgres: "PostgreSQL"
+            default: "SQLite"
+            }
+        return conf.secrets.map { line, secret in
+            Checker.Finding(
+                ok: false,
+                summary:
+                    "\(conf.path), line \(line): static-auth-secret (\(secret.fingerprint)) beside coturn's \(kind) "
+                    + "user database: coturn accepts it as well as the database's secrets, so turnkeeper can never "
+                    + "retire it.",
+                fix: "Make sure the database holds every secret still in use (`turnkeeper status`), then remove the "
+                    + "static-auth-secret lines from \(conf.path) and restart coturn.")
+        }
     }
 }

@@ -58,7 +58,8 @@ public struct Configuration: Sendable {
         public var database: String
         public var configFile: String?
         public var restartCommand: [String]?
-        /// store config: how long a coturn restart may take to answer with the new file in force.
+        /// store config: how long the restart command may run, and then how long coturn has to answer with
+        /// the new turnserver.conf in force.
         public var restartTimeout: SynapseDuration
         /// store redis: where, and the password file (never the password itself in turnkeeper.yaml).
         public var redis: Redis?

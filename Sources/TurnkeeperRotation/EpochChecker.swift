@@ -60,6 +60,16 @@ struct EpochChecker {
             let store = try Rotator(configuration: configuration, say: { _ in }).coturnSecrets()
             let held = try await store.accepted()
             accepted = window.filter { held.contains(secrets[Int($0 - window.lowerBound)]) }
+            // coturn accepts turnserver.conf's static-auth-secret lines beside its database, whatever the store.
+            if let conf = try TurnserverConf.read(configuration) {
+                if configuration.coturn.store != .config {
+                    findings += TurnserverConf.staticSecretFindings(conf, store: configuration.coturn.store)
+                }
+            } else {
+                ok(
+                    "turnserver.conf: coturn.config_file is not set and \(Configuration.defaultTurnserverConf) was "
+                        + "not found, so its static-auth-secret lines were not checked")
+            }
         case .single:
             return findings
         }

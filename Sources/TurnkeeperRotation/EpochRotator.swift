@@ -26,6 +26,8 @@ public final class EpochRotator {
             /// The root key's fingerprint: during a root key rotation, two keys' secrets are held.
             var key: String
             var value: String
+            /// Why taking it out of coturn last failed (coturn still accepts it); it is retried.
+            var failed: String?
         }
 
         /// TURN host: the derived secrets turnkeeper put into coturn's store, and only those.
@@ -107,13 +109,39 @@ public final class EpochRotator {
                 "coturn accepts epoch \(entry.epoch)'s secret (\(try TurnSecret(adopting: entry.value, source: statePath).fingerprint))"
             )
         }
+        // An old epoch's secret is retired only once an allocation signed with it is refused at verify_uri.
+        var failed: [String] = []
         for entry in state.added where !wanted.contains(where: { $0.value == entry.value }) {
-            try await store.remove(try TurnSecret(adopting: entry.value, source: statePath))
+            let secret = try TurnSecret(adopting: entry.value, source: statePath)
+            var failure: String?
+            do {
+                try await store.remove(secret)
+                failure = await RetirementProof(configuration: configuration).failure(for: secret)
+            } catch {
+                failure = (error as? TurnkeeperError)?.reason ?? "\(error)"
+            }
+            if let failure {
+                if let index = state.added.firstIndex(where: { $0.value == entry.value }) {
+                    state.added[index].failed = failure
+                }
+                try save(state)
+                say("could not retire epoch \(entry.epoch)'s secret (\(secret.fingerprint)): \(failure)")
+                failed.append("epoch \(entry.epoch)'s secret (\(secret.fingerprint))")
+                continue
+            }
             state.added.removeAll { $0.value == entry.value }
             try save(state)
-            say("retired epoch \(entry.epoch)'s secret from coturn")
+            say(
+                "retired epoch \(entry.epoch)'s secret (\(secret.fingerprint)): coturn refuses it at "
+                    + configuration.coturn.verifyURI)
         }
         say("epoch \(epoch): coturn accepts epochs \(epoch - 1) to \(epoch + 1)")
+        guard failed.isEmpty else {
+            throw TurnkeeperError(
+                .checkFailed,
+                "retiring \(failed.joined(separator: ", ")) failed: coturn still accepts it, or its refusal could not "
+                    + "be proven (see above; `turnkeeper status` lists it). Fix the cause; the next run retries.")
+        }
     }
 
     private func syncSynapse() async throws {
@@ -162,7 +190,13 @@ public final class EpochRotator {
         default:
             current = try secrets(keyFile: try derivation.rootKeyFile).secret(for: epoch).fingerprint
         }
-        let accepted = state.added.sorted { $0.epoch < $1.epoch }.map { "epoch \($0.epoch) (\($0.key))" }
+        // Each epoch by its own secret's fingerprint (the root key's is the same for all of them).
+        let accepted = state.added.sorted { $0.epoch < $1.epoch }.map { entry in
+            let fingerprint = (try? TurnSecret(adopting: entry.value, source: statePath))?.fingerprint ?? "none"
+            let previous = entry.key.hasSuffix(" (previous root key)") ? ", previous root key" : ""
+            let failed = entry.failed == nil ? "" : ", not retired yet"
+            return "epoch \(entry.epoch) (\(fingerprint)\(previous)\(failed))"
+        }
         return RotationStatus(
             phase: "idle", current: current, retiring: [], lastRotation: epoch * length,
             currentAgeSeconds: now() - epoch * length, nextRotationDue: next,

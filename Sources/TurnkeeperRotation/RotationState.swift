@@ -30,6 +30,8 @@ struct RotationState: Codable {
         var value: String
         /// Unix seconds after which no credential Synapse handed out with it is still valid.
         var after: Int64
+        /// Why the last attempt to retire it failed (coturn still accepts it, or did not answer); it is retried.
+        var failed: String?
     }
 
     var phase: Phase = .idle

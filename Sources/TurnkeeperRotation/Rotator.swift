@@ -167,20 +167,51 @@ public final class Rotator {
         return state
     }
 
+    /// Removes each old secret that is due from coturn, and proves with an allocation at coturn.verify_uri that
+    /// coturn refuses it. One still accepted stays in `retiring`, marked failed, and the run fails (exit 1).
     private func retireDue(_ start: RotationState) async throws -> RotationState {
         var state = start
         let coturn = try coturnSecrets()
+        var failed: [String] = []
         for retiree in state.retiring where retiree.after <= now() {
+            let fingerprint = fingerprint(retiree.value)
             // Never retire the secret Synapse uses, whatever the state says.
             if retiree.value != state.current {
-                try await coturn.remove(try TurnSecret(adopting: retiree.value, source: statePath))
+                let secret = try TurnSecret(adopting: retiree.value, source: statePath)
+                var failure: String?
+                do {
+                    try await coturn.remove(secret)
+                    failure = await RetirementProof(configuration: configuration).failure(for: secret)
+                } catch {
+                    failure = (error as? TurnkeeperError)?.reason ?? "\(error)"
+                }
+                if let failure {
+                    if let index = state.retiring.firstIndex(where: { $0.value == retiree.value }) {
+                        state.retiring[index].failed = failure
+                    }
+                    state.lastResult = "failed: \(fingerprint) is not retired: \(failure)"
+                    try await persist(state, step: 5, "could not retire \(fingerprint): \(failure)", boundary: false)
+                    failed.append(fingerprint)
+                    continue
+                }
             }
             state.retiring.removeAll { $0.value == retiree.value }
+            if retiree.failed != nil { state.lastResult = "ok" }
             try await persist(
-                state, step: 5, "retired \(fingerprint(retiree.value)): no credential signed with it is valid any more")
+                state, step: 5,
+                "retired \(fingerprint): coturn refuses it at \(configuration.coturn.verifyURI), and no credential "
+                    + "signed with it is valid any more")
         }
-        for retiree in state.retiring {
+        for retiree in state.retiring where retiree.failed == nil {
             say("\(fingerprint(retiree.value)) retires at \(WallClock.utcString(seconds: retiree.after))")
+        }
+        guard failed.isEmpty else {
+            throw TurnkeeperError(
+                .checkFailed,
+                "retiring \(failed.joined(separator: ", ")) failed: coturn still accepts it, or its refusal could not "
+                    + "be proven (see step 5 above; `turnkeeper status` keeps it listed). No new rotation starts "
+                    + "until it is retired; fix the cause, then run `turnkeeper rotate --resume`."
+            )
         }
         return state
     }
@@ -380,33 +411,53 @@ public final class Rotator {
         case .config:
             let restart = coturn.restartCommand ?? ["systemctl", "restart", "coturn"]
             let verifyURI = coturn.verifyURI
-            return CoturnConfigSecrets(store: CoturnConfigStore(path: coturn.configFile ?? "/etc/turnserver.conf")) {
-                try await CommandRunner.run(restart, what: "coturn restart")
-                try await Self.waitForCoturn(at: verifyURI)
+            let path = coturn.configFile ?? Configuration.defaultTurnserverConf
+            let timeout = coturn.restartTimeout
+            return CoturnConfigSecrets(
+                store: CoturnConfigStore(path: path),
+                owedMarker: configuration.coturnRestartOwedMarker
+            ) { accepting, refusing in
+                do throws(TurnkeeperError) {
+                    try await CommandRunner.run(
+                        restart, what: "coturn restart", timeoutSeconds: max(1, Int(timeout.seconds)))
+                } catch {
+                    throw TurnkeeperError(
+                        error.code,
+                        "\(error.reason) \(path) has changed and coturn is not proven to run with it: the restart is "
+                            + "owed, and `turnkeeper rotate --resume` redoes it.")
+                }
+                try await Self.waitForCoturn(
+                    at: verifyURI, timeout: timeout, accepting: accepting, refusing: refusing, configFile: path)
             }
         }
     }
 
-    /// After a restart, until coturn answers a STUN Binding at `uri` (at most 30 s).
-    private static func waitForCoturn(at text: String) async throws {
-        let uri = try TURNURI(text)
+    /// After a restart, until coturn answers at `uri` with turnserver.conf in force: an allocation succeeds with
+    /// every secret the file holds, and one signed with the secret just removed is refused. A restart command
+    /// that exited 0 proves nothing by itself: the old coturn may still run, or none.
+    private static func waitForCoturn(
+        at text: String, timeout: SynapseDuration, accepting: [TurnSecret], refusing: TurnSecret?, configFile: String
+    ) async throws {
         let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(30)
-        while clock.now < deadline {
-            if let address = try? await Resolver.resolve(host: uri.host, port: uri.port).first {
-                let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
-                let answered = try? await Connector.withConnection(to: endpoint, connectTimeout: .seconds(1)) {
-                    connection in
-                    try await TURNClient(connection: connection, credentials: nil).binding(deadline: .now + .seconds(1))
-                }
-                if answered != nil { return }
+        let deadline = clock.now + .milliseconds(timeout.milliseconds)
+        var seen = "did not answer at \(text)"
+        while true {
+            do {
+                seen = try await CoturnAllocation.fileInForce(
+                    at: text, accepting: accepting, refusing: refusing, configFile: configFile,
+                    timeout: min(.seconds(3), max(.milliseconds(200), deadline - clock.now)))
+                if seen.isEmpty { return }
+            } catch {
+                seen = "did not answer at \(text) (\(error))"
             }
-            try await Task.sleep(for: .milliseconds(100))
+            guard clock.now < deadline else { break }
+            try await Task.sleep(for: .milliseconds(200))
         }
         throw TurnkeeperError(
             .checkFailed,
-            "coturn did not answer at \(text) within 30 s of its restart. Check `journalctl -u coturn`; then run "
-                + "`turnkeeper rotate --resume`."
+            "after its restart, coturn \(seen) (checked for coturn.restart_timeout, \(timeout.seconds) s), so "
+                + "\(configFile) is not proven in force; the restart is owed. Check `journalctl -u coturn`, then run "
+                + "`turnkeeper rotate --resume`, which restarts coturn again."
         )
     }
 

@@ -82,6 +82,7 @@ struct CheckCommandTests {
         arguments: [
             "secret-mismatch", "realm-rows", "syslog", "lt-cred-mech", "no-use-auth-secret", "no-denied-peer-ip",
             "inline-and-path", "empty-secret-file", "no-turn-uris", "bad-uri", "override", "realm-mismatch",
+            "static-beside-database",
         ]
     )
     func problems(mistake: String) throws {
@@ -127,6 +128,13 @@ struct CheckCommandTests {
                 "# Managed by turnkeeper\nturn_shared_secret: \"\(layout.secret)\"\n")
             try d.write("synapse/conf.d/99-admin.yaml", "turn_shared_secret: \"\(layout.secret)\"\n")
             expected = "overrides every rotation"
+        case "static-beside-database":
+            // coturn accepts it beside the database's secrets: no rotation could retire it. Named by fingerprint.
+            try d.write(
+                "turnserver.conf",
+                try d.read("turnserver.conf") + "# left over\r\nstatic-auth-secret=\(layout.secret)\r\n")
+            expected =
+                "turnserver.conf, line 6: static-auth-secret (\(try TurnSecret(validating: layout.secret).fingerprint)) beside"
         default:
             try d.write(
                 "turnserver.conf", "use-auth-secret\nrealm=other.example.org\ndenied-peer-ip=10.0.0.0-10.255.255.255\n")
@@ -137,6 +145,44 @@ struct CheckCommandTests {
         #expect(output.status == (mistake == "inline-and-path" ? 2 : 1), "\(mistake): \(output)")
         #expect(output.stdout.contains(expected) || output.stderr.contains(expected), "\(mistake): \(output)")
         #expect(!output.stdout.contains(layout.secret) && !output.stderr.contains(layout.secret))
+    }
+
+    @Test(
+        "A realm mismatch is attributed to the side that has it, with the realm to set, and never the advice to rotate",
+        arguments: [true, false]
+    )
+    func realmAttribution(coturnRealmKnown: Bool) throws {
+        let layout = try Self.layout()
+        defer { layout.directory.remove() }
+        // coturn and its database agree on other.example.org; turnkeeper.yaml says turn.example.org.
+        try layout.sql("UPDATE turn_secret SET realm = 'other.example.org';")
+        let expected: [String]
+        if coturnRealmKnown {
+            try layout.directory.write(
+                "turnserver.conf",
+                "use-auth-secret\nrealm=other.example.org\nlog-file=stdout\ndenied-peer-ip=10.0.0.0-10.255.255.255\n")
+            expected = [
+                "turnserver.conf, line 2 sets realm=other.example.org, coturn's realm, but turnkeeper's coturn.realm is "
+                    + "\"turn.example.org\"",
+                "Set coturn.realm: other.example.org in \(layout.config)",
+            ]
+        } else {
+            // Without turnserver.conf, coturn's realm is unknown: the database says where Synapse's secret is.
+            try FileManager.default.removeItem(atPath: layout.turnserver)
+            let config = try layout.directory.read("turnkeeper.yaml").components(separatedBy: "\n")
+                .filter { !$0.contains("config_file") }
+            try layout.directory.write("turnkeeper.yaml", config.joined(separator: "\n"))
+            expected = [
+                "holds the secret Synapse uses (\(try TurnSecret(validating: layout.secret).fingerprint)) only under "
+                    + "realm \"other.example.org\", not under turnkeeper's coturn.realm \"turn.example.org\"",
+                "Set coturn.realm in \(layout.config) to coturn's realm=",
+            ]
+        }
+        let output = try layout.check()
+        #expect(output.status == 1, "\(output)")
+        for text in expected { #expect(output.stdout.contains(text), "\(text)\n\(output)") }
+        #expect(!output.stdout.contains("turnkeeper rotate"), "\(output)")
+        #expect(!output.stdout.contains("coturn (realm turn.example.org)"), "\(output)")
     }
 
     @Test("What cannot be read is exit 2, naming the file and the line")
