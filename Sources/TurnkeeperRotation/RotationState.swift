@@ -95,10 +95,13 @@ public struct RotationStatus: Sendable, Codable {
     public struct RetiringSecret: Sendable, Codable {
         public var fingerprint: String
         public var retiresAt: Int64
+        /// Why the last attempt to retire it failed: coturn still accepts it (and where from), or did not answer.
+        public var failed: String?
 
-        public init(fingerprint: String, retiresAt: Int64) {
+        public init(fingerprint: String, retiresAt: Int64, failed: String? = nil) {
             self.fingerprint = fingerprint
             self.retiresAt = retiresAt
+            self.failed = failed
         }
     }
 

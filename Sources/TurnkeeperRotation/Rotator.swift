@@ -105,7 +105,9 @@ public final class Rotator {
             phase: state.phase.rawValue,
             current: state.current.map(fingerprint),
             pending: state.pending.map(fingerprint),
-            retiring: state.retiring.map { .init(fingerprint: fingerprint($0.value), retiresAt: $0.after) },
+            retiring: state.retiring.map {
+                .init(fingerprint: fingerprint($0.value), retiresAt: $0.after, failed: $0.failed)
+            },
             lastRotation: state.lastRotation,
             currentAgeSeconds: state.lastRotation.map { now() - $0 },
             nextRotationDue: state.lastRotation.map { $0 + configuration.rotation.interval.seconds },

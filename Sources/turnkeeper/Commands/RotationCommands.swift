@@ -16,13 +16,21 @@ struct RotateCommand: AsyncParsableCommand {
         commandName: "rotate",
         abstract: "Rotate the shared secret now, without breaking a call or a credential already handed out.",
         discussion: """
-            Steps, each saved before the next, so a run killed at any point is finished by the next:
+            Steps, each saved before the next, so a run killed at any point is
+            finished by the next:
               1 generate a new secret
               2 add it to coturn, which then accepts old and new
-              3 verify: an allocation with it at coturn.verify_uri (if that fails, it is taken out again)
-              4 switch Synapse: write its conf.d file, restart it, wait until it answers
-              5 once Synapse's turn_user_lifetime plus rotation.margin has passed, remove the old secret
-            A first run adopts the secret Synapse uses now. Retirements that are due happen on every run.
+              3 verify: an allocation with it at coturn.verify_uri (if that fails,
+                it is taken out again)
+              4 switch Synapse: write its conf.d file, restart it, wait until it
+                answers
+              5 once Synapse's turn_user_lifetime plus rotation.margin has passed,
+                remove the old secret, and prove with an allocation that coturn
+                refuses it
+            Before step 1 everything checkable is checked (Synapse's effective
+            config with turnkeeper's file in it, the files it writes, the
+            schedule); nothing changes if a check fails. A first run adopts the
+            secret Synapse uses now. Retirements that are due happen on every run.
             See docs/rotation.md.
             """
     )
@@ -73,6 +81,7 @@ struct StatusCommand: ParsableCommand {
         if let pending = status.pending { print("pending secret: \(pending)") }
         for retiring in status.retiring {
             print("retiring:       \(retiring.fingerprint) at \(WallClock.utcString(seconds: retiring.retiresAt))")
+            if let failed = retiring.failed { print("                retirement failed: \(failed)") }
         }
         if let last = status.lastRotation { print("last rotation:  \(WallClock.utcString(seconds: last))") }
         if let next = status.nextRotationDue { print("next due:       \(WallClock.utcString(seconds: next))") }
@@ -87,8 +96,10 @@ struct CheckCommand: AsyncParsableCommand {
         discussion: """
             Checks: coturn accepts the secret Synapse uses; Synapse has a secret, turn_uris that parse and a \
             usable turn_user_lifetime; no inline-plus-path conflict; no conf.d file overriding turnkeeper's; \
-            database rows under coturn's realm; and, when coturn.config_file is set, use-auth-secret without \
-            lt-cred-mech, realm, no syslog (SIGHUP kills coturn then), denied-peer-ip present.
+            database rows under coturn's realm; static-auth-secret lines in turnserver.conf (coturn.config_file, \
+            else /etc/turnserver.conf), which coturn accepts beside any database; and, when coturn.config_file \
+            is set, use-auth-secret without lt-cred-mech, realm, no syslog (SIGHUP kills coturn then), \
+            denied-peer-ip present. Everything is checked before anything is reported; nothing is changed.
 
             Exit status: 0 clean, 1 problems found, 2 could not read.
             """
