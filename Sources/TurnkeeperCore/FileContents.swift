@@ -23,6 +23,11 @@ public struct FileContents: Sendable {
     /// Reads `path`, refusing anything that is not a regular file or is larger than `limit` bytes,
     /// so a mistaken path (a device, a log) cannot make us read without end.
     public static func read(_ path: String, limit: Int = 64 * 1024) throws(TurnkeeperError) -> FileContents {
+        // Not even opened unless it is a regular file: opening a device (a watchdog, a tape) can act on its own.
+        var before = stat()
+        if stat(path, &before) == 0 && before.st_mode & S_IFMT != S_IFREG {
+            throw TurnkeeperError(.unreadableFile, "cannot read \(path): it is not a regular file. Name a file.")
+        }
         let fd = retryingOnInterrupt { open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) }
         return try read(fd: fd, path: path, limit: limit)
     }

@@ -31,6 +31,9 @@ public struct TrustedDirectory: ~Copyable {
         }
         let real = String(cString: resolved)
         free(resolved)
+        // Both the path as written and where it leads: a user who owns a directory on the written path could
+        // swap a link in there and point the rest elsewhere (root-owned all the way, so the real path alone passes).
+        if path.hasPrefix("/") { try Self.checkWrittenPath(path) }
         let final = try Self.checkComponents(of: real, named: path)
         let fd = retryingOnInterrupt { open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) }
         var info = stat()
@@ -240,7 +243,8 @@ public struct TrustedDirectory: ~Copyable {
                 throw TurnkeeperError(.unwritableFile, "\(prefix) is not a directory; check \(path).")
             }
             let trustedOwner = info.st_uid == 0 || info.st_uid == geteuid()
-            let writableByOthers = info.st_mode & 0o002 != 0 || (info.st_mode & 0o020 != 0 && info.st_gid != 0)
+            // Group write counts whatever the group: with an access ACL these bits are the mask of named users.
+            let writableByOthers = info.st_mode & 0o022 != 0
             let sticky = info.st_mode & S_ISVTX != 0
             if !trustedOwner || (writableByOthers && (isLast || !sticky)) {
                 let who = trustedOwner ? "writable by other users" : "owned by uid \(info.st_uid), not root"
@@ -252,6 +256,33 @@ public struct TrustedDirectory: ~Copyable {
             }
         }
         return info
+    }
+
+    /// Each directory named on the written path, links included, must be one only root (or we) can change;
+    /// a link is fine when it sits in such a directory, since no one else can repoint it.
+    private static func checkWrittenPath(_ path: String) throws(TurnkeeperError) {
+        var prefix = ""
+        for part in path.split(separator: "/") {
+            let parent = prefix.isEmpty ? "/" : prefix
+            prefix += "/" + part
+            var info = stat()
+            guard lstat(prefix, &info) == 0 else { return }  // missing: the real path's check reports it
+            guard info.st_mode & S_IFMT == S_IFLNK else { continue }
+            var holder = stat()
+            guard stat(parent, &holder) == 0 else { return }
+            let trusted = holder.st_uid == 0 || holder.st_uid == geteuid()
+            let sticky = holder.st_mode & S_ISVTX != 0
+            let writable = holder.st_mode & 0o022 != 0
+            let linkOwned = info.st_uid == 0 || info.st_uid == geteuid()
+            if !trusted || (writable && !(sticky && linkOwned)) {
+                throw TurnkeeperError(
+                    .unwritableFile,
+                    "\(prefix) is a link in \(parent), which another user may change, so they could point it anywhere "
+                        + "and have turnkeeper (as root) write there; nothing was written. Name the real directory in "
+                        + "turnkeeper.yaml, or make \(parent) root's alone (`chown root: \(parent) && chmod go-w \(parent)`)."
+                )
+            }
+        }
     }
 
     private static func createIfMissing(_ path: String) throws(TurnkeeperError) {

@@ -33,28 +33,35 @@ public struct SynapseDuration: Sendable, Hashable, CustomStringConvertible {
             unit = size
             digits.removeLast()
         }
+        // A short value that looks like a duration is shown; anything else may be a secret pasted under the wrong key.
+        let shown =
+            text.utf8.count <= 8
+                && text.utf8.allSatisfy({
+                    $0 < 0x80 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber)
+                })
+            ? " \"\(text)\"" : ""
         let example =
             "Use a whole number with s, m, h, d, w or y (\"30m\", \"1h\", \"1d\"), or a bare number of milliseconds."
         guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
-            throw TurnkeeperError(.invalidArgument, "\(source) \"\(text)\" is not a duration. \(example)")
+            throw TurnkeeperError(.invalidArgument, "\(source)\(shown) is not a duration. \(example)")
         }
         var value: Int64 = 0
         for digit in digits {
             let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
             let (sum, overflow2) = times10.addingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
             guard !overflow1, !overflow2 else {
-                throw TurnkeeperError(.invalidArgument, "\(source) \"\(text)\" is too long a duration. \(example)")
+                throw TurnkeeperError(.invalidArgument, "\(source)\(shown) is too long a duration. \(example)")
             }
             value = sum
         }
         let (milliseconds, overflow) = value.multipliedReportingOverflow(by: unit)
         guard !overflow, milliseconds <= 100 * Self.units[UInt8(ascii: "y")]! else {
-            throw TurnkeeperError(.invalidArgument, "\(source) \"\(text)\" is too long a duration. \(example)")
+            throw TurnkeeperError(.invalidArgument, "\(source)\(shown) is too long a duration. \(example)")
         }
         guard milliseconds >= 1000 else {
             throw TurnkeeperError(
                 .invalidArgument,
-                "\(source) \"\(text)\" is under one second (a bare number means milliseconds, as in Synapse), "
+                "\(source)\(shown) is under one second (a bare number means milliseconds, as in Synapse), "
                     + "and turnkeeper counts in whole seconds. \(example)"
             )
         }

@@ -44,6 +44,20 @@ public struct TurnSecret: Sendable {
                     + "Set a secret: `turnkeeper secret generate`."
             )
         }
+        // A line break or control character cannot be a TURN secret coturn holds (its config is line-based), and
+        // written into turnserver.conf it would add directives of its own: refused, never quoted.
+        let scalars = text.unicodeScalars
+        guard
+            !scalars.contains(where: {
+                $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029
+            })
+        else {
+            throw TurnkeeperError(
+                .invalidSecret,
+                "\(source) holds a line break or control character, which coturn cannot hold; nothing was changed. "
+                    + "Give Synapse a new secret from `turnkeeper secret generate`, then run turnkeeper again."
+            )
+        }
         self.init(trustedBytes: bytes)
     }
 

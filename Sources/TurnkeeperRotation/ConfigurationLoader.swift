@@ -308,8 +308,15 @@ private struct ConfigurationReader {
     }
 
     private func quoted(_ text: String) -> String {
-        "\"" + String(text.unicodeScalars.prefix(64).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
-            + "\""
+        "\""
+            + String(
+                text.unicodeScalars.prefix(64).map {
+                    let v = $0.value
+                    let hidden =
+                        v < 0x20 || (0x7F...0x9F).contains(v) || (0x202A...0x202E).contains(v)
+                        || (0x2066...0x2069).contains(v) || v == 0x2028 || v == 0x2029
+                    return hidden ? "?" : Character($0)
+                }) + "\""
     }
 
     private func optionalString(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> String? {

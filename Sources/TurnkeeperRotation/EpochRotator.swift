@@ -148,14 +148,14 @@ public final class EpochRotator {
         let derived = try secrets(keyFile: try derivation.rootKeyFile)
         let epoch = derived.epoch(at: now())
         let secret = try derived.secret(for: epoch)
-        let current = try SynapseConfig.load(configuration.synapse.configPaths).turnSecret
+        let paths = configuration.synapse.configPaths
+        let current = try await Blocking.run { try SynapseConfig.load(paths) }.turnSecret
         var state = try load()
-        guard current != secret else {
-            if state.synapseEpoch != epoch {
-                state.synapseEpoch = epoch
-                try save(state)
-            }
-            return
+        // Done only when this epoch's switch finished (its restart and checks passed). Files that already hold
+        // the secret without that mean a switch failed after writing them: Synapse may still use the old one.
+        if current == secret && state.synapseEpoch == epoch { return }
+        if current == secret {
+            say("Synapse's files hold epoch \(epoch)'s secret, but its switch did not finish; doing it again")
         }
         let rotator = Rotator(configuration: configuration, say: say, now: now)
         do {

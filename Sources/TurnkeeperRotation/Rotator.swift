@@ -96,7 +96,15 @@ public final class Rotator {
 
     /// How many secrets coturn accepts right now (for the metrics).
     public func coturnSecretCount() async throws -> Int {
-        try await coturnSecrets().accepted().count
+        let coturn = configuration.coturn
+        if coturn.store == .sqlite {
+            // SQLite may wait for coturn's lock (busy timeout): on NIO's thread pool, never the cooperative one,
+            // or a few concurrent scrapes would stall /healthz and the watchdog.
+            let database = coturn.database
+            let realm = coturn.realm
+            return try await Blocking.run { try CoturnSQLiteStore(path: database, realm: realm).secrets().count }
+        }
+        return try await coturnSecrets().accepted().count
     }
 
     public func status() throws -> RotationStatus {
@@ -324,6 +332,8 @@ public final class Rotator {
         let previous = state.synapseRestart
         let alreadyRestarted =
             previous?.secret == secret.fingerprint && previous?.configurationDigest == expected.digest
+        // Written on every attempt, restarted or not: a file put back by hand since is set right again.
+        try synapseStore().write(secret)
         if alreadyRestarted && restartAgain == .whenConfigurationChanged, let previous {
             let when = WallClock.utcString(seconds: previous.at)
             guard previous.succeeded else {
@@ -337,7 +347,6 @@ public final class Rotator {
                 "Synapse was restarted for \(secret.fingerprint) at \(when) with its configuration as it is now; not "
                     + "restarting it again for the same failure, only checking it again")
         } else {
-            try synapseStore().write(secret)
             abortIfAsked(after: "4a")
             // Recorded before the command runs: a restart that hangs or is killed counts as tried and failed.
             state.synapseRestart = .init(

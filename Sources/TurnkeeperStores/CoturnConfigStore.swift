@@ -116,6 +116,15 @@ public struct CoturnConfigStore: Sendable {
     /// use-auth-secret), ending each with the line ending already used there. Requires use-auth-secret and
     /// realm, and refuses lt-cred-mech beside them.
     public func setSecrets(_ secrets: [TurnSecret]) throws(TurnkeeperError) {
+        // One line each, with nothing coturn's parser would strip or split: printable ASCII, no quote, no space.
+        for secret in secrets where secret.withExposedBytes({ $0.contains { $0 <= 0x20 || $0 >= 0x7F || $0 == 0x22 } })
+        {
+            throw TurnkeeperError(
+                .invalidSecret,
+                "secret \(secret.fingerprint) holds a space, a quote or a character outside printable ASCII, which "
+                    + "turnserver.conf cannot hold; nothing was written. Give Synapse a secret from `turnkeeper secret "
+                    + "generate`.")
+        }
         let lines = try load()
         let names = Set(lines.compactMap(\.name))
         var missing: [String] = []

@@ -56,12 +56,27 @@ public struct SynapseConfig: Sendable {
         var origins: [String: String] = [:]
         var warnings: [String] = []
         var digested: [UInt8] = []
+        // Bounds on what a config directory can make root read: Synapse's own files are a few, and small.
+        guard files.count <= 512 else {
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "Synapse's configuration lists \(files.count) files, more than the 512 turnkeeper reads. Check "
+                    + "synapse.config.")
+        }
+        var total = 0
         for file in files {
             let bytes: [UInt8]
             if let replaced = replacing[file] {
                 bytes = replaced
             } else {
                 bytes = try FileContents.read(file, limit: 4 * 1024 * 1024).bytes
+            }
+            total += bytes.count
+            guard total <= 16 << 20 else {
+                throw TurnkeeperError(
+                    .invalidConfiguration,
+                    "Synapse's configuration files hold more than 16 MiB together, more than turnkeeper reads. Check "
+                        + "synapse.config.")
             }
             digested += Array(file.utf8) + [0] + Digest.sha256(bytes)
             let node: YAMLNode?
@@ -109,6 +124,17 @@ public struct SynapseConfig: Sendable {
             }
             return scalar.text
         }
+        /// Synapse calls `.encode()` on these: YAML must read them as strings, not numbers, booleans or dates.
+        func string(_ key: String) throws(TurnkeeperError) -> String? {
+            guard let value = try text(key) else { return nil }
+            guard merged[key]?.scalar?.isString == true else {
+                throw TurnkeeperError(
+                    .invalidConfiguration,
+                    "\(location(key)): YAML reads \(key) as a number, a boolean or a date, not as text, and Synapse "
+                        + "fails on it. Put it in quotes.")
+            }
+            return value
+        }
 
         if let node = merged["turn_uris"], !node.isNull {
             if let sequence = node.sequence, sequence.allSatisfy({ $0.scalar != nil }) {
@@ -128,8 +154,8 @@ public struct SynapseConfig: Sendable {
             turnURIs = []
         }
 
-        let inline = try text("turn_shared_secret")
-        let path = try text("turn_shared_secret_path")
+        let inline = try string("turn_shared_secret")
+        let path = try string("turn_shared_secret_path")
         if let inline, !inline.isEmpty, let path, !path.isEmpty {
             throw TurnkeeperError(
                 .invalidConfiguration,
@@ -145,9 +171,23 @@ public struct SynapseConfig: Sendable {
             if let replaced = replacing[turnSecretPath] {
                 bytes = replaced
             } else {
-                bytes = try FileContents.read(turnSecretPath, limit: 4096).bytes
+                let file = try FileContents.read(turnSecretPath, limit: 4096)
+                // Read as root for Synapse, which is not root: a file only root may read is not one Synapse reads,
+                // and is not ours to copy into coturn's store.
+                guard file.ownerID != 0 || file.permissions & 0o044 != 0 else {
+                    throw TurnkeeperError(
+                        .invalidConfiguration,
+                        "\(turnSecretPath) (turn_shared_secret_path, \(location("turn_shared_secret_path"))) may be read "
+                            + "by root alone, so Synapse cannot read it either. Give it Synapse's group and mode 0640.")
+                }
+                bytes = file.bytes
             }
-            let stripped = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
+            guard let decoded = String(validating: bytes, as: UTF8.self) else {
+                throw TurnkeeperError(
+                    .invalidConfiguration,
+                    "\(turnSecretPath) (turn_shared_secret_path) is not valid UTF-8, and Synapse refuses to read it.")
+            }
+            let stripped = decoded.trimmingWhitespace()
             turnSecret = try TurnSecret(adopting: stripped, source: "\(turnSecretPath) (turn_shared_secret_path)")
         } else if let inline {
             turnSecret = try TurnSecret(
@@ -190,6 +230,15 @@ public struct SynapseConfig: Sendable {
                 $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
             }
             guard name.hasSuffix(".yaml") else { continue }
+            // Names are printed in messages: one that could rewrite a terminal is refused, not shown.
+            if name.unicodeScalars.contains(where: {
+                $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || (0x202A...0x202E).contains($0.value)
+                    || (0x2066...0x2069).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029
+            }) {
+                throw TurnkeeperError(
+                    .invalidConfiguration,
+                    "a *.yaml file in \(directory) has a control character in its name; rename it (`ls -b` shows it).")
+            }
             let full = directory.hasSuffix("/") ? directory + name : directory + "/" + name
             var info = stat()
             if stat(full, &info) == 0, info.st_mode & S_IFMT == S_IFREG { files.append(full) }
@@ -214,8 +263,11 @@ public struct SynapseConfig: Sendable {
 }
 
 extension String {
+    /// Python's `str.strip()`: Unicode white space, and the separators U+001C to U+001F.
     func trimmingWhitespace() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
+        let isSpace: (Character) -> Bool = {
+            $0.isWhitespace || $0.unicodeScalars.allSatisfy { (0x1C...0x1F).contains($0.value) }
+        }
         guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
             return ""
         }

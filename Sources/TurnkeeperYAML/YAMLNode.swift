@@ -73,6 +73,22 @@ public struct YAMLScalar: Sendable, Equatable {
         return isPlain && ["", "~", "null", "Null", "NULL"].contains(text)
     }
 
+    /// True when PyYAML's safe loader makes a Python `str` of it: a quoted or block scalar, one tagged `!!str`, or a
+    /// plain one that no implicit resolver claims (null, booleans, integers, floats, timestamps, `<<`, `=`).
+    public var isString: Bool {
+        if let tag { return tag == "tag:yaml.org,2002:str" }
+        guard isPlain else { return true }
+        if isNull || bool != nil || text == "<<" || text == "=" { return false }
+        return !Self.resolvers.contains { text.wholeMatch(of: $0) != nil }
+    }
+
+    /// PyYAML 6's implicit resolvers for int, float and timestamp (yaml/resolver.py), as written there.
+    nonisolated(unsafe) private static let resolvers: [Regex<Substring>] = [
+        #/[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+/#,
+        #/[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)/#,
+        #/[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?/#,
+    ]
+
     /// YAML 1.1's booleans, as PyYAML resolves them; nil for anything else.
     public var bool: Bool? {
         guard isPlain, tag == nil else { return nil }

@@ -51,6 +51,12 @@ public enum YAMLReader {
             let (line, column) = position(of: offset, in: body)
             throw YAMLError(line: line, column: column, reason: "not valid UTF-8")
         }
+        // PyYAML skips a byte order mark only at the very start; elsewhere it becomes part of a key or value,
+        // where libyaml would skip it. Rather than read a key Synapse would not, such a file is refused.
+        if let offset = body.indices.first(where: { body[$0...].starts(with: [0xEF, 0xBB, 0xBF]) }) {
+            let (line, column) = position(of: offset - body.startIndex, in: body)
+            throw YAMLError(line: line, column: column, reason: "a byte order mark (U+FEFF) inside the file")
+        }
         var composer = Composer(limits: limits)
         return try Array(body).withUnsafeBufferPointer { (buffer) throws(YAMLError) -> YAMLNode? in
             try composer.compose(buffer)
@@ -161,12 +167,65 @@ private struct Composer {
                 pairs.append((key.node, value.node))
                 size += key.size + value.size
             }
+            pairs = try Self.merging(pairs, at: event)
             result = (YAMLNode(kind: .mapping(pairs), line: event.line, column: event.column), size)
         default:
             throw event.error("unexpected YAML structure")
         }
         if let name = event.anchor { anchors[name] = result }
         return result
+    }
+
+    /// Merge keys (`<<: *base` or `<<: [*a, *b]`) as PyYAML's SafeLoader applies them: the merged pairs come first,
+    /// so keys written in the mapping win. Where merged mappings bring the same key twice, PyYAML 6.0.4 keeps the
+    /// first or the last depending on whether Python interned the key's string (it dedupes by object identity), so
+    /// no reader can know what Synapse sees: such a file is refused. Nested mappings were composed, and so merged,
+    /// before their parent.
+    private static func merging(_ pairs: [(key: YAMLNode, value: YAMLNode)], at event: Event) throws(YAMLError)
+        -> [(key: YAMLNode, value: YAMLNode)]
+    {
+        guard pairs.contains(where: { isMergeKey($0.key) }) else { return pairs }
+        var merged: [(key: YAMLNode, value: YAMLNode)] = []
+        var written: [(key: YAMLNode, value: YAMLNode)] = []
+        for pair in pairs {
+            guard isMergeKey(pair.key) else {
+                written.append(pair)
+                continue
+            }
+            switch pair.value.kind {
+            case .mapping(let inner):
+                merged += inner
+            case .sequence(let items):
+                for item in items {
+                    guard let inner = item.mapping else {
+                        throw YAMLError(
+                            line: item.line, column: item.column,
+                            reason: "a merge key (<<) lists something not a mapping")
+                    }
+                    merged += inner
+                }
+            default:
+                throw YAMLError(
+                    line: pair.value.line, column: pair.value.column,
+                    reason: "a merge key (<<) needs a mapping or a list of mappings")
+            }
+        }
+        var seen = Set<String>()
+        for pair in merged {
+            guard let name = pair.key.scalar?.text, seen.insert(name).inserted else {
+                throw YAMLError(
+                    line: event.line, column: event.column,
+                    reason: "merge keys (<<) bring the same key twice, which PyYAML reads one way or the other; "
+                        + "write that key out in the mapping")
+            }
+        }
+        return merged + written
+    }
+
+    private static func isMergeKey(_ node: YAMLNode) -> Bool {
+        guard let scalar = node.scalar else { return false }
+        if let tag = scalar.tag { return tag == "tag:yaml.org,2002:merge" }
+        return scalar.isPlain && scalar.text == "<<"
     }
 
     private mutating func count(_ nodes: Int, at event: Event) throws(YAMLError) {
@@ -208,13 +267,11 @@ private struct EventStream {
             anchor = text(raw.data.scalar.anchor)
             let value = raw.data.scalar
             let bytes = UnsafeBufferPointer(start: value.value, count: Int(value.length))
-            let tag = text(value.tag)
+            // The non-specific tag `!` resolves as if there were none (PyYAML reads `! null` as null).
+            let tag = text(value.tag).flatMap { $0 == "!" ? nil : $0 }
+            let plain = value.style == YAML_PLAIN_SCALAR_STYLE && (value.plain_implicit == 1 || tag == nil)
             scalar = YAMLNode(
-                kind: .scalar(
-                    YAMLScalar(
-                        text: String(decoding: bytes, as: UTF8.self),
-                        isPlain: value.style == YAML_PLAIN_SCALAR_STYLE && value.plain_implicit == 1,
-                        tag: tag)),
+                kind: .scalar(YAMLScalar(text: String(decoding: bytes, as: UTF8.self), isPlain: plain, tag: tag)),
                 line: line, column: column)
         case YAML_SEQUENCE_START_EVENT:
             anchor = text(raw.data.sequence_start.anchor)

@@ -391,7 +391,8 @@ struct HardeningTests {
                 let output = try TurnkeeperBinary.run([command, "--config", config])
                 #expect(output.status == 2, "\(length) characters, \(command): \(output)")
                 #expect(output.stderr.contains("under 256 bits") && output.stderr.contains("secret generate"))
-                #expect(!output.stdout.contains(key) && !output.stderr.contains(key))
+                // A key of a few characters appears in any text by chance; longer ones must not appear.
+                if length >= 16 { #expect(!output.stdout.contains(key) && !output.stderr.contains(key)) }
             }
         }
         let strong = Deployment.text(try TurnSecret.generate())

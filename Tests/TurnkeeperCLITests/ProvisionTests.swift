@@ -168,8 +168,10 @@ struct ProvisionTests {
     func rootKeyRotation() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let database = directory.file("turndb")
-        try CoturnDatabase.create(at: database)
+        // A real coturn on the database: each retirement is proven by an allocation it refuses.
+        let coturn = try CoturnServer(secrets: [])
+        defer { coturn.stop() }
+        let database = coturn.userDatabase
         let python = try ProcessRunner.which("python3", package: "python3")
         let old = try directory.write(
             "old-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
@@ -180,7 +182,7 @@ struct ProvisionTests {
                 "turn.yaml",
                 """
                 role: turn
-                coturn: {realm: r.example, verify_uri: "turn:127.0.0.1:9", database: \(database)}
+                coturn: {realm: \(coturn.realm), verify_uri: "turn:127.0.0.1:\(coturn.port)", database: \(database)}
                 rotation:
                   root_key_file: \(keys)
                   epoch: 1h
@@ -207,7 +209,7 @@ struct ProvisionTests {
         let done = try TurnkeeperBinary.run(["rotate", "--config", try config(new)])
         #expect(done.status == 0 && done.stdout.contains("retired epoch"), "\(done)")
         #expect(try rows() == 3)
-        let epochs = EpochSecrets(rootKey: try SecretFile.read(new).secret, realm: "r.example", length: 3600)
+        let epochs = EpochSecrets(rootKey: try SecretFile.read(new).secret, realm: coturn.realm, length: 3600)
         let now = Int64(Date().timeIntervalSince1970)
         let current = try epochs.secret(for: epochs.epoch(at: now)).withExposedBytes {
             String(decoding: $0, as: UTF8.self)

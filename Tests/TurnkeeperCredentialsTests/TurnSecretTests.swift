@@ -150,11 +150,15 @@ struct SecretFileTests {
         #expect(try SecretFile.read(path).secret == first)
 
         chmod(path, 0o644)
-        chown(path, 65534, 65534)
+        chown(path, 0, 65534)
         try SecretFile.write(second, to: path, overwrite: true)
         #expect(try SecretFile.read(path).secret == second)
         #expect(permissions(of: path) == 0o640)
-        #expect(ownership(of: path) == (65534, 65534))
+        #expect(ownership(of: path) == (0, 65534))
+        // A file another user owns would hand them the secret: refused, untouched.
+        chown(path, 65534, 65534)
+        #expect(throws: TurnkeeperError.self) { try SecretFile.write(first, to: path, overwrite: true) }
+        #expect(try SecretFile.read(path).secret == second)
     }
 }
 

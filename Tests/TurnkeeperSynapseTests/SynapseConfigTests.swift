@@ -42,13 +42,28 @@ struct SynapseConfigTests {
     @Test("A later file cancels the inline secret with null and points at a secret file, stripped of whitespace")
     func secretPath() throws {
         defer { directory.remove() }
-        let secretFile = try directory.write("secret", "  fromFile \n\n")
+        // 0640, as Synapse's group reads it; a file only root may read is not one Synapse reads.
+        let secretFile = try directory.write("secret", "  fromFile \n\n", mode: 0o640)
         try directory.write("homeserver.yaml", "turn_shared_secret: inline\nturn_uris: [\"turn:a\"]\n")
         try directory.write(
             "conf.d/90-turnkeeper.yaml", "turn_shared_secret: null\nturn_shared_secret_path: \(secretFile)\n")
         let config = try load()
         #expect(config.turnSecret == (try TurnSecret(validating: "fromFile")))
         #expect(config.turnSecretPath == secretFile)
+        chmod(secretFile, 0o600)
+        #expect {
+            try load()
+        } throws: { error in
+            ((error as? TurnkeeperError)?.reason ?? "").contains("may be read by root alone")
+        }
+        // A device is not even opened.
+        try directory.write(
+            "conf.d/90-turnkeeper.yaml", "turn_shared_secret: null\nturn_shared_secret_path: /dev/zero\n")
+        #expect {
+            try load()
+        } throws: { error in
+            ((error as? TurnkeeperError)?.reason ?? "").contains("not a regular file")
+        }
     }
 
     @Test("Both an inline secret and a secret path stop Synapse, and us, naming both places")
@@ -94,7 +109,7 @@ struct SynapseConfigTests {
     @Test("An empty secret file means Synapse hands out nothing, which is an error that says so")
     func emptySecretFile() throws {
         defer { directory.remove() }
-        let secretFile = try directory.write("secret", "   \n")
+        let secretFile = try directory.write("secret", "   \n", mode: 0o640)
         try directory.write("homeserver.yaml", "turn_shared_secret_path: \(secretFile)\n")
         #expect {
             try load()
