@@ -107,6 +107,17 @@ struct HardeningTests {
         func leaks(in outputs: [String]) throws -> [String] {
             var places = outputs
             places.append((try? String(contentsOfFile: restartLog, encoding: .utf8)) ?? "")
+            // Every other file under the deployment: only the stores hold secrets by design.
+            let stores = [state, confD, homeserver, coturn.userDatabase, directory.file("synapse/turn-secret")]
+            if let walker = FileManager.default.enumerator(atPath: directory.path) {
+                for case let name as String in walker {
+                    let path = directory.file(name)
+                    guard !stores.contains(where: { path.hasPrefix($0) }) else { continue }
+                    if let data = FileManager.default.contents(atPath: path) {
+                        places.append(String(decoding: data, as: UTF8.self))
+                    }
+                }
+            }
             let secrets = try allSecrets()
             return secrets.flatMap { secret in places.filter { $0.contains(secret) }.map { String($0.prefix(200)) } }
         }
