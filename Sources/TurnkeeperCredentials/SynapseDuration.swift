@@ -35,9 +35,10 @@ public struct SynapseDuration: Sendable, Hashable, CustomStringConvertible {
         }
         // A short value that looks like a duration is shown; anything else may be a secret pasted under the wrong key.
         let shown =
-            text.utf8.count <= 8
+            text.utf8.count <= 12
                 && text.utf8.allSatisfy({
-                    $0 < 0x80 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber)
+                    ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A)
+                        || $0 == 0x2E || $0 == 0x2D || $0 == 0x2B
                 })
             ? " \"\(text)\"" : ""
         let example =

@@ -113,7 +113,7 @@ struct CheckCommandTests {
             try d.write("synapse/conf.d/50-path.yaml", "turn_shared_secret_path: /etc/x\n")
             expected = "refuses to start"
         case "empty-secret-file":
-            let file = try d.write("empty-secret", "\n")
+            let file = try d.write("empty-secret", "\n", mode: 0o640)
             try d.write("synapse/conf.d/50-path.yaml", "turn_shared_secret: null\nturn_shared_secret_path: \(file)\n")
             expected = "answers {}"
         case "no-turn-uris":

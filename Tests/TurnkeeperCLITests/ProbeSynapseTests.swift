@@ -29,7 +29,7 @@ struct ProbeSynapseTests {
         defer { directory.remove() }
         try FileManager.default.createDirectory(atPath: directory.file("conf.d"), withIntermediateDirectories: false)
         try directory.write("homeserver.yaml", "server_name: test.local\nturn_shared_secret: staleOldSecret\n")
-        let secretFile = try directory.write("turn-secret", secret + "\n")
+        let secretFile = try directory.write("turn-secret", secret + "\n", mode: 0o640)
         try directory.write(
             "conf.d/90-turnkeeper.yaml",
             """
