@@ -106,8 +106,8 @@ let package = Package(
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperProbe",
-                "TurnkeeperTURNClient", .product(name: "Yams", package: "Yams"),
+                "CSystemShims", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse",
+                "TurnkeeperProbe", "TurnkeeperTURNClient", .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
@@ -155,7 +155,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                "CSystemShims", "TurnkeeperCore", "TurnkeeperSTUN", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",
