@@ -112,10 +112,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // `turnkeeper provision`: the reviewable bundle for a separate TURN host. Rendering is pure.
+        // `turnkeeper provision`: the reviewable bundle for a separate TURN host. Rendering is pure; the TLS
+        // certificate and key are checked with libcrypto.
         .target(
             name: "TurnkeeperProvision",
-            dependencies: ["TurnkeeperCore", "TurnkeeperCredentials"],
+            dependencies: ["CLibcrypto", "TurnkeeperCore", "TurnkeeperCredentials"],
             swiftSettings: strict
         ),
         // `turnkeeper run`: the services (rotation schedule, probes, health and metrics, systemd) and their
