@@ -112,17 +112,18 @@ let package = Package(
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperProbe",
-                "TurnkeeperTURNClient", "TurnkeeperYAML", "TurnkeeperCrypto",
+                "CSystemShims", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse",
+                "TurnkeeperProbe", "TurnkeeperTURNClient", "TurnkeeperYAML", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
-        // `turnkeeper provision`: the reviewable bundle for a separate TURN host. Rendering is pure.
+        // `turnkeeper provision`: the reviewable bundle for a separate TURN host. Rendering is pure; the TLS
+        // certificate and key are checked with libcrypto.
         .target(
             name: "TurnkeeperProvision",
-            dependencies: ["TurnkeeperCore", "TurnkeeperCredentials"],
+            dependencies: ["CLibcrypto", "TurnkeeperCore", "TurnkeeperCredentials"],
             swiftSettings: strict
         ),
         // `turnkeeper run`: the services (rotation schedule, probes, health and metrics, systemd) and their
@@ -162,7 +163,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                "CSystemShims", "TurnkeeperCore", "TurnkeeperSTUN", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",

@@ -9,7 +9,10 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 // An HMAC context keyed once with `key`, using the digest named `digest` ("SHA1", "SHA256").
 // A NULL result means OpenSSL refused; the caller reads the error queue.

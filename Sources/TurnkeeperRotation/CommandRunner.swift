@@ -1,8 +1,10 @@
+import CSystemShims
 import Glibc
 import TurnkeeperCore
 
-/// Runs an admin-configured command (argv, no shell) with a minimal environment, so nothing of
-/// turnkeeper's own environment, and never a secret, reaches it.
+/// Runs an admin-configured command (argv, no shell) with a minimal environment and only standard input,
+/// output and error open, so nothing of turnkeeper's own environment or descriptors (event loops, sockets,
+/// the state directory, a store's database), and never a secret, reaches it.
 enum CommandRunner {
     static func run(_ argv: [String], what: String, timeoutSeconds: Int = 180) async throws(TurnkeeperError) {
         guard let executable = argv.first else {
@@ -28,7 +30,16 @@ enum CommandRunner {
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let status = posix_spawnp(&child, executable, nil, &attributes, arguments, environment)
+        // Descriptors opened without O_CLOEXEC (by us or by a library) would otherwise outlive the exec.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        let closing = turnkeeper_spawn_close_from(&actions, 3)
+        guard closing == 0 else {
+            throw TurnkeeperError(
+                .checkFailed, "cannot prepare the \(what) command's descriptors: \(errnoDescription(closing)).")
+        }
+        let status = posix_spawnp(&child, executable, &actions, &attributes, arguments, environment)
         guard status == 0 else {
             throw TurnkeeperError(
                 .checkFailed,

@@ -25,6 +25,13 @@ struct Turnkeeper: AsyncParsableCommand {
     static func main() async {
         // Line-buffered even when stdout is a pipe or the journal, so lines arrive as they happen.
         turnkeeper_stdout_line_buffered()
+        // Every command may hold a secret: no core file, and no process of the same user reads our memory or
+        // environment through /proc or ptrace.
+        if turnkeeper_make_undumpable() != 0 {
+            Console.warning(
+                "cannot make this process non-dumpable (prctl: \(String(cString: strerror(errno)))); a core dump "
+                    + "could hold secrets. Set LimitCORE=0 for the service.")
+        }
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

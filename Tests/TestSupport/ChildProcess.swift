@@ -1,3 +1,4 @@
+import CSystemShims
 import Foundation
 import Glibc
 import Synchronization
@@ -5,7 +6,9 @@ import Synchronization
 /// A child process started with `posix_spawn`, with an empty signal mask and default signal handlers.
 ///
 /// Foundation's `Process` hands children the spawning thread's blocked-signal mask, so a coturn started
-/// through it never sees SIGTERM. A thread blocked in `waitpid` reports the exit as an event.
+/// through it never sees SIGTERM. A thread blocked in `waitpid` reports the exit as an event. Children get
+/// only standard input, output and error: tests run in parallel, and a socket another test holds must not
+/// live on in a daemon this one starts (nor count against its descriptor limit).
 public final class ChildProcess: Sendable {
     public let pid: pid_t
     private let exitStatus = Mutex<Int32?>(nil)
@@ -27,6 +30,7 @@ public final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        guard turnkeeper_spawn_close_from(&actions, 3) == 0 else { throw TestFailure("posix_spawn close-from failed") }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

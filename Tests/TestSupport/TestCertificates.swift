@@ -1,12 +1,20 @@
 import Foundation
 
 /// A private CA and server certificates made for one test run by Python's `cryptography`:
-/// a good one for localhost, 127.0.0.1 and ::1; one that expired; one for another name.
+/// a good one for localhost, 127.0.0.1 and ::1; one that expired; one for another name; and for
+/// turn.example.com (the name provision tests use) one valid now, one in DER, one expired, one not yet
+/// valid and one that expires in 3 days.
 public struct TestCertificates: Sendable {
     public let caFile: String
     public let good: (certificate: String, key: String)
     public let expired: (certificate: String, key: String)
     public let wrongName: (certificate: String, key: String)
+    public let turn: (certificate: String, key: String)
+    /// `turn`'s certificate in DER, not PEM.
+    public let turnDER: String
+    public let turnExpired: (certificate: String, key: String)
+    public let turnNotYetValid: (certificate: String, key: String)
+    public let turnExpiringSoon: (certificate: String, key: String)
 
     static let script = """
         import datetime, ipaddress, sys
@@ -38,11 +46,16 @@ public struct TestCertificates: Sendable {
                     .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                     .sign(ca_key, hashes.SHA256()))
             save(out + "/" + label + ".pem", cert.public_bytes(serialization.Encoding.PEM))
+            save(out + "/" + label + ".der", cert.public_bytes(serialization.Encoding.DER))
             save(out + "/" + label + ".key", pem_key(key))
         day = datetime.timedelta(days=1)
         leaf("good", ["localhost", "127.0.0.1", "::1"], now - day, now + 30 * day)
         leaf("expired", ["localhost", "127.0.0.1", "::1"], now - 30 * day, now - day)
         leaf("wrong-name", ["turn.elsewhere.test"], now - day, now + 30 * day)
+        leaf("turn", ["turn.example.com"], now - day, now + 30 * day)
+        leaf("turn-expired", ["turn.example.com"], now - 30 * day, now - day)
+        leaf("turn-not-yet", ["turn.example.com"], now + 2 * day, now + 30 * day)
+        leaf("turn-soon", ["turn.example.com"], now - day, now + 3 * day)
         """
 
     public init(in directory: TemporaryDirectory) throws {
@@ -53,5 +66,10 @@ public struct TestCertificates: Sendable {
         good = (directory.file("good.pem"), directory.file("good.key"))
         expired = (directory.file("expired.pem"), directory.file("expired.key"))
         wrongName = (directory.file("wrong-name.pem"), directory.file("wrong-name.key"))
+        turn = (directory.file("turn.pem"), directory.file("turn.key"))
+        turnDER = directory.file("turn.der")
+        turnExpired = (directory.file("turn-expired.pem"), directory.file("turn-expired.key"))
+        turnNotYetValid = (directory.file("turn-not-yet.pem"), directory.file("turn-not-yet.key"))
+        turnExpiringSoon = (directory.file("turn-soon.pem"), directory.file("turn-soon.key"))
     }
 }

@@ -16,9 +16,78 @@ struct ProvisionTests {
         let certificates = try TestCertificates(in: directory)
         return try TurnkeeperBinary.run(
             [
-                "provision", "--domain", "turn.example.com", "--cert", certificates.good.certificate, "--key",
-                certificates.good.key, "--out", directory.file(out),
+                "provision", "--domain", "turn.example.com", "--cert", certificates.turn.certificate, "--key",
+                certificates.turn.key, "--out", directory.file(out),
             ] + extra)
+    }
+
+    /// A certificate and key provision must refuse, and what the refusal must say.
+    enum BadCertificate: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case der, swapped, wrongName, otherKey, expired, notYetValid
+
+        var testDescription: String { rawValue }
+
+        func files(_ certificates: TestCertificates) -> (certificate: String, key: String) {
+            switch self {
+            case .der: (certificates.turnDER, certificates.turn.key)
+            case .swapped: (certificates.turn.key, certificates.turn.certificate)
+            case .wrongName: certificates.wrongName
+            case .otherKey: (certificates.turn.certificate, certificates.good.key)
+            case .expired: certificates.turnExpired
+            case .notYetValid: certificates.turnNotYetValid
+            }
+        }
+
+        /// The file the error must name, and words it must hold.
+        func expected(_ files: (certificate: String, key: String)) -> (file: String, words: [String]) {
+            switch self {
+            case .der: (files.certificate, ["is not a PEM certificate", "openssl x509 -inform der"])
+            case .swapped: (files.certificate, ["is not a PEM certificate", "swapped"])
+            case .wrongName: (files.certificate, ["is not for turn.example.com", "subjectAltName"])
+            case .otherKey: (files.key, ["does not belong to --cert \(files.certificate)"])
+            case .expired: (files.certificate, ["expired on"])
+            case .notYetValid: (files.certificate, ["is not valid before"])
+            }
+        }
+    }
+
+    @Test(
+        "A certificate coturn or clients would refuse: exit 2, the file and what is wrong, no content, no bundle",
+        arguments: BadCertificate.allCases)
+    func badCertificate(_ bad: BadCertificate) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let files = bad.files(try TestCertificates(in: directory))
+        let output = try TurnkeeperBinary.run([
+            "provision", "--domain", "turn.example.com", "--public-address", "198.51.100.7", "--lab", "--cert",
+            files.certificate, "--key", files.key, "--out", directory.file("bundle"),
+        ])
+        #expect(output.status == 2, "\(output)")
+        let expected = bad.expected(files)
+        #expect(output.stderr.contains(expected.file), "\(output.stderr)")
+        for words in expected.words { #expect(output.stderr.contains(words), "\(output.stderr)") }
+        // Nothing of either file reaches the output: no PEM armour, no line of base64.
+        for path in [files.certificate, files.key] {
+            let lines = try String(decoding: Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
+                .split(separator: "\n").filter { $0.count >= 16 }
+            for line in lines { #expect(!(output.stdout + output.stderr).contains(line), "\(path) leaked") }
+        }
+        #expect(!output.stderr.contains("-----"))
+        #expect(!FileManager.default.fileExists(atPath: directory.file("bundle")))
+    }
+
+    @Test("A certificate that expires within 14 days: the bundle is written, with a warning naming the date")
+    func expiringCertificate() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let soon = try TestCertificates(in: directory).turnExpiringSoon
+        let output = try TurnkeeperBinary.run([
+            "provision", "--domain", "turn.example.com", "--public-address", "198.51.100.7", "--lab", "--cert",
+            soon.certificate, "--key", soon.key, "--out", directory.file("bundle"),
+        ])
+        #expect(output.status == 0, "\(output)")
+        #expect(output.stderr.contains("warning: --cert \(soon.certificate) expires on"), "\(output.stderr)")
+        #expect(FileManager.default.fileExists(atPath: directory.file("bundle/README.md")))
     }
 
     @Test("The template in coturn/ is the one the binary renders")

@@ -22,37 +22,93 @@ struct HealthAndMetricsTests {
     func routes() async throws {
         let state = DaemonState(configuration: try Self.configuration(), notifier: SystemdNotifier(environment: [:]))
         let metrics = DaemonMetrics()
-        let server = try await HealthServer.bind(host: "127.0.0.1", port: 0, requestTimeout: .milliseconds(500)) {
+        // A short head timeout for the silent client; real requests have the usual 10 s to be answered, so a
+        // loaded machine cannot cut them off.
+        let server = try await HealthServer.bind(host: "127.0.0.1", port: 0, headTimeout: .milliseconds(500)) {
             await Daemon.route($0, state: state, metrics: metrics)
         }
         let port = try #require(server.address.port)
         let running = Task { try await server.run() }
         defer { running.cancel() }
 
+        // Blocking calls run off the cooperative pool, which the server in this process needs to answer them.
+        func get(_ path: String) async throws -> HTTPGet.Answer {
+            try await runOffPool { try HTTPGet.get(port: port, path: path) }
+        }
+
         // A client that connects and says nothing holds no one up, and is dropped after the timeout.
         let silent = try LoopbackTCP.connect(port: port)
         defer { close(silent) }
 
-        #expect(try HTTPGet.get(port: port, path: "/healthz").body == "ok\n")
-        let notReady = try HTTPGet.get(port: port, path: "/readyz")
+        #expect(try await get("/healthz").body == "ok\n")
+        let notReady = try await get("/readyz")
         #expect(notReady.status == 503)
         #expect(notReady.body.contains("the rotation state is not loaded yet") && notReady.body.contains("no probe"))
         state.update {
             $0.rotation = RotationStatus(phase: "idle", lastRotation: 100)
             $0.probePassed = true
         }
-        #expect(try HTTPGet.get(port: port, path: "/readyz").status == 200)
+        #expect(try await get("/readyz").status == 200)
         state.update {
             $0.failures = 2
             $0.lastError = "coturn did not answer"
         }
-        let failing = try HTTPGet.get(port: port, path: "/readyz")
+        let failing = try await get("/readyz")
         #expect(failing.status == 503 && failing.body.contains("coturn did not answer"))
-        #expect(try HTTPGet.get(port: port, path: "/metrics?x=1").status == 200)
-        #expect(try HTTPGet.get(port: port, path: "/nope").status == 404)
+        #expect(try await get("/metrics?x=1").status == 200)
+        #expect(try await get("/nope").status == 404)
 
-        var buffer = [UInt8](repeating: 0, count: 16)
-        #expect(recv(silent, &buffer, buffer.count, 0) == 0, "the silent client was not disconnected")
+        let ended = try await runOffPool {
+            var buffer = [UInt8](repeating: 0, count: 16)
+            return recv(silent, &buffer, buffer.count, 0)
+        }
+        #expect(ended == 0, "the silent client was not disconnected")
+    }
+
+    @Test(
+        "At the limit, the oldest connection still waiting for its request gives way; a silent one is cut at the head timeout"
+    )
+    func connectionLimit() async throws {
+        let server = try await HealthServer.bind(
+            host: "127.0.0.1", port: 0, headTimeout: .seconds(3), requestTimeout: .seconds(60),
+            maxConnections: 2
+        ) { _ in HealthServer.Response(status: .ok, body: "ok\n") }
+        #expect(server.maxConnections == 2)
+        let port = try #require(server.address.port)
+        let running = Task { try await server.run() }
+        defer { running.cancel() }
+
+        /// Connects, then waits until the server counts the connection, so that the order is the server's too.
+        func connect(holding count: Int) async throws -> Int32 {
+            let socket = try LoopbackTCP.connect(port: port)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while server.limiter.count < count {
+                guard ContinuousClock.now < deadline else { throw TestFailure("connection \(count) not admitted") }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return socket
+        }
+        let oldest = try await connect(holding: 1)
+        defer { close(oldest) }
+        let newer = try await connect(holding: 2)
+        defer { close(newer) }
+
+        // Blocking calls run off the cooperative pool, which the server in this process needs.
+        func read(_ socket: Int32, flags: Int32 = 0) async throws -> (Int, Int32) {
+            try await runOffPool {
+                var byte: UInt8 = 0
+                let count = recv(socket, &byte, 1, flags)
+                return (count, errno)
+            }
+        }
+        // A third connection, a request: answered, and the oldest idle one closed for it.
+        #expect(try await runOffPool { try HTTPGet.get(port: port, path: "/healthz") }.status == 200)
+        #expect(try await read(oldest).0 == 0, "the oldest idle connection was kept")
+        let now = try await read(newer, flags: Int32(MSG_DONTWAIT))
+        #expect(now.0 < 0 && now.1 == EAGAIN, "the newer one was closed too")
+        // The newer one says nothing: closed at the 3 s head timeout, so recv sees the end within its own 10 s
+        // receive timeout, long before the 60 s request deadline.
+        #expect(try await read(newer).0 == 0)
     }
 
     @Test("The metrics parse with prometheus_client and say what the state says")

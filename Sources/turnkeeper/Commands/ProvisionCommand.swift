@@ -27,6 +27,9 @@ struct ProvisionCommand: ParsableCommand {
                   --cert /etc/letsencrypt/live/turn.example.com/fullchain.pem \\
                   --key /etc/letsencrypt/live/turn.example.com/privkey.pem --out ./turn-bundle
 
+            The certificate must be PEM, name --domain among its subjectAltName DNS names, be valid now and \
+            match --key; one that expires within 14 days is written with a warning.
+
             Exit status: 0 written, 2 bad input (nothing written).
             """
     )
@@ -103,6 +106,12 @@ struct ProvisionCommand: ParsableCommand {
             certificate: cert, key: key, minPort: minPort, maxPort: maxPort, userQuota: userQuota,
             totalQuota: totalQuota, homeserver: homeserver, epoch: epoch, turnUserLifetime: turnUserLifetime, lab: lab)
         try options.validate { access($0, R_OK) == 0 }
+        // A certificate coturn or clients would refuse is caught here, not at the first turns: call.
+        for warning in try CertificateCheck.verify(
+            certificate: cert, key: key, domain: domain, now: WallClock.nowSeconds())
+        {
+            Console.warning(warning)
+        }
         let files = Provisioner(options: options, date: WallClock.utcString(seconds: WallClock.nowSeconds()))
             .render(rootKey: try TurnSecret.generate())
         try ProvisionBundle.write(files, to: out)
