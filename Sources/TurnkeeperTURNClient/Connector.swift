@@ -83,7 +83,7 @@ public enum Connector {
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(TimeAmount(connectTimeout))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connect(to: endpoint.address) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let sslContext {

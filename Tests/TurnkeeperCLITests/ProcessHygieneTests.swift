@@ -63,7 +63,7 @@ struct ProcessHygieneTests {
     func nonDumpable() async throws {
         let (setpriv, prefix) = try Self.asNobody()
         // A TURN server that never answers keeps the probe running; its first request shows that turnkeeper's
-        // main() has run. UDP, because the TCP probe sets SO_DEBUG, which only root may.
+        // main() has run.
         let server = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         defer { close(server) }
         var address = sockaddr_in()
@@ -115,5 +115,17 @@ struct ProcessHygieneTests {
             try ProcessRunner.run(setpriv, prefix + ["/bin/cat", "/proc/\(sleeping)/environ"])
         }
         #expect(control.status == 0, "exit \(control.status): \(control.stderr)")
+    }
+
+    @Test("An unprivileged user's probe over TCP reaches coturn: no socket option that only root may set")
+    func tcpProbeAsNobody() throws {
+        let coturn = try CoturnServer(secrets: [])
+        defer { coturn.stop() }
+        let (setpriv, prefix) = try Self.asNobody()
+        // NIO's socketOption(.tcp_nodelay) is SOL_SOCKET level, where its number means SO_DEBUG: root only.
+        let output = try ProcessRunner.run(
+            setpriv, prefix + [TurnkeeperBinary.path, "probe", "turn:127.0.0.1:\(coturn.port)?transport=tcp"])
+        #expect(output.status == 0, "\(output)")
+        #expect(output.stdout.contains("PASS  binding") || output.stdout.contains("pass  binding"), "\(output)")
     }
 }
