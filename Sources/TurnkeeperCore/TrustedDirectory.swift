@@ -98,7 +98,8 @@ public struct TrustedDirectory: ~Copyable {
         permissions: UInt32,
         maximumPermissions: UInt32,
         group: UInt32?,
-        existing policy: AtomicFile.Existing
+        existing policy: AtomicFile.Existing,
+        enforcingGroup: Bool = false
     ) throws(TurnkeeperError) {
         let full = describe(name)
         let current = try existing(name)
@@ -107,8 +108,14 @@ public struct TrustedDirectory: ~Copyable {
                 .unwritableFile, "\(full) already exists; nothing was written. Pass --force to replace it.")
         }
         removeStaleTemporaries(for: name)
-        let mode = current.map { UInt32($0.st_mode) & 0o7777 & maximumPermissions } ?? permissions
-        let owner: (uid_t, gid_t)? = current.map { ($0.st_uid, $0.st_gid) } ?? group.map { (geteuid(), gid_t($0)) }
+        // With the reading service's group enforced, the mode is what it needs too (0640): a 0600 file it could
+        // not read would break it as surely as a wrong group.
+        let mode =
+            enforcingGroup
+            ? permissions : current.map { UInt32($0.st_mode) & 0o7777 & maximumPermissions } ?? permissions
+        // An existing file keeps its owner and group, unless the group is the reading service's, set by config.
+        var owner: (uid_t, gid_t)? = current.map { ($0.st_uid, $0.st_gid) } ?? group.map { (geteuid(), gid_t($0)) }
+        if enforcingGroup, let group, let (uid, _) = owner { owner = (uid, gid_t(group)) }
 
         let temporary = try createTemporary(for: name)
         var committed = false

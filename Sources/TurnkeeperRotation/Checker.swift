@@ -52,6 +52,20 @@ public struct Checker {
             ok("turn_uris: \(synapse.turnURIs.joined(separator: ", "))")
         }
         ok("turn_user_lifetime: \(synapse.turnUserLifetime.seconds) s")
+        // What rotate would refuse before writing anything: check says so first.
+        do {
+            try SynapseSecretStore(
+                confFile: configuration.synapse.managedFile, mode: configuration.synapse.mode,
+                secretFile: configuration.synapse.secretFile, group: configuration.synapse.group
+            ).checkWritable(removingStale: false)
+            if access(configuration.rotation.stateDirectory, F_OK) == 0 {
+                _ = try TrustedDirectory(configuration.rotation.stateDirectory)
+            }
+            ok("turnkeeper's files can be written safely (no links, no other users' files or directories)")
+        } catch {
+            problem(
+                error.reason, "Fix it as the message says; `\(configuration.command("rotate"))` refuses until then.")
+        }
         // turnkeeper's file sets both keys; once it exists, a file that still wins for either overrides it.
         if (try? FileContents.read(configuration.synapse.managedFile)) != nil {
             for key in ["turn_shared_secret", "turn_shared_secret_path"] {
@@ -91,7 +105,7 @@ public struct Checker {
         guard let secret = synapse.turnSecret else {
             problem(
                 "Synapse has no TURN secret (turn_shared_secret or turn_shared_secret_path), so /voip/turnServer answers {}.",
-                "Run `turnkeeper rotate`: the first rotation sets one in Synapse and coturn together."
+                "Run `\(configuration.command("rotate"))`: the first rotation sets one in Synapse and coturn together."
             )
             return findings
         }
@@ -133,7 +147,7 @@ public struct Checker {
             if access(configuration.coturnRestartOwedMarker, F_OK) == 0 {
                 problem(
                     "a coturn restart is owed: turnkeeper changed turnserver.conf and has not yet seen coturn run with it.",
-                    "Check `journalctl -u coturn`, then run `turnkeeper rotate --resume`: it restarts coturn and "
+                    "Check `journalctl -u coturn`, then run `\(configuration.command("rotate --resume"))`: it restarts coturn and "
                         + "proves the file is in force.")
             }
         case .redis, .postgres:
@@ -151,7 +165,9 @@ public struct Checker {
             ok("coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(realm))")
         }
         if let conf, configuration.coturn.store != .config {
-            findings += TurnserverConf.staticSecretFindings(conf, store: configuration.coturn.store)
+            findings += TurnserverConf.staticSecretFindings(
+                conf, store: configuration.coturn.store, inUse: accepted.contains(secret) ? nil : secret,
+                configuration: configuration)
             accepted += conf.secrets.map(\.secret)
         }
         if accepted.contains(secret) {
@@ -176,7 +192,7 @@ public struct Checker {
                 problem(
                     "coturn does not accept the secret Synapse uses (\(secret.fingerprint)); coturn has \(has). Calls "
                         + "will ring and never connect.",
-                    "Run `turnkeeper rotate`: it adopts Synapse's secret into coturn first."
+                    "Run `\(configuration.command("rotate"))`: it adopts Synapse's secret into coturn first."
                 )
             }
         }
@@ -236,7 +252,11 @@ struct TurnserverConf {
     }
 
     /// static-auth-secret lines beside a database: coturn accepts them too, so no rotation can retire them.
-    static func staticSecretFindings(_ conf: TurnserverConf, store: Configuration.Coturn.Store) -> [Checker.Finding] {
+    /// `inUse`: Synapse's secret when the database lacks it; removing that line first would break every call.
+    static func staticSecretFindings(
+        _ conf: TurnserverConf, store: Configuration.Coturn.Store, inUse: TurnSecret? = nil,
+        configuration: Configuration
+    ) -> [Checker.Finding] {
         let kind =
             switch store {
             case .redis: "Redis"
@@ -250,8 +270,12 @@ struct TurnserverConf {
                     "\(conf.path), line \(line): static-auth-secret (\(secret.fingerprint)) beside coturn's \(kind) "
                     + "user database: coturn accepts it as well as the database's secrets, so turnkeeper can never "
                     + "retire it.",
-                fix: "Make sure the database holds every secret still in use (`turnkeeper status`), then remove the "
-                    + "static-auth-secret lines from \(conf.path) and restart coturn.")
+                fix: secret == inUse
+                    ? "This is the secret Synapse uses now, and the database lacks it: removing the line first would "
+                        + "break every call. Run `\(configuration.command("rotate"))` first (it adopts it into the "
+                        + "database), then remove the line from \(conf.path) and restart coturn."
+                    : "Make sure the database holds every secret still in use (`\(configuration.command("status"))`), "
+                        + "then remove the static-auth-secret lines from \(conf.path) and restart coturn.")
         }
     }
 }

@@ -488,6 +488,11 @@ private struct ConfigurationReader {
 }
 
 extension Configuration {
+    /// A turnkeeper command line to suggest, with `--config` when this is not the default file.
+    public func command(_ arguments: String) -> String {
+        path == Configuration.defaultPath ? "turnkeeper \(arguments)" : "turnkeeper \(arguments) --config \(path)"
+    }
+
     /// Why credentials of `lifetime` would be refused while still valid under this schedule, or nil.
     ///
     /// Derived secrets: epoch e's secret leaves coturn when epoch e+2 starts, so a credential minted at the very end

@@ -29,6 +29,12 @@ struct EpochChecker {
         switch configuration.role {
         case .synapse:
             let synapse = try SynapseConfig.load(configuration.synapse.configPaths)
+            if let problemText = configuration.scheduleProblem(lifetime: synapse.turnUserLifetime) {
+                problem(
+                    "\(synapse.location(of: "turn_user_lifetime") ?? "Synapse's default"): \(problemText).",
+                    "Set rotation.epoch in \(configuration.path) to at least \(2 * synapse.turnUserLifetime.seconds) s, "
+                        + "or shorten turn_user_lifetime there.")
+            }
             if let current = synapse.turnSecret, let index = secrets.firstIndex(of: current) {
                 let its = window.lowerBound + Int64(index)
                 if its == epoch {
@@ -41,7 +47,8 @@ struct EpochChecker {
             } else {
                 problem(
                     "Synapse's secret is not derived from this root key and realm for any nearby epoch.",
-                    "Run `turnkeeper rotate` on this host, and compare root keys by `turnkeeper secret fingerprint`.")
+                    "Run `\(configuration.command("rotate"))` on this host, and compare root keys by `turnkeeper secret fingerprint`."
+                )
             }
             let rotator = Rotator(configuration: configuration, say: { _ in }, now: now)
             for (offset, secret) in secrets.enumerated() {
@@ -63,7 +70,8 @@ struct EpochChecker {
             // coturn accepts turnserver.conf's static-auth-secret lines beside its database, whatever the store.
             if let conf = try TurnserverConf.read(configuration) {
                 if configuration.coturn.store != .config {
-                    findings += TurnserverConf.staticSecretFindings(conf, store: configuration.coturn.store)
+                    findings += TurnserverConf.staticSecretFindings(
+                        conf, store: configuration.coturn.store, configuration: configuration)
                 }
             } else {
                 ok(
@@ -75,17 +83,27 @@ struct EpochChecker {
         }
 
         let wanted: [Int64] = [epoch - 1, epoch, epoch + 1]
-        let list = accepted.isEmpty ? "none of them" : accepted.map(String.init).joined(separator: ", ")
+        let list = accepted.map(String.init).joined(separator: ", ")
+        let accepts =
+            accepted.isEmpty
+            ? "coturn accepts none of epochs \(epoch - 2)…\(epoch + 2)"
+            : "coturn accepts epochs \(list) of \(epoch - 2)…\(epoch + 2)"
         if accepted == wanted {
             ok("coturn accepts epochs \(list): the two hosts agree")
+        } else if accepted.isEmpty {
+            problem(
+                "\(accepts): the TURN host holds no secret of this root key near now. Is turnkeeper running there, "
+                    + "with the same root key (\(epochs.keyFingerprint)), realm and epoch length?",
+                "On the TURN host: `systemctl status turnkeeper` and `turnkeeper secret fingerprint --secret-file "
+                    + "ROOT-KEY`; compare with this host's.")
         } else if accepted.contains(epoch - 2) || !accepted.contains(epoch + 1) {
             problem(
-                "coturn accepts epochs \(list) of \(epoch - 2)…\(epoch + 2): the TURN host is behind this one by about "
+                "\(accepts): the TURN host is behind this one by about "
                     + "an epoch. Its clock is slow, or its turnkeeper has stopped.",
                 "On the TURN host: `timedatectl` (NTP on), `systemctl status turnkeeper`, then `turnkeeper rotate`.")
         } else {
             problem(
-                "coturn accepts epochs \(list) of \(epoch - 2)…\(epoch + 2): the TURN host is ahead of this one by "
+                "\(accepts): the TURN host is ahead of this one by "
                     + "about an epoch, or this host's clock is slow.",
                 "Enable NTP on both hosts (`timedatectl set-ntp true`) and compare `date -u`.")
         }

@@ -175,7 +175,7 @@ public final class EpochRotator {
         try await rotator.switchSynapse(to: secret)
         state.synapseEpoch = epoch
         try save(state)
-        say("epoch \(epoch): Synapse now hands out credentials signed with \(secret.fingerprint)")
+        say("epoch \(epoch): " + Rotator.switched(to: secret, checked: configuration.synapse.homeserver != nil))
     }
 
     /// For `status` and the daemon's metrics: the epoch as a rotation.

@@ -64,6 +64,8 @@ public final class Rotator {
     public func rotate(resumeOnly: Bool) async throws {
         let lock = try Lock(directory: configuration.rotation.stateDirectory)
         defer { lock.release() }
+        // Before anything is saved, even an adoption: a file turnkeeper could not safely write stops it here.
+        try synapseStore().checkWritable()
         var state = try await loadOrAdopt()
         if state.phase != .idle {
             say("resuming the rotation left in phase \(state.phase.rawValue)")
@@ -75,6 +77,18 @@ public final class Rotator {
             // Everything that can be known before step 1 is checked now: a rotation that cannot end with
             // Synapse on the new secret does not start.
             _ = try await preflight(for: secret)
+            // A static line keeping the current secret does not stop the rotation, but its retirement will fail:
+            // said now, not first at step 5.
+            if configuration.coturn.store != .config, let conf = try? TurnserverConf.read(configuration),
+                let current = state.current,
+                let held = conf.secrets.first(where: {
+                    $0.secret.withExposedBytes { String(decoding: $0, as: UTF8.self) } == current
+                })
+            {
+                say(
+                    "warning: \(conf.path), line \(held.line) keeps the current secret (\(held.secret.fingerprint)) as a "
+                        + "static-auth-secret: its retirement after this rotation will fail until that line is removed")
+            }
             state.pending = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
             state.phase = .adding
             try await persist(state, step: 1, "generated a new secret (\(fingerprint(state.pending)))")
@@ -172,7 +186,8 @@ public final class Rotator {
             state.synapseRestart = nil
             state.lastRotation = now()
             state.lastResult = "ok"
-            try await persist(state, step: 4, "Synapse now hands out credentials signed with \(pending.fingerprint)")
+            try await persist(
+                state, step: 4, Self.switched(to: pending, checked: configuration.synapse.homeserver != nil))
         }
         return state
     }
@@ -298,7 +313,10 @@ public final class Rotator {
                     + "was changed. Run `turnkeeper check` to see which file decides.")
         }
         if let problem = configuration.scheduleProblem(lifetime: after.turnUserLifetime) {
-            throw TurnkeeperError(.invalidConfiguration, "\(configuration.path): \(problem). Nothing was changed.")
+            let source = after.location(of: "turn_user_lifetime") ?? "Synapse's default lifetime"
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "\(source): \(problem) (rotation.epoch is in \(configuration.path)). Nothing was changed.")
         }
         return after
     }
@@ -312,6 +330,14 @@ public final class Rotator {
             group: synapse.group,
             managedOptions: synapse.managedOptions
         )
+    }
+
+    /// What step 4 can truly say: what Synapse hands out is known only when it was checked through its API.
+    static func switched(to secret: TurnSecret, checked: Bool) -> String {
+        checked
+            ? "Synapse switched to \(secret.fingerprint): it hands out credentials signed with it, and coturn accepts them"
+            : "Synapse switched to \(secret.fingerprint) (files written, restarted); what it hands out was not checked: "
+                + "set synapse.homeserver and synapse.access_token_file for that"
     }
 
     /// Switches Synapse to `secret` outside a random rotation (the Synapse host of two hosts, at an epoch's start),

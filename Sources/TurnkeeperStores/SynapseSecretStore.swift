@@ -75,24 +75,25 @@ public struct SynapseSecretStore: Sendable {
             let directory = try TrustedDirectory(containing: secretFile)
             try directory.write(
                 contents, to: Self.name(of: secretFile), permissions: 0o640, maximumPermissions: 0o640, group: gid,
-                existing: .replace)
+                existing: .replace, enforcingGroup: true)
         }
         try conf.write(
             files[confFile] ?? [], to: confName, permissions: 0o640, maximumPermissions: 0o640, group: gid,
-            existing: .replace)
+            existing: .replace, enforcingGroup: true)
     }
 
     /// Checks, without writing, that `write` could write: the directories are safe, the conf.d file is ours,
     /// no file is a link or another user's, and the group exists. Also clears temporary copies a killed run left.
-    public func checkWritable() throws(TurnkeeperError) {
+    /// `removingStale: false` for `check`, which changes nothing.
+    public func checkWritable(removingStale: Bool = true) throws(TurnkeeperError) {
         _ = try groupID()
         let conf = try TrustedDirectory(containing: confFile)
         try refuseForeignFile(Self.name(of: confFile), in: conf)
-        conf.removeStaleTemporaries(for: Self.name(of: confFile))
+        if removingStale { conf.removeStaleTemporaries(for: Self.name(of: confFile)) }
         if let secretFile {
             let directory = try TrustedDirectory(containing: secretFile)
             try directory.checkReplaceable(Self.name(of: secretFile))
-            directory.removeStaleTemporaries(for: Self.name(of: secretFile))
+            if removingStale { directory.removeStaleTemporaries(for: Self.name(of: secretFile)) }
         }
     }
 

@@ -19,6 +19,8 @@ public struct SynapseConfig: Sendable {
     public let origins: [String: String]
     /// A digest of every file read, names and bytes: tells whether Synapse's configuration changed since.
     public let digest: String
+    /// The line of each top-level key's value in the file that set it last.
+    let lines: [String: Int]
 
     public let turnURIs: [String]
     /// The effective secret: `turn_shared_secret`, or the whitespace-stripped contents of
@@ -111,6 +113,7 @@ public struct SynapseConfig: Sendable {
     ) throws(TurnkeeperError) {
         self.files = files
         self.digest = digest
+        self.lines = merged.mapValues(\.line)
         self.origins = origins
         var warnings = warnings
         func location(_ key: String) -> String {
@@ -160,8 +163,9 @@ public struct SynapseConfig: Sendable {
             throw TurnkeeperError(
                 .invalidConfiguration,
                 "both turn_shared_secret (\(location("turn_shared_secret"))) and turn_shared_secret_path "
-                    + "(\(location("turn_shared_secret_path"))) are set, and Synapse refuses to start. Keep one; a later "
-                    + "file can cancel the inline secret with `turn_shared_secret: null`."
+                    + "(\(location("turn_shared_secret_path"))) are set, and Synapse refuses to start. Remove one of "
+                    + "the two lines; if one of them is in turnkeeper's own file, remove the other (or change "
+                    + "synapse.mode in turnkeeper.yaml to the form you want)."
             )
         }
         turnSecretPath = path.flatMap { $0.isEmpty ? nil : $0 }
@@ -178,7 +182,8 @@ public struct SynapseConfig: Sendable {
                     throw TurnkeeperError(
                         .invalidConfiguration,
                         "\(turnSecretPath) (turn_shared_secret_path, \(location("turn_shared_secret_path"))) may be read "
-                            + "by root alone, so Synapse cannot read it either. Give it Synapse's group and mode 0640.")
+                            + "by root alone, so Synapse cannot read it either. Run `chgrp matrix-synapse \(turnSecretPath) "
+                            + "&& chmod 640 \(turnSecretPath)` (with the group Synapse runs as).")
                 }
                 bytes = file.bytes
             }
@@ -215,6 +220,12 @@ public struct SynapseConfig: Sendable {
             turnAllowGuests = true
         }
         self.warnings = warnings
+    }
+
+    /// "FILE, line N" of the file that set `key` last, or nil when no file sets it.
+    public func location(of key: String) -> String? {
+        guard let origin = origins[key] else { return nil }
+        return lines[key].map { "\(origin), line \($0)" } ?? origin
     }
 
     /// Synapse's config-directory rule: regular `*.yaml` files, hidden ones too, sorted by full path.

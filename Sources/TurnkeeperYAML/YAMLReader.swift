@@ -58,8 +58,45 @@ public enum YAMLReader {
             throw YAMLError(line: line, column: column, reason: "a byte order mark (U+FEFF) inside the file")
         }
         var composer = Composer(limits: limits)
-        return try Array(body).withUnsafeBufferPointer { (buffer) throws(YAMLError) -> YAMLNode? in
+        let root = try Array(body).withUnsafeBufferPointer { (buffer) throws(YAMLError) -> YAMLNode? in
             try composer.compose(buffer)
+        }
+        try refuseTabs(in: body, quoted: composer.quotedRanges)
+        return root
+    }
+
+    /// PyYAML's scanner takes a tab only inside a quoted or block scalar or a comment; anywhere else (after a
+    /// colon, before a comment, as indentation) Synapse fails to start, where libyaml would read on. So do we.
+    static func refuseTabs(in body: ArraySlice<UInt8>, quoted: [(start: (Int, Int), end: (Int, Int))]) throws(YAMLError)
+    {
+        guard body.contains(0x09) else { return }
+        let text = String(decoding: body, as: UTF8.self)
+        var line = 1
+        var column = 1
+        var comment = false
+        var previous: Unicode.Scalar = "\n"
+        func inside(_ position: (Int, Int)) -> Bool {
+            quoted.contains { $0.start <= position && position < $0.end }
+        }
+        for scalar in text.unicodeScalars {
+            if scalar == "\n" {
+                line += 1
+                column = 1
+                comment = false
+                previous = scalar
+                continue
+            }
+            let position = (line, column)
+            if scalar == "#" && (previous == " " || previous == "\t" || column == 1) && !inside(position) {
+                comment = true
+            }
+            if scalar == "\t" && !comment && !inside(position) {
+                throw YAMLError(
+                    line: line, column: column,
+                    reason: "a tab outside quotes or a comment, which Synapse's YAML loader refuses; use spaces")
+            }
+            previous = scalar
+            column += 1
         }
     }
 
@@ -93,6 +130,8 @@ private struct Composer {
     let limits: YAMLReader.Limits
     var anchors: [String: (node: YAMLNode, size: Int)] = [:]
     var expanded = 0
+    /// Where quoted and block scalars stand (line, column; end exclusive): tabs are text there.
+    var quotedRanges: [(start: (Int, Int), end: (Int, Int))] = []
 
     init(limits: YAMLReader.Limits) { self.limits = limits }
 
@@ -139,6 +178,9 @@ private struct Composer {
             return target
         case YAML_SCALAR_EVENT:
             try count(1, at: event)
+            if event.quotedOrBlock {
+                quotedRanges.append(((event.line, event.column), (event.endLine, event.endColumn)))
+            }
             result = (event.scalarNode, 1)
         case YAML_SEQUENCE_START_EVENT:
             try count(1, at: event)
@@ -244,6 +286,10 @@ private struct Event {
     let column: Int
     let anchor: String?
     let scalarNode: YAMLNode
+    var endLine = 0
+    var endColumn = 0
+    /// A scalar written in quotes or as a block (`|`, `>`).
+    var quotedOrBlock = false
 
     func error(_ reason: String) -> YAMLError { YAMLError(line: line, column: column, reason: reason) }
 }
@@ -280,7 +326,11 @@ private struct EventStream {
         default:
             break
         }
-        return Event(type: raw.type, line: line, column: column, anchor: anchor, scalarNode: scalar)
+        var event = Event(type: raw.type, line: line, column: column, anchor: anchor, scalarNode: scalar)
+        event.endLine = Int(raw.end_mark.line) + 1
+        event.endColumn = Int(raw.end_mark.column) + 1
+        event.quotedOrBlock = raw.type == YAML_SCALAR_EVENT && raw.data.scalar.style != YAML_PLAIN_SCALAR_STYLE
+        return event
     }
 
     func expect(_ type: yaml_event_type_t) throws(YAMLError) {

@@ -347,7 +347,9 @@ struct HardeningTests {
         #expect(deployment.restarts == 1, "\(daemon.log.suffix(3000))")
         // The admin changes Synapse's configuration: one more restart, and no more.
         try deployment.directory.write("synapse/conf.d/20-admin.yaml", "turn_allow_guests: false\n")
-        try await daemon.waitForLog("not restarted again for the same failure", count: 6, timeout: .seconds(90))
+        try await Self.waitUntil("a second restart", timeout: .seconds(90), log: daemon) { deployment.restarts >= 2 }
+        let seen = daemon.occurrences(of: "not restarted again for the same failure")
+        try await daemon.waitForLog("not restarted again for the same failure", count: seen + 3, timeout: .seconds(90))
         #expect(deployment.restarts == 2, "\(daemon.log.suffix(3000))")
         // Fixed: the next retry restarts and finishes.
         try FileManager.default.removeItem(atPath: deployment.directory.file("restart-fails"))
@@ -433,5 +435,19 @@ struct HardeningTests {
         #expect(rotate.status == 2 && rotate.stderr.contains("is a symbolic link"), "\(rotate)")
         #expect(try String(contentsOfFile: decoy, encoding: .utf8) == "root's own file\n")
         #expect(deployment.restarts == 0)
+    }
+
+    /// Polls `condition` until it holds; fails with the daemon's log when the time runs out or the daemon exits.
+    static func waitUntil(
+        _ what: String, timeout: Duration, log daemon: DaemonProcess, _ condition: () -> Bool
+    ) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while !condition() {
+            guard daemon.process.isRunning, clock.now < deadline else {
+                throw TestFailure("no \(what) within \(timeout):\n\(daemon.log.suffix(3000))")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 }

@@ -143,11 +143,11 @@ struct TwoHostTests {
         try await turn.waitFor("coturn accepts epochs", timeout: .seconds(60))
         try synapseHost.start()
         defer { synapseHost.stop() }
-        try await synapseHost.waitFor("Synapse now hands out credentials", timeout: .seconds(60))
+        try await synapseHost.waitFor("Synapse switched to", timeout: .seconds(60))
 
         // Three epochs in step.
         var (accepted, refused) = try Self.load(lab, token: token, duration: .seconds(62))
-        #expect(synapseHost.output.components(separatedBy: "Synapse now hands out").count - 1 >= 4)
+        #expect(synapseHost.output.components(separatedBy: "Synapse switched to").count - 1 >= 4)
         #expect(turn.output.contains("retired epoch"))
         #expect(refused.isEmpty, "\(refused)\n--- turn\n\(turn.history)\n--- synapse host\n\(synapseHost.history)")
         #expect(accepted >= 20)

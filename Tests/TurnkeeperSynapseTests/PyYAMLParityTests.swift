@@ -49,6 +49,13 @@ struct PyYAMLParityTests {
         ("[a]: 1\n", false),
         ("a: 1\n---\nb: 2\n", false),
         ("turn_shared_secret: \"unterminated\n", false),
+        // Tabs: PyYAML takes them only in quotes, block scalars and comments.
+        ("turn_shared_secret:\tafter-tab\n", false),
+        ("turn_shared_secret: before-tab\t# comment\n", false),
+        ("turn_shared_secret: comment # with\ttab\n", false),
+        ("turn_shared_secret: 'quoted-tab-free'\nother: \"a\tb\"\n", false),
+        ("turn_shared_secret: |-\n  block\twith tab\n", true),
+        ("\tturn_shared_secret: indented-by-tab\n", false),
     ]
 
     @Test("Every document: the same secret as PyYAML, or a refusal", arguments: Array(documents.indices))
