@@ -74,6 +74,8 @@ public struct Daemon {
         logger.info("stopped")
     }
 
+    private static let storeCount = StoreCountCache()
+
     static func route(_ path: String, state: DaemonState, metrics: DaemonMetrics) async -> HealthServer.Response {
         switch path {
         case "/healthz":
@@ -88,7 +90,10 @@ public struct Daemon {
             metrics.record(state: snapshot, now: WallClock.nowSeconds())
             // The Synapse host of a two-host setup has no coturn store to count.
             if snapshot.configuration.role != .synapse {
-                let count = try? await Rotator(configuration: snapshot.configuration, say: { _ in }).coturnSecretCount()
+                let configuration = snapshot.configuration
+                let count = await storeCount.value(now: WallClock.nowSeconds()) {
+                    try? await Rotator(configuration: configuration, say: { _ in }).coturnSecretCount()
+                }
                 metrics.record(coturnSecrets: count)
             }
             return .init(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())

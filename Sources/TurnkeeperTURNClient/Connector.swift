@@ -127,6 +127,8 @@ public enum Connector {
     static func tlsConfiguration(_ options: TLSOptions) throws -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
+        // A server that stops answering after the handshake must not hold a probe for NIOSSL's default 5 s.
+        configuration.shutdownTimeout = .milliseconds(500)
         if options.insecure {
             configuration.certificateVerification = .none
         } else if let caFile = options.caFile {

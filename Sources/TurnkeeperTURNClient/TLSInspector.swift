@@ -18,6 +18,7 @@ public enum TLSInspector {
     public static func certificate(of endpoint: ServerEndpoint, timeout: Duration) async throws -> CertificateSummary? {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .none
+        configuration.shutdownTimeout = .milliseconds(500)
         let context = try NIOSSLContext(configuration: configuration)
         let serverName = endpoint.hostIsIPLiteral ? nil : endpoint.host
         let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
@@ -33,6 +34,13 @@ public enum TLSInspector {
                 }
             }
         defer { channel.close(promise: nil) }
+        // The connect has its timeout; the handshake gets the same, so a server that accepts and never speaks
+        // cannot hold the probe.
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+            handshake.fail(ChannelError.connectTimeout(TimeAmount(timeout)))
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
         try await handshake.futureResult.get()
         // The handler lives on the event loop; read it there.
         return try await channel.eventLoop.submit { () throws -> CertificateSummary? in
@@ -55,8 +63,11 @@ public enum TLSInspector {
         }.get()
     }
 
-    private static func ipText(_ bytes: [UInt8]) -> String {
+    /// An IP subjectAltName as text; a value of another length than IPv4's 4 or IPv6's 16 bytes (a hostile or
+    /// broken certificate) is only described.
+    static func ipText(_ bytes: [UInt8]) -> String {
         if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        guard bytes.count == 16 else { return "<an IP name of \(bytes.count) bytes>" }
         return stride(from: 0, to: bytes.count, by: 2).map {
             String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16)
         }

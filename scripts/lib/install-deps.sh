@@ -5,7 +5,7 @@
 # iproute2, nftables: the NAT lab's network namespaces and NAT rules (scripts/natlab.sh).
 # redis-server, postgresql: the shared user databases of a coturn fleet (tests start their own, on loopback).
 turnkeeper_install_deps() {
-    local wanted=(libssl-dev libsqlite3-dev libevent-dev libyaml-dev pkg-config coturn python3 python3-venv systemd iproute2
+    local wanted=(libssl-dev libsqlite3-dev libevent-dev libyaml-dev pkg-config openssl coturn python3 python3-venv systemd iproute2
         nftables redis-server postgresql)
     local missing=()
     local pkg
