@@ -54,7 +54,7 @@ let package = Package(
         // quote the document.
         .target(name: "TurnkeeperYAML", dependencies: ["CLibYAML"], swiftSettings: strict),
         // STUN/TURN messages, attributes, ChannelData and stream framing. No I/O.
-        .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCrypto"], swiftSettings: strict),
+        .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"], swiftSettings: strict),
         // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO. Mechanism only: no diagnosis, no policy.
         .target(
             name: "TurnkeeperTURNClient",

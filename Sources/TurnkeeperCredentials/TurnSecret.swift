@@ -58,6 +58,13 @@ public struct TurnSecret: Sendable {
                     + "Give Synapse a new secret from `turnkeeper secret generate`, then run turnkeeper again."
             )
         }
+        // coturn's turn_secret.value is varchar(256), and its config lines are read 1023 bytes at a time.
+        guard bytes.count <= 256 else {
+            throw TurnkeeperError(
+                .invalidSecret,
+                "\(source) is \(bytes.count) bytes long, more than the 256 coturn's user database holds; nothing was "
+                    + "changed. Give Synapse a secret from `turnkeeper secret generate`, then run turnkeeper again.")
+        }
         self.init(trustedBytes: bytes)
     }
 

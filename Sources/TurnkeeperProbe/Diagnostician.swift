@@ -1,3 +1,4 @@
+import TurnkeeperCore
 import TurnkeeperSTUN
 
 /// Turns step results into plain-words diagnoses with fixes. Pure: no I/O, no clock but the one given.

@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import TurnkeeperCore
 import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 
@@ -32,13 +33,26 @@ public struct ProbeOptions: Sendable {
 /// Runs the probe's steps against every URI and every address it resolves to, concurrently.
 /// Mechanism lives in TurnkeeperTURNClient; what the results mean lives in ``Diagnostician``.
 public enum ProbeRunner {
+    /// Bounds on what one probe touches: URIs (a homeserver's answer chooses them), addresses per URI (DNS
+    /// chooses them), and URIs probed at once.
+    public static let maximumURIs = 32
+    public static let maximumAddresses = 8
+    static let concurrentURIs = 16
+
     public static func run(_ uris: [TURNURI], options: ProbeOptions) async -> [TargetReport] {
         await withTaskGroup(of: [(Int, TargetReport)].self) { group in
-            for (index, uri) in uris.enumerated() {
+            var pending = uris.prefix(maximumURIs).enumerated().makeIterator()
+            for _ in 0..<concurrentURIs {
+                guard let (index, uri) = pending.next() else { break }
                 group.addTask { await probe(uri, options: options).map { (index, $0) } }
             }
             var reports: [(Int, TargetReport)] = []
-            for await batch in group { reports += batch }
+            for await batch in group {
+                reports += batch
+                if let (index, uri) = pending.next() {
+                    group.addTask { await probe(uri, options: options).map { (index, $0) } }
+                }
+            }
             return reports.sorted { $0.0 < $1.0 }.map(\.1)
         }
     }
@@ -60,7 +74,7 @@ public enum ProbeRunner {
             return [TargetReport(uri: uri.text, transport: uri.transport.rawValue, address: uri.host, steps: [step])]
         }
         return await withTaskGroup(of: (Int, TargetReport).self) { group in
-            for (index, address) in addresses.enumerated() {
+            for (index, address) in addresses.prefix(maximumAddresses).enumerated() {
                 let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
                 group.addTask { (index, await TargetProbe(uri: uri, endpoint: endpoint, options: options).run()) }
             }

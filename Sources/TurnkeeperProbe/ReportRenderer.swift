@@ -1,4 +1,5 @@
 import Foundation
+import TurnkeeperCore
 import TurnkeeperSTUN
 
 /// The probe's report for people: a line per step, then the problems and their fixes. Server text reaches

@@ -1,4 +1,5 @@
 import Glibc
+import TurnkeeperCore
 import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 

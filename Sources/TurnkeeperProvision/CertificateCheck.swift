@@ -33,7 +33,10 @@ public enum CertificateCheck {
         }
 
         let matched = domain.withCString { name in
-            X509_check_host(leaf, name, strlen(name), UInt32(X509_CHECK_FLAG_NEVER_CHECK_SUBJECT), nil)
+            // No CN fallback, and no partial wildcards (t*.example.com), which browsers' WebRTC stacks refuse.
+            X509_check_host(
+                leaf, name, strlen(name),
+                UInt32(X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS), nil)
         }
         guard matched == 1 else {
             ERR_clear_error()
@@ -41,6 +44,14 @@ public enum CertificateCheck {
                 "--cert \(certificatePath) is not for \(domain): none of the DNS names in its subjectAltName covers "
                     + "it, so clients reaching turns:\(domain):5349 would refuse it. List its names with `openssl x509 "
                     + "-noout -ext subjectAltName -in \(certificatePath)`, and obtain a certificate for \(domain).")
+        }
+
+        // A certificate whose key usage forbids serving TLS (a client-only certificate) fails every handshake.
+        guard X509_check_purpose(leaf, X509_PURPOSE_SSL_SERVER, 0) == 1 else {
+            ERR_clear_error()
+            throw fail(
+                "--cert \(certificatePath) may not be used by a TLS server (its key usage or extended key usage "
+                    + "excludes serverAuth), so clients would refuse it. Obtain a server certificate for \(domain).")
         }
 
         guard let notBefore = seconds(X509_get0_notBefore(leaf)), let notAfter = seconds(X509_get0_notAfter(leaf))

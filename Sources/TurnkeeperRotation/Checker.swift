@@ -93,10 +93,10 @@ public struct Checker {
         let readRealm = coturnRealm?.value ?? realm
         if let conf, let coturnRealm, coturnRealm.value != realm {
             problem(
-                "\(conf.path), line \(coturnRealm.line) sets realm=\(coturnRealm.value), coturn's realm, but "
+                "\(conf.path), line \(coturnRealm.line) sets realm=\(ServerText.escaped(coturnRealm.value)), coturn's realm, but "
                     + "turnkeeper's coturn.realm is \"\(realm)\" (\(configuration.path)): turnkeeper would read and write "
                     + "database rows coturn never uses.",
-                "Set coturn.realm: \(coturnRealm.value) in \(configuration.path) if coturn's realm is right, or change "
+                "Set coturn.realm: \(ServerText.escaped(coturnRealm.value)) in \(configuration.path) if coturn's realm is right, or change "
                     + "that realm= line to \(realm) and restart coturn. Run check again before any rotation."
             )
         }
@@ -121,16 +121,16 @@ public struct Checker {
                 if try CoturnSQLiteStore(path: database, realm: other).secrets().contains(secret) { heldUnder = other }
                 if let coturnRealm, let conf {
                     problem(
-                        "coturn's database holds secrets under realm \"\(other)\", which coturn never reads: its realm is "
-                            + "\"\(coturnRealm.value)\" (\(conf.path), line \(coturnRealm.line)).",
+                        "coturn's database holds secrets under realm \"\(ServerText.escaped(other))\", which coturn never reads: its realm is "
+                            + "\"\(ServerText.escaped(coturnRealm.value))\" (\(conf.path), line \(coturnRealm.line)).",
                         other == realm
                             ? "These rows are turnkeeper's (coturn.realm \"\(realm)\"): set coturn.realm: "
-                                + "\(coturnRealm.value) in \(configuration.path), then run check again."
+                                + "\(ServerText.escaped(coturnRealm.value)) in \(configuration.path), then run check again."
                             : "Remove those rows if nothing uses them."
                     )
                 } else {
                     problem(
-                        "coturn's database holds secrets under realm \"\(other)\", but turnkeeper's coturn.realm is "
+                        "coturn's database holds secrets under realm \"\(ServerText.escaped(other))\", but turnkeeper's coturn.realm is "
                             + "\"\(realm)\"; coturn reads only the rows of its own realm= ("
                             + (conf.map { "\($0.path) sets no realm=" } ?? "no turnserver.conf was found")
                             + " to tell which that is).",
@@ -177,15 +177,15 @@ public struct Checker {
             if let coturnRealm, let conf, coturnRealm.value != realm {
                 problem(
                     "coturn does not accept the secret Synapse uses (\(secret.fingerprint)): under its realm "
-                        + "\"\(coturnRealm.value)\" (\(conf.path), line \(coturnRealm.line)) it has \(has), while turnkeeper "
+                        + "\"\(ServerText.escaped(coturnRealm.value))\" (\(conf.path), line \(coturnRealm.line)) it has \(has), while turnkeeper "
                         + "works under coturn.realm \"\(realm)\". Calls will ring and never connect.",
                     "Fix the realm first (see above): make coturn.realm in \(configuration.path) and coturn's realm= "
                         + "agree. Rotating before that would write rows coturn never reads.")
             } else if let heldUnder {
                 problem(
                     "coturn's database holds the secret Synapse uses (\(secret.fingerprint)) only under realm "
-                        + "\"\(heldUnder)\", not under turnkeeper's coturn.realm \"\(realm)\". If coturn's realm is "
-                        + "\"\(heldUnder)\", turnkeeper's coturn.realm is wrong; otherwise calls will ring and never connect.",
+                        + "\"\(ServerText.escaped(heldUnder))\", not under turnkeeper's coturn.realm \"\(realm)\". If coturn's realm is "
+                        + "\"\(ServerText.escaped(heldUnder))\", turnkeeper's coturn.realm is wrong; otherwise calls will ring and never connect.",
                     "Set coturn.realm in \(configuration.path) to coturn's realm= (and coturn.config_file, so check can "
                         + "compare them). Rotating before that would write rows under the wrong realm.")
             } else {

@@ -1,3 +1,5 @@
+import TurnkeeperCore
+
 /// A STUN attribute type (RFC 8489 §18.3, RFC 8656 §18).
 public struct STUNAttributeType: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public let rawValue: UInt16

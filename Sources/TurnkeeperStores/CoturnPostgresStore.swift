@@ -125,9 +125,10 @@ public struct CoturnPostgresStore: Sendable {
 
     /// PSQLError hides the server's message from `description`; show it, never the password.
     static func describe(_ error: any Error) -> String {
+        // The server's words, escaped and bounded: a hostile or broken server chooses them.
         if let error = error as? PSQLError {
-            return error.serverInfo?[.message] ?? "\(error.code)"
+            return ServerText.escaped(error.serverInfo?[.message] ?? "\(error.code)")
         }
-        return "\(error)"
+        return ServerText.escaped("\(error)")
     }
 }

@@ -44,7 +44,8 @@ public struct CoturnRedisStore: Sendable {
         let value = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         try await RedisConnection.with(endpoint) { connection in
             if case .error(let message) = try await connection.run([command, key, value]) {
-                throw TurnkeeperError(.checkFailed, "\(name) refused \(command) on \(key): \(message)")
+                throw TurnkeeperError(
+                    .checkFailed, "\(name) refused \(command) on \(key): \(ServerText.escaped(message))")
             }
         }
     }

@@ -1,3 +1,4 @@
+import TurnkeeperCore
 public import TurnkeeperSTUN
 
 /// What went wrong talking to a STUN/TURN server, as facts for the probe to diagnose.

@@ -15,6 +15,10 @@ public struct TestCertificates: Sendable {
     public let turnExpired: (certificate: String, key: String)
     public let turnNotYetValid: (certificate: String, key: String)
     public let turnExpiringSoon: (certificate: String, key: String)
+    /// For `t*.example.com`: a partial wildcard, which WebRTC stacks refuse for turn.example.com.
+    public let turnPartialWildcard: (certificate: String, key: String)
+    /// For turn.example.com, but for TLS clients only (extended key usage clientAuth).
+    public let turnClientOnly: (certificate: String, key: String)
 
     static let script = """
         import datetime, ipaddress, sys
@@ -37,14 +41,15 @@ public struct TestCertificates: Sendable {
               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
               .sign(ca_key, hashes.SHA256()))
         save(out + "/ca.pem", ca.public_bytes(serialization.Encoding.PEM))
-        def leaf(label, names, start, end):
+        def leaf(label, names, start, end, eku=None):
             key = ec.generate_private_key(ec.SECP256R1())
             sans = [x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() or ":" in n else x509.DNSName(n) for n in names]
-            cert = (x509.CertificateBuilder().subject_name(name(names[0])).issuer_name(ca.subject)
+            builder = (x509.CertificateBuilder().subject_name(name(names[0])).issuer_name(ca.subject)
                     .public_key(key.public_key()).serial_number(x509.random_serial_number())
                     .not_valid_before(start).not_valid_after(end)
-                    .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                    .sign(ca_key, hashes.SHA256()))
+                    .add_extension(x509.SubjectAlternativeName(sans), critical=False))
+            if eku: builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+            cert = builder.sign(ca_key, hashes.SHA256())
             save(out + "/" + label + ".pem", cert.public_bytes(serialization.Encoding.PEM))
             save(out + "/" + label + ".der", cert.public_bytes(serialization.Encoding.DER))
             save(out + "/" + label + ".key", pem_key(key))
@@ -56,6 +61,9 @@ public struct TestCertificates: Sendable {
         leaf("turn-expired", ["turn.example.com"], now - 30 * day, now - day)
         leaf("turn-not-yet", ["turn.example.com"], now + 2 * day, now + 30 * day)
         leaf("turn-soon", ["turn.example.com"], now - day, now + 3 * day)
+        leaf("turn-partial", ["t*.example.com"], now - day, now + 30 * day)
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+        leaf("turn-client", ["turn.example.com"], now - day, now + 30 * day, [ExtendedKeyUsageOID.CLIENT_AUTH])
         """
 
     public init(in directory: TemporaryDirectory) throws {
@@ -71,5 +79,7 @@ public struct TestCertificates: Sendable {
         turnExpired = (directory.file("turn-expired.pem"), directory.file("turn-expired.key"))
         turnNotYetValid = (directory.file("turn-not-yet.pem"), directory.file("turn-not-yet.key"))
         turnExpiringSoon = (directory.file("turn-soon.pem"), directory.file("turn-soon.key"))
+        turnPartialWildcard = (directory.file("turn-partial.pem"), directory.file("turn-partial.key"))
+        turnClientOnly = (directory.file("turn-client.pem"), directory.file("turn-client.key"))
     }
 }

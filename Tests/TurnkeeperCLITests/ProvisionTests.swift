@@ -23,7 +23,7 @@ struct ProvisionTests {
 
     /// A certificate and key provision must refuse, and what the refusal must say.
     enum BadCertificate: String, CaseIterable, Sendable, CustomTestStringConvertible {
-        case der, swapped, wrongName, otherKey, expired, notYetValid
+        case der, swapped, wrongName, otherKey, expired, notYetValid, partialWildcard, clientOnly
 
         var testDescription: String { rawValue }
 
@@ -35,6 +35,8 @@ struct ProvisionTests {
             case .otherKey: (certificates.turn.certificate, certificates.good.key)
             case .expired: certificates.turnExpired
             case .notYetValid: certificates.turnNotYetValid
+            case .partialWildcard: certificates.turnPartialWildcard
+            case .clientOnly: certificates.turnClientOnly
             }
         }
 
@@ -47,6 +49,8 @@ struct ProvisionTests {
             case .otherKey: (files.key, ["does not belong to --cert \(files.certificate)"])
             case .expired: (files.certificate, ["expired on"])
             case .notYetValid: (files.certificate, ["is not valid before"])
+            case .partialWildcard: (files.certificate, ["is not for turn.example.com"])
+            case .clientOnly: (files.certificate, ["may not be used by a TLS server"])
             }
         }
     }

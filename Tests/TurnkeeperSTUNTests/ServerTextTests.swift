@@ -1,4 +1,5 @@
 import Testing
+import TurnkeeperCore
 import TurnkeeperSTUN
 
 @Suite("Server text")

@@ -109,7 +109,9 @@ public final class RedisConnection {
         if case .error(let message) = try await run(arguments) {
             // Redis's AUTH errors never echo the password.
             throw TurnkeeperError(
-                .checkFailed, "\(endpoint.name) refused \(what): \(message). Check coturn.redis in turnkeeper.yaml.")
+                .checkFailed,
+                "\(endpoint.name) refused \(what): \(ServerText.escaped(message)). Check coturn.redis in turnkeeper.yaml."
+            )
         }
     }
 

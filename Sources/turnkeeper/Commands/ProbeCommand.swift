@@ -138,7 +138,15 @@ struct ProbeCommand: AsyncParsableCommand {
         try RESTUsername.validate(user: user)
         let (credentials, expiry, synapseURIs) = try await loadCredentials()
         var parsed: [TURNURI] = []
-        for text in uris.isEmpty ? synapseURIs : uris {
+        var texts = uris.isEmpty ? synapseURIs : uris
+        // A homeserver's answer chooses these: never a fan-out that turns the probe into a scanner.
+        if texts.count > ProbeRunner.maximumURIs {
+            Console.warning(
+                "\(texts.count) URIs given; only the first \(ProbeRunner.maximumURIs) are probed, the rest are NOT tested."
+            )
+            texts = Array(texts.prefix(ProbeRunner.maximumURIs))
+        }
+        for text in texts {
             do {
                 parsed.append(try TURNURI(text))
             } catch {
