@@ -55,7 +55,9 @@ public final class CoturnServer: Sendable {
         self.realm = options.realm
         port = try LoopbackUDP.freePort()
         tlsPort = options.tls == nil ? nil : try LoopbackUDP.freePort()
-        let relayBase = try LoopbackUDP.freePort(in: 40000...60000, span: 64)
+        // Below Linux's ephemeral range (32768-60999): outgoing connections of anything else on the machine
+        // (their TIME_WAIT sockets) never take these, and listening ports take 20000-32000.
+        let relayBase = try LoopbackUDP.freePort(in: 10000...19999, span: 64)
         let template = try String(contentsOfFile: Self.templatePath, encoding: .utf8)
         let rendered =
             template
