@@ -438,7 +438,9 @@ struct ProbeCommandTests {
 
     @Test(
         "help at 80 columns keeps every hand-aligned line of the discussion whole",
-        arguments: [["probe"], ["call"], ["credentials", "mint"], ["credentials", "verify"]]
+        arguments: [
+            ["probe"], ["call"], ["credentials", "mint"], ["credentials", "verify"], ["rotate"], ["provision"],
+        ]
     )
     func helpFits(command: [String]) throws {
         defer { directory.remove() }

@@ -11,21 +11,29 @@ struct ProvisionCommand: ParsableCommand {
         discussion: """
             Nothing on this machine is changed unless --apply says so: every file goes into --out, a new \
             directory, written as a whole or not at all. The bundle holds, with real values:
-              turn-host/turnserver.conf          hardened coturn (deny list, quotas, TLS 1.2+, log to stdout)
-              turn-host/coturn.service.d/        LimitNOFILE for coturn
-              turn-host/coturn-certificates.*    a path unit: SIGUSR2 to coturn when the certificate renews
-              turn-host/nftables-turn.nft        3478 and 5349 (UDP, TCP) and the relay ports
-              turn-host/turnkeeper.yaml          role turn: keeps epochs' secrets in coturn's database
-              synapse-host/conf.d/60-turn.yaml   turn_uris (UDP, TCP, turns: on 5349) and the lifetime
-              synapse-host/turnkeeper.yaml       role synapse: switches Synapse at each epoch
-              */root-key                         the key both hosts derive every epoch's secret from (0600)
-              dns.txt, README.md                 records to create; where each file goes
+              turn-host/turnserver.conf        hardened coturn (deny list, quotas,
+                                               TLS 1.2+, log to stdout)
+              turn-host/coturn.service.d/      LimitNOFILE for coturn
+              turn-host/coturn-certificates.*  a path unit: SIGUSR2 to coturn when
+                                               the certificate renews
+              turn-host/nftables-turn.nft      3478 and 5349 (UDP, TCP), relay ports
+              turn-host/turnkeeper.yaml        role turn: keeps epochs' secrets in
+                                               coturn's database
+              synapse-host/conf.d/60-turn.yaml turn_uris (UDP, TCP, turns: on 5349)
+                                               and the lifetime
+              synapse-host/turnkeeper.yaml     role synapse: switches Synapse at
+                                               each epoch
+              */root-key                       the key both hosts derive every
+                                               epoch's secret from (0600)
+              dns.txt, README.md               records to create; where files go
             See docs/separate-turn-host.md.
 
             Example:
-              turnkeeper provision --domain turn.example.com --public-address PUBLIC_IP \\
+              turnkeeper provision --domain turn.example.com \\
+                  --public-address PUBLIC_IP \\
                   --cert /etc/letsencrypt/live/turn.example.com/fullchain.pem \\
-                  --key /etc/letsencrypt/live/turn.example.com/privkey.pem --out ./turn-bundle
+                  --key /etc/letsencrypt/live/turn.example.com/privkey.pem \\
+                  --out ./turn-bundle
 
             The certificate must be PEM, name --domain among its subjectAltName DNS names, be valid now and \
             match --key; one that expires within 14 days is written with a warning.
