@@ -179,6 +179,16 @@ extension Configuration {
 struct RetirementProof {
     let configuration: Configuration
 
+    /// Removes `secret` from `store`, then proves coturn refuses it: nil when retired, otherwise why not.
+    func retire(_ secret: TurnSecret, from store: any CoturnSecrets) async -> String? {
+        do {
+            try await store.remove(secret)
+        } catch {
+            return (error as? TurnkeeperError)?.reason ?? "\(error)"
+        }
+        return await failure(for: secret)
+    }
+
     /// nil when coturn refused an allocation signed with `secret` (401); otherwise why it is not retired.
     func failure(for secret: TurnSecret) async -> String? {
         let uri = configuration.coturn.verifyURI

@@ -113,14 +113,7 @@ public final class EpochRotator {
         var failed: [String] = []
         for entry in state.added where !wanted.contains(where: { $0.value == entry.value }) {
             let secret = try TurnSecret(adopting: entry.value, source: statePath)
-            var failure: String?
-            do {
-                try await store.remove(secret)
-                failure = await RetirementProof(configuration: configuration).failure(for: secret)
-            } catch {
-                failure = (error as? TurnkeeperError)?.reason ?? "\(error)"
-            }
-            if let failure {
+            if let failure = await RetirementProof(configuration: configuration).retire(secret, from: store) {
                 if let index = state.added.firstIndex(where: { $0.value == entry.value }) {
                     state.added[index].failed = failure
                 }

@@ -203,14 +203,7 @@ public final class Rotator {
             // Never retire the secret Synapse uses, whatever the state says.
             if retiree.value != state.current {
                 let secret = try TurnSecret(adopting: retiree.value, source: statePath)
-                var failure: String?
-                do {
-                    try await coturn.remove(secret)
-                    failure = await RetirementProof(configuration: configuration).failure(for: secret)
-                } catch {
-                    failure = (error as? TurnkeeperError)?.reason ?? "\(error)"
-                }
-                if let failure {
+                if let failure = await RetirementProof(configuration: configuration).retire(secret, from: coturn) {
                     if let index = state.retiring.firstIndex(where: { $0.value == retiree.value }) {
                         state.retiring[index].failed = failure
                     }
