@@ -299,7 +299,8 @@ public struct TrustedDirectory: ~Copyable {
         }
     }
 
-    static func split(_ path: String) -> (directory: String, name: String) {
+    /// A path's directory and last component, as the writes use them.
+    public static func split(_ path: String) -> (directory: String, name: String) {
         guard let slash = path.lastIndex(of: "/") else { return (".", path) }
         let directory = String(path[..<slash])
         return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))

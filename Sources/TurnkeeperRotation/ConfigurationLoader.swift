@@ -307,17 +307,7 @@ private struct ConfigurationReader {
         return TurnkeeperError(.invalidConfiguration, "\(path)\(line): \(message). See docs/configuration.md.")
     }
 
-    private func quoted(_ text: String) -> String {
-        "\""
-            + String(
-                text.unicodeScalars.prefix(64).map {
-                    let v = $0.value
-                    let hidden =
-                        v < 0x20 || (0x7F...0x9F).contains(v) || (0x202A...0x202E).contains(v)
-                        || (0x2066...0x2069).contains(v) || v == 0x2028 || v == 0x2029
-                    return hidden ? "?" : Character($0)
-                }) + "\""
-    }
+    private func quoted(_ text: String) -> String { "\"" + ServerText.escaped(text, limit: 64) + "\"" }
 
     private func optionalString(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> String? {
         guard let value = node?[key], !value.isNull else { return nil }

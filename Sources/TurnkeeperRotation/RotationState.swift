@@ -52,7 +52,7 @@ struct RotationState: Codable {
         // Only a missing file means "no rotation yet"; any other read failure must stop us, or a rotation
         // would adopt afresh and forget the secrets still waiting to be retired.
         guard access(path, F_OK) == 0 else { return nil }
-        let name = String(path.split(separator: "/").last ?? "state.json")
+        let name = TrustedDirectory.split(path).name
         // Through the checked directory, refusing a link or a file another user placed.
         guard let file = try TrustedDirectory(containing: path).read(name) else { return nil }
         do {

@@ -80,10 +80,8 @@ public final class Rotator {
             // A static line keeping the current secret does not stop the rotation, but its retirement will fail:
             // said now, not first at step 5.
             if configuration.coturn.store != .config, let conf = try? TurnserverConf.read(configuration),
-                let current = state.current,
-                let held = conf.secrets.first(where: {
-                    $0.secret.withExposedBytes { String(decoding: $0, as: UTF8.self) } == current
-                })
+                let current = state.current.flatMap({ try? TurnSecret(adopting: $0, source: statePath) }),
+                let held = conf.secrets.first(where: { $0.secret == current })
             {
                 say(
                     "warning: \(conf.path), line \(held.line) keeps the current secret (\(held.secret.fingerprint)) as a "

@@ -108,9 +108,7 @@ public struct SynapseSecretStore: Sendable {
         }
     }
 
-    private static func name(of path: String) -> String {
-        path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
-    }
+    private static func name(of path: String) -> String { TrustedDirectory.split(path).name }
 
     private func groupID() throws(TurnkeeperError) -> UInt32? {
         guard let group else { return nil }
