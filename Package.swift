@@ -108,11 +108,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The rotation protocol: turnkeeper.yaml, the persisted state machine, the stores it drives.
+        // turnkeeper.yaml, typed: read (every error names file, line and key, never a value) and rendered.
+        .target(
+            name: "TurnkeeperConfiguration",
+            dependencies: ["TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperYAML", "TurnkeeperProbe"],
+            swiftSettings: strict
+        ),
+        // The rotation protocol: the persisted state machine, the stores it drives.
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
-                "CSystemShims", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores",
+                "TurnkeeperSynapse",
                 "TurnkeeperProbe", "TurnkeeperTURNClient", "TurnkeeperYAML", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -123,7 +130,7 @@ let package = Package(
         // certificate and key are checked with libcrypto.
         .target(
             name: "TurnkeeperProvision",
-            dependencies: ["CLibcrypto", "TurnkeeperCore", "TurnkeeperCredentials"],
+            dependencies: ["CLibcrypto", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials"],
             swiftSettings: strict
         ),
         // `turnkeeper run`: the services (rotation schedule, probes, health and metrics, systemd) and their
@@ -131,8 +138,8 @@ let package = Package(
         .target(
             name: "TurnkeeperDaemon",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperRotation",
-                "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperProbe",
+                "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -148,11 +155,13 @@ let package = Package(
             name: "turnkeeper",
             dependencies: [
                 "CSystemShims",
+                "TurnkeeperConfiguration",
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
                 "TurnkeeperProbe",
                 "TurnkeeperSynapse",
                 "TurnkeeperRotation",
+                "TurnkeeperStores",
                 "TurnkeeperDaemon",
                 "TurnkeeperProvision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -190,7 +199,7 @@ let package = Package(
         testTarget(
             "TurnkeeperDaemonTests",
             [
-                "TurnkeeperDaemon", "TurnkeeperRotation", "TurnkeeperProbe",
+                "TurnkeeperDaemon", "TurnkeeperConfiguration", "TurnkeeperRotation", "TurnkeeperProbe",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -14,6 +14,21 @@ public struct SynapseDuration: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(milliseconds)ms" }
 
+    public static func seconds(_ n: Int64) -> SynapseDuration { .init(milliseconds: n * 1000) }
+    public static func minutes(_ n: Int64) -> SynapseDuration { .init(milliseconds: n * 60_000) }
+    public static func hours(_ n: Int64) -> SynapseDuration { .init(milliseconds: n * 3_600_000) }
+    public static func days(_ n: Int64) -> SynapseDuration { .init(milliseconds: n * 86_400_000) }
+
+    /// The shortest text that parses back to this duration: "7d", "10m", "1500" (milliseconds).
+    public var text: String {
+        for (suffix, size) in [("y", Int64(31_536_000_000)), ("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000),
+            ("m", 60_000), ("s", 1000)]
+        where milliseconds % size == 0 {
+            return "\(milliseconds / size)\(suffix)"
+        }
+        return "\(milliseconds)"
+    }
+
     private static let units: [UInt8: Int64] = [
         UInt8(ascii: "s"): 1000,
         UInt8(ascii: "m"): 60_000,

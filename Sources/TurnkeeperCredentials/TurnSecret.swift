@@ -156,3 +156,17 @@ extension TurnSecret: CustomStringConvertible, CustomDebugStringConvertible, Cus
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: ["fingerprint": fingerprint], displayStyle: .struct) }
 }
+
+/// In turnkeeper's own state files: the secret as its text. Decoding checks it as an adopted secret, and a
+/// failure says nothing of the value.
+extension TurnSecret: Codable {
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        self = try TurnSecret(adopting: text, source: "a secret in a turnkeeper state file")
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try withExposedBytes { try container.encode(String(decoding: $0, as: UTF8.self)) }
+    }
+}

@@ -5,6 +5,8 @@ import ServiceLifecycle
 import TurnkeeperCore
 import TurnkeeperRotation
 import TurnkeeperTURNClient
+import TurnkeeperConfiguration
+import TurnkeeperStores
 
 /// `turnkeeper run`: loads the configuration and the rotation state, opens the health listener, tells
 /// systemd it is ready, and runs the services until SIGTERM. See docs/operations.md.
@@ -26,23 +28,19 @@ public struct Daemon {
         var quiet = Logger(label: "turnkeeper.lifecycle") { _ in JournalLogHandler(format: format) }
         quiet.logLevel = .warning
 
-        let configuration = try Configuration.load(configurationPath)
+        let path = configurationPath
+        let configuration = try await Blocking.run { try Configuration.load(path) }
         let notifier = SystemdNotifier(environment: environment)
         let state = DaemonState(configuration: configuration, notifier: notifier)
         let metrics = DaemonMetrics()
 
         // Ready means the state is loaded and consistent: read, or adopted from Synapse on a first run; with
         // derived secrets, the root key reads and this epoch's secret derives.
-        if configuration.role == .single {
-            let rotator = Rotator(configuration: configuration, say: { logger.info("\($0)") }, now: RotationClock.now)
-            try await rotator.prepare()
-            state.update { $0.rotation = try? rotator.status() }
-        } else {
-            let epochs = EpochRotator(
-                configuration: configuration, say: { logger.info("\($0)") }, now: RotationClock.now)
-            let status = try epochs.status()
-            state.update { $0.rotation = status }
-        }
+        let rotation = makeRotation(
+            configuration, environment: RotationEnvironment(now: RotationClock.now, say: { logger.info("\($0)") }))
+        try await rotation.prepare()
+        let status = try await rotation.status()
+        state.update { $0.rotation = status }
 
         let server = try await HealthServer.bind(
             host: configuration.daemon.listenHost, port: configuration.daemon.listenPort
@@ -89,10 +87,10 @@ public struct Daemon {
             let snapshot = state.current
             metrics.record(state: snapshot, now: WallClock.nowSeconds())
             // The Synapse host of a two-host setup has no coturn store to count.
-            if snapshot.configuration.role != .synapse {
-                let configuration = snapshot.configuration
+            let configuration = snapshot.configuration
+            if configuration.role.managesCoturn {
                 let count = await storeCount.value(now: WallClock.nowSeconds()) {
-                    try? await Rotator(configuration: configuration, say: { _ in }).coturnSecretCount()
+                    try? await coturnSecretCount(configuration)
                 }
                 metrics.record(coturnSecrets: count)
             }

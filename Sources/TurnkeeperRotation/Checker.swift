@@ -1,4 +1,5 @@
 import Glibc
+public import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperProbe
@@ -21,6 +22,7 @@ public struct Checker {
     /// The findings, problems and passes alike. Throws only when something could not be read at all.
     public func run() async throws -> [Finding] {
         if configuration.role != .single { return try await EpochChecker(configuration: configuration).run() }
+        let paths = configuration.synapse.configPaths
         var findings: [Finding] = []
         func ok(_ summary: String) { findings.append(Finding(ok: true, summary: summary, fix: nil)) }
         func problem(_ summary: String, _ fix: String) {
@@ -30,8 +32,8 @@ public struct Checker {
         // Synapse.
         let synapse: SynapseConfig
         do {
-            synapse = try SynapseConfig.load(configuration.synapse.configPaths)
-        } catch {
+            synapse = try await Blocking.run { try SynapseConfig.load(paths) }
+        } catch let error as TurnkeeperError {
             guard [.checkFailed, .invalidSecret, .invalidArgument].contains(error.code) else { throw error }
             problem(error.reason, "Fix Synapse's config as the message says, then restart Synapse.")
             return findings
@@ -54,10 +56,7 @@ public struct Checker {
         ok("turn_user_lifetime: \(synapse.turnUserLifetime.seconds) s")
         // What rotate would refuse before writing anything: check says so first.
         do {
-            try SynapseSecretStore(
-                confFile: configuration.synapse.managedFile, mode: configuration.synapse.mode,
-                secretFile: configuration.synapse.secretFile, group: configuration.synapse.group
-            ).checkWritable(removingStale: false)
+            try SynapseSwitch(configuration: configuration, environment: .quiet).files.checkWritable(removingStale: false)
             if access(configuration.rotation.stateDirectory, F_OK) == 0 {
                 _ = try TrustedDirectory(configuration.rotation.stateDirectory)
             }
@@ -113,12 +112,13 @@ public struct Checker {
         /// Another realm's rows that hold Synapse's secret.
         var heldUnder: String?
         switch configuration.coturn.store {
-        case .sqlite:
-            let database = configuration.coturn.database
-            accepted = try CoturnSQLiteStore(path: database, realm: readRealm).secrets()
-            for other in try CoturnSQLiteStore(path: database, realm: readRealm).realmsWithSecrets()
+        case .sqlite(let database):
+            accepted = try await CoturnSQLiteStore(path: database, realm: readRealm).secrets()
+            for other in try await CoturnSQLiteStore(path: database, realm: readRealm).realmsWithSecrets()
             where other != readRealm {
-                if try CoturnSQLiteStore(path: database, realm: other).secrets().contains(secret) { heldUnder = other }
+                if try await CoturnSQLiteStore(path: database, realm: other).secrets().contains(secret) {
+                    heldUnder = other
+                }
                 if let coturnRealm, let conf {
                     problem(
                         "coturn's database holds secrets under realm \"\(ServerText.escaped(other))\", which coturn never reads: its realm is "
@@ -152,19 +152,19 @@ public struct Checker {
             }
         case .redis, .postgres:
             // A shared database that is down fails every login on every coturn host: say so, plainly.
-            let store = try Rotator(configuration: configuration, say: { _ in }).coturnSecrets()
+            let store = try CoturnStores.make(configuration)
             do {
-                accepted = try await store.accepted()
+                accepted = try await store.secrets()
             } catch {
                 problem(
                     (error as? TurnkeeperError)?.reason ?? "\(error)",
                     "Start the database, and run it highly available (replicas with failover).")
                 return findings
             }
-            let kind = configuration.coturn.store == .redis ? "Redis" : "PostgreSQL"
+            let kind = configuration.coturn.store.name == "redis" ? "Redis" : "PostgreSQL"
             ok("coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(realm))")
         }
-        if let conf, configuration.coturn.store != .config {
+        if let conf, !configuration.coturn.store.isConfigFile {
             findings += TurnserverConf.staticSecretFindings(
                 conf, store: configuration.coturn.store, inUse: accepted.contains(secret) ? nil : secret,
                 configuration: configuration)

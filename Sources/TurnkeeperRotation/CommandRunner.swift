@@ -1,6 +1,7 @@
 import CSystemShims
 import Glibc
 import TurnkeeperCore
+import TurnkeeperStores
 
 /// Runs an admin-configured command (argv, no shell) with a minimal environment and only standard input,
 /// output and error open, so nothing of turnkeeper's own environment or descriptors (event loops, sockets,
@@ -37,39 +38,46 @@ enum CommandRunner {
         let closing = turnkeeper_spawn_close_from(&actions, 3)
         guard closing == 0 else {
             throw TurnkeeperError(
-                .checkFailed, "cannot prepare the \(what) command's descriptors: \(errnoDescription(closing)).")
+                .commandFailed, "cannot prepare the \(what) command's descriptors: \(errnoDescription(closing)).")
         }
         let status = posix_spawnp(&child, executable, &actions, &attributes, arguments, environment)
         guard status == 0 else {
             throw TurnkeeperError(
-                .checkFailed,
+                .commandFailed,
                 "cannot run the \(what) command \(argv.joined(separator: " ")): \(errnoDescription(status)).")
         }
+        // The wait blocks a thread of NIO's pool, never one of the cooperative pool. A timer kills a command that
+        // outlives its timeout; the child is reaped only after the timer is done, so the kill can never reach
+        // another process that reused its pid. A cancelled task still waits for the command: a half-done restart
+        // is worse.
+        let pid = child
+        let timer = Task {
+            try await Task.sleep(for: .seconds(timeoutSeconds))
+            kill(pid, SIGKILL)
+        }
+        let exited = try? await Blocking.run { () -> Bool in
+            var info = siginfo_t()
+            while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
+                guard errno == EINTR else { return false }
+            }
+            return true
+        }
+        timer.cancel()
+        let timedOut = (try? await timer.value) != nil
         var exit: Int32 = 0
-        var waited = 0
-        // Poll with WNOHANG so a hung command cannot hang the rotation, and without blocking a thread of the
-        // shared pool. A cancelled task still waits for the command: a half-done restart is worse.
-        while true {
-            let result = waitpid(child, &exit, WNOHANG)
-            if result == child { break }
-            if result < 0 && errno != EINTR {
-                throw TurnkeeperError(.checkFailed, "lost the \(what) command: \(errnoDescription(errno)).")
-            }
-            if waited >= timeoutSeconds * 10 {
-                kill(child, SIGKILL)
-                waitpid(child, &exit, 0)
-                throw TurnkeeperError(
-                    .checkFailed,
-                    "the \(what) command \(argv.joined(separator: " ")) did not finish in \(timeoutSeconds) s; it was killed."
-                )
-            }
-            if (try? await Task.sleep(for: .milliseconds(100))) == nil { usleep(100_000) }
-            waited += 1
+        guard exited == true, waitpid(child, &exit, 0) == child else {
+            throw TurnkeeperError(.commandFailed, "lost the \(what) command: \(errnoDescription(errno)).")
+        }
+        if timedOut {
+            throw TurnkeeperError(
+                .commandFailed,
+                "the \(what) command \(argv.joined(separator: " ")) did not finish in \(timeoutSeconds) s; it was killed."
+            )
         }
         let code = exit & 0x7F == 0 ? (exit >> 8) & 0xFF : 128 + (exit & 0x7F)
         guard code == 0 else {
             throw TurnkeeperError(
-                .checkFailed,
+                .commandFailed,
                 "the \(what) command \(argv.joined(separator: " ")) failed with exit status \(code). Run it by hand to see why."
             )
         }

@@ -1,14 +1,15 @@
+import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperStores
 import TurnkeeperSynapse
-import TurnkeeperTURNClient
 
 /// `turnkeeper check` for the two hosts of a separate TURN host. Each sees only its own side, plus what coturn
 /// accepts; from which epochs coturn accepts, the Synapse host can tell whether the TURN host's clock (or its
 /// turnkeeper) is an epoch or more out of step. Skew within an epoch cannot be seen, and does no harm.
 struct EpochChecker {
     let configuration: Configuration
-    var now: () -> Int64 = RotationClock.now
+    var now: @Sendable () -> Int64 = RotationClock.now
 
     func run() async throws -> [Checker.Finding] {
         var findings: [Checker.Finding] = []
@@ -16,7 +17,8 @@ struct EpochChecker {
         func problem(_ summary: String, _ fix: String) { findings.append(.init(ok: false, summary: summary, fix: fix)) }
 
         guard let derivation = configuration.derivation else { return findings }
-        let key = try SecretFile.readRootKey(derivation.rootKeyFile)
+        let keyFile = derivation.rootKeyFile
+        let key = try await Blocking.run { try SecretFile.readRootKey(keyFile) }
         let epochs = EpochSecrets(
             rootKey: key, realm: configuration.coturn.realm, length: derivation.epoch.seconds)
         let epoch = epochs.epoch(at: now())
@@ -27,8 +29,9 @@ struct EpochChecker {
         // Which of epochs e-2 … e+2 coturn accepts.
         var accepted: [Int64] = []
         switch configuration.role {
-        case .synapse:
-            let synapse = try SynapseConfig.load(configuration.synapse.configPaths)
+        case .synapseHost:
+            let paths = configuration.synapse.configPaths
+            let synapse = try await Blocking.run { try SynapseConfig.load(paths) }
             if let problemText = configuration.scheduleProblem(lifetime: synapse.turnUserLifetime) {
                 problem(
                     "\(synapse.location(of: "turn_user_lifetime") ?? "Synapse's default"): \(problemText).",
@@ -50,26 +53,23 @@ struct EpochChecker {
                     "Run `\(configuration.command("rotate"))` on this host, and compare root keys by `turnkeeper secret fingerprint`."
                 )
             }
-            let rotator = Rotator(configuration: configuration, say: { _ in }, now: now)
+            let probe = AllocationProbe(uri: configuration.coturn.verifyURI)
             for (offset, secret) in secrets.enumerated() {
                 do {
-                    try await rotator.verify(secret)
-                    accepted.append(window.lowerBound + Int64(offset))
-                } catch let error as TURNClientError {
-                    if case .credentialsRejected = error.kind { continue }
+                    if try await probe.accepts(secret, now: now()) { accepted.append(window.lowerBound + Int64(offset)) }
+                } catch {
                     problem(
                         "coturn at \(configuration.coturn.verifyURI) does not answer (\(error)).",
                         "Start coturn on the TURN host; check the firewall between the hosts.")
                     return findings
                 }
             }
-        case .turn:
-            let store = try Rotator(configuration: configuration, say: { _ in }).coturnSecrets()
-            let held = try await store.accepted()
+        case .turnHost:
+            let held = try await CoturnStores.make(configuration).secrets()
             accepted = window.filter { held.contains(secrets[Int($0 - window.lowerBound)]) }
             // coturn accepts turnserver.conf's static-auth-secret lines beside its database, whatever the store.
             if let conf = try TurnserverConf.read(configuration) {
-                if configuration.coturn.store != .config {
+                if !configuration.coturn.store.isConfigFile {
                     findings += TurnserverConf.staticSecretFindings(
                         conf, store: configuration.coturn.store, configuration: configuration)
                 }

@@ -1,12 +1,9 @@
-import Foundation
-import Glibc
-import TurnkeeperCore
 import TurnkeeperCredentials
 
 /// What a rotation has done so far, persisted after every step (state.json, mode 0600, replaced
 /// atomically). It holds secret values, so it is never printed: ``RotationStatus`` shows fingerprints.
-struct RotationState: Codable {
-    enum Phase: String, Codable {
+struct RotationState: Codable, Sendable {
+    enum Phase: String, Codable, Sendable {
         /// Nothing in flight.
         case idle
         /// `pending` is generated and saved; it is being added to coturn.
@@ -17,7 +14,7 @@ struct RotationState: Codable {
         case switching
     }
 
-    struct SynapseRestart: Codable, Equatable {
+    struct SynapseRestart: Codable, Equatable, Sendable {
         /// The fingerprint of the secret Synapse was switched to.
         var secret: String
         var configurationDigest: String
@@ -26,8 +23,8 @@ struct RotationState: Codable {
         var succeeded: Bool
     }
 
-    struct Retiree: Codable {
-        var value: String
+    struct Retiree: Codable, Sendable {
+        var value: TurnSecret
         /// Unix seconds after which no credential Synapse handed out with it is still valid.
         var after: Int64
         /// Why the last attempt to retire it failed (coturn still accepts it, or did not answer); it is retried.
@@ -36,9 +33,9 @@ struct RotationState: Codable {
 
     var phase: Phase = .idle
     /// The secret Synapse uses.
-    var current: String?
+    var current: TurnSecret?
     /// The secret being introduced.
-    var pending: String?
+    var pending: TurnSecret?
     /// Old secrets coturn still accepts, and when each may go.
     var retiring: [Retiree] = []
     /// Unix seconds of the last switch of Synapse.
@@ -47,37 +44,6 @@ struct RotationState: Codable {
     /// retry never restarts Synapse again for the same failure unless its configuration has changed since.
     var synapseRestart: SynapseRestart?
     var lastResult: String?
-
-    static func load(_ path: String) throws(TurnkeeperError) -> RotationState? {
-        // Only a missing file means "no rotation yet"; any other read failure must stop us, or a rotation
-        // would adopt afresh and forget the secrets still waiting to be retired.
-        guard access(path, F_OK) == 0 else { return nil }
-        let name = TrustedDirectory.split(path).name
-        // Through the checked directory, refusing a link or a file another user placed.
-        guard let file = try TrustedDirectory(containing: path).read(name) else { return nil }
-        do {
-            return try JSONDecoder().decode(RotationState.self, from: Data(file.bytes))
-        } catch {
-            // Not the decoder's message: it may quote the file, which holds secrets.
-            throw TurnkeeperError(
-                .unreadableFile,
-                "\(path) is not a turnkeeper state file; nothing was changed. Restore it from a backup, or "
-                    + "move it away to adopt the current setup afresh."
-            )
-        }
-    }
-
-    func save(_ path: String) throws(TurnkeeperError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let bytes: [UInt8]
-        do {
-            bytes = Array(try encoder.encode(self))
-        } catch {
-            throw TurnkeeperError(.unwritableFile, "cannot encode the rotation state: \(error)")
-        }
-        try AtomicFile.write(bytes, to: path, permissions: 0o600, maximumPermissions: 0o600, existing: .replace)
-    }
 }
 
 /// What `turnkeeper status` shows: phases, times and fingerprints, never a secret.
@@ -91,6 +57,8 @@ public struct RotationStatus: Sendable, Codable {
     public var currentAgeSeconds: Int64?
     public var nextRotationDue: Int64?
     public var lastResult: String?
+    /// Derived secrets: the epoch now, on this host's clock.
+    public var epoch: Int64?
 
     public struct RetiringSecret: Sendable, Codable {
         public var fingerprint: String
@@ -113,7 +81,8 @@ public struct RotationStatus: Sendable, Codable {
         lastRotation: Int64? = nil,
         currentAgeSeconds: Int64? = nil,
         nextRotationDue: Int64? = nil,
-        lastResult: String? = nil
+        lastResult: String? = nil,
+        epoch: Int64? = nil
     ) {
         self.phase = phase
         self.current = current
@@ -123,5 +92,6 @@ public struct RotationStatus: Sendable, Codable {
         self.currentAgeSeconds = currentAgeSeconds
         self.nextRotationDue = nextRotationDue
         self.lastResult = lastResult
+        self.epoch = epoch
     }
 }

@@ -33,7 +33,7 @@ public struct PostgresEndpoint: Sendable {
 
 /// coturn's PostgreSQL user database (`psql-userdb`), shared by a fleet of coturn hosts: rows of
 /// `turn_secret (realm, value)`, read by coturn on every login. Values are bound, never pasted into SQL.
-public struct CoturnPostgresStore: Sendable {
+public struct CoturnPostgresStore: CoturnSecretStore {
     public let endpoint: PostgresEndpoint
     public let realm: String
 
@@ -92,7 +92,7 @@ public struct CoturnPostgresStore: Sendable {
             connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
         } catch {
             throw TurnkeeperError(
-                .checkFailed,
+                .storeUnreachable,
                 "cannot reach coturn's \(endpoint.name) (\(Self.describe(error))). coturn reads secrets from it on "
                     + "every login, so every TURN login fails while it is down: start it, and run it highly available.")
         }
@@ -105,7 +105,7 @@ public struct CoturnPostgresStore: Sendable {
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let result = first else {
-                    throw TurnkeeperError(.checkFailed, "\(endpoint.name) did not answer within \(endpoint.timeout)")
+                    throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) did not answer within \(endpoint.timeout)")
                 }
                 return result
             }
@@ -117,7 +117,7 @@ public struct CoturnPostgresStore: Sendable {
         } catch {
             try? await connection.close()
             throw TurnkeeperError(
-                .checkFailed,
+                .storeUnreachable,
                 "\(endpoint.name) refused the query (\(Self.describe(error))). Check that the turn_secret table exists "
                     + "(coturn's schema.sql) and that the user may read and write it.")
         }

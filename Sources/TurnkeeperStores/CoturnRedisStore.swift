@@ -3,7 +3,7 @@ public import TurnkeeperCredentials
 
 /// coturn's Redis user database (`redis-userdb`), shared by a fleet of coturn hosts: the set
 /// `turn/realm/<realm>/secret` holds the REST secrets, read by coturn on every login.
-public struct CoturnRedisStore: Sendable {
+public struct CoturnRedisStore: CoturnSecretStore {
     public let endpoint: RedisEndpoint
     public let realm: String
 
@@ -19,11 +19,11 @@ public struct CoturnRedisStore: Sendable {
         let name = endpoint.name
         return try await RedisConnection.with(endpoint) { connection in
             guard case .array(let members?) = try await connection.run(["SMEMBERS", key]) else {
-                throw TurnkeeperError(.checkFailed, "\(name) answered SMEMBERS \(key) with something other than a set")
+                throw TurnkeeperError(.storeUnreachable, "\(name) answered SMEMBERS \(key) with something other than a set")
             }
             return try members.map { member throws(TurnkeeperError) in
                 guard case .bulk(let bytes?) = member else {
-                    throw TurnkeeperError(.checkFailed, "\(name) holds a non-string member in \(key)")
+                    throw TurnkeeperError(.storeUnreachable, "\(name) holds a non-string member in \(key)")
                 }
                 return try TurnSecret(adopting: String(decoding: bytes, as: UTF8.self), source: "\(name) \(key)")
             }
@@ -45,7 +45,7 @@ public struct CoturnRedisStore: Sendable {
         try await RedisConnection.with(endpoint) { connection in
             if case .error(let message) = try await connection.run([command, key, value]) {
                 throw TurnkeeperError(
-                    .checkFailed, "\(name) refused \(command) on \(key): \(ServerText.escaped(message))")
+                    .storeUnreachable, "\(name) refused \(command) on \(key): \(ServerText.escaped(message))")
             }
         }
     }

@@ -1,5 +1,5 @@
 import CSQLite
-public import TurnkeeperCore
+import TurnkeeperCore
 public import TurnkeeperCredentials
 
 /// The `turn_secret` rows of coturn's SQLite user database (`userdb`, Debian: /var/lib/turn/turndb).
@@ -10,7 +10,7 @@ public import TurnkeeperCredentials
 /// before writing, the database is put in write-ahead-log mode, where readers never wait for a writer (then
 /// 60 of 60 passed, under 49,798 write cycles). Each change is one tiny transaction, and a database held by
 /// another writer is waited for (busy timeout), then reported.
-public struct CoturnSQLiteStore: Sendable {
+public struct CoturnSQLiteStore: CoturnSecretStore {
     public let path: String
     /// coturn's `realm`: rows under any other realm are ignored by coturn.
     public let realm: String
@@ -23,8 +23,32 @@ public struct CoturnSQLiteStore: Sendable {
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
     }
 
+    // Every public call runs on NIO's thread pool: SQLite may wait up to the busy timeout for coturn's lock.
+
     /// The secrets coturn accepts for this realm, in no particular order.
-    public func secrets() throws(TurnkeeperError) -> [TurnSecret] {
+    public func secrets() async throws -> [TurnSecret] { try await Blocking.run { try self.readSecrets() } }
+
+    /// Realms that have rows, to catch rows coturn never reads (a realm mismatch).
+    public func realmsWithSecrets() async throws -> [String] { try await Blocking.run { try self.readRealms() } }
+
+    /// Adds `secret` for this realm; adding one already there changes nothing.
+    public func add(_ secret: TurnSecret) async throws {
+        try await Blocking.run {
+            try self.write("INSERT OR IGNORE INTO turn_secret (realm, value) VALUES (?1, ?2)", secret, what: "add")
+        }
+    }
+
+    /// Removes `secret` from this realm; removing one that is not there changes nothing.
+    public func remove(_ secret: TurnSecret) async throws {
+        try await Blocking.run {
+            try self.write("DELETE FROM turn_secret WHERE realm = ?1 AND value = ?2", secret, what: "remove")
+        }
+    }
+
+    /// "wal" once turnkeeper has written; coturn's readers then never meet a writer's lock.
+    public func journalMode() async throws -> String { try await Blocking.run { try self.readJournalMode() } }
+
+    private func readSecrets() throws(TurnkeeperError) -> [TurnSecret] {
         try withDatabase { (database) throws(TurnkeeperError) in
             var secrets: [TurnSecret] = []
             try database.query("SELECT value FROM turn_secret WHERE realm = ?1", [realm]) { value in
@@ -36,23 +60,12 @@ public struct CoturnSQLiteStore: Sendable {
         }
     }
 
-    /// Realms that have rows, to catch rows coturn never reads (a realm mismatch).
-    public func realmsWithSecrets() throws(TurnkeeperError) -> [String] {
+    private func readRealms() throws(TurnkeeperError) -> [String] {
         try withDatabase { (database) throws(TurnkeeperError) in
             var realms: [String] = []
             try database.query("SELECT DISTINCT realm FROM turn_secret ORDER BY realm", []) { realms.append($0) }
             return realms
         }
-    }
-
-    /// Adds `secret` for this realm; adding one already there changes nothing.
-    public func add(_ secret: TurnSecret) throws(TurnkeeperError) {
-        try write("INSERT OR IGNORE INTO turn_secret (realm, value) VALUES (?1, ?2)", secret, what: "add")
-    }
-
-    /// Removes `secret` from this realm; removing one that is not there changes nothing.
-    public func remove(_ secret: TurnSecret) throws(TurnkeeperError) {
-        try write("DELETE FROM turn_secret WHERE realm = ?1 AND value = ?2", secret, what: "remove")
     }
 
     /// One statement binding (realm, secret), in WAL mode so coturn's readers never meet the write lock.
@@ -73,8 +86,7 @@ public struct CoturnSQLiteStore: Sendable {
         try database.query("PRAGMA journal_mode=WAL", []) { _ in }
     }
 
-    /// The journal mode coturn's readers meet: "wal" once turnkeeper has written.
-    public func journalMode() throws(TurnkeeperError) -> String {
+    private func readJournalMode() throws(TurnkeeperError) -> String {
         try withDatabase { (database) throws(TurnkeeperError) in
             var mode = ""
             try database.query("PRAGMA journal_mode", []) { mode = $0 }

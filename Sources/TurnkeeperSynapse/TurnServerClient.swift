@@ -33,7 +33,7 @@ public enum TurnServerClient {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let result = first else {
-                throw TurnkeeperError(.checkFailed, "\(homeserver) did not answer /voip/turnServer within \(timeout).")
+                throw TurnkeeperError(.synapseUnreachable, "\(homeserver) did not answer /voip/turnServer within \(timeout).")
             }
             return result
         }
@@ -53,18 +53,18 @@ public enum TurnServerClient {
                 default: "Check the homeserver URL (it is the client API's base, e.g. https://matrix.example.org)."
                 }
             throw TurnkeeperError(
-                .checkFailed, "\(homeserver) answered /voip/turnServer with \(status.code) \(code). \(advice)")
+                .synapseUnreachable, "\(homeserver) answered /voip/turnServer with \(status.code) \(code). \(advice)")
         }
         guard let object else {
             throw TurnkeeperError(
-                .checkFailed, "\(homeserver) answered /voip/turnServer with something that is not a JSON object.")
+                .synapseUnreachable, "\(homeserver) answered /voip/turnServer with something that is not a JSON object.")
         }
         if object.isEmpty { return .empty }
         guard let username = object["username"] as? String, let password = object["password"] as? String,
             let uris = object["uris"] as? [String]
         else {
             throw TurnkeeperError(
-                .checkFailed, "\(homeserver)'s /voip/turnServer answer lacks username, password or uris.")
+                .synapseUnreachable, "\(homeserver)'s /voip/turnServer answer lacks username, password or uris.")
         }
         let ttl = (object["ttl"] as? NSNumber)?.int64Value ?? 0
         return .credentials(TurnServerResponse(username: username, password: password, ttl: ttl, uris: uris))
@@ -137,7 +137,7 @@ public enum TurnServerClient {
                     body += buffer.readableBytesView
                     // A /voip/turnServer answer is a few hundred bytes; a flood is not a homeserver.
                     guard body.count <= 1_048_576 else {
-                        throw TurnkeeperError(.checkFailed, "\(url.host) sent more than 1 MiB for /voip/turnServer.")
+                        throw TurnkeeperError(.synapseUnreachable, "\(url.host) sent more than 1 MiB for /voip/turnServer.")
                     }
                 case .end:
                     return (status, body)

@@ -41,7 +41,7 @@ struct Turnkeeper: AsyncParsableCommand {
             }
         } catch let error as TurnkeeperError {
             Console.error(error.reason)
-            Glibc.exit(error.code.exitStatus)
+            Glibc.exit(exitStatus(for: error.code))
         } catch {
             let code = exitCode(for: error)
             if code == .success {
@@ -75,5 +75,14 @@ enum Console {
                 offset += written
             }
         }
+    }
+}
+
+/// 0 ok, 1 something was tried and failed (a check, a store, a restart, a lock held), 2 usage or
+/// configuration: nothing was tried.
+func exitStatus(for code: TurnkeeperError.Code) -> Int32 {
+    switch code {
+    case .invalidArgument, .unreadableFile, .invalidSecret, .invalidConfiguration, .unwritableFile, .cryptoFailure: 2
+    default: 1
     }
 }

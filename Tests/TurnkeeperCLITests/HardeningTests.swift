@@ -4,6 +4,7 @@ import TestSupport
 import Testing
 import TurnkeeperCredentials
 import TurnkeeperStores
+import TurnkeeperSynapse
 
 /// turnkeeper as root against careless and hostile files (issue 11): each test is a real mistake or attack on the
 /// real binary, with a real coturn and a Synapse configuration directory. Synapse itself is not started: its
@@ -93,9 +94,9 @@ struct HardeningTests {
         }
 
         /// Every secret turnkeeper knows of now, its own generated ones included.
-        func allSecrets() throws -> [String] {
+        func allSecrets() async throws -> [String] {
             var all = secrets
-            if let database = try? CoturnSQLiteStore(path: coturn.userDatabase, realm: coturn.realm).secrets() {
+            if let database = try? await CoturnSQLiteStore(path: coturn.userDatabase, realm: coturn.realm).secrets() {
                 all += database.map(Self.text)
             }
             return all
@@ -104,7 +105,7 @@ struct HardeningTests {
         /// Where a secret must never be: the given outputs, the restart recorder's log (argv, environment), and
         /// every file under the test directory that is not a secret store (state.json, the managed file and
         /// coturn's database hold secrets by design).
-        func leaks(in outputs: [String]) throws -> [String] {
+        func leaks(in outputs: [String]) async throws -> [String] {
             var places = outputs
             places.append((try? String(contentsOfFile: restartLog, encoding: .utf8)) ?? "")
             // Every other file under the deployment: only the stores hold secrets by design.
@@ -118,7 +119,7 @@ struct HardeningTests {
                     }
                 }
             }
-            let secrets = try allSecrets()
+            let secrets = try await allSecrets()
             return secrets.flatMap { secret in places.filter { $0.contains(secret) }.map { String($0.prefix(200)) } }
         }
 
@@ -142,7 +143,7 @@ struct HardeningTests {
     }
 
     @Test("A repeated key: Synapse's loader takes the last value, so does turnkeeper, and nothing is printed of it")
-    func repeatedKeys() throws {
+    func repeatedKeys() async throws {
         var deployment = try Deployment()
         defer { deployment.stop() }
         let last = Deployment.text(try TurnSecret.generate())
@@ -155,12 +156,13 @@ struct HardeningTests {
         let rotate = try deployment.run(["rotate"])
         #expect(rotate.status == 0, "\(rotate)")
         // Adopted: the last value, which coturn now accepts; the first never reached coturn.
-        let accepted = try CoturnSQLiteStore(path: deployment.coturn.userDatabase, realm: deployment.coturn.realm)
-            .secrets().map(Deployment.text)
+        let accepted = try await CoturnSQLiteStore(
+            path: deployment.coturn.userDatabase, realm: deployment.coturn.realm
+        ).secrets().map(Deployment.text)
         #expect(accepted.contains(last) && !accepted.contains(deployment.turnSecret))
         let probe = try TurnkeeperBinary.run(["probe", "--synapse-config", deployment.homeserver])
         #expect(
-            try deployment.leaks(in: [
+            try await deployment.leaks(in: [
                 check.stdout, check.stderr, rotate.stdout, rotate.stderr, probe.stdout, probe.stderr,
             ]).isEmpty)
     }
@@ -176,7 +178,7 @@ struct HardeningTests {
             ("an alias bomb", Self.aliasBomb(depth: 9), false),
         ]
     )
-    func brokenSynapseFiles(what: String, text: String, synapseRefuses: Bool) throws {
+    func brokenSynapseFiles(what: String, text: String, synapseRefuses: Bool) async throws {
         let deployment = try Deployment()
         defer { deployment.stop() }
         var bytes = Array(text.replacingOccurrences(of: "SECRET", with: deployment.turnSecret).utf8)
@@ -202,7 +204,7 @@ struct HardeningTests {
         let probe = try TurnkeeperBinary.run(["probe", "--synapse-config", deployment.homeserver, deployment.confD])
         #expect(probe.status == 2, "\(probe)")
         outputs += [probe.stdout, probe.stderr]
-        #expect(try deployment.leaks(in: outputs).isEmpty, "\(what)")
+        #expect(try await deployment.leaks(in: outputs).isEmpty, "\(what)")
         #expect(deployment.restarts == 0)
         #expect(!FileManager.default.fileExists(atPath: deployment.managedFile))
     }
@@ -218,7 +220,7 @@ struct HardeningTests {
     }
 
     @Test("A later conf.d file that overrides or nulls the secret stops the rotation before step 1: no restart")
-    func overrideStopsBeforeStepOne() throws {
+    func overrideStopsBeforeStepOne() async throws {
         let deployment = try Deployment()
         defer { deployment.stop() }
         for override in ["turn_shared_secret: \"\(deployment.secrets[1])\"\n", "turn_shared_secret: null\n"] {
@@ -227,7 +229,7 @@ struct HardeningTests {
             #expect(rotate.status == 2, "\(rotate)")
             #expect(rotate.stderr.contains("99-override.yaml sets turn_shared_secret"), "\(rotate.stderr)")
             #expect(!rotate.stdout.contains("step 1"))
-            #expect(try deployment.leaks(in: [rotate.stdout, rotate.stderr]).isEmpty)
+            #expect(try await deployment.leaks(in: [rotate.stdout, rotate.stderr]).isEmpty)
         }
         // A managed file Synapse would never read.
         try FileManager.default.removeItem(atPath: deployment.directory.file("synapse/conf.d/99-override.yaml"))
@@ -242,7 +244,7 @@ struct HardeningTests {
     }
 
     @Test("Links and other users' files where turnkeeper writes are refused, and the target is never touched")
-    func linksAndOwners() throws {
+    func linksAndOwners() async throws {
         let deployment = try Deployment()
         defer { deployment.stop() }
         let decoy = try deployment.directory.write("decoy", "root's own file\n", mode: 0o600)
@@ -276,11 +278,11 @@ struct HardeningTests {
         #expect(rotate.status == 0, "\(rotate)")
         #expect(access(stale, F_OK) != 0)
         #expect(deployment.restarts == 1)
-        #expect(try deployment.leaks(in: [rotate.stdout, rotate.stderr]).isEmpty)
+        #expect(try await deployment.leaks(in: [rotate.stdout, rotate.stderr]).isEmpty)
     }
 
     @Test("An unprivileged user who may write conf.d races links in for 300 rounds: refused, the decoy intact")
-    func symlinkRace() throws {
+    func symlinkRace() async throws {
         let deployment = try Deployment()
         defer { deployment.stop() }
         chmod(deployment.directory.path, 0o755)
@@ -315,11 +317,11 @@ struct HardeningTests {
         #expect(try String(contentsOfFile: decoy, encoding: .utf8) == "root's own file\n")
         #expect(ownership(of: decoy).uid == 0 && permissions(of: decoy) & 0o777 == 0o600)
         #expect(deployment.restarts == 0)
-        #expect(try deployment.leaks(in: outputs).isEmpty)
+        #expect(try await deployment.leaks(in: outputs).isEmpty)
     }
 
     @Test("turnkeeper.yaml that another user may write is refused: it names the commands root runs")
-    func configOwnership() throws {
+    func configOwnership() async throws {
         let deployment = try Deployment()
         defer { deployment.stop() }
         chmod(deployment.config, 0o666)
@@ -358,7 +360,7 @@ struct HardeningTests {
         #expect(deployment.restarts == 3)
         daemon.signal(SIGTERM)
         #expect(daemon.process.wait(timeout: .seconds(60)) == 0)
-        #expect(try deployment.leaks(in: [daemon.log, daemon.procfsView]).isEmpty)
+        #expect(try await deployment.leaks(in: [daemon.log, daemon.procfsView]).isEmpty)
     }
 
     @Test("Alias bombs of growing depth in turnkeeper.yaml: reload refused, /healthz answers, SIGTERM stops it")
@@ -387,7 +389,7 @@ struct HardeningTests {
     }
 
     @Test("Root keys under 256 bits, or readable by others, are refused by status, check and rotate")
-    func weakRootKeys() throws {
+    func weakRootKeys() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let config = try directory.write(
@@ -419,7 +421,7 @@ struct HardeningTests {
     }
 
     @Test("In path mode, a secret file that is a link is refused and its target never written")
-    func secretFileLink() throws {
+    func secretFileLink() async throws {
         let deployment = try Deployment()
         defer { deployment.stop() }
         let decoy = try deployment.directory.write("decoy", "root's own file\n", mode: 0o600)

@@ -56,7 +56,7 @@ struct RotationBadInputTests {
     }
 
     @Test("Malformed YAML in Synapse's config: exit 2 naming file and line; coturn, Synapse and state untouched")
-    func malformedHomeserver() throws {
+    func malformedHomeserver() async throws {
         let setup = try Self.setup()
         defer { setup.stop() }
         try setup.directory.write("synapse/conf.d/50-broken.yaml", "turn_uris: [\"turn:a\"\nx: 1\n")
@@ -65,11 +65,11 @@ struct RotationBadInputTests {
         #expect(output.stderr.contains("50-broken.yaml") && output.stderr.contains("line"))
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
         #expect(!FileManager.default.fileExists(atPath: setup.stateFile))
-        #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+        #expect(try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
     }
 
     @Test("A state file that exists but cannot be read stops the rotation; it is never silently replaced")
-    func unreadableState() throws {
+    func unreadableState() async throws {
         let setup = try Self.setup()
         defer { setup.stop() }
         // As root no permission keeps us out, so a directory stands where state.json should be.
@@ -80,12 +80,12 @@ struct RotationBadInputTests {
         var isDirectory: ObjCBool = false
         #expect(
             FileManager.default.fileExists(atPath: setup.stateFile, isDirectory: &isDirectory) && isDirectory.boolValue)
-        #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+        #expect(try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
     }
 
     @Test("A realm coturn does not serve: verification fails, the new secret is taken out again, Synapse is untouched")
-    func realmMismatch() throws {
+    func realmMismatch() async throws {
         let setup = try Self.setup()
         defer { setup.stop() }
         let wrongRealm = "not-\(setup.coturn.realm)"
@@ -93,7 +93,7 @@ struct RotationBadInputTests {
         #expect(output.status == 1, "\(output)")
         #expect(output.stderr.contains("coturn did not grant an allocation with the new secret"))
         // Only the adopted secret stays in the database; the new one was removed; Synapse's files are as they were.
-        #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: wrongRealm).secrets() == [setup.secret])
+        #expect(try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: wrongRealm).secrets() == [setup.secret])
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
         let status = try TurnkeeperBinary.run(["status", "--config", try setup.config(realm: wrongRealm)])
         #expect(status.stdout.contains("phase:          idle"))
@@ -102,7 +102,7 @@ struct RotationBadInputTests {
     }
 
     @Test("coturn's database locked by another process: a bounded wait, a clear error, nothing half-written")
-    func lockedDatabase() throws {
+    func lockedDatabase() async throws {
         let setup = try Self.setup()
         defer { setup.stop() }
         let holder = try SQLiteLockHolder(database: setup.coturn.userDatabase, in: setup.directory)
@@ -112,7 +112,7 @@ struct RotationBadInputTests {
         #expect(holder.release() == 0)
         #expect(!FileManager.default.fileExists(atPath: setup.stateFile))
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
-        #expect(try CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+        #expect(try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
     }
 }
 
@@ -121,7 +121,7 @@ struct RotationBadInputTests {
 @Suite("turnkeeper rotate with the config-file store")
 struct ConfigStoreRotationTests {
     @Test("Old and new secrets are in turnserver.conf and accepted by the restarted coturn; Synapse switches")
-    func configStore() throws {
+    func configStore() async throws {
         let original = try TurnSecret.generate()
         let text = original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         var options = CoturnServer.Options()

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import TestSupport
 import Testing
+import TurnkeeperConfiguration
 import TurnkeeperProbe
 import TurnkeeperRotation
 
@@ -9,18 +10,15 @@ import TurnkeeperRotation
 
 @Suite("Health listener, metrics and status line")
 struct HealthAndMetricsTests {
-    static func configuration() throws -> Configuration {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let path = try directory.write(
-            "turnkeeper.yaml",
-            "synapse: {config: [/nonexistent], group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:127.0.0.1:9\"}\n")
-        return try Configuration.load(path)
+    static func configuration() -> Configuration {
+        Configuration(
+            synapse: .init(configPaths: ["/nonexistent"], group: "nogroup"),
+            coturn: .init(realm: "r", verifyURI: "turn:127.0.0.1:9"))
     }
 
     @Test("Routes: /healthz, /readyz (503 with reasons until ready), /metrics, 404, 405; a silent client is cut off")
     func routes() async throws {
-        let state = DaemonState(configuration: try Self.configuration(), notifier: SystemdNotifier(environment: [:]))
+        let state = DaemonState(configuration: Self.configuration(), notifier: SystemdNotifier(environment: [:]))
         let metrics = DaemonMetrics()
         // A short head timeout for the silent client; real requests have the usual 10 s to be answered, so a
         // loaded machine cannot cut them off.
@@ -114,7 +112,7 @@ struct HealthAndMetricsTests {
     @Test("The metrics parse with prometheus_client and say what the state says")
     func metrics() throws {
         let metrics = DaemonMetrics()
-        var snapshot = DaemonState.Snapshot(configuration: try Self.configuration())
+        var snapshot = DaemonState.Snapshot(configuration: Self.configuration())
         snapshot.rotation = RotationStatus(
             phase: "idle", retiring: [.init(fingerprint: "a", retiresAt: 2000)], lastRotation: 1000,
             nextRotationDue: 1000 + 604_800)
@@ -153,7 +151,7 @@ struct HealthAndMetricsTests {
 
     @Test("The STATUS line reads as a sentence about phase, schedule, age and probe")
     func statusLine() throws {
-        var snapshot = DaemonState.Snapshot(configuration: try Self.configuration())
+        var snapshot = DaemonState.Snapshot(configuration: Self.configuration())
         snapshot.rotation = RotationStatus(phase: "idle", currentAgeSeconds: 3700)
         snapshot.nextAction = 0
         snapshot.probeSteps = [.init(uri: "a", step: "binding", passed: true, seconds: 0)]

@@ -29,25 +29,25 @@ struct CoturnSQLiteStoreTests {
         let store = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm)
         let old = try TurnSecret.generate()
         let new = try TurnSecret.generate()
-        #expect(try store.secrets().isEmpty)
+        #expect(try await store.secrets().isEmpty)
         #expect(try await !coturnAccepts(old, server))
 
-        try store.add(old)
-        try store.add(old)  // idempotent
-        #expect(try store.secrets() == [old])
+        try await store.add(old)
+        try await store.add(old)  // idempotent
+        #expect(try await store.secrets() == [old])
         #expect(try await coturnAccepts(old, server))
 
-        try store.add(new)
-        #expect(Set(try store.secrets().map(\.fingerprint)) == [old.fingerprint, new.fingerprint])
+        try await store.add(new)
+        #expect(Set(try await store.secrets().map(\.fingerprint)) == [old.fingerprint, new.fingerprint])
         #expect(try await coturnAccepts(old, server))
         #expect(try await coturnAccepts(new, server))
 
-        try store.remove(old)
-        try store.remove(old)  // idempotent
-        #expect(try store.secrets() == [new])
+        try await store.remove(old)
+        try await store.remove(old)  // idempotent
+        #expect(try await store.secrets() == [new])
         #expect(try await !coturnAccepts(old, server))
         #expect(try await coturnAccepts(new, server))
-        #expect(try store.realmsWithSecrets() == [server.realm])
+        #expect(try await store.realmsWithSecrets() == [server.realm])
     }
 
     @Test("Rows under another realm are not this store's, and coturn ignores them too")
@@ -56,14 +56,14 @@ struct CoturnSQLiteStoreTests {
         defer { server.stop() }
         let wrongRealm = CoturnSQLiteStore(path: server.userDatabase, realm: "not-\(server.realm)")
         let secret = try TurnSecret.generate()
-        try wrongRealm.add(secret)
-        #expect(try CoturnSQLiteStore(path: server.userDatabase, realm: server.realm).secrets().isEmpty)
-        #expect(try wrongRealm.realmsWithSecrets() == ["not-\(server.realm)"])
+        try await wrongRealm.add(secret)
+        #expect(try await CoturnSQLiteStore(path: server.userDatabase, realm: server.realm).secrets().isEmpty)
+        #expect(try await wrongRealm.realmsWithSecrets() == ["not-\(server.realm)"])
         #expect(try await !coturnAccepts(secret, server))
     }
 
     @Test("A database locked by another process: a bounded wait, then a clear error, and nothing written")
-    func locked() throws {
+    func locked() async throws {
         let server = try CoturnServer(secrets: [])
         defer { server.stop() }
         let directory = try TemporaryDirectory()
@@ -72,8 +72,8 @@ struct CoturnSQLiteStoreTests {
 
         let store = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm, busyTimeoutMilliseconds: 300)
         let secret = try TurnSecret.generate()
-        #expect {
-            try store.add(secret)
+        await #expect {
+            try await store.add(secret)
         } throws: { error in
             let reason = (error as? TurnkeeperError)?.reason ?? ""
             return reason.contains("locked") && reason.contains("nothing was written")
@@ -81,16 +81,16 @@ struct CoturnSQLiteStoreTests {
                     secret.withExposedBytes { String(decoding: $0, as: UTF8.self) })
         }
         #expect(holder.release() == 0)
-        #expect(try store.secrets().isEmpty)
+        #expect(try await store.secrets().isEmpty)
     }
 
     @Test("A missing file and a database that is not coturn's are named as such; no file is created")
-    func wrongFiles() throws {
+    func wrongFiles() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let missing = directory.file("no-such-db")
-        #expect {
-            try CoturnSQLiteStore(path: missing, realm: "r").secrets()
+        await #expect {
+            try await CoturnSQLiteStore(path: missing, realm: "r").secrets()
         } throws: { error in
             ((error as? TurnkeeperError)?.reason ?? "").contains("userdb=")
         }
@@ -99,8 +99,8 @@ struct CoturnSQLiteStoreTests {
         let other = directory.file("other.db")
         _ = try ProcessRunner.run(
             sqlite, ["-c", "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('CREATE TABLE t (x)')", other])
-        #expect {
-            try CoturnSQLiteStore(path: other, realm: "r").add(TurnSecret.generate())
+        await #expect {
+            try await CoturnSQLiteStore(path: other, realm: "r").add(TurnSecret.generate())
         } throws: { error in
             ((error as? TurnkeeperError)?.reason ?? "").contains("no turn_secret table")
         }
@@ -112,8 +112,8 @@ struct CoturnSQLiteStoreTests {
         defer { server.stop() }
         let store = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm)
         let secret = try TurnSecret.generate()
-        try store.add(secret)
-        #expect(try store.journalMode() == "wal")
+        try await store.add(secret)
+        #expect(try await store.journalMode() == "wal")
         // coturn's open connections notice the switch from the rollback journal on their next read; the steady
         // state, a WAL database being written, is what is measured.
         #expect(try await coturnAccepts(secret, server))
@@ -121,18 +121,16 @@ struct CoturnSQLiteStoreTests {
         // A writer adding and removing another secret as fast as it can, for at most 20 s or 20,000 rounds.
         let stop = Flag()
         let rounds = Task.detached {
-            try await runOffPool {
-                let other = try TurnSecret.generate()
-                let writer = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm)
-                let end = Date().addingTimeInterval(20)
-                var count = 0
-                while !stop.isSet && Date() < end && count < 20_000 {
-                    try writer.add(other)
-                    try writer.remove(other)
-                    count += 1
-                }
-                return count
+            let other = try TurnSecret.generate()
+            let writer = CoturnSQLiteStore(path: server.userDatabase, realm: server.realm)
+            let end = Date().addingTimeInterval(20)
+            var count = 0
+            while !stop.isSet && Date() < end && count < 20_000 {
+                try await writer.add(other)
+                try await writer.remove(other)
+                count += 1
             }
+            return count
         }
         var refused = 0
         for _ in 0..<40 {
@@ -146,7 +144,7 @@ struct CoturnSQLiteStoreTests {
     }
 
     @Test("Written by root, the -wal and -shm files keep the database owner's user, so coturn can open them")
-    func walOwnership() throws {
+    func walOwnership() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let database = directory.file("turndb")
@@ -155,11 +153,11 @@ struct CoturnSQLiteStoreTests {
         chown(directory.path, nobody, gid_t(UInt32.max))
         chown(database, nobody, gid_t(UInt32.max))
         let store = CoturnSQLiteStore(path: database, realm: "r")
-        try store.add(try TurnSecret.generate())
+        try await store.add(try TurnSecret.generate())
         // SQLite keeps the -wal file while a connection may still use it; the -shm always exists in WAL mode.
         for suffix in ["-shm"] where FileManager.default.fileExists(atPath: database + suffix) {
             #expect(ownership(of: database + suffix).uid == nobody, "\(suffix) is not owned by the database's owner")
         }
-        #expect(try store.journalMode() == "wal")
+        #expect(try await store.journalMode() == "wal")
     }
 }

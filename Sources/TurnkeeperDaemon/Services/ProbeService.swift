@@ -6,6 +6,8 @@ import TurnkeeperProbe
 import TurnkeeperRotation
 import TurnkeeperSynapse
 import TurnkeeperTURNClient
+import TurnkeeperConfiguration
+import TurnkeeperStores
 
 /// Probes the TURN URIs every daemon.probe_interval (and right after a rotation) with credentials minted
 /// from the current secret, and keeps the last result per URI and step for /readyz, /metrics and STATUS.
@@ -41,10 +43,8 @@ struct ProbeService: Service {
         var credentials: TURNCredentials?
         var expiry: Int64?
         do {
-            let current =
-                configuration.role == .single
-                ? try Rotator(configuration: configuration, say: { _ in }).currentSecret()
-                : try EpochRotator(configuration: configuration, say: { _ in }, now: RotationClock.now).currentSecret()
+            let current = try await makeRotation(configuration, environment: .init(now: RotationClock.now, say: { _ in }))
+                .currentSecret()
             if let secret = current {
                 let credential = try CredentialMinter(secret: secret).credential(
                     user: "@turnkeeper-probe:\(configuration.coturn.realm)", expiry: now + 300)

@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import Synchronization
+import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperRotation
 
@@ -46,67 +47,72 @@ struct RotationService: Service {
         var syncedEpoch: Int64?
         while !stopping {
             let configuration = state.configuration
-            if configuration.role != .single {
-                syncedEpoch = await derivedRound(configuration, syncedEpoch: syncedEpoch)
-                continue
-            }
-            let rotator = makeRotator(configuration)
+            let rotation = makeRotation(configuration)
             let status: RotationStatus
             do {
-                status = try rotator.status()
+                status = try await rotation.status()
             } catch {
-                failed("cannot read the rotation state: \(describe(error))", store: "state")
+                let what =
+                    rotation.schedule == .epochs
+                    ? "cannot derive this epoch's secret" : "cannot read the rotation state"
+                failed("\(what): \(describe(error))", store: "state")
                 await alarm.sleep(for: .seconds(backoffDelay(configuration)))
                 continue
             }
-            let snapshot = state.current
-            let schedule = RotationSchedule(
-                interval: configuration.rotation.interval.seconds,
-                backoff: Backoff(
-                    initial: configuration.daemon.retryInitial.seconds, maximum: configuration.daemon.retryMax.seconds)
-            )
-            let action = schedule.next(
-                status: status, now: now(), failures: snapshot.failures, lastFailure: snapshot.lastFailure)
-            state.update {
-                $0.rotation = status
-                $0.nextAction = action.at
+            switch rotation.schedule {
+            case .epochs:
+                syncedEpoch = await epochRound(rotation, status: status, syncedEpoch: syncedEpoch)
+            case .interval:
+                await intervalRound(rotation, status: status, configuration: configuration)
             }
-            metrics.record(state: state.current, now: now())
-            let wait = action.at - now()
-            if wait > 0 {
-                // Capped at an hour so that a step of the wall clock (NTP, a resumed VM) is noticed.
-                await alarm.sleep(for: .seconds(min(wait, 3600)))
-                continue
-            }
-            await perform(action, rotator: rotator)
         }
         logger.info("rotation service stopped")
     }
 
-    /// Two hosts, derived secrets: act once per epoch (at its start, on this host's clock), retrying with backoff.
-    private func derivedRound(_ configuration: Configuration, syncedEpoch: Int64?) async -> Int64? {
-        let logger = logger
-        let epochs = EpochRotator(configuration: configuration, say: { logger.info("\($0)") }, now: now)
-        let schedule: (epoch: Int64, next: Int64)
-        do {
-            schedule = try epochs.schedule()
-        } catch {
-            failed("cannot derive this epoch's secret: \(describe(error))", store: "state")
-            await alarm.sleep(for: .seconds(backoffDelay(configuration)))
-            return syncedEpoch
+    /// Random secrets: rotate on the interval, finish what is in flight, retire what is due.
+    private func intervalRound(_ rotation: any SecretRotation, status: RotationStatus, configuration: Configuration)
+        async
+    {
+        let snapshot = state.current
+        let schedule = RotationSchedule(
+            interval: configuration.rotation.interval.seconds,
+            backoff: Backoff(
+                initial: configuration.daemon.retryInitial.seconds, maximum: configuration.daemon.retryMax.seconds)
+        )
+        let action = schedule.next(
+            status: status, now: now(), failures: snapshot.failures, lastFailure: snapshot.lastFailure)
+        state.update {
+            $0.rotation = status
+            $0.nextAction = action.at
         }
-        if syncedEpoch == schedule.epoch {
+        metrics.record(state: state.current, now: now())
+        let wait = action.at - now()
+        if wait > 0 {
+            // Capped at an hour so that a step of the wall clock (NTP, a resumed VM) is noticed.
+            await alarm.sleep(for: .seconds(min(wait, 3600)))
+            return
+        }
+        await perform(action, rotation: rotation)
+    }
+
+    /// Two hosts, derived secrets: act once per epoch (at its start, on this host's clock), retrying with backoff.
+    private func epochRound(_ rotation: any SecretRotation, status: RotationStatus, syncedEpoch: Int64?) async
+        -> Int64?
+    {
+        let epoch = status.epoch ?? 0
+        let next = status.nextRotationDue ?? now() + 3600
+        if syncedEpoch == epoch {
             state.update {
-                $0.rotation = try? epochs.status()
-                $0.nextAction = schedule.next
+                $0.rotation = status
+                $0.nextAction = next
             }
             metrics.record(state: state.current, now: now())
-            await alarm.sleep(for: .seconds(max(1, min(schedule.next - now(), 3600))))
+            await alarm.sleep(for: .seconds(max(1, min(next - now(), 3600))))
             return syncedEpoch
         }
         let snapshot = state.current
         if snapshot.failures > 0, let last = snapshot.lastFailure {
-            let retry = last + backoffDelay(configuration)
+            let retry = last + backoffDelay(snapshot.configuration)
             if retry > now() {
                 state.update { $0.nextAction = retry }
                 await alarm.sleep(for: .seconds(min(retry - now(), 3600)))
@@ -115,22 +121,22 @@ struct RotationService: Service {
         }
         state.update { $0.rotating = true }
         do {
-            try await epochs.sync()
-            succeeded(status: try? epochs.status(), next: schedule.next)
+            try await rotation.rotate(.rotate)
+            succeeded(status: try? await rotation.status(), next: next)
             probeAlarm.wake()
-            return schedule.epoch
+            return epoch
         } catch {
             runFailed(error)
             return syncedEpoch
         }
     }
 
-    private func perform(_ action: RotationSchedule.Action, rotator: Rotator) async {
+    private func perform(_ action: RotationSchedule.Action, rotation: any SecretRotation) async {
         state.update { $0.rotating = true }
         logger.info(action.rotate ? "rotation due: starting" : "finishing a rotation or retiring what is due")
         do {
-            try await rotator.rotate(resumeOnly: !action.rotate)
-            succeeded(status: try? rotator.status(), next: nil)
+            try await rotation.rotate(action.rotate ? .rotate : .resume)
+            succeeded(status: try? await rotation.status(), next: nil)
             if action.rotate { probeAlarm.wake() }
         } catch let stopped as RotationStopped {
             metrics.rotations(DaemonMetrics.RotationResult.stopped).increment()
@@ -176,17 +182,15 @@ struct RotationService: Service {
             .delay(afterFailures: max(1, state.current.failures))
     }
 
-    private func makeRotator(_ configuration: Configuration) -> Rotator {
+    private func makeRotation(_ configuration: Configuration) -> any SecretRotation {
         let logger = logger
         let stopRequested = stopRequested
         // Retries come by themselves: one failure must not restart Synapse again and again.
-        return Rotator(
-            configuration: configuration,
-            say: { logger.info("\($0)") },
-            now: now,
-            shouldStop: { stopRequested.isSet },
-            restartAgain: .whenConfigurationChanged
-        )
+        return TurnkeeperRotation.makeRotation(
+            configuration,
+            environment: RotationEnvironment(
+                now: now, say: { logger.info("\($0)") }, shouldStop: { stopRequested.isSet },
+                synapseRestarts: .whenConfigurationChanged))
     }
 }
 

@@ -3,6 +3,8 @@ import ServiceLifecycle
 import TurnkeeperCore
 import TurnkeeperRotation
 import UnixSignals
+import TurnkeeperConfiguration
+import TurnkeeperStores
 
 /// Pings systemd's watchdog at half of WATCHDOG_USEC from the same task pool the services run on, so a
 /// wedged pool stops the pings and systemd restarts us. Shut down last, so pings go on while a rotation

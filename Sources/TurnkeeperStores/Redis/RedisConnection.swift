@@ -67,7 +67,7 @@ public final class RedisConnection {
                 }
         } catch {
             throw TurnkeeperError(
-                .checkFailed,
+                .storeUnreachable,
                 "cannot reach coturn's \(endpoint.name) (\(error)). coturn reads secrets from it on every login, "
                     + "so every TURN login fails while it is down: start it, and run it highly available.")
         }
@@ -109,7 +109,7 @@ public final class RedisConnection {
         if case .error(let message) = try await run(arguments) {
             // Redis's AUTH errors never echo the password.
             throw TurnkeeperError(
-                .checkFailed,
+                .storeUnreachable,
                 "\(endpoint.name) refused \(what): \(ServerText.escaped(message)). Check coturn.redis in turnkeeper.yaml."
             )
         }
@@ -131,11 +131,11 @@ public final class RedisConnection {
             case .reply(let value): return value
             case .timeout(let expired) where expired == id:
                 throw TurnkeeperError(
-                    .checkFailed, "\(endpoint.name) did not answer \(arguments.first ?? "") within \(timeout)")
+                    .storeUnreachable, "\(endpoint.name) did not answer \(arguments.first ?? "") within \(timeout)")
             case .timeout: continue  // an earlier command's timer, already answered
-            case .failed(let reason): throw TurnkeeperError(.checkFailed, "\(endpoint.name) \(reason)")
+            case .failed(let reason): throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) \(reason)")
             }
         }
-        throw TurnkeeperError(.checkFailed, "\(endpoint.name) closed the connection")
+        throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) closed the connection")
     }
 }

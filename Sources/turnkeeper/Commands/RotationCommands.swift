@@ -1,14 +1,20 @@
 import ArgumentParser
 import Foundation
+import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperRotation
+import TurnkeeperStores
 
 /// `--config`, shared by the commands that act on turnkeeper.yaml.
 struct ConfigurationOptions: ParsableArguments {
     @Option(name: .customLong("config"), help: ArgumentHelp("turnkeeper's configuration file.", valueName: "file"))
     var path = Configuration.defaultPath
 
-    func load() throws -> Configuration { try Configuration.load(path) }
+    /// Off the cooperative pool: reading and parsing a file blocks.
+    func load() async throws -> Configuration {
+        let path = path
+        return try await Blocking.run { try Configuration.load(path) }
+    }
 }
 
 struct RotateCommand: AsyncParsableCommand {
@@ -41,18 +47,13 @@ struct RotateCommand: AsyncParsableCommand {
     var resume = false
 
     func run() async throws {
-        let configuration = try options.load()
-        if configuration.role != .single {
-            // Two hosts with derived secrets: bring this one in line with the current epoch.
-            try await EpochRotator(configuration: configuration, say: { print($0) }, now: RotationClock.now).sync()
-            return
-        }
-        let rotator = Rotator(configuration: configuration, say: { print($0) }, now: RotationClock.now)
-        try await rotator.rotate(resumeOnly: resume)
+        // Two hosts with derived secrets: either way, this one is brought in line with the current epoch.
+        try await makeRotation(try await options.load(), environment: .init(now: RotationClock.now, say: { print($0) }))
+            .rotate(resume ? .resume : .rotate)
     }
 }
 
-struct StatusCommand: ParsableCommand {
+struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show the rotation's phase, the secrets by fingerprint, and what is due when."
@@ -63,12 +64,10 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
-    func run() throws {
-        let configuration = try options.load()
-        let status =
-            configuration.role == .single
-            ? try Rotator(configuration: configuration, say: { _ in }).status()
-            : try EpochRotator(configuration: configuration, say: { _ in }, now: RotationClock.now).status()
+    func run() async throws {
+        let status = try await makeRotation(
+            try await options.load(), environment: .init(now: RotationClock.now, say: { _ in })
+        ).status()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -111,7 +110,7 @@ struct CheckCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let findings = try await Checker(configuration: try options.load()).run()
+        let findings = try await Checker(configuration: try await options.load()).run()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

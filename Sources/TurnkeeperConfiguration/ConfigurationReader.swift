@@ -1,8 +1,7 @@
 import Glibc
 public import TurnkeeperCore
-public import TurnkeeperCredentials
+import TurnkeeperCredentials
 import TurnkeeperProbe
-import TurnkeeperStores
 import TurnkeeperYAML
 
 extension Configuration {
@@ -63,71 +62,83 @@ private struct ConfigurationReader {
 
     func configuration(_ root: YAMLNode) throws(TurnkeeperError) -> Configuration {
         try checkKeys(root, section: "")
-        let roleText = try string(root, "role", default: "single")
-        guard let role = Configuration.Role(rawValue: roleText) else {
-            throw error(root["role"], "role must be single, turn or synapse")
-        }
-        // The TURN host of a two-host setup has no Synapse to manage.
-        let synapse = role == .turn ? try optionalSection(root, "synapse") : try section(root, "synapse")
-        let coturn = try section(root, "coturn")
         let rotation = try optionalSection(root, "rotation")
-        let daemon = try optionalSection(root, "daemon")
-
-        let mode = try string(rotation, "mode", default: role == .single ? "random" : "derived")
-        guard mode == (role == .single ? "random" : "derived") else {
-            throw error(
-                rotation?["mode"],
-                role == .single
-                    ? "rotation.mode derived needs role turn or synapse; a single host keeps random secrets"
-                    : "role \(roleText) derives its secrets, so rotation.mode must be derived")
-        }
-        var derivation: Configuration.Derivation?
-        if role != .single {
-            guard let keyFile = try optionalString(rotation, "root_key_file") else {
-                throw error(rotation ?? root, "role \(roleText) needs rotation.root_key_file, the key both hosts share")
-            }
-            derivation = Configuration.Derivation(
-                rootKeyFile: keyFile,
-                previousRootKeyFile: try optionalString(rotation, "previous_root_key_file"),
-                epoch: try duration(rotation, "epoch", default: "1d"))
-        }
-
+        let role = try roleSection(root, rotation: rotation)
+        // The TURN host of a two-host setup has no Synapse to manage.
+        let synapse = role.managesSynapse ? try section(root, "synapse") : try optionalSection(root, "synapse")
         let configuration = Configuration(
             role: role,
-            derivation: derivation,
             synapse: try synapseSection(synapse, role: role),
-            coturn: try coturnSection(coturn),
-            rotation: Configuration.Rotation(
-                interval: try duration(rotation, "interval", default: "7d"),
-                margin: try duration(rotation, "margin", default: "10m"),
-                stateDirectory: try path(rotation, "state_directory", default: "/var/lib/turnkeeper")
-            ),
-            daemon: try daemonSection(daemon),
+            coturn: try coturnSection(try section(root, "coturn")),
+            rotation: try rotationSection(rotation),
+            daemon: try daemonSection(try optionalSection(root, "daemon")),
             path: path
         )
         try checkSchedule(configuration, rotation: rotation, synapse: synapse)
         return configuration
     }
 
+    /// `role` with rotation.mode and the derivation it needs.
+    private func roleSection(_ root: YAMLNode, rotation: YAMLNode?) throws(TurnkeeperError) -> Configuration.Role {
+        let roleText = try string(root, "role", default: "single")
+        guard ["single", "turn", "synapse"].contains(roleText) else {
+            throw error(root["role"], "role must be single, turn or synapse")
+        }
+        let single = roleText == "single"
+        let mode = try string(rotation, "mode", default: single ? "random" : "derived")
+        guard mode == (single ? "random" : "derived") else {
+            throw error(
+                rotation?["mode"],
+                single
+                    ? "rotation.mode derived needs role turn or synapse; a single host keeps random secrets"
+                    : "role \(roleText) derives its secrets, so rotation.mode must be derived")
+        }
+        if single {
+            for key in ["root_key_file", "previous_root_key_file", "epoch"] where rotation?[key] != nil {
+                throw error(rotation?[key], "rotation.\(key) is only read by role turn or synapse (derived secrets)")
+            }
+            return .single
+        }
+        guard let keyFile = try optionalPath(rotation, "root_key_file") else {
+            throw error(rotation ?? root, "role \(roleText) needs rotation.root_key_file, the key both hosts share")
+        }
+        let derivation = Configuration.Derivation(
+            rootKeyFile: keyFile,
+            previousRootKeyFile: try optionalPath(rotation, "previous_root_key_file"),
+            epoch: try duration(rotation, "epoch", default: "1d"))
+        return roleText == "turn" ? .turnHost(derivation) : .synapseHost(derivation)
+    }
+
+    private func rotationSection(_ node: YAMLNode?) throws(TurnkeeperError) -> Configuration.Rotation {
+        Configuration.Rotation(
+            interval: try duration(node, "interval", default: "7d"),
+            margin: try duration(node, "margin", default: "10m"),
+            stateDirectory: try path(node, "state_directory", default: "/var/lib/turnkeeper")
+        )
+    }
+
     private func synapseSection(_ node: YAMLNode?, role: Configuration.Role) throws(TurnkeeperError)
         -> Configuration.Synapse
     {
         let modeText = try string(node, "mode", default: "inline")
-        guard let mode = SynapseSecretStore.Mode(rawValue: modeText) else {
+        guard modeText == "inline" || modeText == "path" else {
             throw error(node?["mode"], "synapse.mode must be inline or path")
         }
         let secretFile = try optionalPath(node, "secret_file")
-        if mode == .path && secretFile == nil {
+        let placement: Configuration.Synapse.SecretPlacement
+        switch (modeText, secretFile) {
+        case ("path", let file?): placement = .file(file)
+        case ("path", nil):
             throw error(node?["mode"], "synapse.mode is path, so synapse.secret_file must name the secret file")
-        }
-        if mode == .inline && secretFile != nil {
+        case (_, nil): placement = .inline
+        case (_, .some):
             throw error(
                 node?["secret_file"],
                 "synapse.secret_file is only read in path mode; set synapse.mode: path, or remove secret_file")
         }
         let group = try optionalString(node, "group") ?? "matrix-synapse"
         // The TURN host writes nothing for Synapse, so its group need not exist there.
-        if role != .turn && UInt32(group) == nil && getgrnam(group) == nil {
+        if role.managesSynapse && UInt32(group) == nil && getgrnam(group) == nil {
             throw error(
                 node?["group"] ?? node,
                 "synapse.group \(quoted(group)) does not exist on this host; name the group Synapse runs as "
@@ -135,8 +146,14 @@ private struct ConfigurationReader {
         }
         let homeserver = try optionalString(node, "homeserver")
         let accessTokenFile = try optionalPath(node, "access_token_file")
-        if (homeserver == nil) != (accessTokenFile == nil) {
-            throw error(node, "synapse.homeserver and synapse.access_token_file go together")
+        var apiCheck: Configuration.Synapse.APICheck?
+        switch (homeserver, accessTokenFile) {
+        case (nil, nil): break
+        case (let homeserver?, let tokenFile?):
+            apiCheck = .init(
+                homeserver: try url(homeserver, node?["homeserver"], key: "synapse.homeserver"),
+                accessTokenFile: tokenFile)
+        default: throw error(node, "synapse.homeserver and synapse.access_token_file go together")
         }
         let turnURIs = try optionalStrings(node, "turn_uris")
         for uri in turnURIs ?? [] where (try? TURNURI(uri)) == nil {
@@ -147,26 +164,18 @@ private struct ConfigurationReader {
             configPaths: try paths(
                 node, "config", default: ["/etc/matrix-synapse/homeserver.yaml", "/etc/matrix-synapse/conf.d"]),
             managedFile: try path(node, "managed_file", default: "/etc/matrix-synapse/conf.d/90-turnkeeper.yaml"),
-            mode: mode,
-            secretFile: secretFile,
+            secret: placement,
             group: group,
             restartCommand: try command(node, "restart_command", default: ["systemctl", "restart", "matrix-synapse"]),
             healthURL: try optionalURL(node, "health_url"),
             turnURIs: turnURIs,
             turnUserLifetime: try optionalDuration(node, "turn_user_lifetime"),
             turnAllowGuests: try optionalBool(node, "turn_allow_guests"),
-            homeserver: try homeserver.map { (text) throws(TurnkeeperError) in
-                try url(text, node?["homeserver"], key: "synapse.homeserver")
-            },
-            accessTokenFile: accessTokenFile
+            apiCheck: apiCheck
         )
     }
 
     private func coturnSection(_ node: YAMLNode) throws(TurnkeeperError) -> Configuration.Coturn {
-        let storeText = try string(node, "store", default: "sqlite")
-        guard let store = Configuration.Coturn.Store(rawValue: storeText) else {
-            throw error(node["store"], "coturn.store must be sqlite, config, redis or postgres")
-        }
         let realm = try requiredString(node, "realm")
         // coturn keeps realms in varchar(127) and compares them byte for byte.
         guard realm.utf8.count <= 127, realm.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
@@ -176,50 +185,63 @@ private struct ConfigurationReader {
         guard (try? TURNURI(verifyURI))?.isTURN == true else {
             throw error(node["verify_uri"], "coturn.verify_uri must be a TURN URI, \(Self.uriExample)")
         }
-        let redis = try optionalSection(node, "redis", section: "coturn.redis")
-        let postgres = try optionalSection(node, "postgres", section: "coturn.postgres")
         let configFile = try optionalPath(node, "config_file")
-        switch store {
-        case .redis where redis == nil:
-            throw error(node["store"], "coturn.store is redis, so a coturn.redis section must say where (host, port)")
-        case .postgres where postgres == nil:
-            throw error(
-                node["store"], "coturn.store is postgres, so a coturn.postgres section must say where (host, database)")
-        case .config where configFile == nil:
-            throw error(node["store"], "coturn.store is config, so coturn.config_file must name turnserver.conf")
-        default:
-            break
-        }
         return Configuration.Coturn(
-            realm: realm,
-            verifyURI: verifyURI,
-            store: store,
-            database: try path(node, "database", default: "/var/lib/turn/turndb"),
-            configFile: configFile,
-            restartCommand: try optionalCommand(node, "restart_command"),
-            restartTimeout: try duration(node, "restart_timeout", default: "30s"),
-            redis: try redis.map { (redis) throws(TurnkeeperError) in
-                Configuration.Redis(
+            realm: realm, verifyURI: verifyURI, store: try store(node, configFile: configFile), configFile: configFile)
+    }
+
+    /// coturn.store and the settings of that store; a setting of another store is refused, not ignored.
+    private func store(_ node: YAMLNode, configFile: String?) throws(TurnkeeperError) -> Configuration.Coturn.Store {
+        let name = try string(node, "store", default: "sqlite")
+        let owners = [
+            "database": "sqlite", "restart_command": "config", "restart_timeout": "config", "redis": "redis",
+            "postgres": "postgres",
+        ]
+        guard Set(owners.values).contains(name) else {
+            throw error(node["store"], "coturn.store must be sqlite, config, redis or postgres")
+        }
+        for (key, owner) in owners.sorted(by: { $0.key < $1.key }) where owner != name && node[key] != nil {
+            throw error(
+                node[key], "coturn.\(key) is only read with coturn.store: \(owner) (this one is \(name)); remove it")
+        }
+        switch name {
+        case "sqlite":
+            return .sqlite(database: try path(node, "database", default: "/var/lib/turn/turndb"))
+        case "config":
+            guard configFile != nil else {
+                throw error(node["store"], "coturn.store is config, so coturn.config_file must name turnserver.conf")
+            }
+            return .config(
+                .init(
+                    restartCommand: try command(node, "restart_command", default: ["systemctl", "restart", "coturn"]),
+                    restartTimeout: try duration(node, "restart_timeout", default: "30s")))
+        case "redis":
+            guard let redis = try optionalSection(node, "redis", section: "coturn.redis") else {
+                throw error(node["store"], "coturn.store is redis, so a coturn.redis section must say where (host, port)")
+            }
+            return .redis(
+                .init(
                     host: try hostName(redis, "host", default: "127.0.0.1"),
                     port: try port(redis, "port", default: 6379),
                     database: try integer(redis, "database", default: 0, in: 0...1_000_000),
                     username: try optionalString(redis, "username"),
                     passwordFile: try optionalPath(redis, "password_file"),
-                    timeout: try duration(redis, "timeout", default: "5s"))
-            },
-            postgres: try postgres.map { (postgres) throws(TurnkeeperError) in
-                let host = try hostName(postgres, "host", default: "127.0.0.1")
-                let loopback = ["127.0.0.1", "::1", "localhost"].contains(host)
-                return Configuration.Postgres(
-                    host: host,
+                    timeout: try duration(redis, "timeout", default: "5s")))
+        default:
+            guard let postgres = try optionalSection(node, "postgres", section: "coturn.postgres") else {
+                throw error(
+                    node["store"], "coturn.store is postgres, so a coturn.postgres section must say where (host, database)")
+            }
+            return .postgres(
+                .init(
+                    host: try hostName(postgres, "host", default: "127.0.0.1"),
                     port: try port(postgres, "port", default: 5432),
                     database: try string(postgres, "database", default: "coturn"),
                     user: try string(postgres, "user", default: "coturn"),
                     passwordFile: try optionalPath(postgres, "password_file"),
-                    tls: try optionalBool(postgres, "tls") ?? !loopback,
-                    timeout: try duration(postgres, "timeout", default: "5s"))
-            }
-        )
+                    tls: try optionalBool(postgres, "tls"),
+                    timeout: try duration(postgres, "timeout", default: "5s")))
+        }
     }
 
     private func daemonSection(_ node: YAMLNode?) throws(TurnkeeperError) -> Configuration.Daemon {
@@ -474,32 +496,5 @@ private struct ConfigurationReader {
             previous = current
         }
         return previous[b.count]
-    }
-}
-
-extension Configuration {
-    /// A turnkeeper command line to suggest, with `--config` when this is not the default file.
-    public func command(_ arguments: String) -> String {
-        path == Configuration.defaultPath ? "turnkeeper \(arguments)" : "turnkeeper \(arguments) --config \(path)"
-    }
-
-    /// Why credentials of `lifetime` would be refused while still valid under this schedule, or nil.
-    ///
-    /// Derived secrets: epoch e's secret leaves coturn when epoch e+2 starts, so a credential minted at the very end
-    /// of epoch e must expire within one epoch. What the lifetime leaves of the epoch is the clock skew the two
-    /// hosts may have (docs/separate-turn-host.md).
-    public func scheduleProblem(lifetime: SynapseDuration) -> String? {
-        let life = lifetime.seconds
-        if let derivation = derivation {
-            let epoch = derivation.epoch.seconds
-            guard life < epoch else {
-                return "turn_user_lifetime (\(life) s) is not shorter than rotation.epoch (\(epoch) s): a credential "
-                    + "minted at the end of an epoch would outlive its secret on the TURN host and be refused. Make "
-                    + "the epoch at least twice the lifetime (\(2 * life) s), or shorten turn_user_lifetime"
-            }
-            return nil
-        }
-        // A single host retires each old secret on its own clock, however rotations overlap.
-        return nil
     }
 }

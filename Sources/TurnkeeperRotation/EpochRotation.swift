@@ -1,0 +1,202 @@
+import Glibc
+import TurnkeeperConfiguration
+import TurnkeeperCore
+public import TurnkeeperCredentials
+import TurnkeeperStores
+
+/// Rotation for a Synapse host and a separate TURN host that share a root key and nothing else
+/// (docs/separate-turn-host.md). Each epoch's secret is derived (``EpochSecrets``), so each host acts on its
+/// own clock:
+///
+/// - the TURN host keeps the previous, current and next epochs' secrets in coturn's database;
+/// - the Synapse host switches Synapse to the current epoch's secret when the epoch starts.
+///
+/// A host down through one epoch boundary costs nothing: the TURN host has the next epoch's secret already,
+/// and keeps the previous one for a whole epoch. Clock skew up to an epoch minus Synapse's credential lifetime
+/// is absorbed the same way.
+public struct EpochRotation: SecretRotation {
+    let configuration: Configuration
+    let derivation: Configuration.Derivation
+    let environment: RotationEnvironment
+    let coturn: any CoturnSecretStore
+    let probe: any CoturnProbe
+    let synapse: SynapseSwitch
+    let state: StateFile<State>
+
+    struct State: Codable, Sendable {
+        struct Entry: Codable, Equatable, Sendable {
+            var epoch: Int64
+            /// The root key's fingerprint: during a root key rotation, two keys' secrets are held.
+            var key: String
+            var value: TurnSecret
+            /// Why taking it out of coturn last failed (coturn still accepts it); it is retried.
+            var failed: String?
+        }
+
+        /// TURN host: the derived secrets turnkeeper put into coturn's store, and only those.
+        var added: [Entry] = []
+        /// Synapse host: the epoch Synapse was last switched to.
+        var synapseEpoch: Int64?
+    }
+
+    public var schedule: RotationScheduleKind { .epochs }
+
+    init(
+        configuration: Configuration, derivation: Configuration.Derivation, environment: RotationEnvironment,
+        coturn: any CoturnSecretStore, probe: any CoturnProbe, synapse: SynapseSwitch
+    ) {
+        self.configuration = configuration
+        self.derivation = derivation
+        self.environment = environment
+        self.coturn = coturn
+        self.probe = probe
+        self.synapse = synapse
+        self.state = StateFile(directory: configuration.rotation.stateDirectory, name: "epochs.json")
+    }
+
+    private var say: @Sendable (String) -> Void { environment.say }
+    private func now() -> Int64 { environment.now() }
+
+    private func secrets(keyFile: String) async throws -> EpochSecrets {
+        let key = try await Blocking.run { try SecretFile.readRootKey(keyFile) }
+        return EpochSecrets(rootKey: key, realm: configuration.coturn.realm, length: derivation.epoch.seconds)
+    }
+
+    public func prepare() async throws { _ = try await status() }
+
+    /// This epoch's secret, to mint the daemon's probe credentials. Never printed.
+    public func currentSecret() async throws -> TurnSecret? {
+        let derived = try await secrets(keyFile: derivation.rootKeyFile)
+        return try derived.secret(for: derived.epoch(at: now()))
+    }
+
+    /// Brings this host in line with the current epoch, whatever the request.
+    public func rotate(_ request: RotationRequest) async throws {
+        let lock = try await Lock.take(configuration.rotation.stateDirectory)
+        defer { lock.release() }
+        switch configuration.role {
+        case .turnHost: try await syncTURN()
+        case .synapseHost: try await syncSynapse()
+        case .single: throw TurnkeeperError(.invalidConfiguration, "role single rotates with random secrets")
+        }
+    }
+
+    private func syncTURN() async throws {
+        var keys = [try await secrets(keyFile: derivation.rootKeyFile)]
+        if let previous = derivation.previousRootKeyFile { keys.append(try await secrets(keyFile: previous)) }
+        let epoch = keys[0].epoch(at: now())
+        var wanted: [State.Entry] = []
+        for (index, key) in keys.enumerated() {
+            let fingerprint = key.keyFingerprint
+            for e in (epoch - 1)...(epoch + 1) {
+                wanted.append(
+                    .init(
+                        epoch: e, key: fingerprint + (index == 0 ? "" : " (previous root key)"),
+                        value: try key.secret(for: e)))
+            }
+        }
+        var current = try await state.load() ?? State()
+        for entry in wanted where !current.added.contains(where: { $0.value == entry.value }) {
+            try await coturn.add(entry.value)
+            current.added.append(entry)
+            try await state.save(current)
+            say("coturn accepts epoch \(entry.epoch)'s secret (\(entry.value.fingerprint))")
+        }
+        // An old epoch's secret is retired only once an allocation signed with it is refused at verify_uri.
+        let proof = RetirementProof(configuration: configuration, probe: probe, now: environment.now)
+        var failed: [String] = []
+        for entry in current.added where !wanted.contains(where: { $0.value == entry.value }) {
+            let secret = entry.value
+            if let failure = await proof.retire(secret, from: coturn) {
+                if let index = current.added.firstIndex(where: { $0.value == secret }) {
+                    current.added[index].failed = failure
+                }
+                try await state.save(current)
+                say("could not retire epoch \(entry.epoch)'s secret (\(secret.fingerprint)): \(failure)")
+                failed.append("epoch \(entry.epoch)'s secret (\(secret.fingerprint))")
+                continue
+            }
+            current.added.removeAll { $0.value == secret }
+            try await state.save(current)
+            say("retired epoch \(entry.epoch)'s secret (\(secret.fingerprint)): coturn refuses it at \(probe.uri)")
+        }
+        say("epoch \(epoch): coturn accepts epochs \(epoch - 1) to \(epoch + 1)")
+        guard failed.isEmpty else {
+            throw TurnkeeperError(
+                .retirementFailed,
+                "retiring \(failed.joined(separator: ", ")) failed: coturn still accepts it, or its refusal could not "
+                    + "be proven (see above; `turnkeeper status` lists it). Fix the cause; the next run retries.")
+        }
+    }
+
+    private func syncSynapse() async throws {
+        let derived = try await secrets(keyFile: derivation.rootKeyFile)
+        let epoch = derived.epoch(at: now())
+        let secret = try derived.secret(for: epoch)
+        let inUse = try await synapse.currentSecret()
+        var current = try await state.load() ?? State()
+        // Done only when this epoch's switch finished (its restart and checks passed). Files that already hold
+        // the secret without that mean a switch failed after writing them: Synapse may still use the old one.
+        if inUse == secret && current.synapseEpoch == epoch { return }
+        if inUse == secret {
+            say("Synapse's files hold epoch \(epoch)'s secret, but its switch did not finish; doing it again")
+        }
+        do {
+            try await probe.verify(secret, now: now())
+        } catch let error as TurnkeeperError where error.code == .verificationFailed {
+            throw TurnkeeperError(
+                .verificationFailed,
+                "coturn at \(probe.uri) refuses epoch \(epoch)'s secret (\(secret.fingerprint)), so Synapse keeps its "
+                    + "current one. Is turnkeeper running on the TURN host, with the same root key, realm and epoch "
+                    + "length? `turnkeeper status` there shows its epoch.")
+        } catch {
+            // coturn unreachable: calls fail either way, and switching now means both hosts agree the moment
+            // the TURN host is back.
+            say("coturn at \(probe.uri) did not answer (\(error)); switching Synapse anyway")
+        }
+        let expected = try await synapse.preflight(for: secret)
+        _ = try await synapse.switchSynapse(to: secret, expected: expected, previous: nil, probe: probe) { _ in }
+        current.synapseEpoch = epoch
+        try await state.save(current)
+        say("epoch \(epoch): " + synapse.switchedMessage(to: secret))
+    }
+
+    /// For `status` and the daemon's metrics: the epoch as a rotation.
+    public func status() async throws -> RotationStatus {
+        let derived = try await secrets(keyFile: derivation.rootKeyFile)
+        let epoch = derived.epoch(at: now())
+        let next = derived.start(of: epoch + 1)
+        let length = derivation.epoch.seconds
+        let saved = try await state.load() ?? State()
+        let current: String?
+        switch configuration.role {
+        case .synapseHost:
+            current = try await synapse.currentSecret()?.fingerprint
+        default:
+            current = try derived.secret(for: epoch).fingerprint
+        }
+        // Each epoch by its own secret's fingerprint (the root key's is the same for all of them).
+        let accepted = saved.added.sorted { $0.epoch < $1.epoch }.map { entry in
+            let previous = entry.key.hasSuffix(" (previous root key)") ? ", previous root key" : ""
+            let failed = entry.failed == nil ? "" : ", not retired yet"
+            return "epoch \(entry.epoch) (\(entry.value.fingerprint)\(previous)\(failed))"
+        }
+        let turnHost = configuration.role.managesCoturn
+        return RotationStatus(
+            phase: "idle", current: current, retiring: [], lastRotation: epoch * length,
+            currentAgeSeconds: now() - epoch * length, nextRotationDue: next,
+            lastResult: turnHost
+                ? "epoch \(epoch); coturn accepts " + accepted.joined(separator: ", ")
+                : "epoch \(epoch); Synapse switched at epoch \(saved.synapseEpoch.map(String.init) ?? "none yet")",
+            epoch: epoch)
+    }
+}
+
+/// The clock rotation decisions use: the wall clock, shifted by TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS when the
+/// tests set it to give two hosts skewed clocks (docs/operations.md, testing switches).
+public enum RotationClock {
+    public static func now() -> Int64 {
+        WallClock.nowSeconds()
+            + (getenv("TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS").flatMap { Int64(String(cString: $0)) } ?? 0)
+    }
+}

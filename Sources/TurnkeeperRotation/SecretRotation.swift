@@ -1,0 +1,118 @@
+public import TurnkeeperConfiguration
+public import TurnkeeperCore
+public import TurnkeeperCredentials
+
+/// One entry point for the CLI and the daemon, whatever the role: a single host rotating random secrets
+/// (``SingleHostRotation``) or one of two hosts following derived epochs (``EpochRotation``). Get one with
+/// ``makeRotation(_:environment:)``; the role is decided there and nowhere else.
+public protocol SecretRotation: Sendable {
+    /// How the daemon schedules it: on the rotation interval, or at each epoch's start.
+    var schedule: RotationScheduleKind { get }
+    /// Loads the state, or adopts the secret in use on a first run. The daemon calls it before it says it is ready.
+    func prepare() async throws
+    /// Phases, fingerprints and what is due when. Never a secret.
+    func status() async throws -> RotationStatus
+    /// Finishes what is in flight and retires what is due; `.rotate` then starts a new rotation (derived
+    /// secrets: brings this host in line with the current epoch either way).
+    func rotate(_ request: RotationRequest) async throws
+    /// The secret Synapse signs with now, to mint probe credentials. Never printed.
+    func currentSecret() async throws -> TurnSecret?
+}
+
+public enum RotationRequest: Sendable {
+    /// Finish a rotation in progress and retire what is due; start no new one.
+    case resume
+    /// As `resume`, then rotate once more.
+    case rotate
+}
+
+public enum RotationScheduleKind: Sendable, Equatable {
+    /// Random secrets, rotated every rotation.interval.
+    case interval
+    /// Derived secrets: act once per epoch, at its start on this host's clock.
+    case epochs
+}
+
+/// What a rotation is given from outside: its clock, where it reports, when to stop, and who watches each step.
+public struct RotationEnvironment: Sendable {
+    /// Unix seconds, for every decision: due dates, retirements, epochs.
+    public var now: @Sendable () -> Int64
+    /// One line per step, for the terminal or the journal. Never handed a secret.
+    public var say: @Sendable (String) -> Void
+    /// Asked at each step boundary; true stops the rotation there with ``RotationStopped``.
+    public var shouldStop: @Sendable () -> Bool
+    /// Told of each saved step. What it throws ends the rotation at once, as a crash there would (tests inject
+    /// crashes this way).
+    public var observe: @Sendable (RotationEvent) async throws -> Void
+    /// When a switch failed after Synapse was restarted, whether a retry restarts it again.
+    public var synapseRestarts: SynapseRestartPolicy
+
+    public init(
+        now: @escaping @Sendable () -> Int64 = WallClock.nowSeconds,
+        say: @escaping @Sendable (String) -> Void,
+        shouldStop: @escaping @Sendable () -> Bool = { false },
+        observe: @escaping @Sendable (RotationEvent) async throws -> Void = { _ in },
+        synapseRestarts: SynapseRestartPolicy = .always
+    ) {
+        self.now = now
+        self.say = say
+        self.shouldStop = shouldStop
+        self.observe = observe
+        self.synapseRestarts = synapseRestarts
+    }
+
+    /// For reading only (`status`, probes): says nothing.
+    public static var quiet: RotationEnvironment { RotationEnvironment(say: { _ in }) }
+}
+
+/// A point a rotation has reached, its state saved. Between two events the state on disk is exactly what a
+/// crash there would leave.
+public enum RotationEvent: Sendable, Equatable, CustomStringConvertible {
+    /// Step 0 (adoption) to 5 (retirement) is saved.
+    case saved(step: Int)
+    /// Step 4: Synapse's files are written and the restart is recorded as tried; the restart command runs next.
+    case synapseRestartDue
+
+    public var description: String {
+        switch self {
+        case .saved(let step): "after step \(step)"
+        case .synapseRestartDue: "between writing Synapse's files and restarting it"
+        }
+    }
+}
+
+public enum SynapseRestartPolicy: Sendable {
+    /// Restart Synapse on every attempt of step 4 (an admin's `rotate --resume`).
+    case always
+    /// Restart again only once Synapse's configuration files have changed since the last restart: the daemon
+    /// retries by itself and must not restart Synapse in a loop for one failure.
+    case whenConfigurationChanged
+}
+
+/// A rotation stopped at a step boundary because the process is shutting down. Its state is saved; the next
+/// `rotate` or `run` resumes it.
+public struct RotationStopped: Error, Sendable {
+    public let phase: String
+}
+
+/// The rotation this configuration's role calls for, wired to the real coturn store, allocations and Synapse.
+public func makeRotation(_ configuration: Configuration, environment: RotationEnvironment) -> any SecretRotation {
+    switch configuration.role {
+    case .single:
+        SingleHostRotation(
+            configuration: configuration, environment: environment, coturn: CoturnStores.lazy(configuration),
+            probe: AllocationProbe(uri: configuration.coturn.verifyURI),
+            synapse: SynapseSwitch(configuration: configuration, environment: environment))
+    case .turnHost(let derivation), .synapseHost(let derivation):
+        EpochRotation(
+            configuration: configuration, derivation: derivation, environment: environment,
+            coturn: CoturnStores.lazy(configuration), probe: AllocationProbe(uri: configuration.coturn.verifyURI),
+            synapse: SynapseSwitch(configuration: configuration, environment: environment))
+    }
+}
+
+/// How many secrets coturn's store holds now (for the metrics); nil on the Synapse host, which has none.
+public func coturnSecretCount(_ configuration: Configuration) async throws -> Int? {
+    guard configuration.role.managesCoturn else { return nil }
+    return try await CoturnStores.make(configuration).secrets().count
+}

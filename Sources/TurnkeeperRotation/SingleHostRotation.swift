@@ -1,0 +1,219 @@
+import TurnkeeperConfiguration
+import TurnkeeperCore
+public import TurnkeeperCredentials
+import TurnkeeperStores
+import TurnkeeperSynapse
+
+/// The rotation protocol of a single host (docs/rotation.md). Every step is persisted before the next begins and
+/// every step can be done twice, so a run killed anywhere is finished by the next.
+///
+///  1. generate the new secret and save it;
+///  2. add it to coturn, which then accepts old and new;
+///  3. verify coturn grants an allocation with it (if not: take it out again, keep the old everywhere);
+///  4. switch Synapse: write its file, restart it, wait until it answers;
+///  5. once Synapse's credential lifetime plus the margin has passed, remove the old secret from coturn and
+///     prove coturn refuses it.
+///
+/// The state machine only: coturn's store, the allocation probe and the Synapse switch are given to it.
+public struct SingleHostRotation: SecretRotation {
+    let configuration: Configuration
+    let environment: RotationEnvironment
+    let coturn: any CoturnSecretStore
+    let probe: any CoturnProbe
+    let synapse: SynapseSwitch
+    let state: StateFile<RotationState>
+
+    public var schedule: RotationScheduleKind { .interval }
+
+    init(
+        configuration: Configuration, environment: RotationEnvironment, coturn: any CoturnSecretStore,
+        probe: any CoturnProbe, synapse: SynapseSwitch
+    ) {
+        self.configuration = configuration
+        self.environment = environment
+        self.coturn = coturn
+        self.probe = probe
+        self.synapse = synapse
+        self.state = StateFile(directory: configuration.rotation.stateDirectory, name: "state.json")
+    }
+
+    private var say: @Sendable (String) -> Void { environment.say }
+    private func now() -> Int64 { environment.now() }
+
+    // MARK: Commands
+
+    public func rotate(_ request: RotationRequest) async throws {
+        let lock = try await Lock.take(configuration.rotation.stateDirectory)
+        defer { lock.release() }
+        // Before anything is saved, even an adoption: a file turnkeeper could not safely write stops it here.
+        try await synapse.checkWritable()
+        var current = try await loadOrAdopt()
+        if current.phase != .idle {
+            say("resuming the rotation left in phase \(current.phase.rawValue)")
+            current = try await advance(current)
+        }
+        current = try await retireDue(current)
+        guard request == .rotate else { return }
+        let secret = try TurnSecret.generate()
+        // Everything that can be known before step 1 is checked now: a rotation that cannot end with Synapse on
+        // the new secret does not start.
+        _ = try await synapse.preflight(for: secret)
+        // A static line keeping the current secret does not stop the rotation, but its retirement will fail:
+        // said now, not first at step 5.
+        if let held = current.current, let warning = await RetirementProof.staticLineWarning(held, configuration) {
+            say(warning)
+        }
+        current.pending = secret
+        current.phase = .adding
+        try await persist(current, step: 1, "generated a new secret (\(secret.fingerprint))")
+        _ = try await advance(current)
+    }
+
+    public func prepare() async throws {
+        let lock = try await Lock.take(configuration.rotation.stateDirectory)
+        defer { lock.release() }
+        _ = try await loadOrAdopt()
+    }
+
+    public func currentSecret() async throws -> TurnSecret? { try await state.load()?.current }
+
+    public func status() async throws -> RotationStatus {
+        let saved = try await state.load() ?? RotationState()
+        return RotationStatus(
+            phase: saved.phase.rawValue,
+            current: saved.current?.fingerprint,
+            pending: saved.pending?.fingerprint,
+            retiring: saved.retiring.map {
+                .init(fingerprint: $0.value.fingerprint, retiresAt: $0.after, failed: $0.failed)
+            },
+            lastRotation: saved.lastRotation,
+            currentAgeSeconds: saved.lastRotation.map { now() - $0 },
+            nextRotationDue: saved.lastRotation.map { $0 + configuration.rotation.interval.seconds },
+            lastResult: saved.lastResult
+        )
+    }
+
+    // MARK: Steps
+
+    private func advance(_ start: RotationState) async throws -> RotationState {
+        var current = start
+        guard let pending = current.pending else {
+            current.phase = .idle
+            return current
+        }
+        if current.phase == .adding {
+            try await coturn.add(pending)
+            current.phase = .verifying
+            try await persist(current, step: 2, "coturn accepts the new secret (\(pending.fingerprint)) beside the old")
+        }
+        if current.phase == .verifying {
+            do {
+                try await probe.verify(pending, now: now())
+            } catch {
+                try await coturn.remove(pending)
+                current.pending = nil
+                current.phase = .idle
+                current.lastResult = "failed: coturn did not accept the new secret; the old one stays everywhere"
+                try await persist(current, step: 3, "took the new secret out of coturn again", boundary: false)
+                throw TurnkeeperError(
+                    .verificationFailed,
+                    "coturn did not grant an allocation with the new secret at \(probe.uri) (\(error)); it was taken "
+                        + "out again, and Synapse and coturn keep the old secret. Run `turnkeeper probe \(probe.uri) "
+                        + "--secret-file …` to see why."
+                )
+            }
+            current.phase = .switching
+            try await persist(current, step: 3, "an allocation with the new secret succeeded at \(probe.uri)")
+        }
+        if current.phase == .switching {
+            let expected = try await synapse.preflight(for: pending)
+            current.synapseRestart = try await synapse.switchSynapse(
+                to: pending, expected: expected, previous: current.synapseRestart, probe: probe
+            ) { restart in
+                var recorded = current
+                recorded.synapseRestart = restart
+                try await state.save(recorded)
+            }
+            if let old = current.current, old != pending {
+                current.retiring.append(
+                    .init(value: old, after: now() + expected.turnUserLifetime.seconds + configuration.rotation.margin.seconds))
+            }
+            current.current = pending
+            current.pending = nil
+            current.phase = .idle
+            current.synapseRestart = nil
+            current.lastRotation = now()
+            current.lastResult = "ok"
+            try await persist(current, step: 4, synapse.switchedMessage(to: pending))
+        }
+        return current
+    }
+
+    /// Removes each old secret that is due from coturn, and proves with an allocation at coturn.verify_uri that
+    /// coturn refuses it. One still accepted stays in `retiring`, marked failed, and the run fails (exit 1).
+    private func retireDue(_ start: RotationState) async throws -> RotationState {
+        var current = start
+        let proof = RetirementProof(configuration: configuration, probe: probe, now: environment.now)
+        var failed: [String] = []
+        for retiree in current.retiring where retiree.after <= now() {
+            let fingerprint = retiree.value.fingerprint
+            // Never retire the secret Synapse uses, whatever the state says.
+            if retiree.value != current.current {
+                if let failure = await proof.retire(retiree.value, from: coturn) {
+                    if let index = current.retiring.firstIndex(where: { $0.value == retiree.value }) {
+                        current.retiring[index].failed = failure
+                    }
+                    current.lastResult = "failed: \(fingerprint) is not retired: \(failure)"
+                    try await persist(current, step: 5, "could not retire \(fingerprint): \(failure)", boundary: false)
+                    failed.append(fingerprint)
+                    continue
+                }
+            }
+            current.retiring.removeAll { $0.value == retiree.value }
+            if retiree.failed != nil { current.lastResult = "ok" }
+            try await persist(
+                current, step: 5,
+                "retired \(fingerprint): coturn refuses it at \(probe.uri), and no credential signed with it is valid "
+                    + "any more")
+        }
+        for retiree in current.retiring where retiree.failed == nil {
+            say("\(retiree.value.fingerprint) retires at \(WallClock.utcString(seconds: retiree.after))")
+        }
+        guard failed.isEmpty else {
+            throw TurnkeeperError(
+                .retirementFailed,
+                "retiring \(failed.joined(separator: ", ")) failed: coturn still accepts it, or its refusal could not "
+                    + "be proven (see step 5 above; `turnkeeper status` keeps it listed). No new rotation starts "
+                    + "until it is retired; fix the cause, then run `turnkeeper rotate --resume`."
+            )
+        }
+        return current
+    }
+
+    /// First run: take the secret Synapse uses now as current, and make sure coturn accepts it.
+    private func loadOrAdopt() async throws -> RotationState {
+        if let saved = try await state.load() { return saved }
+        var adopted = RotationState()
+        if let secret = try await synapse.currentSecret() {
+            try await coturn.add(secret)
+            adopted.current = secret
+            try await persist(
+                adopted, step: 0, "adopted Synapse's current secret (\(secret.fingerprint)); coturn accepts it")
+        } else {
+            try await persist(adopted, step: 0, "Synapse has no TURN secret yet; the first rotation will set one")
+        }
+        return adopted
+    }
+
+    /// Saves `saved`, says what the step did, and tells the observer; at a `boundary`, a shutdown may stop the
+    /// rotation here.
+    private func persist(_ saved: RotationState, step: Int, _ message: String, boundary: Bool = true) async throws {
+        try await state.save(saved)
+        say("step \(step): \(message)")
+        try await environment.observe(.saved(step: step))
+        if boundary && environment.shouldStop() {
+            say("stopping after step \(step) as asked; the next start resumes from phase \(saved.phase.rawValue)")
+            throw RotationStopped(phase: saved.phase.rawValue)
+        }
+    }
+}

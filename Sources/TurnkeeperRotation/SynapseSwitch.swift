@@ -1,0 +1,186 @@
+import TurnkeeperConfiguration
+import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperStores
+import TurnkeeperSynapse
+
+/// Step 4 and what decides it: Synapse's files, its restart, and proof that it answers and hands out the new
+/// secret. Used by both the single host's rotation and the Synapse host of two.
+struct SynapseSwitch: Sendable {
+    let configuration: Configuration
+    let environment: RotationEnvironment
+
+    private var synapse: Configuration.Synapse { configuration.synapse }
+
+    /// What turnkeeper writes into Synapse's conf.d.
+    var files: SynapseSecretStore {
+        var options: [(key: String, yaml: String)] = []
+        func quoted(_ text: String) -> String {
+            "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        if let uris = synapse.turnURIs { options.append(("turn_uris", "[" + uris.map(quoted).joined(separator: ", ") + "]")) }
+        if let lifetime = synapse.turnUserLifetime { options.append(("turn_user_lifetime", quoted(lifetime))) }
+        if let guests = synapse.turnAllowGuests { options.append(("turn_allow_guests", guests ? "true" : "false")) }
+        return SynapseSecretStore(
+            confFile: synapse.managedFile,
+            mode: synapse.secret.secretFile == nil ? .inline : .path,
+            secretFile: synapse.secret.secretFile,
+            group: synapse.group,
+            managedOptions: options)
+    }
+
+    /// The managed files can be written safely (no links, no other users' files); clears stale temporaries.
+    func checkWritable() async throws {
+        let files = files
+        try await Blocking.run { try files.checkWritable() }
+    }
+
+    /// The secret Synapse's configuration gives it now, if any.
+    func currentSecret() async throws -> TurnSecret? {
+        let paths = synapse.configPaths
+        return try await Blocking.run { try SynapseConfig.load(paths) }.turnSecret
+    }
+
+    /// Checks everything that decides whether Synapse will end up using `secret`, without changing anything:
+    /// the managed files can be written safely, Synapse's configuration reads, the managed file is one Synapse
+    /// reads and no later file overrides it, and the lifetime fits the schedule. Returns Synapse's configuration
+    /// as it will be once the files are written.
+    func preflight(for secret: TurnSecret) async throws -> SynapseConfig {
+        try await checkWritable()
+        let written = try files.render(secret)
+        let paths = synapse.configPaths
+        let after = try await Blocking.run { try SynapseConfig.load(paths, replacing: written) }
+        guard after.files.contains(synapse.managedFile) else {
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "Synapse would never read \(synapse.managedFile): it is neither one of synapse.config nor a *.yaml file "
+                    + "directly in one of its directories (\(paths.joined(separator: ", "))). Nothing was changed. "
+                    + "Point synapse.managed_file into Synapse's conf.d, or add its directory to synapse.config.")
+        }
+        for key in ["turn_shared_secret", "turn_shared_secret_path"] {
+            if let origin = after.origins[key], origin != synapse.managedFile {
+                throw TurnkeeperError(
+                    .invalidConfiguration,
+                    "\(origin) sets \(key) and is read after \(synapse.managedFile), so Synapse would keep "
+                        + "ignoring the secret turnkeeper writes. Nothing was changed. Remove \(key) from \(origin) "
+                        + "(turnkeeper's file sets it), then rotate again.")
+            }
+        }
+        guard let effective = after.turnSecret, effective == secret else {
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "with turnkeeper's file written, Synapse's configuration would still not use the new secret. Nothing "
+                    + "was changed. Run `turnkeeper check` to see which file decides.")
+        }
+        if let problem = configuration.scheduleProblem(lifetime: after.turnUserLifetime) {
+            let source = after.location(of: "turn_user_lifetime") ?? "Synapse's default lifetime"
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "\(source): \(problem) (rotation.epoch is in \(configuration.path)). Nothing was changed.")
+        }
+        return after
+    }
+
+    /// What step 4 can truly say: what Synapse hands out is known only when it was checked through its API.
+    func switchedMessage(to secret: TurnSecret) -> String {
+        synapse.apiCheck != nil
+            ? "Synapse switched to \(secret.fingerprint): it hands out credentials signed with it, and coturn accepts them"
+            : "Synapse switched to \(secret.fingerprint) (files written, restarted); what it hands out was not checked: "
+                + "set synapse.homeserver and synapse.access_token_file for that"
+    }
+
+    /// Writes Synapse's files, restarts it (once per configuration, unless the policy says always) and checks
+    /// that it answers and hands out the new secret. `expected` is Synapse's configuration once the files are
+    /// written, from the preflight; `previous` the last restart recorded for this switch. Each restart is handed
+    /// to `record` before its command runs (a restart that hangs or is killed counts as tried and failed) and
+    /// again once it succeeded. Returns the last restart.
+    func switchSynapse(
+        to secret: TurnSecret, expected: SynapseConfig, previous: RotationState.SynapseRestart?,
+        probe: any CoturnProbe,
+        record: (RotationState.SynapseRestart) async throws -> Void
+    ) async throws -> RotationState.SynapseRestart? {
+        let alreadyRestarted =
+            previous?.secret == secret.fingerprint && previous?.configurationDigest == expected.digest
+        // Written on every attempt, restarted or not: a file put back by hand since is set right again.
+        let files = files
+        try await Blocking.run { try files.write(secret) }
+        var restart = previous
+        if alreadyRestarted && environment.synapseRestarts == .whenConfigurationChanged, let previous {
+            let when = WallClock.utcString(seconds: previous.at)
+            guard previous.succeeded else {
+                throw TurnkeeperError(
+                    .restartFailed,
+                    "the Synapse restart for \(secret.fingerprint) failed at \(when), and Synapse's configuration has not "
+                        + "changed since, so it is not restarted again for the same failure. Fix the cause (`journalctl "
+                        + "-u matrix-synapse`), then run `turnkeeper rotate --resume`.")
+            }
+            environment.say(
+                "Synapse was restarted for \(secret.fingerprint) at \(when) with its configuration as it is now; not "
+                    + "restarting it again for the same failure, only checking it again")
+        } else {
+            try await environment.observe(.synapseRestartDue)
+            var attempt = RotationState.SynapseRestart(
+                secret: secret.fingerprint, configurationDigest: expected.digest, at: environment.now(),
+                succeeded: false)
+            try await record(attempt)
+            environment.say(
+                "wrote \(synapse.managedFile); restarting Synapse: \(synapse.restartCommand.joined(separator: " "))")
+            try await CommandRunner.run(synapse.restartCommand, what: "Synapse restart")
+            attempt.succeeded = true
+            try await record(attempt)
+            restart = attempt
+        }
+        if let health = synapse.healthURL {
+            try await waitUntilHealthy(health)
+        }
+        if let check = synapse.apiCheck {
+            try await verifyThroughAPI(check, secret: secret, probe: probe)
+        }
+        return restart
+    }
+
+    private func waitUntilHealthy(_ health: String) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(120)
+        while clock.now < deadline {
+            if await TurnServerClient.isHealthy(health) { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TurnkeeperError(
+            .synapseUnhealthy,
+            "Synapse did not answer \(health) within 120 s of its restart. Check `journalctl -u matrix-synapse`; "
+                + "then run `turnkeeper rotate --resume`."
+        )
+    }
+
+    /// What a Matrix client gets now must be signed with the new secret and accepted by coturn.
+    private func verifyThroughAPI(_ check: Configuration.Synapse.APICheck, secret: TurnSecret, probe: any CoturnProbe)
+        async throws
+    {
+        let tokenFile = check.accessTokenFile
+        let token = try await Blocking.run { try FileContents.readValue(tokenFile, what: "a Matrix access token") }
+        let advice = "Synapse and coturn both still accept it; fix the cause, then run `turnkeeper rotate --resume`."
+        guard
+            case .credentials(let answer) = try await TurnServerClient.fetch(
+                homeserver: check.homeserver, accessToken: token)
+        else {
+            throw TurnkeeperError(
+                .verificationFailed, "after the switch, \(check.homeserver) hands out no TURN credentials. \(advice)")
+        }
+        let verdict = try CredentialVerifier(secrets: [secret]).verify(
+            username: answer.username, password: answer.password, nowSeconds: environment.now())
+        guard case .valid = verdict else {
+            throw TurnkeeperError(
+                .verificationFailed,
+                "after the switch, \(check.homeserver) hands out credentials not signed with the new secret "
+                    + "(\(secret.fingerprint)): a conf.d file read after \(synapse.managedFile) may override it. \(advice)"
+            )
+        }
+        guard try await probe.grants(username: answer.username, password: answer.password) else {
+            throw TurnkeeperError(
+                .verificationFailed,
+                "after the switch, coturn at \(probe.uri) refuses the credentials \(check.homeserver) hands out. \(advice)")
+        }
+        environment.say("Synapse hands out credentials signed with \(secret.fingerprint), and coturn accepts them")
+    }
+}
