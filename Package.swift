@@ -118,7 +118,8 @@ let package = Package(
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
+                "TurnkeeperStores",
                 "TurnkeeperSynapse",
                 "TurnkeeperProbe", "TurnkeeperTURNClient", "TurnkeeperYAML", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -184,6 +185,16 @@ let package = Package(
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
         testTarget("TurnkeeperYAMLTests", ["TurnkeeperYAML"]),
+        testTarget("TurnkeeperConfigurationTests", ["TurnkeeperConfiguration", "TurnkeeperCredentials"]),
+        testTarget(
+            "TurnkeeperProvisionTests", ["TurnkeeperProvision", "TurnkeeperConfiguration", "TurnkeeperCredentials"]),
+        testTarget(
+            "TurnkeeperRotationTests",
+            [
+                "TurnkeeperRotation", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
+                "TurnkeeperStores", "TurnkeeperSynapse",
+            ]
+        ),
         testTarget(
             "TurnkeeperProbeTests",
             ["TurnkeeperProbe", "TurnkeeperTURNClient", .product(name: "NIOCore", package: "swift-nio")]

@@ -201,7 +201,8 @@ public struct Configuration: Sendable, Equatable {
             public var restartTimeout: SynapseDuration
 
             public init(
-                restartCommand: [String] = ["systemctl", "restart", "coturn"], restartTimeout: SynapseDuration = .seconds(30)
+                restartCommand: [String] = ["systemctl", "restart", "coturn"],
+                restartTimeout: SynapseDuration = .seconds(30)
             ) {
                 self.restartCommand = restartCommand
                 self.restartTimeout = restartTimeout

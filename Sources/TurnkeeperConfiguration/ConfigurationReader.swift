@@ -217,7 +217,8 @@ private struct ConfigurationReader {
                     restartTimeout: try duration(node, "restart_timeout", default: "30s")))
         case "redis":
             guard let redis = try optionalSection(node, "redis", section: "coturn.redis") else {
-                throw error(node["store"], "coturn.store is redis, so a coturn.redis section must say where (host, port)")
+                throw error(
+                    node["store"], "coturn.store is redis, so a coturn.redis section must say where (host, port)")
             }
             return .redis(
                 .init(
@@ -230,7 +231,8 @@ private struct ConfigurationReader {
         default:
             guard let postgres = try optionalSection(node, "postgres", section: "coturn.postgres") else {
                 throw error(
-                    node["store"], "coturn.store is postgres, so a coturn.postgres section must say where (host, database)")
+                    node["store"],
+                    "coturn.store is postgres, so a coturn.postgres section must say where (host, database)")
             }
             return .postgres(
                 .init(

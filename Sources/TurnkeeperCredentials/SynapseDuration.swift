@@ -21,8 +21,10 @@ public struct SynapseDuration: Sendable, Hashable, CustomStringConvertible {
 
     /// The shortest text that parses back to this duration: "7d", "10m", "1500" (milliseconds).
     public var text: String {
-        for (suffix, size) in [("y", Int64(31_536_000_000)), ("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000),
-            ("m", 60_000), ("s", 1000)]
+        for (suffix, size) in [
+            ("y", Int64(31_536_000_000)), ("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000),
+            ("m", 60_000), ("s", 1000),
+        ]
         where milliseconds % size == 0 {
             return "\(milliseconds / size)\(suffix)"
         }

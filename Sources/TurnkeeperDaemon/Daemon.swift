@@ -2,11 +2,11 @@ import Glibc
 import Logging
 import NIOCore
 import ServiceLifecycle
+import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperRotation
-import TurnkeeperTURNClient
-import TurnkeeperConfiguration
 import TurnkeeperStores
+import TurnkeeperTURNClient
 
 /// `turnkeeper run`: loads the configuration and the rotation state, opens the health listener, tells
 /// systemd it is ready, and runs the services until SIGTERM. See docs/operations.md.

@@ -1,6 +1,6 @@
 import Synchronization
-import TurnkeeperCore
 public import TurnkeeperConfiguration
+import TurnkeeperCore
 public import TurnkeeperRotation
 
 /// What the daemon knows right now, shared by its services: the configuration in force, the rotation's

@@ -1,4 +1,5 @@
 import Foundation
+import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials
 
@@ -155,50 +156,36 @@ public struct Provisioner: Sendable {
         """
     }
 
-    func turnHostConfig(_ uris: [String]) -> String {
-        """
-        # /etc/turnkeeper/turnkeeper.yaml on the TURN host \(options.domain), from `turnkeeper provision`.
-        # This host keeps the previous, current and next epochs' secrets in coturn's database.
-        role: turn
-        coturn:
-          realm: \(options.realm)
-          verify_uri: "turn:\(options.publicAddress)?transport=udp"
-          store: sqlite
-          database: /var/lib/turn/turndb
-        rotation:
-          mode: derived
-          root_key_file: /etc/turnkeeper/root-key
-          epoch: \(options.epoch)
-          state_directory: /var/lib/turnkeeper
-        daemon:
-          listen: 127.0.0.1:9478
-          probe_uris: [\(uris.map { "\"\($0)\"" }.joined(separator: ", "))]
+    /// Validated by ``ProvisionOptions/validate()`` before anything is rendered.
+    private var epochLength: SynapseDuration { (try? SynapseDuration(parsing: options.epoch)) ?? .days(1) }
 
-        """
+    /// /etc/turnkeeper/turnkeeper.yaml on the TURN host, rendered from the typed configuration.
+    func turnHostConfig(_ uris: [String]) -> String {
+        Configuration(
+            role: .turnHost(.init(rootKeyFile: "/etc/turnkeeper/root-key", epoch: epochLength)),
+            coturn: .init(
+                realm: options.realm, verifyURI: "turn:\(options.publicAddress)?transport=udp",
+                store: .sqlite(database: "/var/lib/turn/turndb")),
+            daemon: .init(probeURIs: uris)
+        ).rendered(header: [
+            "/etc/turnkeeper/turnkeeper.yaml on the TURN host \(options.domain), from `turnkeeper provision`.",
+            "This host keeps the previous, current and next epochs' secrets in coturn's database.",
+            "Every setting is written out; docs/configuration.md explains each.",
+        ])
     }
 
+    /// /etc/turnkeeper/turnkeeper.yaml on the Synapse host, rendered from the typed configuration.
     var synapseHostConfig: String {
-        """
-        # /etc/turnkeeper/turnkeeper.yaml on the Synapse host, from `turnkeeper provision`.
-        # This host switches Synapse to each epoch's secret when the epoch starts.
-        role: synapse
-        synapse:
-          config: [/etc/matrix-synapse/homeserver.yaml, /etc/matrix-synapse/conf.d]
-          managed_file: /etc/matrix-synapse/conf.d/90-turnkeeper.yaml
-          # The group Synapse runs as (Debian's package); it must exist on this host.
-          group: matrix-synapse
-          restart_command: [systemctl, restart, matrix-synapse]
-          health_url: \(options.homeserver)/health
-        coturn:
-          realm: \(options.realm)
-          verify_uri: "turn:\(options.domain)?transport=udp"
-        rotation:
-          mode: derived
-          root_key_file: /etc/turnkeeper/root-key
-          epoch: \(options.epoch)
-          state_directory: /var/lib/turnkeeper
-
-        """
+        Configuration(
+            role: .synapseHost(.init(rootKeyFile: "/etc/turnkeeper/root-key", epoch: epochLength)),
+            synapse: .init(group: "matrix-synapse", healthURL: "\(options.homeserver)/health"),
+            coturn: .init(realm: options.realm, verifyURI: "turn:\(options.domain)?transport=udp")
+        ).rendered(header: [
+            "/etc/turnkeeper/turnkeeper.yaml on the Synapse host, from `turnkeeper provision`.",
+            "This host switches Synapse to each epoch's secret when the epoch starts.",
+            "synapse.group is the group Synapse runs as (Debian's package); it must exist on this host.",
+            "Every setting is written out; docs/configuration.md explains each.",
+        ])
     }
 
     var readme: String {

@@ -24,7 +24,8 @@ extension CoturnProbe {
     /// Step 3: coturn must grant an allocation with `secret`.
     func verify(_ secret: TurnSecret, now: Int64) async throws {
         guard try await accepts(secret, now: now) else {
-            throw TurnkeeperError(.verificationFailed, "coturn refused credentials signed with \(secret.fingerprint) (401)")
+            throw TurnkeeperError(
+                .verificationFailed, "coturn refused credentials signed with \(secret.fingerprint) (401)")
         }
     }
 }

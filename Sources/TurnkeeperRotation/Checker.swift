@@ -56,7 +56,8 @@ public struct Checker {
         ok("turn_user_lifetime: \(synapse.turnUserLifetime.seconds) s")
         // What rotate would refuse before writing anything: check says so first.
         do {
-            try SynapseSwitch(configuration: configuration, environment: .quiet).files.checkWritable(removingStale: false)
+            try SynapseSwitch(configuration: configuration, environment: .quiet).files.checkWritable(
+                removingStale: false)
             if access(configuration.rotation.stateDirectory, F_OK) == 0 {
                 _ = try TrustedDirectory(configuration.rotation.stateDirectory)
             }

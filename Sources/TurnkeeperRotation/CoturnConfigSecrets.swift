@@ -26,7 +26,9 @@ struct CoturnConfigSecrets: CoturnSecretStore {
     }
 
     func remove(_ secret: TurnSecret) async throws {
-        try await change(refusing: secret) { existing in existing.contains(secret) ? existing.filter { $0 != secret } : nil }
+        try await change(refusing: secret) { existing in
+            existing.contains(secret) ? existing.filter { $0 != secret } : nil
+        }
     }
 
     /// Writes what `edit` makes of the file's secrets (nil: nothing to change), then restarts coturn if owed.

@@ -27,7 +27,9 @@ enum CoturnStores {
     }
 
     /// A store built at each call, so that building it (reading a password file) fails where it is used.
-    static func lazy(_ configuration: Configuration) -> any CoturnSecretStore { Configured(configuration: configuration) }
+    static func lazy(_ configuration: Configuration) -> any CoturnSecretStore {
+        Configured(configuration: configuration)
+    }
 
     private struct Configured: CoturnSecretStore {
         let configuration: Configuration

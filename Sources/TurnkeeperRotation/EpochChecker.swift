@@ -56,7 +56,9 @@ struct EpochChecker {
             let probe = AllocationProbe(uri: configuration.coturn.verifyURI)
             for (offset, secret) in secrets.enumerated() {
                 do {
-                    if try await probe.accepts(secret, now: now()) { accepted.append(window.lowerBound + Int64(offset)) }
+                    if try await probe.accepts(secret, now: now()) {
+                        accepted.append(window.lowerBound + Int64(offset))
+                    }
                 } catch {
                     problem(
                         "coturn at \(configuration.coturn.verifyURI) does not answer (\(error)).",

@@ -136,7 +136,9 @@ public struct SingleHostRotation: SecretRotation {
             }
             if let old = current.current, old != pending {
                 current.retiring.append(
-                    .init(value: old, after: now() + expected.turnUserLifetime.seconds + configuration.rotation.margin.seconds))
+                    .init(
+                        value: old,
+                        after: now() + expected.turnUserLifetime.seconds + configuration.rotation.margin.seconds))
             }
             current.current = pending
             current.pending = nil

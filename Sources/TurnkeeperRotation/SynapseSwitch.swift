@@ -18,7 +18,9 @@ struct SynapseSwitch: Sendable {
         func quoted(_ text: String) -> String {
             "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         }
-        if let uris = synapse.turnURIs { options.append(("turn_uris", "[" + uris.map(quoted).joined(separator: ", ") + "]")) }
+        if let uris = synapse.turnURIs {
+            options.append(("turn_uris", "[" + uris.map(quoted).joined(separator: ", ") + "]"))
+        }
         if let lifetime = synapse.turnUserLifetime { options.append(("turn_user_lifetime", quoted(lifetime))) }
         if let guests = synapse.turnAllowGuests { options.append(("turn_allow_guests", guests ? "true" : "false")) }
         return SynapseSecretStore(
@@ -179,7 +181,8 @@ struct SynapseSwitch: Sendable {
         guard try await probe.grants(username: answer.username, password: answer.password) else {
             throw TurnkeeperError(
                 .verificationFailed,
-                "after the switch, coturn at \(probe.uri) refuses the credentials \(check.homeserver) hands out. \(advice)")
+                "after the switch, coturn at \(probe.uri) refuses the credentials \(check.homeserver) hands out. \(advice)"
+            )
         }
         environment.say("Synapse hands out credentials signed with \(secret.fingerprint), and coturn accepts them")
     }

@@ -105,7 +105,8 @@ public struct CoturnPostgresStore: CoturnSecretStore {
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let result = first else {
-                    throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) did not answer within \(endpoint.timeout)")
+                    throw TurnkeeperError(
+                        .storeUnreachable, "\(endpoint.name) did not answer within \(endpoint.timeout)")
                 }
                 return result
             }

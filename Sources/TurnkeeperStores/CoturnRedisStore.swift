@@ -19,7 +19,8 @@ public struct CoturnRedisStore: CoturnSecretStore {
         let name = endpoint.name
         return try await RedisConnection.with(endpoint) { connection in
             guard case .array(let members?) = try await connection.run(["SMEMBERS", key]) else {
-                throw TurnkeeperError(.storeUnreachable, "\(name) answered SMEMBERS \(key) with something other than a set")
+                throw TurnkeeperError(
+                    .storeUnreachable, "\(name) answered SMEMBERS \(key) with something other than a set")
             }
             return try members.map { member throws(TurnkeeperError) in
                 guard case .bulk(let bytes?) = member else {

@@ -33,7 +33,8 @@ public enum TurnServerClient {
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let result = first else {
-                throw TurnkeeperError(.synapseUnreachable, "\(homeserver) did not answer /voip/turnServer within \(timeout).")
+                throw TurnkeeperError(
+                    .synapseUnreachable, "\(homeserver) did not answer /voip/turnServer within \(timeout).")
             }
             return result
         }
@@ -57,7 +58,8 @@ public enum TurnServerClient {
         }
         guard let object else {
             throw TurnkeeperError(
-                .synapseUnreachable, "\(homeserver) answered /voip/turnServer with something that is not a JSON object.")
+                .synapseUnreachable, "\(homeserver) answered /voip/turnServer with something that is not a JSON object."
+            )
         }
         if object.isEmpty { return .empty }
         guard let username = object["username"] as? String, let password = object["password"] as? String,
@@ -137,7 +139,8 @@ public enum TurnServerClient {
                     body += buffer.readableBytesView
                     // A /voip/turnServer answer is a few hundred bytes; a flood is not a homeserver.
                     guard body.count <= 1_048_576 else {
-                        throw TurnkeeperError(.synapseUnreachable, "\(url.host) sent more than 1 MiB for /voip/turnServer.")
+                        throw TurnkeeperError(
+                            .synapseUnreachable, "\(url.host) sent more than 1 MiB for /voip/turnServer.")
                     }
                 case .end:
                     return (status, body)

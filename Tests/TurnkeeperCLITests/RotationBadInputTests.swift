@@ -65,7 +65,8 @@ struct RotationBadInputTests {
         #expect(output.stderr.contains("50-broken.yaml") && output.stderr.contains("line"))
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
         #expect(!FileManager.default.fileExists(atPath: setup.stateFile))
-        #expect(try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+        #expect(
+            try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
     }
 
     @Test("A state file that exists but cannot be read stops the rotation; it is never silently replaced")
@@ -80,7 +81,8 @@ struct RotationBadInputTests {
         var isDirectory: ObjCBool = false
         #expect(
             FileManager.default.fileExists(atPath: setup.stateFile, isDirectory: &isDirectory) && isDirectory.boolValue)
-        #expect(try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+        #expect(
+            try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
     }
 
@@ -93,7 +95,8 @@ struct RotationBadInputTests {
         #expect(output.status == 1, "\(output)")
         #expect(output.stderr.contains("coturn did not grant an allocation with the new secret"))
         // Only the adopted secret stays in the database; the new one was removed; Synapse's files are as they were.
-        #expect(try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: wrongRealm).secrets() == [setup.secret])
+        #expect(
+            try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: wrongRealm).secrets() == [setup.secret])
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
         let status = try TurnkeeperBinary.run(["status", "--config", try setup.config(realm: wrongRealm)])
         #expect(status.stdout.contains("phase:          idle"))
@@ -112,7 +115,8 @@ struct RotationBadInputTests {
         #expect(holder.release() == 0)
         #expect(!FileManager.default.fileExists(atPath: setup.stateFile))
         #expect(!FileManager.default.fileExists(atPath: setup.managedFile))
-        #expect(try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
+        #expect(
+            try await CoturnSQLiteStore(path: setup.coturn.userDatabase, realm: setup.coturn.realm).secrets().isEmpty)
     }
 }
 

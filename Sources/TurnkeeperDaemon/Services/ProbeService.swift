@@ -1,13 +1,13 @@
 import Logging
 import ServiceLifecycle
+import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperRotation
+import TurnkeeperStores
 import TurnkeeperSynapse
 import TurnkeeperTURNClient
-import TurnkeeperConfiguration
-import TurnkeeperStores
 
 /// Probes the TURN URIs every daemon.probe_interval (and right after a rotation) with credentials minted
 /// from the current secret, and keeps the last result per URI and step for /readyz, /metrics and STATUS.
@@ -43,8 +43,10 @@ struct ProbeService: Service {
         var credentials: TURNCredentials?
         var expiry: Int64?
         do {
-            let current = try await makeRotation(configuration, environment: .init(now: RotationClock.now, say: { _ in }))
-                .currentSecret()
+            let current = try await makeRotation(
+                configuration, environment: .init(now: RotationClock.now, say: { _ in })
+            )
+            .currentSecret()
             if let secret = current {
                 let credential = try CredentialMinter(secret: secret).credential(
                     user: "@turnkeeper-probe:\(configuration.coturn.realm)", expiry: now + 300)

@@ -1,10 +1,10 @@
 import Logging
 import ServiceLifecycle
+import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperRotation
-import UnixSignals
-import TurnkeeperConfiguration
 import TurnkeeperStores
+import UnixSignals
 
 /// Pings systemd's watchdog at half of WATCHDOG_USEC from the same task pool the services run on, so a
 /// wedged pool stops the pings and systemd restarts us. Shut down last, so pings go on while a rotation

@@ -1,0 +1,152 @@
+import TurnkeeperCredentials
+
+extension Configuration {
+    /// turnkeeper.yaml for this configuration: every setting the role reads, each explicit, so an admin sees
+    /// what is in force; ``Configuration/load(_:)`` reads it back to an equal value. `header` lines become
+    /// comments at the top.
+    public func rendered(header: [String] = []) -> String {
+        var out = YAMLWriter()
+        for line in header { out.comment(line) }
+        out.key("role", role.name)
+        if role.managesSynapse || synapse != Synapse() {
+            out.section("synapse")
+            out.key("config", list: synapse.configPaths, plain: true)
+            out.key("managed_file", synapse.managedFile)
+            switch synapse.secret {
+            case .inline:
+                out.key("mode", "inline")
+            case .file(let path):
+                out.key("mode", "path")
+                out.key("secret_file", path)
+            }
+            out.key("group", synapse.group)
+            out.key("restart_command", list: synapse.restartCommand, plain: true)
+            if let health = synapse.healthURL { out.key("health_url", health) }
+            if let uris = synapse.turnURIs { out.key("turn_uris", list: uris, plain: false) }
+            if let lifetime = synapse.turnUserLifetime { out.key("turn_user_lifetime", lifetime) }
+            if let guests = synapse.turnAllowGuests {
+                out.key("turn_allow_guests", guests ? "true" : "false", quoted: false)
+            }
+            if let check = synapse.apiCheck {
+                out.key("homeserver", check.homeserver)
+                out.key("access_token_file", check.accessTokenFile)
+            }
+            out.end()
+        }
+        out.section("coturn")
+        out.key("realm", coturn.realm)
+        out.key("verify_uri", coturn.verifyURI)
+        out.key("store", coturn.store.name)
+        if let file = coturn.configFile { out.key("config_file", file) }
+        switch coturn.store {
+        case .sqlite(let database):
+            out.key("database", database)
+        case .config(let file):
+            out.key("restart_command", list: file.restartCommand, plain: true)
+            out.key("restart_timeout", file.restartTimeout.text)
+        case .redis(let redis):
+            out.section("redis")
+            out.key("host", redis.host)
+            out.key("port", String(redis.port), quoted: false)
+            out.key("database", String(redis.database), quoted: false)
+            if let user = redis.username { out.key("username", user) }
+            if let file = redis.passwordFile { out.key("password_file", file) }
+            out.key("timeout", redis.timeout.text)
+            out.end()
+        case .postgres(let postgres):
+            out.section("postgres")
+            out.key("host", postgres.host)
+            out.key("port", String(postgres.port), quoted: false)
+            out.key("database", postgres.database)
+            out.key("user", postgres.user)
+            if let file = postgres.passwordFile { out.key("password_file", file) }
+            out.key("tls", postgres.tls ? "true" : "false", quoted: false)
+            out.key("timeout", postgres.timeout.text)
+            out.end()
+        }
+        out.end()
+        out.section("rotation")
+        if let derivation {
+            out.key("mode", "derived")
+            out.key("root_key_file", derivation.rootKeyFile)
+            if let previous = derivation.previousRootKeyFile { out.key("previous_root_key_file", previous) }
+            out.key("epoch", derivation.epoch.text)
+        } else {
+            out.key("mode", "random")
+        }
+        out.key("interval", rotation.interval.text)
+        out.key("margin", rotation.margin.text)
+        out.key("state_directory", rotation.stateDirectory)
+        out.end()
+        out.section("daemon")
+        let host = daemon.listenHost.contains(":") ? "[\(daemon.listenHost)]" : daemon.listenHost
+        out.key("listen", "\(host):\(daemon.listenPort)")
+        out.key("probe_interval", daemon.probeInterval.text)
+        if let uris = daemon.probeURIs { out.key("probe_uris", list: uris, plain: false) }
+        if let file = daemon.probeCAFile { out.key("probe_ca_file", file) }
+        out.key("retry_initial", daemon.retryInitial.text)
+        out.key("retry_max", daemon.retryMax.text)
+        out.end()
+        return out.text
+    }
+}
+
+/// Block-style YAML: plain words stay plain, anything else is double-quoted and escaped as YAML requires.
+private struct YAMLWriter {
+    var text = ""
+    private var depth = 0
+
+    mutating func comment(_ line: String) { text += "# \(line)\n" }
+
+    mutating func section(_ name: String) {
+        line("\(name):")
+        depth += 1
+    }
+
+    mutating func end() { depth -= 1 }
+
+    /// A string, plain when YAML reads it back as the same text, else double-quoted; `quoted: false` for numbers
+    /// and booleans.
+    mutating func key(_ name: String, _ value: String, quoted: Bool = true) {
+        line("\(name): \(quoted && !Self.isPlain(value) ? Self.quoted(value) : value)")
+    }
+
+    /// `plain`: words that need no quotes (paths, argv words without YAML syntax) stay readable.
+    mutating func key(_ name: String, list: [String], plain: Bool) {
+        let items = list.map { plain && Self.isPlain($0) ? $0 : Self.quoted($0) }
+        line("\(name): [\(items.joined(separator: ", "))]")
+    }
+
+    private mutating func line(_ content: String) {
+        text += String(repeating: "  ", count: depth) + content + "\n"
+    }
+
+    static func quoted(_ value: String) -> String {
+        var out = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    out += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// Letters, digits and `/ . _ - @ +`, not starting with a character YAML gives a meaning to.
+    static func isPlain(_ value: String) -> Bool {
+        guard let first = value.unicodeScalars.first, !"-@".unicodeScalars.contains(first) else { return false }
+        return value.unicodeScalars.allSatisfy {
+            ($0.value >= 0x30 && $0.value <= 0x39) || ($0.value >= 0x41 && $0.value <= 0x5A)
+                || ($0.value >= 0x61 && $0.value <= 0x7A) || "/._-+".unicodeScalars.contains($0)
+        } && !["true", "false", "yes", "no", "on", "off", "null", "y", "n"].contains(value.lowercased())
+            && Int(value) == nil && Double(value) == nil
+    }
+}

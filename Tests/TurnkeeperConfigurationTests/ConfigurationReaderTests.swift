@@ -1,0 +1,200 @@
+import Foundation
+import TestSupport
+import Testing
+import TurnkeeperCore
+import TurnkeeperCredentials
+
+@testable import TurnkeeperConfiguration
+
+/// turnkeeper.yaml read in-process: every malformed file is an error naming the file and the line, with the code
+/// the CLI maps to exit status 2. One case per command runs through the binary (TurnkeeperCLITests).
+@Suite("turnkeeper.yaml, read and rendered")
+struct ConfigurationReaderTests {
+    @Test(
+        "Malformed configurations name the file and the line, and say what is wrong",
+        arguments: [
+            ("synapse: {group: nogroup}\ncoturn: {realm: r}\n", "verify_uri is required"),
+            ("synapse: {mode: sideways}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n", "line 1"),
+            ("synapse: {mode: path, group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n", "secret_file"),
+            ("synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\", store: config}\n", "config_file"),
+            ("synapse: [\ncoturn: {}\n", "line"),
+            ("coturn: {realm: r, verify_uri: \"turn:h\"}\n", "synapse: section is missing"),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation: {interval: soon}\n",
+                "line 3"
+            ),
+            (
+                "synapse: {homeserver: \"http://h\", group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n",
+                "access_token_file"
+            ),
+            (
+                "synapse: {turn_user_lifetime: 0, group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n",
+                "turn_user_lifetime"
+            ),
+            (
+                "synapse: {turn_allow_guests: maybe, group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n",
+                "true or false"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ndaemon:\n  listen: 9478\n",
+                "line 4"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ndaemon:\n  listen: \"[::1:9478\"\n",
+                "HOST:PORT"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ndaemon:\n  probe_interval: 0s\n",
+                "under one second"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ndaemon:\n  probe_uris: turn:x\n",
+                "must be a list"
+            ),
+            // Typos and values that would silently change behaviour (issue 11, item 6).
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation:\n  state_directroy: /tmp/x\n",
+                "line 4: unknown key \"rotation.state_directroy\"; did you mean state_directory?"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\", stroe: sqlite}\n",
+                "did you mean store?"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotaton: {}\n",
+                "did you mean rotation?"
+            ),
+            ("synapse: {group: nogroup}\ncoturn: {realm: ~, verify_uri: \"turn:h\"}\n", "realm is required"),
+            (
+                "synapse: {group: nogroup, restart_command: []}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n",
+                "restart_command is empty"
+            ),
+            (
+                "synapse: {group: nogroup, restart_command: ~}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n",
+                "restart_command is null"
+            ),
+            (
+                "synapse: {group: no-such-group-here}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n",
+                "does not exist on this host"
+            ),
+            ("synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"https://h\"}\n", "must be a TURN URI"),
+            ("synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"stun:h\"}\n", "must be a TURN URI"),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ndaemon: {retry_initial: 1h, retry_max: 1m}\n",
+                "retry_max (60 s) is below daemon.retry_initial (3600 s)"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ncoturn: {realm: s}\n",
+                "line 3: coturn is given twice (first on line 2)"
+            ),
+            (
+                "synapse: {group: nogroup, mode: inline, secret_file: /etc/s}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n",
+                "only read in path mode"
+            ),
+            (
+                "role: turn\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation: {root_key_file: /k, epoch: 20s}\nsynapse: {turn_user_lifetime: 25s}\n",
+                "turn_user_lifetime (25 s) is not shorter than rotation.epoch (20 s)"
+            ),
+        ]
+    )
+    func malformed(yaml: String, expected: String) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = try directory.write("turnkeeper.yaml", yaml)
+        #expect {
+            try Configuration.load(path)
+        } throws: { error in
+            guard let error = error as? TurnkeeperError else { return false }
+            return error.code == .invalidConfiguration && error.reason.contains(path)
+                && error.reason.contains(expected)
+        }
+    }
+
+    @Test("A setting another store reads is refused, not silently ignored")
+    func settingOfAnotherStore() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = try directory.write(
+            "turnkeeper.yaml",
+            "synapse: {group: nogroup}\ncoturn:\n  realm: r\n  verify_uri: \"turn:h\"\n  store: redis\n"
+                + "  redis: {host: 127.0.0.1}\n  database: /var/lib/turn/turndb\n")
+        #expect {
+            try Configuration.load(path)
+        } throws: { error in
+            (error as? TurnkeeperError)?.reason.contains(
+                "line 7: coturn.database is only read with coturn.store: sqlite")
+                == true
+        }
+    }
+
+    static let rendered: [Configuration] = [
+        Configuration(
+            synapse: .init(group: "nogroup"), coturn: .init(realm: "example.org", verifyURI: "turn:127.0.0.1:3478")),
+        Configuration(
+            synapse: .init(
+                configPaths: ["/etc/matrix-synapse/homeserver.yaml"], managedFile: "/etc/matrix-synapse/conf.d/x.yaml",
+                secret: .file("/etc/matrix-synapse/turn secret"), group: "nogroup",
+                restartCommand: ["/usr/bin/systemctl", "try-restart", "matrix-synapse.service"],
+                healthURL: "http://127.0.0.1:8008/health",
+                turnURIs: ["turn:turn.example.org?transport=udp", "turns:turn.example.org:5349"],
+                turnUserLifetime: "1h", turnAllowGuests: false,
+                apiCheck: .init(homeserver: "https://matrix.example.org", accessTokenFile: "/etc/turnkeeper/token")),
+            coturn: .init(
+                realm: "a\"quoted\\realm", verifyURI: "turn:[::1]:3478?transport=tcp",
+                store: .config(.init(restartCommand: ["true"], restartTimeout: .seconds(90))),
+                configFile: "/etc/turnserver.conf"),
+            rotation: .init(interval: .days(1), margin: .seconds(90), stateDirectory: "/var/lib/tk"),
+            daemon: .init(
+                listenHost: "::1", listenPort: 9999, probeInterval: .minutes(1), probeURIs: ["turn:h"],
+                probeCAFile: "/etc/ca.pem", retryInitial: .seconds(5), retryMax: .hours(2))),
+        Configuration(
+            synapse: .init(group: "nogroup"),
+            coturn: .init(
+                realm: "r", verifyURI: "turn:h",
+                store: .redis(
+                    .init(
+                        host: "redis.internal", port: 6380, database: 3, username: "coturn",
+                        passwordFile: "/etc/turnkeeper/redis-password", timeout: .milliseconds(1500))))),
+        Configuration(
+            synapse: .init(group: "nogroup"),
+            coturn: .init(
+                realm: "r", verifyURI: "turn:h",
+                store: .postgres(.init(host: "db", database: "turn", user: "tk", passwordFile: "/etc/pw", tls: false)))),
+        Configuration(
+            role: .turnHost(
+                .init(rootKeyFile: "/etc/turnkeeper/root-key", previousRootKeyFile: "/etc/old", epoch: .hours(12))),
+            coturn: .init(realm: "r", verifyURI: "turn:h")),
+        Configuration(
+            role: .synapseHost(.init(rootKeyFile: "/etc/turnkeeper/root-key")),
+            synapse: .init(group: "nogroup", healthURL: "http://127.0.0.1:8008/health"),
+            coturn: .init(realm: "r", verifyURI: "turn:h")),
+    ]
+
+    @Test("Rendered turnkeeper.yaml reads back to the same configuration", arguments: rendered.indices)
+    func roundTrip(index: Int) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var configuration = Self.rendered[index]
+        configuration.path = directory.file("turnkeeper.yaml")
+        let text = configuration.rendered(header: ["written by a test"])
+        _ = try directory.write("turnkeeper.yaml", text)
+        let read = try Configuration.load(configuration.path)
+        #expect(read == configuration, "\(text)")
+        #expect(text.hasPrefix("# written by a test\n"))
+    }
+
+    @Test("Defaults: what an almost empty file means")
+    func defaults() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = try directory.write(
+            "turnkeeper.yaml", "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\n")
+        let read = try Configuration.load(path)
+        #expect(
+            read
+                == Configuration(
+                    synapse: .init(group: "nogroup"), coturn: .init(realm: "r", verifyURI: "turn:h"), path: path))
+        #expect(read.role == .single && read.coturn.store == .sqlite(database: "/var/lib/turn/turndb"))
+        #expect(read.rotation.interval == .days(7) && read.daemon.listenPort == 9478)
+    }
+}
