@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "TurnkeeperCredentials", targets: ["TurnkeeperCredentials"]),
         .library(name: "TurnkeeperSTUN", targets: ["TurnkeeperSTUN"]),
         .library(name: "TurnkeeperTURNClient", targets: ["TurnkeeperTURNClient"]),
+        .library(name: "TurnkeeperCredentialSource", targets: ["TurnkeeperCredentialSource"]),
         .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
         .library(name: "TurnkeeperRESP", targets: ["TurnkeeperRESP"]),
         .library(name: "TurnkeeperYAML", targets: ["TurnkeeperYAML"]),
@@ -55,11 +56,12 @@ let package = Package(
         .target(name: "TurnkeeperYAML", dependencies: ["CLibYAML"], swiftSettings: strict),
         // STUN/TURN messages, attributes, ChannelData and stream framing. No I/O.
         .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"], swiftSettings: strict),
-        // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO. Mechanism only: no diagnosis, no policy.
+        // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO, and STUN/TURN URIs and connecting to them.
+        // Mechanism only: no diagnosis, no policy.
         .target(
             name: "TurnkeeperTURNClient",
             dependencies: [
-                "TurnkeeperSTUN",
+                "TurnkeeperCore", "TurnkeeperSTUN",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -108,12 +110,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Where TURN credentials come from (a secret, a secret file, Synapse's config or its /voip/turnServer, a
+        // client's credential), for probe, call and the daemon.
+        .target(
+            name: "TurnkeeperCredentialSource",
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // The rotation protocol: turnkeeper.yaml, the persisted state machine, the stores it drives.
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
                 "CSystemShims", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse",
-                "TurnkeeperProbe", "TurnkeeperTURNClient", "TurnkeeperYAML", "TurnkeeperCrypto",
+                "TurnkeeperTURNClient", "TurnkeeperYAML", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -131,8 +143,8 @@ let package = Package(
         .target(
             name: "TurnkeeperDaemon",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperRotation",
-                "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperCredentialSource", "TurnkeeperProbe",
+                "TurnkeeperRotation", "TurnkeeperSynapse", "TurnkeeperTURNClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -150,8 +162,10 @@ let package = Package(
                 "CSystemShims",
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
+                "TurnkeeperCredentialSource",
                 "TurnkeeperProbe",
                 "TurnkeeperSynapse",
+                "TurnkeeperTURNClient",
                 "TurnkeeperRotation",
                 "TurnkeeperDaemon",
                 "TurnkeeperProvision",

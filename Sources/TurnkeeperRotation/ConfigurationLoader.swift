@@ -1,8 +1,8 @@
 import Glibc
 public import TurnkeeperCore
 public import TurnkeeperCredentials
-import TurnkeeperProbe
 import TurnkeeperStores
+import TurnkeeperTURNClient
 import TurnkeeperYAML
 
 extension Configuration {

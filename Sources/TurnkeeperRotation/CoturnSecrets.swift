@@ -2,7 +2,6 @@ import Glibc
 import NIOCore
 import TurnkeeperCore
 import TurnkeeperCredentials
-import TurnkeeperProbe
 import TurnkeeperStores
 import TurnkeeperTURNClient
 
@@ -114,33 +113,12 @@ enum CoturnAllocation {
         let credential = try CredentialMinter(secret: secret).credential(
             user: "@turnkeeper-rotation:localhost", expiry: WallClock.nowSeconds() + 600)
         let credentials = TURNCredentials(username: credential.username, password: credential.password)
-        let uri = try TURNURI(uriText)
-        guard let address = try await Resolver.resolve(host: uri.host, port: uri.port).first else {
-            throw TurnkeeperError(.checkFailed, "\(uri.host) resolves to no address")
+        switch try await TURNClient.allocateAndRelease(
+            at: try TURNURI(uriText), credentials: credentials, timeout: timeout)
+        {
+        case .granted: return true
+        case .refused: return false
         }
-        let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
-        // coturn keeps a released allocation's 5-tuple for a while and answers 437 to a new one that draws the
-        // same local port; another socket draws another port.
-        for attempt in 1...3 {
-            do {
-                try await Connector.withConnection(to: endpoint, connectTimeout: timeout) { connection in
-                    let client = TURNClient(connection: connection, credentials: credentials)
-                    _ = try await client.allocate(
-                        family: address.protocol == .inet6 ? .ipv6 : .ipv4, deadline: .now + timeout)
-                    try await client.refresh(lifetime: 0, deadline: .now + timeout)
-                }
-                return true
-            } catch let error as TURNClientError {
-                if case .credentialsRejected = error.kind { return false }
-                if case .errorResponse(let code) = error.kind, code.code == 437,  // Allocation Mismatch
-                    attempt < 3
-                {
-                    continue
-                }
-                throw error
-            }
-        }
-        return false  // not reached: the last attempt returns or throws
     }
 
     /// "" when coturn accepts every secret of `accepting` and refuses `refusing`, else what it did instead.

@@ -2,7 +2,6 @@ import Glibc
 import NIOCore
 public import TurnkeeperCore
 public import TurnkeeperCredentials
-import TurnkeeperProbe
 import TurnkeeperStores
 import TurnkeeperSynapse
 import TurnkeeperTURNClient
@@ -258,15 +257,8 @@ public final class Rotator {
     /// An allocation at coturn.verify_uri with `credentials`, released at once.
     private func allocate(with credentials: TURNCredentials) async throws {
         let uri = try TURNURI(configuration.coturn.verifyURI)
-        guard let address = try await Resolver.resolve(host: uri.host, port: uri.port).first else {
-            throw TurnkeeperError(.checkFailed, "\(uri.host) resolves to no address")
-        }
-        let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
-        try await Connector.withConnection(to: endpoint) { connection in
-            let client = TURNClient(connection: connection, credentials: credentials)
-            _ = try await client.allocate(
-                family: address.protocol == .inet6 ? .ipv6 : .ipv4, deadline: .now + .seconds(10))
-            try await client.refresh(lifetime: 0, deadline: .now + .seconds(10))
+        if case .refused(let error) = try await TURNClient.allocateAndRelease(at: uri, credentials: credentials) {
+            throw error
         }
     }
 

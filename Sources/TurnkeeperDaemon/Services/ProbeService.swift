@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import TurnkeeperCore
+import TurnkeeperCredentialSource
 import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperRotation
@@ -46,10 +47,12 @@ struct ProbeService: Service {
                 ? try Rotator(configuration: configuration, say: { _ in }).currentSecret()
                 : try EpochRotator(configuration: configuration, say: { _ in }, now: RotationClock.now).currentSecret()
             if let secret = current {
-                let credential = try CredentialMinter(secret: secret).credential(
-                    user: "@turnkeeper-probe:\(configuration.coturn.realm)", expiry: now + 300)
-                credentials = TURNCredentials(username: credential.username, password: credential.password)
-                expiry = now + 300
+                let minted = try await CredentialSource.secret(secret).resolve(
+                    user: "@turnkeeper-probe:\(configuration.coturn.realm)",
+                    lifetime: SynapseDuration(milliseconds: 300_000),
+                    nowMilliseconds: now * 1000)
+                credentials = minted.credentials
+                expiry = minted.expiry
             } else {
                 problems.append("no current secret yet, so only STUN binding was tried")
             }
