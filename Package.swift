@@ -202,6 +202,10 @@ let package = Package(
         ),
         testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
         testTarget(
+            "TurnkeeperCredentialSourceTests",
+            ["TurnkeeperCredentialSource", "TurnkeeperCredentials", "TurnkeeperTURNClient"]
+        ),
+        testTarget(
             "TurnkeeperDaemonTests",
             [
                 "TurnkeeperDaemon", "TurnkeeperRotation", "TurnkeeperProbe",
