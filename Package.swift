@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "TurnkeeperCredentials", targets: ["TurnkeeperCredentials"]),
         .library(name: "TurnkeeperSTUN", targets: ["TurnkeeperSTUN"]),
         .library(name: "TurnkeeperTURNClient", targets: ["TurnkeeperTURNClient"]),
+        .library(name: "TurnkeeperCredentialSource", targets: ["TurnkeeperCredentialSource"]),
         .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
         .library(name: "TurnkeeperRESP", targets: ["TurnkeeperRESP"]),
         .library(name: "TurnkeeperYAML", targets: ["TurnkeeperYAML"]),
@@ -55,11 +56,12 @@ let package = Package(
         .target(name: "TurnkeeperYAML", dependencies: ["CLibYAML"], swiftSettings: strict),
         // STUN/TURN messages, attributes, ChannelData and stream framing. No I/O.
         .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"], swiftSettings: strict),
-        // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO. Mechanism only: no diagnosis, no policy.
+        // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO, and STUN/TURN URIs and connecting to them.
+        // Mechanism only: no diagnosis, no policy.
         .target(
             name: "TurnkeeperTURNClient",
             dependencies: [
-                "TurnkeeperSTUN",
+                "TurnkeeperCore", "TurnkeeperSTUN",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -108,20 +110,29 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Where TURN credentials come from (a secret, a secret file, Synapse's config or its /voip/turnServer, a
+        // client's credential), for probe, call and the daemon.
+        .target(
+            name: "TurnkeeperCredentialSource",
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // turnkeeper.yaml, typed: read (every error names file, line and key, never a value) and rendered.
         .target(
             name: "TurnkeeperConfiguration",
-            dependencies: ["TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperYAML", "TurnkeeperProbe"],
+            dependencies: ["TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperYAML", "TurnkeeperTURNClient"],
             swiftSettings: strict
         ),
-        // The rotation protocol: the persisted state machine, the stores it drives.
+        // The rotation protocol: one entry point for every role, the persisted state machine, the Synapse
+        // switch, the allocation proofs. It drives the stores; it never decides when.
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
                 "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
-                "TurnkeeperStores",
-                "TurnkeeperSynapse",
-                "TurnkeeperProbe", "TurnkeeperTURNClient", "TurnkeeperYAML", "TurnkeeperCrypto",
+                "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -139,8 +150,9 @@ let package = Package(
         .target(
             name: "TurnkeeperDaemon",
             dependencies: [
-                "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperProbe",
-                "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperCredentialSource",
+                "TurnkeeperProbe", "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSynapse",
+                "TurnkeeperTURNClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -159,8 +171,10 @@ let package = Package(
                 "TurnkeeperConfiguration",
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
+                "TurnkeeperCredentialSource",
                 "TurnkeeperProbe",
                 "TurnkeeperSynapse",
+                "TurnkeeperTURNClient",
                 "TurnkeeperRotation",
                 "TurnkeeperStores",
                 "TurnkeeperDaemon",
@@ -207,6 +221,10 @@ let package = Package(
             ]
         ),
         testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
+        testTarget(
+            "TurnkeeperCredentialSourceTests",
+            ["TurnkeeperCredentialSource", "TurnkeeperCredentials", "TurnkeeperTURNClient"]
+        ),
         testTarget(
             "TurnkeeperDaemonTests",
             [

@@ -1,7 +1,7 @@
 import Glibc
 public import TurnkeeperCore
 import TurnkeeperCredentials
-import TurnkeeperProbe
+import TurnkeeperTURNClient
 import TurnkeeperYAML
 
 extension Configuration {

@@ -1,5 +1,6 @@
 import TurnkeeperCore
 import TurnkeeperSTUN
+import TurnkeeperTURNClient
 
 /// Turns step results into plain-words diagnoses with fixes. Pure: no I/O, no clock but the one given.
 public struct Diagnostician: Sendable {

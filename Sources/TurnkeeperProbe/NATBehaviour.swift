@@ -1,5 +1,4 @@
 public import NIOCore
-import Synchronization
 import TurnkeeperCore
 import TurnkeeperSTUN
 import TurnkeeperTURNClient
@@ -42,23 +41,22 @@ public enum NATDiscovery {
     /// Runs the mapping and filtering tests against the STUN server at `server`. Nil when the server has
     /// no second address (no OTHER-ADDRESS), so RFC 5780 cannot be applied.
     public static func discover(server: SocketAddress, timeout: Duration = .seconds(2)) async throws -> NATBehaviour? {
+        let endpoint = ServerEndpoint(host: server.ipAddress ?? "", address: server, transport: .udp)
         // Mapping: the same socket to three destinations.
-        let mapping = try await DatagramSocket.withSocket { socket -> (Bool, NATBehaviour.Kind)? in
-            let prober = Prober(socket: socket)
-            defer { prober.stop() }
-            guard let first = try await prober.binding(to: server, timeout: timeout),
+        let mapping = try await DatagramSocket.withSocket(server: endpoint) { socket -> (Bool, NATBehaviour.Kind)? in
+            guard let first = try await binding(socket, to: server, timeout: timeout),
                 let other = first.other,
                 let otherHost = try? SocketAddress(ipAddress: other.host, port: server.port ?? 3478)
             else { return nil }
             let local = LocalRoute.sourceAddress(toward: server)
             let behind = local != first.mapped.host
-            guard let second = try await prober.binding(to: otherHost, timeout: timeout) else {
+            guard let second = try await binding(socket, to: otherHost, timeout: timeout) else {
                 throw TurnkeeperError(
                     .checkFailed, "the STUN server's other address \(otherHost.hostAndPort) did not answer")
             }
             if second.mapped == first.mapped { return (behind, .endpointIndependent) }
             let otherBoth = try SocketAddress(ipAddress: other.host, port: Int(other.port))
-            guard let third = try await prober.binding(to: otherBoth, timeout: timeout) else {
+            guard let third = try await binding(socket, to: otherBoth, timeout: timeout) else {
                 throw TurnkeeperError(
                     .checkFailed, "the STUN server's other address \(otherBoth.hostAndPort) did not answer")
             }
@@ -66,71 +64,44 @@ public enum NATDiscovery {
         }
         guard let (behind, mappingKind) = mapping else { return nil }
         // Filtering: a fresh socket, so the mapping tests' packets to the other address opened nothing.
-        let filtering = try await DatagramSocket.withSocket { socket -> NATBehaviour.Kind in
-            let prober = Prober(socket: socket)
-            defer { prober.stop() }
-            guard try await prober.binding(to: server, timeout: timeout) != nil else {
+        let filtering = try await DatagramSocket.withSocket(server: endpoint) { socket -> NATBehaviour.Kind in
+            guard try await binding(socket, to: server, timeout: timeout) != nil else {
                 throw TurnkeeperError(.checkFailed, "the STUN server at \(server.hostAndPort) stopped answering")
             }
-            if try await prober.binding(to: server, change: 0x06, timeout: timeout) != nil {
+            if try await binding(socket, to: server, change: 0x06, timeout: timeout) != nil {
                 return .endpointIndependent
             }
-            if try await prober.binding(to: server, change: 0x02, timeout: timeout) != nil { return .addressDependent }
+            if try await binding(socket, to: server, change: 0x02, timeout: timeout) != nil {
+                return .addressDependent
+            }
             return .addressAndPortDependent
         }
         return NATBehaviour(behindNAT: behind, mapping: mappingKind, filtering: filtering)
     }
 
-    /// Binding requests on one unconnected socket; answers are matched by transaction, from any address.
-    final class Prober: Sendable {
-        struct Answer: Sendable {
-            var mapped: TransportAddress
-            var other: TransportAddress?
+    struct Answer: Sendable {
+        var mapped: TransportAddress
+        var other: TransportAddress?
+    }
+
+    /// A Binding (with CHANGE-REQUEST flags when `change` is set) from `socket`, retransmitted as on any
+    /// STUN transaction and answered from whichever address the server chooses; nil if no success answers
+    /// within `timeout`, which for a change request is itself the answer.
+    static func binding(_ socket: DatagramSocket, to server: SocketAddress, change: UInt8? = nil, timeout: Duration)
+        async throws -> Answer?
+    {
+        var request = STUNMessage(STUNMessageType(.binding, .request))
+        if let change { request.append(.changeRequest, [0, 0, 0, change]) }
+        let response: DecodedSTUNMessage
+        do {
+            response = try await socket.request(request, to: server, deadline: .now + timeout)
+        } catch let error as TURNClientError where error.kind == .timedOut {
+            return nil
         }
-
-        private let socket: DatagramSocket
-        private final class Answers: Sendable {
-            let byTransaction = Mutex<[TransactionID: Answer]>([:])
-        }
-
-        private let answers = Answers()
-        private let reader: Task<Void, Never>
-
-        init(socket: DatagramSocket) {
-            self.socket = socket
-            let answers = answers
-            reader = Task {
-                for await datagram in socket.received {
-                    guard let decoded = try? DecodedSTUNMessage(datagram.bytes),
-                        decoded.message.type.messageClass == .successResponse,
-                        let mapped = try? decoded.message.xorAddress(.xorMappedAddress)
-                    else { continue }
-                    let other = try? decoded.message.plainAddress(.otherAddress)
-                    answers.byTransaction.withLock {
-                        $0[decoded.message.transactionID] = Answer(mapped: mapped, other: other ?? nil)
-                    }
-                }
-            }
-        }
-
-        func stop() { reader.cancel() }
-
-        /// A Binding (with CHANGE-REQUEST flags when `change` is set), retransmitted every 500 ms; nil if
-        /// nothing answers within `timeout`, which for a change request is itself the answer.
-        func binding(to server: SocketAddress, change: UInt8? = nil, timeout: Duration) async throws -> Answer? {
-            var request = STUNMessage(STUNMessageType(.binding, .request))
-            if let change { request.append(.changeRequest, [0, 0, 0, change]) }
-            let id = request.transactionID
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                try await socket.send(request.encoded(fingerprint: true), to: server)
-                let retry = min(deadline, ContinuousClock.now + .milliseconds(500))
-                while ContinuousClock.now < retry {
-                    if let answer = answers.byTransaction.withLock({ $0[id] }) { return answer }
-                    try await Task.sleep(for: .milliseconds(10))
-                }
-            }
-            return answers.byTransaction.withLock { $0[id] }
-        }
+        guard response.message.type.messageClass == .successResponse,
+            let mapped = try? response.message.xorAddress(.xorMappedAddress)
+        else { return nil }
+        let other = try? response.message.plainAddress(.otherAddress)
+        return Answer(mapped: mapped, other: other ?? nil)
     }
 }

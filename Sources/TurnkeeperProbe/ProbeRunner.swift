@@ -60,9 +60,9 @@ public enum ProbeRunner {
     static func probe(_ uri: TURNURI, options: ProbeOptions) async -> [TargetReport] {
         let clock = ContinuousClock()
         let start = clock.now
-        let addresses: [SocketAddress]
+        let endpoints: [ServerEndpoint]
         do {
-            addresses = try await Resolver.resolve(host: uri.host, port: uri.port)
+            endpoints = try await uri.endpoints()
         } catch {
             let step = StepReport(
                 step: .resolve,
@@ -74,8 +74,7 @@ public enum ProbeRunner {
             return [TargetReport(uri: uri.text, transport: uri.transport.rawValue, address: uri.host, steps: [step])]
         }
         return await withTaskGroup(of: (Int, TargetReport).self) { group in
-            for (index, address) in addresses.prefix(maximumAddresses).enumerated() {
-                let endpoint = ServerEndpoint(host: uri.host, address: address, transport: uri.transport)
+            for (index, endpoint) in endpoints.prefix(maximumAddresses).enumerated() {
                 group.addTask { (index, await TargetProbe(uri: uri, endpoint: endpoint, options: options).run()) }
             }
             var reports: [(Int, TargetReport)] = []
@@ -355,4 +354,10 @@ final class StepLog: Sendable {
         case .protocolViolation: "protocol-violation"
         }
     }
+}
+
+/// A probe configuration problem, such as an address that is not an IP address. Exit status 2.
+public struct ProbeError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,7 +1,5 @@
-import NIOCore
 import TurnkeeperCore
 import TurnkeeperCredentials
-import TurnkeeperProbe
 import TurnkeeperTURNClient
 
 /// The question "does coturn accept this right now?", asked the way a client asks it: with an allocation.
@@ -36,31 +34,11 @@ struct AllocationProbe: CoturnProbe {
     var timeout: Duration = .seconds(10)
 
     func grants(username: String, password: String) async throws -> Bool {
-        let credentials = TURNCredentials(username: username, password: password)
-        let parsed = try TURNURI(uri)
-        guard let address = try await Resolver.resolve(host: parsed.host, port: parsed.port).first else {
-            throw TurnkeeperError(.checkFailed, "\(parsed.host) resolves to no address")
-        }
-        let endpoint = ServerEndpoint(host: parsed.host, address: address, transport: parsed.transport)
-        let timeout = timeout
-        // coturn keeps a released allocation's 5-tuple for a while and answers 437 to a new one that draws the
-        // same local port; another socket draws another port.
-        for attempt in 1...3 {
-            do {
-                try await Connector.withConnection(to: endpoint, connectTimeout: timeout) { connection in
-                    let client = TURNClient(connection: connection, credentials: credentials)
-                    _ = try await client.allocate(
-                        family: address.protocol == .inet6 ? .ipv6 : .ipv4, deadline: .now + timeout)
-                    try await client.refresh(lifetime: 0, deadline: .now + timeout)
-                }
-                return true
-            } catch let error as TURNClientError {
-                if case .credentialsRejected = error.kind { return false }
-                if case .errorResponse(let code) = error.kind, code.code == 437, attempt < 3 { continue }
-                throw error
-            }
-        }
-        return false  // not reached: the last attempt returns or throws
+        let verdict = try await TURNClient.allocateAndRelease(
+            at: try TURNURI(uri), credentials: TURNCredentials(username: username, password: password),
+            timeout: timeout)
+        if case .granted = verdict { return true }
+        return false
     }
 
     /// "" when coturn accepts every secret of `accepting` and refuses `refusing`, else what it did instead.

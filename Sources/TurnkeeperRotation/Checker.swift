@@ -2,9 +2,9 @@ import Glibc
 public import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
-import TurnkeeperProbe
 import TurnkeeperStores
 import TurnkeeperSynapse
+import TurnkeeperTURNClient
 
 /// `turnkeeper check`: Synapse's effective config and coturn's config and database, read together,
 /// for the mistakes that make calls ring and never connect. Reads only; changes nothing.

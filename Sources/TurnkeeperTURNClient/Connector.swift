@@ -39,7 +39,7 @@ public enum Connector {
         }
         return try await channel.executeThenClose { inbound, outbound in
             let remote = endpoint.address
-            let connection = STUNConnection(endpoint: endpoint) { bytes in
+            let connection = STUNConnection(endpoint: endpoint) { bytes, _ in
                 try await outbound.write(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes)))
             }
             return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
@@ -98,7 +98,7 @@ public enum Connector {
             throw TURNClientError(STUNConnection.classify(error))
         }
         return try await channel.executeThenClose { inbound, outbound in
-            let connection = STUNConnection(endpoint: endpoint, pipelineFailure: { recorder.kind }) { bytes in
+            let connection = STUNConnection(endpoint: endpoint, pipelineFailure: { recorder.kind }) { bytes, _ in
                 try await outbound.write(ByteBuffer(bytes: bytes))
             }
             return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in

@@ -1,9 +1,13 @@
 import Glibc
 public import NIOCore
 import NIOPosix
+public import TurnkeeperSTUN
 
 /// An unconnected UDP socket for the duration of a closure: it sends to any address and hears from any,
 /// which hole punching and RFC 5780's changed-address tests need. Closed however the closure ends.
+///
+/// STUN requests from it are ``STUNConnection`` transactions (retransmitted, matched by transaction ID,
+/// from whichever address answers); everything else that arrives is in ``received``.
 public final class DatagramSocket: Sendable {
     public struct Datagram: Sendable {
         public let from: SocketAddress
@@ -12,30 +16,41 @@ public final class DatagramSocket: Sendable {
     }
 
     private let outbound: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>
-    /// What arrives, newest kept when a slow reader falls 4096 datagrams behind.
+    /// What arrives other than STUN responses, newest kept when a slow reader falls 4096 datagrams behind.
     public let received: AsyncStream<Datagram>
     public let localAddress: SocketAddress?
+    /// STUN transactions with the server the socket was opened for (``request(_:to:deadline:)`` for others).
+    public let stun: STUNConnection
 
     private init(
         outbound: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>, received: AsyncStream<Datagram>,
-        localAddress: SocketAddress?
+        localAddress: SocketAddress?, stun: STUNConnection
     ) {
         self.outbound = outbound
         self.received = received
         self.localAddress = localAddress
+        self.stun = stun
     }
 
     public func send(_ bytes: [UInt8], to address: SocketAddress) async throws {
         try await outbound.write(AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes)))
     }
 
+    /// A STUN request to `destination` rather than the server, as a transaction of ``stun``.
+    public func request(_ message: STUNMessage, to destination: SocketAddress, deadline: ContinuousClock.Instant)
+        async throws -> DecodedSTUNMessage
+    {
+        try await stun.request(message, integrity: nil, deadline: deadline, to: destination)
+    }
+
+    /// Opens a socket of `server`'s address family, whose ``stun`` talks to `server` (a UDP endpoint).
     public static func withSocket<Result: Sendable>(
-        family: NIOBSDSocket.ProtocolFamily = .inet, _ body: (DatagramSocket) async throws -> Result
+        server: ServerEndpoint, _ body: (DatagramSocket) async throws -> Result
     ) async throws -> Result {
         let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
         do {
             channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: family == .inet6 ? "::" : "0.0.0.0", port: 0) { channel in
+                .bind(host: server.address.protocol == .inet6 ? "::" : "0.0.0.0", port: 0) { channel in
                     channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel(wrappingChannelSynchronously: channel) }
                 }
         } catch {
@@ -44,15 +59,28 @@ public final class DatagramSocket: Sendable {
         let localAddress = channel.channel.localAddress
         return try await channel.executeThenClose { inbound, outbound in
             let (stream, input) = AsyncStream.makeStream(of: Datagram.self, bufferingPolicy: .bufferingNewest(4096))
-            let socket = DatagramSocket(outbound: outbound, received: stream, localAddress: localAddress)
+            let stun = STUNConnection(endpoint: server) { bytes, destination in
+                let envelope = AddressedEnvelope(
+                    remoteAddress: destination ?? server.address, data: ByteBuffer(bytes: bytes))
+                try await outbound.write(envelope)
+            }
+            let socket = DatagramSocket(outbound: outbound, received: stream, localAddress: localAddress, stun: stun)
             return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
                 group.addTask {
                     defer { input.finish() }
-                    for try await envelope in inbound {
-                        input.yield(
-                            Datagram(
-                                from: envelope.remoteAddress, bytes: Array(buffer: envelope.data),
-                                receivedAt: .now))
+                    do {
+                        for try await envelope in inbound {
+                            let bytes = Array(buffer: envelope.data)
+                            if let decoded = try? DecodedSTUNMessage(bytes), decoded.isResponse {
+                                stun.receive(response: decoded)
+                            } else {
+                                input.yield(Datagram(from: envelope.remoteAddress, bytes: bytes, receivedAt: .now))
+                            }
+                        }
+                        stun.finish(TURNClientError(.closed))
+                    } catch {
+                        stun.finish(TURNClientError(STUNConnection.classify(error)))
+                        throw error
                     }
                 }
                 defer { group.cancelAll() }
@@ -86,5 +114,15 @@ public enum LocalRoute {
         }
         guard resolved == 0 else { return nil }
         return String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+extension DecodedSTUNMessage {
+    /// A success or error response: the answer to some transaction, never media.
+    fileprivate var isResponse: Bool {
+        switch message.type.messageClass {
+        case .successResponse, .errorResponse: true
+        default: false
+        }
     }
 }

@@ -27,7 +27,8 @@ public final class STUNConnection: Sendable {
     public static let initialRTO: Duration = .milliseconds(500)
 
     public let endpoint: ServerEndpoint
-    private let sender: @Sendable ([UInt8]) async throws -> Void
+    /// Writes bytes to the server, or on an unconnected socket to the address given.
+    private let sender: @Sendable ([UInt8], SocketAddress?) async throws -> Void
     private let state = Mutex(State())
 
     private struct State {
@@ -45,7 +46,7 @@ public final class STUNConnection: Sendable {
     init(
         endpoint: ServerEndpoint,
         pipelineFailure: @escaping @Sendable () -> TURNClientError.Kind? = { nil },
-        sender: @escaping @Sendable ([UInt8]) async throws -> Void
+        sender: @escaping @Sendable ([UInt8], SocketAddress?) async throws -> Void
     ) {
         self.endpoint = endpoint
         self.pipelineFailure = pipelineFailure
@@ -74,6 +75,16 @@ public final class STUNConnection: Sendable {
         integrity: STUNIntegrityKey?,
         deadline: ContinuousClock.Instant
     ) async throws -> DecodedSTUNMessage {
+        try await request(message, integrity: integrity, deadline: deadline, to: nil)
+    }
+
+    /// The same, to `destination` instead of the server: only an unconnected ``DatagramSocket`` can.
+    func request(
+        _ message: STUNMessage,
+        integrity: STUNIntegrityKey?,
+        deadline: ContinuousClock.Instant,
+        to destination: SocketAddress?
+    ) async throws -> DecodedSTUNMessage {
         let bytes = message.encoded(integrity: integrity, fingerprint: true)
         let id = message.transactionID
         let (responses, continuation) = AsyncStream.makeStream(
@@ -86,7 +97,7 @@ public final class STUNConnection: Sendable {
         if let failure { throw TURNClientError(failure.kind, method: message.type.method) }
         defer { _ = state.withLock { $0.pending.removeValue(forKey: id) } }
 
-        try await transmit(bytes, method: message.type.method)
+        try await transmit(bytes, method: message.type.method, to: destination)
 
         enum Outcome: Sendable {
             case response(DecodedSTUNMessage)
@@ -110,7 +121,7 @@ public final class STUNConnection: Sendable {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: rto)
                         if Task.isCancelled { break }
-                        try? await self.sender(bytes)
+                        try? await self.sender(bytes, destination)
                         rto *= 2
                     }
                     return .timedOut
@@ -133,13 +144,13 @@ public final class STUNConnection: Sendable {
 
     /// Sends an indication or ChannelData: no answer is expected.
     public func send(_ bytes: [UInt8]) async throws {
-        try await transmit(bytes, method: nil)
+        try await transmit(bytes, method: nil, to: nil)
     }
 
-    private func transmit(_ bytes: [UInt8], method: STUNMethod?) async throws {
+    private func transmit(_ bytes: [UInt8], method: STUNMethod?, to destination: SocketAddress?) async throws {
         if let finished = state.withLock({ $0.finished }) { throw TURNClientError(finished.kind, method: method) }
         do {
-            try await sender(bytes)
+            try await sender(bytes, destination)
         } catch {
             throw TURNClientError(pipelineFailure() ?? Self.classify(error), method: method)
         }
@@ -163,15 +174,7 @@ public final class STUNConnection: Sendable {
             let message = decoded.message
             switch message.type.messageClass {
             case .successResponse, .errorResponse:
-                let waiter = state.withLock { $0.pending[message.transactionID] }
-                if let waiter {
-                    waiter.yield(decoded)
-                } else {
-                    state.withLock {
-                        $0.discarded += 1
-                        $0.lastDiscardReason = "a response to no request of ours (transaction \(message.transactionID))"
-                    }
-                }
+                receive(response: decoded)
             case .indication where message.type.method == .data:
                 if let peer = try? message.xorAddress(.xorPeerAddress), let data = message.value(.data) {
                     deliver(PeerData(source: .indication(peer), data: data, receivedAt: .now))
@@ -181,6 +184,19 @@ public final class STUNConnection: Sendable {
             }
         case .channelData(let channelData):
             deliver(PeerData(source: .channel(channelData.channel), data: channelData.data, receivedAt: .now))
+        }
+    }
+
+    /// A success or error response: to its request's waiter, if one is still waiting.
+    func receive(response decoded: DecodedSTUNMessage) {
+        let id = decoded.message.transactionID
+        if let waiter = state.withLock({ $0.pending[id] }) {
+            waiter.yield(decoded)
+        } else {
+            state.withLock {
+                $0.discarded += 1
+                $0.lastDiscardReason = "a response to no request of ours (transaction \(id))"
+            }
         }
     }
 

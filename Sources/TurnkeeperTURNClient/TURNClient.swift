@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 public import TurnkeeperSTUN
 
@@ -207,5 +208,49 @@ public final class TURNClient: Sendable {
                 throw TURNClientError(.errorResponse(error), method: method, answerIntegrity: integrity)
             }
         }
+    }
+}
+
+// MARK: One allocation, released at once
+
+/// What a server said to ``TURNClient/allocateAndRelease(at:credentials:timeout:attempts:)``.
+public enum AllocationVerdict: Sendable, Hashable {
+    /// It granted the allocation (which was released at once).
+    case granted
+    /// It refused the credentials (401, or 441 Wrong Credentials), with what it answered.
+    case refused(TURNClientError)
+}
+
+extension TURNClient {
+    /// One allocation at `uri` with `credentials`, released at once: "does this server accept these
+    /// credentials right now?", asked the way a client asks it. Anything but a grant or a refusal of the
+    /// credentials (no answer, another error) is thrown: it proves nothing either way.
+    ///
+    /// A server keeps a released allocation's 5-tuple for a while and answers 437 (Allocation Mismatch) to a
+    /// new one that draws the same local port; each further attempt, on a new socket, draws another port.
+    public static func allocateAndRelease(
+        at uri: TURNURI, credentials: TURNCredentials, timeout: Duration = .seconds(10), attempts: Int = 3
+    ) async throws -> AllocationVerdict {
+        let endpoint = try await uri.endpoint()
+        for attempt in 1...max(1, attempts) {
+            do {
+                try await Connector.withConnection(to: endpoint, connectTimeout: timeout) { connection in
+                    let client = TURNClient(connection: connection, credentials: credentials)
+                    _ = try await client.allocate(
+                        family: endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4, deadline: .now + timeout)
+                    try await client.refresh(lifetime: 0, deadline: .now + timeout)
+                }
+                return .granted
+            } catch let error as TURNClientError {
+                if case .credentialsRejected = error.kind { return .refused(error) }
+                if case .errorResponse(let code) = error.kind, code.code == STUNErrorCode.allocationMismatch,
+                    attempt < attempts
+                {
+                    continue
+                }
+                throw error
+            }
+        }
+        throw TURNClientError(.timedOut, method: .allocate)  // not reached: the last attempt returns or throws
     }
 }

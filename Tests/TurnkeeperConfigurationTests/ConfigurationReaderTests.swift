@@ -154,7 +154,7 @@ struct ConfigurationReaderTests {
                 store: .redis(
                     .init(
                         host: "redis.internal", port: 6380, database: 3, username: "coturn",
-                        passwordFile: "/etc/turnkeeper/redis-password", timeout: .milliseconds(1500))))),
+                        passwordFile: "/etc/turnkeeper/redis-password", timeout: SynapseDuration(milliseconds: 1500))))),
         Configuration(
             synapse: .init(group: "nogroup"),
             coturn: .init(

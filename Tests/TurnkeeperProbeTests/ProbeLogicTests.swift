@@ -1,5 +1,6 @@
 import Testing
 import TurnkeeperProbe
+import TurnkeeperTURNClient
 
 @Suite("TURN URIs")
 struct TURNURITests {

@@ -214,3 +214,89 @@ struct TURNClientTests {
         #expect(RESTUsername.problem(username: "\(expiry):\(longest)") == nil)
     }
 }
+
+@Suite("Connecting by URI, one allocation released at once, unconnected sockets")
+struct TURNURIConnectionTests {
+    @Test("allocateAndRelease: granted with the server's secret, refused (401) with another, over UDP and TCP")
+    func allocateAndRelease() async throws {
+        let secret = try TurnSecret.generate()
+        let server = try CoturnServer(secrets: [secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }])
+        defer { server.stop() }
+        for transport in ["udp", "tcp"] {
+            let uri = try TURNURI("turn:127.0.0.1:\(server.port)?transport=\(transport)")
+            for (candidate, granted) in [(secret, true), (try TurnSecret.generate(), false)] {
+                let credential = try CredentialMinter(secret: candidate)
+                    .credential(user: "@a:b", expiry: Int64(Date().timeIntervalSince1970) + 600)
+                let verdict = try await TURNClient.allocateAndRelease(
+                    at: uri, credentials: TURNCredentials(username: credential.username, password: credential.password),
+                    timeout: .seconds(15))
+                switch verdict {
+                case .granted:
+                    #expect(granted, "\(uri): a secret coturn does not hold was granted")
+                case .refused(let error):
+                    #expect(!granted, "\(uri): coturn's own secret was refused: \(error)")
+                    guard case .credentialsRejected(let code) = error.kind else {
+                        Issue.record("\(uri): refused with \(error), not a credential rejection")
+                        continue
+                    }
+                    #expect(code.code == 401)
+                }
+            }
+        }
+    }
+
+    @Test("A URI whose host does not resolve fails to connect with the resolver's reason")
+    func unresolvable() async throws {
+        let uri = try TURNURI("turn:no-such-host.invalid:3478")
+        await #expect {
+            try await Connector.withConnection(to: uri) { _ in }
+        } throws: { error in
+            "\(error)".contains("cannot resolve no-such-host.invalid")
+        }
+    }
+
+    @Test("An unconnected socket: STUN transactions with its server and another address; the rest is received")
+    func unconnectedSocket() async throws {
+        let server = try HostileServer(.dropFirstTwo)
+        defer { server.stop() }
+        let other = try CoturnServer(secrets: [
+            try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        ])
+        defer { other.stop() }
+        let echo = try TurnPeer()
+        defer { echo.stop() }
+        let endpoint = ServerEndpoint(
+            host: "127.0.0.1", address: try SocketAddress(ipAddress: "127.0.0.1", port: Int(server.port)),
+            transport: .udp)
+        try await DatagramSocket.withSocket(server: endpoint) { socket in
+            let mapped = try await TURNClient(connection: socket.stun, credentials: nil)
+                .binding(deadline: .now + .seconds(15))
+            #expect(mapped.description == "127.0.0.1:1")
+            #expect(server.received.load(ordering: .relaxed) == 3)
+
+            let answer = try await socket.request(
+                STUNMessage(STUNMessageType(.binding, .request)),
+                to: try SocketAddress(ipAddress: "127.0.0.1", port: Int(other.port)), deadline: .now + .seconds(15))
+            #expect(answer.message.type.messageClass == .successResponse)
+            let reflexive = try answer.message.xorAddress(.xorMappedAddress)
+            #expect(reflexive?.port == socket.localAddress?.port.map { UInt16($0) })
+
+            let payload = Array("not STUN, media".utf8)
+            try await socket.send(payload, to: try SocketAddress(ipAddress: "127.0.0.1", port: Int(echo.port)))
+            let arrived = await withTaskGroup(of: [UInt8]?.self) { group in
+                group.addTask {
+                    for await datagram in socket.received { return datagram.bytes }
+                    return nil
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(15))
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            #expect(arrived == payload, "the echo did not arrive as a received datagram within 15 s")
+        }
+    }
+}

@@ -2,6 +2,7 @@ import Logging
 import ServiceLifecycle
 import TurnkeeperConfiguration
 import TurnkeeperCore
+import TurnkeeperCredentialSource
 import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperRotation
@@ -48,10 +49,12 @@ struct ProbeService: Service {
             )
             .currentSecret()
             if let secret = current {
-                let credential = try CredentialMinter(secret: secret).credential(
-                    user: "@turnkeeper-probe:\(configuration.coturn.realm)", expiry: now + 300)
-                credentials = TURNCredentials(username: credential.username, password: credential.password)
-                expiry = now + 300
+                let minted = try await CredentialSource.secret(secret).resolve(
+                    user: "@turnkeeper-probe:\(configuration.coturn.realm)",
+                    lifetime: SynapseDuration(milliseconds: 300_000),
+                    nowMilliseconds: now * 1000)
+                credentials = minted.credentials
+                expiry = minted.expiry
             } else {
                 problems.append("no current secret yet, so only STUN binding was tried")
             }

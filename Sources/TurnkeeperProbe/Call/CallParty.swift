@@ -48,7 +48,7 @@ public enum CallParty {
     public static func relayed(uri: TURNURI, credentials: TURNCredentials, options: CallOptions) async -> CallReport {
         var report = CallReport(options, mode: .relayed, uri: uri.text)
         do {
-            let endpoint = try await resolve(uri, transport: uri.transport)
+            let endpoint = try await uri.endpoint()
             report.local = LocalRoute.sourceAddress(toward: endpoint.address)
             let setup = ContinuousClock.now + options.setupTimeout
             let rendezvous = Rendezvous(directory: options.rendezvous, name: options.name, peer: options.peer)
@@ -100,42 +100,17 @@ public enum CallParty {
     public static func direct(uri: TURNURI, options: CallOptions) async -> CallReport {
         var report = CallReport(options, mode: .direct, uri: uri.text)
         do {
-            let endpoint = try await resolve(uri, transport: .udp)
+            let endpoint = try await uri.endpoint(transport: .udp)
             report.local = LocalRoute.sourceAddress(toward: endpoint.address)
             let setup = ContinuousClock.now + options.setupTimeout
             let rendezvous = Rendezvous(directory: options.rendezvous, name: options.name, peer: options.peer)
-            report = try await DatagramSocket.withSocket { socket in
+            report = try await DatagramSocket.withSocket(server: endpoint) { socket in
                 var report = report
-                // One reader: STUN answers to our Binding go to `reflexive`, everything else is media.
-                let request = STUNMessage(STUNMessageType(.binding, .request))
-                let reflexive = Mutex<TransportAddress?>(nil)
-                let (media, input) = AsyncStream.makeStream(
-                    of: ([UInt8], ContinuousClock.Instant).self, bufferingPolicy: .bufferingNewest(4096))
-                let reader = Task {
-                    for await datagram in socket.received {
-                        if let decoded = try? DecodedSTUNMessage(datagram.bytes),
-                            decoded.message.transactionID == request.transactionID
-                        {
-                            let mapped = try? decoded.message.xorAddress(.xorMappedAddress)
-                            reflexive.withLock { $0 = $0 ?? mapped }
-                        } else {
-                            input.yield((datagram.bytes, datagram.receivedAt))
-                        }
-                    }
-                    input.finish()
-                }
-                defer { reader.cancel() }
-                // Retransmitted every 500 ms until the setup deadline, as RFC 8489 asks of UDP.
-                var mapped: TransportAddress?
-                while mapped == nil && ContinuousClock.now < setup {
-                    try await socket.send(request.encoded(fingerprint: true), to: endpoint.address)
-                    let retry = ContinuousClock.now + .milliseconds(500)
-                    while mapped == nil && ContinuousClock.now < retry {
-                        try await Task.sleep(for: .milliseconds(10))
-                        mapped = reflexive.withLock { $0 }
-                    }
-                }
-                guard let mapped else {
+                // STUN answers to our Binding go to its transaction; everything else the socket hears is media.
+                let mapped: TransportAddress
+                do {
+                    mapped = try await TURNClient(connection: socket.stun, credentials: nil).binding(deadline: setup)
+                } catch let error as TURNClientError where error.kind == .timedOut {
                     throw TurnkeeperError(
                         .checkFailed,
                         "the STUN server at \(endpoint.address.hostAndPort) did not answer a Binding request")
@@ -148,7 +123,8 @@ public enum CallParty {
                 let tally = MediaTally()
                 let sent = await stream(
                     options: options, tally: tally, rendezvous: rendezvous, host: mapped.host, port: mapped.port,
-                    send: { try await socket.send($0, to: peer) }, inbound: media)
+                    send: { try await socket.send($0, to: peer) },
+                    inbound: socket.received.map { ($0.bytes, $0.receivedAt) })
                 report.finish(sent: sent, tally: tally, options: options)
                 return report
             }
@@ -156,14 +132,6 @@ public enum CallParty {
             report.fail("\(error)")
         }
         return report
-    }
-
-    private static func resolve(_ uri: TURNURI, transport: TURNTransport) async throws -> ServerEndpoint {
-        let addresses = try await Resolver.resolve(host: uri.host, port: uri.port)
-        guard let address = addresses.first(where: { $0.protocol == .inet }) ?? addresses.first else {
-            throw TurnkeeperError(.checkFailed, "\(uri.host) resolves to no address")
-        }
-        return ServerEndpoint(host: uri.host, address: address, transport: transport)
     }
 
     /// Sends `options.packets` packets paced at `options.rate`, while counting and echoing what arrives;

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import TurnkeeperCore
+import TurnkeeperCredentialSource
 import TurnkeeperCredentials
 import TurnkeeperProbe
-import TurnkeeperSynapse
 import TurnkeeperTURNClient
 
 struct CallCommand: AsyncParsableCommand {
@@ -24,8 +24,12 @@ struct CallCommand: AsyncParsableCommand {
             Credentials (one of):
               --homeserver URL --access-token-file F
                   Synapse's /voip/turnServer, as a Matrix client asks
+              --synapse-config PATH ...
+                  Synapse's own config: its secret and its turn_uris
               --secret-file F --uri URI
                   minted as Synapse mints them, for the user @NAME:turnkeeper.call
+              --username U --password-file P --uri URI
+                  a credential a client got
 
             Examples (the lab in docs/nat.md):
               ip netns exec tk-lab-alice turnkeeper call --name alice --peer bob \\
@@ -49,22 +53,14 @@ struct CallCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A directory both sides can read and write.", valueName: "dir"))
     var rendezvous: String
 
-    @Option(help: ArgumentHelp("The homeserver's client API base URL.", valueName: "url"))
-    var homeserver: String?
-
-    @Option(
-        name: .customLong("access-token-file"),
-        help: ArgumentHelp("A file holding this side's Matrix access token.", valueName: "file"))
-    var accessTokenFile: String?
-
-    @Option(
-        name: .customLong("secret-file"), help: ArgumentHelp("Mint credentials from this secret.", valueName: "file"))
-    var secretFile: String?
+    @OptionGroup(title: "Credentials")
+    var credentials: CredentialOptions
 
     @Option(
         help: ArgumentHelp(
-            "The TURN (or, with --direct, STUN) URI. Default: Synapse's first UDP turn: URI.", valueName: "uri"))
-    var uri: String?
+            "The TURN (or, with --direct, STUN) URI. Default: Synapse's first UDP turn: URI.", valueName: "uri"),
+        transform: TURNURI.parse)
+    var uri: TURNURI?
 
     @Flag(help: "Send straight to the peer's reflexive address, without TURN.")
     var direct = false
@@ -76,10 +72,10 @@ struct CallCommand: AsyncParsableCommand {
     var size = 160
 
     @Option(help: ArgumentHelp("How long to stream, in Synapse's duration syntax.", valueName: "duration"))
-    var duration = "5s"
+    var duration = DurationArgument(argument: "5s")!
 
     @Option(help: ArgumentHelp("Deadline for setting up and finding the peer.", valueName: "duration"))
-    var timeout = "30s"
+    var timeout = DurationArgument(argument: "30s")!
 
     @Option(name: .customLong("max-loss"), help: ArgumentHelp("Percent of loss that still passes.", valueName: "pct"))
     var maxLoss = 1.0
@@ -88,13 +84,10 @@ struct CallCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        if (homeserver == nil) != (accessTokenFile == nil) {
-            throw ValidationError("--homeserver and --access-token-file go together.")
-        }
-        if !direct && homeserver == nil && secretFile == nil {
+        if !direct, case .none = credentials.source() {
             throw ValidationError("Give --homeserver with --access-token-file, or --secret-file with --uri.")
         }
-        if (secretFile != nil || direct) && uri == nil && homeserver == nil {
+        if uri == nil && !credentials.listsURIs {
             throw ValidationError("Give --uri: the TURN server to use.")
         }
         if !(1...1000).contains(rate) { throw ValidationError("--rate must be 1 to 1000.") }
@@ -119,21 +112,25 @@ struct CallCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let streamFor = try SynapseDuration(parsing: duration, source: "--duration")
-        let setup = try SynapseDuration(parsing: timeout, source: "--timeout")
-        guard streamFor.milliseconds <= 3_600_000 else {
+        guard duration.duration.milliseconds <= 3_600_000 else {
             throw TurnkeeperError(.invalidArgument, "--duration must be at most 1h")
         }
         let options = CallOptions(
-            name: name, peer: peer, rendezvous: rendezvous, rate: rate, size: size,
-            duration: .milliseconds(streamFor.milliseconds), setupTimeout: .milliseconds(setup.milliseconds),
-            maxLossPercent: maxLoss)
-        let (credentials, uris) = try await loadCredentials()
-        let chosen = try pick(uris)
+            name: name, peer: peer, rendezvous: rendezvous, rate: rate, size: size, duration: duration.value,
+            setupTimeout: timeout.value, maxLossPercent: maxLoss)
+        let user = "@\(name):turnkeeper.call"
+        let credentialSource = credentials.source()
+        switch credentialSource {
+        case .secretFile, .synapseConfig: try RESTUsername.validate(user: user, source: "--name")
+        default: break
+        }
+        let source = try await credentialSource.resolve(user: user, lifetime: SynapseDuration(milliseconds: 3_600_000))
+        source.warnings.forEach(Console.warning)
+        let chosen = try pick(source.uris)
         let report =
             if direct {
                 await CallParty.direct(uri: chosen, options: options)
-            } else if let credentials {
+            } else if let credentials = source.credentials {
                 await CallParty.relayed(uri: chosen, credentials: credentials, options: options)
             } else {
                 throw TurnkeeperError(.invalidArgument, "no TURN credentials")
@@ -148,33 +145,9 @@ struct CallCommand: AsyncParsableCommand {
         if !report.passed { throw ExitCode.failure }
     }
 
-    private func loadCredentials() async throws -> (TURNCredentials?, [String]) {
-        if let homeserver, let accessTokenFile {
-            let token = try FileContents.readValue(accessTokenFile, what: "a Matrix access token")
-            guard
-                case .credentials(let answer) = try await TurnServerClient.fetch(
-                    homeserver: homeserver, accessToken: token)
-            else {
-                throw TurnkeeperError(
-                    .checkFailed, "\(homeserver) hands out no TURN credentials (/voip/turnServer answered {}).")
-            }
-            return (TURNCredentials(username: answer.username, password: answer.password), answer.uris)
-        }
-        if let secretFile {
-            let user = "@\(name):turnkeeper.call"
-            try RESTUsername.validate(user: user, source: "--name")
-            let loaded = try SecretFile.read(secretFile)
-            let minted = try CredentialMinter(secret: loaded.secret).credential(
-                user: user, lifetime: SynapseDuration(milliseconds: 3_600_000),
-                nowMilliseconds: WallClock.nowMilliseconds())
-            return (TURNCredentials(username: minted.username, password: minted.password), [])
-        }
-        return (nil, [])
-    }
-
     /// --uri, else the first turn: URI over UDP that Synapse lists (media goes over UDP when it can).
     private func pick(_ uris: [String]) throws -> TURNURI {
-        if let uri { return try parse(uri) }
+        if let uri { return uri }
         let parsed = try uris.map(parse)
         guard let choice = parsed.first(where: { $0.isTURN && $0.transport == .udp }) ?? parsed.first else {
             throw TurnkeeperError(.checkFailed, "Synapse lists no turn_uris; give --uri.")

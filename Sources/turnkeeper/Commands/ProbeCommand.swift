@@ -3,9 +3,9 @@ import Foundation
 import Glibc
 import NIOCore
 import TurnkeeperCore
+import TurnkeeperCredentialSource
 import TurnkeeperCredentials
 import TurnkeeperProbe
-import TurnkeeperSynapse
 import TurnkeeperTURNClient
 
 struct ProbeCommand: AsyncParsableCommand {
@@ -53,44 +53,19 @@ struct ProbeCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("stun:, turn: or turns: URIs (RFC 7064/7065).", valueName: "uri"))
-    var uris: [String] = []
+    @Argument(
+        help: ArgumentHelp("stun:, turn: or turns: URIs (RFC 7064/7065).", valueName: "uri"),
+        transform: TURNURI.parse)
+    var uris: [TURNURI] = []
 
-    @Option(
-        name: .customLong("synapse-config"),
-        help: ArgumentHelp(
-            "Synapse's config file or directory, as given to Synapse's -c. Repeatable.", valueName: "path")
-    )
-    var synapseConfig: [String] = []
-
-    @Option(
-        help: ArgumentHelp(
-            "The homeserver's client API base URL, such as https://matrix.example.org.", valueName: "url"))
-    var homeserver: String?
-
-    @Option(
-        name: .customLong("access-token-file"),
-        help: ArgumentHelp("A file holding a Matrix access token (with --homeserver).", valueName: "file")
-    )
-    var accessTokenFile: String?
-
-    @Option(
-        name: .customLong("secret-file"),
-        help: ArgumentHelp("Mint credentials from this shared secret.", valueName: "file"))
-    var secretFile: String?
+    @OptionGroup(title: "Credentials")
+    var credentials: CredentialOptions
 
     @Option(
         help: ArgumentHelp(
             "The user the minted credentials are for (at most \(RESTUsername.maximumUserBytes) bytes).",
             valueName: "user-id"))
     var user = "@turnkeeper-probe:localhost"
-
-    @Option(help: ArgumentHelp("A TURN username, as a client got it (with --password-file).", valueName: "username"))
-    var username: String?
-
-    @Option(
-        name: .customLong("password-file"), help: ArgumentHelp("A file holding the TURN password.", valueName: "file"))
-    var passwordFile: String?
 
     @Option(
         name: .customLong("ca-file"),
@@ -101,7 +76,7 @@ struct ProbeCommand: AsyncParsableCommand {
     var insecure = false
 
     @Option(help: ArgumentHelp("Deadline of each step, in Synapse's duration syntax.", valueName: "duration"))
-    var timeout = "3s"
+    var timeout = DurationArgument(argument: "3s")!
 
     @Option(help: ArgumentHelp("Packets each way on each relay path.", valueName: "count"))
     var packets = 10
@@ -110,22 +85,7 @@ struct ProbeCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        let sources = [
-            secretFile != nil, username != nil || passwordFile != nil, !synapseConfig.isEmpty, homeserver != nil,
-        ]
-        if sources.filter({ $0 }).count > 1 {
-            throw ValidationError(
-                "Give one source of credentials: --secret-file, --username with --password-file, --synapse-config, "
-                    + "or --homeserver with --access-token-file."
-            )
-        }
-        if (username == nil) != (passwordFile == nil) {
-            throw ValidationError("--username and --password-file go together.")
-        }
-        if (homeserver == nil) != (accessTokenFile == nil) {
-            throw ValidationError("--homeserver and --access-token-file go together.")
-        }
-        if uris.isEmpty && synapseConfig.isEmpty && homeserver == nil {
+        if uris.isEmpty && !credentials.listsURIs {
             throw ValidationError(
                 "Give the URIs to probe, or --synapse-config or --homeserver to take them from Synapse.")
         }
@@ -136,21 +96,23 @@ struct ProbeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try RESTUsername.validate(user: user)
-        let (credentials, expiry, synapseURIs) = try await loadCredentials()
-        var parsed: [TURNURI] = []
-        var texts = uris.isEmpty ? synapseURIs : uris
+        let source = try await credentials.source(caFile: caFile)
+            .resolve(user: user, lifetime: SynapseDuration(milliseconds: 600_000))
+        source.warnings.forEach(Console.warning)
         // A homeserver's answer chooses these: never a fan-out that turns the probe into a scanner.
-        if texts.count > ProbeRunner.maximumURIs {
+        let given = uris.isEmpty ? source.uris.count : uris.count
+        if given > ProbeRunner.maximumURIs {
             Console.warning(
-                "\(texts.count) URIs given; only the first \(ProbeRunner.maximumURIs) are probed, the rest are NOT tested."
-            )
-            texts = Array(texts.prefix(ProbeRunner.maximumURIs))
+                "\(given) URIs given; only the first \(ProbeRunner.maximumURIs) are probed, the rest are NOT tested.")
         }
-        for text in texts {
-            do {
-                parsed.append(try TURNURI(text))
-            } catch {
-                throw TurnkeeperError(.invalidArgument, error.description)
+        var parsed = Array(uris.prefix(ProbeRunner.maximumURIs))
+        if uris.isEmpty {
+            for text in source.uris.prefix(ProbeRunner.maximumURIs) {
+                do {
+                    parsed.append(try TURNURI(text))
+                } catch {
+                    throw TurnkeeperError(.invalidArgument, error.description)
+                }
             }
         }
         if parsed.isEmpty {
@@ -159,21 +121,20 @@ struct ProbeCommand: AsyncParsableCommand {
                 "Synapse lists no turn_uris, so clients get no TURN server at all. Add turn_uris to its config."
             )
         }
-        let stepTimeout = try SynapseDuration(parsing: timeout, source: "--timeout")
         if insecure {
             Console.warning("--insecure: TLS certificates are NOT verified; anyone on the path could be answering.")
         }
         let options = ProbeOptions(
-            credentials: credentials,
+            credentials: source.credentials,
             tls: TLSOptions(caFile: caFile, insecure: insecure),
-            stepTimeout: .milliseconds(stepTimeout.milliseconds),
+            stepTimeout: timeout.value,
             packets: packets
         )
         let results = await ProbeRunner.run(parsed, options: options)
         let certificates = await fetchCertificates(for: results, parsed)
         let context = Diagnostician.Context(
-            credentialExpiry: expiry,
-            usernameProblem: credentials.flatMap { RESTUsername.problem(username: $0.username) },
+            credentialExpiry: source.expiry,
+            usernameProblem: source.credentials.flatMap { RESTUsername.problem(username: $0.username) },
             nowSeconds: WallClock.nowSeconds(),
             certificates: certificates
         )
@@ -202,59 +163,6 @@ struct ProbeCommand: AsyncParsableCommand {
         return try? await NATDiscovery.discover(server: server, timeout: .milliseconds(1500))
     }
 
-    /// Credentials, their expiry when known, and the URIs Synapse lists (when Synapse is the source).
-    private func loadCredentials() async throws -> (TURNCredentials?, Int64?, [String]) {
-        if let secretFile {
-            let loaded = try SecretFile.read(secretFile)
-            loaded.warnings.forEach(Console.warning)
-            let (credentials, expiry) = try mint(loaded.secret, lifetime: SynapseDuration(milliseconds: 600_000))
-            return (credentials, expiry, [])
-        }
-        if !synapseConfig.isEmpty {
-            let config = try SynapseConfig.load(synapseConfig)
-            config.warnings.forEach(Console.warning)
-            guard let secret = config.turnSecret else {
-                throw TurnkeeperError(
-                    .checkFailed,
-                    "Synapse's config (\(config.files.joined(separator: ", "))) sets no turn_shared_secret or "
-                        + "turn_shared_secret_path, so Synapse hands out no TURN credentials."
-                )
-            }
-            let (credentials, expiry) = try mint(secret, lifetime: config.turnUserLifetime)
-            return (credentials, expiry, config.turnURIs)
-        }
-        if let homeserver, let accessTokenFile {
-            let token = try FileContents.readValue(accessTokenFile, what: "a Matrix access token")
-            switch try await TurnServerClient.fetch(homeserver: homeserver, accessToken: token, caFile: caFile) {
-            case .empty:
-                throw TurnkeeperError(
-                    .checkFailed,
-                    "\(homeserver) hands out no TURN credentials (/voip/turnServer answered {}): Synapse has no "
-                        + "turn_uris, an empty secret (or secret file), or turn_user_lifetime 0. Run "
-                        + "`turnkeeper probe --synapse-config` on the Synapse host to see which."
-                )
-            case .credentials(let answer):
-                let credentials = TURNCredentials(username: answer.username, password: answer.password)
-                return (credentials, RESTUsername.expiry(of: answer.username), answer.uris)
-            }
-        }
-        if let username, let passwordFile {
-            if let problem = RESTUsername.problem(username: username) {
-                Console.warning("--username \(problem).")
-            }
-            let password = try FileContents.readValue(passwordFile, what: "the TURN password")
-            let expiry = username.contains(":") ? RESTUsername.expiry(of: username) : nil
-            return (TURNCredentials(username: username, password: password), expiry, [])
-        }
-        return (nil, nil, [])
-    }
-
-    private func mint(_ secret: TurnSecret, lifetime: SynapseDuration) throws -> (TURNCredentials, Int64) {
-        let minted = try CredentialMinter(secret: secret)
-            .credential(user: user, lifetime: lifetime, nowMilliseconds: WallClock.nowMilliseconds())
-        return (TURNCredentials(username: minted.username, password: minted.password), minted.expiry)
-    }
-
     /// After a TLS failure, the certificate is fetched unverified so the diagnosis can name what is wrong with it.
     private func fetchCertificates(for targets: [TargetReport], _ uris: [TURNURI]) async -> [String: Diagnostician
         .CertificateFacts]
@@ -262,12 +170,9 @@ struct ProbeCommand: AsyncParsableCommand {
         var facts: [String: Diagnostician.CertificateFacts] = [:]
         for target in targets where target.steps.contains(where: { $0.failure == "tls" }) {
             guard let uri = uris.first(where: { $0.text == target.uri }),
-                let address = try? await Resolver.resolve(host: uri.host, port: uri.port)
-                    .first(where: { $0.hostAndPort == target.address }),
-                let certificate = try? await TLSInspector.certificate(
-                    of: ServerEndpoint(host: uri.host, address: address, transport: .tls),
-                    timeout: .seconds(3)
-                )
+                let endpoint = try? await uri.endpoints(transport: .tls)
+                    .first(where: { $0.address.hostAndPort == target.address }),
+                let certificate = try? await TLSInspector.certificate(of: endpoint, timeout: .seconds(3))
             else { continue }
             facts[target.address] = Diagnostician.CertificateFacts(
                 names: certificate.names,

@@ -1,7 +1,5 @@
 import Glibc
 import TurnkeeperCore
-import TurnkeeperSTUN
-public import TurnkeeperTURNClient
 
 /// A STUN or TURN URI (RFC 7064, RFC 7065): `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]`,
 /// `turns:host[:port][?transport=tcp]`. IPv6 literals go in brackets.
@@ -29,9 +27,9 @@ public struct TURNURI: Sendable, Hashable, CustomStringConvertible {
     public static let maximumHostLength = 253
     public static let maximumLabelLength = 63
 
-    public init(_ text: String) throws(ProbeError) {
-        func bad(_ why: String) -> ProbeError {
-            ProbeError(
+    public init(_ text: String) throws(TURNURIError) {
+        func bad(_ why: String) -> TURNURIError {
+            TURNURIError(
                 "\"\(ServerText.escaped(text))\" is not a STUN/TURN URI: \(why). "
                     + "Write stun:HOST[:PORT], turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]."
             )
@@ -127,8 +125,40 @@ public struct TURNURI: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// A probe configuration problem: a bad URI, a missing credential. Exit status 2.
-public struct ProbeError: Error, Sendable, CustomStringConvertible {
+/// Why a text is not a ``TURNURI``: the text (escaped), what is wrong, and the forms that work.
+public struct TURNURIError: Error, Sendable, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    init(_ description: String) { self.description = description }
+}
+
+// MARK: Connecting
+
+extension TURNURI {
+    /// One endpoint for each address the host resolves to, IPv4 first, with this URI's transport (or
+    /// `transport`, for a STUN Binding over UDP to a turn:?transport=tcp server, say).
+    public func endpoints(transport: TURNTransport? = nil) async throws -> [ServerEndpoint] {
+        let addresses = try await Resolver.resolve(host: host, port: port)
+        guard !addresses.isEmpty else {
+            throw Resolver.ResolutionError(host: host, reason: "no IPv4 or IPv6 address")
+        }
+        return addresses.map { ServerEndpoint(host: host, address: $0, transport: transport ?? self.transport) }
+    }
+
+    /// The first endpoint (IPv4 first): the one a client that tries one address would use.
+    public func endpoint(transport: TURNTransport? = nil) async throws -> ServerEndpoint {
+        // endpoints() never returns an empty list.
+        try await endpoints(transport: transport)[0]
+    }
+}
+
+extension Connector {
+    /// Resolves `uri`, and connects to its first address (IPv4 first) for the duration of `body`.
+    public static func withConnection<Result: Sendable>(
+        to uri: TURNURI,
+        tls: TLSOptions = TLSOptions(),
+        connectTimeout: Duration = .seconds(5),
+        _ body: (STUNConnection) async throws -> Result
+    ) async throws -> Result {
+        try await withConnection(to: try await uri.endpoint(), tls: tls, connectTimeout: connectTimeout, body)
+    }
 }
