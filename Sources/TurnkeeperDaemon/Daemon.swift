@@ -37,7 +37,7 @@ public struct Daemon {
         // Ready means the state is loaded and consistent: read, or adopted from Synapse on a first run; with
         // derived secrets, the root key reads and this epoch's secret derives.
         let rotation = makeRotation(
-            configuration, environment: RotationEnvironment(now: RotationClock.now, say: { logger.info("\($0)") }))
+            configuration, environment: RotationEnvironment(now: WallClock.nowSeconds, say: { logger.info("\($0)") }))
         try await rotation.prepare()
         let status = try await rotation.status()
         state.update { $0.rotation = status }
@@ -60,7 +60,7 @@ public struct Daemon {
             ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
             RotationService(
                 state: state, metrics: metrics, logger: logger, alarm: rotationAlarm, probeAlarm: probeAlarm,
-                now: RotationClock.now),
+                now: WallClock.nowSeconds),
             ShutdownAnnouncer(state: state, logger: logger),
         ]
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)

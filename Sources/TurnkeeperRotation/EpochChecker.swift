@@ -9,7 +9,7 @@ import TurnkeeperSynapse
 /// turnkeeper) is an epoch or more out of step. Skew within an epoch cannot be seen, and does no harm.
 struct EpochChecker {
     let configuration: Configuration
-    var now: @Sendable () -> Int64 = RotationClock.now
+    var now: @Sendable () -> Int64 = WallClock.nowSeconds
 
     func run() async throws -> [Checker.Finding] {
         var findings: [Checker.Finding] = []

@@ -191,12 +191,3 @@ public struct EpochRotation: SecretRotation {
             epoch: epoch)
     }
 }
-
-/// The clock rotation decisions use: the wall clock, shifted by TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS when the
-/// tests set it to give two hosts skewed clocks (docs/operations.md, testing switches).
-public enum RotationClock {
-    public static func now() -> Int64 {
-        WallClock.nowSeconds()
-            + (getenv("TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS").flatMap { Int64(String(cString: $0)) } ?? 0)
-    }
-}

@@ -45,7 +45,7 @@ struct ProbeService: Service {
         var expiry: Int64?
         do {
             let current = try await makeRotation(
-                configuration, environment: .init(now: RotationClock.now, say: { _ in })
+                configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in })
             )
             .currentSecret()
             if let secret = current {

@@ -48,7 +48,7 @@ struct RotateCommand: AsyncParsableCommand {
 
     func run() async throws {
         // Two hosts with derived secrets: either way, this one is brought in line with the current epoch.
-        try await makeRotation(try await options.load(), environment: .init(now: RotationClock.now, say: { print($0) }))
+        try await makeRotation(try await options.load(), environment: .init(now: WallClock.nowSeconds, say: { print($0) }))
             .rotate(resume ? .resume : .rotate)
     }
 }
@@ -66,7 +66,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         let status = try await makeRotation(
-            try await options.load(), environment: .init(now: RotationClock.now, say: { _ in })
+            try await options.load(), environment: .init(now: WallClock.nowSeconds, say: { _ in })
         ).status()
         if json {
             let encoder = JSONEncoder()
