@@ -1,4 +1,3 @@
-import Glibc
 import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials

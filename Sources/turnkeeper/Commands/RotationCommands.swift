@@ -48,8 +48,10 @@ struct RotateCommand: AsyncParsableCommand {
 
     func run() async throws {
         // Two hosts with derived secrets: either way, this one is brought in line with the current epoch.
-        try await makeRotation(try await options.load(), environment: .init(now: WallClock.nowSeconds, say: { print($0) }))
-            .rotate(resume ? .resume : .rotate)
+        try await makeRotation(
+            try await options.load(), environment: .init(now: WallClock.nowSeconds, say: { print($0) })
+        )
+        .rotate(resume ? .resume : .rotate)
     }
 }
 
