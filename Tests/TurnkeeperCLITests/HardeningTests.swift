@@ -12,53 +12,42 @@ import TurnkeeperStores
 struct HardeningTests {
     /// coturn, a Synapse config directory holding several secrets, turnkeeper.yaml, and a recording restart.
     struct Deployment {
-        let coturn: CoturnServer
-        let directory: TemporaryDirectory
+        let base: TurnkeeperDeployment
+        var coturn: CoturnServer { base.coturn }
+        var directory: TemporaryDirectory { base.directory }
         /// Every secret of the deployment: none may appear in any output, log, child argv or environment.
         var secrets: [String]
         let turnSecret: String
 
-        var confD: String { directory.file("synapse/conf.d") }
-        var homeserver: String { directory.file("synapse/homeserver.yaml") }
-        var managedFile: String { directory.file("synapse/conf.d/90-turnkeeper.yaml") }
+        var confD: String { base.confD }
+        var homeserver: String { base.homeserverYAML }
+        var managedFile: String { base.managedFile }
         var restartLog: String { directory.file("restarts.log") }
-        var config: String { directory.file("turnkeeper.yaml") }
-        var state: String { directory.file("state") }
+        var config: String { base.config }
+        var state: String { base.stateDirectory }
 
         init() throws {
-            coturn = try CoturnServer(secrets: [])
-            directory = try TemporaryDirectory()
-            turnSecret = try Self.text(TurnSecret.generate())
+            var options = TurnkeeperDeployment.Options()
+            // homeserver.yaml below holds the secret, among others.
+            options.secretPlace = nil
+            options.interval = "1h"
+            var base = try TurnkeeperDeployment(options)
+            turnSecret = Self.text(base.original)
             secrets = [turnSecret]
             for _ in 0..<3 { secrets.append(try Self.text(TurnSecret.generate())) }
-            try FileManager.default.createDirectory(atPath: confD, withIntermediateDirectories: true)
-            try writeHomeserver(turnSecret: turnSecret)
-            let recorder = try directory.write(
+            let restartLog = base.directory.file("restarts.log")
+            let recorder = try base.directory.write(
                 "restart.sh",
                 """
                 #!/bin/bash
                 { echo "restart: $*"; env; ls /proc/self/fd | tr '\\n' ' '; echo; } >> \(restartLog)
-                [ -e \(directory.file("restart-fails")) ] && exit 1
+                [ -e \(base.directory.file("restart-fails")) ] && exit 1
                 exit 0
                 """, mode: 0o755)
-            try directory.write(
-                "turnkeeper.yaml",
-                """
-                synapse:
-                  config: [\(homeserver), \(confD)]
-                  managed_file: \(managedFile)
-                  group: nogroup
-                  restart_command: [\(recorder), restart]
-                coturn:
-                  realm: \(coturn.realm)
-                  verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-                  database: \(coturn.userDatabase)
-                rotation:
-                  interval: 1h
-                  margin: 1s
-                  state_directory: \(state)
-
-                """, mode: 0o644)
+            base.settings.synapse?.restartCommand = [recorder, "restart"]
+            try base.writeConfig(mode: 0o644)
+            self.base = base
+            try writeHomeserver(turnSecret: turnSecret)
         }
 
         /// homeserver.yaml as Debian has it, with the secrets a Synapse host keeps in it.
@@ -122,10 +111,7 @@ struct HardeningTests {
             return secrets.flatMap { secret in places.filter { $0.contains(secret) }.map { String($0.prefix(200)) } }
         }
 
-        func stop() {
-            coturn.stop()
-            directory.remove()
-        }
+        func stop() { base.stop() }
     }
 
     /// Whether PyYAML as Synapse uses it (the venv's `yaml.safe_load`) loads the file, and the secret it reads.
@@ -425,12 +411,10 @@ struct HardeningTests {
         let decoy = try deployment.directory.write("decoy", "root's own file\n", mode: 0o600)
         let secretFile = deployment.directory.file("synapse/turn-secret")
         symlink(decoy, secretFile)
-        let text = try String(contentsOfFile: deployment.config, encoding: .utf8)
-        try deployment.directory.write(
-            "turnkeeper.yaml",
-            text.replacingOccurrences(
-                of: "  group: nogroup\n", with: "  group: nogroup\n  mode: path\n  secret_file: \(secretFile)\n"),
-            mode: 0o644)
+        try deployment.base.writeConfig(mode: 0o644) {
+            $0.synapse?.mode = "path"
+            $0.synapse?.secretFile = secretFile
+        }
         let rotate = try deployment.run(["rotate"])
         #expect(rotate.status == 2 && rotate.stderr.contains("is a symbolic link"), "\(rotate)")
         #expect(try String(contentsOfFile: decoy, encoding: .utf8) == "root's own file\n")

@@ -214,25 +214,18 @@ struct NATLabTests {
         // coturn reads secrets from its SQLite userdb only; turnkeeper adopts Synapse's into it first.
         let setup = try PublicSetup(lab, secretInCoturnConfig: false, supervised: true, lifetime: "4s")
         defer { setup.stop() }
+        var synapse = TurnkeeperYAML.Synapse(config: [setup.synapse.homeserverYAML, setup.synapse.confD])
+        synapse.managedFile = setup.synapse.confD + "/90-turnkeeper.yaml"
+        synapse.restartCommand = setup.synapse.restartCommand
+        synapse.healthURL = "http://203.0.113.20:8008/health"
+        synapse.homeserver = "http://203.0.113.20:8008"
+        synapse.accessTokenFile = setup.tokens.alice
+        var coturn = TurnkeeperYAML.Coturn(realm: "lab.turnkeeper.test", verifyURI: "turn:203.0.113.10?transport=udp")
+        coturn.database = setup.coturn.userDatabase
+        var rotation = TurnkeeperYAML.Rotation(stateDirectory: lab.directory.file("state"))
+        rotation.margin = "1s"
         let config = try lab.directory.write(
-            "turnkeeper.yaml",
-            """
-            synapse:
-              config: [\(setup.synapse.homeserverYAML), \(setup.synapse.confD)]
-              managed_file: \(setup.synapse.confD)/90-turnkeeper.yaml
-              group: nogroup
-              restart_command: [\(setup.synapse.restartCommand.joined(separator: ", "))]
-              health_url: http://203.0.113.20:8008/health
-              homeserver: http://203.0.113.20:8008
-              access_token_file: \(setup.tokens.alice)
-            coturn:
-              realm: lab.turnkeeper.test
-              verify_uri: turn:203.0.113.10?transport=udp
-              database: \(setup.coturn.userDatabase)
-            rotation:
-              margin: 1s
-              state_directory: \(lab.directory.file("state"))
-            """)
+            "turnkeeper.yaml", TurnkeeperYAML(synapse: synapse, coturn: coturn, rotation: rotation).render())
         // turnkeeper runs on the Synapse host, as an admin would run it.
         let rotate: @Sendable ([String]) throws -> ProcessOutput = { arguments in
             try lab.run(
