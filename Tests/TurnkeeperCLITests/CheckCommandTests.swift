@@ -5,7 +5,7 @@ import TurnkeeperCredentials
 
 /// `turnkeeper check` on a deployment laid out on disk: Synapse's config directory, coturn's database
 /// (coturn's own schema) and turnserver.conf, each broken in one way at a time.
-@Suite("turnkeeper check")
+@Suite("turnkeeper check", .mayBlock)
 struct CheckCommandTests {
     struct Layout {
         let directory: TemporaryDirectory

@@ -7,7 +7,7 @@ import TurnkeeperSynapse
 
 /// `turnkeeper run` as systemd runs it: a real coturn, Synapse (real, or its config directory alone),
 /// a notify socket, signals, and /metrics read by prometheus_client's parser.
-@Suite("turnkeeper run")
+@Suite("turnkeeper run", .mayBlock)
 struct DaemonTests {
     /// coturn plus Synapse's configuration directory, with no Synapse process: its restart is /bin/true.
     struct Lite: Sendable {

@@ -6,7 +6,7 @@ import TurnkeeperCredentials
 
 /// A fleet: two coturn instances reading their secrets from one shared user database (Redis, PostgreSQL),
 /// rotated by turnkeeper with the same protocol as the SQLite store.
-@Suite("Shared user databases")
+@Suite("Shared user databases", .mayBlock)
 struct FleetStoreTests {
     /// A database both coturns read.
     struct Database: Sendable {

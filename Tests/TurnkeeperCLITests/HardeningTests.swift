@@ -8,7 +8,7 @@ import TurnkeeperStores
 /// turnkeeper as root against careless and hostile files (issue 11): each test is a real mistake or attack on the
 /// real binary, with a real coturn and a Synapse configuration directory. Synapse itself is not started: its
 /// restart command is a recorder, which also shows what a child would see (argv and environment).
-@Suite("Hardening: hostile and careless files")
+@Suite("Hardening: hostile and careless files", .mayBlock)
 struct HardeningTests {
     /// coturn, a Synapse config directory holding several secrets, turnkeeper.yaml, and a recording restart.
     struct Deployment {

@@ -7,7 +7,7 @@ import Testing
 /// The health listener against idle connections by the hundred: the real `turnkeeper run`, its descriptor
 /// limit lowered with prlimit(1) so that the flood would exhaust it, and its CPU time read from /proc.
 /// Blocking calls (connect, HTTP, prlimit) run off the cooperative pool, which other tests need.
-@Suite("Health listener under a connection flood")
+@Suite("Health listener under a connection flood", .mayBlock)
 struct HealthExhaustionTests {
     /// The daemon's descriptor limit in these tests; the listener holds at most a quarter of it.
     static let limit = 128

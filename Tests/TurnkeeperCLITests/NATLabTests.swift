@@ -8,7 +8,7 @@ import TurnkeeperCredentials
 /// Calls behind real NATs (scripts/natlab.sh): alice behind an endpoint-independent NAT, bob behind a
 /// symmetric one, Synapse and coturn on the lab's "public" network. Every namespace is removed after
 /// each test, and checked to be gone.
-@Suite("NAT lab")
+@Suite("NAT lab", .mayBlock)
 struct NATLabTests {
     struct Call {
         let report: [String: Any]
@@ -235,9 +235,11 @@ struct NATLabTests {
         #expect(adopted.status == 0 && adopted.stdout.contains("adopted Synapse's current secret"), "\(adopted)")
 
         let log = Mutex<[String]>([])
+        // 1000 packets over 50 s: long enough to outlive Synapse's restart on a loaded machine.
+        let slow = ["--rate", "20"]
         let (alice, bob) = try await Self.call(
-            lab, ("alice", "alice", setup.fromSynapse(setup.tokens.alice)),
-            ("bob", "bob", setup.fromSynapse(setup.tokens.bob)), duration: "20s"
+            lab, ("alice", "alice", setup.fromSynapse(setup.tokens.alice) + slow),
+            ("bob", "bob", setup.fromSynapse(setup.tokens.bob) + slow), duration: "50s"
         ) {
             // Once media flows: rotate (Synapse switches), then wait out the 4 s lifetime and retire the old
             // secret, all while the call goes on.

@@ -5,7 +5,7 @@ import Testing
 import TurnkeeperCredentials
 
 /// `turnkeeper provision`: the bundle, its validation, and the real turnserver accepting what it renders.
-@Suite("turnkeeper provision")
+@Suite("turnkeeper provision", .mayBlock)
 struct ProvisionTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path

@@ -7,7 +7,7 @@ import TurnkeeperStores
 /// Retiring a secret is proven with a real allocation at coturn.verify_uri: a secret coturn still accepts (a
 /// leftover static-auth-secret line, a restart that did not take effect) is a failed retirement, never "retired".
 /// Synapse is only a config directory here: its restart command is /bin/true.
-@Suite("Retirement and coturn restarts, proven by real allocations")
+@Suite("Retirement and coturn restarts, proven by real allocations", .mayBlock)
 struct RetirementTests {
     static func text(_ secret: TurnSecret) -> String { secret.withExposedBytes { String(decoding: $0, as: UTF8.self) } }
 

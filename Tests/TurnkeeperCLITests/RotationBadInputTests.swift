@@ -7,7 +7,7 @@ import TurnkeeperSynapse
 
 /// `turnkeeper rotate` given broken input: it stops with a clear error and damages nothing.
 /// Synapse is only a config directory here: none of these rotations may reach its restart.
-@Suite("turnkeeper rotate refuses bad input")
+@Suite("turnkeeper rotate refuses bad input", .mayBlock)
 struct RotationBadInputTests {
     struct Setup {
         let base: TurnkeeperDeployment
@@ -103,7 +103,7 @@ struct RotationBadInputTests {
 
 /// Rotation with coturn's config file as the store: turnkeeper edits static-auth-secret lines and restarts
 /// coturn (as documented, each restart drops calls in progress; the sqlite store avoids that).
-@Suite("turnkeeper rotate with the config-file store")
+@Suite("turnkeeper rotate with the config-file store", .mayBlock)
 struct ConfigStoreRotationTests {
     @Test("Old and new secrets are in turnserver.conf and accepted by the restarted coturn; Synapse switches")
     func configStore() throws {

@@ -10,7 +10,7 @@ import TurnkeeperSynapse
 import TurnkeeperTURNClient
 
 /// `turnkeeper rotate` end to end: a real coturn (SQLite store) and a real Synapse restarted by turnkeeper.
-@Suite("turnkeeper rotate")
+@Suite("turnkeeper rotate", .mayBlock)
 struct RotationTests {
     struct Deployment: Sendable {
         let base: TurnkeeperDeployment

@@ -8,7 +8,7 @@ import TurnkeeperCredentials
 /// A Synapse host and a separate TURN host, each with its own turnkeeper, state and clock, sharing only a
 /// root key: no channel between them. Epochs are compressed to 20 s, credentials live 4 s: the real ratio
 /// (1 d to 1 h) is wider, and Synapse's restart (up to several seconds on a loaded machine) must fit too.
-@Suite("Two hosts, derived secrets")
+@Suite("Two hosts, derived secrets", .mayBlock)
 struct TwoHostTests {
     struct Host {
         let lab: NATLab

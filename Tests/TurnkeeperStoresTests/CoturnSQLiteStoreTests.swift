@@ -8,7 +8,7 @@ import TurnkeeperCredentials
 import TurnkeeperStores
 import TurnkeeperTURNClient
 
-@Suite("coturn's SQLite user database as a secret store")
+@Suite("coturn's SQLite user database as a secret store", .mayBlock)
 struct CoturnSQLiteStoreTests {
     /// True when coturn grants an allocation to a credential signed with `secret`.
     private func coturnAccepts(_ secret: TurnSecret, _ server: CoturnServer) async throws -> Bool {

@@ -6,7 +6,7 @@ import TurnkeeperCredentials
 import TurnkeeperSTUN
 import TurnkeeperTURNClient
 
-@Suite("TURN client")
+@Suite("TURN client", .mayBlock)
 struct TURNClientTests {
     private func endpoint(_ port: UInt16, _ transport: TURNTransport = .udp) throws -> ServerEndpoint {
         ServerEndpoint(
