@@ -61,6 +61,7 @@ public struct TurnkeeperYAML: Sendable {
     public struct Rotation: Sendable {
         public var mode: String?
         public var rootKeyFile: String?
+        public var previousRootKeyFile: String?
         public var epoch: String?
         public var interval: String?
         public var margin: String?
@@ -146,6 +147,7 @@ public struct TurnkeeperYAML: Sendable {
         lines.append("rotation:")
         add("mode", rotation.mode)
         add("root_key_file", rotation.rootKeyFile)
+        add("previous_root_key_file", rotation.previousRootKeyFile)
         add("epoch", rotation.epoch)
         add("interval", rotation.interval)
         add("margin", rotation.margin)

@@ -376,13 +376,14 @@ struct HardeningTests {
     func weakRootKeys() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let config = try directory.write(
-            "turnkeeper.yaml",
-            """
-            role: turn
-            coturn: {realm: r, verify_uri: "turn:127.0.0.1:9", database: \(directory.file("turndb"))}
-            rotation: {root_key_file: \(directory.file("root-key")), epoch: 1d, state_directory: \(directory.file("state"))}
-            """, mode: 0o644)
+        var yaml = TurnkeeperYAML(
+            synapse: nil, coturn: .init(realm: "r", verifyURI: "turn:127.0.0.1:9"),
+            rotation: .init(stateDirectory: directory.file("state")))
+        yaml.role = "turn"
+        yaml.coturn.database = directory.file("turndb")
+        yaml.rotation.rootKeyFile = directory.file("root-key")
+        yaml.rotation.epoch = "1d"
+        let config = try directory.write("turnkeeper.yaml", yaml.render(), mode: 0o644)
         for length in [1, 3, 16, 42] {
             let key = String(Deployment.text(try TurnSecret.generate()).prefix(length))
             try directory.write("root-key", key + "\n", mode: 0o600)
