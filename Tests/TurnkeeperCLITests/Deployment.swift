@@ -32,10 +32,15 @@ public struct TurnkeeperDeployment: Sendable {
             case confD
         }
 
+        /// Synapse's secret mode: inline (turn_shared_secret) or path (turn_shared_secret_path, a 0640 file).
+        public enum Mode: String, Sendable {
+            case inline
+            case path
+        }
+
         public var store = Store.sqlite
         public var role = Role.single
-        /// Synapse's secret mode: inline (turn_shared_secret) or path (a 0640 secret file).
-        public var mode = "inline"
+        public var mode = Mode.inline
         /// A real Synapse (supervised, restarted by turnkeeper, alice registered for an access token), or only
         /// its configuration directory.
         public var realSynapse = false
@@ -124,7 +129,7 @@ public struct TurnkeeperDeployment: Sendable {
         var synapseYAML = ["turn_uris: [\"\(verifyURI)\"]"]
         if options.secretPlace != nil {
             synapseYAML.append(
-                options.mode == "path"
+                options.mode == .path
                     ? "turn_shared_secret_path: \"\(directory.file("synapse-turn-secret"))\""
                     : "turn_shared_secret: \"\(secret)\"")
         }
@@ -154,7 +159,7 @@ public struct TurnkeeperDeployment: Sendable {
         }
         managedFile = confD + "/90-turnkeeper.yaml"
         secretFile = directory.file("synapse-turn-secret")
-        if options.mode == "path" && options.secretPlace != nil {
+        if options.mode == .path && options.secretPlace != nil {
             // As Synapse's package leaves it: readable by Synapse's group, not by others.
             try directory.write("synapse-turn-secret", secret + "\n", mode: 0o640)
         }
@@ -162,8 +167,8 @@ public struct TurnkeeperDeployment: Sendable {
 
         var synapseSettings = TurnkeeperYAML.Synapse(config: [homeserverYAML, confD])
         synapseSettings.managedFile = managedFile
-        synapseSettings.mode = options.mode
-        if options.mode == "path" { synapseSettings.secretFile = secretFile }
+        synapseSettings.mode = options.mode.rawValue
+        if options.mode == .path { synapseSettings.secretFile = secretFile }
         synapseSettings.group = options.group
         var restart = options.synapseRestart ?? synapse?.restartCommand ?? ["/bin/true"]
         if options.recordRestarts {

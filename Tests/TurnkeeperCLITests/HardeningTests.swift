@@ -323,10 +323,12 @@ struct HardeningTests {
         defer { deployment.stop() }
         _ = FileManager.default.createFile(atPath: deployment.directory.file("restart-fails"), contents: nil)
         let port = Int(try LoopbackUDP.freePort())
-        let text = try String(contentsOfFile: deployment.config, encoding: .utf8)
-        try deployment.directory.write(
-            "turnkeeper.yaml",
-            text + "daemon:\n  listen: 127.0.0.1:\(port)\n  retry_initial: 1s\n  retry_max: 1s\n", mode: 0o644)
+        try deployment.base.writeConfig(mode: 0o644) {
+            $0.daemon = TurnkeeperYAML.Daemon()
+            $0.daemon?.listen = "127.0.0.1:\(port)"
+            $0.daemon?.retryInitial = "1s"
+            $0.daemon?.retryMax = "1s"
+        }
         let daemon = try DaemonProcess(config: deployment.config, in: deployment.directory)
         defer { daemon.stop() }
         try await daemon.waitForLog("not restarted again for the same failure", count: 3, timeout: .seconds(90))
@@ -352,9 +354,11 @@ struct HardeningTests {
         let deployment = try Deployment()
         defer { deployment.stop() }
         let port = Int(try LoopbackUDP.freePort())
-        let good =
-            try String(contentsOfFile: deployment.config, encoding: .utf8) + "daemon:\n  listen: 127.0.0.1:\(port)\n"
-        try deployment.directory.write("turnkeeper.yaml", good, mode: 0o644)
+        try deployment.base.writeConfig(mode: 0o644) {
+            $0.daemon = TurnkeeperYAML.Daemon()
+            $0.daemon?.listen = "127.0.0.1:\(port)"
+        }
+        let good = try String(contentsOfFile: deployment.config, encoding: .utf8)
         let daemon = try DaemonProcess(config: deployment.config, in: deployment.directory)
         defer { daemon.stop() }
         try await daemon.waitForLog("serving /healthz", timeout: .seconds(60))
