@@ -187,7 +187,8 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "CSystemShims", "TurnkeeperCore", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
+                "TurnkeeperSTUN", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",

@@ -20,9 +20,10 @@ echo "== NAT lab: removing labs a crashed run left"
 ./scripts/natlab.sh sweep
 
 echo "== swift test"
-# One test at a time: several real Synapse and coturn processes starting at once saturate 2 cores and
-# turn deadlines into flakes. Serial takes about 2 minutes; `swift test` alone runs in parallel.
-swift test --skip-build --no-parallel
+# In parallel. Blocking work never holds the cooperative pool: turnkeeper's own runs on NIO's thread pool,
+# and the suites that wait on processes carry the .mayBlock trait (Tests/TestSupport), which gives them an
+# executor of their own. Deadlines in tests only guard against hangs.
+swift test --skip-build
 
 # Every lab a test built must be gone, whether the test passed or failed: any lab whose owner has exited is
 # one this run leaked (labs of another run still going have a live owner).

@@ -12,6 +12,8 @@ public final class CoturnServer: Sendable {
     public let logPath: String
     private let process: Mutex<ChildProcess>
     private let udp: Bool
+    /// The lines that replaced `userdb=`, for a second coturn reading the same database.
+    public let userDatabaseLines: [String]?
     private let supervised: Bool
 
     /// argv that stops the running coturn and returns once it has exited (supervised servers only).
@@ -85,6 +87,7 @@ public final class CoturnServer: Sendable {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
 
         udp = options.udp
+        userDatabaseLines = options.userDatabaseLines
         supervised = options.supervised
         if options.supervised {
             let supervisor = try Supervisor(

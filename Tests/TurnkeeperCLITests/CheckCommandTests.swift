@@ -5,7 +5,7 @@ import TurnkeeperCredentials
 
 /// `turnkeeper check` on a deployment laid out on disk: Synapse's config directory, coturn's database
 /// (coturn's own schema) and turnserver.conf, each broken in one way at a time.
-@Suite("turnkeeper check")
+@Suite("turnkeeper check", .mayBlock, .tags(.live))
 struct CheckCommandTests {
     struct Layout {
         let directory: TemporaryDirectory
@@ -46,21 +46,15 @@ struct CheckCommandTests {
             "turnserver.conf",
             "use-auth-secret\nrealm=turn.example.org\nlog-file=stdout\ndenied-peer-ip=10.0.0.0-10.255.255.255\n"
         )
-        let config = try directory.write(
-            "turnkeeper.yaml",
-            """
-            synapse:
-              config: [\(directory.file("synapse/homeserver.yaml")), \(directory.file("synapse/conf.d"))]
-              managed_file: \(directory.file("synapse/conf.d/90-turnkeeper.yaml"))
-              group: nogroup
-            coturn:
-              realm: turn.example.org
-              verify_uri: turn:turn.example.org
-              database: \(directory.file("turndb"))
-              config_file: \(directory.file("turnserver.conf"))
-            rotation: {state_directory: \(directory.file("state"))}
-            """
-        )
+        var synapse = TestConfiguration.Synapse(
+            config: [directory.file("synapse/homeserver.yaml"), directory.file("synapse/conf.d")])
+        synapse.managedFile = directory.file("synapse/conf.d/90-turnkeeper.yaml")
+        var yaml = TestConfiguration(
+            synapse: synapse, coturn: .init(realm: "turn.example.org", verifyURI: "turn:turn.example.org"),
+            rotation: .init(stateDirectory: directory.file("state")))
+        yaml.coturn.database = directory.file("turndb")
+        yaml.coturn.configFile = directory.file("turnserver.conf")
+        let config = try directory.write("turnkeeper.yaml", try yaml.render())
         let layout = Layout(directory: directory, secret: secret, config: config)
         let schema = try String(contentsOfFile: "/usr/share/coturn/schema.sql", encoding: .utf8)
         try layout.sql(schema + "\nINSERT INTO turn_secret (realm, value) VALUES ('turn.example.org', '\(secret)');")

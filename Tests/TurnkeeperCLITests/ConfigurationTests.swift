@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 
-@Suite("turnkeeper.yaml")
+@Suite("turnkeeper.yaml", .mayBlock, .tags(.live))
 struct ConfigurationTests {
     static var example: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

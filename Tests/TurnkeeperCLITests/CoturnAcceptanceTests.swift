@@ -4,7 +4,7 @@ import Testing
 import TurnkeeperCredentials
 
 /// turnkeeper's credentials against a real coturn, checked by coturn's own client.
-@Suite("coturn accepts what turnkeeper mints")
+@Suite("coturn accepts what turnkeeper mints", .mayBlock, .tags(.live))
 struct CoturnAcceptanceTests {
     @Test("A credential from `turnkeeper credentials` allocates and relays; expired and foreign ones are refused")
     func acceptsAndRefuses() throws {

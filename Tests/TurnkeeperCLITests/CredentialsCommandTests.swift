@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 import TurnkeeperCredentials
 
-@Suite("turnkeeper credentials")
+@Suite("turnkeeper credentials", .mayBlock, .tags(.live))
 struct CredentialsCommandTests {
     let directory: TemporaryDirectory
     let secret = "q7XkP2mN9vR4tY8wZ1aB3cD5eF6gH0jK2lM4nO6pQ8rS0tU2"

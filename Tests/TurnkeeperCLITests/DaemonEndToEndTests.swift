@@ -7,7 +7,7 @@ import TurnkeeperSynapse
 
 /// The daemon on a compressed schedule against a real coturn and a real Synapse that it restarts, with a
 /// client fetching credentials from Synapse and allocating on coturn all the while.
-@Suite("turnkeeper run, end to end")
+@Suite("turnkeeper run, end to end", .mayBlock, .tags(.live))
 struct DaemonEndToEndTests {
     @Test("Three scheduled rotations and retirements under load: zero refused; /metrics shows them")
     func scheduledRotationsUnderLoad() async throws {

@@ -7,65 +7,31 @@ import TurnkeeperSynapse
 
 /// `turnkeeper run` as systemd runs it: a real coturn, Synapse (real, or its config directory alone),
 /// a notify socket, signals, and /metrics read by prometheus_client's parser.
-@Suite("turnkeeper run")
+@Suite("turnkeeper run", .mayBlock, .tags(.live))
 struct DaemonTests {
     /// coturn plus Synapse's configuration directory, with no Synapse process: its restart is /bin/true.
     struct Lite: Sendable {
-        let coturn: CoturnServer
-        let directory: TemporaryDirectory
-        let config: String
-        let original: TurnSecret
-        let port: Int
-        let managedFile: String
+        let base: TurnkeeperDeployment
+        var coturn: CoturnServer { base.coturn }
+        var directory: TemporaryDirectory { base.directory }
+        var config: String { base.config }
+        var original: TurnSecret { base.original }
+        var port: Int { base.port! }
+        var managedFile: String { base.managedFile }
 
-        init(probeInterval: String = "30s") throws {
-            original = try TurnSecret.generate()
-            coturn = try CoturnServer(secrets: [])
-            directory = try TemporaryDirectory()
-            port = Int(try LoopbackUDP.freePort())
-            let secret = original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
-            let homeserver = try directory.write("homeserver.yaml", "server_name: test.local\n")
-            try FileManager.default.createDirectory(
-                atPath: directory.file("conf.d"), withIntermediateDirectories: false)
-            _ = try directory.write(
-                "conf.d/10-admin.yaml",
-                """
-                turn_uris: ["turn:127.0.0.1:\(coturn.port)?transport=udp"]
-                turn_shared_secret: "\(secret)"
-                turn_user_lifetime: 1h
-                """
-            )
-            managedFile = directory.file("conf.d/90-turnkeeper.yaml")
-            config = try directory.write(
-                "turnkeeper.yaml",
-                Self.configuration(
-                    homeserver: homeserver, directory: directory, coturn: coturn, port: port,
-                    probeInterval: probeInterval))
-        }
-
-        static func configuration(
-            homeserver: String, directory: TemporaryDirectory, coturn: CoturnServer, port: Int, probeInterval: String
-        ) -> String {
-            """
-            synapse:
-              config: [\(homeserver), \(directory.file("conf.d"))]
-              managed_file: \(directory.file("conf.d/90-turnkeeper.yaml"))
-              group: nogroup
-              restart_command: [/bin/true]
-            coturn:
-              realm: \(coturn.realm)
-              verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-              database: \(coturn.userDatabase)
-            rotation:
-              interval: 1h
-              margin: 1s
-              state_directory: \(directory.file("state"))
-            daemon:
-              listen: 127.0.0.1:\(port)
-              probe_interval: \(probeInterval)
-              retry_initial: 1s
-              retry_max: 2s
-            """
+        /// `configStore`: coturn's secrets in turnserver.conf, its restart held while the test holds restarts.
+        init(probeInterval: String = "30s", configStore: Bool = false) throws {
+            var options = TurnkeeperDeployment.Options()
+            options.daemon = true
+            options.probeInterval = probeInterval
+            options.interval = "1h"
+            if configStore {
+                options.store = .config
+                options.holdableCoturnRestart = true
+                // The restart may be held as long as the test needs (the hold itself ends after 10 minutes).
+                options.coturnRestartTimeout = "10m"
+            }
+            base = try TurnkeeperDeployment(options)
         }
 
         func start(_ environment: [String: String] = [:]) throws -> DaemonProcess {
@@ -83,17 +49,9 @@ struct DaemonTests {
             return try TurnSecret(adopting: value, source: managedFile)
         }
 
-        func accepts(_ secret: TurnSecret) async throws -> Bool {
-            let credential = try CredentialMinter(secret: secret)
-                .credential(user: "@alice:test.local", expiry: Int64(Date().timeIntervalSince1970) + 600)
-            return try await TURNAllocation.succeeds(
-                port: coturn.port, username: credential.username, password: credential.password)
-        }
+        func accepts(_ secret: TurnSecret) async throws -> Bool { try await base.accepts(secret) }
 
-        func status() throws -> [String: Any] {
-            let output = try TurnkeeperBinary.run(["status", "--config", config, "--json"])
-            return try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any] ?? [:]
-        }
+        func status() throws -> [String: Any] { try base.status() }
 
         func metrics() throws -> [PrometheusText.Family] {
             let answer = try HTTPGet.get(port: port, path: "/metrics")
@@ -101,10 +59,7 @@ struct DaemonTests {
             return try PrometheusText.parse(answer.body)
         }
 
-        func stop() {
-            coturn.stop()
-            directory.remove()
-        }
+        func stop() { base.stop() }
     }
 
     @Test("systemd's protocol: READY, STATUS, WATCHDOG at half of WATCHDOG_USEC, then STOPPING on SIGTERM")
@@ -144,14 +99,20 @@ struct DaemonTests {
 
     @Test("SIGTERM between two rotation steps stops there; the next start finishes the rotation, nothing refused")
     func sigtermMidRotation() async throws {
-        let lab = try Lite()
+        // coturn's restart in step 2 is held, so the signal lands while step 2 is in flight.
+        let lab = try Lite(configStore: true)
         defer { lab.stop() }
-        // Each saved step waits 2 s, so the signal lands between steps 2 and 3.
-        let first = try lab.start(["TURNKEEPER_TEST_STEP_DELAY_MS": "2000"])
+        try lab.base.hold()
+        defer { lab.base.release() }
+        let first = try lab.start()
         defer { first.stop() }
-        try await first.waitForLog("step 2:", timeout: .seconds(60))
+        try await lab.base.waitForHeldRestarts(1, of: first.process)
         first.signal(SIGTERM)
-        #expect(first.process.wait(timeout: .seconds(60)) == 0, "\(first.log.suffix(3000))")
+        // The shutdown has begun before the step may go on: the rotation service is told right after this line,
+        // while step 2 still restarts coturn and proves the new file with allocations.
+        try await first.waitForLog("shutting down", timeout: .seconds(60))
+        lab.base.release()
+        #expect(first.process.wait(timeout: .seconds(120)) == 0, "\(first.log.suffix(3000))")
         #expect(first.log.contains("stopping after step 2"), "\(first.log.suffix(3000))")
         #expect(try lab.status()["phase"] as? String == "verifying")
         // Mid-way, coturn accepts the secret Synapse still uses.

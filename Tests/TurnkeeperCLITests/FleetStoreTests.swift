@@ -6,42 +6,23 @@ import TurnkeeperCredentials
 
 /// A fleet: two coturn instances reading their secrets from one shared user database (Redis, PostgreSQL),
 /// rotated by turnkeeper with the same protocol as the SQLite store.
-@Suite("Shared user databases")
+@Suite("Shared user databases", .mayBlock, .tags(.live))
 struct FleetStoreTests {
-    /// A database both coturns read, as turnkeeper's YAML and coturn's config name it.
+    /// A database both coturns read.
     struct Database: Sendable {
         let kind: String
-        let coturnLine: String
-        let yaml: String
+        let store: TurnkeeperDeployment.Options.Store
         let password: String
         let stop: @Sendable () -> Void
-        let remove: @Sendable () -> Void
 
         static func start(_ kind: String) throws -> Database {
             if kind == "redis" {
                 let redis = try RedisServer()
-                return Database(
-                    kind: "Redis", coturnLine: redis.coturnLine,
-                    yaml: """
-                        redis:
-                            host: 127.0.0.1
-                            port: \(redis.port)
-                            password_file: \(redis.passwordFile)
-                            timeout: 2s
-                        """, password: redis.password, stop: { redis.stop() }, remove: { redis.remove() })
+                return Database(kind: "Redis", store: .redis(redis), password: redis.password, stop: { redis.stop() })
             }
             let postgres = try PostgresServer()
             return Database(
-                kind: "PostgreSQL", coturnLine: postgres.coturnLine,
-                yaml: """
-                    postgres:
-                        host: 127.0.0.1
-                        port: \(postgres.port)
-                        database: coturn
-                        user: coturn
-                        password_file: \(postgres.passwordFile)
-                        timeout: 2s
-                    """, password: postgres.password, stop: { postgres.stop() }, remove: { postgres.remove() })
+                kind: "PostgreSQL", store: .postgres(postgres), password: postgres.password, stop: { postgres.stop() })
         }
     }
 
@@ -50,43 +31,20 @@ struct FleetStoreTests {
         arguments: ["redis", "postgres"])
     func fleet(store: String) async throws {
         let database = try Database.start(store)
-        defer { database.remove() }
-        var options = CoturnServer.Options()
-        options.userDatabaseLines = [database.coturnLine]
-        let first = try CoturnServer(secrets: [], options: options)
-        defer { first.stop() }
-        let second = try CoturnServer(secrets: [], options: options)
+        var options = TurnkeeperDeployment.Options()
+        options.store = database.store
+        options.turnUserLifetime = "4s"
+        // Removes the database too.
+        let deployment = try TurnkeeperDeployment(options)
+        defer { deployment.stop() }
+        let first = deployment.coturn
+        var secondOptions = CoturnServer.Options()
+        secondOptions.userDatabaseLines = deployment.coturn.userDatabaseLines
+        let second = try CoturnServer(secrets: [], options: secondOptions)
         defer { second.stop() }
-
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let original = try TurnSecret.generate()
-        try FileManager.default.createDirectory(atPath: directory.file("conf.d"), withIntermediateDirectories: false)
-        let homeserver = try directory.write("homeserver.yaml", "server_name: test.local\n")
-        _ = try directory.write(
-            "conf.d/10-admin.yaml",
-            """
-            turn_uris: ["turn:127.0.0.1:\(first.port)?transport=udp"]
-            turn_shared_secret: "\(original.withExposedBytes { String(decoding: $0, as: UTF8.self) })"
-            turn_user_lifetime: 4s
-            """)
-        let config = try directory.write(
-            "turnkeeper.yaml",
-            """
-            synapse:
-              config: [\(homeserver), \(directory.file("conf.d"))]
-              managed_file: \(directory.file("conf.d/90-turnkeeper.yaml"))
-              group: nogroup
-              restart_command: [/bin/true]
-            coturn:
-              realm: \(first.realm)
-              verify_uri: turn:127.0.0.1:\(first.port)?transport=udp
-              store: \(store)
-              \(database.yaml.replacingOccurrences(of: "\n", with: "\n  "))
-            rotation:
-              margin: 1s
-              state_directory: \(directory.file("state"))
-            """)
+        let directory = deployment.directory
+        let original = deployment.original
+        let config = deployment.config
         func accepts(_ secret: TurnSecret, _ coturn: CoturnServer) async throws -> Bool {
             let credential = try CredentialMinter(secret: secret)
                 .credential(user: "@alice:test.local", expiry: Int64(Date().timeIntervalSince1970) + 600)

@@ -9,57 +9,46 @@ import TurnkeeperSynapse
 /// turnkeeper as root against careless and hostile files (issue 11): each test is a real mistake or attack on the
 /// real binary, with a real coturn and a Synapse configuration directory. Synapse itself is not started: its
 /// restart command is a recorder, which also shows what a child would see (argv and environment).
-@Suite("Hardening: hostile and careless files")
+@Suite("Hardening: hostile and careless files", .mayBlock, .tags(.live))
 struct HardeningTests {
     /// coturn, a Synapse config directory holding several secrets, turnkeeper.yaml, and a recording restart.
     struct Deployment {
-        let coturn: CoturnServer
-        let directory: TemporaryDirectory
+        let base: TurnkeeperDeployment
+        var coturn: CoturnServer { base.coturn }
+        var directory: TemporaryDirectory { base.directory }
         /// Every secret of the deployment: none may appear in any output, log, child argv or environment.
         var secrets: [String]
         let turnSecret: String
 
-        var confD: String { directory.file("synapse/conf.d") }
-        var homeserver: String { directory.file("synapse/homeserver.yaml") }
-        var managedFile: String { directory.file("synapse/conf.d/90-turnkeeper.yaml") }
+        var confD: String { base.confD }
+        var homeserver: String { base.homeserverYAML }
+        var managedFile: String { base.managedFile }
         var restartLog: String { directory.file("restarts.log") }
-        var config: String { directory.file("turnkeeper.yaml") }
-        var state: String { directory.file("state") }
+        var config: String { base.config }
+        var state: String { base.stateDirectory }
 
         init() throws {
-            coturn = try CoturnServer(secrets: [])
-            directory = try TemporaryDirectory()
-            turnSecret = try Self.text(TurnSecret.generate())
+            var options = TurnkeeperDeployment.Options()
+            // homeserver.yaml below holds the secret, among others.
+            options.secretPlace = nil
+            options.interval = "1h"
+            var base = try TurnkeeperDeployment(options)
+            turnSecret = Self.text(base.original)
             secrets = [turnSecret]
             for _ in 0..<3 { secrets.append(try Self.text(TurnSecret.generate())) }
-            try FileManager.default.createDirectory(atPath: confD, withIntermediateDirectories: true)
-            try writeHomeserver(turnSecret: turnSecret)
-            let recorder = try directory.write(
+            let restartLog = base.directory.file("restarts.log")
+            let recorder = try base.directory.write(
                 "restart.sh",
                 """
                 #!/bin/bash
                 { echo "restart: $*"; env; ls /proc/self/fd | tr '\\n' ' '; echo; } >> \(restartLog)
-                [ -e \(directory.file("restart-fails")) ] && exit 1
+                [ -e \(base.directory.file("restart-fails")) ] && exit 1
                 exit 0
                 """, mode: 0o755)
-            try directory.write(
-                "turnkeeper.yaml",
-                """
-                synapse:
-                  config: [\(homeserver), \(confD)]
-                  managed_file: \(managedFile)
-                  group: nogroup
-                  restart_command: [\(recorder), restart]
-                coturn:
-                  realm: \(coturn.realm)
-                  verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-                  database: \(coturn.userDatabase)
-                rotation:
-                  interval: 1h
-                  margin: 1s
-                  state_directory: \(state)
-
-                """, mode: 0o644)
+            base.settings.synapse?.restartCommand = [recorder, "restart"]
+            try base.writeConfig(mode: 0o644)
+            self.base = base
+            try writeHomeserver(turnSecret: turnSecret)
         }
 
         /// homeserver.yaml as Debian has it, with the secrets a Synapse host keeps in it.
@@ -123,10 +112,7 @@ struct HardeningTests {
             return secrets.flatMap { secret in places.filter { $0.contains(secret) }.map { String($0.prefix(200)) } }
         }
 
-        func stop() {
-            coturn.stop()
-            directory.remove()
-        }
+        func stop() { base.stop() }
     }
 
     /// Whether PyYAML as Synapse uses it (the venv's `yaml.safe_load`) loads the file, and the secret it reads.
@@ -339,10 +325,12 @@ struct HardeningTests {
         defer { deployment.stop() }
         _ = FileManager.default.createFile(atPath: deployment.directory.file("restart-fails"), contents: nil)
         let port = Int(try LoopbackUDP.freePort())
-        let text = try String(contentsOfFile: deployment.config, encoding: .utf8)
-        try deployment.directory.write(
-            "turnkeeper.yaml",
-            text + "daemon:\n  listen: 127.0.0.1:\(port)\n  retry_initial: 1s\n  retry_max: 1s\n", mode: 0o644)
+        try deployment.base.writeConfig(mode: 0o644) {
+            $0.daemon = TestConfiguration.Daemon()
+            $0.daemon?.listen = "127.0.0.1:\(port)"
+            $0.daemon?.retryInitial = "1s"
+            $0.daemon?.retryMax = "1s"
+        }
         let daemon = try DaemonProcess(config: deployment.config, in: deployment.directory)
         defer { daemon.stop() }
         try await daemon.waitForLog("not restarted again for the same failure", count: 3, timeout: .seconds(90))
@@ -368,9 +356,11 @@ struct HardeningTests {
         let deployment = try Deployment()
         defer { deployment.stop() }
         let port = Int(try LoopbackUDP.freePort())
-        let good =
-            try String(contentsOfFile: deployment.config, encoding: .utf8) + "daemon:\n  listen: 127.0.0.1:\(port)\n"
-        try deployment.directory.write("turnkeeper.yaml", good, mode: 0o644)
+        try deployment.base.writeConfig(mode: 0o644) {
+            $0.daemon = TestConfiguration.Daemon()
+            $0.daemon?.listen = "127.0.0.1:\(port)"
+        }
+        let good = try String(contentsOfFile: deployment.config, encoding: .utf8)
         let daemon = try DaemonProcess(config: deployment.config, in: deployment.directory)
         defer { daemon.stop() }
         try await daemon.waitForLog("serving /healthz", timeout: .seconds(60))
@@ -392,13 +382,14 @@ struct HardeningTests {
     func weakRootKeys() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let config = try directory.write(
-            "turnkeeper.yaml",
-            """
-            role: turn
-            coturn: {realm: r, verify_uri: "turn:127.0.0.1:9", database: \(directory.file("turndb"))}
-            rotation: {root_key_file: \(directory.file("root-key")), epoch: 1d, state_directory: \(directory.file("state"))}
-            """, mode: 0o644)
+        var yaml = TestConfiguration(
+            synapse: nil, coturn: .init(realm: "r", verifyURI: "turn:127.0.0.1:9"),
+            rotation: .init(stateDirectory: directory.file("state")))
+        yaml.role = "turn"
+        yaml.coturn.database = directory.file("turndb")
+        yaml.rotation.rootKeyFile = directory.file("root-key")
+        yaml.rotation.epoch = "1d"
+        let config = try directory.write("turnkeeper.yaml", try yaml.render(), mode: 0o644)
         for length in [1, 3, 16, 42] {
             let key = String(Deployment.text(try TurnSecret.generate()).prefix(length))
             try directory.write("root-key", key + "\n", mode: 0o600)
@@ -427,12 +418,10 @@ struct HardeningTests {
         let decoy = try deployment.directory.write("decoy", "root's own file\n", mode: 0o600)
         let secretFile = deployment.directory.file("synapse/turn-secret")
         symlink(decoy, secretFile)
-        let text = try String(contentsOfFile: deployment.config, encoding: .utf8)
-        try deployment.directory.write(
-            "turnkeeper.yaml",
-            text.replacingOccurrences(
-                of: "  group: nogroup\n", with: "  group: nogroup\n  mode: path\n  secret_file: \(secretFile)\n"),
-            mode: 0o644)
+        try deployment.base.writeConfig(mode: 0o644) {
+            $0.synapse?.mode = "path"
+            $0.synapse?.secretFile = secretFile
+        }
         let rotate = try deployment.run(["rotate"])
         #expect(rotate.status == 2 && rotate.stderr.contains("is a symbolic link"), "\(rotate)")
         #expect(try String(contentsOfFile: decoy, encoding: .utf8) == "root's own file\n")

@@ -5,7 +5,7 @@ import Testing
 
 /// `turns:` servers that attack the certificate lookup the probe does after a failed verified handshake: a
 /// malformed certificate must not crash it, and a server that accepts and never speaks must not hold it.
-@Suite("Hostile TLS servers")
+@Suite("Hostile TLS servers", .mayBlock, .tags(.live))
 struct HostileTLSTests {
     /// A TLS server on loopback (Python's ssl): `mode` "serve" completes every handshake with the certificate;
     /// "silent" completes the first and leaves every later connection without a word.

@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 /// scripts/install.sh into a staging directory, and systemd's own checks of the unit it installs.
-@Suite("Install and systemd unit")
+@Suite("Install and systemd unit", .mayBlock, .tags(.live))
 struct InstallTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path

@@ -8,7 +8,7 @@ import TurnkeeperCredentials
 /// Calls behind real NATs (scripts/natlab.sh): alice behind an endpoint-independent NAT, bob behind a
 /// symmetric one, Synapse and coturn on the lab's "public" network. Every namespace is removed after
 /// each test, and checked to be gone.
-@Suite("NAT lab")
+@Suite("NAT lab", .mayBlock, .tags(.live))
 struct NATLabTests {
     struct Call {
         let report: [String: Any]
@@ -214,25 +214,19 @@ struct NATLabTests {
         // coturn reads secrets from its SQLite userdb only; turnkeeper adopts Synapse's into it first.
         let setup = try PublicSetup(lab, secretInCoturnConfig: false, supervised: true, lifetime: "4s")
         defer { setup.stop() }
+        var synapse = TestConfiguration.Synapse(config: [setup.synapse.homeserverYAML, setup.synapse.confD])
+        synapse.managedFile = setup.synapse.confD + "/90-turnkeeper.yaml"
+        synapse.restartCommand = setup.synapse.restartCommand
+        synapse.healthURL = "http://203.0.113.20:8008/health"
+        synapse.homeserver = "http://203.0.113.20:8008"
+        synapse.accessTokenFile = setup.tokens.alice
+        var coturn = TestConfiguration.Coturn(
+            realm: "lab.turnkeeper.test", verifyURI: "turn:203.0.113.10?transport=udp")
+        coturn.database = setup.coturn.userDatabase
+        var rotation = TestConfiguration.Rotation(stateDirectory: lab.directory.file("state"))
+        rotation.margin = "1s"
         let config = try lab.directory.write(
-            "turnkeeper.yaml",
-            """
-            synapse:
-              config: [\(setup.synapse.homeserverYAML), \(setup.synapse.confD)]
-              managed_file: \(setup.synapse.confD)/90-turnkeeper.yaml
-              group: nogroup
-              restart_command: [\(setup.synapse.restartCommand.joined(separator: ", "))]
-              health_url: http://203.0.113.20:8008/health
-              homeserver: http://203.0.113.20:8008
-              access_token_file: \(setup.tokens.alice)
-            coturn:
-              realm: lab.turnkeeper.test
-              verify_uri: turn:203.0.113.10?transport=udp
-              database: \(setup.coturn.userDatabase)
-            rotation:
-              margin: 1s
-              state_directory: \(lab.directory.file("state"))
-            """)
+            "turnkeeper.yaml", try TestConfiguration(synapse: synapse, coturn: coturn, rotation: rotation).render())
         // turnkeeper runs on the Synapse host, as an admin would run it.
         let rotate: @Sendable ([String]) throws -> ProcessOutput = { arguments in
             try lab.run(
@@ -242,9 +236,11 @@ struct NATLabTests {
         #expect(adopted.status == 0 && adopted.stdout.contains("adopted Synapse's current secret"), "\(adopted)")
 
         let log = Mutex<[String]>([])
+        // 1000 packets over 50 s: long enough to outlive Synapse's restart on a loaded machine.
+        let slow = ["--rate", "20"]
         let (alice, bob) = try await Self.call(
-            lab, ("alice", "alice", setup.fromSynapse(setup.tokens.alice)),
-            ("bob", "bob", setup.fromSynapse(setup.tokens.bob)), duration: "20s"
+            lab, ("alice", "alice", setup.fromSynapse(setup.tokens.alice) + slow),
+            ("bob", "bob", setup.fromSynapse(setup.tokens.bob) + slow), duration: "50s"
         ) {
             // Once media flows: rotate (Synapse switches), then wait out the 4 s lifetime and retire the old
             // secret, all while the call goes on.

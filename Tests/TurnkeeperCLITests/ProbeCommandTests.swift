@@ -5,7 +5,7 @@ import TurnkeeperCredentials
 import TurnkeeperProbe
 
 /// `turnkeeper probe` against real coturn processes, healthy and misconfigured, and hostile servers.
-@Suite("turnkeeper probe")
+@Suite("turnkeeper probe", .mayBlock, .tags(.live))
 struct ProbeCommandTests {
     let directory: TemporaryDirectory
     let secret: String

@@ -7,7 +7,7 @@ import TurnkeeperSynapse
 
 /// `turnkeeper probe` taking its targets and credentials from Synapse: its config, and its live
 /// /voip/turnServer endpoint, with a real Synapse from PyPI and a real coturn.
-@Suite("turnkeeper probe with Synapse")
+@Suite("turnkeeper probe with Synapse", .mayBlock, .tags(.live))
 struct ProbeSynapseTests {
     private func secretText() throws -> String {
         try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }

@@ -5,7 +5,7 @@ import Testing
 
 /// What turnkeeper's process lets others see: the descriptors its children inherit, and whether its memory and
 /// environment can be read through /proc by a process of the same user.
-@Suite("Process hygiene")
+@Suite("Process hygiene", .mayBlock, .tags(.live))
 struct ProcessHygieneTests {
     @Test("A restart command the daemon runs holds only standard input, output and error")
     func childDescriptors() async throws {

@@ -5,7 +5,7 @@ import Testing
 import TurnkeeperCredentials
 
 /// `turnkeeper provision`: the bundle, its validation, and the real turnserver accepting what it renders.
-@Suite("turnkeeper provision")
+@Suite("turnkeeper provision", .mayBlock, .tags(.live))
 struct ProvisionTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
@@ -250,17 +250,16 @@ struct ProvisionTests {
             "old-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
         let new = try directory.write(
             "new-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
-        func config(_ keys: String) throws -> String {
-            try directory.write(
-                "turn.yaml",
-                """
-                role: turn
-                coturn: {realm: \(coturn.realm), verify_uri: "turn:127.0.0.1:\(coturn.port)", database: \(database)}
-                rotation:
-                  root_key_file: \(keys)
-                  epoch: 1h
-                  state_directory: \(directory.file("state"))
-                """)
+        func config(_ key: String, previous: String? = nil) throws -> String {
+            var yaml = TestConfiguration(
+                synapse: nil, coturn: .init(realm: coturn.realm, verifyURI: "turn:127.0.0.1:\(coturn.port)"),
+                rotation: .init(stateDirectory: directory.file("state")))
+            yaml.role = "turn"
+            yaml.coturn.database = database
+            yaml.rotation.rootKeyFile = key
+            yaml.rotation.previousRootKeyFile = previous
+            yaml.rotation.epoch = "1h"
+            return try directory.write("turn.yaml", try yaml.render())
         }
         func rows() throws -> Int {
             let count = try ProcessRunner.run(
@@ -275,7 +274,7 @@ struct ProvisionTests {
         #expect(try TurnkeeperBinary.run(["rotate", "--config", try config(old)]).status == 0)
         #expect(try rows() == 3)
         let both = try TurnkeeperBinary.run([
-            "rotate", "--config", try config("\(new)\n  previous_root_key_file: \(old)"),
+            "rotate", "--config", try config(new, previous: old),
         ])
         #expect(both.status == 0, "\(both)")
         #expect(try rows() == 6)

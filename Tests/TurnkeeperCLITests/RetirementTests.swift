@@ -7,7 +7,7 @@ import TurnkeeperStores
 /// Retiring a secret is proven with a real allocation at coturn.verify_uri: a secret coturn still accepts (a
 /// leftover static-auth-secret line, a restart that did not take effect) is a failed retirement, never "retired".
 /// Synapse is only a config directory here: its restart command is /bin/true.
-@Suite("Retirement and coturn restarts, proven by real allocations")
+@Suite("Retirement and coturn restarts, proven by real allocations", .mayBlock, .tags(.live))
 struct RetirementTests {
     static func text(_ secret: TurnSecret) -> String { secret.withExposedBytes { String(decoding: $0, as: UTF8.self) } }
 
@@ -19,21 +19,16 @@ struct RetirementTests {
             port: port, username: credential.username, password: credential.password)
     }
 
-    /// A Synapse config directory whose secret is `secret`, with credentials living 1 s.
-    static func synapse(in directory: TemporaryDirectory, port: UInt16, secret: TurnSecret) throws -> String {
-        try FileManager.default.createDirectory(
-            atPath: directory.file("synapse/conf.d"), withIntermediateDirectories: true)
-        try directory.write(
-            "synapse/homeserver.yaml",
-            "turn_uris: [\"turn:127.0.0.1:\(port)\"]\nturn_shared_secret: \"\(text(secret))\"\nturn_user_lifetime: 1s\n"
-        )
-        return """
-            synapse:
-              config: [\(directory.file("synapse/homeserver.yaml")), \(directory.file("synapse/conf.d"))]
-              managed_file: \(directory.file("synapse/conf.d/90-turnkeeper.yaml"))
-              group: "0"
-              restart_command: [/bin/true]
-            """
+    /// coturn holding the original secret in turnserver.conf, and Synapse's configuration directory whose secret
+    /// (in homeserver.yaml) it is, with credentials living 1 s. Its restart command is /bin/true.
+    static func deployment(store: TurnkeeperDeployment.Options.Store = .sqlite) throws -> TurnkeeperDeployment {
+        var options = TurnkeeperDeployment.Options()
+        options.store = store
+        options.originalInCoturnConfig = true
+        options.secretPlace = .homeserver
+        options.turnUserLifetime = "1s"
+        options.group = "0"
+        return try TurnkeeperDeployment(options)
     }
 
     static func run(_ arguments: [String], config: String, environment: [String: String] = [:]) throws
@@ -63,27 +58,32 @@ struct RetirementTests {
         return try #require(lines.firstIndex(of: line)) + 1
     }
 
+    @Test("Under faketime, turnkeeper's wall clock is shifted: a credential minted 3 h ahead expires 4 h from now")
+    func fakeTime() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let secretFile = try directory.write("secret", Self.text(try TurnSecret.generate()) + "\n")
+        let minted = try TurnkeeperBinary.run(
+            ["credentials", "--user", "@a:b", "--secret-file", secretFile, "--ttl", "1h", "--json"],
+            environment: try FakeTime.environment(offsetSeconds: 3 * 3600))
+        #expect(minted.status == 0, "\(minted)")
+        let json = try JSONSerialization.jsonObject(with: Data(minted.stdout.utf8)) as? [String: Any]
+        let username = try #require(json?["username"] as? String)
+        let expiry = try #require(Int64(username.split(separator: ":")[0]))
+        let now = Int64(Date().timeIntervalSince1970)
+        // Ahead by 3 h + the 1 h lifetime; the minutes either side only absorb the time the command took.
+        #expect(abs(expiry - now - 4 * 3600) < 600, "expiry \(expiry), now \(now)")
+    }
+
     @Test(
         "SQLite store and a leftover static line naming the old secret: exit 1 naming file and line, the secret stays listed and accepted; without the line it is retired and refused"
     )
     func leftoverStaticLine() async throws {
-        let original = try TurnSecret.generate()
-        let coturn = try CoturnServer(secrets: [Self.text(original)])
-        defer { coturn.stop() }
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let config = try directory.write(
-            "turnkeeper.yaml",
-            try Self.synapse(in: directory, port: coturn.port, secret: original) + """
-
-                coturn:
-                  realm: \(coturn.realm)
-                  verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-                  store: sqlite
-                  database: \(coturn.userDatabase)
-                  config_file: \(coturn.configPath)
-                rotation: {margin: 1s, state_directory: \(directory.file("state"))}
-                """)
+        let deployment = try Self.deployment()
+        defer { deployment.stop() }
+        let original = deployment.original
+        let coturn = deployment.coturn
+        let config = try deployment.writeConfig { $0.coturn.configFile = coturn.configPath }
         let line = try Self.lineNumber(of: "static-auth-secret=\(Self.text(original))", in: coturn.configPath)
         let place = "\(coturn.configPath), line \(line)"
 
@@ -133,28 +133,15 @@ struct RetirementTests {
         "Config store: a restart that fails, restarts nothing or hangs is not done; it is redone on resume until coturn runs the new file"
     )
     func configStoreRestarts() async throws {
-        let original = try TurnSecret.generate()
-        var options = CoturnServer.Options()
-        options.supervised = true
-        let coturn = try CoturnServer(secrets: [Self.text(original)], options: options)
-        defer { coturn.stop() }
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let synapse = try Self.synapse(in: directory, port: coturn.port, secret: original)
+        let deployment = try Self.deployment(store: .config)
+        defer { deployment.stop() }
+        let original = deployment.original
+        let coturn = deployment.coturn
         func config(restart: [String], timeout: String) throws -> String {
-            try directory.write(
-                "turnkeeper.yaml",
-                synapse + """
-
-                    coturn:
-                      realm: \(coturn.realm)
-                      verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-                      store: config
-                      config_file: \(coturn.configPath)
-                      restart_command: [\(restart.joined(separator: ", "))]
-                      restart_timeout: \(timeout)
-                    rotation: {margin: 1s, state_directory: \(directory.file("state"))}
-                    """)
+            try deployment.writeConfig {
+                $0.coturn.restartCommand = restart
+                $0.coturn.restartTimeout = timeout
+            }
         }
         let real = coturn.restartCommand
         var outputs: [ProcessOutput] = []
@@ -219,37 +206,27 @@ struct RetirementTests {
         "TURN host: status shows each epoch's own fingerprint; an old epoch a static line keeps accepted is not retired"
     )
     func turnHost() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let keyText = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        let keyFile = try directory.write("root-key", keyText + "\n")
+        let rootKey = try TurnSecret.generate()
+        let keyText = rootKey.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         let realm = "turnkeeper.test"
-        let epochs = EpochSecrets(rootKey: try SecretFile.read(keyFile).secret, realm: realm, length: 3600)
+        let epochs = EpochSecrets(rootKey: rootKey, realm: realm, length: 3600)
         // turnkeeper's clock is put in the middle of an epoch, so that no boundary passes during the test.
         let now = Int64(Date().timeIntervalSince1970)
         let e = epochs.epoch(at: now)
         let offset = e * 3600 + 1800 - now
         let leftover = try epochs.secret(for: e - 1)
-        let coturn = try CoturnServer(secrets: [Self.text(leftover)], realm: realm)
-        defer { coturn.stop() }
-        let config = try directory.write(
-            "turnkeeper.yaml",
-            """
-            role: turn
-            coturn:
-              realm: \(realm)
-              verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-              database: \(coturn.userDatabase)
-              config_file: \(coturn.configPath)
-            rotation:
-              mode: derived
-              root_key_file: \(keyFile)
-              epoch: 1h
-              state_directory: \(directory.file("state"))
-            """)
+        var options = TurnkeeperDeployment.Options()
+        options.role = .turn(epoch: "1h")
+        options.rootKey = rootKey
+        options.realm = realm
+        options.coturnSecrets = [Self.text(leftover)]
+        let deployment = try TurnkeeperDeployment(options)
+        defer { deployment.stop() }
+        let coturn = deployment.coturn
+        let config = try deployment.writeConfig { $0.coturn.configFile = coturn.configPath }
         let place =
             "\(coturn.configPath), line \(try Self.lineNumber(of: "static-auth-secret=\(Self.text(leftover))", in: coturn.configPath))"
-        let clock = ["TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS": String(offset)]
+        let clock = try FakeTime.environment(offsetSeconds: offset)
         let first = try Self.run(["rotate"], config: config, environment: clock)
         #expect(first.status == 0, "\(first)")
         let status = try Self.run(["status"], config: config, environment: clock)
@@ -263,7 +240,7 @@ struct RetirementTests {
         #expect(check.stdout.contains("\(place): static-auth-secret (\(leftover.fingerprint))"), "\(check)")
 
         // Three epochs later: e-1, e and e+1 go; e-1 is still accepted through the static line.
-        let later = ["TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS": String(offset + 3 * 3600)]
+        let later = try FakeTime.environment(offsetSeconds: offset + 3 * 3600)
         let jumped = try Self.run(["rotate"], config: config, environment: later)
         #expect(jumped.status == 1, "\(jumped)")
         #expect(jumped.stdout.contains("could not retire epoch \(e - 1)'s secret"), "\(jumped)")

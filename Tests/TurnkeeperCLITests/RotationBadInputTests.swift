@@ -7,52 +7,37 @@ import TurnkeeperSynapse
 
 /// `turnkeeper rotate` given broken input: it stops with a clear error and damages nothing.
 /// Synapse is only a config directory here: none of these rotations may reach its restart.
-@Suite("turnkeeper rotate refuses bad input")
+@Suite("turnkeeper rotate refuses bad input", .mayBlock, .tags(.live))
 struct RotationBadInputTests {
     struct Setup {
-        let coturn: CoturnServer
-        let directory: TemporaryDirectory
-        let secret: TurnSecret
+        let base: TurnkeeperDeployment
+        var coturn: CoturnServer { base.coturn }
+        var directory: TemporaryDirectory { base.directory }
+        var secret: TurnSecret { base.original }
 
-        var homeserver: String { directory.file("synapse/homeserver.yaml") }
-        var managedFile: String { directory.file("synapse/conf.d/90-turnkeeper.yaml") }
-        var stateFile: String { directory.file("state/state.json") }
+        var homeserver: String { base.homeserverYAML }
+        var managedFile: String { base.managedFile }
+        var stateFile: String { base.stateDirectory + "/state.json" }
 
+        /// turnkeeper.yaml, naming `realm` instead of coturn's.
         func config(realm: String? = nil) throws -> String {
-            try directory.write(
-                "turnkeeper.yaml",
-                """
-                synapse:
-                  config: [\(homeserver), \(directory.file("synapse/conf.d"))]
-                  managed_file: \(managedFile)
-                  group: "0"
-                  restart_command: [/bin/false]
-                coturn:
-                  realm: \(realm ?? coturn.realm)
-                  verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-                  database: \(coturn.userDatabase)
-                rotation: {state_directory: \(directory.file("state"))}
-                """
-            )
+            try base.writeConfig { yaml in
+                if let realm { yaml.coturn.realm = realm }
+            }
         }
 
-        func stop() {
-            coturn.stop()
-            directory.remove()
-        }
+        func stop() { base.stop() }
     }
 
+    /// Synapse's secret in homeserver.yaml; a restart command that fails, since none may run.
     static func setup() throws -> Setup {
-        let coturn = try CoturnServer(secrets: [])
-        let directory = try TemporaryDirectory()
-        let secret = try TurnSecret.generate()
-        try FileManager.default.createDirectory(
-            atPath: directory.file("synapse/conf.d"), withIntermediateDirectories: true)
-        try directory.write(
-            "synapse/homeserver.yaml",
-            "turn_uris: [\"turn:127.0.0.1:\(coturn.port)\"]\nturn_shared_secret: \"\(secret.withExposedBytes { String(decoding: $0, as: UTF8.self) })\"\n"
-        )
-        return Setup(coturn: coturn, directory: directory, secret: secret)
+        var options = TurnkeeperDeployment.Options()
+        options.secretPlace = .homeserver
+        options.turnUserLifetime = nil
+        options.group = "0"
+        options.synapseRestart = ["/bin/false"]
+        options.margin = nil
+        return Setup(base: try TurnkeeperDeployment(options))
     }
 
     @Test("Malformed YAML in Synapse's config: exit 2 naming file and line; coturn, Synapse and state untouched")
@@ -122,47 +107,29 @@ struct RotationBadInputTests {
 
 /// Rotation with coturn's config file as the store: turnkeeper edits static-auth-secret lines and restarts
 /// coturn (as documented, each restart drops calls in progress; the sqlite store avoids that).
-@Suite("turnkeeper rotate with the config-file store")
+@Suite("turnkeeper rotate with the config-file store", .mayBlock, .tags(.live))
 struct ConfigStoreRotationTests {
     @Test("Old and new secrets are in turnserver.conf and accepted by the restarted coturn; Synapse switches")
     func configStore() async throws {
-        let original = try TurnSecret.generate()
+        var options = TurnkeeperDeployment.Options()
+        options.store = .config
+        options.secretPlace = .homeserver
+        options.turnUserLifetime = nil
+        options.group = "0"
+        options.margin = nil
+        let deployment = try TurnkeeperDeployment(options)
+        defer { deployment.stop() }
+        let original = deployment.original
         let text = original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        var options = CoturnServer.Options()
-        options.supervised = true
-        let coturn = try CoturnServer(secrets: [text], options: options)
-        defer { coturn.stop() }
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        try FileManager.default.createDirectory(
-            atPath: directory.file("synapse/conf.d"), withIntermediateDirectories: true)
-        try directory.write(
-            "synapse/homeserver.yaml",
-            "turn_uris: [\"turn:127.0.0.1:\(coturn.port)\"]\nturn_shared_secret: \"\(text)\"\n")
-        let config = try directory.write(
-            "turnkeeper.yaml",
-            """
-            synapse:
-              config: [\(directory.file("synapse/homeserver.yaml")), \(directory.file("synapse/conf.d"))]
-              managed_file: \(directory.file("synapse/conf.d/90-turnkeeper.yaml"))
-              group: "0"
-              restart_command: [/bin/true]
-            coturn:
-              realm: \(coturn.realm)
-              verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-              store: config
-              config_file: \(coturn.configPath)
-              restart_command: [\(coturn.restartCommand.joined(separator: ", "))]
-            rotation: {state_directory: \(directory.file("state"))}
-            """
-        )
+        let coturn = deployment.coturn
+        let config = deployment.config
         let output = try TurnkeeperBinary.run(["rotate", "--config", config], timeout: .seconds(120))
         #expect(output.status == 0, "\(output)")
         let secrets = try CoturnConfigStore(path: coturn.configPath).secrets()
         #expect(secrets.count == 2 && secrets.contains(original))
         let new = try #require(secrets.first { $0 != original })
         #expect(
-            try SynapseConfig.load([directory.file("synapse/homeserver.yaml"), directory.file("synapse/conf.d")])
+            try SynapseConfig.load([deployment.homeserverYAML, deployment.confD])
                 .turnSecret == new)
         // The coturn running now (restarted by turnkeeper) accepts both.
         let peer = try TurnPeer()

@@ -10,21 +10,18 @@ import TurnkeeperSynapse
 import TurnkeeperTURNClient
 
 /// `turnkeeper rotate` end to end: a real coturn (SQLite store) and a real Synapse restarted by turnkeeper.
-@Suite("turnkeeper rotate")
+@Suite("turnkeeper rotate", .mayBlock, .tags(.live))
 struct RotationTests {
     struct Deployment: Sendable {
-        let coturn: CoturnServer
-        let synapse: SynapseServer
-        let directory: TemporaryDirectory
-        let config: String
-        let original: TurnSecret
-        let token: String
+        let base: TurnkeeperDeployment
+        var coturn: CoturnServer { base.coturn }
+        var synapse: SynapseServer { base.synapse! }
+        var directory: TemporaryDirectory { base.directory }
+        var config: String { base.config }
+        var original: TurnSecret { base.original }
+        var token: String { base.token! }
 
-        func stop() {
-            synapse.stop()
-            coturn.stop()
-            directory.remove()
-        }
+        func stop() { base.stop() }
 
         /// What Synapse hands a client right now.
         func synapseCredentials() async throws -> TurnServerResponse {
@@ -44,80 +41,54 @@ struct RotationTests {
             return output.status == 0
         }
 
-        func rotate(_ arguments: [String] = [], abortAfter step: String? = nil) throws -> ProcessOutput {
-            try TurnkeeperBinary.run(
-                ["rotate", "--config", config] + arguments,
-                timeout: .seconds(180),
-                environment: step.map { ["TURNKEEPER_TEST_ABORT_AFTER_STEP": $0] } ?? [:]
-            )
+        func rotate(_ arguments: [String] = []) throws -> ProcessOutput {
+            try TurnkeeperBinary.run(["rotate", "--config", config] + arguments, timeout: .seconds(180))
         }
 
-        func status() throws -> [String: Any] {
-            let output = try TurnkeeperBinary.run(["status", "--config", config, "--json"])
-            return try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any] ?? [:]
+        /// Starts `turnkeeper rotate` with Synapse's restart held, and SIGKILLs it once it has printed
+        /// "step N:" (each step is saved before its line, so it dies after step N or later, but before Synapse
+        /// restarts), or for "4a" once Synapse's restart has begun (its file written, Synapse not restarted).
+        /// Returns the exit status and what it printed.
+        func rotateKilled(after step: String) async throws -> (status: Int32?, stdout: String) {
+            try base.hold()
+            defer { base.release() }
+            let held = base.heldRestarts.count
+            let output = directory.file("killed-\(UUID().uuidString.prefix(8)).out")
+            let process = try ChildProcess(
+                TurnkeeperBinary.path, ["rotate", "--config", config], stdoutPath: output, stderrPath: output)
+            func printed() -> String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+            if step == "4a" {
+                try await base.waitForHeldRestarts(held + 1, of: process)
+            } else {
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(120)
+                while !printed().contains("step \(step):") {
+                    guard process.isRunning, clock.now < deadline else {
+                        throw TestFailure("no \"step \(step):\" before the kill:\n\(printed())")
+                    }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+            }
+            kill(process.pid, SIGKILL)
+            let status = process.wait(timeout: .seconds(60))
+            // Its held restart dies with it, as on a crashed machine: Synapse is not restarted.
+            base.killRestartScripts()
+            return (status, printed())
         }
+
+        func status() throws -> [String: Any] { try base.status() }
     }
 
     /// An admin's existing setup: Synapse with an inline secret that coturn's database already holds.
     static func deploy(lifetime: String, interval: String = "7d", extraConfig: String = "") throws -> Deployment {
-        let original = try TurnSecret.generate()
-        let text = original.withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        let coturn = try CoturnServer(secrets: [])
-        let synapse = try SynapseServer(
-            confFiles: [
-                "10-admin.yaml": """
-                turn_uris: ["turn:127.0.0.1:\(coturn.port)?transport=udp"]
-                turn_shared_secret: "\(text)"
-                turn_user_lifetime: \(lifetime)
-                """
-            ],
-            supervised: true
-        )
-        let directory = try TemporaryDirectory()
-        let token = try synapse.register("alice")
-        let tokenFile = try directory.write("token", token + "\n")
+        var options = TurnkeeperDeployment.Options()
+        options.realSynapse = true
         // The restart command records what it was given, so tests can check no secret reaches it.
-        let restart = try directory.write(
-            "restart-and-record.sh",
-            """
-            echo "$0 $@" >>\(directory.file("restart-argv.txt"))
-            env >>\(directory.file("restart-env.txt"))
-            exec \(synapse.restartCommand.joined(separator: " "))
-            """
-        )
-        let config = try directory.write(
-            "turnkeeper.yaml",
-            """
-            synapse:
-              config: [\(synapse.homeserverYAML), \(synapse.confD)]
-              managed_file: \(synapse.confD)/90-turnkeeper.yaml
-              mode: inline
-              group: nogroup
-              restart_command: [/bin/bash, \(restart)]
-              health_url: \(synapse.baseURL)/health
-              homeserver: \(synapse.baseURL)
-              access_token_file: \(tokenFile)
-              turn_allow_guests: false
-            coturn:
-              realm: \(coturn.realm)
-              verify_uri: turn:127.0.0.1:\(coturn.port)?transport=udp
-              store: sqlite
-              database: \(coturn.userDatabase)
-            rotation:
-              interval: \(interval)
-              margin: 1s
-              state_directory: \(directory.file("state"))
-            \(extraConfig)
-            """
-        )
-        return Deployment(
-            coturn: coturn,
-            synapse: synapse,
-            directory: directory,
-            config: config,
-            original: original,
-            token: token
-        )
+        options.recordRestarts = true
+        options.turnUserLifetime = lifetime
+        options.interval = interval
+        options.extraYAML = extraConfig
+        return Deployment(base: try TurnkeeperDeployment(options))
     }
 
     @Test("Adopt, rotate, keep old credentials working until retirement, then refuse them; no secret in any output")
@@ -203,20 +174,21 @@ struct RotationTests {
         #expect(!environment.contains("TURNKEEPER_SYNAPSE_PYTHON"))
     }
 
-    @Test("Killed after any step, the next run converges, and Synapse's credentials work with coturn throughout")
+    @Test("Killed mid-rotation, the next run converges, and Synapse's credentials work with coturn throughout")
     func crashes() async throws {
         let deployment = try Self.deploy(lifetime: "10m")
         defer { deployment.stop() }
         #expect(try deployment.rotate().status == 0)
-        // "4a": killed between writing Synapse's file and restarting Synapse.
-        for step in ["1", "2", "3", "4a", "4"] {
+        // Killed after step 1, 2 or 3 (or later), and ("4a") between writing Synapse's file and restarting it. The
+        // in-process rotation tests crash at every exact step boundary; these prove the binary's own state files.
+        for step in ["1", "2", "3", "4a"] {
             let before = try await deployment.synapseCredentials()
-            let aborted = try deployment.rotate(abortAfter: step)
-            #expect(aborted.status == 99, "step \(step): \(aborted)")
+            let killed = try await deployment.rotateKilled(after: step)
+            #expect(killed.status == 128 + SIGKILL, "step \(step): \(killed)")
             // Whatever was left half-done, what Synapse hands out is accepted by coturn.
             let during = try await deployment.synapseCredentials()
-            #expect(try deployment.coturnAccepts(during.username, during.password), "after abort at step \(step)")
-            #expect(try deployment.coturnAccepts(before.username, before.password), "after abort at step \(step)")
+            #expect(try deployment.coturnAccepts(during.username, during.password), "after a kill at step \(step)")
+            #expect(try deployment.coturnAccepts(before.username, before.password), "after a kill at step \(step)")
 
             let resumed = try deployment.rotate(["--resume"])
             #expect(resumed.status == 0, "resume after step \(step): \(resumed)")
@@ -310,12 +282,10 @@ struct RotationTests {
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
         let config = try directory.write(
             "turnkeeper.yaml",
-            """
-            synapse: {config: [/nonexistent], group: nogroup}
-            coturn: {realm: r, verify_uri: "turn:127.0.0.1:1"}
-            rotation: {state_directory: \(state)}
-            """
-        )
+            try TestConfiguration(
+                synapse: .init(config: ["/nonexistent"]), coturn: .init(realm: "r", verifyURI: "turn:127.0.0.1:1"),
+                rotation: .init(stateDirectory: state)
+            ).render())
         let python = try ProcessRunner.which("python3", package: "python3")
         let holder = try ChildProcess(
             python,

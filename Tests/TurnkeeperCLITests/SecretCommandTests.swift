@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 
-@Suite("turnkeeper secret")
+@Suite("turnkeeper secret", .mayBlock, .tags(.live))
 struct SecretCommandTests {
     let directory: TemporaryDirectory
     init() throws { directory = try TemporaryDirectory() }

@@ -8,7 +8,7 @@ import TurnkeeperCredentials
 /// A Synapse host and a separate TURN host, each with its own turnkeeper, state and clock, sharing only a
 /// root key: no channel between them. Epochs are compressed to 20 s, credentials live 4 s: the real ratio
 /// (1 d to 1 h) is wider, and Synapse's restart (up to several seconds on a loaded machine) must fit too.
-@Suite("Two hosts, derived secrets")
+@Suite("Two hosts, derived secrets", .mayBlock, .tags(.live))
 struct TwoHostTests {
     struct Host {
         let lab: NATLab
@@ -21,7 +21,8 @@ struct TwoHostTests {
         mutating func start(offset: Int = 0) throws {
             if !log.isEmpty { earlierLogs.append(log) }
             log = "turnkeeper-\(name)-\(UUID().uuidString.prefix(6)).log"
-            let environment = offset == 0 ? [] : ["/usr/bin/env", "TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS=\(offset)"]
+            // The wall clock `offset` seconds ahead, through libfaketime.
+            let environment = offset == 0 ? [] : try FakeTime.envArguments(offsetSeconds: Int64(offset))
             process = try lab.start(
                 name, environment + [TurnkeeperBinary.path, "run", "--config", config], output: log)
         }
@@ -93,51 +94,38 @@ struct TwoHostTests {
         let token = try lab.directory.write("alice.token", try synapse.register("alice"))
         let rootKey = try lab.directory.write(
             "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
-        let rotation = """
-            rotation:
-              mode: derived
-              root_key_file: \(rootKey)
-              epoch: 20s
-            """
+        /// Both hosts' turnkeeper.yaml share the derivation and the daemon's settings.
+        func yaml(role: String, synapse: TestConfiguration.Synapse?, database: String?, state: String) throws -> String
+        {
+            var coturn = TestConfiguration.Coturn(
+                realm: "lab.turnkeeper.test", verifyURI: "turn:203.0.113.10?transport=udp")
+            coturn.database = database
+            var rotation = TestConfiguration.Rotation(stateDirectory: lab.directory.file(state))
+            rotation.mode = "derived"
+            rotation.rootKeyFile = rootKey
+            rotation.epoch = "20s"
+            var yaml = TestConfiguration(synapse: synapse, coturn: coturn, rotation: rotation)
+            yaml.role = role
+            var daemon = TestConfiguration.Daemon()
+            daemon.probeInterval = "1h"
+            daemon.retryInitial = "1s"
+            daemon.retryMax = "2s"
+            yaml.daemon = daemon
+            return try yaml.render()
+        }
         var turn = Host(
             lab: lab, name: "turn",
             config: try lab.directory.write(
-                "turn.yaml",
-                """
-                role: turn
-                coturn:
-                  realm: lab.turnkeeper.test
-                  verify_uri: turn:203.0.113.10?transport=udp
-                  database: \(coturn.userDatabase)
-                \(rotation)
-                  state_directory: \(lab.directory.file("turn-state"))
-                daemon:
-                  probe_interval: 1h
-                  retry_initial: 1s
-                  retry_max: 2s
-                """))
+                "turn.yaml", try yaml(role: "turn", synapse: nil, database: coturn.userDatabase, state: "turn-state")))
+        var synapseSettings = TestConfiguration.Synapse(config: [synapse.homeserverYAML, synapse.confD])
+        synapseSettings.managedFile = synapse.confD + "/90-turnkeeper.yaml"
+        synapseSettings.restartCommand = synapse.restartCommand
+        synapseSettings.healthURL = "http://203.0.113.20:8008/health"
         var synapseHost = Host(
             lab: lab, name: "hs",
             config: try lab.directory.write(
                 "synapse.yaml",
-                """
-                role: synapse
-                synapse:
-                  config: [\(synapse.homeserverYAML), \(synapse.confD)]
-                  managed_file: \(synapse.confD)/90-turnkeeper.yaml
-                  group: nogroup
-                  restart_command: [\(synapse.restartCommand.joined(separator: ", "))]
-                  health_url: http://203.0.113.20:8008/health
-                coturn:
-                  realm: lab.turnkeeper.test
-                  verify_uri: turn:203.0.113.10?transport=udp
-                \(rotation)
-                  state_directory: \(lab.directory.file("synapse-state"))
-                daemon:
-                  probe_interval: 1h
-                  retry_initial: 1s
-                  retry_max: 2s
-                """))
+                try yaml(role: "synapse", synapse: synapseSettings, database: nil, state: "synapse-state")))
         try turn.start()
         defer { turn.stop() }
         try await turn.waitFor("coturn accepts epochs", timeout: .seconds(60))
@@ -191,9 +179,8 @@ struct TwoHostTests {
         turn.stop()
         let skewed = try lab.run(
             "hs",
-            [
-                "/usr/bin/env", "TURNKEEPER_TEST_CLOCK_OFFSET_SECONDS=40", TurnkeeperBinary.path, "check", "--config",
-                synapseHost.config,
+            try FakeTime.envArguments(offsetSeconds: 40) + [
+                TurnkeeperBinary.path, "check", "--config", synapseHost.config,
             ])
         #expect(skewed.status == 1 && skewed.stdout.contains("the TURN host is behind this one"), "\(skewed)")
 

@@ -4,7 +4,7 @@ import Testing
 import TurnkeeperCore
 import TurnkeeperCredentials
 
-@Suite("TURN REST credentials")
+@Suite("TURN REST credentials", .mayBlock)
 struct CredentialTests {
     @Test("Equal to Synapse's own formula, run by Python, for 400 random secrets, users and lifetimes")
     func matchesSynapse() throws {

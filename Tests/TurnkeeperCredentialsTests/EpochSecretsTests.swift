@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 import TurnkeeperCredentials
 
-@Suite("Epoch secrets")
+@Suite("Epoch secrets", .mayBlock)
 struct EpochSecretsTests {
     @Test("Derived secrets match an independent derivation with Python's cryptography HKDF")
     func pythonReference() throws {

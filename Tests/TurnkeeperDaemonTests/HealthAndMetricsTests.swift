@@ -8,7 +8,7 @@ import TurnkeeperRotation
 
 @testable import TurnkeeperDaemon
 
-@Suite("Health listener, metrics and status line")
+@Suite("Health listener, metrics and status line", .mayBlock)
 struct HealthAndMetricsTests {
     static func configuration() -> Configuration {
         Configuration(
@@ -68,7 +68,7 @@ struct HealthAndMetricsTests {
     )
     func connectionLimit() async throws {
         let server = try await HealthServer.bind(
-            host: "127.0.0.1", port: 0, headTimeout: .seconds(3), requestTimeout: .seconds(60),
+            host: "127.0.0.1", port: 0, headTimeout: .seconds(20), requestTimeout: .seconds(300),
             maxConnections: 2
         ) { _ in HealthServer.Response(status: .ok, body: "ok\n") }
         #expect(server.maxConnections == 2)
@@ -77,18 +77,20 @@ struct HealthAndMetricsTests {
         defer { running.cancel() }
 
         /// Connects, then waits until the server counts the connection, so that the order is the server's too.
-        func connect(holding count: Int) async throws -> Int32 {
-            let socket = try LoopbackTCP.connect(port: port)
-            let deadline = ContinuousClock.now + .seconds(10)
+        func connect(holding count: Int, receiveTimeout: Int) async throws -> Int32 {
+            let socket = try LoopbackTCP.connect(port: port, timeoutSeconds: receiveTimeout)
+            // A hang guard, generous for a loaded machine.
+            let deadline = ContinuousClock.now + .seconds(60)
             while server.limiter.count < count {
                 guard ContinuousClock.now < deadline else { throw TestFailure("connection \(count) not admitted") }
                 try await Task.sleep(for: .milliseconds(10))
             }
             return socket
         }
-        let oldest = try await connect(holding: 1)
+        // Its receive timeout (10 s) ends before the head timeout (20 s): only the limit can close it in time.
+        let oldest = try await connect(holding: 1, receiveTimeout: 10)
         defer { close(oldest) }
-        let newer = try await connect(holding: 2)
+        let newer = try await connect(holding: 2, receiveTimeout: 60)
         defer { close(newer) }
 
         // Blocking calls run off the cooperative pool, which the server in this process needs.
@@ -104,8 +106,9 @@ struct HealthAndMetricsTests {
         #expect(try await read(oldest).0 == 0, "the oldest idle connection was kept")
         let now = try await read(newer, flags: Int32(MSG_DONTWAIT))
         #expect(now.0 < 0 && now.1 == EAGAIN, "the newer one was closed too")
-        // The newer one says nothing: closed at the 3 s head timeout, so recv sees the end within its own 10 s
-        // receive timeout, long before the 60 s request deadline.
+        // The newer one says nothing: closed at the 20 s head timeout (long enough that a loaded machine gets
+        // through the steps above first), so recv sees the end within its own 60 s receive timeout, long before
+        // the 300 s request deadline.
         #expect(try await read(newer).0 == 0)
     }
 

@@ -23,7 +23,7 @@ struct SystemdTests {
         notifier.watchdog()
         notifier.stopping(status: "bye")
         notifier.watchdog()  // after STOPPING: not sent
-        try await socket.wait(for: "STOPPING", "1", timeout: .seconds(5))
+        try await socket.wait(for: "STOPPING", "1", timeout: .seconds(60))
         let texts = socket.messages.map(\.text)
         #expect(texts == ["READY=1\nSTATUS=starting", "STATUS=idle", "WATCHDOG=1", "STOPPING=1\nSTATUS=bye"])
     }

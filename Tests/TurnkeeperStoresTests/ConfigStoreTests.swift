@@ -6,7 +6,7 @@ import TurnkeeperCredentials
 import TurnkeeperStores
 import TurnkeeperSynapse
 
-@Suite("Synapse's conf.d file as a secret store")
+@Suite("Synapse's conf.d file as a secret store", .mayBlock, .tags(.live))
 struct SynapseSecretStoreTests {
     @Test("Inline and path modes: a Synapse started on turnkeeper's files hands out credentials signed with the secret")
     func realSynapse() async throws {
@@ -67,7 +67,7 @@ struct SynapseSecretStoreTests {
     }
 }
 
-@Suite("turnserver.conf's static-auth-secret lines as a secret store")
+@Suite("turnserver.conf's static-auth-secret lines as a secret store", .mayBlock, .tags(.live))
 struct CoturnConfigStoreTests {
     static let original = """
         # coturn for turn.example.org
@@ -152,7 +152,7 @@ struct CoturnConfigStoreTests {
 
 /// turnserver.conf read as coturn 4.6.1 reads it (read_config_file: `fgets` into 1024 bytes, LF ends a line,
 /// CR is trailing white space), and rewritten with every byte but the static-auth-secret lines kept.
-@Suite("turnserver.conf lines as coturn reads them")
+@Suite("turnserver.conf lines as coturn reads them", .mayBlock, .tags(.live))
 struct CoturnConfigLinesTests {
     static func text(_ secret: TurnSecret) -> String { secret.withExposedBytes { String(decoding: $0, as: UTF8.self) } }
 

@@ -7,7 +7,7 @@ import TurnkeeperSynapse
 /// venv's own PyYAML (`yaml.safe_load`, as Synapse loads its config) and by SynapseConfig: both must agree, or
 /// turnkeeper must refuse the file (failing closed, with file and line) where PyYAML reads something Synapse would
 /// then choke on.
-@Suite("Synapse's secret, read as PyYAML reads it")
+@Suite("Synapse's secret, read as PyYAML reads it", .mayBlock)
 struct PyYAMLParityTests {
     /// (document, turnkeeper may refuse where PyYAML accepts)
     static let documents: [(String, Bool)] = [

@@ -6,7 +6,7 @@ import TurnkeeperCredentials
 import TurnkeeperSTUN
 import TurnkeeperTURNClient
 
-@Suite("TURN client")
+@Suite("TURN client", .mayBlock, .tags(.live))
 struct TURNClientTests {
     private func endpoint(_ port: UInt16, _ transport: TURNTransport = .udp) throws -> ServerEndpoint {
         ServerEndpoint(
@@ -215,7 +215,7 @@ struct TURNClientTests {
     }
 }
 
-@Suite("Connecting by URI, one allocation released at once, unconnected sockets")
+@Suite("Connecting by URI, one allocation released at once, unconnected sockets", .tags(.live))
 struct TURNURIConnectionTests {
     @Test("allocateAndRelease: granted with the server's secret, refused (401) with another, over UDP and TCP")
     func allocateAndRelease() async throws {

@@ -4,9 +4,10 @@
 # systemd: systemd-analyze, which checks the unit file (nothing is started through it).
 # iproute2, nftables: the NAT lab's network namespaces and NAT rules (scripts/natlab.sh).
 # redis-server, postgresql: the shared user databases of a coturn fleet (tests start their own, on loopback).
+# faketime: libfaketime, which runs turnkeeper with a shifted wall clock (skewed hosts, epochs ahead).
 turnkeeper_install_deps() {
     local wanted=(libssl-dev libsqlite3-dev libevent-dev libyaml-dev pkg-config openssl coturn python3 python3-venv systemd iproute2
-        nftables redis-server postgresql)
+        nftables redis-server postgresql faketime)
     local missing=()
     local pkg
     for pkg in "${wanted[@]}"; do

@@ -1,0 +1,38 @@
+import Foundation
+import Glibc
+
+/// Debian's libfaketime (package faketime): a program run with ``environment(offsetSeconds:)`` sees the wall clock
+/// shifted by that many seconds, while its monotonic clock (NIO's timers, timeouts) stays true.
+public enum FakeTime {
+    /// The multithreaded build of the library, where Debian installs it.
+    public static func library() throws -> String {
+        _ = try ProcessRunner.which("faketime", package: "faketime")
+        for directory in ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"] {
+            let candidate = "\(directory)/faketime/libfaketimeMT.so.1"
+            if access(candidate, R_OK) == 0 { return candidate }
+        }
+        throw TestFailure("libfaketimeMT.so.1 is not installed: run scripts/test.sh, which installs faketime")
+    }
+
+    /// Variables that shift the wall clock of a child by `offsetSeconds` (negative: back).
+    ///
+    /// FAKETIME_SHARED names a semaphore and a segment that do not exist, so the library uses none: without
+    /// the variable, libfaketime 0.9.10 left the Swift binary without its arguments (it printed its root help).
+    /// The `faketime` command sets it too, but does not pass SIGTERM on to its child.
+    public static func environment(offsetSeconds: Int64) throws -> [String: String] {
+        [
+            "LD_PRELOAD": try library(),
+            "FAKETIME": offsetSeconds < 0 ? String(offsetSeconds) : "+\(offsetSeconds)",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME_SHARED": "/turnkeeper-test-none /turnkeeper-test-none",
+        ]
+    }
+
+    /// The same, as `/usr/bin/env` arguments to put in front of a command.
+    public static func envArguments(offsetSeconds: Int64) throws -> [String] {
+        ["/usr/bin/env"]
+            + (try environment(offsetSeconds: offsetSeconds)).sorted { $0.key < $1.key }.map {
+                "\($0.key)=\($0.value)"
+            }
+    }
+}
