@@ -372,7 +372,8 @@ private struct ConfigurationReader {
         else {
             throw error(value, "\(key) must be a list of values, such as [a, b]")
         }
-        for item in sequence where item.scalar!.text.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+        for item in sequence
+        where item.scalar!.text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
             throw error(item, "\(key) holds a control character")
         }
         return sequence.map { $0.scalar!.text }

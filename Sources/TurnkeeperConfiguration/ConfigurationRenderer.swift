@@ -1,4 +1,5 @@
 import TurnkeeperCredentials
+import TurnkeeperYAML
 
 extension Configuration {
     /// turnkeeper.yaml for this configuration: every setting the role reads, each explicit, so an admin sees
@@ -96,7 +97,12 @@ private struct YAMLWriter {
     var text = ""
     private var depth = 0
 
-    mutating func comment(_ line: String) { text += "# \(line)\n" }
+    /// A comment line; anything but printable ASCII becomes `?`, so no text can end the comment early.
+    mutating func comment(_ line: String) {
+        let safe = String(
+            String.UnicodeScalarView(line.unicodeScalars.map { $0.value >= 0x20 && $0.value < 0x7F ? $0 : "?" }))
+        text += "# \(safe)\n"
+    }
 
     mutating func section(_ name: String) {
         line("\(name):")
@@ -130,18 +136,29 @@ private struct YAMLWriter {
             case "\n": out += "\\n"
             case "\t": out += "\\t"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-                } else {
+                // Only printable ASCII is written as it is: C1 controls, YAML 1.1's extra line breaks (U+0085,
+                // U+2028, U+2029) and a BOM would otherwise be refused, or folded into a space.
+                if scalar.value >= 0x20 && scalar.value < 0x7F {
                     out.unicodeScalars.append(scalar)
+                } else if scalar.value <= 0xFFFF {
+                    out += "\\u" + Self.hex(scalar.value, digits: 4)
+                } else {
+                    out += "\\U" + Self.hex(scalar.value, digits: 8)
                 }
             }
         }
         return out + "\""
     }
 
-    /// Letters, digits and `/ . _ - @ +`, not starting with a character YAML gives a meaning to.
+    static func hex(_ value: UInt32, digits: Int) -> String {
+        let text = String(value, radix: 16)
+        return String(repeating: "0", count: max(0, digits - text.count)) + text
+    }
+
+    /// Letters, digits and `/ . _ - + @`, not starting with a character YAML gives a meaning to, and read by
+    /// YAML 1.1 (PyYAML's resolvers) as a string: no number, boolean, null or date.
     static func isPlain(_ value: String) -> Bool {
+        guard YAMLScalar(text: value, isPlain: true, tag: nil).isString else { return false }
         guard let first = value.unicodeScalars.first, !"-@".unicodeScalars.contains(first) else { return false }
         return value.unicodeScalars.allSatisfy {
             ($0.value >= 0x30 && $0.value <= 0x39) || ($0.value >= 0x41 && $0.value <= 0x5A)

@@ -1,7 +1,7 @@
 import CSystemShims
+import Foundation
 import Glibc
 import TurnkeeperCore
-import TurnkeeperStores
 
 /// Runs an admin-configured command (argv, no shell) with a minimal environment and only standard input,
 /// output and error open, so nothing of turnkeeper's own environment or descriptors (event loops, sockets,
@@ -46,27 +46,26 @@ enum CommandRunner {
                 .commandFailed,
                 "cannot run the \(what) command \(argv.joined(separator: " ")): \(errnoDescription(status)).")
         }
-        // The wait blocks a thread of NIO's pool, never one of the cooperative pool. A timer kills a command that
-        // outlives its timeout; the child is reaped only after the timer is done, so the kill can never reach
-        // another process that reused its pid. A cancelled task still waits for the command: a half-done restart
-        // is worse.
+        // The wait blocks a thread of its own: never one of the cooperative pool, and never one of NIO's pool,
+        // where a restart that takes minutes would hold up SQLite and file work. Cancellation cannot skip it: a
+        // cancelled task still waits for the command, since a half-done restart is worse. A timer kills a command
+        // that outlives its timeout; the child is reaped only after the timer is done, so the kill can never
+        // reach another process that reused its pid.
         let pid = child
         let timer = Task {
             try await Task.sleep(for: .seconds(timeoutSeconds))
             kill(pid, SIGKILL)
         }
-        let exited = try? await Blocking.run { () -> Bool in
-            var info = siginfo_t()
-            while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
-                guard errno == EINTR else { return false }
-            }
-            return true
-        }
+        let waitError = await Self.waitForExit(pid)
         timer.cancel()
         let timedOut = (try? await timer.value) != nil
         var exit: Int32 = 0
-        guard exited == true, waitpid(child, &exit, 0) == child else {
-            throw TurnkeeperError(.commandFailed, "lost the \(what) command: \(errnoDescription(errno)).")
+        if let waitError {
+            throw TurnkeeperError(.commandFailed, "lost the \(what) command: \(errnoDescription(waitError)).")
+        }
+        guard waitpid(child, &exit, 0) == child else {
+            let failure = errno
+            throw TurnkeeperError(.commandFailed, "lost the \(what) command: \(errnoDescription(failure)).")
         }
         if timedOut {
             throw TurnkeeperError(
@@ -80,6 +79,25 @@ enum CommandRunner {
                 .commandFailed,
                 "the \(what) command \(argv.joined(separator: " ")) failed with exit status \(code). Run it by hand to see why."
             )
+        }
+    }
+
+    /// Waits on a new thread until `pid` has exited, leaving it to be reaped; nil, or the errno of a failed wait.
+    private static func waitForExit(_ pid: pid_t) async -> Int32? {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                var info = siginfo_t()
+                while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
+                    let failure = errno
+                    guard failure == EINTR else {
+                        continuation.resume(returning: failure)
+                        return
+                    }
+                }
+                continuation.resume(returning: nil)
+            }
+            thread.name = "turnkeeper-wait"
+            thread.start()
         }
     }
 }

@@ -34,9 +34,15 @@ enum CoturnStores {
     private struct Configured: CoturnSecretStore {
         let configuration: Configuration
 
-        func secrets() async throws -> [TurnSecret] { try await make(configuration).secrets() }
-        func add(_ secret: TurnSecret) async throws { try await make(configuration).add(secret) }
-        func remove(_ secret: TurnSecret) async throws { try await make(configuration).remove(secret) }
+        func secrets() async throws -> [TurnSecret] { try await store().secrets() }
+        func add(_ secret: TurnSecret) async throws { try await store().add(secret) }
+        func remove(_ secret: TurnSecret) async throws { try await store().remove(secret) }
+
+        /// Built on the thread pool: it reads password files.
+        private func store() async throws -> any CoturnSecretStore {
+            let configuration = configuration
+            return try await Blocking.run { try make(configuration) }
+        }
     }
 }
 

@@ -36,6 +36,9 @@ public struct EpochRotation: SecretRotation {
         var added: [Entry] = []
         /// Synapse host: the epoch Synapse was last switched to.
         var synapseEpoch: Int64?
+        /// Synapse host: the last restart for a switch not yet finished, so that the daemon's retries do not
+        /// restart Synapse again for the same failure (as on a single host).
+        var synapseRestart: RotationState.SynapseRestart?
     }
 
     public var schedule: RotationScheduleKind { .epochs }
@@ -154,8 +157,16 @@ public struct EpochRotation: SecretRotation {
             say("coturn at \(probe.uri) did not answer (\(error)); switching Synapse anyway")
         }
         let expected = try await synapse.preflight(for: secret)
-        _ = try await synapse.switchSynapse(to: secret, expected: expected, previous: nil, probe: probe) { _ in }
+        let saved = current
+        _ = try await synapse.switchSynapse(
+            to: secret, expected: expected, previous: current.synapseRestart, probe: probe
+        ) { restart in
+            var recorded = saved
+            recorded.synapseRestart = restart
+            try await state.save(recorded)
+        }
         current.synapseEpoch = epoch
+        current.synapseRestart = nil
         try await state.save(current)
         say("epoch \(epoch): " + synapse.switchedMessage(to: secret))
     }

@@ -70,7 +70,7 @@ public struct RotationEnvironment: Sendable {
 public enum RotationEvent: Sendable, Equatable, CustomStringConvertible {
     /// Step 0 (adoption) to 5 (retirement) is saved.
     case saved(step: Int)
-    /// Step 4: Synapse's files are written and the restart is recorded as tried; the restart command runs next.
+    /// Step 4: Synapse's files are written; next the restart is recorded as tried and its command run.
     case synapseRestartDue
 
     public var description: String {
@@ -114,5 +114,5 @@ public func makeRotation(_ configuration: Configuration, environment: RotationEn
 /// How many secrets coturn's store holds now (for the metrics); nil on the Synapse host, which has none.
 public func coturnSecretCount(_ configuration: Configuration) async throws -> Int? {
     guard configuration.role.managesCoturn else { return nil }
-    return try await CoturnStores.make(configuration).secrets().count
+    return try await CoturnStores.lazy(configuration).secrets().count
 }

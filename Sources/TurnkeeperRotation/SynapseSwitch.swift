@@ -178,7 +178,16 @@ struct SynapseSwitch: Sendable {
                     + "(\(secret.fingerprint)): a conf.d file read after \(synapse.managedFile) may override it. \(advice)"
             )
         }
-        guard try await probe.grants(username: answer.username, password: answer.password) else {
+        let granted: Bool
+        do {
+            granted = try await probe.grants(username: answer.username, password: answer.password)
+        } catch {
+            throw TurnkeeperError(
+                .verificationFailed,
+                "after the switch, coturn at \(probe.uri) did not answer an allocation with the credentials "
+                    + "\(check.homeserver) hands out (\(error)). \(advice)")
+        }
+        guard granted else {
             throw TurnkeeperError(
                 .verificationFailed,
                 "after the switch, coturn at \(probe.uri) refuses the credentials \(check.homeserver) hands out. \(advice)"

@@ -49,7 +49,9 @@ struct Turnkeeper: AsyncParsableCommand {
                 Glibc.exit(0)
             }
             if code == .failure {
-                // A command already reported the failed check.
+                // ExitCode.failure: the command already reported the failed check. Any other error (a TURN
+                // client's, a resolver's) still says what happened, escaped: it may carry server text.
+                if !(error is ExitCode) { Console.error(ServerText.escaped("\(error)", limit: 2000)) }
                 Glibc.exit(1)
             }
             let message = fullMessage(for: error)

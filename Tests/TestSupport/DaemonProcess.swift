@@ -65,7 +65,7 @@ public enum HTTPGet {
         public var body: String
     }
 
-    public static func get(port: Int, path: String, timeoutSeconds: Int = 10) throws -> Answer {
+    public static func get(port: Int, path: String, timeoutSeconds: Int = 30) throws -> Answer {
         let fd = try LoopbackTCP.connect(port: port, timeoutSeconds: timeoutSeconds)
         defer { close(fd) }
         let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)

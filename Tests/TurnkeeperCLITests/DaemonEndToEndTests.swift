@@ -11,18 +11,14 @@ import TurnkeeperSynapse
 struct DaemonEndToEndTests {
     @Test("Three scheduled rotations and retirements under load: zero refused; /metrics shows them")
     func scheduledRotationsUnderLoad() async throws {
-        let port = Int(try LoopbackUDP.freePort())
         // Credentials live 4 s; a rotation is due 8 s after the last; retirement 4 s + 1 s after a switch.
-        let deployment = try RotationTests.deploy(
-            lifetime: "4s", interval: "8s",
-            extraConfig: """
-                daemon:
-                  listen: 127.0.0.1:\(port)
-                  probe_interval: 2s
-                  retry_initial: 1s
-                  retry_max: 4s
-                """)
+        let deployment = try RotationTests.deploy(lifetime: "4s", interval: "8s") {
+            $0.daemon = true
+            $0.probeInterval = "2s"
+            $0.retryMax = "4s"
+        }
         defer { deployment.stop() }
+        let port = try #require(deployment.base.port)
         // Journal format: JOURNAL_STREAM names the very file that is the daemon's stdout.
         let journal = try DaemonProcess(config: deployment.config, in: deployment.directory, journal: true)
         defer { journal.stop() }

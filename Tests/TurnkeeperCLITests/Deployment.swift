@@ -74,6 +74,7 @@ public struct TurnkeeperDeployment: Sendable {
         /// A daemon section listening on a free loopback port.
         public var daemon = false
         public var probeInterval = "30s"
+        public var retryMax = "2s"
         /// YAML appended to turnkeeper.yaml as it is.
         public var extraYAML = ""
 
@@ -245,7 +246,7 @@ public struct TurnkeeperDeployment: Sendable {
             daemon.listen = "127.0.0.1:\(port)"
             daemon.probeInterval = options.probeInterval
             daemon.retryInitial = "1s"
-            daemon.retryMax = "2s"
+            daemon.retryMax = options.retryMax
             yaml.daemon = daemon
         } else {
             port = nil

@@ -80,14 +80,16 @@ struct RotationTests {
     }
 
     /// An admin's existing setup: Synapse with an inline secret that coturn's database already holds.
-    static func deploy(lifetime: String, interval: String = "7d", extraConfig: String = "") throws -> Deployment {
+    static func deploy(
+        lifetime: String, interval: String = "7d", configure: (inout TurnkeeperDeployment.Options) -> Void = { _ in }
+    ) throws -> Deployment {
         var options = TurnkeeperDeployment.Options()
         options.realSynapse = true
         // The restart command records what it was given, so tests can check no secret reaches it.
         options.recordRestarts = true
         options.turnUserLifetime = lifetime
         options.interval = interval
-        options.extraYAML = extraConfig
+        configure(&options)
         return Deployment(base: try TurnkeeperDeployment(options))
     }
 

@@ -170,6 +170,32 @@ struct ConfigurationReaderTests {
             coturn: .init(realm: "r", verifyURI: "turn:h")),
     ]
 
+    /// Strings YAML 1.1 would read as something else, or that libyaml would refuse or fold, if written plain.
+    static let awkward = [
+        "0x1F", "1_000", "2024-01-01", ".inf", "~", "null", "Yes", "0o17", "1:30", "é", "a\u{85}b", "a\u{2028}b",
+        "\u{FEFF}x", "\u{1F600}", "\u{9F}", "a\"b\\c", "#x", "x #y", "- x", "[x]", "{x}", "*x", "&x", "!x", "%x", "@x",
+        "`x",
+    ]
+
+    @Test("Strings YAML would misread or refuse are written so that they read back as they are")
+    func awkwardStrings() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var configuration = Configuration(
+            synapse: .init(
+                managedFile: "/etc/matrix-synapse/conf.d/" + Self.awkward.joined(), group: "nogroup",
+                restartCommand: ["systemctl"] + Self.awkward),
+            coturn: .init(realm: "r", verifyURI: "turn:h"),
+            rotation: .init(stateDirectory: "/var/lib/" + Self.awkward.joined(separator: "/")),
+            path: directory.file("turnkeeper.yaml"))
+        configuration.synapse.healthURL = "http://h/" + Self.awkward.filter { !$0.contains(" ") }.joined()
+        let text = configuration.rendered(header: ["a header\nrole: turn", "\u{2028}role: synapse"])
+        _ = try directory.write("turnkeeper.yaml", text)
+        #expect(try Configuration.load(configuration.path) == configuration, "\(text)")
+        // Only printable ASCII and line feeds in the file: nothing for a reader to fold or refuse.
+        #expect(text.unicodeScalars.allSatisfy { ($0.value >= 0x20 && $0.value < 0x7F) || $0 == "\n" })
+    }
+
     @Test("Rendered turnkeeper.yaml reads back to the same configuration", arguments: rendered.indices)
     func roundTrip(index: Int) throws {
         let directory = try TemporaryDirectory()

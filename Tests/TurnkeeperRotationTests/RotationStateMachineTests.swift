@@ -46,11 +46,15 @@ struct RotationStateMachineTests {
 
     @Test(
         "A crash at any point: what Synapse signs with is accepted throughout, and the next run finishes",
-        arguments: crashPoints)
-    func crashAndResume(at point: RotationEvent) async throws {
+        arguments: crashPoints, [SynapseRestartPolicy.always, .whenConfigurationChanged])
+    func crashAndResume(at point: RotationEvent, resumingWith policy: SynapseRestartPolicy) async throws {
         let lab = try RotationLab()
         defer { lab.remove() }
-        let crashing = lab.environment(observe: { event in if event == point { throw SimulatedCrash() } })
+        // At every event of every run: Synapse's files name a secret coturn accepts.
+        let crashing = lab.environment(observe: { event in
+            try lab.checkSynapseAccepted(at: event)
+            if event == point { throw SimulatedCrash() }
+        })
         var crashed = false
         do {
             try await lab.rotation(crashing).rotate(.rotate)
@@ -60,13 +64,13 @@ struct RotationStateMachineTests {
             crashed = true
         }
         #expect(crashed, "no crash at \(point)")
-        // Whatever Synapse's files say, coturn accepts it; and the secret in use before is still accepted until
-        // its retirement is due.
-        let signing = try #require(try lab.synapseSecret())
-        #expect(lab.store.holds.contains(signing), "Synapse signs with a secret coturn refuses after a crash \(point)")
+        // Right after the crash, too; and the secret in use before is still accepted until its retirement is due.
+        try lab.checkSynapseAccepted(at: point)
         if point != .saved(step: 5) { #expect(lab.store.holds.contains(lab.initial)) }
 
-        try await lab.rotation().rotate(.resume)
+        let checking = lab.environment(
+            observe: { event in try lab.checkSynapseAccepted(at: event) }, synapseRestarts: policy)
+        try await lab.rotation(checking).rotate(.resume)
         let current = try #require(try await lab.rotation().currentSecret())
         #expect(try lab.synapseSecret() == current)
         #expect(lab.store.holds.contains(current))
@@ -80,7 +84,7 @@ struct RotationStateMachineTests {
         }
         // Retirement, whenever it is due, leaves exactly the current secret.
         lab.clock.advance(by: 3600 + 60)
-        try await lab.rotation().rotate(.resume)
+        try await lab.rotation(checking).rotate(.resume)
         #expect(lab.store.holds == [current])
         #expect(try await lab.rotation().status().retiring.isEmpty)
     }
@@ -177,6 +181,8 @@ final class MemoryStore: CoturnSecretStore {
     func remove(_ secret: TurnSecret) async throws { rows.withLock { $0.removeAll { $0 == secret } } }
 
     func holdsInitially(_ secret: TurnSecret) { rows.withLock { $0 = [secret] } }
+
+    func empty() { rows.withLock { $0 = [] } }
 }
 
 final class EventLog: Sendable {
@@ -214,6 +220,8 @@ final class ManualClock: Sendable {
     func now() -> Int64 { seconds.load(ordering: .relaxed) }
 
     func advance(by delta: Int64) { seconds.add(delta, ordering: .relaxed) }
+
+    func set(to value: Int64) { seconds.store(value, ordering: .relaxed) }
 }
 
 /// One Synapse configuration directory (homeserver.yaml with a secret, conf.d), a state directory, a memory store
@@ -224,7 +232,9 @@ final class RotationLab: Sendable {
     let store = MemoryStore()
     let clock = ManualClock()
     let probe: MemoryProbe
-    private let configuration: Mutex<Configuration>
+    private let settings: Mutex<Configuration>
+
+    var configuration: Configuration { settings.withLock { $0 } }
 
     var stateDirectory: String { directory.file("state") }
     var managedFile: String { directory.file("synapse/conf.d/90-turnkeeper.yaml") }
@@ -243,7 +253,7 @@ final class RotationLab: Sendable {
                 + "turn_uris: [\"turn:memory.test\"]\n",
             mode: 0o640)
         let paths = [directory.file("synapse/homeserver.yaml"), directory.file("synapse/conf.d")]
-        configuration = Mutex(
+        settings = Mutex(
             Configuration(
                 synapse: .init(
                     configPaths: paths, managedFile: directory.file("synapse/conf.d/90-turnkeeper.yaml"),
@@ -255,7 +265,7 @@ final class RotationLab: Sendable {
         store.holdsInitially(initial)
     }
 
-    func setRestartCommand(_ argv: [String]) { configuration.withLock { $0.synapse.restartCommand = argv } }
+    func setRestartCommand(_ argv: [String]) { settings.withLock { $0.synapse.restartCommand = argv } }
 
     func environment(
         shouldStop: @escaping @Sendable () -> Bool = { false },
@@ -270,10 +280,17 @@ final class RotationLab: Sendable {
 
     func rotation(_ environment: RotationEnvironment? = nil) -> SingleHostRotation {
         let environment = environment ?? self.environment()
-        let configuration = configuration.withLock { $0 }
+        let configuration = self.configuration
         return SingleHostRotation(
             configuration: configuration, environment: environment, coturn: store, probe: probe,
             synapse: SynapseSwitch(configuration: configuration, environment: environment))
+    }
+
+    /// Synapse's files (what it signs with after any restart) name a secret coturn accepts, or this throws.
+    func checkSynapseAccepted(at event: RotationEvent) throws {
+        guard let signing = try synapseSecret(), store.holds.contains(signing) else {
+            throw TestFailure("at \(event), Synapse's files name a secret coturn does not accept")
+        }
     }
 
     /// The secret Synapse would sign with after a restart now: what its files say.

@@ -54,7 +54,8 @@ struct RotationService: Service {
             } catch {
                 let what =
                     rotation.schedule == .epochs
-                    ? "cannot derive this epoch's secret" : "cannot read the rotation state"
+                    ? "cannot read this epoch's status (root key, epochs.json, Synapse's configuration)"
+                    : "cannot read the rotation state"
                 failed("\(what): \(describe(error))", store: "state")
                 await alarm.sleep(for: .seconds(backoffDelay(configuration)))
                 continue

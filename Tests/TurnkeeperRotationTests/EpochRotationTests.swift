@@ -1,0 +1,97 @@
+import Foundation
+import TestSupport
+import Testing
+import TurnkeeperConfiguration
+import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperSynapse
+
+@testable import TurnkeeperRotation
+
+/// Both hosts of a separate TURN host, in-process: the TURN host's rotation fills an in-memory coturn store, the
+/// Synapse host's switches real Synapse files, each on its own manual clock; the Synapse host's probe judges
+/// credentials against the TURN host's store, as coturn would.
+@Suite("Derived secrets, both hosts in-process")
+struct EpochRotationTests {
+    static let epoch: Int64 = 7200
+
+    @Test(
+        "Five epochs, each host acting at its own epoch start, clocks together or 30 min apart: Synapse's secret is one coturn holds",
+        arguments: [Int64(0), 1800, -1800])
+    func fiveEpochs(skew: Int64) async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        lab.store.empty()
+        let key = try lab.directory.write(
+            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let turnClock = ManualClock()
+        let turn = lab.epochRotation(
+            role: .turnHost(.init(rootKeyFile: key, epoch: .seconds(Self.epoch))), clock: turnClock)
+        let synapse = lab.epochRotation(
+            role: .synapseHost(.init(rootKeyFile: key, epoch: .seconds(Self.epoch))), clock: lab.clock)
+        let derived = EpochSecrets(rootKey: try SecretFile.readRootKey(key), realm: "rotation.test", length: Self.epoch)
+        // Real time: each host acts when its own clock starts an epoch (the TURN host's reads real time + skew).
+        // The TURN host was set up an epoch earlier. At a tie, the order alternates.
+        let start = lab.clock.now()
+        var events: [(time: Int64, order: Int, turnHost: Bool)] = [(start - Self.epoch - skew, 0, true)]
+        for k in Int64(0)..<5 {
+            events.append((start + k * Self.epoch - skew, Int(k % 2), true))
+            events.append((start + k * Self.epoch, Int(1 - k % 2), false))
+        }
+        events.sort { ($0.time, $0.order) < ($1.time, $1.order) }
+        var synapseSynced = false
+        for event in events {
+            lab.clock.set(to: event.time)
+            turnClock.set(to: event.time + skew)
+            if event.turnHost {
+                try await turn.rotate(.rotate)
+                let now = derived.epoch(at: turnClock.now())
+                // The TURN host holds exactly the previous, current and next epochs' secrets, and nothing else.
+                #expect(
+                    Set(lab.store.holds.map(\.fingerprint))
+                        == Set(try ((now - 1)...(now + 1)).map { try derived.secret(for: $0).fingerprint }))
+            } else {
+                try await synapse.rotate(.rotate)
+                synapseSynced = true
+                let signing = try #require(try lab.synapseSecret())
+                #expect(signing == (try derived.secret(for: derived.epoch(at: lab.clock.now()))))
+                #expect(try await synapse.status().epoch == derived.epoch(at: lab.clock.now()))
+            }
+            if synapseSynced {
+                let signing = try #require(try lab.synapseSecret())
+                #expect(
+                    lab.store.holds.contains(signing), "at \(event.time - start) s: coturn refuses Synapse's secret")
+            }
+        }
+    }
+
+    @Test("The Synapse host keeps its secret when coturn refuses this epoch's: the hosts disagree, and it says so")
+    func turnHostMissing() async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        let key = try lab.directory.write(
+            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let synapse = lab.epochRotation(
+            role: .synapseHost(.init(rootKeyFile: key, epoch: .seconds(Self.epoch))), clock: lab.clock)
+        await #expect {
+            try await synapse.rotate(.rotate)
+        } throws: { error in
+            (error as? TurnkeeperError)?.code == .verificationFailed
+                && (error as? TurnkeeperError)?.reason.contains("same root key") == true
+        }
+        #expect(try lab.synapseSecret() == lab.initial)
+    }
+}
+
+extension RotationLab {
+    func epochRotation(role: Configuration.Role, clock: ManualClock) -> EpochRotation {
+        var configuration = self.configuration
+        configuration.role = role
+        configuration.rotation.stateDirectory = directory.file("state-\(role.name)")
+        let environment = RotationEnvironment(now: { clock.now() }, say: { _ in })
+        return EpochRotation(
+            configuration: configuration, derivation: role.derivation!, environment: environment, coturn: store,
+            probe: MemoryProbe(store: store, clock: clock),
+            synapse: SynapseSwitch(configuration: configuration, environment: environment))
+    }
+}
