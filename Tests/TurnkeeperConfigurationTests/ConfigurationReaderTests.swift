@@ -8,7 +8,7 @@ import TurnkeeperCredentials
 
 /// turnkeeper.yaml read in-process: every malformed file is an error naming the file and the line, with the code
 /// the CLI maps to exit status 2. One case per command runs through the binary (TurnkeeperCLITests).
-@Suite("turnkeeper.yaml, read and rendered")
+@Suite("turnkeeper.yaml, read and rendered", .mayBlock)
 struct ConfigurationReaderTests {
     @Test(
         "Malformed configurations name the file and the line, and say what is wrong",

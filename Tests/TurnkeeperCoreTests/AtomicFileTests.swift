@@ -5,7 +5,7 @@ import Testing
 
 @testable import TurnkeeperCore
 
-@Suite("Atomic file replacement")
+@Suite("Atomic file replacement", .mayBlock)
 struct AtomicFileTests {
     let directory: TemporaryDirectory
     init() throws { directory = try TemporaryDirectory() }
@@ -139,7 +139,7 @@ struct AtomicFileTests {
     }
 }
 
-@Suite("Reading files")
+@Suite("Reading files", .mayBlock)
 struct FileContentsTests {
     @Test("Size limit, non-regular files and missing files are refused with the path")
     func limits() throws {

@@ -6,7 +6,7 @@ import TurnkeeperCredentials
 import TurnkeeperTURNClient
 
 /// The one place probe, call and the daemon get TURN credentials from.
-@Suite("Credential sources")
+@Suite("Credential sources", .mayBlock)
 struct CredentialSourceTests {
     let directory: TemporaryDirectory
     let secret: TurnSecret

@@ -1,8 +1,9 @@
+import TestSupport
 import Testing
 import TurnkeeperCore
 import TurnkeeperCredentials
 
-@Suite("Synapse durations")
+@Suite("Synapse durations", .mayBlock)
 struct SynapseDurationTests {
     @Test(
         "Synapse's suffixes, and bare numbers as milliseconds",

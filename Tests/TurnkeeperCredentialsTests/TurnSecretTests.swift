@@ -4,7 +4,7 @@ import Testing
 import TurnkeeperCore
 import TurnkeeperCredentials
 
-@Suite("Shared secrets")
+@Suite("Shared secrets", .mayBlock)
 struct TurnSecretTests {
     static let alphabet = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -70,7 +70,7 @@ struct TurnSecretTests {
     }
 }
 
-@Suite("Secret files")
+@Suite("Secret files", .mayBlock)
 struct SecretFileTests {
     let directory: TemporaryDirectory
     init() throws { directory = try TemporaryDirectory() }

@@ -1,8 +1,9 @@
 import Foundation
+import TestSupport
 import Testing
 import TurnkeeperCrypto
 
-@Suite("Base64 and hex")
+@Suite("Base64 and hex", .mayBlock)
 struct EncodingTests {
     // RFC 4648, section 10.
     static let vectors: [(String, String)] = [

@@ -1,7 +1,8 @@
+import TestSupport
 import Testing
 import TurnkeeperCrypto
 
-@Suite("HKDF-SHA256")
+@Suite("HKDF-SHA256", .mayBlock)
 struct HKDFTests {
     @Test("RFC 5869 test cases 1 and 3")
     func vectors() throws {

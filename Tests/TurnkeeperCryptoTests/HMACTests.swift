@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import TurnkeeperCrypto
 
@@ -15,7 +16,7 @@ struct HMACVector: Sendable, CustomTestStringConvertible {
 private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 private func repeated(_ byte: UInt8, _ count: Int) -> [UInt8] { [UInt8](repeating: byte, count: count) }
 
-@Suite("HMAC against published vectors")
+@Suite("HMAC against published vectors", .mayBlock)
 struct HMACTests {
     // RFC 2202, section 3.
     static let rfc2202: [HMACVector] = [
@@ -137,7 +138,7 @@ struct HMACTests {
     }
 }
 
-@Suite("Digests, random bytes, constant-time comparison")
+@Suite("Digests, random bytes, constant-time comparison", .mayBlock)
 struct PrimitiveTests {
     @Test func sha256OfABC() {
         #expect(

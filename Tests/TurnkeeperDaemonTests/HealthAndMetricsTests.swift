@@ -26,7 +26,7 @@ struct HealthAndMetricsTests {
             await Daemon.route($0, state: state, metrics: metrics)
         }
         let port = try #require(server.address.port)
-        let running = Task { try await server.run() }
+        let running = Task(executorPreference: BlockingTolerantExecutor.shared) { try await server.run() }
         defer { running.cancel() }
 
         // Blocking calls run off the cooperative pool, which the server in this process needs to answer them.
@@ -73,7 +73,7 @@ struct HealthAndMetricsTests {
         ) { _ in HealthServer.Response(status: .ok, body: "ok\n") }
         #expect(server.maxConnections == 2)
         let port = try #require(server.address.port)
-        let running = Task { try await server.run() }
+        let running = Task(executorPreference: BlockingTolerantExecutor.shared) { try await server.run() }
         defer { running.cancel() }
 
         /// Connects, then waits until the server counts the connection, so that the order is the server's too.

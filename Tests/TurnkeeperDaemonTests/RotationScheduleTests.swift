@@ -1,9 +1,10 @@
+import TestSupport
 import Testing
 import TurnkeeperRotation
 
 @testable import TurnkeeperDaemon
 
-@Suite("Rotation schedule and backoff")
+@Suite("Rotation schedule and backoff", .mayBlock)
 struct RotationScheduleTests {
     let schedule = RotationSchedule(interval: 3600, backoff: Backoff(initial: 60, maximum: 3600))
 
@@ -63,7 +64,7 @@ struct RotationScheduleTests {
     }
 }
 
-@Suite("Alarm")
+@Suite("Alarm", .mayBlock)
 struct AlarmTests {
     @Test("wake() ends a long sleep at once; a wake with nobody asleep is kept for the next sleep")
     func wake() async {

@@ -1,9 +1,10 @@
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import TurnkeeperDaemon
 
-@Suite("The store count behind /metrics")
+@Suite("The store count behind /metrics", .mayBlock)
 struct StoreCountCacheTests {
     @Test("Counted once per maximum age, by one scrape at a time; the others get the last count")
     func onceAtATime() async {

@@ -7,7 +7,7 @@ import Testing
 
 @testable import TurnkeeperDaemon
 
-@Suite("systemd notification and journal lines")
+@Suite("systemd notification and journal lines", .mayBlock)
 struct SystemdTests {
     @Test("Messages reach a socket named by path and one in the abstract namespace; STOPPING ends the pings")
     func notifier() async throws {

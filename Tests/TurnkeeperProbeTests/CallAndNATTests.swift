@@ -1,10 +1,11 @@
 import NIOCore
+import TestSupport
 import Testing
 import TurnkeeperTURNClient
 
 @testable import TurnkeeperProbe
 
-@Suite("Call packets, media tally and NAT behaviour")
+@Suite("Call packets, media tally and NAT behaviour", .mayBlock)
 struct CallAndNATTests {
     @Test("A call packet carries its sequence and send time, padded to size; an echo keeps both")
     func packets() throws {

@@ -1,8 +1,9 @@
+import TestSupport
 import Testing
 import TurnkeeperProbe
 import TurnkeeperTURNClient
 
-@Suite("TURN URIs")
+@Suite("TURN URIs", .mayBlock)
 struct TURNURITests {
     @Test(
         "RFC 7064/7065 forms, default ports and transports",
@@ -86,7 +87,7 @@ struct TURNURITests {
     }
 }
 
-@Suite("Diagnosis rules")
+@Suite("Diagnosis rules", .mayBlock)
 struct DiagnosticianTests {
     private func target(_ transport: String, _ steps: [StepReport], address: String = "203.0.113.7:3478")
         -> TargetReport
@@ -266,7 +267,7 @@ struct DiagnosticianTests {
     }
 }
 
-@Suite("Probe report for people")
+@Suite("Probe report for people", .mayBlock)
 struct ReportRendererTests {
     private func report(_ targets: [TargetReport]) -> String {
         ReportRenderer(colour: false).render(ProbeReport(targets: targets, diagnoses: []))

@@ -8,7 +8,7 @@ import TurnkeeperCredentials
 
 /// The bundle's two turnkeeper.yaml files are rendered from typed configurations: each reads back to exactly the
 /// configuration the other host's files assume.
-@Suite("provision: turnkeeper.yaml for both hosts")
+@Suite("provision: turnkeeper.yaml for both hosts", .mayBlock)
 struct ProvisionConfigurationTests {
     @Test("Both hosts' turnkeeper.yaml read back to the typed configuration they were rendered from")
     func readsBack() throws {

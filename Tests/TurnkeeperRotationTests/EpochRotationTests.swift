@@ -11,7 +11,7 @@ import TurnkeeperSynapse
 /// Both hosts of a separate TURN host, in-process: the TURN host's rotation fills an in-memory coturn store, the
 /// Synapse host's switches real Synapse files, each on its own manual clock; the Synapse host's probe judges
 /// credentials against the TURN host's store, as coturn would.
-@Suite("Derived secrets, both hosts in-process")
+@Suite("Derived secrets, both hosts in-process", .mayBlock)
 struct EpochRotationTests {
     static let epoch: Int64 = 7200
 

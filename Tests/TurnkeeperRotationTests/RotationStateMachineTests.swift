@@ -13,7 +13,7 @@ import TurnkeeperSynapse
 /// The single host's rotation in-process: an in-memory coturn store, a probe that judges credentials as coturn does,
 /// a manual clock, and real files for Synapse (restarted by `/bin/true`). A crash is injected at every point the
 /// rotation saves its state, and a second run must finish the rotation with no credential refused on the way.
-@Suite("Rotation state machine, in-process")
+@Suite("Rotation state machine, in-process", .mayBlock)
 struct RotationStateMachineTests {
     /// Every point a rotation from adoption to retirement passes, in order.
     static let crashPoints: [RotationEvent] = [

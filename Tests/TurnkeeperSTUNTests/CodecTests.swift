@@ -1,7 +1,8 @@
+import TestSupport
 import Testing
 import TurnkeeperSTUN
 
-@Suite("STUN/TURN codec")
+@Suite("STUN/TURN codec", .mayBlock)
 struct CodecTests {
     @Test("Message types interleave method and class bits as RFC 8489 §5 shows")
     func messageTypes() {

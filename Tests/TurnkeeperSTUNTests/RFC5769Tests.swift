@@ -1,9 +1,10 @@
+import TestSupport
 import Testing
 import TurnkeeperCrypto
 import TurnkeeperSTUN
 
 /// RFC 5769's test vectors: decode, verify, and re-encode byte for byte.
-@Suite("RFC 5769 test vectors")
+@Suite("RFC 5769 test vectors", .mayBlock)
 struct RFC5769Tests {
     static let sampleRequest = Hex.decode(
         "000100582112a442b7e7a701bc34d686fa87dfae802200105354554e207465737420636c69656e74002400046e0001ff"

@@ -1,8 +1,9 @@
+import TestSupport
 import Testing
 import TurnkeeperCore
 import TurnkeeperSTUN
 
-@Suite("Server text")
+@Suite("Server text", .mayBlock)
 struct ServerTextTests {
     /// Nothing a terminal obeys or a reader cannot see: C0, DEL, C1, format and separator characters.
     private func isInert(_ text: String) -> Bool {

@@ -1,7 +1,8 @@
+import TestSupport
 import Testing
 import TurnkeeperRESP
 
-@Suite("RESP codec")
+@Suite("RESP codec", .mayBlock)
 struct RESPTests {
     @Test("Commands are arrays of bulk strings, binary-safe")
     func command() {

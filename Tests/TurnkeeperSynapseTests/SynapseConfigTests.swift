@@ -5,7 +5,7 @@ import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperSynapse
 
-@Suite("Synapse's config, read with Synapse's rules")
+@Suite("Synapse's config, read with Synapse's rules", .mayBlock)
 struct SynapseConfigTests {
     let directory: TemporaryDirectory
     init() throws {

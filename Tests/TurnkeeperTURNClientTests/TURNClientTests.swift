@@ -215,7 +215,7 @@ struct TURNClientTests {
     }
 }
 
-@Suite("Connecting by URI, one allocation released at once, unconnected sockets", .tags(.live))
+@Suite("Connecting by URI, one allocation released at once, unconnected sockets", .tags(.live), .mayBlock)
 struct TURNURIConnectionTests {
     @Test("allocateAndRelease: granted with the server's secret, refused (401) with another, over UDP and TCP")
     func allocateAndRelease() async throws {

@@ -1,7 +1,8 @@
+import TestSupport
 import Testing
 import TurnkeeperYAML
 
-@Suite("YAML as PyYAML reads it, bounded, never quoting the document")
+@Suite("YAML as PyYAML reads it, bounded, never quoting the document", .mayBlock)
 struct YAMLReaderTests {
     private func parse(_ text: String) throws(YAMLError) -> YAMLNode? { try YAMLReader.parse(Array(text.utf8)) }
 
