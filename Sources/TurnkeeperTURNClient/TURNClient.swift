@@ -23,11 +23,14 @@ public struct Allocation: Sendable, Hashable {
 
 /// TURN operations (RFC 8656) over one ``STUNConnection``, with the long-term credential exchange:
 /// an unauthenticated request draws 401 with REALM and NONCE; the retry carries USERNAME, REALM,
-/// NONCE and MESSAGE-INTEGRITY; a 438 (stale nonce) is retried once with the new nonce.
+/// NONCE and MESSAGE-INTEGRITY; a 438 (stale nonce) is retried with the new nonce, a few times at most (a loaded
+/// client can be slow enough for the new nonce to go stale too).
 public final class TURNClient: Sendable {
     public let connection: STUNConnection
     private let credentials: TURNCredentials?
     private let auth = Mutex<AuthState?>(nil)
+    /// How often one request is retried after a 438: bounded, so a server that keeps answering 438 ends it.
+    static let maximumStaleNonceRetries = 3
     private let staleNonces = Atomic<Int>(0)
 
     private struct AuthState: Sendable {
@@ -192,7 +195,7 @@ public final class TURNClient: Sendable {
                 let key = STUNIntegrityKey.longTerm(
                     username: credentials.username, realm: realm, password: credentials.password)
                 auth.withLock { $0 = AuthState(realm: realm, nonce: nonce, key: key) }
-            case STUNErrorCode.staleNonce where state != nil && staleRetries == 0:
+            case STUNErrorCode.staleNonce where state != nil && staleRetries < Self.maximumStaleNonceRetries:
                 staleRetries += 1
                 staleNonces.add(1, ordering: .relaxed)
                 guard let nonce = reply.text(.nonce), let credentials else {

@@ -66,19 +66,34 @@ public final class HostileServer: Sendable {
 
     public init(_ behaviour: Behaviour) throws {
         self.behaviour = behaviour
-        port = try LoopbackUDP.freePort()
-        udpSocket = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        tcpSocket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(tcpSocket, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        for fd in [udpSocket, tcpSocket] {
-            var address = LoopbackUDP.loopback(port)
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
+        // A free port may be taken by another test between finding it and binding it: try another then.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let candidate = try LoopbackUDP.freePort()
+            let udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            let tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var one: Int32 = 1
+            setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            let bound = [udp, tcp].allSatisfy { fd in
+                var address = LoopbackUDP.loopback(candidate)
+                return withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                } == 0
             }
-            guard bound == 0 else { throw TestFailure("hostile server cannot bind \(port)") }
+            if bound {
+                port = candidate
+                udpSocket = udp
+                tcpSocket = tcp
+                break
+            }
+            close(udp)
+            close(tcp)
+            guard attempt < 20 else { throw TestFailure("hostile server found no free port in 20 attempts") }
+        }
+        for fd in [udpSocket, tcpSocket] {
             var wait = timeval(tv_sec: 0, tv_usec: 100_000)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         }

@@ -25,7 +25,7 @@ struct TURNClientTests {
         #expect(server.received.load(ordering: .relaxed) == 3)
     }
 
-    @Test("A stale nonce (438) is answered by one retry with the new nonce, over and over, without failing")
+    @Test("A stale nonce (438) is answered by a retry with the new nonce, over and over, without failing")
     func staleNonce() async throws {
         let secret = try TurnSecret.generate()
         let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
