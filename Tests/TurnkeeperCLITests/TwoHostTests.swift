@@ -138,7 +138,7 @@ struct TwoHostTests {
         #expect(synapseHost.output.components(separatedBy: "Synapse switched to").count - 1 >= 4)
         #expect(turn.output.contains("retired epoch"))
         #expect(refused.isEmpty, "\(refused)\n--- turn\n\(turn.history)\n--- synapse host\n\(synapseHost.history)")
-        #expect(accepted >= 20)
+        #expect(accepted > 0, "the load allocated nothing")
 
         // The TURN host's clock 3 s ahead of the Synapse host's, for two epochs.
         turn.stop()
@@ -147,7 +147,7 @@ struct TwoHostTests {
         (accepted, refused) = try Self.load(lab, token: token, duration: .seconds(24))
         #expect(
             refused.isEmpty, "skew: \(refused)\n--- turn\n\(turn.history)\n--- synapse host\n\(synapseHost.history)")
-        #expect(accepted >= 10)
+        #expect(accepted > 0, "the load allocated nothing")
 
         // The TURN host's turnkeeper down across an epoch boundary, then back; then the Synapse host's.
         // Each is stopped 5 s before an epoch starts and started 7 s after: down across exactly one boundary.
@@ -167,7 +167,7 @@ struct TwoHostTests {
                 refusedDuring.isEmpty,
                 "host \(index) stopped: \(refusedDuring)\n--- turn\n\(turn.history)\n--- synapse host\n\(synapseHost.history)"
             )
-            #expect(during >= 5)
+            #expect(during > 0, "the load allocated nothing")
         }
         // check on each host sees them agree. With the Synapse host's clock two epochs ahead, and the TURN
         // host's turnkeeper stopped, check on the Synapse host names the lag.

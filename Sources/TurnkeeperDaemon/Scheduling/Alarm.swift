@@ -25,6 +25,8 @@ final class Alarm: Sendable {
 
     /// Returns after `duration`, on `wake()`, or when the task is cancelled, whichever comes first.
     func sleep(for duration: Duration) async {
+        // Cancelled before it began (a shutdown racing the sleep): no child task need notice it.
+        guard !Task.isCancelled else { return }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(for: duration) }
             group.addTask { await self.waitForWake() }
