@@ -93,13 +93,13 @@ struct DaemonEndToEndTests {
             try String(contentsOfFile: managedFile, encoding: .utf8).split(separator: "\"").dropFirst().first)
         let secret = try TurnSecret(adopting: String(current), source: "test")
         #expect(secret != deployment.original)
-        var last: TurnServerResponse?
+        var afterRotations: TurnServerResponse?
         let fetchBy = clock.now + .seconds(60)
-        while last == nil && clock.now < fetchBy {
-            last = try? await deployment.synapseCredentials()
-            if last == nil { try await Task.sleep(for: .milliseconds(200)) }
+        while afterRotations == nil && clock.now < fetchBy {
+            afterRotations = try? await deployment.synapseCredentials()
+            if afterRotations == nil { try await Task.sleep(for: .milliseconds(200)) }
         }
-        let fresh = try #require(last, "Synapse handed out no credentials after the rotations")
+        let fresh = try #require(afterRotations, "Synapse handed out no credentials after the rotations")
         let verdict = try CredentialVerifier(secrets: [secret]).verify(
             username: fresh.username, password: fresh.password, nowSeconds: Int64(Date().timeIntervalSince1970))
         #expect(verdict != .noSecretMatched, "Synapse signs with another secret than its managed file names")
