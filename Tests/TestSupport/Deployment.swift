@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import TestSupport
 import TurnkeeperCredentials
 
 /// One turnkeeper deployment for end-to-end tests: a real coturn, Synapse's configuration directory
