@@ -52,7 +52,7 @@ let package = Package(
         // HMAC, digests, random bytes, constant-time comparison, base64.
         .target(name: "TurnkeeperCrypto", dependencies: ["CLibcrypto", "TurnkeeperCore"], swiftSettings: strict),
         // YAML as PyYAML's safe loader reads it (repeated keys: last wins), bounded, with errors that never
-        // quote the document.
+        // quote the document; and YAMLText, the one writer of YAML scalars (turnkeeper.yaml, Synapse's conf.d file).
         .target(name: "TurnkeeperYAML", dependencies: ["CLibYAML"], swiftSettings: strict),
         // STUN/TURN messages, attributes, ChannelData and stream framing. No I/O.
         .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"], swiftSettings: strict),

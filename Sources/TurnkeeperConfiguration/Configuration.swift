@@ -53,18 +53,16 @@ public struct Configuration: Sendable, Equatable {
             }
         }
 
-        /// Whether this host writes Synapse's files.
-        public var managesSynapse: Bool { !isTURNHost }
-
-        /// Whether this host writes coturn's store.
-        public var managesCoturn: Bool {
-            if case .synapseHost = self { return false }
+        /// Whether this host writes Synapse's files: all but the TURN host of two.
+        public var managesSynapse: Bool {
+            if case .turnHost = self { return false }
             return true
         }
 
-        var isTURNHost: Bool {
-            if case .turnHost = self { return true }
-            return false
+        /// Whether this host writes coturn's store: all but the Synapse host of two.
+        public var managesCoturn: Bool {
+            if case .synapseHost = self { return false }
+            return true
         }
     }
 

@@ -92,7 +92,7 @@ extension Configuration {
     }
 }
 
-/// Block-style YAML: plain words stay plain, anything else is double-quoted and escaped as YAML requires.
+/// Block-style YAML; scalars through ``YAMLText``.
 private struct YAMLWriter {
     var text = ""
     private var depth = 0
@@ -114,56 +114,16 @@ private struct YAMLWriter {
     /// A string, plain when YAML reads it back as the same text, else double-quoted; `quoted: false` for numbers
     /// and booleans.
     mutating func key(_ name: String, _ value: String, quoted: Bool = true) {
-        line("\(name): \(quoted && !Self.isPlain(value) ? Self.quoted(value) : value)")
+        line("\(name): \(quoted ? YAMLText.scalar(value) : value)")
     }
 
     /// `plain`: words that need no quotes (paths, argv words without YAML syntax) stay readable.
     mutating func key(_ name: String, list: [String], plain: Bool) {
-        let items = list.map { plain && Self.isPlain($0) ? $0 : Self.quoted($0) }
+        let items = list.map { plain ? YAMLText.scalar($0) : YAMLText.doubleQuoted($0) }
         line("\(name): [\(items.joined(separator: ", "))]")
     }
 
     private mutating func line(_ content: String) {
         text += String(repeating: "  ", count: depth) + content + "\n"
-    }
-
-    static func quoted(_ value: String) -> String {
-        var out = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                // Only printable ASCII is written as it is: C1 controls, YAML 1.1's extra line breaks (U+0085,
-                // U+2028, U+2029) and a BOM would otherwise be refused, or folded into a space.
-                if scalar.value >= 0x20 && scalar.value < 0x7F {
-                    out.unicodeScalars.append(scalar)
-                } else if scalar.value <= 0xFFFF {
-                    out += "\\u" + Self.hex(scalar.value, digits: 4)
-                } else {
-                    out += "\\U" + Self.hex(scalar.value, digits: 8)
-                }
-            }
-        }
-        return out + "\""
-    }
-
-    static func hex(_ value: UInt32, digits: Int) -> String {
-        let text = String(value, radix: 16)
-        return String(repeating: "0", count: max(0, digits - text.count)) + text
-    }
-
-    /// Letters, digits and `/ . _ - + @`, not starting with a character YAML gives a meaning to, and read by
-    /// YAML 1.1 (PyYAML's resolvers) as a string: no number, boolean, null or date.
-    static func isPlain(_ value: String) -> Bool {
-        guard YAMLScalar(text: value, isPlain: true, tag: nil).isString else { return false }
-        guard let first = value.unicodeScalars.first, !"-@".unicodeScalars.contains(first) else { return false }
-        return value.unicodeScalars.allSatisfy {
-            ($0.value >= 0x30 && $0.value <= 0x39) || ($0.value >= 0x41 && $0.value <= 0x5A)
-                || ($0.value >= 0x61 && $0.value <= 0x7A) || "/._-+".unicodeScalars.contains($0)
-        } && !["true", "false", "yes", "no", "on", "off", "null", "y", "n"].contains(value.lowercased())
-            && Int(value) == nil && Double(value) == nil
     }
 }

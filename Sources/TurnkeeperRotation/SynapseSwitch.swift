@@ -14,21 +14,14 @@ struct SynapseSwitch: Sendable {
 
     /// What turnkeeper writes into Synapse's conf.d.
     var files: SynapseSecretStore {
-        var options: [(key: String, yaml: String)] = []
-        func quoted(_ text: String) -> String {
-            "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }
-        if let uris = synapse.turnURIs {
-            options.append(("turn_uris", "[" + uris.map(quoted).joined(separator: ", ") + "]"))
-        }
-        if let lifetime = synapse.turnUserLifetime { options.append(("turn_user_lifetime", quoted(lifetime))) }
-        if let guests = synapse.turnAllowGuests { options.append(("turn_allow_guests", guests ? "true" : "false")) }
-        return SynapseSecretStore(
+        SynapseSecretStore(
             confFile: synapse.managedFile,
             mode: synapse.secret.secretFile == nil ? .inline : .path,
             secretFile: synapse.secret.secretFile,
             group: synapse.group,
-            managedOptions: options)
+            options: .init(
+                turnURIs: synapse.turnURIs, turnUserLifetime: synapse.turnUserLifetime,
+                turnAllowGuests: synapse.turnAllowGuests))
     }
 
     /// The managed files can be written safely (no links, no other users' files); clears stale temporaries.

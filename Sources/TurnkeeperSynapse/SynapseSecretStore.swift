@@ -1,6 +1,7 @@
 import Glibc
 public import TurnkeeperCore
 public import TurnkeeperCredentials
+import TurnkeeperYAML
 
 /// The conf.d file turnkeeper owns in Synapse's config directory, and in `path` mode the secret file it
 /// points at. Synapse reads them once at startup, so a change needs Synapse restarted.
@@ -21,21 +22,34 @@ public struct SynapseSecretStore: Sendable {
     public let secretFile: String?
     /// The group Synapse runs as (Debian: matrix-synapse): new files are 0640 and owned by it.
     public let group: String?
-    /// Other TURN options turnkeeper manages in the same file, already rendered as YAML values.
-    public let managedOptions: [(key: String, yaml: String)]
+    /// Other TURN options turnkeeper manages in the same file.
+    public let options: Options
+
+    /// Synapse's TURN options besides the secret; each is written when set.
+    public struct Options: Sendable, Equatable {
+        public var turnURIs: [String]?
+        public var turnUserLifetime: String?
+        public var turnAllowGuests: Bool?
+
+        public init(turnURIs: [String]? = nil, turnUserLifetime: String? = nil, turnAllowGuests: Bool? = nil) {
+            self.turnURIs = turnURIs
+            self.turnUserLifetime = turnUserLifetime
+            self.turnAllowGuests = turnAllowGuests
+        }
+    }
 
     public init(
         confFile: String,
         mode: Mode,
         secretFile: String? = nil,
         group: String? = nil,
-        managedOptions: [(key: String, yaml: String)] = []
+        options: Options = .init()
     ) {
         self.confFile = confFile
         self.mode = mode
         self.secretFile = secretFile
         self.group = group
-        self.managedOptions = managedOptions
+        self.options = options
     }
 
     /// The files `write` would write, path to content: the conf.d file, and in path mode the secret file.
@@ -45,7 +59,7 @@ public struct SynapseSecretStore: Sendable {
         var files: [String: [UInt8]] = [:]
         switch mode {
         case .inline:
-            let quoted = secret.withExposedBytes { "\"\(String(decoding: $0, as: UTF8.self))\"" }
+            let quoted = secret.withExposedBytes { YAMLText.doubleQuoted(String(decoding: $0, as: UTF8.self)) }
             // Cancels a path set in homeserver.yaml: both set would stop Synapse.
             lines += ["turn_shared_secret: \(quoted)", "turn_shared_secret_path: null"]
         case .path:
@@ -55,9 +69,15 @@ public struct SynapseSecretStore: Sendable {
             }
             files[secretFile] = secret.withExposedBytes { $0 + [0x0A] }
             // Cancels an inline secret from homeserver.yaml: both set would stop Synapse.
-            lines += ["turn_shared_secret: null", "turn_shared_secret_path: \"\(secretFile)\""]
+            lines += ["turn_shared_secret: null", "turn_shared_secret_path: \(YAMLText.doubleQuoted(secretFile))"]
         }
-        lines += managedOptions.map { "\($0.key): \($0.yaml)" }
+        if let uris = options.turnURIs {
+            lines.append("turn_uris: [" + uris.map(YAMLText.doubleQuoted).joined(separator: ", ") + "]")
+        }
+        if let lifetime = options.turnUserLifetime {
+            lines.append("turn_user_lifetime: \(YAMLText.doubleQuoted(lifetime))")
+        }
+        if let guests = options.turnAllowGuests { lines.append("turn_allow_guests: \(guests)") }
         files[confFile] = Array((lines.joined(separator: "\n") + "\n").utf8)
         return files
     }

@@ -25,7 +25,7 @@ struct SynapseSecretStoreTests {
                 mode: mode,
                 secretFile: mode == .path ? directory.file("turn-secret-\(mode)") : nil,
                 group: "nogroup",
-                managedOptions: [("turn_user_lifetime", "\"10m\"")]
+                options: .init(turnUserLifetime: "10m")
             )
             try store.write(secret)
             #expect(permissions(of: store.confFile) == 0o640)
