@@ -120,10 +120,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The other apps that sign with the secret: Prosody's included config file and admin shell answers, a
+        // file consumer's template, the credentials an app hands out. Rendering and parsing; no policy.
+        .target(
+            name: "TurnkeeperConsumers",
+            dependencies: ["TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperYAML"],
+            swiftSettings: strict
+        ),
         // turnkeeper.yaml, typed: read (every error names file, line and key, never a value) and rendered.
         .target(
             name: "TurnkeeperConfiguration",
-            dependencies: ["TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperYAML", "TurnkeeperTURNClient"],
+            dependencies: [
+                "TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperYAML",
+                "TurnkeeperTURNClient",
+            ],
             swiftSettings: strict
         ),
         // The rotation protocol: one entry point for every role, the persisted state machine, the Synapse
@@ -131,7 +141,7 @@ let package = Package(
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials",
                 "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -187,7 +197,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials",
                 "TurnkeeperSTUN", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -200,6 +210,7 @@ let package = Package(
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
         testTarget("TurnkeeperYAMLTests", ["TurnkeeperYAML"]),
+        testTarget("TurnkeeperConsumersTests", ["TurnkeeperConsumers", "TurnkeeperCredentials"]),
         testTarget("TurnkeeperConfigurationTests", ["TurnkeeperConfiguration", "TurnkeeperCredentials"]),
         testTarget(
             "TurnkeeperProvisionTests", ["TurnkeeperProvision", "TurnkeeperConfiguration", "TurnkeeperCredentials"]),

@@ -11,6 +11,8 @@ public struct Configuration: Sendable, Equatable {
     public var coturn: Coturn
     public var rotation: Rotation
     public var daemon: Daemon
+    /// Apps besides Synapse that sign credentials with the same secret.
+    public var consumers: [Consumer]
     /// Where it was read from (or will be written to): errors and suggested commands name it.
     public var path: String
 
@@ -18,13 +20,14 @@ public struct Configuration: Sendable, Equatable {
 
     public init(
         role: Role = .single, synapse: Synapse = .init(), coturn: Coturn, rotation: Rotation = .init(),
-        daemon: Daemon = .init(), path: String = Configuration.defaultPath
+        daemon: Daemon = .init(), consumers: [Consumer] = [], path: String = Configuration.defaultPath
     ) {
         self.role = role
         self.synapse = synapse
         self.coturn = coturn
         self.rotation = rotation
         self.daemon = daemon
+        self.consumers = consumers
         self.path = path
     }
 
@@ -321,14 +324,15 @@ extension Configuration {
     /// of epoch e must expire within one epoch. What the lifetime leaves of the epoch is the clock skew the two
     /// hosts may have (docs/separate-turn-host.md). A single host retires each old secret on its own clock,
     /// however rotations overlap.
-    public func scheduleProblem(lifetime: SynapseDuration) -> String? {
+    /// `name`: the option that sets the lifetime, for the message.
+    public func scheduleProblem(lifetime: SynapseDuration, name: String = "turn_user_lifetime") -> String? {
         guard let derivation else { return nil }
         let life = lifetime.seconds
         let epoch = derivation.epoch.seconds
         guard life < epoch else {
-            return "turn_user_lifetime (\(life) s) is not shorter than rotation.epoch (\(epoch) s): a credential "
+            return "\(name) (\(life) s) is not shorter than rotation.epoch (\(epoch) s): a credential "
                 + "minted at the end of an epoch would outlive its secret on the TURN host and be refused. Make "
-                + "the epoch at least twice the lifetime (\(2 * life) s), or shorten turn_user_lifetime"
+                + "the epoch at least twice the lifetime (\(2 * life) s), or shorten \(name)"
         }
         return nil
     }

@@ -7,7 +7,15 @@ import TurnkeeperYAML
 extension Configuration {
     /// The keys each section may hold. Anything else is a typo that would silently change behaviour.
     static let schema: [String: [String]] = [
-        "": ["role", "synapse", "coturn", "rotation", "daemon"],
+        "": ["role", "synapse", "coturn", "rotation", "daemon", "consumers"],
+        "consumers.prosody": [
+            "name", "kind", "config_file", "prosodyctl", "hosts", "group", "turn_host", "turn_port", "tls_port", "tcp",
+            "turn_user", "credential_lifetime",
+        ],
+        "consumers.file": [
+            "name", "kind", "path", "template", "format", "group", "mode", "command", "command_timeout",
+            "verify_command", "verify_url", "credential_lifetime",
+        ],
         "synapse": [
             "config", "managed_file", "mode", "secret_file", "group", "restart_command", "health_url", "turn_uris",
             "turn_user_lifetime", "turn_allow_guests", "homeserver", "access_token_file",
@@ -72,9 +80,11 @@ private struct ConfigurationReader {
             coturn: try coturnSection(try section(root, "coturn")),
             rotation: try rotationSection(rotation),
             daemon: try daemonSection(try optionalSection(root, "daemon")),
+            consumers: try consumersSection(root["consumers"]),
             path: path
         )
         try checkSchedule(configuration, rotation: rotation, synapse: synapse)
+        try checkConsumerSchedule(configuration, root["consumers"])
         return configuration
     }
 
@@ -273,6 +283,132 @@ private struct ConfigurationReader {
             retryInitial: retryInitial,
             retryMax: retryMax
         )
+    }
+
+    /// `consumers:`, a list of apps besides Synapse, each checked against its kind's keys.
+    private func consumersSection(_ node: YAMLNode?) throws(TurnkeeperError) -> [Configuration.Consumer] {
+        guard let node, !node.isNull else { return [] }
+        guard let items = node.sequence else {
+            throw error(node, "consumers: must be a list of apps, each with a name and a kind (prosody or file)")
+        }
+        var consumers: [Configuration.Consumer] = []
+        var lines: [String: Int] = [:]
+        for item in items {
+            guard item.mapping != nil else { throw error(item, "each entry of consumers: must be a mapping") }
+            let name = try requiredString(item, "name")
+            guard name.utf8.count <= 64,
+                name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }),
+                name != "synapse"
+            else {
+                throw error(
+                    item["name"],
+                    "consumers: name must be up to 64 letters, digits, '-', '_' or '.', and not synapse (the synapse: "
+                        + "section is that consumer)")
+            }
+            if let first = lines[name] {
+                throw error(item["name"], "consumers: \(quoted(name)) is listed twice (first on line \(first))")
+            }
+            lines[name] = item.line
+            let kind = try requiredString(item, "kind")
+            guard kind == "prosody" || kind == "file" else {
+                throw error(item["kind"], "consumers: kind must be prosody or file (Synapse has its own section)")
+            }
+            try checkKeys(item, section: "consumers.\(kind)")
+            consumers.append(
+                .init(name: name, kind: kind == "prosody" ? .prosody(try prosody(item)) : .file(try file(item))))
+        }
+        return consumers
+    }
+
+    private func prosody(_ node: YAMLNode) throws(TurnkeeperError) -> Configuration.Consumer.Prosody {
+        guard let hosts = try optionalStrings(node, "hosts"), !hosts.isEmpty, hosts.allSatisfy({ !$0.isEmpty }) else {
+            throw error(
+                node["hosts"] ?? node,
+                "a prosody consumer needs hosts: the VirtualHosts whose credentials are checked, such as "
+                    + "[meet.example.org]")
+        }
+        let configFile = try path(node, "config_file", default: "/etc/prosody/conf.d/turnkeeper.cfg.lua")
+        guard configFile.hasSuffix(".cfg.lua") else {
+            throw error(
+                node["config_file"],
+                "config_file must end in .cfg.lua, as Debian's `Include \"conf.d/*.cfg.lua\"` reads")
+        }
+        let group = try string(node, "group", default: "prosody")
+        if UInt32(group) == nil && getgrnam(group) == nil {
+            throw error(node["group"] ?? node, "the group \(quoted(group)) does not exist; name the group Prosody runs as")
+        }
+        _ = try requiredString(node, "turn_host")
+        let turnHost = try hostName(node, "turn_host", default: "")
+        return .init(
+            configFile: configFile,
+            prosodyctl: try command(node, "prosodyctl", default: ["prosodyctl"]),
+            hosts: hosts, group: group,
+            turnHost: turnHost,
+            turnPort: try port(node, "turn_port", default: 3478),
+            tlsPort: try optionalString(node, "tls_port") == nil ? nil : try port(node, "tls_port", default: 5349),
+            tcp: try optionalBool(node, "tcp") ?? false,
+            turnUser: try optionalString(node, "turn_user"),
+            credentialLifetime: try duration(node, "credential_lifetime", default: "1d"))
+    }
+
+    private func file(_ node: YAMLNode) throws(TurnkeeperError) -> Configuration.Consumer.File {
+        guard let formatText = try optionalString(node, "format"),
+            let format = Configuration.Consumer.File.Format(rawValue: formatText)
+        else {
+            throw error(node["format"] ?? node, "a file consumer needs format: yaml, json, env or plain")
+        }
+        let modeText = try string(node, "mode", default: "0600")
+        guard modeText.hasPrefix("0"), let mode = UInt32(modeText, radix: 8), mode & ~0o640 == 0 else {
+            throw error(
+                node["mode"],
+                "mode must be octal with a leading 0 and at most 0640: the file holds the secret, so no one but its "
+                    + "owner may write it and no other user may read it")
+        }
+        let group = try optionalString(node, "group")
+        if let group, UInt32(group) == nil && getgrnam(group) == nil {
+            throw error(node["group"], "the group \(quoted(group)) does not exist; name the group the app runs as")
+        }
+        guard let lifetimeNode = node["credential_lifetime"], !lifetimeNode.isNull else {
+            throw error(
+                node,
+                "a file consumer needs credential_lifetime: how long the credentials the app hands out stay valid "
+                    + "(LiveKit: its turn_servers ttl); the old secret is retired only after it has passed")
+        }
+        _ = lifetimeNode
+        let verifyURL = try optionalURL(node, "verify_url")
+        let verifyCommand = try optionalCommand(node, "verify_command")
+        if verifyURL != nil && verifyCommand != nil {
+            throw error(node["verify_url"], "give verify_url or verify_command, not both")
+        }
+        return .init(
+            path: try requiredPath(node, "path"),
+            template: try requiredPath(node, "template"),
+            format: format, group: group, mode: mode,
+            command: try optionalCommand(node, "command"),
+            commandTimeout: try duration(node, "command_timeout", default: "2m"),
+            verifyCommand: verifyCommand, verifyURL: verifyURL,
+            credentialLifetime: try duration(node, "credential_lifetime", default: "1d"))
+    }
+
+    private func requiredPath(_ node: YAMLNode, _ key: String) throws(TurnkeeperError) -> String {
+        guard let value = try optionalPath(node, key) else {
+            throw error(node[key] ?? node, "\(key) is required: an absolute path")
+        }
+        return value
+    }
+
+    /// Derived secrets: every consumer's lifetime must fit an epoch, as Synapse's must.
+    private func checkConsumerSchedule(_ configuration: Configuration, _ node: YAMLNode?) throws(TurnkeeperError) {
+        for (index, consumer) in configuration.consumers.enumerated() {
+            if let problem = configuration.scheduleProblem(
+                lifetime: consumer.credentialLifetime, name: "credential_lifetime")
+            {
+                let item = node?.sequence?[index]
+                throw error(
+                    item?["credential_lifetime"] ?? item,
+                    "\(consumer.label): \(problem)")
+            }
+        }
     }
 
     /// What can be checked of the schedule from turnkeeper.yaml alone; `check`, `rotate` and `run` check it

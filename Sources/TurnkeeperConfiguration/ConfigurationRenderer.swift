@@ -88,6 +88,11 @@ extension Configuration {
         out.key("retry_initial", daemon.retryInitial.text)
         out.key("retry_max", daemon.retryMax.text)
         out.end()
+        if !consumers.isEmpty {
+            out.section("consumers")
+            for consumer in consumers { out.consumer(consumer) }
+            out.end()
+        }
         return out.text
     }
 }
@@ -121,6 +126,38 @@ private struct YAMLWriter {
     mutating func key(_ name: String, list: [String], plain: Bool) {
         let items = list.map { plain ? YAMLText.scalar($0) : YAMLText.doubleQuoted($0) }
         line("\(name): [\(items.joined(separator: ", "))]")
+    }
+
+    /// One entry of `consumers:`, a mapping in a block sequence.
+    mutating func consumer(_ consumer: Configuration.Consumer) {
+        line("- name: \(YAMLText.scalar(consumer.name))")
+        depth += 1
+        key("kind", consumer.kind.name)
+        switch consumer.kind {
+        case .prosody(let prosody):
+            key("config_file", prosody.configFile)
+            key("prosodyctl", list: prosody.prosodyctl, plain: true)
+            key("hosts", list: prosody.hosts, plain: false)
+            key("group", prosody.group)
+            key("turn_host", prosody.turnHost)
+            key("turn_port", String(prosody.turnPort), quoted: false)
+            if let port = prosody.tlsPort { key("tls_port", String(port), quoted: false) }
+            key("tcp", prosody.tcp ? "true" : "false", quoted: false)
+            if let user = prosody.turnUser { key("turn_user", user) }
+            key("credential_lifetime", prosody.credentialLifetime.text)
+        case .file(let file):
+            key("path", file.path)
+            key("template", file.template)
+            key("format", file.format.rawValue)
+            if let group = file.group { key("group", group) }
+            key("mode", "0" + String(file.mode, radix: 8), quoted: false)
+            if let command = file.command { key("command", list: command, plain: true) }
+            key("command_timeout", file.commandTimeout.text)
+            if let verify = file.verifyCommand { key("verify_command", list: verify, plain: true) }
+            if let url = file.verifyURL { key("verify_url", url) }
+            key("credential_lifetime", file.credentialLifetime.text)
+        }
+        depth -= 1
     }
 
     private mutating func line(_ content: String) {
