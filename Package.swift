@@ -217,8 +217,8 @@ let package = Package(
         testTarget(
             "TurnkeeperRotationTests",
             [
-                "TurnkeeperRotation", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
-                "TurnkeeperStores", "TurnkeeperSynapse",
+                "TurnkeeperRotation", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
+                "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse",
             ]
         ),
         testTarget(

@@ -156,6 +156,15 @@ public struct TrustedDirectory: ~Copyable {
         fsync(fd)
     }
 
+    /// Removes `name` (a regular file of ours, never a link), and flushes the directory. Missing is fine.
+    public func remove(_ name: String) throws(TurnkeeperError) {
+        guard try existing(name) != nil else { return }
+        guard unlinkat(fd, name, 0) == 0 || errno == ENOENT else {
+            throw TurnkeeperError(.unwritableFile, "cannot remove \(describe(name)): \(errnoDescription(errno)).")
+        }
+        fsync(fd)
+    }
+
     /// Removes temporary copies of `name` that a killed run left (they may hold a secret). Only names of
     /// turnkeeper's own pattern, and only regular files of ours, are touched.
     public func removeStaleTemporaries(for name: String) {

@@ -227,6 +227,7 @@ public struct Checker {
                 )
             }
         }
+        findings += await SecretInventory.findings(configuration)
         return findings
     }
 }

@@ -7,7 +7,12 @@ import TurnkeeperCore
 /// output and error open, so nothing of turnkeeper's own environment or descriptors (event loops, sockets,
 /// the state directory, a store's database), and never a secret, reaches it.
 enum CommandRunner {
-    static func run(_ argv: [String], what: String, timeoutSeconds: Int = 180) async throws(TurnkeeperError) {
+    /// Runs `argv` to a zero exit status. With `capture`, its standard output and error (up to 1 MiB, one
+    /// pipe) are returned: server text, to be read, never printed as it is.
+    @discardableResult
+    static func run(_ argv: [String], what: String, timeoutSeconds: Int = 180, capture: Bool = false)
+        async throws(TurnkeeperError) -> [UInt8]
+    {
         guard let executable = argv.first else {
             throw TurnkeeperError(
                 .invalidArgument,
@@ -35,6 +40,19 @@ enum CommandRunner {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        var pipeEnds: [Int32] = [-1, -1]
+        if capture {
+            // Close-on-exec at once: another command spawned meanwhile must not inherit them.
+            guard pipe(&pipeEnds) == 0, fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC) == 0,
+                fcntl(pipeEnds[1], F_SETFD, FD_CLOEXEC) == 0
+            else {
+                throw TurnkeeperError(
+                    .commandFailed, "cannot capture the \(what) command's output: \(errnoDescription(errno)).")
+            }
+            posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
+            posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 2)
+        }
+        defer { for end in pipeEnds where end >= 0 { close(end) } }
         let closing = turnkeeper_spawn_close_from(&actions, 3)
         guard closing == 0 else {
             throw TurnkeeperError(
@@ -56,7 +74,12 @@ enum CommandRunner {
             try await Task.sleep(for: .seconds(timeoutSeconds))
             kill(pid, SIGKILL)
         }
-        let waitError = await Self.waitForExit(pid)
+        if capture {
+            close(pipeEnds[1])
+            pipeEnds[1] = -1
+        }
+        let (waitError, output) = await Self.waitForExit(
+            pid, reading: capture ? pipeEnds[0] : -1, deadlineSeconds: timeoutSeconds + 1)
         timer.cancel()
         let timedOut = (try? await timer.value) != nil
         var exit: Int32 = 0
@@ -80,24 +103,50 @@ enum CommandRunner {
                 "the \(what) command \(argv.joined(separator: " ")) failed with exit status \(code). Run it by hand to see why."
             )
         }
+        return output
     }
 
-    /// Waits on a new thread until `pid` has exited, leaving it to be reaped; nil, or the errno of a failed wait.
-    private static func waitForExit(_ pid: pid_t) async -> Int32? {
+    /// Waits on a new thread until `pid` has exited, leaving it to be reaped: nil or the errno of a failed
+    /// wait, and what it wrote to `reading` (when not -1) until that closed or the deadline passed (a child it
+    /// left behind may hold the pipe open).
+    private static func waitForExit(_ pid: pid_t, reading: Int32, deadlineSeconds: Int) async -> (Int32?, [UInt8]) {
         await withCheckedContinuation { continuation in
             let thread = Thread {
+                var output: [UInt8] = []
+                if reading >= 0 { output = Self.drain(reading, deadlineSeconds: deadlineSeconds) }
                 var info = siginfo_t()
                 while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
                     let failure = errno
                     guard failure == EINTR else {
-                        continuation.resume(returning: failure)
+                        continuation.resume(returning: (failure, output))
                         return
                     }
                 }
-                continuation.resume(returning: nil)
+                continuation.resume(returning: (nil, output))
             }
             thread.name = "turnkeeper-wait"
             thread.start()
         }
+    }
+
+    /// Reads `fd` until end of file or the deadline, keeping the first MiB.
+    private static func drain(_ fd: Int32, deadlineSeconds: Int) -> [UInt8] {
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16_384)
+        let deadline = WallClock.nowMilliseconds() + Int64(deadlineSeconds) * 1000
+        while true {
+            let left = deadline - WallClock.nowMilliseconds()
+            guard left > 0 else { break }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32(min(left, 1000)))
+            if ready < 0 && errno == EINTR { continue }
+            guard ready >= 0 else { break }
+            if ready == 0 { continue }
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            if output.count < 1 << 20 { output += buffer[0..<min(count, (1 << 20) - output.count)] }
+        }
+        return output
     }
 }

@@ -109,6 +109,7 @@ struct EpochChecker {
                     + "about an epoch, or this host's clock is slow.",
                 "Enable NTP on both hosts (`timedatectl set-ntp true`) and compare `date -u`.")
         }
+        findings += await SecretInventory.findings(configuration)
         return findings
     }
 }

@@ -20,6 +20,8 @@ public struct EpochRotation: SecretRotation {
     let coturn: any CoturnSecretStore
     let probe: any CoturnProbe
     let synapse: SynapseSwitch
+    /// The consumers besides Synapse on this host (either role may have them).
+    let others: [any ConsumerSwitch]
     let state: StateFile<State>
 
     struct State: Codable, Sendable {
@@ -39,13 +41,18 @@ public struct EpochRotation: SecretRotation {
         /// Synapse host: the last restart for a switch not yet finished, so that the daemon's retries do not
         /// restart Synapse again for the same failure (as on a single host).
         var synapseRestart: RotationState.SynapseRestart?
+        /// Either host: the epoch each other consumer was last switched to, by name.
+        var consumerEpochs: [String: Int64]?
+        /// Either host: the last restart command of each other consumer for a switch not yet finished.
+        var consumerRestarts: [String: RotationState.SynapseRestart]?
     }
 
     public var schedule: RotationScheduleKind { .epochs }
 
     init(
         configuration: Configuration, derivation: Configuration.Derivation, environment: RotationEnvironment,
-        coturn: any CoturnSecretStore, probe: any CoturnProbe, synapse: SynapseSwitch
+        coturn: any CoturnSecretStore, probe: any CoturnProbe, synapse: SynapseSwitch,
+        others: [any ConsumerSwitch]? = nil
     ) {
         self.configuration = configuration
         self.derivation = derivation
@@ -53,6 +60,7 @@ public struct EpochRotation: SecretRotation {
         self.coturn = coturn
         self.probe = probe
         self.synapse = synapse
+        self.others = others ?? ConsumerSwitches.others(configuration, environment: environment)
         self.state = StateFile(directory: configuration.rotation.stateDirectory, name: "epochs.json")
     }
 
@@ -77,8 +85,12 @@ public struct EpochRotation: SecretRotation {
         let lock = try await Lock.take(configuration.rotation.stateDirectory)
         defer { lock.release() }
         switch configuration.role {
-        case .turnHost: try await syncTURN()
-        case .synapseHost: try await syncSynapse()
+        case .turnHost:
+            try await syncTURN()
+            try await syncOthers()
+        case .synapseHost:
+            try await syncSynapse()
+            try await syncOthers()
         case .single: throw TurnkeeperError(.invalidConfiguration, "role single rotates with random secrets")
         }
     }
@@ -169,6 +181,33 @@ public struct EpochRotation: SecretRotation {
         current.synapseRestart = nil
         try await state.save(current)
         say("epoch \(epoch): " + synapse.switchedMessage(to: secret))
+    }
+
+    /// Switches the consumers besides Synapse to the current epoch's secret, each once per epoch and saved on
+    /// its own. coturn accepts the previous, current and next epochs, so the order of the hosts does not matter.
+    private func syncOthers() async throws {
+        guard !others.isEmpty else { return }
+        let derived = try await secrets(keyFile: derivation.rootKeyFile)
+        let epoch = derived.epoch(at: now())
+        let secret = try derived.secret(for: epoch)
+        let known = try ((epoch - 1)...(epoch + 1)).map { try derived.secret(for: $0) }
+        var current = try await state.load() ?? State()
+        for consumer in others where current.consumerEpochs?[consumer.name] != epoch {
+            _ = try await consumer.preflight(for: secret, known: known)
+            let saved = current
+            let message = try await consumer.switchTo(
+                secret, previous: current.consumerRestarts?[consumer.name], probe: probe
+            ) { restart in
+                var recorded = saved
+                recorded.consumerRestarts = (recorded.consumerRestarts ?? [:]).merging([consumer.name: restart]) { $1 }
+                try await state.save(recorded)
+            }
+            current.consumerEpochs = (current.consumerEpochs ?? [:]).merging([consumer.name: epoch]) { $1 }
+            current.consumerRestarts?[consumer.name] = nil
+            try await state.save(current)
+            say("epoch \(epoch): \(message)")
+            try await environment.observe(.consumerSwitched(consumer.name))
+        }
     }
 
     /// For `status` and the daemon's metrics: the epoch as a rotation.

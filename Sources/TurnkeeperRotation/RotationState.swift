@@ -43,7 +43,28 @@ struct RotationState: Codable, Sendable {
     /// The last time Synapse was restarted for `pending`, and the digest of its configuration then: an automatic
     /// retry never restarts Synapse again for the same failure unless its configuration has changed since.
     var synapseRestart: SynapseRestart?
+    /// Step 4: the consumers (by name) already switched to `pending`; a resumed step 4 goes on with the rest.
+    var switched: [String]?
+    /// Step 4: the last restart command of each consumer besides Synapse, as `synapseRestart`.
+    var consumerRestarts: [String: SynapseRestart]?
+    /// Step 4: the longest credential lifetime, in seconds, among the consumers switched so far.
+    var longestLifetime: Int64?
     var lastResult: String?
+
+    /// The restart recorded for the consumer `name`.
+    func restart(of name: String) -> SynapseRestart? {
+        name == "synapse" ? synapseRestart : consumerRestarts?[name]
+    }
+
+    mutating func setRestart(_ restart: SynapseRestart?, of name: String) {
+        if name == "synapse" {
+            synapseRestart = restart
+        } else {
+            var restarts = consumerRestarts ?? [:]
+            restarts[name] = restart
+            consumerRestarts = restarts.isEmpty ? nil : restarts
+        }
+    }
 }
 
 /// What `turnkeeper status` shows: phases, times and fingerprints, never a secret.

@@ -72,11 +72,14 @@ public enum RotationEvent: Sendable, Equatable, CustomStringConvertible {
     case saved(step: Int)
     /// Step 4: Synapse's files are written; next the restart is recorded as tried and its command run.
     case synapseRestartDue
+    /// Step 4: this consumer switched and that is saved; the next one (or the end of step 4) follows.
+    case consumerSwitched(String)
 
     public var description: String {
         switch self {
         case .saved(let step): "after step \(step)"
         case .synapseRestartDue: "between writing Synapse's files and restarting it"
+        case .consumerSwitched(let name): "after switching \(name) in step 4"
         }
     }
 }

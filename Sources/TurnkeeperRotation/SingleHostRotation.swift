@@ -10,30 +10,34 @@ import TurnkeeperSynapse
 ///  1. generate the new secret and save it;
 ///  2. add it to coturn, which then accepts old and new;
 ///  3. verify coturn grants an allocation with it (if not: take it out again, keep the old everywhere);
-///  4. switch Synapse: write its file, restart it, wait until it answers;
-///  5. once Synapse's credential lifetime plus the margin has passed, remove the old secret from coturn and
-///     prove coturn refuses it.
+///  4. switch every consumer, Synapse first, then the others listed in turnkeeper.yaml, each saved on its own:
+///     write its files, restart or reload it, check what it hands out;
+///  5. once the longest of their credential lifetimes plus the margin has passed, remove the old secret from
+///     coturn and prove coturn refuses it.
 ///
-/// The state machine only: coturn's store, the allocation probe and the Synapse switch are given to it.
+/// The state machine only: coturn's store, the allocation probe and the consumers are given to it.
 public struct SingleHostRotation: SecretRotation {
     let configuration: Configuration
     let environment: RotationEnvironment
     let coturn: any CoturnSecretStore
     let probe: any CoturnProbe
     let synapse: SynapseSwitch
+    /// In switching order, Synapse first.
+    let consumers: [any ConsumerSwitch]
     let state: StateFile<RotationState>
 
     public var schedule: RotationScheduleKind { .interval }
 
     init(
         configuration: Configuration, environment: RotationEnvironment, coturn: any CoturnSecretStore,
-        probe: any CoturnProbe, synapse: SynapseSwitch
+        probe: any CoturnProbe, synapse: SynapseSwitch, others: [any ConsumerSwitch]? = nil
     ) {
         self.configuration = configuration
         self.environment = environment
         self.coturn = coturn
         self.probe = probe
         self.synapse = synapse
+        self.consumers = [synapse] + (others ?? ConsumerSwitches.others(configuration, environment: environment))
         self.state = StateFile(directory: configuration.rotation.stateDirectory, name: "state.json")
     }
 
@@ -46,7 +50,7 @@ public struct SingleHostRotation: SecretRotation {
         let lock = try await Lock.take(configuration.rotation.stateDirectory)
         defer { lock.release() }
         // Before anything is saved, even an adoption: a file turnkeeper could not safely write stops it here.
-        try await synapse.checkWritable()
+        for consumer in consumers { try await consumer.checkWritable(removingStale: true) }
         var current = try await loadOrAdopt()
         if current.phase != .idle {
             say("resuming the rotation left in phase \(current.phase.rawValue)")
@@ -55,9 +59,11 @@ public struct SingleHostRotation: SecretRotation {
         current = try await retireDue(current)
         guard request == .rotate else { return }
         let secret = try TurnSecret.generate()
-        // Everything that can be known before step 1 is checked now: a rotation that cannot end with Synapse on
-        // the new secret does not start.
-        _ = try await synapse.preflight(for: secret)
+        // Everything that can be known before step 1 is checked now: a rotation that cannot end with every
+        // consumer on the new secret does not start.
+        let known = try await coturn.secrets() + (current.current.map { [$0] } ?? []) + current.retiring.map(\.value)
+        for consumer in consumers { _ = try await consumer.preflight(for: secret, known: known) }
+        if current.lastRotation == nil { say(Self.listedConsumersNotice(consumers)) }
         // A static line keeping the current secret does not stop the rotation, but its retirement will fail:
         // said now, not first at step 5.
         if let held = current.current, let warning = await RetirementProof.staticLineWarning(held, configuration) {
@@ -126,27 +132,47 @@ public struct SingleHostRotation: SecretRotation {
             try await persist(current, step: 3, "an allocation with the new secret succeeded at \(probe.uri)")
         }
         if current.phase == .switching {
-            let expected = try await synapse.preflight(for: pending)
-            current.synapseRestart = try await synapse.switchSynapse(
-                to: pending, expected: expected, previous: current.synapseRestart, probe: probe
-            ) { restart in
-                var recorded = current
-                recorded.synapseRestart = restart
-                try await state.save(recorded)
+            var switched = current.switched ?? []
+            for (index, consumer) in consumers.enumerated() where !switched.contains(consumer.name) {
+                let lifetime = try await consumer.preflight(for: pending, known: current.current.map { [$0] } ?? [])
+                let saved = current
+                let message = try await consumer.switchTo(
+                    pending, previous: current.restart(of: consumer.name), probe: probe
+                ) { restart in
+                    var recorded = saved
+                    recorded.setRestart(restart, of: consumer.name)
+                    try await state.save(recorded)
+                }
+                switched.append(consumer.name)
+                current.switched = switched
+                current.setRestart(nil, of: consumer.name)
+                current.longestLifetime = max(current.longestLifetime ?? 0, lifetime)
+                try await state.save(current)
+                if consumers.count > 1 { say("step 4 (\(index + 1) of \(consumers.count)): \(message)") }
+                try await environment.observe(.consumerSwitched(consumer.name))
             }
+            let longest = current.longestLifetime ?? 0
             if let old = current.current, old != pending {
-                current.retiring.append(
-                    .init(
-                        value: old,
-                        after: now() + expected.turnUserLifetime.seconds + configuration.rotation.margin.seconds))
+                current.retiring.append(.init(value: old, after: now() + longest + configuration.rotation.margin.seconds))
             }
+            let message =
+                consumers.count == 1
+                ? synapse.switchedMessage(to: pending)
+                : "every consumer (\(consumers.map(\.label).joined(separator: ", "))) switched to \(pending.fingerprint)"
+                    + (current.current == nil || current.current == pending
+                        ? ""
+                        : "; the old secret retires once the longest credential lifetime among them (\(longest) s) "
+                            + "plus the margin has passed")
             current.current = pending
             current.pending = nil
             current.phase = .idle
             current.synapseRestart = nil
+            current.switched = nil
+            current.consumerRestarts = nil
+            current.longestLifetime = nil
             current.lastRotation = now()
             current.lastResult = "ok"
-            try await persist(current, step: 4, synapse.switchedMessage(to: pending))
+            try await persist(current, step: 4, message)
         }
         return current
     }
@@ -201,10 +227,20 @@ public struct SingleHostRotation: SecretRotation {
             adopted.current = secret
             try await persist(
                 adopted, step: 0, "adopted Synapse's current secret (\(secret.fingerprint)); coturn accepts it")
+            say(Self.listedConsumersNotice(consumers))
         } else {
             try await persist(adopted, step: 0, "Synapse has no TURN secret yet; the first rotation will set one")
         }
         return adopted
+    }
+
+    /// Said at adoption and before the first rotation: an app that signs with the secret but is not listed
+    /// stops working when its secret is retired, and turnkeeper cannot see it.
+    static func listedConsumersNotice(_ consumers: [any ConsumerSwitch]) -> String {
+        "turnkeeper switches these apps to each new secret: \(consumers.map(\.label).joined(separator: ", ")). Every "
+            + "other app that signs TURN credentials with this coturn's secret (Jitsi/Prosody, Nextcloud Talk, "
+            + "LiveKit, …) must be listed under consumers: in turnkeeper.yaml before the old secret is retired, or "
+            + "its calls fail from then on (docs/consumers.md; `turnkeeper check` lists what coturn accepts)"
     }
 
     /// Saves `saved`, says what the step did, and tells the observer; at a `boundary`, a shutdown may stop the

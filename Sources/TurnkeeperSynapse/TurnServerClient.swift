@@ -72,6 +72,27 @@ public enum TurnServerClient {
         return .credentials(TurnServerResponse(username: username, password: password, ttl: ttl, uris: uris))
     }
 
+    /// `GET url` (no credentials sent): the status and up to 1 MiB of body, or an error within `timeout`. For
+    /// an app's own answer of what it hands out (a file consumer's verify_url).
+    public static func get(_ url: String, timeout: Duration = .seconds(10)) async throws -> (status: Int, body: [UInt8]) {
+        let parsed = try HomeserverURL(url)
+        return try await withThrowingTaskGroup(of: (Int, [UInt8])?.self) { group in
+            group.addTask {
+                let (status, body) = try await get(parsed, path: parsed.path.isEmpty ? "/" : parsed.path, token: nil, caFile: nil)
+                return (Int(status.code), body)
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else {
+                throw TurnkeeperError(.verificationFailed, "\(parsed.host) did not answer within \(timeout).")
+            }
+            return result
+        }
+    }
+
     /// True when `url` (such as http://127.0.0.1:8008/health) answers 200 within `timeout`.
     public static func isHealthy(_ url: String, timeout: Duration = .seconds(2)) async -> Bool {
         guard let parsed = try? HomeserverURL(url) else { return false }

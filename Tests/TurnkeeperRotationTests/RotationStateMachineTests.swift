@@ -3,6 +3,7 @@ import Synchronization
 import TestSupport
 import Testing
 import TurnkeeperConfiguration
+import TurnkeeperConsumers
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperStores
@@ -17,8 +18,8 @@ import TurnkeeperSynapse
 struct RotationStateMachineTests {
     /// Every point a rotation from adoption to retirement passes, in order.
     static let crashPoints: [RotationEvent] = [
-        .saved(step: 0), .saved(step: 1), .saved(step: 2), .saved(step: 3), .synapseRestartDue, .saved(step: 4),
-        .saved(step: 5),
+        .saved(step: 0), .saved(step: 1), .saved(step: 2), .saved(step: 3), .synapseRestartDue,
+        .consumerSwitched("synapse"), .saved(step: 4), .saved(step: 5),
     ]
 
     @Test("A clean rotation passes every crash point once, in order, and retires the old secret when due")
@@ -266,6 +267,37 @@ final class RotationLab: Sendable {
     }
 
     func setRestartCommand(_ argv: [String]) { settings.withLock { $0.synapse.restartCommand = argv } }
+
+    /// Adds a file consumer writing `secret: "…"` (YAML) to file-NAME.yaml, its command `argv`.
+    func addFileConsumer(_ name: String, lifetime: SynapseDuration, command: [String]? = ["/bin/true"]) throws {
+        _ = try directory.write("template-\(name).yaml", "# \(name)\nsecret: {{turn_secret}}\n", mode: 0o600)
+        let file = Configuration.Consumer.File(
+            path: directory.file("apps/file-\(name).yaml"), template: directory.file("template-\(name).yaml"),
+            format: .yaml, command: command, credentialLifetime: lifetime)
+        try FileManager.default.createDirectory(atPath: directory.file("apps"), withIntermediateDirectories: true)
+        settings.withLock { $0.consumers.append(.init(name: name, kind: .file(file))) }
+    }
+
+    func setFileConsumerCommand(_ name: String, _ argv: [String]) {
+        settings.withLock { configuration in
+            for index in configuration.consumers.indices where configuration.consumers[index].name == name {
+                if case .file(var file) = configuration.consumers[index].kind {
+                    file.command = argv
+                    configuration.consumers[index].kind = .file(file)
+                }
+            }
+        }
+    }
+
+    /// The secret the file consumer `name` holds, when its file is a rendering with one coturn accepts.
+    func fileConsumerSecret(_ name: String) throws -> TurnSecret? {
+        guard let bytes = FileManager.default.contents(atPath: directory.file("apps/file-\(name).yaml")) else {
+            return nil
+        }
+        let template = try SecretTemplate(
+            bytes: Array("# \(name)\nsecret: {{turn_secret}}\n".utf8), format: .yaml, path: "template")
+        return try store.holds.first { try template.render($0) == Array(bytes) }
+    }
 
     func environment(
         shouldStop: @escaping @Sendable () -> Bool = { false },

@@ -28,16 +28,21 @@ struct RotateCommand: AsyncParsableCommand {
               2 add it to coturn, which then accepts old and new
               3 verify: an allocation with it at coturn.verify_uri (if that fails,
                 it is taken out again)
-              4 switch Synapse: write its conf.d file, restart it, wait until it
-                answers
-              5 once Synapse's turn_user_lifetime plus rotation.margin has passed,
-                remove the old secret, and prove with an allocation that coturn
-                refuses it
+              4 switch every consumer, each saved on its own: Synapse (write its
+                conf.d file, restart it, wait until it answers), then each app
+                under consumers: (Prosody: reload through its admin socket;
+                file: write it, run its command, check what it hands out)
+              5 once the longest credential lifetime among them plus
+                rotation.margin has passed, remove the old secret, and prove
+                with an allocation that coturn refuses it
             Before step 1 everything checkable is checked (Synapse's effective
             config with turnkeeper's file in it, the files it writes, the
             schedule); nothing changes if a check fails. A first run adopts the
             secret Synapse uses now. Retirements that are due happen on every run.
-            See docs/rotation.md.
+            Only secrets turnkeeper generated or adopted are ever removed. Every
+            app that signs with coturn's secret must be listed under consumers:
+            before a retirement, or it stops working. See docs/rotation.md and
+            docs/consumers.md.
             """
     )
 
@@ -66,14 +71,30 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    /// What `status --json` prints: the rotation, and every secret coturn accepts with its consumers.
+    struct Report: Encodable {
+        var rotation: RotationStatus
+        var inventory: SecretInventory?
+        /// Why the inventory could not be taken (a store down, a file unreadable).
+        var inventoryError: String?
+    }
+
     func run() async throws {
-        let status = try await makeRotation(
-            try await options.load(), environment: .init(now: WallClock.nowSeconds, say: { _ in })
-        ).status()
+        let configuration = try await options.load()
+        let status = try await makeRotation(configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in }))
+            .status()
+        var inventory: SecretInventory?
+        var inventoryError: String?
+        do {
+            inventory = try await SecretInventory.take(configuration)
+        } catch {
+            inventoryError = (error as? TurnkeeperError)?.reason ?? "\(error)"
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+            let report = Report(rotation: status, inventory: inventory, inventoryError: inventoryError)
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
             return
         }
         print("phase:          \(status.phase)")
@@ -87,6 +108,19 @@ struct StatusCommand: AsyncParsableCommand {
         if let last = status.lastRotation { print("last rotation:  \(WallClock.utcString(seconds: last))") }
         if let next = status.nextRotationDue { print("next due:       \(WallClock.utcString(seconds: next))") }
         if let result = status.lastResult { print("last result:    \(result)") }
+        if let inventoryError { print("coturn accepts: not read: \(inventoryError)") }
+        if let accepted = inventory?.accepted {
+            print("coturn accepts:")
+            for entry in accepted {
+                let owner = entry.managed ? "turnkeeper's" : "NOT turnkeeper's, never removed by it"
+                let users = entry.usedBy.isEmpty ? "no configured consumer" : entry.usedBy.joined(separator: ", ")
+                print("  \(entry.fingerprint)  \(entry.origin); \(owner); used by \(users)")
+            }
+        }
+        for consumer in inventory?.consumers ?? [] {
+            let secret = consumer.fingerprint.map { "signs with \($0)" } ?? "unknown"
+            print("consumer:       \(consumer.label): \(secret) (\(consumer.source))")
+        }
     }
 }
 
@@ -96,7 +130,8 @@ struct CheckCommand: AsyncParsableCommand {
         abstract: "Audit Synapse's and coturn's configs together for what breaks calls. Changes nothing.",
         discussion: """
             Checks: coturn accepts the secret Synapse uses; Synapse has a secret, turn_uris that parse and a \
-            usable turn_user_lifetime; no inline-plus-path conflict; no conf.d file overriding turnkeeper's; \
+            usable turn_user_lifetime; every consumer (Synapse and those under consumers:) and the secret it \
+            signs with; every secret coturn accepts, where it comes from, and that some consumer uses it; no inline-plus-path conflict; no conf.d file overriding turnkeeper's; \
             database rows under coturn's realm; static-auth-secret lines in turnserver.conf (coturn.config_file, \
             else /etc/turnserver.conf), which coturn accepts beside any database; and, when coturn.config_file \
             is set, use-auth-secret without lt-cred-mech, realm, no syslog (SIGHUP kills coturn then), \

@@ -189,3 +189,37 @@ struct SynapseSwitch: Sendable {
         environment.say("Synapse hands out credentials signed with \(secret.fingerprint), and coturn accepts them")
     }
 }
+
+extension SynapseSwitch: ConsumerSwitch {
+    var name: String { "synapse" }
+    var label: String { "Synapse" }
+
+    func checkWritable(removingStale: Bool) async throws {
+        let files = files
+        try await Blocking.run { try files.checkWritable(removingStale: removingStale) }
+    }
+
+    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> Int64 {
+        try await preflight(for: secret).turnUserLifetime.seconds
+    }
+
+    func switchTo(
+        _ secret: TurnSecret, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
+        record: (RotationState.SynapseRestart) async throws -> Void
+    ) async throws -> String {
+        let expected = try await preflight(for: secret)
+        _ = try await switchSynapse(to: secret, expected: expected, previous: previous, probe: probe, record: record)
+        return switchedMessage(to: secret)
+    }
+
+    func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
+        do {
+            guard let secret = try await currentSecret() else {
+                return .unknown("Synapse's configuration sets no TURN secret")
+            }
+            return .signsWith(secret, source: "its configuration")
+        } catch {
+            return .unknown("Synapse's configuration cannot be read: \((error as? TurnkeeperError)?.reason ?? "\(error)")")
+        }
+    }
+}

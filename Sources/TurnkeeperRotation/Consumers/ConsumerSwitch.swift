@@ -1,0 +1,76 @@
+import TurnkeeperConfiguration
+import TurnkeeperCore
+import TurnkeeperCredentials
+import TurnkeeperCrypto
+
+/// One app that signs TURN credentials with the shared secret, as step 4 switches it: Synapse, a Prosody, or
+/// any other app through a file. Each is switched, and its progress saved, on its own; the old secret is
+/// retired only once all of them have switched and the longest of their credential lifetimes has passed.
+protocol ConsumerSwitch: Sendable {
+    /// Unique on this host; progress is saved under it ("synapse", or the name in turnkeeper.yaml).
+    var name: String { get }
+    /// For messages: "Synapse", "prosody consumer xmpp".
+    var label: String { get }
+    /// Refuses what cannot be written safely (links, other users' files, foreign files); with
+    /// `removingStale`, clears temporary copies a killed run left.
+    func checkWritable(removingStale: Bool) async throws
+    /// Everything that decides whether this consumer will end up signing with `secret`, checked without
+    /// changing anything. `known`: the secrets coturn or turnkeeper holds now, which a file it does not
+    /// mark as its own may hold. Returns how long the credentials it hands out stay valid, in seconds.
+    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> Int64
+    /// Writes, reloads or restarts, and checks. `previous`: the restart last recorded for this switch, handed
+    /// to `record` anew before each restart command runs and once it succeeded. Returns what it can truly say.
+    func switchTo(
+        _ secret: TurnSecret, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
+        record: (RotationState.SynapseRestart) async throws -> Void
+    ) async throws -> String
+    /// Which of `candidates` it signs with now, as far as can be told without changing anything.
+    func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse
+}
+
+/// What a consumer signs with, and how that is known.
+enum ConsumerUse: Sendable {
+    /// One of the candidates; `source` says how it was told ("what Prosody hands out now", "its file").
+    case signsWith(TurnSecret, source: String)
+    /// None of them, or it could not be told: why, in words for `check`.
+    case unknown(String)
+}
+
+enum ConsumerSwitches {
+    /// This host's consumers in switching order: Synapse first when this host manages it, then the others as
+    /// turnkeeper.yaml lists them.
+    static func make(_ configuration: Configuration, environment: RotationEnvironment) -> [any ConsumerSwitch] {
+        let synapse: [any ConsumerSwitch] =
+            configuration.role.managesSynapse
+            ? [SynapseSwitch(configuration: configuration, environment: environment)] : []
+        return synapse + others(configuration, environment: environment)
+    }
+
+    /// The consumers besides Synapse.
+    static func others(_ configuration: Configuration, environment: RotationEnvironment) -> [any ConsumerSwitch] {
+        configuration.consumers.map { consumer -> any ConsumerSwitch in
+            switch consumer.kind {
+            case .prosody(let prosody):
+                ProsodySwitch(name: consumer.name, label: consumer.label, prosody: prosody, environment: environment)
+            case .file(let file):
+                FileSwitch(name: consumer.name, label: consumer.label, file: file, environment: environment)
+            }
+        }
+    }
+
+    /// The digest a restart is recorded under: a restart is not repeated for the same content.
+    static func digest(_ bytes: [UInt8]) -> String { String(Hex.encode(Digest.sha256(bytes)).prefix(16)) }
+}
+
+extension CredentialVerifier {
+    /// Which of `secrets` signed this credential, whether or not it has expired.
+    static func signer(of username: String, _ password: String, among secrets: [TurnSecret], now: Int64) -> TurnSecret? {
+        secrets.first { secret in
+            guard let verifier = try? CredentialVerifier(secrets: [secret]) else { return false }
+            switch verifier.verify(username: username, password: password, nowSeconds: now) {
+            case .valid, .expired: return true
+            default: return false
+            }
+        }
+    }
+}
