@@ -141,7 +141,8 @@ let package = Package(
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
+                "TurnkeeperCredentials",
                 "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -197,7 +198,8 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
+                "TurnkeeperCredentials",
                 "TurnkeeperSTUN", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -248,7 +250,9 @@ let package = Package(
         testTarget(
             "TurnkeeperCLITests",
             [
-                "turnkeeper", "TurnkeeperCredentials", "TurnkeeperProbe", "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                "turnkeeper", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperProbe",
+                "TurnkeeperSynapse",
+                "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -297,7 +297,9 @@ private struct ConfigurationReader {
             guard item.mapping != nil else { throw error(item, "each entry of consumers: must be a mapping") }
             let name = try requiredString(item, "name")
             guard name.utf8.count <= 64,
-                name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }),
+                name.unicodeScalars.allSatisfy({
+                    $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)
+                }),
                 name != "synapse"
             else {
                 throw error(
@@ -335,7 +337,8 @@ private struct ConfigurationReader {
         }
         let group = try string(node, "group", default: "prosody")
         if UInt32(group) == nil && getgrnam(group) == nil {
-            throw error(node["group"] ?? node, "the group \(quoted(group)) does not exist; name the group Prosody runs as")
+            throw error(
+                node["group"] ?? node, "the group \(quoted(group)) does not exist; name the group Prosody runs as")
         }
         _ = try requiredString(node, "turn_host")
         let turnHost = try hostName(node, "turn_host", default: "")

@@ -47,7 +47,8 @@ public enum ProsodyShell {
             if let range = line.range(of: "tk-turn ") {
                 let words = line[range.upperBound...].split(separator: " ", omittingEmptySubsequences: true)
                 guard words.count == 3 else { continue }
-                credentials.append(.init(host: String(words[0]), username: String(words[1]), password: String(words[2])))
+                credentials.append(
+                    .init(host: String(words[0]), username: String(words[1]), password: String(words[2])))
             } else if let range = line.range(of: "tk-none ") {
                 missing.append(String(line[range.upperBound...]))
             }

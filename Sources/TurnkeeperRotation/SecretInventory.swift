@@ -44,7 +44,11 @@ public struct SecretInventory: Sendable, Codable {
             let conf = try await Blocking.run { try TurnserverConf.read(configuration) }
             if case .config = configuration.coturn.store {
                 for (line, secret) in conf?.secrets ?? [] {
-                    found.append((secret, "\(conf?.path ?? "turnserver.conf"), line \(line) (static-auth-secret, coturn.store config)"))
+                    found.append(
+                        (
+                            secret,
+                            "\(conf?.path ?? "turnserver.conf"), line \(line) (static-auth-secret, coturn.store config)"
+                        ))
                 }
             } else {
                 let kind =
@@ -90,7 +94,8 @@ public struct SecretInventory: Sendable, Codable {
                     try SynapseConfig.load(configuration.synapse.configPaths).turnUserLifetime.seconds
                 }
             } else {
-                view.lifetimeSeconds = configuration.consumers.first { $0.name == consumer.name }?.credentialLifetime.seconds
+                view.lifetimeSeconds =
+                    configuration.consumers.first { $0.name == consumer.name }?.credentialLifetime.seconds
             }
             consumers.append(view)
         }
@@ -139,7 +144,8 @@ extension SecretInventory {
             guard let fingerprint = consumer.fingerprint else {
                 findings.append(
                     .init(
-                        ok: false, summary: "\(consumer.label): which secret it signs with cannot be told: \(consumer.source).",
+                        ok: false,
+                        summary: "\(consumer.label): which secret it signs with cannot be told: \(consumer.source).",
                         fix: "Run `\(configuration.command("rotate --resume"))` (it writes every consumer's files), or "
                             + "fix the consumer's settings in \(configuration.path); see docs/consumers.md."))
                 continue
@@ -151,15 +157,19 @@ extension SecretInventory {
                 findings.append(
                     .init(
                         ok: false,
-                        summary: "\(consumer.label) signs with \(fingerprint) (\(consumer.source)), which coturn does not "
+                        summary:
+                            "\(consumer.label) signs with \(fingerprint) (\(consumer.source)), which coturn does not "
                             + "accept: its calls ring and never connect.",
-                        fix: "Run `\(configuration.command("rotate --resume"))`, which switches it to the secret coturn "
-                            + "accepts; if that does not help, `\(configuration.command("status"))` shows where it stopped."))
+                        fix:
+                            "Run `\(configuration.command("rotate --resume"))`, which switches it to the secret coturn "
+                            + "accepts; if that does not help, `\(configuration.command("status"))` shows where it stopped."
+                    ))
             } else {
                 let accepted = consumer.accepted == true ? ", which coturn accepts" : ""
                 findings.append(
                     .init(
-                        ok: true, summary: "\(consumer.label) signs with \(fingerprint)\(accepted) (\(consumer.source)\(life))",
+                        ok: true,
+                        summary: "\(consumer.label) signs with \(fingerprint)\(accepted) (\(consumer.source)\(life))",
                         fix: nil))
             }
         }

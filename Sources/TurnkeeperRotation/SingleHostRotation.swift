@@ -153,7 +153,8 @@ public struct SingleHostRotation: SecretRotation {
             }
             let longest = current.longestLifetime ?? 0
             if let old = current.current, old != pending {
-                current.retiring.append(.init(value: old, after: now() + longest + configuration.rotation.margin.seconds))
+                current.retiring.append(
+                    .init(value: old, after: now() + longest + configuration.rotation.margin.seconds))
             }
             let message =
                 consumers.count == 1

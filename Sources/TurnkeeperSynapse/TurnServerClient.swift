@@ -74,11 +74,13 @@ public enum TurnServerClient {
 
     /// `GET url` (no credentials sent): the status and up to 1 MiB of body, or an error within `timeout`. For
     /// an app's own answer of what it hands out (a file consumer's verify_url).
-    public static func get(_ url: String, timeout: Duration = .seconds(10)) async throws -> (status: Int, body: [UInt8]) {
+    public static func get(_ url: String, timeout: Duration = .seconds(10)) async throws -> (status: Int, body: [UInt8])
+    {
         let parsed = try HomeserverURL(url)
         return try await withThrowingTaskGroup(of: (Int, [UInt8])?.self) { group in
             group.addTask {
-                let (status, body) = try await get(parsed, path: parsed.path.isEmpty ? "/" : parsed.path, token: nil, caFile: nil)
+                let (status, body) = try await get(
+                    parsed, path: parsed.path.isEmpty ? "/" : parsed.path, token: nil, caFile: nil)
                 return (Int(status.code), body)
             }
             group.addTask {
@@ -148,8 +150,8 @@ public enum TurnServerClient {
             head.headers.add(name: "Accept", value: "application/json")
             head.headers.add(name: "User-Agent", value: "turnkeeper")
             head.headers.add(name: "Connection", value: "close")
-            try await outbound.write(.head(head))
-            try await outbound.write(.end(nil))
+            // One write: a server that answers and closes at once (HTTP/1.0) must not fail a second one.
+            try await outbound.write(contentsOf: [.head(head), .end(nil)])
             var status = HTTPResponseStatus.badGateway
             var body: [UInt8] = []
             for try await part in inbound {

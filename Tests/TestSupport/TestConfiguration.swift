@@ -87,6 +87,8 @@ public struct TestConfiguration: Sendable {
     public var coturn: Coturn
     public var rotation: Rotation
     public var daemon: Daemon?
+    /// Apps besides Synapse, as turnkeeper's typed configuration has them.
+    public var consumers: [Configuration.Consumer] = []
     /// YAML appended as it is: what a suite tests beyond the settings above.
     public var extra = ""
 
@@ -165,6 +167,7 @@ public struct TestConfiguration: Sendable {
                 previousRootKeyFile: rotation.previousRootKeyFile, epoch: try duration(rotation.epoch, .days(1)))
             configuration.role = role == "turn" ? .turnHost(derivation) : .synapseHost(derivation)
         }
+        configuration.consumers = consumers
         if let daemon {
             if let listen = daemon.listen {
                 let colon = try listen.lastIndex(of: ":").orThrow("daemon.listen \(listen) is not HOST:PORT")

@@ -95,6 +95,46 @@ struct ConfigurationReaderTests {
                 "role: turn\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation: {root_key_file: /k, epoch: 20s}\nsynapse: {turn_user_lifetime: 25s}\n",
                 "turn_user_lifetime (25 s) is not shorter than rotation.epoch (20 s)"
             ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers: {a: b}\n",
+                "must be a list"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers: [{name: synapse, kind: file}]\n",
+                "not synapse"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers: [{name: x, kind: ejabberd}]\n",
+                "prosody or file"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers: [{name: x, kind: prosody, turn_host: t}]\n",
+                "needs hosts"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers: [{name: x, kind: prosody, hosts: [h], turn_host: t, path: /p}]\n",
+                "unknown key"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers:\n  - {name: x, kind: file, path: /a, template: /t, format: yaml}\n",
+                "needs credential_lifetime"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers:\n  - {name: x, kind: file, path: /a, template: /t, format: yaml, credential_lifetime: 1h, mode: 0644}\n",
+                "at most 0640"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers:\n  - {name: x, kind: file, path: /a, template: /t, format: toml, credential_lifetime: 1h}\n",
+                "format: yaml, json, env or plain"
+            ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nconsumers:\n  - {name: x, kind: file, path: /a, template: /t, format: env, credential_lifetime: 1h}\n  - {name: x, kind: file, path: /b, template: /t, format: env, credential_lifetime: 1h}\n",
+                "listed twice (first on line 4)"
+            ),
+            (
+                "role: synapse\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation: {root_key_file: /k, epoch: 1h}\nsynapse: {group: nogroup}\nconsumers:\n  - {name: x, kind: file, path: /a, template: /t, format: env, credential_lifetime: 2h}\n",
+                "file consumer x: credential_lifetime (7200 s) is not shorter than rotation.epoch"
+            ),
         ]
     )
     func malformed(yaml: String, expected: String) throws {
@@ -168,6 +208,33 @@ struct ConfigurationReaderTests {
             role: .synapseHost(.init(rootKeyFile: "/etc/turnkeeper/root-key")),
             synapse: .init(group: "nogroup", healthURL: "http://127.0.0.1:8008/health"),
             coturn: .init(realm: "r", verifyURI: "turn:h")),
+        Configuration(
+            synapse: .init(group: "nogroup"), coturn: .init(realm: "r", verifyURI: "turn:h"),
+            consumers: [
+                .init(
+                    name: "xmpp",
+                    kind: .prosody(
+                        .init(
+                            configFile: "/etc/prosody/conf.d/tk.cfg.lua",
+                            prosodyctl: ["prosodyctl", "--config", "/etc/prosody/x.cfg.lua"],
+                            hosts: ["meet.example.org", "b\"c"], group: "nogroup", turnHost: "turn.example.org",
+                            turnPort: 3479, tlsPort: 5349, tcp: true, turnUser: "jitsi",
+                            credentialLifetime: .hours(12)))),
+                .init(
+                    name: "livekit",
+                    kind: .file(
+                        .init(
+                            path: "/etc/livekit/turn.yaml", template: "/etc/turnkeeper/livekit.yaml", format: .yaml,
+                            group: "nogroup", mode: 0o640, command: ["systemctl", "restart", "livekit"],
+                            commandTimeout: .seconds(30), verifyURL: "http://127.0.0.1:7880/ice",
+                            credentialLifetime: .hours(4)))),
+                .init(
+                    name: "talk",
+                    kind: .file(
+                        .init(
+                            path: "/etc/turnkeeper/talk.json", template: "/etc/turnkeeper/talk.json.in", format: .json,
+                            verifyCommand: ["/usr/local/bin/talk-ice"], credentialLifetime: .days(1)))),
+            ]),
     ]
 
     /// Strings YAML 1.1 would read as something else, or that libyaml would refuse or fold, if written plain.

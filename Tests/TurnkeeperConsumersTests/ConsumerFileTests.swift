@@ -49,7 +49,8 @@ struct ConsumerFileTests {
         #expect(ProsodyShell.reloadedHosts("| Reloaded on a\nOK: Module reloaded on 2 hosts") == 2)
         #expect(ProsodyShell.reloadedHosts("OK: Module reloaded on 0 hosts") == 0)
         #expect(ProsodyShell.reloadedHosts("Error: no such module") == nil)
-        let answer = "| Result: tk-turn a.example 1795812679 UD4L=\ntk-turn a.example 1795812679:u x/y=\ntk-none b.example\n"
+        let answer =
+            "| Result: tk-turn a.example 1795812679 UD4L=\ntk-turn a.example 1795812679:u x/y=\ntk-none b.example\n"
         let parsed = ProsodyShell.parseCredentials(answer)
         #expect(parsed.credentials.map(\.username) == ["1795812679", "1795812679:u"])
         #expect(parsed.credentials.map(\.host) == ["a.example", "a.example"])
@@ -63,9 +64,11 @@ struct ConsumerFileTests {
     func templates() throws {
         let plain = try secret("Abc123")
         let odd = try secret("we\"ird\\\\ ü")
-        let yaml = try SecretTemplate(bytes: Array("secret: {{turn_secret}}\nagain: {{turn_secret}}\n".utf8), format: .yaml, path: "t")
+        let yaml = try SecretTemplate(
+            bytes: Array("secret: {{turn_secret}}\nagain: {{turn_secret}}\n".utf8), format: .yaml, path: "t")
         #expect(String(decoding: try yaml.render(plain), as: UTF8.self) == "secret: \"Abc123\"\nagain: \"Abc123\"\n")
-        #expect(String(decoding: try yaml.render(odd), as: UTF8.self).hasPrefix("secret: \"we\\\"ird\\\\\\\\ \\u00fc\"\n"))
+        #expect(
+            String(decoding: try yaml.render(odd), as: UTF8.self).hasPrefix("secret: \"we\\\"ird\\\\\\\\ \\u00fc\"\n"))
         let json = try SecretTemplate(bytes: Array("{\"s\": {{turn_secret}}}".utf8), format: .json, path: "t")
         let decoded = try JSONSerialization.jsonObject(with: Data(try json.render(odd))) as? [String: String]
         #expect(decoded?["s"] == "we\"ird\\\\ ü")
@@ -79,7 +82,8 @@ struct ConsumerFileTests {
 
     @Test("credentials in an app's answer: iceServers, Synapse's shape, nested; anything else is not JSON")
     func handedOut() {
-        let ice = #"{"iceServers":[{"urls":["turn:a"],"username":"1:u","credential":"p"}],"x":{"username":"2","password":"q"}}"#
+        let ice =
+            #"{"iceServers":[{"urls":["turn:a"],"username":"1:u","credential":"p"}],"x":{"username":"2","password":"q"}}"#
         let found = HandedOutCredentials.parse(Array(ice.utf8)) ?? []
         #expect(Set(found.map(\.username)) == ["1:u", "2"])
         #expect(HandedOutCredentials.parse(Array("not json".utf8)) == nil)

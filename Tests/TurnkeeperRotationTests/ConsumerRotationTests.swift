@@ -105,7 +105,9 @@ struct ConsumerRotationTests {
         _ = try lab.directory.write("apps/file-app.yaml", "someone: else's\n", mode: 0o600)
         await #expect(throws: TurnkeeperError(.unwritableFile, "")) { try await lab.rotation().rotate(.rotate) }
         #expect(lab.store.holds == [lab.initial])
-        #expect(try String(contentsOfFile: lab.directory.file("apps/file-app.yaml"), encoding: .utf8) == "someone: else's\n")
+        #expect(
+            try String(contentsOfFile: lab.directory.file("apps/file-app.yaml"), encoding: .utf8) == "someone: else's\n"
+        )
         #expect(try await lab.rotation().status().pending == nil)
     }
 }

@@ -5,9 +5,12 @@
 # iproute2, nftables: the NAT lab's network namespaces and NAT rules (scripts/natlab.sh).
 # redis-server, postgresql: the shared user databases of a coturn fleet (tests start their own, on loopback).
 # faketime: libfaketime, which runs turnkeeper with a shifted wall clock (skewed hosts, epochs ahead).
+# prosody, lua5.4: a real Prosody 0.12 with mod_turn_external, a consumer of the secret (tests start their own as
+# the prosody user; Debian's postinst may start the system one, which the tests never touch); Lua reads back what
+# turnkeeper writes for it.
 turnkeeper_install_deps() {
     local wanted=(libssl-dev libsqlite3-dev libevent-dev libyaml-dev pkg-config openssl coturn python3 python3-venv systemd iproute2
-        nftables redis-server postgresql faketime)
+        nftables redis-server postgresql faketime prosody lua5.4)
     local missing=()
     local pkg
     for pkg in "${wanted[@]}"; do
@@ -26,12 +29,17 @@ turnkeeper_install_deps() {
         python3 -m pip install --quiet cryptography
     fi
     # Tests start a real Synapse from PyPI (its prometheus_client also parses turnkeeper's /metrics), kept in a venv outside the clone (about 50 s the first time).
+    # slixmpp, in the same venv, is the real XMPP client that asks Prosody for TURN credentials (XEP-0215).
     local venv="${TURNKEEPER_SYNAPSE_VENV:-$HOME/.cache/turnkeeper/synapse-venv}"
     if ! "$venv/bin/python" -c 'import synapse' 2>/dev/null; then
         echo "== installing matrix-synapse into $venv (PyPI)"
         mkdir -p "$(dirname "$venv")"
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet "matrix-synapse==1.163.2"
+    fi
+    if ! "$venv/bin/python" -c 'import slixmpp' 2>/dev/null; then
+        echo "== installing slixmpp into $venv (PyPI)"
+        "$venv/bin/pip" install --quiet "slixmpp==1.17.0"
     fi
     export TURNKEEPER_SYNAPSE_PYTHON="$venv/bin/python"
     if ! command -v swift >/dev/null; then

@@ -64,7 +64,8 @@ enum ConsumerSwitches {
 
 extension CredentialVerifier {
     /// Which of `secrets` signed this credential, whether or not it has expired.
-    static func signer(of username: String, _ password: String, among secrets: [TurnSecret], now: Int64) -> TurnSecret? {
+    static func signer(of username: String, _ password: String, among secrets: [TurnSecret], now: Int64) -> TurnSecret?
+    {
         secrets.first { secret in
             guard let verifier = try? CredentialVerifier(secrets: [secret]) else { return false }
             switch verifier.verify(username: username, password: password, nowSeconds: now) {

@@ -63,7 +63,8 @@ struct FileSwitch: ConsumerSwitch {
         }
         var done = "\(label): wrote \(path)"
         if let command = file.command {
-            try await runCommand(command, for: secret, digest: ConsumerSwitches.digest(bytes), previous: previous, record: record)
+            try await runCommand(
+                command, for: secret, digest: ConsumerSwitches.digest(bytes), previous: previous, record: record)
             done += " and ran \(command.joined(separator: " "))"
         }
         if file.verifyURL != nil || file.verifyCommand != nil {
@@ -166,7 +167,8 @@ struct FileSwitch: ConsumerSwitch {
                 if credentials.isEmpty {
                     failure = "its answer holds no TURN credentials (JSON with username and credential or password)"
                 } else if let stale = credentials.first(where: {
-                    CredentialVerifier.signer(of: $0.username, $0.password, among: [secret], now: environment.now()) == nil
+                    CredentialVerifier.signer(of: $0.username, $0.password, among: [secret], now: environment.now())
+                        == nil
                 }) {
                     _ = stale
                     failure = "it still hands out credentials not signed with \(secret.fingerprint)"

@@ -85,11 +85,12 @@ struct ProsodySwitch: ConsumerSwitch {
                 .verificationFailed,
                 "\(label): Prosody has mod_turn_external loaded on no host, so it hands out no TURN credentials at "
                     + "all. Add \"turn_external\" to modules_enabled in Prosody's config (for the hosts "
-                    + "\(prosody.hosts.joined(separator: ", "))), reload Prosody, then run `turnkeeper rotate --resume`.")
+                    + "\(prosody.hosts.joined(separator: ", "))), reload Prosody, then run `turnkeeper rotate --resume`."
+            )
         }
         try await verify(secret, probe: probe)
         return "\(label): Prosody (\(prosody.hosts.joined(separator: ", "))) hands out credentials signed with "
-            + "\(secret.fingerprint), and coturn accepts them; no session was dropped"
+            + "\(secret.fingerprint), and coturn accepts them (reloaded, not restarted)"
     }
 
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
@@ -98,7 +99,8 @@ struct ProsodySwitch: ConsumerSwitch {
             guard let first = handed.credentials.first else {
                 return .unknown("Prosody hands out no TURN credentials for \(prosody.hosts.joined(separator: ", "))")
             }
-            guard let signer = CredentialVerifier.signer(of: first.username, first.password, among: candidates, now: now)
+            guard
+                let signer = CredentialVerifier.signer(of: first.username, first.password, among: candidates, now: now)
             else {
                 return .unknown("Prosody hands out credentials signed with no secret coturn or turnkeeper holds")
             }
@@ -124,7 +126,8 @@ struct ProsodySwitch: ConsumerSwitch {
     /// Every configured host must hand out credentials, all signed with `secret`, and coturn must grant one.
     private func verify(_ secret: TurnSecret, probe: any CoturnProbe) async throws {
         let handed = try await handedOut()
-        let advice = "Prosody keeps handing out the old secret's credentials, which coturn still accepts; fix the "
+        let advice =
+            "Prosody keeps handing out the old secret's credentials, which coturn still accepts; fix the "
             + "cause, then run `turnkeeper rotate --resume`."
         if !handed.missing.isEmpty {
             throw TurnkeeperError(
@@ -141,7 +144,9 @@ struct ProsodySwitch: ConsumerSwitch {
                         + "start (`prosodyctl shell 'module:info(\"turn_external\")'` shows why). \(advice)")
             }
             for credential in credentials
-            where CredentialVerifier.signer(of: credential.username, credential.password, among: [secret], now: environment.now()) == nil {
+            where CredentialVerifier.signer(
+                of: credential.username, credential.password, among: [secret], now: environment.now()) == nil
+            {
                 throw TurnkeeperError(
                     .verificationFailed,
                     "\(label): \(host) still hands out credentials not signed with \(secret.fingerprint): a "
@@ -161,7 +166,8 @@ struct ProsodySwitch: ConsumerSwitch {
         }
         guard granted else {
             throw TurnkeeperError(
-                .verificationFailed, "\(label): coturn at \(probe.uri) refuses the credentials Prosody hands out. \(advice)")
+                .verificationFailed,
+                "\(label): coturn at \(probe.uri) refuses the credentials Prosody hands out. \(advice)")
         }
     }
 

@@ -219,7 +219,8 @@ extension SynapseSwitch: ConsumerSwitch {
             }
             return .signsWith(secret, source: "its configuration")
         } catch {
-            return .unknown("Synapse's configuration cannot be read: \((error as? TurnkeeperError)?.reason ?? "\(error)")")
+            return .unknown(
+                "Synapse's configuration cannot be read: \((error as? TurnkeeperError)?.reason ?? "\(error)")")
         }
     }
 }
