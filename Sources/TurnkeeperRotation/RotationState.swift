@@ -80,6 +80,9 @@ public struct RotationStatus: Sendable, Codable {
     public var lastResult: String?
     /// Derived secrets: the epoch now, on this host's clock.
     public var epoch: Int64?
+    /// `status` only: every secret coturn accepts and each consumer's view, or why they could not be read.
+    public var inventory: SecretInventory?
+    public var inventoryError: String?
 
     public struct RetiringSecret: Sendable, Codable {
         public var fingerprint: String

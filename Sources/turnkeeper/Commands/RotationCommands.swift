@@ -71,30 +71,22 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
-    /// What `status --json` prints: the rotation, and every secret coturn accepts with its consumers.
-    struct Report: Encodable {
-        var rotation: RotationStatus
-        var inventory: SecretInventory?
-        /// Why the inventory could not be taken (a store down, a file unreadable).
-        var inventoryError: String?
-    }
-
     func run() async throws {
         let configuration = try await options.load()
-        let status = try await makeRotation(configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in }))
-            .status()
-        var inventory: SecretInventory?
-        var inventoryError: String?
+        var status = try await makeRotation(
+            configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in })
+        ).status()
         do {
-            inventory = try await SecretInventory.take(configuration)
+            status.inventory = try await SecretInventory.take(configuration)
         } catch {
-            inventoryError = (error as? TurnkeeperError)?.reason ?? "\(error)"
+            status.inventoryError = (error as? TurnkeeperError)?.reason ?? "\(error)"
         }
+        let inventory = status.inventory
+        let inventoryError = status.inventoryError
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            let report = Report(rotation: status, inventory: inventory, inventoryError: inventoryError)
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
             return
         }
         print("phase:          \(status.phase)")
