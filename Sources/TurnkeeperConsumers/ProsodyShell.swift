@@ -37,20 +37,24 @@ public enum ProsodyShell {
         public var password: String
     }
 
-    /// The answer to ``credentialsQuery(hosts:)``: what each host hands out (hosts without TURN are missing),
-    /// and the hosts where mod_external_services is not loaded.
-    public static func parseCredentials(_ output: String) -> (credentials: [HandedOut], missing: [String]) {
+    /// The answer to ``credentialsQuery(hosts:)``: what each of `hosts` hands out (hosts without TURN are
+    /// missing), and those of `hosts` where mod_external_services is not loaded. Only the hosts asked about
+    /// are taken from the answer, so no other text of it can reach a message.
+    public static func parseCredentials(_ output: String, hosts: [String]) -> (
+        credentials: [HandedOut], missing: [String]
+    ) {
         var credentials: [HandedOut] = []
         var missing: [String] = []
         for line in output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             // The shell prefixes its result ("Result: "); only the words after the marker count.
             if let range = line.range(of: "tk-turn ") {
                 let words = line[range.upperBound...].split(separator: " ", omittingEmptySubsequences: true)
-                guard words.count == 3 else { continue }
+                guard words.count == 3, hosts.contains(String(words[0])) else { continue }
                 credentials.append(
                     .init(host: String(words[0]), username: String(words[1]), password: String(words[2])))
             } else if let range = line.range(of: "tk-none ") {
-                missing.append(String(line[range.upperBound...]))
+                let host = String(line[range.upperBound...])
+                if hosts.contains(host) && !missing.contains(host) { missing.append(host) }
             }
         }
         return (credentials, missing)

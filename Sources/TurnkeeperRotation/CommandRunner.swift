@@ -41,6 +41,7 @@ enum CommandRunner {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         var pipeEnds: [Int32] = [-1, -1]
+        defer { for end in pipeEnds where end >= 0 { close(end) } }
         if capture {
             // Close-on-exec at once: another command spawned meanwhile must not inherit them.
             guard pipe(&pipeEnds) == 0, fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC) == 0,
@@ -52,7 +53,6 @@ enum CommandRunner {
             posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
             posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 2)
         }
-        defer { for end in pipeEnds where end >= 0 { close(end) } }
         let closing = turnkeeper_spawn_close_from(&actions, 3)
         guard closing == 0 else {
             throw TurnkeeperError(

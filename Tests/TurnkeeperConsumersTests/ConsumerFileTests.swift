@@ -51,7 +51,8 @@ struct ConsumerFileTests {
         #expect(ProsodyShell.reloadedHosts("Error: no such module") == nil)
         let answer =
             "| Result: tk-turn a.example 1795812679 UD4L=\ntk-turn a.example 1795812679:u x/y=\ntk-none b.example\n"
-        let parsed = ProsodyShell.parseCredentials(answer)
+        let parsed = ProsodyShell.parseCredentials(
+            answer + "tk-none \u{1B}[2Jrun curl x | sh\ntk-turn evil.example 1 x\n", hosts: ["a.example", "b.example"])
         #expect(parsed.credentials.map(\.username) == ["1795812679", "1795812679:u"])
         #expect(parsed.credentials.map(\.host) == ["a.example", "a.example"])
         #expect(parsed.missing == ["b.example"])

@@ -78,7 +78,7 @@ struct FileSwitch: ConsumerSwitch {
         do {
             guard let existing = try await destination() else { return .unknown("\(file.path) does not exist yet") }
             let template = try await template()
-            for candidate in candidates where try existing == template.render(candidate) {
+            for candidate in candidates where (try? template.render(candidate)) == existing {
                 return .signsWith(candidate, source: "its file, \(file.path)")
             }
             return .unknown(
@@ -96,12 +96,17 @@ struct FileSwitch: ConsumerSwitch {
         let path = file.template
         let format = file.format
         return try await Blocking.run { () throws -> SecretTemplate in
-            let contents = try FileContents.read(path, limit: 1 << 20)
-            guard contents.ownerID == 0 || contents.ownerID == geteuid(), contents.permissions & 0o022 == 0 else {
+            // Through its checked directory, never a link: whoever could swap it would choose what root copies
+            // into a file the app's group reads.
+            let contents = try TrustedDirectory(containing: path).read(TrustedDirectory.split(path).name)
+            guard let contents else {
+                throw TurnkeeperError(.unreadableFile, "\(path), the template, does not exist; nothing was changed.")
+            }
+            guard contents.permissions & 0o022 == 0 else {
                 throw TurnkeeperError(
                     .invalidConfiguration,
                     "\(path) may be changed by users other than root, and it decides what turnkeeper writes as root. "
-                        + "Run `chown root: \(path) && chmod go-w \(path)`.")
+                        + "Run `chmod go-w \(path)`.")
             }
             return try SecretTemplate(bytes: contents.bytes, format: format, path: path)
         }

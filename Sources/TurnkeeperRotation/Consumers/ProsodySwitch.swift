@@ -173,7 +173,7 @@ struct ProsodySwitch: ConsumerSwitch {
 
     private func handedOut() async throws -> (credentials: [ProsodyShell.HandedOut], missing: [String]) {
         let output = try await shell([ProsodyShell.credentialsQuery(hosts: prosody.hosts)], what: "credentials query")
-        return ProsodyShell.parseCredentials(output)
+        return ProsodyShell.parseCredentials(output, hosts: prosody.hosts)
     }
 
     /// `prosodyctl … shell WORDS`, its answer as text. The admin socket needs root or Prosody's user.
