@@ -228,6 +228,19 @@ public struct Checker {
             }
         }
         findings += await SecretInventory.findings(configuration)
+        // A rotation stopped part-way: calls still work (coturn accepts both secrets), but no old secret retires
+        // until it is finished.
+        let state = try? await StateFile<RotationState>(
+            directory: configuration.rotation.stateDirectory, name: "state.json"
+        ).load()
+        if let state, state.phase != .idle {
+            let waiting = configuration.consumerNames.filter { !(state.switched ?? []).contains($0) }
+            problem(
+                "a rotation stopped in phase \(state.phase.rawValue)"
+                    + (state.phase == .switching ? " with \(waiting.joined(separator: ", ")) not switched yet" : "")
+                    + "; coturn accepts the old and the new secret, and none retires until it is finished.",
+                "Run `\(configuration.command("rotate --resume"))`; it says what stops it.")
+        }
         return findings
     }
 }

@@ -51,7 +51,9 @@ public struct SingleHostRotation: SecretRotation {
         defer { lock.release() }
         // Before anything is saved, even an adoption: a file turnkeeper could not safely write stops it here.
         for consumer in consumers { try await consumer.checkWritable(removingStale: true) }
-        var current = try await loadOrAdopt()
+        // The notice that every app must be listed is said once: at adoption when no rotation follows, else
+        // before the first rotation.
+        var current = try await loadOrAdopt(announce: request == .resume)
         if current.phase != .idle {
             say("resuming the rotation left in phase \(current.phase.rawValue)")
             current = try await advance(current)
@@ -78,7 +80,7 @@ public struct SingleHostRotation: SecretRotation {
     public func prepare() async throws {
         let lock = try await Lock.take(configuration.rotation.stateDirectory)
         defer { lock.release() }
-        _ = try await loadOrAdopt()
+        _ = try await loadOrAdopt(announce: false)
     }
 
     public func currentSecret() async throws -> TurnSecret? { try await state.load()?.current }
@@ -220,7 +222,7 @@ public struct SingleHostRotation: SecretRotation {
     }
 
     /// First run: take the secret Synapse uses now as current, and make sure coturn accepts it.
-    private func loadOrAdopt() async throws -> RotationState {
+    private func loadOrAdopt(announce: Bool) async throws -> RotationState {
         if let saved = try await state.load() { return saved }
         var adopted = RotationState()
         if let secret = try await synapse.currentSecret() {
@@ -228,7 +230,7 @@ public struct SingleHostRotation: SecretRotation {
             adopted.current = secret
             try await persist(
                 adopted, step: 0, "adopted Synapse's current secret (\(secret.fingerprint)); coturn accepts it")
-            say(Self.listedConsumersNotice(consumers))
+            if announce { say(Self.listedConsumersNotice(consumers)) }
         } else {
             try await persist(adopted, step: 0, "Synapse has no TURN secret yet; the first rotation will set one")
         }

@@ -33,30 +33,11 @@ public final class ProsodyServer: Sendable {
             try FileManager.default.createDirectory(atPath: directory.file(sub), withIntermediateDirectories: true)
         }
         let data = directory.file("data")
-        let config = """
-            pidfile = "\(data)/prosody.pid"
-            data_path = "\(data)"
-            admin_socket = "\(data)/prosody.sock"
-            log = { info = "\(directory.file("log/prosody.log"))" }
-            c2s_ports = { \(port) }
-            c2s_interfaces = { "127.0.0.1" }
-            s2s_ports = { }
-            http_ports = { }
-            https_ports = { }
-            c2s_require_encryption = false
-            allow_unencrypted_plain_auth = true
-            authentication = "internal_hashed"
-            storage = "internal"
-            modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "admin_shell"; "turn_external" }
-            modules_disabled = { "s2s" }
-            turn_external_host = "127.0.0.1"
-            turn_external_port = \(turnPort)
-            \(globalLines.joined(separator: "\n"))
-            VirtualHost "\(host)"
-            \(hostLines.joined(separator: "\n"))
-            Include "conf.d/*.cfg.lua"
-
-            """
+        self.turnPort = turnPort
+        self.globalLines = globalLines
+        let config = Self.config(
+            directory: directory, port: port, host: host, turnPort: turnPort, globalLines: globalLines,
+            hostLines: hostLines)
         try directory.write("etc/prosody.cfg.lua", config, mode: 0o640)
         // As Debian has it: the config root:prosody and readable by Prosody's group; its data its own.
         let group = try Self.id(of: "prosody")
@@ -83,6 +64,52 @@ public final class ProsodyServer: Sendable {
             _ = process.terminate(grace: .seconds(2))
             throw TestFailure("Prosody did not start: \(log)")
         }
+    }
+
+    private let turnPort: UInt16
+    private let globalLines: [String]
+
+    /// Rewrites prosody.cfg.lua with these lines under its VirtualHost (Prosody reads it at its next reload).
+    public func setHostLines(_ hostLines: [String]) throws {
+        let config = Self.config(
+            directory: directory, port: port, host: host, turnPort: turnPort, globalLines: globalLines,
+            hostLines: hostLines)
+        try directory.write("etc/prosody.cfg.lua", config, mode: 0o640)
+        chown(configPath, 0, try Self.id(of: "prosody").gid)
+    }
+
+    /// Stops Prosody (the directory stays, for a test that needs it gone while turnkeeper runs).
+    public func stopProcess() { _ = process.terminate(grace: .seconds(5)) }
+
+    private static func config(
+        directory: TemporaryDirectory, port: UInt16, host: String, turnPort: UInt16, globalLines: [String],
+        hostLines: [String]
+    ) -> String {
+        let data = directory.file("data")
+        return """
+            pidfile = "\(data)/prosody.pid"
+            data_path = "\(data)"
+            admin_socket = "\(data)/prosody.sock"
+            log = { info = "\(directory.file("log/prosody.log"))" }
+            c2s_ports = { \(port) }
+            c2s_interfaces = { "127.0.0.1" }
+            s2s_ports = { }
+            http_ports = { }
+            https_ports = { }
+            c2s_require_encryption = false
+            allow_unencrypted_plain_auth = true
+            authentication = "internal_hashed"
+            storage = "internal"
+            modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "admin_shell"; "turn_external" }
+            modules_disabled = { "s2s" }
+            turn_external_host = "127.0.0.1"
+            turn_external_port = \(turnPort)
+            \(globalLines.joined(separator: "\n"))
+            VirtualHost "\(host)"
+            \(hostLines.joined(separator: "\n"))
+            Include "conf.d/*.cfg.lua"
+
+            """
     }
 
     public var log: String {

@@ -192,6 +192,7 @@ struct ConsumersTests {
         let rotated = try lab.base.run(["rotate"])
         #expect(rotated.status == 0, "\(rotated)")
         #expect(rotated.stdout.contains("must be listed under consumers:"), "\(rotated.stdout)")
+        #expect(rotated.stdout.components(separatedBy: "must be listed").count == 2, "said once: \(rotated.stdout)")
         #expect(rotated.stdout.contains("step 4 (2 of 3): prosody consumer xmpp"), "\(rotated.stdout)")
         let current = try lab.base.currentSecret()
         #expect(current != original)

@@ -65,6 +65,43 @@ struct EpochRotationTests {
         }
     }
 
+    @Test("Consumers on either host switch to each epoch's secret once, and coturn always accepts what they sign with")
+    func consumersOnBothHosts() async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        lab.store.empty()
+        try lab.addFileConsumer("onturn", lifetime: .minutes(30))
+        try lab.addFileConsumer("onsynapse", lifetime: .minutes(30))
+        let key = try lab.directory.write(
+            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let derivation = Configuration.Derivation(rootKeyFile: key, epoch: .seconds(Self.epoch))
+        let turn = lab.epochRotation(role: .turnHost(derivation), clock: lab.clock, consumers: ["onturn"])
+        let synapse = lab.epochRotation(role: .synapseHost(derivation), clock: lab.clock, consumers: ["onsynapse"])
+        let derived = EpochSecrets(rootKey: try SecretFile.readRootKey(key), realm: "rotation.test", length: Self.epoch)
+        let switched = EventLog()
+        for k in Int64(0)..<4 {
+            try await turn.rotate(.rotate)
+            try await synapse.rotate(.rotate)
+            let epochSecret = try derived.secret(for: derived.epoch(at: lab.clock.now()))
+            #expect(try lab.fileConsumerSecret("onturn") == epochSecret, "epoch +\(k): the TURN host's consumer")
+            #expect(try lab.fileConsumerSecret("onsynapse") == epochSecret, "epoch +\(k): the Synapse host's consumer")
+            #expect(try lab.synapseSecret() == epochSecret)
+            // Within the epoch, a second run switches nothing again.
+            let again = RotationEnvironment(
+                now: { lab.clock.now() }, say: { _ in }, observe: { switched.append($0) })
+            var configuration = lab.configuration
+            configuration.consumers = configuration.consumers.filter { $0.name == "onsynapse" }
+            configuration.role = .synapseHost(derivation)
+            configuration.rotation.stateDirectory = lab.directory.file("state-synapse")
+            try await EpochRotation(
+                configuration: configuration, derivation: derivation, environment: again, coturn: lab.store,
+                probe: lab.probe, synapse: SynapseSwitch(configuration: configuration, environment: again)
+            ).rotate(.rotate)
+            #expect(switched.events.isEmpty)
+            lab.clock.advance(by: Self.epoch)
+        }
+    }
+
     @Test("The Synapse host keeps its secret when coturn refuses this epoch's: the hosts disagree, and it says so")
     func turnHostMissing() async throws {
         let lab = try RotationLab()
@@ -84,8 +121,10 @@ struct EpochRotationTests {
 }
 
 extension RotationLab {
-    func epochRotation(role: Configuration.Role, clock: ManualClock) -> EpochRotation {
+    /// `consumers`: the names of the lab's file consumers this host has (default: none).
+    func epochRotation(role: Configuration.Role, clock: ManualClock, consumers: [String] = []) -> EpochRotation {
         var configuration = self.configuration
+        configuration.consumers = configuration.consumers.filter { consumers.contains($0.name) }
         configuration.role = role
         configuration.rotation.stateDirectory = directory.file("state-\(role.name)")
         let environment = RotationEnvironment(now: { clock.now() }, say: { _ in })
