@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import TestSupport
 import Testing
+import TurnkeeperConfiguration
 import TurnkeeperCredentials
 
 /// A fleet: two coturn instances reading their secrets from one shared user database (Redis, PostgreSQL),
@@ -35,8 +36,19 @@ struct FleetStoreTests {
         options.store = database.store
         options.turnUserLifetime = "4s"
         // Removes the database too.
-        let deployment = try TurnkeeperDeployment(options)
+        var deployment = try TurnkeeperDeployment(options)
         defer { deployment.stop() }
+        // A second app signing with the secret: a file consumer, switched after Synapse.
+        let template = try deployment.directory.write("app.env.template", "TURN_SECRET={{turn_secret}}\n")
+        deployment.settings.consumers = [
+            .init(
+                name: "app",
+                kind: .file(
+                    .init(
+                        path: deployment.directory.file("app.env"), template: template, format: .env,
+                        command: ["/bin/true"], credentialLifetime: .seconds(4))))
+        ]
+        try deployment.writeConfig()
         let first = deployment.coturn
         var secondOptions = CoturnServer.Options()
         secondOptions.userDatabaseLines = deployment.coturn.userDatabaseLines
@@ -61,6 +73,8 @@ struct FleetStoreTests {
             try JSONSerialization.jsonObject(
                 with: Data(contentsOf: URL(fileURLWithPath: directory.file("state/state.json")))) as? [String: Any]
         let newSecret = try TurnSecret(adopting: try #require(stateFile?["current"] as? String), source: "state")
+        let app = try String(contentsOfFile: directory.file("app.env"), encoding: .utf8)
+        #expect(app == "TURN_SECRET=" + newSecret.withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
         for coturn in [first, second] {
             #expect(try await accepts(newSecret, coturn), "the new secret is refused by coturn on \(coturn.port)")
             #expect(try await accepts(original, coturn), "the old secret was retired too early on \(coturn.port)")
@@ -78,6 +92,7 @@ struct FleetStoreTests {
 
         let healthy = try TurnkeeperBinary.run(["check", "--config", config])
         #expect(healthy.status == 0 && healthy.stdout.contains("\(database.kind) user database answers"), "\(healthy)")
+        #expect(healthy.stdout.contains("file consumer app signs with \(newSecret.fingerprint), which coturn accepts"))
         database.stop()
         let down = try TurnkeeperBinary.run(["check", "--config", config], timeout: .seconds(60))
         #expect(down.status == 1, "\(down)")

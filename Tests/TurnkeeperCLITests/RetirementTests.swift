@@ -91,6 +91,12 @@ struct RetirementTests {
         let check = try Self.run(["check"], config: config)
         #expect(check.status == 1, "\(check)")
         #expect(check.stdout.contains("\(place): static-auth-secret (\(original.fingerprint)) beside"), "\(check)")
+        // status lists it by where it comes from, and Synapse as the consumer that signs with it.
+        let listed = try Self.run(["status"], config: config)
+        #expect(
+            listed.stdout.contains("\(original.fingerprint)  \(place) (static-auth-secret); NOT turnkeeper's"),
+            "\(listed)")
+        #expect(listed.stdout.contains("used by Synapse"), "\(listed)")
 
         let first = try Self.run(["rotate"], config: config)
         #expect(first.status == 0, "\(first)")
