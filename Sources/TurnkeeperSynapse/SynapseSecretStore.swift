@@ -133,12 +133,12 @@ public struct SynapseSecretStore: Sendable {
     private func groupID() throws(TurnkeeperError) -> UInt32? {
         guard let group else { return nil }
         if let numeric = UInt32(group) { return numeric }
-        guard let entry = getgrnam(group) else {
+        guard let gid = GroupID.lookup(group) else {
             throw TurnkeeperError(
                 .invalidConfiguration,
                 "the group \(group) does not exist on this host. Name the group Synapse runs as (Debian: matrix-synapse)."
             )
         }
-        return entry.pointee.gr_gid
+        return gid
     }
 }

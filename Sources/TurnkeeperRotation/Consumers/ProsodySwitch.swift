@@ -221,12 +221,6 @@ struct ProsodySwitch: ConsumerSwitch {
     }
 
     static func groupID(_ group: String) throws(TurnkeeperError) -> UInt32 {
-        if let numeric = UInt32(group) { return numeric }
-        guard let entry = getgrnam(group) else {
-            throw TurnkeeperError(
-                .invalidConfiguration,
-                "the group \(group) does not exist on this host. Name the group the app runs as (Debian: prosody).")
-        }
-        return entry.pointee.gr_gid
+        try GroupID.require(group, runsAs: "the app (Debian's Prosody: prosody)")
     }
 }
