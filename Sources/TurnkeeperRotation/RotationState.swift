@@ -49,6 +49,9 @@ struct RotationState: Codable, Sendable {
     var consumerRestarts: [String: SynapseRestart]?
     /// Step 4: the longest credential lifetime, in seconds, among the consumers switched so far.
     var longestLifetime: Int64?
+    /// The consumers known to sign with `current`: those switched to it, and those brought onto it since
+    /// (listed later, or at adoption). A configured consumer missing here is brought onto it on the next run.
+    var members: [String]?
     var lastResult: String?
 
     /// The restart recorded for the consumer `name`.

@@ -58,6 +58,7 @@ public struct SingleHostRotation: SecretRotation {
             say("resuming the rotation left in phase \(current.phase.rawValue)")
             current = try await advance(current)
         }
+        current = try await bringInLine(current)
         current = try await retireDue(current)
         guard request == .rotate else { return }
         let secret = try TurnSecret.generate()
@@ -135,8 +136,11 @@ public struct SingleHostRotation: SecretRotation {
         }
         if current.phase == .switching {
             var switched = current.switched ?? []
+            // A file may hold any secret coturn accepts, as before step 1.
+            let known =
+                try await coturn.secrets() + (current.current.map { [$0] } ?? []) + current.retiring.map(\.value)
             for (index, consumer) in consumers.enumerated() where !switched.contains(consumer.name) {
-                let lifetime = try await consumer.preflight(for: pending, known: current.current.map { [$0] } ?? [])
+                let lifetime = try await consumer.preflight(for: pending, known: known)
                 let saved = current
                 let message = try await consumer.switchTo(
                     pending, previous: current.restart(of: consumer.name), probe: probe
@@ -173,9 +177,46 @@ public struct SingleHostRotation: SecretRotation {
             current.switched = nil
             current.consumerRestarts = nil
             current.longestLifetime = nil
+            current.members = consumers.map(\.name)
             current.lastRotation = now()
             current.lastResult = "ok"
             try await persist(current, step: 4, message)
+        }
+        return current
+    }
+
+    /// Consumers listed since the current secret was set (or, on a first run, all of them) are brought onto it
+    /// on every run, so that listing an app late and running `rotate --resume` (or waiting for the daemon) is
+    /// enough. One that already signs with it is only recorded. One that is switched makes every retiring
+    /// secret wait for its credential lifetime too, since it may have signed with one of them.
+    private func bringInLine(_ start: RotationState) async throws -> RotationState {
+        var current = start
+        guard current.phase == .idle, let secret = current.current else { return current }
+        let joining = consumers.filter { !(current.members ?? []).contains($0.name) }
+        guard !joining.isEmpty else { return current }
+        let known = try await coturn.secrets() + [secret] + current.retiring.map(\.value)
+        for consumer in joining {
+            let lifetime = try await consumer.preflight(for: secret, known: known)
+            if case .signsWith(let used, _) = await consumer.inUse(candidates: [secret], now: now()), used == secret {
+                say("\(consumer.label) signs with the current secret (\(secret.fingerprint)) already")
+            } else {
+                let saved = current
+                let message = try await consumer.switchTo(
+                    secret, previous: current.restart(of: consumer.name), probe: probe
+                ) { restart in
+                    var recorded = saved
+                    recorded.setRestart(restart, of: consumer.name)
+                    try await state.save(recorded)
+                }
+                say(message)
+                let after = now() + lifetime + configuration.rotation.margin.seconds
+                for index in current.retiring.indices where current.retiring[index].after < after {
+                    current.retiring[index].after = after
+                }
+            }
+            current.setRestart(nil, of: consumer.name)
+            current.members = (current.members ?? []) + [consumer.name]
+            try await state.save(current)
         }
         return current
     }

@@ -82,7 +82,7 @@ struct ProsodyConsumerTests {
         #expect(try await lab.prosodySigns(with: current))
     }
 
-    @Test("Prosody not running: its config reload fails, turnkeeper's file is taken back, and the cause is named")
+    @Test("Prosody not running: bringing it onto the adopted secret fails, its file is taken back, nothing starts")
     func prosodyDown() async throws {
         let lab = try Self.lab()
         defer { lab.stop() }
@@ -94,6 +94,9 @@ struct ProsodyConsumerTests {
         // It had no file before this rotation, so none is left.
         #expect(access(lab.prosody.managedFile, F_OK) != 0)
         #expect(try await lab.base.accepts(lab.base.original))
-        #expect(try lab.base.status()["phase"] as? String == "switching")
+        // Before step 1: no rotation began, and Synapse keeps its secret.
+        let status = try lab.base.status()
+        #expect(status["phase"] as? String == "idle" && status["pending"] == nil, "\(status)")
+        #expect(status["current"] as? String == lab.base.original.fingerprint)
     }
 }

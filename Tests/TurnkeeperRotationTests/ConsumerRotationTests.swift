@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 import TurnkeeperConfiguration
+import TurnkeeperConsumers
 import TurnkeeperCore
 import TurnkeeperCredentials
 
@@ -87,6 +88,15 @@ struct ConsumerRotationTests {
         let lab = try RotationLab()
         defer { lab.remove() }
         try lab.addFileConsumer("app", lifetime: .hours(1), command: ["/bin/false"])
+        // Brought onto the adopted secret first: failing there, nothing else starts.
+        await #expect(throws: TurnkeeperError(.restartFailed, "")) { try await lab.rotation().rotate(.rotate) }
+        #expect(try await lab.rotation().status().phase == "idle")
+        #expect(lab.store.holds == [lab.initial])
+        lab.setFileConsumerCommand("app", ["/bin/true"])
+        try await lab.rotation().rotate(.resume)
+        #expect(try lab.fileConsumerSecret("app") == lab.initial)
+        // In step 4, after Synapse: the rotation stops at the app, with both secrets kept.
+        lab.setFileConsumerCommand("app", ["/bin/false"])
         await #expect(throws: TurnkeeperError(.restartFailed, "")) { try await lab.rotation().rotate(.rotate) }
         #expect(try await lab.rotation().status().phase == "switching")
         #expect(lab.store.holds.count == 2)
@@ -94,6 +104,7 @@ struct ConsumerRotationTests {
         lab.setFileConsumerCommand("app", ["/bin/true"])
         try await lab.rotation().rotate(.resume)
         let current = try #require(try await lab.rotation().currentSecret())
+        #expect(current != lab.initial)
         #expect(try lab.fileConsumerSecret("app") == current)
     }
 
@@ -109,5 +120,34 @@ struct ConsumerRotationTests {
             try String(contentsOfFile: lab.directory.file("apps/file-app.yaml"), encoding: .utf8) == "someone: else's\n"
         )
         #expect(try await lab.rotation().status().pending == nil)
+    }
+
+    @Test(
+        "An app listed after a rotation: the next run, even --resume, brings it onto the current secret, and the old one waits for it"
+    )
+    func listedLate() async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        try await lab.rotation().rotate(.rotate)
+        let current = try #require(try await lab.rotation().currentSecret())
+        // The app signs with the old secret, which retires an hour after the rotation.
+        try lab.addFileConsumer("late", lifetime: .hours(3))
+        let template = try SecretTemplate(
+            bytes: Array("# late\nsecret: {{turn_secret}}\n".utf8), format: .yaml, path: "t")
+        _ = FileManager.default.createFile(
+            atPath: lab.directory.file("apps/file-late.yaml"), contents: Data(try template.render(lab.initial)))
+        lab.clock.advance(by: 600)
+        try await lab.rotation().rotate(.resume)
+        #expect(try lab.fileConsumerSecret("late") == current)
+        let retiring = try #require(try await lab.rotation().status().retiring.first)
+        #expect(retiring.retiresAt == lab.clock.now() + 3 * 3600 + 60)
+        // Past Synapse's hour, the old secret stays for the app's credentials.
+        lab.clock.advance(by: 3600)
+        try await lab.rotation().rotate(.resume)
+        #expect(lab.store.holds.contains(lab.initial))
+        // Listed once: the next run does nothing more for it.
+        let events = EventLog()
+        try await lab.rotation(lab.environment(observe: { events.append($0) })).rotate(.resume)
+        #expect(events.events.isEmpty)
     }
 }
