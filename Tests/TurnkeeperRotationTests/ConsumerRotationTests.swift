@@ -150,4 +150,27 @@ struct ConsumerRotationTests {
         try await lab.rotation(lab.environment(observe: { events.append($0) })).rotate(.resume)
         #expect(events.events.isEmpty)
     }
+
+    @Test(
+        "verify_command: an answer signed with another secret, or no JSON, stops the switch with the reason",
+        arguments: [
+            (#"{"iceServers": [{"username": "1:x", "credential": "bm90IHNpZ25lZA=="}]}"#, "not signed with"),
+            ("not json", "is not JSON"),
+        ])
+    func verifyCommandRefuses(answer: String, reason: String) async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        try lab.addFileConsumer("app", lifetime: .hours(1))
+        try await lab.rotation().rotate(.resume)
+        let script = try lab.directory.write("answer.sh", "#!/bin/sh\necho '\(answer)'\n", mode: 0o755)
+        lab.setFileConsumerVerifyCommand("app", ["/bin/sh", script])
+        await #expect {
+            try await lab.rotation().rotate(.rotate)
+        } throws: { error in
+            let error = error as? TurnkeeperError
+            return error?.code == .verificationFailed && error?.reason.contains(reason) == true
+        }
+        #expect(try await lab.rotation().status().phase == "switching")
+        #expect(lab.store.holds.contains(lab.initial))
+    }
 }

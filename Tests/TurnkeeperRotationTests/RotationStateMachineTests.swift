@@ -289,6 +289,19 @@ final class RotationLab: Sendable {
         }
     }
 
+    /// Sets the file consumer's verify_command, with a command_timeout of 1 s (the check is polled until then).
+    func setFileConsumerVerifyCommand(_ name: String, _ argv: [String]) {
+        settings.withLock { configuration in
+            for index in configuration.consumers.indices where configuration.consumers[index].name == name {
+                if case .file(var file) = configuration.consumers[index].kind {
+                    file.verifyCommand = argv
+                    file.commandTimeout = .seconds(1)
+                    configuration.consumers[index].kind = .file(file)
+                }
+            }
+        }
+    }
+
     /// The secret the file consumer `name` holds, when its file is a rendering with one coturn accepts.
     func fileConsumerSecret(_ name: String) throws -> TurnSecret? {
         guard let bytes = FileManager.default.contents(atPath: directory.file("apps/file-\(name).yaml")) else {
