@@ -141,14 +141,7 @@ public struct SingleHostRotation: SecretRotation {
                 try await coturn.secrets() + (current.current.map { [$0] } ?? []) + current.retiring.map(\.value)
             for (index, consumer) in consumers.enumerated() where !switched.contains(consumer.name) {
                 let lifetime = try await consumer.preflight(for: pending, known: known)
-                let saved = current
-                let message = try await consumer.switchTo(
-                    pending, previous: current.restart(of: consumer.name), probe: probe
-                ) { restart in
-                    var recorded = saved
-                    recorded.setRestart(restart, of: consumer.name)
-                    try await state.save(recorded)
-                }
+                let message = try await switchRecording(consumer, to: pending, from: current)
                 switched.append(consumer.name)
                 current.switched = switched
                 current.setRestart(nil, of: consumer.name)
@@ -185,6 +178,18 @@ public struct SingleHostRotation: SecretRotation {
         return current
     }
 
+    /// Switches `consumer` to `secret`, saving each restart it records on top of `saved` (a restart that hangs
+    /// or is killed counts as tried).
+    private func switchRecording(_ consumer: any ConsumerSwitch, to secret: TurnSecret, from saved: RotationState)
+        async throws -> String
+    {
+        try await consumer.switchTo(secret, previous: saved.restart(of: consumer.name), probe: probe) { restart in
+            var recorded = saved
+            recorded.setRestart(restart, of: consumer.name)
+            try await state.save(recorded)
+        }
+    }
+
     /// Consumers listed since the current secret was set (or, on a first run, all of them) are brought onto it
     /// on every run, so that listing an app late and running `rotate --resume` (or waiting for the daemon) is
     /// enough. One that already signs with it is only recorded. One that is switched makes every retiring
@@ -200,15 +205,7 @@ public struct SingleHostRotation: SecretRotation {
             if case .signsWith(let used, _) = await consumer.inUse(candidates: [secret], now: now()), used == secret {
                 say("\(consumer.label) signs with the current secret (\(secret.fingerprint)) already")
             } else {
-                let saved = current
-                let message = try await consumer.switchTo(
-                    secret, previous: current.restart(of: consumer.name), probe: probe
-                ) { restart in
-                    var recorded = saved
-                    recorded.setRestart(restart, of: consumer.name)
-                    try await state.save(recorded)
-                }
-                say(message)
+                say(try await switchRecording(consumer, to: secret, from: current))
                 let after = now() + lifetime + configuration.rotation.margin.seconds
                 for index in current.retiring.indices where current.retiring[index].after < after {
                     current.retiring[index].after = after
