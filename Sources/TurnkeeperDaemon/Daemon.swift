@@ -51,13 +51,16 @@ public struct Daemon {
 
         let rotationAlarm = Alarm()
         let probeAlarm = Alarm()
+        let reconcileAlarm = Alarm()
         let services: [any Service] = [
             server,
             WatchdogService(notifier: notifier, interval: SystemdNotifier.watchdogInterval(environment: environment)),
             ReloadService(
                 path: configurationPath, state: state, metrics: metrics, logger: logger,
-                alarms: [rotationAlarm, probeAlarm]),
+                alarms: [rotationAlarm, probeAlarm, reconcileAlarm]),
             ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
+            ReconcileService(
+                state: state, metrics: metrics, logger: logger, alarm: reconcileAlarm, probeAlarm: probeAlarm),
             RotationService(
                 state: state, metrics: metrics, logger: logger, alarm: rotationAlarm, probeAlarm: probeAlarm,
                 now: WallClock.nowSeconds),

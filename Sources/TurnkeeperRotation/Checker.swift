@@ -193,7 +193,8 @@ public struct Checker {
                 problem(
                     "coturn does not accept the secret Synapse uses (\(secret.fingerprint)); coturn has \(has). Calls "
                         + "will ring and never connect.",
-                    "Run `\(configuration.command("rotate"))`: it adopts Synapse's secret into coturn first."
+                    "Run `\(configuration.command("rotate --resume"))`: it adds back every secret turnkeeper holds "
+                        + "that coturn's store lost, and on a first run adopts Synapse's secret into coturn."
                 )
             }
         }
@@ -228,6 +229,7 @@ public struct Checker {
             }
         }
         findings += await SecretInventory.findings(configuration)
+        findings += await Reconciliation.findings(configuration)
         // A rotation stopped part-way: calls still work (coturn accepts both secrets), but no old secret retires
         // until it is finished.
         let state = try? await StateFile<RotationState>(

@@ -110,6 +110,7 @@ struct EpochChecker {
                 "Enable NTP on both hosts (`timedatectl set-ntp true`) and compare `date -u`.")
         }
         findings += await SecretInventory.findings(configuration)
+        findings += await Reconciliation.findings(configuration)
         return findings
     }
 }

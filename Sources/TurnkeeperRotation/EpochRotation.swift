@@ -45,6 +45,8 @@ public struct EpochRotation: SecretRotation {
         var consumerEpochs: [String: Int64]?
         /// Either host: the last restart command of each other consumer for a switch not yet finished.
         var consumerRestarts: [String: RotationState.SynapseRestart]?
+        /// TURN host: the epoch secrets retired from coturn, by digest, so a rolled-back store is put right.
+        var retired: [RetiredSecret]?
     }
 
     public var schedule: RotationScheduleKind { .epochs }
@@ -95,7 +97,8 @@ public struct EpochRotation: SecretRotation {
         }
     }
 
-    private func syncTURN() async throws {
+    /// The previous, current and next epochs' secrets of each root key: what coturn must hold now.
+    private func wantedEntries() async throws -> (epoch: Int64, entries: [State.Entry]) {
         var keys = [try await secrets(keyFile: derivation.rootKeyFile)]
         if let previous = derivation.previousRootKeyFile { keys.append(try await secrets(keyFile: previous)) }
         let epoch = keys[0].epoch(at: now())
@@ -109,6 +112,39 @@ public struct EpochRotation: SecretRotation {
                         value: try key.secret(for: e)))
             }
         }
+        return (epoch, wanted)
+    }
+
+    public func reconcile(repair: Bool) async throws -> Reconciliation? {
+        guard configuration.role.managesCoturn else { return nil }
+        if repair {
+            let lock = try await Lock.take(configuration.rotation.stateDirectory)
+            defer { lock.release() }
+            return try await reconcileTURN(repair: true)
+        }
+        return try await reconcileTURN(repair: false)
+    }
+
+    /// The store against the secrets turnkeeper added that this epoch still wants (a new epoch's are added by
+    /// the epoch's sync, not here) and the retired ones; says and reports a repair.
+    @discardableResult
+    private func reconcileTURN(repair: Bool) async throws -> Reconciliation {
+        let (_, wanted) = try await wantedEntries()
+        let saved = try await state.load() ?? State()
+        let needed = wanted.map(\.value).filter { secret in saved.added.contains { $0.value == secret } }
+        let result = try await Reconciliation.run(
+            store: coturn, needed: needed, retired: (saved.retired ?? []).map(\.digest), repair: repair)
+        if repair && !result.isEmpty {
+            say(result.summary)
+            try await environment.observe(.storeRepaired(result))
+        }
+        return result
+    }
+
+    private func syncTURN() async throws {
+        let (epoch, wanted) = try await wantedEntries()
+        // What the store lost since is added back, and what a rollback brought back is removed, first.
+        try await reconcileTURN(repair: true)
         var current = try await state.load() ?? State()
         for entry in wanted where !current.added.contains(where: { $0.value == entry.value }) {
             try await coturn.add(entry.value)
@@ -131,6 +167,7 @@ public struct EpochRotation: SecretRotation {
                 continue
             }
             current.added.removeAll { $0.value == secret }
+            current.retired = RetiredSecret.remember(secret, at: now(), in: current.retired)
             try await state.save(current)
             say("retired epoch \(entry.epoch)'s secret (\(secret.fingerprint)): coturn refuses it at \(probe.uri)")
         }

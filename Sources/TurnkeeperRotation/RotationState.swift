@@ -52,7 +52,17 @@ struct RotationState: Codable, Sendable {
     /// The consumers known to sign with `current`: those switched to it, and those brought onto it since
     /// (listed later, or at adoption). A configured consumer missing here is brought onto it on the next run.
     var members: [String]?
+    /// The secrets retired from coturn, by digest: a store rolled back to before a retirement is put right.
+    var retired: [RetiredSecret]?
     var lastResult: String?
+
+    /// What coturn's store must hold: the current secret, a pending one from step 2 on, and the retiring ones
+    /// (but not one whose retirement began: it left the store, and only its proof is missing).
+    var neededInStore: [TurnSecret] {
+        var needed = [current].compactMap { $0 } + retiring.filter { $0.failed == nil }.map(\.value)
+        if let pending, phase == .verifying || phase == .switching { needed.append(pending) }
+        return needed
+    }
 
     /// The restart recorded for the consumer `name`.
     func restart(of name: String) -> SynapseRestart? {

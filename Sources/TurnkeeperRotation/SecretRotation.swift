@@ -17,6 +17,10 @@ public protocol SecretRotation: Sendable {
     func rotate(_ request: RotationRequest) async throws
     /// The secret Synapse signs with now, to mint probe credentials. Never printed.
     func currentSecret() async throws -> TurnSecret?
+    /// Compares coturn's store with what turnkeeper's state says it must hold: the secrets still needed there,
+    /// and none that turnkeeper retired. With `repair`, puts it right (taking the lock; `lockHeld` while a
+    /// rotation runs, which reconciles by itself). nil where this host has no store or no state yet.
+    func reconcile(repair: Bool) async throws -> Reconciliation?
 }
 
 public enum RotationRequest: Sendable {
@@ -74,12 +78,15 @@ public enum RotationEvent: Sendable, Equatable, CustomStringConvertible {
     case synapseRestartDue
     /// Step 4: this consumer switched and that is saved; the next one (or the end of step 4) follows.
     case consumerSwitched(String)
+    /// coturn's store had drifted from turnkeeper's state and was put right (``Reconciliation``).
+    case storeRepaired(Reconciliation)
 
     public var description: String {
         switch self {
         case .saved(let step): "after step \(step)"
         case .synapseRestartDue: "between writing Synapse's files and restarting it"
         case .consumerSwitched(let name): "after switching \(name) in step 4"
+        case .storeRepaired: "after repairing coturn's store"
         }
     }
 }

@@ -54,6 +54,7 @@ public struct SingleHostRotation: SecretRotation {
         // The notice that every app must be listed is said once: at adoption when no rotation follows, else
         // before the first rotation.
         var current = try await loadOrAdopt(announce: request == .resume)
+        try await repairStore(current)
         if current.phase != .idle {
             say("resuming the rotation left in phase \(current.phase.rawValue)")
             current = try await advance(current)
@@ -85,6 +86,30 @@ public struct SingleHostRotation: SecretRotation {
     }
 
     public func currentSecret() async throws -> TurnSecret? { try await state.load()?.current }
+
+    public func reconcile(repair: Bool) async throws -> Reconciliation? {
+        guard repair else {
+            guard let saved = try await state.load() else { return nil }
+            return try await Reconciliation.run(
+                store: coturn, needed: saved.neededInStore, retired: (saved.retired ?? []).map(\.digest), repair: false)
+        }
+        let lock = try await Lock.take(configuration.rotation.stateDirectory)
+        defer { lock.release() }
+        guard let saved = try await state.load() else { return nil }
+        return try await repairStore(saved)
+    }
+
+    /// Puts coturn's store in line with `saved`, says so and tells the observer when it had drifted.
+    @discardableResult
+    private func repairStore(_ saved: RotationState) async throws -> Reconciliation {
+        let result = try await Reconciliation.run(
+            store: coturn, needed: saved.neededInStore, retired: (saved.retired ?? []).map(\.digest), repair: true)
+        if !result.isEmpty {
+            say(result.summary)
+            try await environment.observe(.storeRepaired(result))
+        }
+        return result
+    }
 
     public func status() async throws -> RotationStatus {
         let saved = try await state.load() ?? RotationState()
@@ -120,6 +145,7 @@ public struct SingleHostRotation: SecretRotation {
                 try await probe.verify(pending, now: now())
             } catch {
                 try await coturn.remove(pending)
+                current.retired = RetiredSecret.remember(pending, at: now(), in: current.retired)
                 current.pending = nil
                 current.phase = .idle
                 current.lastResult = "failed: coturn did not accept the new secret; the old one stays everywhere"
@@ -239,6 +265,7 @@ public struct SingleHostRotation: SecretRotation {
                 }
             }
             current.retiring.removeAll { $0.value == retiree.value }
+            current.retired = RetiredSecret.remember(retiree.value, at: now(), in: current.retired)
             if retiree.failed != nil { current.lastResult = "ok" }
             try await persist(
                 current, step: 5,

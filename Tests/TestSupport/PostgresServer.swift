@@ -73,6 +73,29 @@ public final class PostgresServer: Sendable {
         "psql-userdb=\"host=127.0.0.1 port=\(port) dbname=coturn user=coturn password=\(password) connect_timeout=5\""
     }
 
+    /// coturn's secrets table as SQL, as a backup taken now would hold it.
+    public func dump() throws -> String {
+        let output = try ProcessRunner.run(
+            "/usr/sbin/runuser",
+            [
+                "-u", "postgres", "--", try Self.binary("pg_dump"), "-h", directory.path, "-p", String(port), "-U",
+                "postgres", "--data-only", "--table=turn_secret", "coturn",
+            ], timeout: .seconds(60))
+        guard output.status == 0 else { throw TestFailure("pg_dump failed: \(output)") }
+        return output.stdout
+    }
+
+    /// Restores a ``dump()``: the table emptied and refilled from it, as a restore from that backup leaves it.
+    public func restore(_ dump: String) throws {
+        let output = try ProcessRunner.run(
+            "/usr/sbin/runuser",
+            [
+                "-u", "postgres", "--", try Self.binary("psql"), "-h", directory.path, "-p", String(port), "-U",
+                "postgres", "-v", "ON_ERROR_STOP=1", "-q", "coturn",
+            ], stdin: "TRUNCATE turn_secret;\n" + dump, timeout: .seconds(60))
+        guard output.status == 0 else { throw TestFailure("restoring the dump failed: \(output)") }
+    }
+
     public func stop() { process.terminate(grace: .seconds(20)) }
 
     public func remove() {

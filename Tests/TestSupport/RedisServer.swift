@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A real redis-server (Debian's) on its own loopback port, with a password, stopped by PID.
 public final class RedisServer: Sendable {
@@ -7,10 +8,10 @@ public final class RedisServer: Sendable {
     public let password: String
     public let directory: TemporaryDirectory
     public let passwordFile: String
-    private let process: ChildProcess
+    private let process: Mutex<ChildProcess>
+    private let configPath: String
 
     public init() throws {
-        let server = try ProcessRunner.which("redis-server", package: "redis-server")
         directory = try TemporaryDirectory("turnkeeper-redis")
         port = try LoopbackUDP.freePort()
         password = UUID().uuidString.replacingOccurrences(of: "-", with: "")
@@ -27,12 +28,26 @@ public final class RedisServer: Sendable {
             appendonly no
             daemonize no
             """)
-        process = try ChildProcess(
-            server, [config], stdoutPath: directory.file("redis.log"), stderrPath: directory.file("redis.log"))
+        configPath = config
+        process = Mutex(try Self.start(config, port: port, log: directory.file("redis.log")))
+    }
+
+    private static func start(_ config: String, port: UInt16, log: String) throws -> ChildProcess {
+        let server = try ProcessRunner.which("redis-server", package: "redis-server")
+        let process = try ChildProcess(server, [config], stdoutPath: log, stderrPath: log)
         guard LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(15)) else {
             process.terminate()
             throw TestFailure("redis-server did not listen on 127.0.0.1:\(port)")
         }
+        return process
+    }
+
+    /// Stops and starts it again on the same port: without persistence, it comes back empty, as a Redis
+    /// restarted with `save ""` and `appendonly no` does.
+    public func restart() throws {
+        process.withLock { _ = $0.terminate() }
+        let fresh = try Self.start(configPath, port: port, log: directory.file("redis.log"))
+        process.withLock { $0 = fresh }
     }
 
     /// coturn's line for this database.
@@ -40,10 +55,10 @@ public final class RedisServer: Sendable {
         "redis-userdb=\"ip=127.0.0.1 dbname=0 password=\(password) port=\(port) connect_timeout=5\""
     }
 
-    public var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { process.withLock { $0.isRunning } }
 
     public func stop() {
-        process.terminate()
+        process.withLock { _ = $0.terminate() }
     }
 
     public func remove() {

@@ -1,5 +1,6 @@
 import Metrics
 public import Prometheus
+import TurnkeeperRotation
 
 /// The daemon's metrics, through swift-metrics into a Prometheus registry served at /metrics.
 /// Names and meanings are listed in docs/operations.md; alert rules there rely on them.
@@ -18,6 +19,22 @@ public final class DaemonMetrics: Sendable {
             ).increment(by: 0)
         }
         for store in ["coturn", "state"] { storeErrors(store).increment(by: 0) }
+        for kind in ["restored", "removed"] { storeRepairs(kind).increment(by: 0) }
+    }
+
+    /// Secrets put right in coturn's store: `restored` (it had lost one turnkeeper still needs), `removed` (a
+    /// rollback brought back one turnkeeper had retired).
+    func storeRepairs(_ kind: String) -> Metrics.Counter {
+        Metrics.Counter(label: "turnkeeper_store_repairs_total", dimensions: [("kind", kind)], factory: factory)
+    }
+
+    func storeRepaired(_ result: Reconciliation) {
+        if !result.restored.isEmpty { storeRepairs("restored").increment(by: Int64(result.restored.count)) }
+        if !result.removed.isEmpty { storeRepairs("removed").increment(by: Int64(result.removed.count)) }
+    }
+
+    func reconciled(at time: Int64) {
+        gauge("turnkeeper_last_reconcile_timestamp_seconds").record(Double(time))
     }
 
     public enum RotationResult: String, CaseIterable, Sendable {

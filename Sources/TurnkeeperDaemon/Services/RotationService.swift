@@ -186,11 +186,15 @@ struct RotationService: Service {
     private func makeRotation(_ configuration: Configuration) -> any SecretRotation {
         let logger = logger
         let stopRequested = stopRequested
+        let metrics = metrics
         // Retries come by themselves: one failure must not restart Synapse again and again.
         return TurnkeeperRotation.makeRotation(
             configuration,
             environment: RotationEnvironment(
                 now: now, say: { logger.info("\($0)") }, shouldStop: { stopRequested.isSet },
+                observe: { event in
+                    if case .storeRepaired(let result) = event { metrics.storeRepaired(result) }
+                },
                 synapseRestarts: .whenConfigurationChanged))
     }
 }
