@@ -14,15 +14,19 @@ public struct Diagnostician: Sendable {
         public var nowSeconds: Int64
         /// Certificates fetched after TLS failures, by target address.
         public var certificates: [String: CertificateFacts]
+        /// Why coturn's user database did not answer turnkeeper just now, when it did not: coturn then refuses
+        /// every login, and a refusal says nothing about the secret.
+        public var storeProblem: String?
 
         public init(
             credentialExpiry: Int64? = nil, usernameProblem: String? = nil, nowSeconds: Int64,
-            certificates: [String: CertificateFacts] = [:]
+            certificates: [String: CertificateFacts] = [:], storeProblem: String? = nil
         ) {
             self.credentialExpiry = credentialExpiry
             self.usernameProblem = usernameProblem
             self.nowSeconds = nowSeconds
             self.certificates = certificates
+            self.storeProblem = storeProblem
         }
     }
 
@@ -117,6 +121,15 @@ public struct Diagnostician: Sendable {
                     "The TURN server refused the credentials because they expired \(context.nowSeconds - expiry) s ago.",
                     "Fetch fresh credentials. If they were just minted, the clocks of the Synapse host and the TURN host "
                         + "disagree: enable NTP on both (`timedatectl set-ntp true`) and compare `date -u`.",
+                    target
+                )
+            } else if let storeProblem = context.storeProblem {
+                add(
+                    "credentials-rejected-store-down",
+                    "The TURN server refused the credentials while its user database does not answer turnkeeper "
+                        + "either (\(storeProblem)): coturn refuses every login then, whatever the secret.",
+                    "Bring the database back, or fail over to an in-sync replica. turnkeeper checks it every few "
+                        + "seconds and puts back any secret it lost as soon as it answers.",
                     target
                 )
             } else {

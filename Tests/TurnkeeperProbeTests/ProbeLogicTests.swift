@@ -139,6 +139,19 @@ struct DiagnosticianTests {
         #expect(codes(2_147_483_648) == ["credentials-expiry-too-late"])
     }
 
+    @Test("Rejected credentials while coturn's user database is down blame the database, not the secret")
+    func rejectedWhileStoreDown() {
+        let rejected = [
+            target("udp", [step(.binding, .pass), step(.allocation, .fail, failure: "credentials-rejected")])
+        ]
+        let diagnoses = Diagnostician(
+            context: .init(credentialExpiry: now + 600, nowSeconds: now, storeProblem: "cannot reach Redis")
+        ).diagnose(rejected)
+        #expect(diagnoses.map(\.code) == ["credentials-rejected-store-down"])
+        #expect(diagnoses.first?.summary.contains("cannot reach Redis") == true)
+        #expect(diagnoses.first?.fix.contains("turn_shared_secret") == false)
+    }
+
     @Test("The same refusal gets the same code: pion's unsigned 400 to the Allocate is credentials-rejected, as 401 is")
     func sameFailureSameCode() {
         let diagnostician = Diagnostician(context: .init(nowSeconds: now))

@@ -64,7 +64,10 @@ struct ProbeService: Service {
         let options = ProbeOptions(
             credentials: credentials, tls: TLSOptions(caFile: configuration.daemon.probeCAFile))
         let targets = await ProbeRunner.run(uris, options: options)
-        let diagnoses = Diagnostician(context: .init(credentialExpiry: expiry, nowSeconds: now)).diagnose(targets)
+        let diagnoses = Diagnostician(
+            context: .init(
+                credentialExpiry: expiry, nowSeconds: now, storeProblem: await storeProblem(configuration, targets))
+        ).diagnose(targets)
         problems += diagnoses.map { "\($0.summary) Fix: \($0.fix)" }
         for target in targets {
             for step in target.steps where step.status == .fail && diagnoses.isEmpty {
@@ -85,6 +88,22 @@ struct ProbeService: Service {
             if wasPassing != true { logger.info("probe passed: \(texts.joined(separator: ", "))") }
         } else {
             for problem in problems { logger.error("probe: \(problem)") }
+        }
+    }
+
+    /// Why coturn's store does not answer, when credentials were refused and it does not: coturn refuses every
+    /// login while its database is down, and that must not be blamed on the secret. Asked now, not taken from
+    /// the last reconciliation, which may be older than the outage.
+    private func storeProblem(_ configuration: Configuration, _ targets: [TargetReport]) async -> String? {
+        let refused = targets.contains { target in
+            target.steps.contains { $0.status == .fail && $0.failure?.hasPrefix("credentials-rejected") == true }
+        }
+        guard refused, configuration.role.managesCoturn else { return nil }
+        do {
+            _ = try await coturnSecretCount(configuration)
+            return nil
+        } catch {
+            return describe(error)
         }
     }
 
