@@ -240,18 +240,22 @@ public struct Configuration: Sendable, Equatable {
             public var passwordFile: String?
             /// TLS required; the default unless the host is loopback.
             public var tls: Bool
+            /// The CA that signed the server's certificate, when not one of the system's.
+            public var caFile: String?
             public var timeout: SynapseDuration
 
             public init(
                 host: String = "127.0.0.1", port: Int = 5432, database: String = "coturn", user: String = "coturn",
-                passwordFile: String? = nil, tls: Bool? = nil, timeout: SynapseDuration = .seconds(5)
+                passwordFile: String? = nil, tls: Bool? = nil, caFile: String? = nil,
+                timeout: SynapseDuration = .seconds(5)
             ) {
+                self.caFile = caFile
                 self.host = host
                 self.port = port
                 self.database = database
                 self.user = user
                 self.passwordFile = passwordFile
-                self.tls = tls ?? !["127.0.0.1", "::1", "localhost"].contains(host)
+                self.tls = tls ?? !Configuration.isLoopback(host)
                 self.timeout = timeout
             }
         }
@@ -335,6 +339,13 @@ extension Configuration {
                 + "the epoch at least twice the lifetime (\(2 * life) s), or shorten \(name)"
         }
         return nil
+    }
+
+    /// Whether `host` names this machine's loopback: all of 127.0.0.0/8, ::1, localhost.
+    public static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host == "::1" || host == "[::1]" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 
     /// "127.0.0.1:9478", "[::1]:9478" or "localhost:9478".

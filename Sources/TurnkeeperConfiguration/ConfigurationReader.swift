@@ -25,7 +25,7 @@ extension Configuration {
             "postgres",
         ],
         "coturn.redis": ["host", "port", "database", "username", "password_file", "timeout"],
-        "coturn.postgres": ["host", "port", "database", "user", "password_file", "tls", "timeout"],
+        "coturn.postgres": ["host", "port", "database", "user", "password_file", "tls", "ca_file", "timeout"],
         "rotation": [
             "mode", "interval", "margin", "state_directory", "root_key_file", "previous_root_key_file", "epoch",
         ],
@@ -244,6 +244,9 @@ private struct ConfigurationReader {
                     node["store"],
                     "coturn.store is postgres, so a coturn.postgres section must say where (host, database)")
             }
+            if try optionalPath(postgres, "ca_file") != nil, try optionalBool(postgres, "tls") == false {
+                throw error(postgres["ca_file"], "coturn.postgres.ca_file is only read with tls: true")
+            }
             return .postgres(
                 .init(
                     host: try hostName(postgres, "host", default: "127.0.0.1"),
@@ -252,6 +255,7 @@ private struct ConfigurationReader {
                     user: try string(postgres, "user", default: "coturn"),
                     passwordFile: try optionalPath(postgres, "password_file"),
                     tls: try optionalBool(postgres, "tls"),
+                    caFile: try optionalPath(postgres, "ca_file"),
                     timeout: try duration(postgres, "timeout", default: "5s")))
         }
     }

@@ -62,6 +62,7 @@ extension Configuration {
             out.key("user", postgres.user)
             if let file = postgres.passwordFile { out.key("password_file", file) }
             out.key("tls", postgres.tls ? "true" : "false", quoted: false)
+            if let caFile = postgres.caFile { out.key("ca_file", caFile) }
             out.key("timeout", postgres.timeout.text)
             out.end()
         }

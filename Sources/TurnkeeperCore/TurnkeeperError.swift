@@ -57,6 +57,9 @@ public struct TurnkeeperError: Error, Sendable, Hashable, CustomStringConvertibl
         public static let lockHeld = Code("lockHeld")
         /// coturn's shared store (Redis, PostgreSQL) did not answer, or answered with an error.
         public static let storeUnreachable = Code("storeUnreachable")
+        /// coturn's shared store answered but refused turnkeeper: its login (user, password, database) or a
+        /// permission it needs. Starting the store will not help; its settings or grants will.
+        public static let storeRefused = Code("storeRefused")
         /// An admin-configured command (a restart) could not run, failed or timed out.
         public static let commandFailed = Code("commandFailed")
         /// A restart was not proven to take effect (coturn with the new file, Synapse answering).

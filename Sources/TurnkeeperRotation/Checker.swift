@@ -157,13 +157,27 @@ public struct Checker {
             do {
                 accepted = try await store.secrets()
             } catch {
+                let refused = (error as? TurnkeeperError)?.code == .storeRefused
                 problem(
                     (error as? TurnkeeperError)?.reason ?? "\(error)",
-                    "Start the database, and run it highly available (replicas with failover).")
+                    refused
+                        ? "Fix turnkeeper's login or grants as the message says (coturn.\(configuration.coturn.store.name) "
+                            + "in \(configuration.path)); the database itself answers."
+                        : "Start the database, and run it highly available (replicas with failover).")
                 return findings
             }
             let kind = configuration.coturn.store.name == "redis" ? "Redis" : "PostgreSQL"
             ok("coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(realm))")
+            findings += Self.transportFindings(configuration.coturn.store)
+            do {
+                try await store.proveWritable()
+                ok("turnkeeper may add and remove secrets in coturn's \(kind) user database")
+            } catch {
+                problem(
+                    (error as? TurnkeeperError)?.reason ?? "\(error)",
+                    "Grant turnkeeper's user write access as the message says; give coturn a read-only user of its own."
+                )
+            }
         }
         if let conf, !configuration.coturn.store.isConfigFile {
             findings += TurnserverConf.staticSecretFindings(
@@ -244,6 +258,36 @@ public struct Checker {
                 "Run `\(configuration.command("rotate --resume"))`; it says what stops it.")
         }
         return findings
+    }
+}
+
+extension Checker {
+    /// A shared store reached in plaintext over a network: its password and every secret cross it readable.
+    static func transportFindings(_ store: Configuration.Coturn.Store) -> [Finding] {
+        switch store {
+        case .postgres(let postgres) where !postgres.tls && !Configuration.isLoopback(postgres.host):
+            return [
+                Finding(
+                    ok: false,
+                    summary: "coturn.postgres.tls is false, but \(postgres.host) is not this machine's loopback: "
+                        + "turnkeeper's password and every secret it writes cross the network unencrypted.",
+                    fix: "Set tls: true (and ca_file: if a private CA signed the server's certificate), with "
+                        + "`ssl = on` in postgresql.conf; or reach it over a tunnel (WireGuard, SSH) and name the "
+                        + "tunnel's loopback end.")
+            ]
+        case .redis(let redis) where !Configuration.isLoopback(redis.host):
+            return [
+                Finding(
+                    ok: false,
+                    summary: "coturn's Redis at \(redis.host) is not on this machine's loopback, and Redis is reached "
+                        + "without TLS: the password and every secret cross the network unencrypted. coturn 4.6.1 "
+                        + "cannot use TLS to Redis either (its redis-userdb has no TLS options).",
+                    fix: "Keep Redis on a private network you trust, or carry it over a tunnel (stunnel, spiped, "
+                        + "WireGuard) and point coturn and turnkeeper at the tunnel's loopback end.")
+            ]
+        default:
+            return []
+        }
     }
 }
 

@@ -54,7 +54,7 @@ extension Configuration.Coturn.Postgres {
             password: try passwordFile.map { (file) throws(TurnkeeperError) in
                 try FileContents.readValue(file, what: "the PostgreSQL password")
             },
-            tls: tls, timeout: .milliseconds(timeout.milliseconds))
+            tls: tls, caFile: caFile, timeout: .milliseconds(timeout.milliseconds))
     }
 }
 

@@ -13,12 +13,15 @@ public struct PostgresEndpoint: Sendable {
     /// Read from a file by the caller; never logged, never in an error.
     public var password: String?
     public var tls: Bool
+    /// PEM certificates of the CA that signed the server's certificate, instead of the system's roots.
+    public var caFile: String?
     public var timeout: Duration
 
     public init(
         host: String, port: Int = 5432, database: String = "coturn", user: String = "coturn", password: String?,
-        tls: Bool, timeout: Duration = .seconds(5)
+        tls: Bool, caFile: String? = nil, timeout: Duration = .seconds(5)
     ) {
+        self.caFile = caFile
         self.host = host
         self.port = port
         self.database = database
@@ -66,6 +69,25 @@ public struct CoturnPostgresStore: CoturnSecretStore {
         }
     }
 
+    /// The table grants INSERT and DELETE to turnkeeper's user (asked of PostgreSQL; nothing is written).
+    public func proveWritable() async throws {
+        let endpoint = endpoint
+        let granted = try await withConnection { connection, logger -> Bool in
+            let rows = try await connection.query(
+                "SELECT has_table_privilege('turn_secret', 'INSERT') AND has_table_privilege('turn_secret', 'DELETE')",
+                logger: logger)
+            for try await value in rows.decode(Bool.self) { return value }
+            return false
+        }
+        guard granted else {
+            throw TurnkeeperError(
+                .storeRefused,
+                "\(endpoint.name) lets \(endpoint.user) read turn_secret but not insert into it or delete from it, so "
+                    + "no rotation could change coturn's secrets. GRANT INSERT, DELETE ON turn_secret TO "
+                    + "\(endpoint.user) (and give coturn its own read-only user).")
+        }
+    }
+
     public func remove(_ secret: TurnSecret) async throws {
         let realm = realm
         let value = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
@@ -83,7 +105,7 @@ public struct CoturnPostgresStore: CoturnSecretStore {
         var configuration = PostgresConnection.Configuration(
             host: endpoint.host, port: endpoint.port, username: endpoint.user, password: endpoint.password,
             database: endpoint.database,
-            tls: endpoint.tls ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable)
+            tls: endpoint.tls ? .require(try NIOSSLContext(configuration: Self.tlsConfiguration(endpoint))) : .disable)
         let (seconds, attoseconds) = endpoint.timeout.components
         configuration.options.connectTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         let logger = Logger(label: "turnkeeper.postgres") { _ in SwiftLogNoOpLogHandler() }
@@ -91,10 +113,7 @@ public struct CoturnPostgresStore: CoturnSecretStore {
         do {
             connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
         } catch {
-            throw TurnkeeperError(
-                .storeUnreachable,
-                "cannot reach coturn's \(endpoint.name) (\(Self.describe(error))). coturn reads secrets from it on "
-                    + "every login, so every TURN login fails while it is down: start it, and run it highly available.")
+            throw Self.connectError(error, endpoint: endpoint)
         }
         do {
             let result = try await withThrowingTaskGroup(of: Result?.self) { group in
@@ -118,10 +137,44 @@ public struct CoturnPostgresStore: CoturnSecretStore {
         } catch {
             try? await connection.close()
             throw TurnkeeperError(
-                .storeUnreachable,
+                .storeRefused,
                 "\(endpoint.name) refused the query (\(Self.describe(error))). Check that the turn_secret table exists "
-                    + "(coturn's schema.sql) and that the user may read and write it.")
+                    + "(coturn's schema.sql) and that \(endpoint.user) may read and write it (GRANT SELECT, INSERT, "
+                    + "DELETE ON turn_secret TO \(endpoint.user)).")
         }
+    }
+
+    /// The client's TLS settings: the server's name and chain checked, against `caFile` when given.
+    static func tlsConfiguration(_ endpoint: PostgresEndpoint) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let caFile = endpoint.caFile { configuration.trustRoots = .file(caFile) }
+        return configuration
+    }
+
+    /// What a failed connection means: the server answered and refused the login (its SQLSTATE says why), or
+    /// it could not be reached at all.
+    static func connectError(_ error: any Error, endpoint: PostgresEndpoint) -> TurnkeeperError {
+        let state = (error as? PSQLError)?.serverInfo?[.sqlState]
+        let refusal: String? =
+            switch state {
+            case "28P01", "28000":
+                "refused the login of user \(endpoint.user): a wrong password or user, or pg_hba.conf does not let "
+                    + "it in from here. Check coturn.postgres user and password_file"
+            case "3D000":
+                "has no database \(endpoint.database). Check coturn.postgres database (coturn's is usually coturn)"
+            case let state? where state.hasPrefix("42"):
+                "refused \(endpoint.user) access. GRANT it SELECT, INSERT, DELETE on turn_secret"
+            default: nil
+            }
+        if let refusal {
+            return TurnkeeperError(
+                .storeRefused,
+                "coturn's \(endpoint.name) \(refusal) (\(describe(error))). It answers, so starting it will not help.")
+        }
+        return TurnkeeperError(
+            .storeUnreachable,
+            "cannot reach coturn's \(endpoint.name) (\(describe(error))). coturn reads secrets from it on every "
+                + "login, so every TURN login fails while it is down: start it, and run it highly available.")
     }
 
     /// PSQLError hides the server's message from `description`; show it, never the password.

@@ -18,7 +18,12 @@ public struct CoturnRedisStore: CoturnSecretStore {
         let key = key
         let name = endpoint.name
         return try await RedisConnection.with(endpoint) { connection in
-            guard case .array(let members?) = try await connection.run(["SMEMBERS", key]) else {
+            let answer = try await connection.run(["SMEMBERS", key])
+            if case .error(let message) = answer {
+                throw TurnkeeperError(
+                    .storeRefused, "\(name) refused SMEMBERS on \(key): \(ServerText.escaped(message)).")
+            }
+            guard case .array(let members?) = answer else {
                 throw TurnkeeperError(
                     .storeUnreachable, "\(name) answered SMEMBERS \(key) with something other than a set")
             }
@@ -39,6 +44,23 @@ public struct CoturnRedisStore: CoturnSecretStore {
         try await change("SREM", secret)
     }
 
+    /// SADD and SREM, the commands turnkeeper writes with, on a key of the realm that coturn never reads.
+    public func proveWritable() async throws {
+        let key = "turn/realm/\(realm)/turnkeeper-write-check"
+        let name = endpoint.name
+        try await RedisConnection.with(endpoint) { connection in
+            for command in ["SADD", "SREM"] {
+                if case .error(let message) = try await connection.run([command, key, "check"]) {
+                    throw TurnkeeperError(
+                        .storeRefused,
+                        "\(name) lets turnkeeper read but refused \(command) (\(ServerText.escaped(message))), so no "
+                            + "rotation could change coturn's secrets. Give turnkeeper's Redis user +sadd +srem on "
+                            + "~turn/realm/* (or use another user for it).")
+                }
+            }
+        }
+    }
+
     private func change(_ command: String, _ secret: TurnSecret) async throws {
         let key = key
         let name = endpoint.name
@@ -46,7 +68,9 @@ public struct CoturnRedisStore: CoturnSecretStore {
         try await RedisConnection.with(endpoint) { connection in
             if case .error(let message) = try await connection.run([command, key, value]) {
                 throw TurnkeeperError(
-                    .storeUnreachable, "\(name) refused \(command) on \(key): \(ServerText.escaped(message))")
+                    .storeRefused,
+                    "\(name) refused \(command) on \(key): \(ServerText.escaped(message)). turnkeeper's Redis user "
+                        + "must be allowed to write that key (ACL: +sadd +srem +smembers on ~turn/realm/*).")
             }
         }
     }

@@ -12,4 +12,12 @@ public protocol CoturnSecretStore: Sendable {
     func add(_ secret: TurnSecret) async throws
     /// Removes `secret`; removing one that is not there changes nothing.
     func remove(_ secret: TurnSecret) async throws
+    /// Proves, without touching any secret, that turnkeeper may add and remove them (`check`); throws
+    /// `storeRefused` when it may only read.
+    func proveWritable() async throws
+}
+
+extension CoturnSecretStore {
+    /// Stores whose write access `check` proves otherwise (files: their permissions).
+    public func proveWritable() async throws {}
 }

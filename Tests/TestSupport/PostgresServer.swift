@@ -73,6 +73,17 @@ public final class PostgresServer: Sendable {
         "psql-userdb=\"host=127.0.0.1 port=\(port) dbname=coturn user=coturn password=\(password) connect_timeout=5\""
     }
 
+    /// Runs SQL as the superuser, in coturn's database (roles and grants for a test).
+    public func sql(_ statements: String) throws {
+        let output = try ProcessRunner.run(
+            "/usr/sbin/runuser",
+            [
+                "-u", "postgres", "--", try Self.binary("psql"), "-h", directory.path, "-p", String(port), "-U",
+                "postgres", "-v", "ON_ERROR_STOP=1", "-q", "coturn",
+            ], stdin: statements, timeout: .seconds(60))
+        guard output.status == 0 else { throw TestFailure("psql failed: \(output)") }
+    }
+
     /// coturn's secrets table as SQL, as a backup taken now would hold it.
     public func dump() throws -> String {
         let output = try ProcessRunner.run(

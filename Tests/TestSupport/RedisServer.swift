@@ -50,6 +50,16 @@ public final class RedisServer: Sendable {
         process.withLock { $0 = fresh }
     }
 
+    /// One command through redis-cli as the default user (the password in its environment, not its argv).
+    @discardableResult
+    public func command(_ arguments: [String]) throws -> String {
+        let cli = try ProcessRunner.which("redis-cli", package: "redis-tools")
+        let output = try ProcessRunner.run(
+            cli, ["-h", "127.0.0.1", "-p", String(port)] + arguments, environment: ["REDISCLI_AUTH": password])
+        guard output.status == 0 else { throw TestFailure("redis-cli failed: \(output)") }
+        return output.stdout
+    }
+
     /// coturn's line for this database.
     public var coturnLine: String {
         "redis-userdb=\"ip=127.0.0.1 dbname=0 password=\(password) port=\(port) connect_timeout=5\""

@@ -23,6 +23,7 @@ public struct TestConfiguration: Sendable {
     public struct Redis: Sendable {
         public var host = "127.0.0.1"
         public var port: Int
+        public var username: String?
         public var passwordFile: String?
         public var timeout: String?
 
@@ -123,7 +124,7 @@ public struct TestConfiguration: Sendable {
             let redis = try coturn.redis.orThrow("store redis without coturn.redis")
             configuration.coturn.store = .redis(
                 .init(
-                    host: redis.host, port: redis.port, passwordFile: redis.passwordFile,
+                    host: redis.host, port: redis.port, username: redis.username, passwordFile: redis.passwordFile,
                     timeout: try duration(redis.timeout, .seconds(5))))
         case "postgres":
             let postgres = try coturn.postgres.orThrow("store postgres without coturn.postgres")

@@ -51,6 +51,10 @@ struct ConfigurationReaderTests {
                 "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ndaemon:\n  probe_uris: turn:x\n",
                 "must be a list"
             ),
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\", store: postgres, postgres: {tls: false, ca_file: /ca.pem}}\n",
+                "ca_file is only read with tls: true"
+            ),
             // Typos and values that would silently change behaviour (issue 11, item 6).
             (
                 "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation:\n  state_directroy: /tmp/x\n",
@@ -201,6 +205,10 @@ struct ConfigurationReaderTests {
                 realm: "r", verifyURI: "turn:h",
                 store: .postgres(.init(host: "db", database: "turn", user: "tk", passwordFile: "/etc/pw", tls: false)))),
         Configuration(
+            synapse: .init(group: "nogroup"),
+            coturn: .init(
+                realm: "r", verifyURI: "turn:h", store: .postgres(.init(host: "db", tls: true, caFile: "/etc/ca.pem")))),
+        Configuration(
             role: .turnHost(
                 .init(rootKeyFile: "/etc/turnkeeper/root-key", previousRootKeyFile: "/etc/old", epoch: .hours(12))),
             coturn: .init(realm: "r", verifyURI: "turn:h")),
@@ -274,6 +282,18 @@ struct ConfigurationReaderTests {
         let read = try Configuration.load(configuration.path)
         #expect(read == configuration, "\(text)")
         #expect(text.hasPrefix("# written by a test\n"))
+    }
+
+    @Test("Loopback is all of 127.0.0.0/8, ::1 and localhost: PostgreSQL's TLS is on for anything else")
+    func loopback() {
+        for host in ["127.0.0.1", "127.0.0.2", "127.255.0.9", "::1", "localhost"] {
+            #expect(Configuration.isLoopback(host), "\(host)")
+            #expect(!Configuration.Coturn.Postgres(host: host).tls, "\(host)")
+        }
+        for host in ["10.0.0.1", "128.0.0.1", "127.1", "127.0.0.256", "db.internal", "::2", "1127.0.0.1"] {
+            #expect(!Configuration.isLoopback(host), "\(host)")
+            #expect(Configuration.Coturn.Postgres(host: host).tls, "\(host)")
+        }
     }
 
     @Test("Defaults: what an almost empty file means")

@@ -109,8 +109,9 @@ public final class RedisConnection {
         if case .error(let message) = try await run(arguments) {
             // Redis's AUTH errors never echo the password.
             throw TurnkeeperError(
-                .storeUnreachable,
-                "\(endpoint.name) refused \(what): \(ServerText.escaped(message)). Check coturn.redis in turnkeeper.yaml."
+                .storeRefused,
+                "\(endpoint.name) refused \(what): \(ServerText.escaped(message)). It answers, so starting it will not "
+                    + "help: check coturn.redis in turnkeeper.yaml (username, password_file, database)."
             )
         }
     }
