@@ -12,10 +12,14 @@ protocol CoturnProbe: Sendable {
 }
 
 extension CoturnProbe {
-    /// Whether coturn accepts credentials signed with `secret`, minted as Synapse mints them.
+    /// Whether coturn accepts credentials signed with `secret`, minted as Synapse mints them. They expire a day
+    /// from now: coturn judges expiry by the TURN host's clock, and a clock ahead by more than a short lifetime
+    /// would refuse them for their age and pass for a secret coturn refuses (a false proof of a retirement).
+    /// A day of skew is not hidden by this; `check` measures the clock itself (``CoturnClock``). The credential is
+    /// never handed to anyone, and its allocation is released at once.
     func accepts(_ secret: TurnSecret, now: Int64) async throws -> Bool {
         let credential = try CredentialMinter(secret: secret).credential(
-            user: "@turnkeeper-rotation:localhost", expiry: now + 600)
+            user: "@turnkeeper-rotation:localhost", expiry: now + 86_400)
         return try await grants(username: credential.username, password: credential.password)
     }
 

@@ -187,6 +187,8 @@ public struct Checker {
         }
         if accepted.contains(secret) {
             ok("coturn accepts the secret Synapse uses (\(secret.fingerprint))")
+            findings += await Self.clockFindings(
+                configuration, secret: secret, lifetime: synapse.turnUserLifetime.seconds, here: "this host")
         } else {
             let has = accepted.isEmpty ? "none" : accepted.map(\.fingerprint).joined(separator: ", ")
             if let coturnRealm, let conf, coturnRealm.value != realm {
@@ -262,6 +264,30 @@ public struct Checker {
 }
 
 extension Checker {
+    /// coturn's clock against this host's, measured at coturn.verify_uri with `secret` (see ``CoturnClock``),
+    /// judged against the lifetime Synapse really uses. A coturn that does not answer is said, not judged.
+    static func clockFindings(_ configuration: Configuration, secret: TurnSecret, lifetime: Int64, here: String)
+        async -> [Finding]
+    {
+        let uri = configuration.coturn.verifyURI
+        var probe = AllocationProbe(uri: uri)
+        probe.timeout = .seconds(3)
+        do {
+            guard let offset = try await CoturnClock.offset(probe, secret: secret, now: WallClock.nowSeconds) else {
+                return []
+            }
+            return CoturnClock.findings(offset: offset, lifetime: lifetime, uri: uri, here: here)
+        } catch {
+            return [
+                Finding(
+                    ok: true,
+                    summary: "coturn at \(uri) did not answer an allocation (\(error)), so its clock was not compared "
+                        + "with this host's",
+                    fix: nil)
+            ]
+        }
+    }
+
     /// A shared store reached in plaintext over a network: its password and every secret cross it readable.
     static func transportFindings(_ store: Configuration.Coturn.Store) -> [Finding] {
         switch store {

@@ -54,9 +54,23 @@ struct EpochChecker {
                 )
             }
             let probe = AllocationProbe(uri: configuration.coturn.verifyURI)
+            // coturn judges expiry by the TURN host's clock: measured first, so that a clock ahead is named as
+            // such, and the epochs below are asked with credentials that clock does not refuse.
+            var clockAhead: Int64 = 0
+            for secret in [synapse.turnSecret, secrets[2]].compactMap({ $0 }) {
+                var quick = probe
+                quick.timeout = .seconds(3)
+                if let offset = try? await CoturnClock.offset(quick, secret: secret, now: now) {
+                    clockAhead = max(0, offset)
+                    findings += CoturnClock.findings(
+                        offset: offset, lifetime: synapse.turnUserLifetime.seconds, uri: configuration.coturn.verifyURI,
+                        here: "this host (Synapse's)")
+                    break
+                }
+            }
             for (offset, secret) in secrets.enumerated() {
                 do {
-                    if try await probe.accepts(secret, now: now()) {
+                    if try await probe.accepts(secret, now: now() + clockAhead) {
                         accepted.append(window.lowerBound + Int64(offset))
                     }
                 } catch {

@@ -36,6 +36,9 @@ public final class CoturnServer: Sendable {
         public var supervised = false
         /// Lines that replace `userdb=` (the SQLite database), such as a `redis-userdb=` line.
         public var userDatabaseLines: [String]?
+        /// Run coturn's wall clock this many seconds ahead (negative: behind), through libfaketime: a TURN host
+        /// whose clock is off. Not with `supervised`.
+        public var clockOffsetSeconds: Int64?
 
         public init() {}
     }
@@ -94,7 +97,10 @@ public final class CoturnServer: Sendable {
                 directory: directory, command: [turnserver, "-c", configPath], logPath: logPath)
             process = Mutex(try supervisor.start())
         } else {
-            process = Mutex(try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath))
+            let environment = try options.clockOffsetSeconds.map { try FakeTime.environment(offsetSeconds: $0) } ?? [:]
+            process = Mutex(
+                try ChildProcess(
+                    turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath, environment: environment))
         }
 
         try waitUntilReady()
