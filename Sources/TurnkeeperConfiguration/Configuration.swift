@@ -75,11 +75,23 @@ public struct Configuration: Sendable, Equatable {
         /// During a root key rotation, on the TURN host: the old key, whose epoch secrets stay accepted too.
         public var previousRootKeyFile: String?
         public var epoch: SynapseDuration
+        /// TURN host: how many epochs before the current one coturn keeps accepting. Each one more lets the
+        /// Synapse host's turnkeeper be down an epoch longer without a credential refused.
+        public var keepPreviousEpochs: Int
+        /// TURN host: after it was away, how long an old epoch's secret stays once the epoch after it is in
+        /// coturn, so the Synapse host (which moves on only to a secret coturn has) can catch up; nil: the
+        /// TURN host's daemon.retry_max plus an epoch.
+        public var catchUp: SynapseDuration?
 
-        public init(rootKeyFile: String, previousRootKeyFile: String? = nil, epoch: SynapseDuration = .days(1)) {
+        public init(
+            rootKeyFile: String, previousRootKeyFile: String? = nil, epoch: SynapseDuration = .days(1),
+            keepPreviousEpochs: Int = 1, catchUp: SynapseDuration? = nil
+        ) {
             self.rootKeyFile = rootKeyFile
             self.previousRootKeyFile = previousRootKeyFile
             self.epoch = epoch
+            self.keepPreviousEpochs = keepPreviousEpochs
+            self.catchUp = catchUp
         }
     }
 

@@ -28,6 +28,7 @@ extension Configuration {
         "coturn.postgres": ["host", "port", "database", "user", "password_file", "tls", "ca_file", "timeout"],
         "rotation": [
             "mode", "interval", "margin", "state_directory", "root_key_file", "previous_root_key_file", "epoch",
+            "keep_previous_epochs", "catch_up",
         ],
         "daemon": ["listen", "probe_interval", "probe_uris", "probe_ca_file", "retry_initial", "retry_max"],
     ]
@@ -104,7 +105,8 @@ private struct ConfigurationReader {
                     : "role \(roleText) derives its secrets, so rotation.mode must be derived")
         }
         if single {
-            for key in ["root_key_file", "previous_root_key_file", "epoch"] where rotation?[key] != nil {
+            for key in ["root_key_file", "previous_root_key_file", "epoch", "keep_previous_epochs", "catch_up"]
+            where rotation?[key] != nil {
                 throw error(rotation?[key], "rotation.\(key) is only read by role turn or synapse (derived secrets)")
             }
             return .single
@@ -112,10 +114,19 @@ private struct ConfigurationReader {
         guard let keyFile = try optionalPath(rotation, "root_key_file") else {
             throw error(rotation ?? root, "role \(roleText) needs rotation.root_key_file, the key both hosts share")
         }
+        if roleText == "synapse" {
+            for key in ["keep_previous_epochs", "catch_up"] where rotation?[key] != nil {
+                throw error(
+                    rotation?[key], "rotation.\(key) is only read by role turn (the host that writes coturn's store)")
+            }
+        }
         let derivation = Configuration.Derivation(
             rootKeyFile: keyFile,
             previousRootKeyFile: try optionalPath(rotation, "previous_root_key_file"),
-            epoch: try duration(rotation, "epoch", default: "1d"))
+            epoch: try duration(rotation, "epoch", default: "1d"),
+            keepPreviousEpochs: try integer(rotation, "keep_previous_epochs", default: 1, in: 1...30),
+            catchUp: try optionalString(rotation, "catch_up") == nil
+                ? nil : try duration(rotation, "catch_up", default: "1h"))
         return roleText == "turn" ? .turnHost(derivation) : .synapseHost(derivation)
     }
 

@@ -73,6 +73,10 @@ extension Configuration {
             out.key("root_key_file", derivation.rootKeyFile)
             if let previous = derivation.previousRootKeyFile { out.key("previous_root_key_file", previous) }
             out.key("epoch", derivation.epoch.text)
+            if case .turnHost = role {
+                out.key("keep_previous_epochs", String(derivation.keepPreviousEpochs), quoted: false)
+                if let catchUp = derivation.catchUp { out.key("catch_up", catchUp.text) }
+            }
         } else {
             out.key("mode", "random")
         }

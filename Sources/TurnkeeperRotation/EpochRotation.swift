@@ -32,6 +32,11 @@ public struct EpochRotation: SecretRotation {
             var value: TurnSecret
             /// Why taking it out of coturn last failed (coturn still accepts it); it is retried.
             var failed: String?
+            /// Unix seconds when it was put into coturn (nil in state files from before this was kept).
+            var addedAt: Int64?
+            /// Kept in coturn until then although its epoch is past: this host came back after missing epoch
+            /// starts, and the Synapse host (which moves on only to a secret coturn has) may still sign with it.
+            var heldUntil: Int64?
         }
 
         /// TURN host: the derived secrets turnkeeper put into coturn's store, and only those.
@@ -47,6 +52,8 @@ public struct EpochRotation: SecretRotation {
         var consumerRestarts: [String: RotationState.SynapseRestart]?
         /// TURN host: the epoch secrets retired from coturn, by digest, so a rolled-back store is put right.
         var retired: [RetiredSecret]?
+        /// TURN host: the epoch of the last sync; more than one epoch behind means this host was away.
+        var lastSyncEpoch: Int64?
     }
 
     public var schedule: RotationScheduleKind { .epochs }
@@ -97,7 +104,8 @@ public struct EpochRotation: SecretRotation {
         }
     }
 
-    /// The previous, current and next epochs' secrets of each root key: what coturn must hold now.
+    /// The previous (rotation.keep_previous_epochs of them), current and next epochs' secrets of each root key:
+    /// what coturn must hold now.
     private func wantedEntries() async throws -> (epoch: Int64, entries: [State.Entry]) {
         var keys = [try await secrets(keyFile: derivation.rootKeyFile)]
         if let previous = derivation.previousRootKeyFile { keys.append(try await secrets(keyFile: previous)) }
@@ -105,7 +113,7 @@ public struct EpochRotation: SecretRotation {
         var wanted: [State.Entry] = []
         for (index, key) in keys.enumerated() {
             let fingerprint = key.keyFingerprint
-            for e in (epoch - 1)...(epoch + 1) {
+            for e in (epoch - Int64(derivation.keepPreviousEpochs))...(epoch + 1) {
                 wanted.append(
                     .init(
                         epoch: e, key: fingerprint + (index == 0 ? "" : " (previous root key)"),
@@ -131,7 +139,9 @@ public struct EpochRotation: SecretRotation {
     private func reconcileTURN(repair: Bool) async throws -> Reconciliation {
         let (_, wanted) = try await wantedEntries()
         let saved = try await state.load() ?? State()
-        let needed = wanted.map(\.value).filter { secret in saved.added.contains { $0.value == secret } }
+        // What turnkeeper put there and has not retired: this epoch's, and old ones held back for the Synapse host.
+        let needed = saved.added.filter { $0.failed == nil }.map(\.value)
+        _ = wanted
         let result = try await Reconciliation.run(
             store: coturn, needed: needed, retired: (saved.retired ?? []).map(\.digest), repair: repair)
         if repair && !result.isEmpty {
@@ -146,17 +156,39 @@ public struct EpochRotation: SecretRotation {
         // What the store lost since is added back, and what a rollback brought back is removed, first.
         try await reconcileTURN(repair: true)
         var current = try await state.load() ?? State()
-        for entry in wanted where !current.added.contains(where: { $0.value == entry.value }) {
+        for var entry in wanted where !current.added.contains(where: { $0.value == entry.value }) {
             try await coturn.add(entry.value)
+            entry.addedAt = now()
             current.added.append(entry)
             try await state.save(current)
             say("coturn accepts epoch \(entry.epoch)'s secret (\(entry.value.fingerprint))")
         }
+        // Back after missing epoch starts: the Synapse host may still sign with an old epoch's secret (it could not
+        // move on while coturn lacked the new ones), so the old ones stay until it can have caught up.
+        if let last = current.lastSyncEpoch, epoch - last >= 2 {
+            let catchUp =
+                derivation.catchUp?.seconds ?? configuration.daemon.retryMax.seconds + derivation.epoch.seconds
+            for index in current.added.indices
+            where current.added[index].heldUntil == nil
+                && !wanted.contains(where: { $0.value == current.added[index].value })
+            {
+                current.added[index].heldUntil = now() + catchUp
+            }
+        }
+        current.lastSyncEpoch = epoch
+        try await state.save(current)
         // An old epoch's secret is retired only once an allocation signed with it is refused at verify_uri.
         let proof = RetirementProof(configuration: configuration, probe: probe, now: environment.now)
         var failed: [String] = []
         for entry in current.added where !wanted.contains(where: { $0.value == entry.value }) {
             let secret = entry.value
+            if let until = entry.heldUntil, until > now() {
+                say(
+                    "keeps epoch \(entry.epoch)'s secret (\(secret.fingerprint)) until \(WallClock.utcString(seconds: until)): "
+                        + "this host was away across epoch starts, and the Synapse host may still sign with it "
+                        + "until it catches up (rotation.catch_up)")
+                continue
+            }
             if let failure = await proof.retire(secret, from: coturn) {
                 if let index = current.added.firstIndex(where: { $0.value == secret }) {
                     current.added[index].failed = failure
@@ -274,6 +306,6 @@ public struct EpochRotation: SecretRotation {
             lastResult: turnHost
                 ? "epoch \(epoch); coturn accepts " + accepted.joined(separator: ", ")
                 : "epoch \(epoch); Synapse switched at epoch \(saved.synapseEpoch.map(String.init) ?? "none yet")",
-            epoch: epoch)
+            epoch: epoch, synapseEpoch: turnHost ? nil : saved.synapseEpoch)
     }
 }

@@ -93,6 +93,8 @@ public struct RotationStatus: Sendable, Codable {
     public var lastResult: String?
     /// Derived secrets: the epoch now, on this host's clock.
     public var epoch: Int64?
+    /// Derived secrets, Synapse host: the epoch Synapse was last switched to (behind `epoch`: it lags).
+    public var synapseEpoch: Int64?
     /// `status` only: every secret coturn accepts and each consumer's view, or why they could not be read.
     public var inventory: SecretInventory?
     public var inventoryError: String?
@@ -119,8 +121,10 @@ public struct RotationStatus: Sendable, Codable {
         currentAgeSeconds: Int64? = nil,
         nextRotationDue: Int64? = nil,
         lastResult: String? = nil,
-        epoch: Int64? = nil
+        epoch: Int64? = nil,
+        synapseEpoch: Int64? = nil
     ) {
+        self.synapseEpoch = synapseEpoch
         self.phase = phase
         self.current = current
         self.pending = pending

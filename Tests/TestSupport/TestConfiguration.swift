@@ -67,6 +67,8 @@ public struct TestConfiguration: Sendable {
         public var rootKeyFile: String?
         public var previousRootKeyFile: String?
         public var epoch: String?
+        /// Role turn: rotation.keep_previous_epochs.
+        public var keepPreviousEpochs: Int?
         public var interval: String?
         public var margin: String?
         public var stateDirectory: String
@@ -165,7 +167,8 @@ public struct TestConfiguration: Sendable {
         case let role:
             let derivation = Configuration.Derivation(
                 rootKeyFile: try rotation.rootKeyFile.orThrow("role \(role) without rotation.root_key_file"),
-                previousRootKeyFile: rotation.previousRootKeyFile, epoch: try duration(rotation.epoch, .days(1)))
+                previousRootKeyFile: rotation.previousRootKeyFile, epoch: try duration(rotation.epoch, .days(1)),
+                keepPreviousEpochs: rotation.keepPreviousEpochs ?? 1)
             configuration.role = role == "turn" ? .turnHost(derivation) : .synapseHost(derivation)
         }
         configuration.consumers = consumers

@@ -76,12 +76,25 @@ struct TwoHostTests {
         return (accepted, refused)
     }
 
-    @Test("Three epochs, then clocks 3 s apart, then each host stopped through an epoch: no credential refused")
-    func epochs() async throws {
-        let lab = try NATLab()
-        defer { #expect(lab.down().isEmpty) }
+    /// Both hosts in a lab: coturn on the TURN host, a real Synapse on the Synapse host, each host's
+    /// turnkeeper.yaml (epochs of 20 s, 4 s credentials), not yet started.
+    struct Setup {
+        let coturn: LabCoturn
+        let synapse: SynapseServer
+        let token: String
+        let rootKey: String
+        var turn: Host
+        var synapseHost: Host
+
+        /// The servers; each test stops the turnkeepers it started.
+        func stop() {
+            synapse.stop()
+            coturn.stop()
+        }
+    }
+
+    static func setUp(_ lab: NATLab, keepPreviousEpochs: Int? = nil) throws -> Setup {
         let coturn = try LabCoturn(lab: lab, host: "turn", listen: ["203.0.113.10"])
-        defer { coturn.stop() }
         let synapse = try SynapseServer(
             confFiles: [
                 "10-turn.yaml": """
@@ -90,7 +103,6 @@ struct TwoHostTests {
                 """
             ],
             supervised: true, namespace: lab.namespace("hs"), address: "203.0.113.20")
-        defer { synapse.stop() }
         let token = try lab.directory.write("alice.token", try synapse.register("alice"))
         let rootKey = try lab.directory.write(
             "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
@@ -104,6 +116,7 @@ struct TwoHostTests {
             rotation.mode = "derived"
             rotation.rootKeyFile = rootKey
             rotation.epoch = "20s"
+            if role == "turn" { rotation.keepPreviousEpochs = keepPreviousEpochs }
             var yaml = TestConfiguration(synapse: synapse, coturn: coturn, rotation: rotation)
             yaml.role = role
             var daemon = TestConfiguration.Daemon()
@@ -113,7 +126,7 @@ struct TwoHostTests {
             yaml.daemon = daemon
             return try yaml.render()
         }
-        var turn = Host(
+        let turn = Host(
             lab: lab, name: "turn",
             config: try lab.directory.write(
                 "turn.yaml", try yaml(role: "turn", synapse: nil, database: coturn.userDatabase, state: "turn-state")))
@@ -121,11 +134,23 @@ struct TwoHostTests {
         synapseSettings.managedFile = synapse.confD + "/90-turnkeeper.yaml"
         synapseSettings.restartCommand = synapse.restartCommand
         synapseSettings.healthURL = "http://203.0.113.20:8008/health"
-        var synapseHost = Host(
+        let synapseHost = Host(
             lab: lab, name: "hs",
             config: try lab.directory.write(
                 "synapse.yaml",
                 try yaml(role: "synapse", synapse: synapseSettings, database: nil, state: "synapse-state")))
+        return Setup(
+            coturn: coturn, synapse: synapse, token: token, rootKey: rootKey, turn: turn, synapseHost: synapseHost)
+    }
+
+    @Test("Three epochs, then clocks 3 s apart, then each host stopped through an epoch: no credential refused")
+    func epochs() async throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty) }
+        let setup = try Self.setUp(lab)
+        defer { setup.stop() }
+        let (token, rootKey) = (setup.token, setup.rootKey)
+        var (turn, synapseHost) = (setup.turn, setup.synapseHost)
         try turn.start()
         defer { turn.stop() }
         try await turn.waitFor("coturn accepts epochs", timeout: .seconds(60))
@@ -172,9 +197,13 @@ struct TwoHostTests {
         // check on each host sees them agree. With the Synapse host's clock two epochs ahead, and the TURN
         // host's turnkeeper stopped, check on the Synapse host names the lag.
         try await turn.waitFor("coturn accepts epochs", count: 2, timeout: .seconds(45))
-        for (host, config) in [("hs", synapseHost.config), ("turn", turn.config)] {
+        // The TURN host cannot see which epoch Synapse signs with, and does not claim to.
+        for (host, config, says) in [
+            ("hs", synapseHost.config, "the two hosts agree"),
+            ("turn", turn.config, "seen only by `turnkeeper check` on the Synapse host"),
+        ] {
             let check = try lab.run(host, [TurnkeeperBinary.path, "check", "--config", config])
-            #expect(check.status == 0 && check.stdout.contains("the two hosts agree"), "\(host): \(check)")
+            #expect(check.status == 0 && check.stdout.contains(says), "\(host): \(check)")
         }
         turn.stop()
         let skewed = try lab.run(
@@ -187,5 +216,44 @@ struct TwoHostTests {
         // No secret in either host's journal-format output.
         let secret = try SecretFile.read(rootKey).secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         #expect(!turn.output.contains(secret) && !synapseHost.output.contains(secret))
+    }
+
+    @Test(
+        "Each host's turnkeeper away three epochs while a client keeps allocating: none refused (the TURN host keeps four)"
+    )
+    func awayThreeEpochs() async throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty) }
+        // Three previous epochs: the Synapse host may be away three epochs (documented window).
+        let setup = try Self.setUp(lab, keepPreviousEpochs: 3)
+        defer { setup.stop() }
+        var (turn, synapseHost) = (setup.turn, setup.synapseHost)
+        try turn.start()
+        defer { turn.stop() }
+        try await turn.waitFor("coturn accepts epochs", timeout: .seconds(60))
+        try synapseHost.start()
+        defer { synapseHost.stop() }
+        try await synapseHost.waitFor("Synapse switched to", timeout: .seconds(60))
+        for index in [0, 1] {
+            // Stopped 3 s into an epoch, started three epochs (60 s) later: away across three epoch starts.
+            let now = Date().timeIntervalSince1970
+            let start = (now / 20).rounded(.up) * 20 + 3
+            try await Task.sleep(for: .milliseconds(Int((start - now) * 1000)))
+            if index == 0 { turn.stop() } else { synapseHost.stop() }
+            var (during, refused) = try Self.load(
+                lab, token: setup.token,
+                duration: .milliseconds(Int((start + 60 - Date().timeIntervalSince1970) * 1000)))
+            if index == 0 { try turn.start() } else { try synapseHost.start() }
+            let (after, refusedAfter) = try Self.load(lab, token: setup.token, duration: .seconds(10))
+            during += after
+            refused += refusedAfter
+            let away = index == 0 ? "the TURN host" : "the Synapse host"
+            #expect(
+                refused.isEmpty,
+                "\(away) away: \(refused)\n--- turn\n\(turn.history)\n--- synapse host\n\(synapseHost.history)")
+            #expect(during > 0, "the load allocated nothing")
+        }
+        // The TURN host, back, kept the epoch Synapse still signed with, and said so.
+        #expect(turn.history.contains("keeps epoch"), "\(turn.history.suffix(3000))")
     }
 }

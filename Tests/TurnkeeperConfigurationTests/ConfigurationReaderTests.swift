@@ -55,6 +55,14 @@ struct ConfigurationReaderTests {
                 "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\", store: postgres, postgres: {tls: false, ca_file: /ca.pem}}\n",
                 "ca_file is only read with tls: true"
             ),
+            (
+                "role: synapse\nsynapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation: {root_key_file: /k, keep_previous_epochs: 2}\n",
+                "keep_previous_epochs is only read by role turn"
+            ),
+            (
+                "role: turn\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation: {root_key_file: /k, keep_previous_epochs: 0}\n",
+                "from 1 to 30"
+            ),
             // Typos and values that would silently change behaviour (issue 11, item 6).
             (
                 "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation:\n  state_directroy: /tmp/x\n",
@@ -210,7 +218,9 @@ struct ConfigurationReaderTests {
                 realm: "r", verifyURI: "turn:h", store: .postgres(.init(host: "db", tls: true, caFile: "/etc/ca.pem")))),
         Configuration(
             role: .turnHost(
-                .init(rootKeyFile: "/etc/turnkeeper/root-key", previousRootKeyFile: "/etc/old", epoch: .hours(12))),
+                .init(
+                    rootKeyFile: "/etc/turnkeeper/root-key", previousRootKeyFile: "/etc/old", epoch: .hours(12),
+                    keepPreviousEpochs: 3, catchUp: .hours(2))),
             coturn: .init(realm: "r", verifyURI: "turn:h")),
         Configuration(
             role: .synapseHost(.init(rootKeyFile: "/etc/turnkeeper/root-key")),

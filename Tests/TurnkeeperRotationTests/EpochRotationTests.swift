@@ -102,6 +102,84 @@ struct EpochRotationTests {
         }
     }
 
+    @Test(
+        "The TURN host away for three epochs: on return it keeps the epoch Synapse still signs with until it caught up")
+    func turnHostAway() async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        lab.store.empty()
+        let key = try lab.directory.write(
+            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let derivation = Configuration.Derivation(rootKeyFile: key, epoch: .seconds(Self.epoch))
+        let turn = lab.epochRotation(role: .turnHost(derivation), clock: lab.clock)
+        let synapse = lab.epochRotation(role: .synapseHost(derivation), clock: lab.clock)
+        let derived = EpochSecrets(rootKey: try SecretFile.readRootKey(key), realm: "rotation.test", length: Self.epoch)
+        lab.clock.set(to: derived.start(of: derived.epoch(at: lab.clock.now())))
+        let first = derived.epoch(at: lab.clock.now())
+        try await turn.rotate(.rotate)
+        try await synapse.rotate(.rotate)
+        /// Synapse's secret is one coturn holds.
+        func synapseAccepted(_ when: String) throws {
+            let signing = try #require(try lab.synapseSecret())
+            #expect(lab.store.holds.contains(signing), "\(when): coturn refuses what Synapse signs with")
+        }
+        // The TURN host is away: the Synapse host moves to first+1 (coturn has it as "next"), then cannot move on.
+        for k in Int64(1)...3 {
+            lab.clock.set(to: derived.start(of: first + k))
+            if k == 1 {
+                try await synapse.rotate(.rotate)
+            } else {
+                await #expect(throws: TurnkeeperError(.verificationFailed, "")) { try await synapse.rotate(.rotate) }
+            }
+            try synapseAccepted("epoch +\(k)")
+        }
+        #expect(try lab.synapseSecret() == (try derived.secret(for: first + 1)))
+        // The TURN host comes back 10 min into first+3: Synapse still signs with first+1, which stays.
+        lab.clock.advance(by: 600)
+        try await turn.rotate(.rotate)
+        try synapseAccepted("the TURN host back")
+        #expect(lab.store.holds.contains(try derived.secret(for: first + 3)))
+        // The Synapse host's retry switches it; what it handed out just before stays valid its lifetime.
+        lab.clock.advance(by: 1)
+        try await synapse.rotate(.rotate)
+        #expect(try lab.synapseSecret() == (try derived.secret(for: first + 3)))
+        #expect(lab.store.holds.contains(try derived.secret(for: first + 1)))
+        // Held until catch_up (retry_max 1 h + an epoch) after first+2's secret arrived, then retired.
+        lab.clock.set(to: derived.start(of: first + 4))
+        try await turn.rotate(.rotate)
+        #expect(lab.store.holds.contains(try derived.secret(for: first + 1)))
+        lab.clock.set(to: derived.start(of: first + 5))
+        try await turn.rotate(.rotate)
+        #expect(!lab.store.holds.contains(try derived.secret(for: first + 1)))
+    }
+
+    @Test("keep_previous_epochs: 3 lets the Synapse host be away three epochs with its secret still accepted")
+    func synapseHostAway() async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        lab.store.empty()
+        let key = try lab.directory.write(
+            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let derivation = Configuration.Derivation(rootKeyFile: key, epoch: .seconds(Self.epoch), keepPreviousEpochs: 3)
+        let turn = lab.epochRotation(role: .turnHost(derivation), clock: lab.clock)
+        let synapse = lab.epochRotation(role: .synapseHost(derivation), clock: lab.clock)
+        let derived = EpochSecrets(rootKey: try SecretFile.readRootKey(key), realm: "rotation.test", length: Self.epoch)
+        let first = derived.epoch(at: lab.clock.now())
+        try await turn.rotate(.rotate)
+        try await synapse.rotate(.rotate)
+        let signing = try #require(try lab.synapseSecret())
+        for k in Int64(1)...3 {
+            lab.clock.set(to: derived.start(of: first + k) + 1)
+            try await turn.rotate(.rotate)
+            #expect(lab.store.holds.contains(signing), "epoch +\(k)")
+            #expect(lab.store.holds.count == 5)
+        }
+        // A fourth epoch away is beyond the window: the documented gap.
+        lab.clock.set(to: derived.start(of: first + 4) + 1)
+        try await turn.rotate(.rotate)
+        #expect(!lab.store.holds.contains(signing))
+    }
+
     @Test("The Synapse host keeps its secret when coturn refuses this epoch's: the hosts disagree, and it says so")
     func turnHostMissing() async throws {
         let lab = try RotationLab()

@@ -77,6 +77,14 @@ public final class DaemonMetrics: Sendable {
             gauge("turnkeeper_next_rotation_timestamp_seconds").record(Double(next))
         }
         gauge("turnkeeper_retiring_secrets").record(Double(state.rotation?.retiring.count ?? 0))
+        if let epoch = state.rotation?.epoch {
+            gauge("turnkeeper_epoch").record(Double(epoch))
+            // Synapse host: how many epochs behind Synapse signs (0 in step); none switched yet counts as 1.
+            if state.configuration.role.managesSynapse {
+                let lag = state.rotation?.synapseEpoch.map { epoch - $0 } ?? 1
+                gauge("turnkeeper_synapse_epoch_lag").record(Double(max(0, lag)))
+            }
+        }
         gauge("turnkeeper_rotation_failures_in_a_row").record(Double(state.failures))
         for step in state.probeSteps {
             let labels = [("uri", step.uri), ("step", step.step)]
