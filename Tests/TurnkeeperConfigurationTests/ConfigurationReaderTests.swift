@@ -63,6 +63,11 @@ struct ConfigurationReaderTests {
                 "role: turn\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation: {root_key_file: /k, keep_previous_epochs: 0}\n",
                 "from 1 to 30"
             ),
+            // coturn 4.6.1 cannot reach Redis over TLS, and neither does turnkeeper: refused, not ignored.
+            (
+                "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\", store: redis, redis: {tls: true}}\n",
+                "unknown key \"coturn.redis.tls\""
+            ),
             // Typos and values that would silently change behaviour (issue 11, item 6).
             (
                 "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\nrotation:\n  state_directroy: /tmp/x\n",
