@@ -127,6 +127,13 @@ private struct ConfigurationReader {
             keepPreviousEpochs: try integer(rotation, "keep_previous_epochs", default: 1, in: 1...30),
             catchUp: try optionalString(rotation, "catch_up") == nil
                 ? nil : try duration(rotation, "catch_up", default: "1h"))
+        if let catchUp = derivation.catchUp, catchUp.seconds < derivation.epoch.seconds {
+            throw error(
+                rotation?["catch_up"],
+                "rotation.catch_up (\(catchUp.seconds) s) is shorter than rotation.epoch (\(derivation.epoch.seconds) s): "
+                    + "credentials Synapse handed out just before it caught up live up to an epoch, and would be refused"
+            )
+        }
         return roleText == "turn" ? .turnHost(derivation) : .synapseHost(derivation)
     }
 

@@ -52,6 +52,7 @@ public struct Daemon {
         let rotationAlarm = Alarm()
         let probeAlarm = Alarm()
         let reconcileAlarm = Alarm()
+        let gate = StateGate()
         let services: [any Service] = [
             server,
             WatchdogService(notifier: notifier, interval: SystemdNotifier.watchdogInterval(environment: environment)),
@@ -60,10 +61,11 @@ public struct Daemon {
                 alarms: [rotationAlarm, probeAlarm, reconcileAlarm]),
             ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
             ReconcileService(
-                state: state, metrics: metrics, logger: logger, alarm: reconcileAlarm, probeAlarm: probeAlarm),
+                state: state, metrics: metrics, logger: logger, alarm: reconcileAlarm, probeAlarm: probeAlarm,
+                gate: gate),
             RotationService(
                 state: state, metrics: metrics, logger: logger, alarm: rotationAlarm, probeAlarm: probeAlarm,
-                now: WallClock.nowSeconds),
+                gate: gate, now: WallClock.nowSeconds),
             ShutdownAnnouncer(state: state, logger: logger),
         ]
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: quiet)

@@ -133,17 +133,42 @@ public struct EpochRotation: SecretRotation {
         return try await reconcileTURN(repair: false)
     }
 
-    /// The store against the secrets turnkeeper added that this epoch still wants (a new epoch's are added by
-    /// the epoch's sync, not here) and the retired ones; says and reports a repair.
+    /// How far back a past epoch's derived secret is recognised in the store (a backup this old may be restored).
+    static let staleEpochsRecognised: Int64 = 400
+
+    /// The store against what turnkeeper put there and has not retired (this epoch's, and old ones held back for
+    /// the Synapse host), against the secrets it retired, and against any past epoch's derived secret (a backup
+    /// older than the retired list brings those back too); says and reports a repair.
     @discardableResult
     private func reconcileTURN(repair: Bool) async throws -> Reconciliation {
-        let (_, wanted) = try await wantedEntries()
-        let saved = try await state.load() ?? State()
-        // What turnkeeper put there and has not retired: this epoch's, and old ones held back for the Synapse host.
+        let (epoch, wanted) = try await wantedEntries()
+        var saved = try await state.load() ?? State()
         let needed = saved.added.filter { $0.failed == nil }.map(\.value)
-        _ = wanted
-        let result = try await Reconciliation.run(
-            store: coturn, needed: needed, retired: (saved.retired ?? []).map(\.digest), repair: repair)
+        var retired = saved.retired ?? []
+        let oldest = wanted.map(\.epoch).min() ?? epoch
+        var keys = [try await secrets(keyFile: derivation.rootKeyFile)]
+        if let previous = derivation.previousRootKeyFile { keys.append(try await secrets(keyFile: previous)) }
+        let held = try await coturn.secrets()
+        let known = Set(retired.map(\.digest))
+        var stale: [RetiredSecret] = []
+        if !held.isEmpty {
+            let heldDigests = Set(held.map(RetiredSecret.digest))
+            for key in keys {
+                for past in max(0, oldest - Self.staleEpochsRecognised)..<oldest {
+                    let secret = try key.secret(for: past)
+                    let digest = RetiredSecret.digest(secret)
+                    if heldDigests.contains(digest) && !known.contains(digest) {
+                        stale.append(RetiredSecret(secret, at: now()))
+                    }
+                }
+            }
+        }
+        retired += stale
+        let result = try await Reconciliation.run(store: coturn, needed: needed, retired: retired, repair: repair)
+        if repair && !result.removedDigests.isEmpty {
+            saved.retired = RetiredSecret.markRemoved(result.removedDigests, in: saved.retired)
+            try await state.save(saved)
+        }
         if repair && !result.isEmpty {
             say(result.summary)
             try await environment.observe(.storeRepaired(result))
@@ -189,7 +214,8 @@ public struct EpochRotation: SecretRotation {
                         + "until it catches up (rotation.catch_up)")
                 continue
             }
-            if let failure = await proof.retire(secret, from: coturn) {
+            let control = wanted.first { $0.epoch == epoch }?.value
+            if let failure = await proof.retire(secret, from: coturn, control: control) {
                 if let index = current.added.firstIndex(where: { $0.value == secret }) {
                     current.added[index].failed = failure
                 }
@@ -203,7 +229,7 @@ public struct EpochRotation: SecretRotation {
             try await state.save(current)
             say("retired epoch \(entry.epoch)'s secret (\(secret.fingerprint)): coturn refuses it at \(probe.uri)")
         }
-        say("epoch \(epoch): coturn accepts epochs \(epoch - 1) to \(epoch + 1)")
+        say("epoch \(epoch): coturn accepts epochs \(epoch - Int64(derivation.keepPreviousEpochs)) to \(epoch + 1)")
         guard failed.isEmpty else {
             throw TurnkeeperError(
                 .retirementFailed,

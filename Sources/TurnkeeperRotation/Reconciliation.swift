@@ -14,10 +14,15 @@ public struct Reconciliation: Sendable, Codable, Equatable {
     public var restored: [String] = []
     /// Fingerprints of retired secrets the store held again (removed when repairing).
     public var removed: [String] = []
+    /// Fingerprints of retired secrets back a second time after turnkeeper removed them once: put back on
+    /// purpose, most likely, so left in place and only reported (an app not listed may sign with one).
+    public var leftInPlace: [String] = []
     /// True when the store was changed; false for a report only (`check`).
     public var repaired: Bool
+    /// Digests of the retired secrets removed now, to be marked so that a second return is left in place.
+    var removedDigests: [String] = []
 
-    public var isEmpty: Bool { restored.isEmpty && removed.isEmpty }
+    public var isEmpty: Bool { restored.isEmpty && removed.isEmpty && leftInPlace.isEmpty }
 
     /// One line for the log or the terminal.
     public var summary: String {
@@ -33,13 +38,19 @@ public struct Reconciliation: Sendable, Codable, Equatable {
                 "coturn's store held \(removed.joined(separator: ", ")) again, which turnkeeper had retired (the "
                     + "store was rolled back)" + (repaired ? "; removed" : ""))
         }
+        if !leftInPlace.isEmpty {
+            parts.append(
+                "coturn's store holds \(leftInPlace.joined(separator: ", ")) again, which turnkeeper retired and already "
+                    + "removed once after a rollback; left in place, as it was put back again (list the app that "
+                    + "signs with it under consumers:, or remove it by hand)")
+        }
         return parts.joined(separator: "; ")
     }
 
-    /// Compares and, with `repair`, brings `store` in line: adds each of `needed` it lacks, removes each
-    /// secret whose digest is in `retired`.
+    /// Compares and, with `repair`, brings `store` in line: adds each of `needed` it lacks, removes each of
+    /// `retired` it holds (once: one back after that is left in place and reported).
     static func run(
-        store: any CoturnSecretStore, needed: [TurnSecret], retired: [String], repair: Bool
+        store: any CoturnSecretStore, needed: [TurnSecret], retired: [RetiredSecret], repair: Bool
     ) async throws -> Reconciliation {
         let held = try await store.secrets()
         var result = Reconciliation(repaired: repair)
@@ -47,9 +58,17 @@ public struct Reconciliation: Sendable, Codable, Equatable {
             if repair { try await store.add(secret) }
             result.restored.append(secret.fingerprint)
         }
-        for secret in held where retired.contains(RetiredSecret.digest(secret)) && !needed.contains(secret) {
+        let byDigest = Dictionary(retired.map { ($0.digest, $0) }, uniquingKeysWith: { first, _ in first })
+        for secret in held where !needed.contains(secret) {
+            let digest = RetiredSecret.digest(secret)
+            guard let entry = byDigest[digest] else { continue }
+            if entry.removedAfterReturn == true {
+                result.leftInPlace.append(secret.fingerprint)
+                continue
+            }
             if repair { try await store.remove(secret) }
             result.removed.append(secret.fingerprint)
+            result.removedDigests.append(digest)
         }
         return result
     }
@@ -62,6 +81,8 @@ struct RetiredSecret: Codable, Sendable, Equatable {
     var digest: String
     /// Unix seconds of the retirement.
     var at: Int64
+    /// It came back once (a rollback) and was removed again; a second return is left in place.
+    var removedAfterReturn: Bool?
 
     init(_ secret: TurnSecret, at: Int64) {
         fingerprint = secret.fingerprint
@@ -78,6 +99,13 @@ struct RetiredSecret: Codable, Sendable, Equatable {
 
     static func remember(_ secret: TurnSecret, at: Int64, in list: [RetiredSecret]?) -> [RetiredSecret] {
         Array(((list ?? []) + [RetiredSecret(secret, at: at)]).suffix(kept))
+    }
+
+    /// `list` with the entries of `digests` marked as removed after a return.
+    static func markRemoved(_ digests: [String], in list: [RetiredSecret]?) -> [RetiredSecret]? {
+        guard var list, !digests.isEmpty else { return list }
+        for index in list.indices where digests.contains(list[index].digest) { list[index].removedAfterReturn = true }
+        return list
     }
 }
 

@@ -11,19 +11,29 @@ struct RetirementProof: Sendable {
     let now: @Sendable () -> Int64
 
     /// Removes `secret` from `store`, then proves coturn refuses it: nil when retired, otherwise why not.
-    func retire(_ secret: TurnSecret, from store: any CoturnSecretStore) async -> String? {
+    /// `control`: a secret coturn must accept in the same pass, or the refusal proves nothing (a coturn whose
+    /// own database connection is down refuses every login).
+    func retire(_ secret: TurnSecret, from store: any CoturnSecretStore, control: TurnSecret?) async -> String? {
         do {
             try await store.remove(secret)
         } catch {
             return (error as? TurnkeeperError)?.reason ?? "\(error)"
         }
-        return await failure(for: secret)
+        return await failure(for: secret, control: control)
     }
 
-    /// nil when coturn refused an allocation signed with `secret` (401); otherwise why it is not retired.
-    func failure(for secret: TurnSecret) async -> String? {
+    /// nil when coturn refused an allocation signed with `secret` (401) while it granted one signed with
+    /// `control`; otherwise why it is not retired.
+    func failure(for secret: TurnSecret, control: TurnSecret?) async -> String? {
         do {
-            guard try await probe.accepts(secret, now: now()) else { return nil }
+            if try await !probe.accepts(secret, now: now()) {
+                guard let control, control != secret else { return nil }
+                if try await probe.accepts(control, now: now()) { return nil }
+                return
+                    "coturn at \(probe.uri) refuses the current secret (\(control.fingerprint)) too: it refuses every "
+                    + "login now (is its own connection to its user database down? `journalctl -u coturn`), so its "
+                    + "refusal of \(secret.fingerprint) proves nothing yet"
+            }
         } catch {
             return "coturn at \(probe.uri) did not answer an allocation (\(error)), so its refusal of "
                 + "\(secret.fingerprint) is not proven"

@@ -54,7 +54,7 @@ public struct SingleHostRotation: SecretRotation {
         // The notice that every app must be listed is said once: at adoption when no rotation follows, else
         // before the first rotation.
         var current = try await loadOrAdopt(announce: request == .resume)
-        try await repairStore(current)
+        current = try await repairStore(current).state
         if current.phase != .idle {
             say("resuming the rotation left in phase \(current.phase.rawValue)")
             current = try await advance(current)
@@ -91,24 +91,29 @@ public struct SingleHostRotation: SecretRotation {
         guard repair else {
             guard let saved = try await state.load() else { return nil }
             return try await Reconciliation.run(
-                store: coturn, needed: saved.neededInStore, retired: (saved.retired ?? []).map(\.digest), repair: false)
+                store: coturn, needed: saved.neededInStore, retired: saved.retired ?? [], repair: false)
         }
         let lock = try await Lock.take(configuration.rotation.stateDirectory)
         defer { lock.release() }
         guard let saved = try await state.load() else { return nil }
-        return try await repairStore(saved)
+        return try await repairStore(saved).result
     }
 
-    /// Puts coturn's store in line with `saved`, says so and tells the observer when it had drifted.
-    @discardableResult
-    private func repairStore(_ saved: RotationState) async throws -> Reconciliation {
+    /// Puts coturn's store in line with `saved`, says so and tells the observer when it had drifted; returns the
+    /// state with the removals marked (saved).
+    private func repairStore(_ saved: RotationState) async throws -> (state: RotationState, result: Reconciliation) {
         let result = try await Reconciliation.run(
-            store: coturn, needed: saved.neededInStore, retired: (saved.retired ?? []).map(\.digest), repair: true)
+            store: coturn, needed: saved.neededInStore, retired: saved.retired ?? [], repair: true)
+        var updated = saved
+        if !result.removedDigests.isEmpty {
+            updated.retired = RetiredSecret.markRemoved(result.removedDigests, in: saved.retired)
+            try await state.save(updated)
+        }
         if !result.isEmpty {
             say(result.summary)
             try await environment.observe(.storeRepaired(result))
         }
-        return result
+        return (updated, result)
     }
 
     public func status() async throws -> RotationStatus {
@@ -254,7 +259,7 @@ public struct SingleHostRotation: SecretRotation {
             let fingerprint = retiree.value.fingerprint
             // Never retire the secret Synapse uses, whatever the state says.
             if retiree.value != current.current {
-                if let failure = await proof.retire(retiree.value, from: coturn) {
+                if let failure = await proof.retire(retiree.value, from: coturn, control: current.current) {
                     if let index = current.retiring.firstIndex(where: { $0.value == retiree.value }) {
                         current.retiring[index].failed = failure
                     }

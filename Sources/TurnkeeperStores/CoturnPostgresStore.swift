@@ -120,6 +120,9 @@ public struct CoturnPostgresStore: CoturnSecretStore {
                 group.addTask { try await body(connection, logger) }
                 group.addTask {
                     try await Task.sleep(for: endpoint.timeout)
+                    // postgres-nio's queries ignore cancellation: closing the connection is what ends one that
+                    // hangs (a table locked by another session, a server that never answers).
+                    try? await connection.close()
                     return nil
                 }
                 defer { group.cancelAll() }

@@ -82,8 +82,11 @@ struct ReconciliationTests {
         let turn = lab.epochRotation(role: .turnHost(.init(rootKeyFile: key, epoch: .hours(2))), clock: lab.clock)
         try await turn.rotate(.rotate)
         let first = lab.store.holds
-        lab.clock.advance(by: 2 * 7200)
-        try await turn.rotate(.rotate)
+        // One epoch start at a time, as the daemon acts (a jump of two would be an absence, held back).
+        for _ in 0..<2 {
+            lab.clock.advance(by: 7200)
+            try await turn.rotate(.rotate)
+        }
         let now = Set(lab.store.holds.map(\.fingerprint))
         let retired = Set(first.map(\.fingerprint)).subtracting(now)
         #expect(retired.count == 2)
@@ -95,5 +98,52 @@ struct ReconciliationTests {
         #expect(Set(repaired.removed) == retired)
         // The epoch it holds now that the rollback lacked is added back.
         #expect(Set(repaired.restored) == now.subtracting(first.map(\.fingerprint)))
+    }
+
+    @Test("A retired secret back a second time after its removal is left in place and reported, not fought over")
+    func backTwice() async throws {
+        let (lab, _, _) = try await lab()
+        defer { lab.remove() }
+        try await lab.store.add(lab.initial)
+        #expect(try await lab.rotation().reconcile(repair: true)?.removed == [lab.initial.fingerprint])
+        #expect(!lab.store.holds.contains(lab.initial))
+        try await lab.store.add(lab.initial)
+        let second = try #require(try await lab.rotation().reconcile(repair: true))
+        #expect(second.removed.isEmpty && second.leftInPlace == [lab.initial.fingerprint])
+        #expect(lab.store.holds.contains(lab.initial))
+    }
+
+    @Test("A coturn that refuses every login proves no retirement: the old secret stays listed, and is retried")
+    func refusingEverything() async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        try await lab.rotation().rotate(.rotate)
+        lab.clock.advance(by: 3600 + 61)
+        lab.probe.refuseAll.store(true, ordering: .relaxed)
+        await #expect(throws: TurnkeeperError(.retirementFailed, "")) { try await lab.rotation().rotate(.resume) }
+        let status = try await lab.rotation().status()
+        #expect(status.retiring.first?.failed?.contains("refuses the current secret") == true, "\(status.retiring)")
+        lab.probe.refuseAll.store(false, ordering: .relaxed)
+        try await lab.rotation().rotate(.resume)
+        #expect(try await lab.rotation().status().retiring.isEmpty)
+    }
+
+    @Test("A past epoch's derived secret older than the retired list (an old backup) is recognised and removed")
+    func oldBackup() async throws {
+        let lab = try RotationLab()
+        defer { lab.remove() }
+        lab.store.empty()
+        let key = try lab.directory.write(
+            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let turn = lab.epochRotation(role: .turnHost(.init(rootKeyFile: key, epoch: .hours(2))), clock: lab.clock)
+        try await turn.rotate(.rotate)
+        let derived = EpochSecrets(rootKey: try SecretFile.readRootKey(key), realm: "rotation.test", length: 7200)
+        let ancient = try derived.secret(for: derived.epoch(at: lab.clock.now()) - 100)
+        try await lab.store.add(ancient)
+        let foreign = try TurnSecret.generate()
+        try await lab.store.add(foreign)
+        let repaired = try #require(try await turn.reconcile(repair: true))
+        #expect(repaired.removed == [ancient.fingerprint])
+        #expect(lab.store.holds.contains(foreign))
     }
 }

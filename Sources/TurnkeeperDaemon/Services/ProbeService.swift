@@ -102,8 +102,11 @@ struct ProbeService: Service {
         do {
             _ = try await coturnSecretCount(configuration)
             return nil
+        } catch let error as TurnkeeperError where error.code == .storeUnreachable {
+            return error.reason
         } catch {
-            return describe(error)
+            // Another fault (turnkeeper's own grants, a malformed entry) says nothing about coturn's logins.
+            return nil
         }
     }
 

@@ -14,6 +14,8 @@ struct ReconcileService: Service {
     let alarm: Alarm
     /// Woken after a repair, so the probe confirms it at once.
     let probeAlarm: Alarm
+    /// Shared with the rotation service: one of them at a time holds the state lock.
+    let gate: StateGate
 
     /// How often to try while the store does not answer.
     static let retryWhileDown: Int64 = 5
@@ -36,7 +38,7 @@ struct ReconcileService: Service {
         let rotation = makeRotation(
             configuration, environment: RotationEnvironment(now: WallClock.nowSeconds, say: { _ in }))
         do {
-            let result = try await rotation.reconcile(repair: true)
+            let result = try await gate.run { try await rotation.reconcile(repair: true) }
             metrics.reconciled(at: WallClock.nowSeconds())
             if storeWasDown { logger.notice("coturn's store answers again; it was checked against turnkeeper's state") }
             if let result, !result.isEmpty {
@@ -46,7 +48,7 @@ struct ReconcileService: Service {
             }
             return false
         } catch let error as TurnkeeperError where error.code == .lockHeld {
-            // A rotation is running; it reconciles first by itself.
+            // An admin's `turnkeeper rotate` is running; it reconciles first by itself.
             return storeWasDown
         } catch {
             metrics.storeErrors("coturn").increment()

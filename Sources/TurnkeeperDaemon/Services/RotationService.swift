@@ -16,14 +16,17 @@ struct RotationService: Service {
     let alarm: Alarm
     /// Woken after each rotation, so the probe checks the new secret at once.
     let probeAlarm: Alarm
+    /// Shared with the reconciliation: one of them at a time holds the state lock.
+    let gate: StateGate
     let now: @Sendable () -> Int64
 
     private let stopRequested = StopFlag()
 
     init(
         state: DaemonState, metrics: DaemonMetrics, logger: Logger, alarm: Alarm, probeAlarm: Alarm,
-        now: @escaping @Sendable () -> Int64 = WallClock.nowSeconds
+        gate: StateGate = StateGate(), now: @escaping @Sendable () -> Int64 = WallClock.nowSeconds
     ) {
+        self.gate = gate
         self.state = state
         self.metrics = metrics
         self.logger = logger
@@ -122,7 +125,7 @@ struct RotationService: Service {
         }
         state.update { $0.rotating = true }
         do {
-            try await rotation.rotate(.rotate)
+            try await gate.run { try await rotation.rotate(.rotate) }
             succeeded(status: try? await rotation.status(), next: next)
             probeAlarm.wake()
             return epoch
@@ -136,7 +139,7 @@ struct RotationService: Service {
         state.update { $0.rotating = true }
         logger.info(action.rotate ? "rotation due: starting" : "finishing a rotation or retiring what is due")
         do {
-            try await rotation.rotate(action.rotate ? .rotate : .resume)
+            try await gate.run { try await rotation.rotate(action.rotate ? .rotate : .resume) }
             succeeded(status: try? await rotation.status(), next: nil)
             if action.rotate { probeAlarm.wake() }
         } catch let stopped as RotationStopped {

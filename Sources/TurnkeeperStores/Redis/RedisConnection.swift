@@ -134,7 +134,9 @@ public final class RedisConnection {
                 throw TurnkeeperError(
                     .storeUnreachable, "\(endpoint.name) did not answer \(arguments.first ?? "") within \(timeout)")
             case .timeout: continue  // an earlier command's timer, already answered
-            case .failed(let reason): throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) \(reason)")
+            case .failed(let reason):
+                // The reason may quote the server's bytes (a malformed reply).
+                throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) \(ServerText.escaped(reason))")
             }
         }
         throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) closed the connection")
