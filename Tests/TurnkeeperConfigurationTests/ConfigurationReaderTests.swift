@@ -225,7 +225,7 @@ struct ConfigurationReaderTests {
             role: .turnHost(
                 .init(
                     rootKeyFile: "/etc/turnkeeper/root-key", previousRootKeyFile: "/etc/old", epoch: .hours(12),
-                    keepPreviousEpochs: 3, catchUp: .hours(2))),
+                    keepPreviousEpochs: 3, catchUp: .hours(14))),
             coturn: .init(realm: "r", verifyURI: "turn:h")),
         Configuration(
             role: .synapseHost(.init(rootKeyFile: "/etc/turnkeeper/root-key")),
