@@ -78,8 +78,8 @@ struct StoreDriftTests {
         redis.stop()
         try await daemon.waitForLog("its user database does not answer turnkeeper either", timeout: .seconds(60))
         #expect(!daemon.log.contains("differs from coturn's static-auth-secret"), "\(daemon.log.suffix(3000))")
+        // Back empty; the daemon may repair it before any allocation here, so the loss is proven by its log.
         try redis.restart()
-        #expect(try await !lab.accepts(current, everywhere: false), "Redis came back with its data")
         try await daemon.waitForLog("coturn's store lacked", timeout: .seconds(60))
         #expect(daemon.log.contains("coturn's store answers again"))
         #expect(try await lab.eventuallyAccepted(current))
