@@ -22,8 +22,7 @@ struct EpochRotationTests {
         let lab = try RotationLab()
         defer { lab.remove() }
         lab.store.empty()
-        let key = try lab.directory.write(
-            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let key = try lab.writeRootKey()
         let turnClock = ManualClock()
         let turn = lab.epochRotation(
             role: .turnHost(.init(rootKeyFile: key, epoch: .seconds(Self.epoch))), clock: turnClock)
@@ -72,8 +71,7 @@ struct EpochRotationTests {
         lab.store.empty()
         try lab.addFileConsumer("onturn", lifetime: .minutes(30))
         try lab.addFileConsumer("onsynapse", lifetime: .minutes(30))
-        let key = try lab.directory.write(
-            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let key = try lab.writeRootKey()
         let derivation = Configuration.Derivation(rootKeyFile: key, epoch: .seconds(Self.epoch))
         let turn = lab.epochRotation(role: .turnHost(derivation), clock: lab.clock, consumers: ["onturn"])
         let synapse = lab.epochRotation(role: .synapseHost(derivation), clock: lab.clock, consumers: ["onsynapse"])
@@ -108,8 +106,7 @@ struct EpochRotationTests {
         let lab = try RotationLab()
         defer { lab.remove() }
         lab.store.empty()
-        let key = try lab.directory.write(
-            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let key = try lab.writeRootKey()
         let derivation = Configuration.Derivation(rootKeyFile: key, epoch: .seconds(Self.epoch))
         let turn = lab.epochRotation(role: .turnHost(derivation), clock: lab.clock)
         let synapse = lab.epochRotation(role: .synapseHost(derivation), clock: lab.clock)
@@ -158,8 +155,7 @@ struct EpochRotationTests {
         let lab = try RotationLab()
         defer { lab.remove() }
         lab.store.empty()
-        let key = try lab.directory.write(
-            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let key = try lab.writeRootKey()
         let derivation = Configuration.Derivation(rootKeyFile: key, epoch: .seconds(Self.epoch), keepPreviousEpochs: 3)
         let turn = lab.epochRotation(role: .turnHost(derivation), clock: lab.clock)
         let synapse = lab.epochRotation(role: .synapseHost(derivation), clock: lab.clock)
@@ -184,8 +180,7 @@ struct EpochRotationTests {
     func turnHostMissing() async throws {
         let lab = try RotationLab()
         defer { lab.remove() }
-        let key = try lab.directory.write(
-            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let key = try lab.writeRootKey()
         let synapse = lab.epochRotation(
             role: .synapseHost(.init(rootKeyFile: key, epoch: .seconds(Self.epoch))), clock: lab.clock)
         await #expect {
@@ -199,6 +194,12 @@ struct EpochRotationTests {
 }
 
 extension RotationLab {
+    /// A fresh root key in the lab, its path.
+    func writeRootKey() throws -> String {
+        try directory.write(
+            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+    }
+
     /// `consumers`: the names of the lab's file consumers this host has (default: none).
     func epochRotation(role: Configuration.Role, clock: ManualClock, consumers: [String] = []) -> EpochRotation {
         var configuration = self.configuration

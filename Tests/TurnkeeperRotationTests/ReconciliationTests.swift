@@ -77,8 +77,7 @@ struct ReconciliationTests {
         let lab = try RotationLab()
         defer { lab.remove() }
         lab.store.empty()
-        let key = try lab.directory.write(
-            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let key = try lab.writeRootKey()
         let turn = lab.epochRotation(role: .turnHost(.init(rootKeyFile: key, epoch: .hours(2))), clock: lab.clock)
         try await turn.rotate(.rotate)
         let first = lab.store.holds
@@ -133,8 +132,7 @@ struct ReconciliationTests {
         let lab = try RotationLab()
         defer { lab.remove() }
         lab.store.empty()
-        let key = try lab.directory.write(
-            "root-key", try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let key = try lab.writeRootKey()
         let turn = lab.epochRotation(role: .turnHost(.init(rootKeyFile: key, epoch: .hours(2))), clock: lab.clock)
         try await turn.rotate(.rotate)
         let derived = EpochSecrets(rootKey: try SecretFile.readRootKey(key), realm: "rotation.test", length: 7200)
