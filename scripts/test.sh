@@ -13,6 +13,10 @@ swift format lint --strict -r Package.swift Sources Tests Benchmarks/Package.swi
 echo "== swift build (warnings are errors)"
 swift build --build-tests
 
+echo "== the Debian package (scripts/deb.sh: a static release build, lintian; the tests list its contents)"
+rm -rf dist
+./scripts/deb.sh
+
 echo "== fuzzers (15 s each; scripts/fuzz.sh N for longer)"
 ./scripts/fuzz.sh 15
 
