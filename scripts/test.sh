@@ -16,6 +16,8 @@ swift build --build-tests
 echo "== the Debian package (scripts/deb.sh: a static release build, lintian; the tests list its contents)"
 rm -rf dist
 ./scripts/deb.sh
+echo "== the .deb in a clean bookworm root with no Swift toolchain (scripts/cleanroom.sh, about 50 s)"
+./scripts/cleanroom.sh
 
 echo "== fuzzers (15 s each; scripts/fuzz.sh N for longer)"
 ./scripts/fuzz.sh 15

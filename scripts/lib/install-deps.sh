@@ -6,12 +6,13 @@
 # redis-server, postgresql: the shared user databases of a coturn fleet (tests start their own, on loopback).
 # faketime: libfaketime, which runs turnkeeper with a shifted wall clock (skewed hosts, epochs ahead).
 # dpkg-dev, lintian, chrpath: scripts/deb.sh builds and checks the .deb (the tests list what it installs).
+# mmdebstrap, systemd-container: scripts/cleanroom.sh installs it in a clean bookworm root (systemd-nspawn).
 # prosody, lua5.4: a real Prosody 0.12 with mod_turn_external, a consumer of the secret (tests start their own as
 # the prosody user; Debian's postinst may start the system one, which the tests never touch); Lua reads back what
 # turnkeeper writes for it.
 turnkeeper_install_deps() {
     local wanted=(libssl-dev libsqlite3-dev libevent-dev libyaml-dev pkg-config openssl coturn python3 python3-venv systemd iproute2
-        nftables redis-server postgresql faketime prosody lua5.4 dpkg-dev lintian chrpath)
+        nftables redis-server postgresql faketime prosody lua5.4 dpkg-dev lintian chrpath mmdebstrap systemd-container)
     local missing=()
     local pkg
     for pkg in "${wanted[@]}"; do
