@@ -166,7 +166,7 @@ private struct ConfigurationReader {
         }
         let group = try optionalString(node, "group") ?? "matrix-synapse"
         // The TURN host writes nothing for Synapse, so its group need not exist there.
-        if role.managesSynapse && UInt32(group) == nil && getgrnam(group) == nil {
+        if role.managesSynapse && GroupID.lookup(group) == nil {
             throw error(
                 node?["group"] ?? node,
                 "synapse.group \(quoted(group)) does not exist on this host; name the group Synapse runs as "
@@ -358,7 +358,7 @@ private struct ConfigurationReader {
                 "config_file must end in .cfg.lua, as Debian's `Include \"conf.d/*.cfg.lua\"` reads")
         }
         let group = try string(node, "group", default: "prosody")
-        if UInt32(group) == nil && getgrnam(group) == nil {
+        if GroupID.lookup(group) == nil {
             throw error(
                 node["group"] ?? node, "the group \(quoted(group)) does not exist; name the group Prosody runs as")
         }
@@ -390,16 +390,15 @@ private struct ConfigurationReader {
                     + "owner may write it and no other user may read it")
         }
         let group = try optionalString(node, "group")
-        if let group, UInt32(group) == nil && getgrnam(group) == nil {
+        if let group, GroupID.lookup(group) == nil {
             throw error(node["group"], "the group \(quoted(group)) does not exist; name the group the app runs as")
         }
-        guard let lifetimeNode = node["credential_lifetime"], !lifetimeNode.isNull else {
+        guard node["credential_lifetime"].map({ !$0.isNull }) == true else {
             throw error(
                 node,
                 "a file consumer needs credential_lifetime: how long the credentials the app hands out stay valid "
                     + "(LiveKit: its turn_servers ttl); the old secret is retired only after it has passed")
         }
-        _ = lifetimeNode
         let verifyURL = try optionalURL(node, "verify_url")
         let verifyCommand = try optionalCommand(node, "verify_command")
         if verifyURL != nil && verifyCommand != nil {

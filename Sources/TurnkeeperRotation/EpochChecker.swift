@@ -57,14 +57,13 @@ struct EpochChecker {
                 )
             }
             let probe = AllocationProbe(uri: configuration.coturn.verifyURI)
-            // coturn judges expiry by the TURN host's clock: measured first, so that a clock ahead is named as
-            // such, and the epochs below are asked with credentials that clock does not refuse.
-            var clockAhead: Int64 = 0
+            // coturn judges expiry by the TURN host's clock: measured and judged against Synapse's lifetime. The
+            // epochs below are asked with day-long credentials (``CoturnProbe/accepts(_:now:)``), which a clock
+            // ahead by less than a day does not refuse.
             for secret in [synapse.turnSecret, secrets[Int(back)]].compactMap({ $0 }) {
                 var quick = probe
                 quick.timeout = .seconds(3)
                 if let offset = try? await CoturnClock.offset(quick, secret: secret, now: now) {
-                    clockAhead = max(0, offset)
                     findings += CoturnClock.findings(
                         offset: offset, lifetime: synapse.turnUserLifetime.seconds, uri: configuration.coturn.verifyURI,
                         here: "this host (Synapse's)")
@@ -73,7 +72,7 @@ struct EpochChecker {
             }
             for (offset, secret) in secrets.enumerated() {
                 do {
-                    if try await probe.accepts(secret, now: now() + clockAhead) {
+                    if try await probe.accepts(secret, now: now()) {
                         accepted.append(window.lowerBound + Int64(offset))
                     }
                 } catch {

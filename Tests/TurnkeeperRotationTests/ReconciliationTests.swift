@@ -24,6 +24,16 @@ struct ReconciliationTests {
         return (lab, current, foreign)
     }
 
+    /// A TURN host of two on an empty in-memory store, after its first sync (epochs of 2 h).
+    private func turnHostLab() async throws -> (RotationLab, key: String, turn: EpochRotation) {
+        let lab = try RotationLab()
+        lab.store.empty()
+        let key = try lab.writeRootKey()
+        let turn = lab.epochRotation(role: .turnHost(.init(rootKeyFile: key, epoch: .hours(2))), clock: lab.clock)
+        try await turn.rotate(.rotate)
+        return (lab, key, turn)
+    }
+
     @Test("A store that lost data: check reports it without changing anything; a repair adds back what is needed")
     func lostData() async throws {
         let (lab, current, _) = try await lab()
@@ -74,12 +84,8 @@ struct ReconciliationTests {
 
     @Test("Derived secrets: the TURN host adds back the epochs it holds, and removes a retired epoch brought back")
     func turnHost() async throws {
-        let lab = try RotationLab()
+        let (lab, _, turn) = try await turnHostLab()
         defer { lab.remove() }
-        lab.store.empty()
-        let key = try lab.writeRootKey()
-        let turn = lab.epochRotation(role: .turnHost(.init(rootKeyFile: key, epoch: .hours(2))), clock: lab.clock)
-        try await turn.rotate(.rotate)
         let first = lab.store.holds
         // One epoch start at a time, as the daemon acts (a jump of two would be an absence, held back).
         for _ in 0..<2 {
@@ -129,12 +135,8 @@ struct ReconciliationTests {
 
     @Test("A past epoch's derived secret older than the retired list (an old backup) is recognised and removed")
     func oldBackup() async throws {
-        let lab = try RotationLab()
+        let (lab, key, turn) = try await turnHostLab()
         defer { lab.remove() }
-        lab.store.empty()
-        let key = try lab.writeRootKey()
-        let turn = lab.epochRotation(role: .turnHost(.init(rootKeyFile: key, epoch: .hours(2))), clock: lab.clock)
-        try await turn.rotate(.rotate)
         let derived = EpochSecrets(rootKey: try SecretFile.readRootKey(key), realm: "rotation.test", length: 7200)
         let ancient = try derived.secret(for: derived.epoch(at: lab.clock.now()) - 100)
         try await lab.store.add(ancient)

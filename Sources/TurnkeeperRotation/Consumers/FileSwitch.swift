@@ -22,7 +22,7 @@ struct FileSwitch: ConsumerSwitch {
         let name = fileName
         let group = file.group
         try await Blocking.run { () throws in
-            if let group { _ = try ProsodySwitch.groupID(group) }
+            if let group { _ = try GroupID.require(group, runsAs: "the app") }
             let directory = try TrustedDirectory(containing: path)
             try directory.checkReplaceable(name)
             if removingStale { directory.removeStaleTemporaries(for: name) }
@@ -56,7 +56,7 @@ struct FileSwitch: ConsumerSwitch {
         let group = file.group
         let mode = file.mode
         try await Blocking.run { () throws in
-            let gid = try group.map { (name) throws(TurnkeeperError) in try ProsodySwitch.groupID(name) }
+            let gid = try group.map { (name) throws(TurnkeeperError) in try GroupID.require(name, runsAs: "the app") }
             try TrustedDirectory(containing: path).write(
                 bytes, to: name, permissions: mode, maximumPermissions: mode, group: gid, existing: .replace,
                 enforcingGroup: true)
@@ -171,11 +171,10 @@ struct FileSwitch: ConsumerSwitch {
                 let credentials = try await handedOut()
                 if credentials.isEmpty {
                     failure = "its answer holds no TURN credentials (JSON with username and credential or password)"
-                } else if let stale = credentials.first(where: {
+                } else if credentials.contains(where: {
                     CredentialVerifier.signer(of: $0.username, $0.password, among: [secret], now: environment.now())
                         == nil
                 }) {
-                    _ = stale
                     failure = "it still hands out credentials not signed with \(secret.fingerprint)"
                 } else if try await probe.grants(username: credentials[0].username, password: credentials[0].password) {
                     return
