@@ -78,6 +78,8 @@ struct StoreDriftTests {
         redis.stop()
         try await daemon.waitForLog("its user database does not answer turnkeeper either", timeout: .seconds(60))
         #expect(!daemon.log.contains("differs from coturn's static-auth-secret"), "\(daemon.log.suffix(3000))")
+        // The reconciliation has seen the outage too, so the store's return is an event it can log.
+        try await daemon.waitForLog("cannot check coturn's store against turnkeeper's state", timeout: .seconds(60))
         // Back empty; the daemon may repair it before any allocation here, so the loss is proven by its log.
         try redis.restart()
         try await daemon.waitForLog("coturn's store lacked", timeout: .seconds(60))
