@@ -149,6 +149,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `turnkeeper init`: reads Synapse's, coturn's and Prosody's configuration as this host has them and
+        // proposes turnkeeper.yaml, saying what it found, chose and could not decide. Reading and deciding only.
+        .target(
+            name: "TurnkeeperSetup",
+            dependencies: [
+                "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperCrypto",
+                "TurnkeeperStores", "TurnkeeperSynapse",
+            ],
+            swiftSettings: strict
+        ),
         // `turnkeeper provision`: the reviewable bundle for a separate TURN host. Rendering is pure; the TLS
         // certificate and key are checked with libcrypto.
         .target(
@@ -190,6 +200,7 @@ let package = Package(
                 "TurnkeeperStores",
                 "TurnkeeperDaemon",
                 "TurnkeeperProvision",
+                "TurnkeeperSetup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -214,6 +225,9 @@ let package = Package(
         testTarget("TurnkeeperYAMLTests", ["TurnkeeperYAML"]),
         testTarget("TurnkeeperConsumersTests", ["TurnkeeperConsumers", "TurnkeeperCredentials"]),
         testTarget("TurnkeeperConfigurationTests", ["TurnkeeperConfiguration", "TurnkeeperCredentials"]),
+        testTarget(
+            "TurnkeeperSetupTests",
+            ["TurnkeeperSetup", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperCrypto"]),
         testTarget(
             "TurnkeeperProvisionTests", ["TurnkeeperProvision", "TurnkeeperConfiguration", "TurnkeeperCredentials"]),
         testTarget(

@@ -109,7 +109,8 @@ chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 # Depends: the Debian libraries the binary links, as dpkg-shlibdeps finds them.
 mkdir -p "$work/debian"
 printf 'Source: turnkeeper\n\nPackage: turnkeeper\nArchitecture: any\n' > "$work/debian/control"
-depends="$(cd "$work" && dpkg-shlibdeps -O "$root/usr/bin/turnkeeper" | sed -n 's/^shlibs:Depends=//p')"
+# procps: the unit's ExecReload runs /bin/kill (a minimal root lacks it; measured under a booted systemd).
+depends="$(cd "$work" && dpkg-shlibdeps -O "$root/usr/bin/turnkeeper" | sed -n 's/^shlibs:Depends=//p'), procps"
 installed=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 cat > "$root/DEBIAN/control" <<EOF
 Package: turnkeeper
@@ -128,8 +129,9 @@ Description: keeps the TURN secret Synapse and coturn share
  mints and verifies TURN credentials as Synapse and coturn do; probes and
  audits TURN over UDP, TCP and TLS and says in plain words what is wrong.
  .
- Nothing is enabled on install: edit /etc/turnkeeper/turnkeeper.yaml, run
- turnkeeper check, then systemctl enable --now turnkeeper.
+ Nothing is enabled on install: run turnkeeper init (it reads Synapse's and
+ coturn's configuration and writes /etc/turnkeeper/turnkeeper.yaml), then
+ systemctl enable --now turnkeeper.
 EOF
 (cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum > DEBIAN/md5sums)
 

@@ -17,7 +17,8 @@ struct Turnkeeper: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            SecretCommand.self, CredentialsCommand.self, ProbeCommand.self, RotateCommand.self, StatusCommand.self,
+            InitCommand.self, SecretCommand.self, CredentialsCommand.self, ProbeCommand.self, RotateCommand.self,
+            StatusCommand.self,
             CheckCommand.self, RunCommand.self, CallCommand.self, ProvisionCommand.self,
         ]
     )

@@ -26,6 +26,7 @@ struct PackageTests {
             "./usr/share/doc/turnkeeper/copyright", "./usr/share/doc/turnkeeper/README.md.gz",
             "./usr/share/doc/turnkeeper/consumers.md.gz", "./usr/share/man/man1/turnkeeper.1.gz",
             "./usr/share/man/man1/turnkeeper-rotate.1.gz", "./usr/share/man/man1/turnkeeper-credentials-mint.1.gz",
+            "./usr/share/man/man1/turnkeeper-init.1.gz",
             "./usr/share/bash-completion/completions/turnkeeper", "./usr/share/zsh/vendor-completions/_turnkeeper",
             "./usr/share/fish/vendor_completions.d/turnkeeper.fish", "./usr/share/lintian/overrides/turnkeeper",
         ] {
@@ -38,6 +39,8 @@ struct PackageTests {
         #expect(conffile?.hasPrefix("-rw------- root/root") == true, "\(conffile ?? "")")
         let control = try ProcessRunner.run("/usr/bin/dpkg-deb", ["--info", deb])
         #expect(control.stdout.contains("Depends: libc6"), "\(control)")
+        // The unit's ExecReload runs /bin/kill, which a minimal Debian lacks without procps.
+        #expect(control.stdout.contains(", procps\n"), "\(control)")
         #expect(!control.stdout.lowercased().contains("swift"), "\(control)")
         let conffiles = try ProcessRunner.run("/usr/bin/dpkg-deb", ["--info", deb, "conffiles"])
         #expect(conffiles.stdout == "/etc/turnkeeper/turnkeeper.yaml\n", "\(conffiles)")

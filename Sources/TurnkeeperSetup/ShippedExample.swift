@@ -1,0 +1,8 @@
+/// SHA-256 of each turnkeeper.yaml the .deb has shipped as its conffile (docs/turnkeeper.example.yaml): init
+/// replaces that file while it is unedited, and nothing else. A test fails when the example changes without
+/// its digest added here; old digests stay, for hosts that installed an older package.
+public enum ShippedExample {
+    public static let sha256: Set<String> = [
+        "d42519353aa573d6ac993fcfe5b356e5302baf69610fb5c875772d401c78b0c8"
+    ]
+}
