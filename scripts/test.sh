@@ -18,6 +18,8 @@ rm -rf dist
 ./scripts/deb.sh
 echo "== the .deb in a clean bookworm root with no Swift toolchain (scripts/cleanroom.sh, about 50 s)"
 ./scripts/cleanroom.sh
+echo "== the .deb under a booted systemd beside coturn.service and matrix-synapse.service (scripts/booted.sh, about 90 s)"
+./scripts/booted.sh
 
 echo "== fuzzers (15 s each; scripts/fuzz.sh N for longer)"
 ./scripts/fuzz.sh 15

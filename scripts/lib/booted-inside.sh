@@ -18,7 +18,8 @@ wait_for() {
 }
 
 # --- Debian's coturn.service, as its package enabled it: a SQLite user database holding the secret -------
-# (allow-loopback-peers: in this network namespace the only peer a relay test can reach is loopback.)
+# Hardened as Synapse's coturn guide says (peers in private ranges denied), logging to the journal; the one
+# allowed peer is loopback, the only address a relay test can reach in this network namespace.
 cat >/etc/turnserver.conf <<'EOF'
 listening-ip=127.0.0.1
 relay-ip=127.0.0.1
@@ -30,8 +31,14 @@ no-cli
 no-tls
 no-dtls
 no-multicast-peers
+denied-peer-ip=10.0.0.0-10.255.255.255
+denied-peer-ip=192.168.0.0-192.168.255.255
+denied-peer-ip=172.16.0.0-172.31.255.255
+denied-peer-ip=127.0.0.0-127.255.255.255
+denied-peer-ip=169.254.0.0-169.254.255.255
 allow-loopback-peers
-syslog
+allowed-peer-ip=127.0.0.1
+log-file=stdout
 simple-log
 EOF
 # The admin's secret, as `turnadmin -s` would have put it there (the test keeps it off argv all the same).
