@@ -47,6 +47,17 @@ let package = Package(
         .systemLibrary(name: "CLibYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         // libc helpers Swift 6 cannot call directly.
         .target(name: "CSystemShims"),
+        // Where async work runs and how it waits: Swift concurrency's global jobs on NIO's event loops, and
+        // sleeps timed there, so an idle daemon never starts Dispatch's once-a-second worker monitor.
+        .target(
+            name: "TurnkeeperExecution",
+            dependencies: [
+                "CSystemShims",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // Errors, and files replaced atomically. Depends on nothing of ours.
         .target(name: "TurnkeeperCore", swiftSettings: strict),
         // HMAC, digests, random bytes, constant-time comparison, base64.
@@ -61,7 +72,7 @@ let package = Package(
         .target(
             name: "TurnkeeperTURNClient",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperSTUN",
+                "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperSTUN",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -71,7 +82,8 @@ let package = Package(
         ),
         // `turnkeeper probe`: steps against each URI and address, diagnosis, report. Policy lives here.
         .target(
-            name: "TurnkeeperProbe", dependencies: ["TurnkeeperCore", "TurnkeeperTURNClient"], swiftSettings: strict),
+            name: "TurnkeeperProbe", dependencies: ["TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperTURNClient"],
+            swiftSettings: strict),
         // Shared secrets, secret files, durations, TURN REST credentials.
         .target(
             name: "TurnkeeperCredentials",
@@ -85,7 +97,7 @@ let package = Package(
         .target(
             name: "TurnkeeperStores",
             dependencies: [
-                "CSQLite", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperRESP",
+                "CSQLite", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperExecution", "TurnkeeperRESP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -100,6 +112,7 @@ let package = Package(
             name: "TurnkeeperSynapse",
             dependencies: [
                 "TurnkeeperCore",
+                "TurnkeeperExecution",
                 "TurnkeeperCredentials",
                 "TurnkeeperCrypto",
                 "TurnkeeperYAML",
@@ -142,7 +155,7 @@ let package = Package(
             name: "TurnkeeperRotation",
             dependencies: [
                 "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
-                "TurnkeeperCredentials",
+                "TurnkeeperCredentials", "TurnkeeperExecution",
                 "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient", "TurnkeeperCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -172,7 +185,7 @@ let package = Package(
             name: "TurnkeeperDaemon",
             dependencies: [
                 "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperCredentialSource",
-                "TurnkeeperProbe", "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSynapse",
+                "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSynapse",
                 "TurnkeeperTURNClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -193,6 +206,7 @@ let package = Package(
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
                 "TurnkeeperCredentialSource",
+                "TurnkeeperExecution",
                 "TurnkeeperProbe",
                 "TurnkeeperSynapse",
                 "TurnkeeperTURNClient",

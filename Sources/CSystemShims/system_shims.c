@@ -18,3 +18,9 @@ int turnkeeper_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest)
     // glibc 2.34 and later: close_range(2) in the child, or a walk of /proc/self/fd where that is refused.
     return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
 }
+
+extern void *swift_task_enqueueGlobal_hook;
+
+void **turnkeeper_global_enqueue_hook(void) {
+    return &swift_task_enqueueGlobal_hook;
+}

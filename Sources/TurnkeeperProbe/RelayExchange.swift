@@ -1,4 +1,5 @@
 import Synchronization
+import TurnkeeperExecution
 import TurnkeeperSTUN
 import TurnkeeperTURNClient
 
@@ -87,7 +88,7 @@ struct RelayExchange {
                     case .indication: try? await caller.send(payload, to: calleeRelay)
                     }
                     // Paced like a voice stream, compressed: 2 ms apart instead of 20.
-                    try? await Task.sleep(for: .milliseconds(2))
+                    try? await Pause.for(.milliseconds(2))
                 }
                 return .helperEnded
             }
@@ -111,7 +112,7 @@ struct RelayExchange {
                 return .helperEnded
             }
             group.addTask {
-                try? await Task.sleep(until: deadline, clock: .continuous)
+                try? await Pause.until(deadline)
                 return .deadline
             }
             while let event = await group.next() {

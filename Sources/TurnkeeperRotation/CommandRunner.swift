@@ -2,6 +2,7 @@ import CSystemShims
 import Foundation
 import Glibc
 import TurnkeeperCore
+import TurnkeeperExecution
 
 /// Runs an admin-configured command (argv, no shell) with a minimal environment and only standard input,
 /// output and error open, so nothing of turnkeeper's own environment or descriptors (event loops, sockets,
@@ -71,7 +72,7 @@ enum CommandRunner {
         // reach another process that reused its pid.
         let pid = child
         let timer = Task {
-            try await Task.sleep(for: .seconds(timeoutSeconds))
+            try await Pause.for(.seconds(timeoutSeconds))
             kill(pid, SIGKILL)
         }
         if capture {

@@ -1,6 +1,7 @@
 import Glibc
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 
 /// turnserver.conf's lines, plus the restart that makes coturn read them (dropping live calls). A change to
@@ -85,7 +86,7 @@ struct CoturnConfigSecrets: CoturnSecretStore {
                 seen = "did not answer at \(probe.uri) (\(error))"
             }
             guard clock.now < deadline else { break }
-            try await Task.sleep(for: .milliseconds(200))
+            try await Pause.for(.milliseconds(200))
         }
         throw TurnkeeperError(
             .restartFailed,

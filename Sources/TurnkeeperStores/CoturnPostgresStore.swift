@@ -3,6 +3,7 @@ import NIOSSL
 import PostgresNIO
 import TurnkeeperCore
 public import TurnkeeperCredentials
+import TurnkeeperExecution
 
 /// Where coturn's PostgreSQL user database is, and how turnkeeper logs in to it.
 public struct PostgresEndpoint: Sendable {
@@ -119,7 +120,7 @@ public struct CoturnPostgresStore: CoturnSecretStore {
             let result = try await withThrowingTaskGroup(of: Result?.self) { group in
                 group.addTask { try await body(connection, logger) }
                 group.addTask {
-                    try await Task.sleep(for: endpoint.timeout)
+                    try await Pause.for(endpoint.timeout)
                     // postgres-nio's queries ignore cancellation: closing the connection is what ends one that
                     // hangs (a table locked by another session, a server that never answers).
                     try? await connection.close()

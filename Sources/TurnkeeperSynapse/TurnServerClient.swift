@@ -5,6 +5,7 @@ import NIOPosix
 import NIOSSL
 import TurnkeeperCore
 public import TurnkeeperCredentials
+import TurnkeeperExecution
 
 /// Fetches `GET /_matrix/client/v3/voip/turnServer` with an access token, exactly as a Matrix client
 /// does, so the probe tests the credentials Synapse really hands out.
@@ -28,7 +29,7 @@ public enum TurnServerClient {
                     url, path: url.path + "/_matrix/client/v3/voip/turnServer", token: accessToken, caFile: caFile)
             }
             group.addTask {
-                try await Task.sleep(for: timeout)
+                try await Pause.for(timeout)
                 return nil
             }
             defer { group.cancelAll() }
@@ -84,7 +85,7 @@ public enum TurnServerClient {
                 return (Int(status.code), body)
             }
             group.addTask {
-                try await Task.sleep(for: timeout)
+                try await Pause.for(timeout)
                 return nil
             }
             defer { group.cancelAll() }
@@ -104,7 +105,7 @@ public enum TurnServerClient {
                 return (try? await get(parsed, path: path, token: nil, caFile: nil).0) == .ok
             }
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                try? await Pause.for(timeout)
                 return false
             }
             let first = await group.next() ?? false

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Synchronization
+import TurnkeeperExecution
 public import TurnkeeperSTUN
 
 /// What a relay delivers from a peer: through a channel, or in a Data indication.
@@ -111,7 +112,7 @@ public final class STUNConnection: Sendable {
                 return .connectionEnded
             }
             group.addTask {
-                try? await Task.sleep(until: deadline, clock: .continuous)
+                try? await Pause.until(deadline)
                 return .timedOut
             }
             if !reliable {
@@ -119,7 +120,7 @@ public final class STUNConnection: Sendable {
                     // Retransmit until answered or out of time; a late answer to any copy counts.
                     var rto = Self.initialRTO
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: rto)
+                        try? await Pause.for(rto)
                         if Task.isCancelled { break }
                         try? await self.sender(bytes, destination)
                         rto *= 2

@@ -2,6 +2,7 @@ import ArgumentParser
 import CSystemShims
 import Glibc
 import TurnkeeperCore
+import TurnkeeperExecution
 
 @main
 struct Turnkeeper: AsyncParsableCommand {
@@ -24,6 +25,9 @@ struct Turnkeeper: AsyncParsableCommand {
     )
 
     static func main() async {
+        // Before any task exists: async work runs on NIO's event loops, so an idle daemon sleeps (no Dispatch
+        // worker monitor waking it each second).
+        NIOGlobalExecutor.install()
         // Line-buffered even when stdout is a pipe or the journal, so lines arrive as they happen.
         turnkeeper_stdout_line_buffered()
         // Every command may hold a secret: no core file, and no process of the same user reads our memory or

@@ -16,4 +16,8 @@ int turnkeeper_make_undumpable(void);
 // descriptors below it. Returns 0 or an error number, as posix_spawn_file_actions_* do.
 int turnkeeper_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest);
 
+// The Swift runtime's hook for jobs on the global concurrent executor (nil: Dispatch). A static-stdlib binary
+// keeps the symbol local, so dlsym cannot find it, but a reference linked in can.
+void **turnkeeper_global_enqueue_hook(void);
+
 #endif

@@ -1,4 +1,5 @@
 import Synchronization
+import TurnkeeperExecution
 
 /// A sleep that another task can cut short: the rotation service sleeps until its next deadline, and a
 /// configuration reload or a shutdown wakes it to think again. A wake with nobody asleep is kept for the
@@ -28,7 +29,7 @@ final class Alarm: Sendable {
         // Cancelled before it began (a shutdown racing the sleep): no child task need notice it.
         guard !Task.isCancelled else { return }
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: duration) }
+            group.addTask { try? await Pause.for(duration) }
             group.addTask { await self.waitForWake() }
             await group.next()
             group.cancelAll()

@@ -2,6 +2,7 @@ import Logging
 import ServiceLifecycle
 import TurnkeeperConfiguration
 import TurnkeeperCore
+import TurnkeeperExecution
 import TurnkeeperRotation
 import TurnkeeperStores
 import UnixSignals
@@ -21,7 +22,7 @@ struct WatchdogService: Service {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 notifier.watchdog()
-                try await Task.sleep(for: interval)
+                try await Pause.for(interval)
             }
         }
     }

@@ -1,6 +1,7 @@
 import NIOCore
 import Synchronization
 import TurnkeeperCore
+import TurnkeeperExecution
 import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 
@@ -159,7 +160,7 @@ public enum CallParty {
             }
             let start = ContinuousClock.now
             for sequence in 0..<options.packets {
-                try? await Task.sleep(until: start + interval * sequence, clock: .continuous)
+                try? await Pause.until(start + interval * sequence)
                 let packet = CallPacket.make(
                     sequence: UInt32(sequence), sentNanos: monotonicNanos(), size: options.size)
                 if (try? await send(packet)) != nil { sentCount.add(1, ordering: .relaxed) }
@@ -167,7 +168,7 @@ public enum CallParty {
             try? rendezvous.publish(host: host, port: port, stage: "done")
             // Echo the peer's tail until it is done too, then let the last packets land.
             _ = try? await rendezvous.wait(for: ["done"], until: .now + options.setupTimeout)
-            try? await Task.sleep(for: .milliseconds(500))
+            try? await Pause.for(.milliseconds(500))
             group.cancelAll()
         }
         return sentCount.load(ordering: .relaxed)

@@ -1,5 +1,6 @@
 import Foundation
 import TurnkeeperCore
+import TurnkeeperExecution
 
 /// How the two parties of a test call find each other: each writes `NAME.json` into a shared directory
 /// (atomically) and waits for the other's. A Matrix client would send the same facts in an m.call.invite.
@@ -29,7 +30,7 @@ struct Rendezvous: Sendable {
             {
                 return card
             }
-            try await Task.sleep(for: .milliseconds(20))
+            try await Pause.for(.milliseconds(20))
         }
         throw TurnkeeperError(
             .checkFailed,

@@ -3,6 +3,7 @@ import TurnkeeperConfiguration
 import TurnkeeperConsumers
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 import TurnkeeperSynapse
 
@@ -185,7 +186,7 @@ struct FileSwitch: ConsumerSwitch {
                 failure = (error as? TurnkeeperError)?.reason ?? "\(error)"
             }
             guard clock.now < deadline else { break }
-            try await Task.sleep(for: .milliseconds(500))
+            try await Pause.for(.milliseconds(500))
         }
         throw TurnkeeperError(
             .verificationFailed,

@@ -1,6 +1,7 @@
 import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 import TurnkeeperSynapse
 
@@ -139,7 +140,7 @@ struct SynapseSwitch: Sendable {
         let deadline = clock.now + .seconds(120)
         while clock.now < deadline {
             if await TurnServerClient.isHealthy(health) { return }
-            try await Task.sleep(for: .milliseconds(200))
+            try await Pause.for(.milliseconds(200))
         }
         throw TurnkeeperError(
             .synapseUnhealthy,

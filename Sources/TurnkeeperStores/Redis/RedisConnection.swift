@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import TurnkeeperCore
+import TurnkeeperExecution
 public import TurnkeeperRESP
 
 /// One connection to Redis for the duration of a closure, every command under a deadline. AUTH and
@@ -123,7 +124,7 @@ public final class RedisConnection {
         try await outbound.write(ByteBuffer(bytes: RESP.command(arguments.map { Array($0.utf8) })))
         let (events, timeout) = (events, endpoint.timeout)
         let timer = Task {
-            try await Task.sleep(for: timeout)
+            try await Pause.for(timeout)
             events.yield(.timeout(id))
         }
         defer { timer.cancel() }
