@@ -99,4 +99,14 @@ status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status").read().splitl
 field = lambda name: int(status[name].split()[0]) / 1024
 print(f"idle run       {field('VmRSS'):.1f} MB resident ({field('RssAnon'):.1f} anonymous, {field('RssFile'):.1f} "
       f"file-backed), {status['Threads'].strip()} threads, {woke} wakeups in {seconds} s")
+# Where the resident memory is: per mapped file (the binary's own pages are most of it) and anonymous.
+rss, name = {}, None
+for line in open(f"/proc/{pid}/smaps"):
+    parts = line.split()
+    if "-" in parts[0] and len(parts) >= 5:
+        name = os.path.basename(parts[5]) if len(parts) > 5 else "[anonymous]"
+    elif parts[0] == "Rss:":
+        rss[name] = rss.get(name, 0) + int(parts[1])
+top = sorted(rss.items(), key=lambda item: -item[1])[:6]
+print("  by mapping   " + ", ".join(f"{name} {kb / 1024:.1f} MB" for name, kb in top))
 PY

@@ -1,4 +1,4 @@
-import Foundation
+import TurnkeeperCore
 
 /// The TURN credentials an app's answer holds: every JSON object with a `username` and a `credential` or
 /// `password` (WebRTC's iceServers, Synapse's /voip/turnServer, LiveKit's ICE servers), however deep.
@@ -8,22 +8,23 @@ public enum HandedOutCredentials {
 
     /// nil when `bytes` are not JSON; an empty list when they hold no credential.
     public static func parse(_ bytes: [UInt8]) -> [(username: String, password: String)]? {
-        guard bytes.count <= limit,
-            let root = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
-        else { return nil }
+        guard bytes.count <= limit, let root = JSONValue.parse(bytes) else { return nil }
         var found: [(String, String)] = []
-        var stack: [Any] = [root]
-        // Iterative, and bounded by the input's size: no answer can nest deeply enough to overflow the stack.
+        var stack: [JSONValue] = [root]
+        // Iterative: however deep the answer nests, the walk uses no stack.
         while let node = stack.popLast(), found.count < 64 {
-            if let object = node as? [String: Any] {
-                if let user = object["username"] as? String,
-                    let password = (object["credential"] as? String) ?? (object["password"] as? String)
+            switch node {
+            case .object(let members):
+                if let user = members["username"]?.string,
+                    let password = members["credential"]?.string ?? members["password"]?.string
                 {
                     found.append((user, password))
                 }
-                stack += object.values
-            } else if let array = node as? [Any] {
-                stack += array
+                stack += members.values
+            case .array(let elements):
+                stack += elements
+            default:
+                continue
             }
         }
         return found

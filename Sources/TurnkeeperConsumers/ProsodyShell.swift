@@ -12,7 +12,7 @@ public enum ProsodyShell {
 
     /// How many hosts `module reload` reached ("Module reloaded on N hosts"), or nil without that answer.
     public static func reloadedHosts(_ output: String) -> Int? {
-        guard let range = output.range(of: "Module reloaded on ") else { return nil }
+        guard let range = output.firstRange(of: "Module reloaded on ") else { return nil }
         let digits = output[range.upperBound...].prefix { $0.isASCII && $0.isNumber }
         return Int(digits)
     }
@@ -47,12 +47,12 @@ public enum ProsodyShell {
         var missing: [String] = []
         for line in output.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             // The shell prefixes its result ("Result: "); only the words after the marker count.
-            if let range = line.range(of: "tk-turn ") {
+            if let range = line.firstRange(of: "tk-turn ") {
                 let words = line[range.upperBound...].split(separator: " ", omittingEmptySubsequences: true)
                 guard words.count == 3, hosts.contains(String(words[0])) else { continue }
                 credentials.append(
                     .init(host: String(words[0]), username: String(words[1]), password: String(words[2])))
-            } else if let range = line.range(of: "tk-none ") {
+            } else if let range = line.firstRange(of: "tk-none ") {
                 let host = String(line[range.upperBound...])
                 if hosts.contains(host) && !missing.contains(host) { missing.append(host) }
             }

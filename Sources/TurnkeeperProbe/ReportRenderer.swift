@@ -1,10 +1,17 @@
-import Foundation
+import FoundationEssentials
 import TurnkeeperCore
 import TurnkeeperSTUN
 
 /// The probe's report for people: a line per step, then the problems and their fixes. Server text reaches
 /// the report already escaped; every line is escaped once more here, so nothing can end or forge a line.
 public struct ReportRenderer: Sendable {
+    /// "12.3 ms", rounded to a tenth.
+    static func milliseconds(_ value: Double) -> String {
+        guard value.isFinite, value >= 0, value < 1e9 else { return "? ms" }
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10) ms"
+    }
+
     public var colour: Bool
 
     public init(colour: Bool) { self.colour = colour }
@@ -21,7 +28,7 @@ public struct ReportRenderer: Sendable {
                     case .fail: paint("FAIL", 31)
                     case .skip: paint("skip", 33)
                     }
-                let time = step.status == .skip ? "" : String(format: "%.1f ms", step.milliseconds)
+                let time = step.status == .skip ? "" : Self.milliseconds(step.milliseconds)
                 lines.append("  \(mark)  \(step.step.rawValue.padding(18))\(time.padding(11))\(safe(step.detail))")
             }
         }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials
@@ -56,18 +56,18 @@ public struct Provisioner: Sendable {
             ? "external-ip=\(options.publicAddress)/\(listen)"
             : "# No external-ip: the public address \(options.publicAddress) is on this host itself."
         return TurnserverTemplate.text
-            .replacingOccurrences(of: "@DOMAIN@", with: options.domain)
-            .replacingOccurrences(of: "@DATE@", with: date)
-            .replacingOccurrences(of: "@LISTEN_IP@", with: listen)
-            .replacingOccurrences(of: "@EXTERNAL_IP@", with: external)
-            .replacingOccurrences(of: "@MIN_PORT@", with: String(options.minPort))
-            .replacingOccurrences(of: "@MAX_PORT@", with: String(options.maxPort))
-            .replacingOccurrences(of: "@REALM@", with: options.realm)
-            .replacingOccurrences(of: "@CERT@", with: options.certificate)
-            .replacingOccurrences(of: "@KEY@", with: options.key)
-            .replacingOccurrences(of: "@USER_QUOTA@", with: String(options.userQuota))
-            .replacingOccurrences(of: "@TOTAL_QUOTA@", with: String(options.totalQuota))
-            .replacingOccurrences(of: "@PUBLIC_IP@", with: options.publicAddress) + "\n"
+            .replacing("@DOMAIN@", with: options.domain)
+            .replacing("@DATE@", with: date)
+            .replacing("@LISTEN_IP@", with: listen)
+            .replacing("@EXTERNAL_IP@", with: external)
+            .replacing("@MIN_PORT@", with: String(options.minPort))
+            .replacing("@MAX_PORT@", with: String(options.maxPort))
+            .replacing("@REALM@", with: options.realm)
+            .replacing("@CERT@", with: options.certificate)
+            .replacing("@KEY@", with: options.key)
+            .replacing("@USER_QUOTA@", with: String(options.userQuota))
+            .replacing("@TOTAL_QUOTA@", with: String(options.totalQuota))
+            .replacing("@PUBLIC_IP@", with: options.publicAddress) + "\n"
     }
 
     var coturnDropIn: String {

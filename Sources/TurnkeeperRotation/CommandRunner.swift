@@ -1,5 +1,5 @@
 import CSystemShims
-import Foundation
+import FoundationEssentials
 import Glibc
 import TurnkeeperCore
 import TurnkeeperExecution
@@ -112,7 +112,7 @@ enum CommandRunner {
     /// left behind may hold the pipe open).
     private static func waitForExit(_ pid: pid_t, reading: Int32, deadlineSeconds: Int) async -> (Int32?, [UInt8]) {
         await withCheckedContinuation { continuation in
-            let thread = Thread {
+            let started = DetachedThread.start {
                 var output: [UInt8] = []
                 if reading >= 0 { output = Self.drain(reading, deadlineSeconds: deadlineSeconds) }
                 var info = siginfo_t()
@@ -125,8 +125,7 @@ enum CommandRunner {
                 }
                 continuation.resume(returning: (nil, output))
             }
-            thread.name = "turnkeeper-wait"
-            thread.start()
+            if !started { continuation.resume(returning: (EAGAIN, [])) }
         }
     }
 

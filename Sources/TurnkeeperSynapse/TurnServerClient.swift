@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -39,10 +39,11 @@ public enum TurnServerClient {
             }
             return result
         }
-        let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
+        let object: [String: JSONValue]? =
+            if case .object(let members)? = JSONValue.parse(body) { members } else { nil }
         guard status == .ok else {
             // Shown only when it looks like a Matrix error code: the server's text is not ours to print.
-            let raw = object?["errcode"] as? String ?? ""
+            let raw = object?["errcode"]?.string ?? ""
             let isCode =
                 raw.hasPrefix("M_") && raw.utf8.count <= 64
                 && raw.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x5F || ($0 >= 0x30 && $0 <= 0x39) }
@@ -63,13 +64,15 @@ public enum TurnServerClient {
             )
         }
         if object.isEmpty { return .empty }
-        guard let username = object["username"] as? String, let password = object["password"] as? String,
-            let uris = object["uris"] as? [String]
+        guard let username = object["username"]?.string, let password = object["password"]?.string,
+            case .array(let listed)? = object["uris"]
         else {
             throw TurnkeeperError(
                 .synapseUnreachable, "\(homeserver)'s /voip/turnServer answer lacks username, password or uris.")
         }
-        let ttl = (object["ttl"] as? NSNumber)?.int64Value ?? 0
+        let uris = listed.compactMap(\.string)
+        // A number from the server: only a sane one becomes an Int64 (a NaN or 1e300 would trap).
+        let ttl = object["ttl"]?.number.flatMap { $0.isFinite && $0 >= 0 && $0 < 1e12 ? Int64($0) : nil } ?? 0
         return .credentials(TurnServerResponse(username: username, password: password, ttl: ttl, uris: uris))
     }
 
