@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "TurnkeeperCredentialSource", targets: ["TurnkeeperCredentialSource"]),
         .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
         .library(name: "TurnkeeperRESP", targets: ["TurnkeeperRESP"]),
+        .library(name: "TurnkeeperPostgresWire", targets: ["TurnkeeperPostgresWire"]),
         .library(name: "TurnkeeperYAML", targets: ["TurnkeeperYAML"]),
     ],
     dependencies: [
@@ -36,7 +37,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // libcrypto from OpenSSL 3, found through pkg-config.
@@ -92,16 +92,20 @@ let package = Package(
         ),
         // Redis's wire format, as much as the secret store needs. No I/O; fuzzed.
         .target(name: "TurnkeeperRESP", swiftSettings: strict),
+        // PostgreSQL's wire protocol 3.0 and SCRAM-SHA-256, as much as the secret store needs. No I/O; fuzzed.
+        .target(
+            name: "TurnkeeperPostgresWire", dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"], swiftSettings: strict),
         // Where the shared secret lives: coturn's SQLite user database, its config file, a shared Redis user
         // database, and Synapse's conf.d.
         .target(
             name: "TurnkeeperStores",
             dependencies: [
-                "CSQLite", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperExecution", "TurnkeeperRESP",
+                "CSQLite", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperExecution", "TurnkeeperPostgresWire",
+                "TurnkeeperRESP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -237,6 +241,7 @@ let package = Package(
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
         testTarget("TurnkeeperYAMLTests", ["TurnkeeperYAML"]),
+        testTarget("TurnkeeperPostgresWireTests", ["TurnkeeperPostgresWire", "TurnkeeperCore"]),
         testTarget("TurnkeeperConsumersTests", ["TurnkeeperConsumers", "TurnkeeperCredentials"]),
         testTarget("TurnkeeperConfigurationTests", ["TurnkeeperConfiguration", "TurnkeeperCredentials"]),
         testTarget(

@@ -1,7 +1,7 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
-// libFuzzer targets for the STUN/TURN codec, the RESP codec and the YAML reader. A nested package, because libFuzzer supplies `main`
+// libFuzzer targets for the STUN/TURN codec, the RESP and PostgreSQL codecs and the YAML reader. A nested package, because libFuzzer supplies `main`
 // (hence -parse-as-library) and the root package stays free of unsafe flags.
 // Build and run with scripts/fuzz.sh.
 let fuzzer: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
@@ -23,6 +23,11 @@ let package = Package(
         .executableTarget(
             name: "FuzzYAML",
             dependencies: [.product(name: "TurnkeeperYAML", package: "turnkeeper")],
+            swiftSettings: fuzzer
+        ),
+        .executableTarget(
+            name: "FuzzPostgres",
+            dependencies: [.product(name: "TurnkeeperPostgresWire", package: "turnkeeper")],
             swiftSettings: fuzzer
         ),
         .executableTarget(

@@ -8,7 +8,7 @@ seconds="${1:-60}"
 (cd Fuzz && swift build --sanitize=fuzzer --sanitize=address 2>&1 | grep -E "error|Compiling|Build complete" | tail -2)
 bin="$(cd Fuzz && swift build --sanitize=fuzzer --sanitize=address --show-bin-path)"
 mkdir -p fuzz-artifacts
-for target in FuzzSTUNMessage FuzzStreamFramer FuzzRESP FuzzYAML; do
+for target in FuzzSTUNMessage FuzzStreamFramer FuzzRESP FuzzPostgres FuzzYAML; do
     work="$(mktemp -d)"
     cp Fuzz/Corpus/"$target"/* "$work"/
     echo "== $target for ${seconds}s"

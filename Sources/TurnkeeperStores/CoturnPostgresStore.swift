@@ -1,6 +1,3 @@
-import Logging
-import NIOSSL
-import PostgresNIO
 import TurnkeeperCore
 public import TurnkeeperCredentials
 import TurnkeeperExecution
@@ -47,40 +44,34 @@ public struct CoturnPostgresStore: CoturnSecretStore {
     }
 
     public func secrets() async throws -> [TurnSecret] {
-        let realm = realm
-        let name = endpoint.name
-        return try await withConnection { connection, logger in
-            let rows = try await connection.query(
-                "SELECT value FROM turn_secret WHERE realm = \(realm)", logger: logger)
-            var secrets: [TurnSecret] = []
-            for try await value in rows.decode(String.self) {
-                secrets.append(try TurnSecret(adopting: value, source: "\(name) turn_secret"))
+        let (realm, name) = (realm, endpoint.name)
+        return try await withSession { session in
+            try await session.rows("SELECT value FROM turn_secret WHERE realm = $1", [realm]).map { row in
+                guard let value = row.first ?? nil else {
+                    throw TurnkeeperError(.storeRefused, "\(name) turn_secret holds a NULL value")
+                }
+                return try TurnSecret(adopting: value, source: "\(name) turn_secret")
             }
-            return secrets
         }
     }
 
     public func add(_ secret: TurnSecret) async throws {
         let realm = realm
         let value = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        try await withConnection { connection, logger in
-            _ = try await connection.query(
-                "INSERT INTO turn_secret (realm, value) VALUES (\(realm), \(value)) ON CONFLICT DO NOTHING",
-                logger: logger)
+        _ = try await withSession { session in
+            try await session.rows(
+                "INSERT INTO turn_secret (realm, value) VALUES ($1, $2) ON CONFLICT DO NOTHING", [realm, value])
         }
     }
 
     /// The table grants INSERT and DELETE to turnkeeper's user (asked of PostgreSQL; nothing is written).
     public func proveWritable() async throws {
         let endpoint = endpoint
-        let granted = try await withConnection { connection, logger -> Bool in
-            let rows = try await connection.query(
-                "SELECT has_table_privilege('turn_secret', 'INSERT') AND has_table_privilege('turn_secret', 'DELETE')",
-                logger: logger)
-            for try await value in rows.decode(Bool.self) { return value }
-            return false
+        let rows = try await withSession { session in
+            try await session.rows(
+                "SELECT has_table_privilege('turn_secret', 'INSERT') AND has_table_privilege('turn_secret', 'DELETE')")
         }
-        guard granted else {
+        guard rows.first?.first == "t" else {
             throw TurnkeeperError(
                 .storeRefused,
                 "\(endpoint.name) lets \(endpoint.user) read turn_secret but not insert into it or delete from it, so "
@@ -92,73 +83,57 @@ public struct CoturnPostgresStore: CoturnSecretStore {
     public func remove(_ secret: TurnSecret) async throws {
         let realm = realm
         let value = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        try await withConnection { connection, logger in
-            _ = try await connection.query(
-                "DELETE FROM turn_secret WHERE realm = \(realm) AND value = \(value)", logger: logger)
+        _ = try await withSession { session in
+            try await session.rows("DELETE FROM turn_secret WHERE realm = $1 AND value = $2", [realm, value])
         }
     }
 
-    /// One connection for `body`, which must finish within the endpoint's timeout.
-    private func withConnection<Result: Sendable>(
-        _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> Result
+    /// An error of the statements, as opposed to one of connecting or logging in.
+    private struct StatementFailure: Error {
+        let underlying: any Error
+    }
+
+    /// One session for `body`, which must finish within the endpoint's timeout.
+    private func withSession<Result: Sendable>(
+        _ body: @escaping @Sendable (PostgresSession) async throws -> Result
     ) async throws -> Result {
         let endpoint = endpoint
-        var configuration = PostgresConnection.Configuration(
-            host: endpoint.host, port: endpoint.port, username: endpoint.user, password: endpoint.password,
-            database: endpoint.database,
-            tls: endpoint.tls ? .require(try NIOSSLContext(configuration: Self.tlsConfiguration(endpoint))) : .disable)
-        let (seconds, attoseconds) = endpoint.timeout.components
-        configuration.options.connectTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        let logger = Logger(label: "turnkeeper.postgres") { _ in SwiftLogNoOpLogHandler() }
-        let connection: PostgresConnection
+        let outcome: Result?
         do {
-            connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+            outcome = try await PostgresSession.with(endpoint) { session in
+                do {
+                    return try await body(session)
+                } catch {
+                    throw StatementFailure(underlying: error)
+                }
+            }
+        } catch let failure as StatementFailure {
+            switch failure.underlying {
+            case let error as TurnkeeperError: throw error
+            case let error as PostgresTransportError:
+                throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) \(ServerText.escaped(error.description))")
+            default:
+                throw TurnkeeperError(
+                    .storeRefused,
+                    "\(endpoint.name) refused the query (\(Self.describe(failure.underlying))). Check that the "
+                        + "turn_secret table exists (coturn's schema.sql) and that \(endpoint.user) may read and write "
+                        + "it (GRANT SELECT, INSERT, DELETE ON turn_secret TO \(endpoint.user)).")
+            }
+        } catch let error as TurnkeeperError {
+            throw TurnkeeperError(error.code, "coturn's \(endpoint.name): \(error.reason)")
         } catch {
             throw Self.connectError(error, endpoint: endpoint)
         }
-        do {
-            let result = try await withThrowingTaskGroup(of: Result?.self) { group in
-                group.addTask { try await body(connection, logger) }
-                group.addTask {
-                    try await Pause.for(endpoint.timeout)
-                    // postgres-nio's queries ignore cancellation: closing the connection is what ends one that
-                    // hangs (a table locked by another session, a server that never answers).
-                    try? await connection.close()
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let result = first else {
-                    throw TurnkeeperError(
-                        .storeUnreachable, "\(endpoint.name) did not answer within \(endpoint.timeout)")
-                }
-                return result
-            }
-            try? await connection.close()
-            return result
-        } catch let error as TurnkeeperError {
-            try? await connection.close()
-            throw error
-        } catch {
-            try? await connection.close()
-            throw TurnkeeperError(
-                .storeRefused,
-                "\(endpoint.name) refused the query (\(Self.describe(error))). Check that the turn_secret table exists "
-                    + "(coturn's schema.sql) and that \(endpoint.user) may read and write it (GRANT SELECT, INSERT, "
-                    + "DELETE ON turn_secret TO \(endpoint.user)).")
+        guard let outcome else {
+            throw TurnkeeperError(.storeUnreachable, "\(endpoint.name) did not answer within \(endpoint.timeout)")
         }
-    }
-
-    /// The client's TLS settings: the server's name and chain checked, against `caFile` when given.
-    static func tlsConfiguration(_ endpoint: PostgresEndpoint) -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        if let caFile = endpoint.caFile { configuration.trustRoots = .file(caFile) }
-        return configuration
+        return outcome
     }
 
     /// What a failed connection means: the server answered and refused the login (its SQLSTATE says why), or
     /// it could not be reached at all.
     static func connectError(_ error: any Error, endpoint: PostgresEndpoint) -> TurnkeeperError {
-        let state = (error as? PSQLError)?.serverInfo?[.sqlState]
+        let state = (error as? PostgresServerError)?.sqlState
         let refusal: String? =
             switch state {
             case "28P01", "28000":
@@ -181,11 +156,11 @@ public struct CoturnPostgresStore: CoturnSecretStore {
                 + "login, so every TURN login fails while it is down: start it, and run it highly available.")
     }
 
-    /// PSQLError hides the server's message from `description`; show it, never the password.
+    /// The server's words for a refusal (never the password, which it never has in clear).
     static func describe(_ error: any Error) -> String {
-        // The server's words, escaped and bounded: a hostile or broken server chooses them.
-        if let error = error as? PSQLError {
-            return ServerText.escaped(error.serverInfo?[.message] ?? "\(error.code)")
+        // Escaped and bounded: a hostile or broken server chooses them.
+        if let error = error as? PostgresServerError {
+            return ServerText.escaped("\(error.message) (SQLSTATE \(error.sqlState))")
         }
         return ServerText.escaped("\(error)")
     }

@@ -19,7 +19,8 @@ public final class PostgresServer: Sendable {
         return "\(root)/\(version)/bin/\(name)"
     }
 
-    public init() throws {
+    /// With `tls`, the server offers TLS with that certificate and key and refuses logins without it.
+    public init(tls: (certificate: String, key: String)? = nil) throws {
         directory = try TemporaryDirectory("turnkeeper-postgres")
         port = try LoopbackUDP.freePort()
         password = UUID().uuidString.replacingOccurrences(of: "-", with: "")
@@ -32,15 +33,25 @@ public final class PostgresServer: Sendable {
             timeout: .seconds(120))
         guard initdb.status == 0 else { throw TestFailure("initdb failed: \(initdb)") }
         // Password logins over TCP, as coturn and turnkeeper make them; trust over the test's own socket.
-        try "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n".write(
+        try "local all all trust\n\(tls == nil ? "host" : "hostssl") all all 127.0.0.1/32 scram-sha-256\n".write(
             toFile: data + "/pg_hba.conf", atomically: false, encoding: .utf8)
+        var tlsArguments: [String] = []
+        if let tls {
+            // PostgreSQL insists that its key is its own and private.
+            for (source, name) in [(tls.certificate, "server.crt"), (tls.key, "server.key")] {
+                try FileManager.default.copyItem(atPath: source, toPath: data + "/" + name)
+                _ = try ProcessRunner.run("/bin/chown", ["postgres", data + "/" + name])
+                chmod(data + "/" + name, 0o600)
+            }
+            tlsArguments = ["-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key"]
+        }
         process = try ChildProcess(
             runuser,
             [
                 "-u", "postgres", "--", try Self.binary("postgres"), "-D", data, "-p", String(port), "-k",
                 directory.path,
                 "-c", "listen_addresses=127.0.0.1",
-            ],
+            ] + tlsArguments,
             stdoutPath: directory.file("postgres.log"), stderrPath: directory.file("postgres.log"))
         guard LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(30)) else {
             process.terminate()

@@ -46,7 +46,7 @@ public struct JournalLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         let fields = merged.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
         // A newline would start a journal entry without a priority; keep one event on one line.
-        let text = (event.message.description + fields).replacingOccurrences(of: "\n", with: " ⏎ ")
+        let text = (event.message.description + fields).replacing("\n", with: " ⏎ ")
         switch format {
         case .journal:
             sink("<\(Self.priority(event.level))>\(text)")

@@ -37,7 +37,7 @@ public final class SystemdNotifier: Sendable {
 
     /// A line for `systemctl status`; repeated lines are not sent again.
     public func status(_ text: String) {
-        let line = text.replacingOccurrences(of: "\n", with: " ")
+        let line = text.replacing("\n", with: " ")
         let changed = lastStatus.withLock { last in
             defer { last = line }
             return last != line
