@@ -128,7 +128,8 @@ public enum PostgresBackend: Sendable, Equatable {
 
     static func row(_ body: inout Reader) throws(PostgresWireError) -> [String?] {
         let count = Int(try body.int16())
-        guard (0...1600).contains(count) else { throw PostgresWireError("a row of \(count) columns") }  // PostgreSQL's own maximum
+        // 1600: PostgreSQL's own maximum.
+        guard (0...1600).contains(count) else { throw PostgresWireError("a row of \(count) columns") }
         var columns: [String?] = []
         for _ in 0..<count {
             let length = try body.int32()
