@@ -63,11 +63,12 @@ setsid systemd-nspawn -b -D "$work/root" --machine="$machine" --register=no --ke
 nspawn=$!
 inside() { timeout 120 nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
 state=""
+# At most 300 rounds of at most 5.2 s, and in practice about 1 s.
 for _ in $(seq 300); do
     kill -0 "$nspawn" 2>/dev/null || { cat "$work/nspawn.log" >&2; echo "booted.sh: systemd-nspawn exited" >&2; exit 1; }
     [ -n "$leader" ] || leader="$(pgrep -P "$nspawn" -x systemd || true)"
     if [ -n "$leader" ]; then
-        state="$(inside systemctl is-system-running 2>/dev/null || true)"
+        state="$(timeout 5 nsenter -t "$leader" -a systemctl is-system-running 2>/dev/null || true)"
         case "$state" in running|degraded) break ;; esac
     fi
     sleep 0.2

@@ -49,6 +49,8 @@ umask 077
 turnserver -c "$work/turnserver.conf" >"$work/turnserver.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null 2>&1 && break; done
+timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null 2>&1 || {
+    cat "$work/turnserver.log" >&2; echo "footprint.sh: coturn did not start" >&2; exit 1; }
 mkdir -p "$work/synapse/conf.d"
 printf '%s\n' "server_name: footprint.test" "turn_uris: [\"turn:127.0.0.1:$port?transport=udp\"]" \
     "turn_user_lifetime: 1h" >"$work/synapse/homeserver.yaml"

@@ -48,10 +48,12 @@ public struct HostSurvey: Sendable {
         public var noTCP: Bool
     }
 
-    /// Prosody's `turn_external_secret`, where Prosody's files set one.
+    /// A TURN secret Prosody's files set: `turn_external_secret` (mod_turn_external), `external_service_secret`
+    /// (mod_external_services, as Jitsi Meet configures it) or `turncredentials_secret` (mod_turncredentials).
     public struct ProsodyTURN: Sendable {
         public var file: String
         public var line: Int
+        public var option: String
         /// Whether it is the secret Synapse uses (only when the value is a plain Lua string).
         public var matchesSynapse: Bool?
     }
@@ -116,7 +118,9 @@ public struct HostSurvey: Sendable {
         return coturn
     }
 
-    /// `turn_external_secret = "…"` lines in Prosody's main file and its conf.d. Values are compared, never kept.
+    static let prosodyOptions = ["turn_external_secret", "external_service_secret", "turncredentials_secret"]
+
+    /// `<option> = "…"` lines in Prosody's main file and its conf.d. Values are compared, never kept.
     static func readProsody(_ path: String, synapseSecret: TurnSecret?) -> [ProsodyTURN] {
         var files = [path]
         let confD = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]) + "/conf.d"
@@ -138,8 +142,8 @@ public struct HostSurvey: Sendable {
                 .enumerated()
             {
                 let text = String(decoding: line, as: UTF8.self).drop { $0 == " " || $0 == "\t" }
-                guard text.hasPrefix("turn_external_secret") else { continue }
-                let rest = text.dropFirst("turn_external_secret".count).drop { $0 == " " || $0 == "\t" }
+                guard let option = prosodyOptions.first(where: { text.hasPrefix($0) }) else { continue }
+                let rest = text.dropFirst(option.count).drop { $0 == " " || $0 == "\t" }
                 guard rest.first == "=" else { continue }
                 let value = rest.dropFirst().drop { $0 == " " || $0 == "\t" }
                 var matches: Bool?
@@ -152,7 +156,12 @@ public struct HostSurvey: Sendable {
                         !literal.contains("\\")
                         ? synapseSecret.withExposedBytes { ConstantTime.equals(Array(literal.utf8), $0) } : nil
                 }
-                found.append(ProsodyTURN(file: file, line: index + 1, matchesSynapse: matches))
+                // A literal followed by more (`"a" .. "b"`) is not the whole value; a comment after it is fine.
+                if matches != nil, let end = value.dropFirst().firstIndex(of: value.first!) {
+                    let tail = value[value.index(after: end)...].drop { " \t\r;".contains($0) }
+                    if !tail.isEmpty && !tail.hasPrefix("--") { matches = nil }
+                }
+                found.append(ProsodyTURN(file: file, line: index + 1, option: option, matchesSynapse: matches))
             }
         }
         return found

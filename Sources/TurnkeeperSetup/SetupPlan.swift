@@ -140,15 +140,15 @@ public struct SetupPlan: Sendable {
             case true?:
                 undecided.append(
                     "Prosody signs TURN credentials with Synapse's secret (\(prosody.file):\(prosody.line), "
-                        + "turn_external_secret): list it under consumers: (docs/consumers.md), or its calls fail once "
+                        + "\(prosody.option)): list it under consumers: (docs/consumers.md), or its calls fail once "
                         + "the first rotation retires the secret. init does not guess its hosts")
             case false?:
                 found.append(
-                    "Prosody: turn_external_secret at \(prosody.file):\(prosody.line) is not Synapse's secret; rotation "
+                    "Prosody: \(prosody.option) at \(prosody.file):\(prosody.line) is not Synapse's secret; rotation "
                         + "leaves coturn's copy of it alone")
             case nil:
                 undecided.append(
-                    "Prosody sets turn_external_secret at \(prosody.file):\(prosody.line) in a form init cannot compare: "
+                    "Prosody sets \(prosody.option) at \(prosody.file):\(prosody.line) in a form init cannot compare: "
                         + "if it is Synapse's secret, list Prosody under consumers: (docs/consumers.md)")
             }
         }
@@ -197,6 +197,9 @@ public struct SetupPlan: Sendable {
         }
         let verifyURI =
             choices.verifyURI ?? "turn:\(host):\(conf.listeningPort)?transport=\(conf.noUDP ? "tcp" : "udp")"
+        notes.append(
+            "make sure Synapse's turn_uris name this coturn: after init, `turnkeeper probe --synapse-config` with "
+                + "Synapse's paths relays through what clients are given (check does not resolve them)")
         chose.append(
             "coturn.verify_uri \(verifyURI): "
                 + (choices.verifyURI == nil

@@ -101,6 +101,20 @@ struct SetupPlanTests {
         let plan = other.plan()
         #expect(plan.configuration != nil)
         #expect(plan.found.contains { $0.contains("is not Synapse's secret") })
+
+        // Jitsi Meet's Prosody (mod_external_services), a trailing comment: still Synapse's secret.
+        let jitsi = try Host(
+            turnserver: Host.sqliteTurnserver,
+            prosody: "external_service_secret = \"\(Host.secret)\"; -- shared with coturn\n")
+        defer { jitsi.directory.remove() }
+        #expect(jitsi.plan().undecided.contains { $0.contains("external_service_secret") && $0.contains("consumers:") })
+
+        // A concatenation is not the whole value: init cannot tell, so it asks.
+        let joined = try Host(
+            turnserver: Host.sqliteTurnserver,
+            prosody: "turn_external_secret = \"\(Host.secret)\" .. \"more\"\n")
+        defer { joined.directory.remove() }
+        #expect(joined.plan().undecided.contains { $0.contains("cannot compare") })
     }
 
     @Test("What the host cannot tell stays undecided until an option settles it")

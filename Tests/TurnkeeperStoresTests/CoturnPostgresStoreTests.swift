@@ -50,6 +50,9 @@ struct CoturnPostgresStoreTests {
             ("no", true, "does not offer TLS"),
             ("inject", true, "not PostgreSQL's"),
             ("silent", false, "did not answer within"),
+            // Without TLS only a server that proves it knows the password (SCRAM) gets anything.
+            ("trust", false, "without asking for its password"),
+            ("cleartext", false, "password in clear over a connection without TLS"),
         ] {
             let port = try LoopbackUDP.freePort()
             let received = directory.file("received-\(mode)")
@@ -78,8 +81,21 @@ struct CoturnPostgresStoreTests {
         }
     }
 
-    /// A TCP server on loopback: "no" answers SSLRequest with N, "inject" with S and a plaintext message, and
-    /// "silent" says nothing. It records what it received.
+    @Test("TLS to a port where nothing listens: unreachable, said plainly")
+    func nothingListening() async throws {
+        let store = CoturnPostgresStore(
+            endpoint: PostgresEndpoint(
+                host: "127.0.0.1", port: Int(try LoopbackUDP.freePort()), password: "x", tls: true,
+                timeout: .seconds(2)),
+            realm: "r")
+        await #expect { try await store.secrets() } throws: { error in
+            (error as? TurnkeeperError)?.code == .storeUnreachable
+        }
+    }
+
+    /// A TCP server on loopback: "no" answers SSLRequest with N, "inject" with S and a plaintext message,
+    /// "silent" says nothing, "trust" lets anyone in, "cleartext" asks for the password in clear. It records
+    /// what it received after an SSLRequest.
     static let liar = """
         import socket, sys, time
         port, mode, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -89,6 +105,12 @@ struct CoturnPostgresStoreTests {
             connection, _ = server.accept()
             if mode == "silent":
                 continue
+            if mode in ("trust", "cleartext"):
+                if not connection.recv(4096):  # the test's own check that the port accepts
+                    connection.close(); continue
+                connection.sendall(b"R\\x00\\x00\\x00\\x08\\x00\\x00\\x00" + (b"\\x00" if mode == "trust" else b"\\x03")
+                                   + b"Z\\x00\\x00\\x00\\x05I")
+                time.sleep(2); connection.close(); continue
             connection.settimeout(5)
             data = connection.recv(8)
             if len(data) < 8:

@@ -32,6 +32,8 @@ final class PostgresSession {
     private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     private var buffered: [UInt8] = []
+    /// Where the next message starts in `buffered`: consumed bytes are dropped in batches, not one by one.
+    private var consumed = 0
 
     private init(
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
@@ -112,11 +114,16 @@ final class PostgresSession {
     func rows(_ sql: String, _ parameters: [String] = []) async throws -> [[String?]] {
         try await outbound.write(ByteBuffer(bytes: PostgresFrontend.statement(sql, parameters: parameters)))
         var rows: [[String?]] = []
+        var bytes = 0
         var failure: PostgresServerError?
         while true {
             switch try await next() {
             case .dataRow(let row):
-                guard rows.count < 10_000 else { throw PostgresTransportError(description: "too many rows") }
+                // coturn's rows are a few dozen bytes each: a server sending megabytes is refused, not stored.
+                bytes += row.reduce(16) { $0 + ($1?.utf8.count ?? 0) }
+                guard rows.count < 10_000, bytes <= 1 << 20 else {
+                    throw PostgresTransportError(description: "sent more rows than coturn's table could hold")
+                }
                 rows.append(row)
             case .error(let fields): failure = PostgresServerError(fields)
             case .readyForQuery:
@@ -129,12 +136,22 @@ final class PostgresSession {
         }
     }
 
+    /// Logs in. Without TLS nothing proves the server is PostgreSQL (any local user could hold the port while it
+    /// is down), so with a password set only SCRAM-SHA-256, whose last message proves the server knows the
+    /// password, is accepted: a password in clear, MD5, or a server that lets us in unasked is refused.
     private func logIn(_ endpoint: PostgresEndpoint) async throws {
         try await send(PostgresFrontend.startup(user: endpoint.user, database: endpoint.database))
+        let serverUnproven = !endpoint.tls && endpoint.password != nil
+        let advice =
+            "turnkeeper cannot tell it from an impostor holding the port: let \(endpoint.user) log in with "
+            + "scram-sha-256 in pg_hba.conf, or set coturn.postgres.tls: true"
         var scram: SCRAMClient?
         var serverVerified = false
+        var authenticated = false
         while true {
-            switch try await next() {
+            let message = try await next()
+            if case .authentication = message, authenticated { throw unexpected("a second login request") }
+            switch message {
             case .authentication(let request):
                 switch request {
                 case .ok:
@@ -142,13 +159,29 @@ final class PostgresSession {
                     if scram != nil && !serverVerified {
                         throw TurnkeeperError(.storeRefused, "the server skipped the end of SCRAM-SHA-256")
                     }
+                    if serverUnproven && !serverVerified {
+                        throw TurnkeeperError(
+                            .storeRefused,
+                            "the server let \(endpoint.user) in without asking for its password; \(advice)")
+                    }
+                    authenticated = true
                 case .cleartextPassword:
+                    if serverUnproven {
+                        throw TurnkeeperError(
+                            .storeRefused,
+                            "the server asks for the password in clear over a connection without TLS; \(advice)")
+                    }
                     try await send(PostgresFrontend.password(try Self.password(endpoint)))
                 case .md5Password(let salt):
+                    if serverUnproven {
+                        throw TurnkeeperError(
+                            .storeRefused, "the server asks for an MD5 login over a connection without TLS; \(advice)")
+                    }
                     let inner = Hex.encode(Digest.md5(try Self.password(endpoint) + Array(endpoint.user.utf8)))
                     let outer = Hex.encode(Digest.md5(Array(inner.utf8) + salt))
                     try await send(PostgresFrontend.password(Array(("md5" + outer).utf8)))
                 case .sasl(let mechanisms):
+                    guard scram == nil else { throw unexpected("a second SASL request") }
                     guard mechanisms.contains("SCRAM-SHA-256") else {
                         throw TurnkeeperError(
                             .storeRefused,
@@ -160,12 +193,17 @@ final class PostgresSession {
                     try await send(
                         PostgresFrontend.saslInitialResponse(mechanism: "SCRAM-SHA-256", data: client.clientFirst))
                 case .saslContinue(let serverFirst):
-                    guard var client = scram else { throw unexpected("SASLContinue") }
-                    let final = try client.clientFinal(serverFirst: serverFirst)
-                    scram = client
+                    guard let client = scram else { throw unexpected("SASLContinue") }
+                    // PBKDF2 costs as many hashes as the server asks for: off the event loops.
+                    let (answered, final) = try await Blocking.run { () throws -> (SCRAMClient, [UInt8]) in
+                        var client = client
+                        let final = try client.clientFinal(serverFirst: serverFirst)
+                        return (client, final)
+                    }
+                    scram = answered
                     try await send(PostgresFrontend.saslResponse(final))
                 case .saslFinal(let serverFinal):
-                    guard let client = scram else { throw unexpected("SASLFinal") }
+                    guard let client = scram, !serverVerified else { throw unexpected("SASLFinal") }
                     try client.verify(serverFinal: serverFinal)
                     serverVerified = true
                 case .unsupported(let code):
@@ -175,7 +213,9 @@ final class PostgresSession {
                             + "or SSPI). Let turnkeeper's user log in with scram-sha-256 in pg_hba.conf")
                 }
             case .error(let fields): throw PostgresServerError(fields)
-            case .readyForQuery: return
+            case .readyForQuery:
+                guard authenticated else { throw unexpected("ReadyForQuery before the login succeeded") }
+                return
             case .dataRow, .commandComplete: throw unexpected("a row before logging in")
             case .ignored: continue
             }
@@ -199,12 +239,16 @@ final class PostgresSession {
 
     private func next() async throws -> PostgresBackend {
         while true {
-            if let (message, used) = try PostgresBackend.decode(buffered[...]) {
-                buffered.removeFirst(used)
+            if let (message, used) = try PostgresBackend.decode(buffered[consumed...]) {
+                consumed += used
                 return message
             }
             guard let chunk = try await inbound.next() else {
                 throw PostgresTransportError(description: "the server closed the connection")
+            }
+            if consumed > 0 {
+                buffered.removeFirst(consumed)
+                consumed = 0
             }
             buffered += Array(buffer: chunk)
         }
@@ -312,6 +356,10 @@ final class StartTLSHandler: ChannelInboundHandler, Sendable {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         settle(error)
         context.fireErrorCaught(error)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        settle(PostgresTransportError(description: "the connection ended before TLS began"))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
