@@ -14,8 +14,9 @@
 # TURNKEEPER_SYNAPSE_VENV: Synapse's venv (default ~/.cache/turnkeeper/synapse-venv, as the tests use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deb="$(realpath "${1:-$(ls -1 dist/turnkeeper_*.deb 2>/dev/null | tail -1)}")"
-[ -f "$deb" ] || { echo "booted.sh: no .deb; run make deb first" >&2; exit 2; }
+deb="${1:-$(ls -1 dist/turnkeeper_*.deb 2>/dev/null | tail -1)}"
+[ -n "$deb" ] && [ -f "$deb" ] || { echo "booted.sh: no .deb; run make deb first" >&2; exit 2; }
+deb="$(realpath "$deb")"
 for tool in mmdebstrap systemd-nspawn nsenter dpkg-deb; do
     command -v "$tool" >/dev/null || { echo "booted.sh: $tool is missing: apt-get install mmdebstrap systemd-container util-linux" >&2; exit 2; }
 done
@@ -43,7 +44,10 @@ cleanup() {
         kill -RTMIN+4 "$leader" 2>/dev/null || true  # the container's systemd powers off
         timeout 30 tail --pid="$nspawn" -f /dev/null || { kill -KILL "$leader" 2>/dev/null; timeout 10 tail --pid="$nspawn" -f /dev/null || true; }
     fi
-    [ -z "$nspawn" ] || ! kill -0 "$nspawn" 2>/dev/null || kill -KILL "$nspawn" 2>/dev/null || true
+    if [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null; then
+        kill -TERM "$nspawn" 2>/dev/null || true  # nspawn powers the container off
+        timeout 30 tail --pid="$nspawn" -f /dev/null || kill -KILL "$nspawn" 2>/dev/null || true
+    fi
     rm -rf --one-file-system "$work"
     exit "$status"
 }

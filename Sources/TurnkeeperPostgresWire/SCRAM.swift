@@ -44,7 +44,8 @@ public struct SCRAMClient: Sendable {
         let clientKey = try HMAC.authenticationCode(.sha256, key: salted, message: Array("Client Key".utf8))
         let storedKey = Digest.sha256(clientKey)
         let withoutProof = "c=biws,r=\(combined)"
-        let authMessage = Array("\(clientFirstBare),\(text),\(withoutProof)".utf8)
+        // The server's message exactly as it sent it: both sides must sign the same bytes.
+        let authMessage = Array("\(clientFirstBare),".utf8) + serverFirst + Array(",\(withoutProof)".utf8)
         let signature = try HMAC.authenticationCode(.sha256, key: storedKey, message: authMessage)
         let proof = zip(clientKey, signature).map { $0 ^ $1 }
         let serverKey = try HMAC.authenticationCode(.sha256, key: salted, message: Array("Server Key".utf8))

@@ -32,6 +32,8 @@ final class PostgresSession {
     private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     private var buffered: [UInt8] = []
+    /// A refusal the server sent, kept in case it hangs up before ReadyForQuery (a FATAL error does).
+    private var pendingFailure: PostgresServerError?
     /// Where the next message starts in `buffered`: consumed bytes are dropped in batches, not one by one.
     private var consumed = 0
 
@@ -48,7 +50,15 @@ final class PostgresSession {
     static func with<Result: Sendable>(
         _ endpoint: PostgresEndpoint, _ body: @escaping @Sendable (PostgresSession) async throws -> Result
     ) async throws -> Result? {
-        let tlsContext = endpoint.tls ? try NIOSSLContext(configuration: tlsConfiguration(endpoint)) : nil
+        let tlsContext: NIOSSLContext?
+        do {
+            tlsContext = endpoint.tls ? try NIOSSLContext(configuration: tlsConfiguration(endpoint)) : nil
+        } catch {
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "cannot use coturn.postgres.ca_file\(endpoint.caFile.map { " (\($0))" } ?? "") for TLS: "
+                    + "\(ServerText.escaped("\(error)")). Check that it holds PEM certificates.")
+        }
         let (seconds, attoseconds) = endpoint.timeout.components
         let (channel, ready): (NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<Void>)
         do {
@@ -125,7 +135,9 @@ final class PostgresSession {
                     throw PostgresTransportError(description: "sent more rows than coturn's table could hold")
                 }
                 rows.append(row)
-            case .error(let fields): failure = PostgresServerError(fields)
+            case .error(let fields):
+                failure = PostgresServerError(fields)
+                pendingFailure = failure
             case .readyForQuery:
                 if let failure { throw failure }
                 return rows
@@ -244,6 +256,7 @@ final class PostgresSession {
                 return message
             }
             guard let chunk = try await inbound.next() else {
+                if let pendingFailure { throw pendingFailure }
                 throw PostgresTransportError(description: "the server closed the connection")
             }
             if consumed > 0 {
@@ -258,6 +271,8 @@ final class PostgresSession {
     static func tlsConfiguration(_ endpoint: PostgresEndpoint) -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
         if let caFile = endpoint.caFile { configuration.trustRoots = .file(caFile) }
+        // A closing session waits this long at most for the server's close_notify.
+        configuration.shutdownTimeout = .seconds(1)
         return configuration
     }
 

@@ -89,10 +89,11 @@ struct InitCommand: AsyncParsableCommand {
             SetupPlan(HostSurvey.read(paths), choices: choices, path: path)
         }
 
-        for line in plan.found { Swift.print("found      \(line)") }
-        for line in plan.chose { Swift.print("chose      \(line)") }
-        for line in plan.notes { Swift.print("to do      \(line)") }
-        for line in plan.undecided { Swift.print("undecided  \(line)") }
+        // Values from the host's files (a realm, file names): escaped before they reach a terminal.
+        let sections = [("found     ", plan.found), ("chose     ", plan.chose), ("to do     ", plan.notes)]
+        for (label, lines) in sections + [("undecided ", plan.undecided)] {
+            for line in lines { Swift.print(label + " " + ServerText.escaped(line, limit: 4000)) }
+        }
         guard let text = plan.rendered() else {
             throw TurnkeeperError(
                 .invalidConfiguration,
@@ -106,7 +107,13 @@ struct InitCommand: AsyncParsableCommand {
         }
         try await Blocking.run { [path] in
             try Self.write(Array(text.utf8), to: path, replacing: existing == .shippedExample)
-            _ = try Configuration.load(path)
+            do {
+                _ = try Configuration.load(path)
+            } catch {
+                // Ours, just written: leave nothing behind that the next init would refuse to replace.
+                unlink(path)
+                throw error
+            }
         }
         Swift.print(
             "wrote      \(path) (0600)" + (existing == .shippedExample ? ", in place of the package's example" : ""))
