@@ -10,6 +10,7 @@ struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Write turnkeeper.yaml from what this host has: Synapse, coturn, the apps beside them.",
+        usage: "turnkeeper init [--config <file>] [--print] [<options>]",
         discussion: """
             Reads Synapse's configuration (Debian: /etc/matrix-synapse/homeserver.yaml
             and conf.d/), coturn's /etc/turnserver.conf (realm, use-auth-secret,
