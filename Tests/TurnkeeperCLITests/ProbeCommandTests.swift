@@ -439,7 +439,8 @@ struct ProbeCommandTests {
     @Test(
         "help at 80 columns keeps every hand-aligned line of the discussion whole",
         arguments: [
-            ["probe"], ["call"], ["credentials", "mint"], ["credentials", "verify"], ["rotate"], ["provision"], ["init"],
+            ["probe"], ["call"], ["credentials", "mint"], ["credentials", "verify"], ["rotate"], ["provision"],
+            ["init"],
         ]
     )
     func helpFits(command: [String]) throws {
