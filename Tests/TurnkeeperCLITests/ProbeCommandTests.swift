@@ -456,5 +456,9 @@ struct ProbeCommandTests {
         #expect(!aligned.isEmpty)
         for line in aligned { #expect(narrow.contains(line), "rewrapped: \(line)") }
         #expect(narrow.allSatisfy { $0.count <= 80 })
+        // The usage line too: argument-parser does not wrap it.
+        let usage = try TurnkeeperBinary.run(["help"] + command, environment: ["COLUMNS": "80"]).stdout
+            .split(separator: "\n").drop { !$0.hasPrefix("USAGE:") }.prefix { !$0.isEmpty }
+        #expect(!usage.isEmpty && usage.allSatisfy { $0.count <= 80 }, "\(usage)")
     }
 }

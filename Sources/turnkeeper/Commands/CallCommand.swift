@@ -10,6 +10,10 @@ struct CallCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "call",
         abstract: "One side of a test call: a voice-like stream to a peer through TURN, with loss, RTT and jitter.",
+        usage: """
+            turnkeeper call --name <name> --peer <name> --rendezvous <dir>
+                     [<options>]
+            """,
         discussion: """
             Run it twice, on two machines (or two network namespaces), with the names swapped and the same \
             --rendezvous directory. Each side gets TURN credentials the way a Matrix client does, allocates a \

@@ -14,6 +14,10 @@ struct CredentialsCommand: ParsableCommand {
     struct Mint: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Mint a credential for a user, as Synapse's /voip/turnServer does (the default).",
+            usage: """
+                turnkeeper credentials [mint] --user <user-id> [--secret-file <file> ...]
+                         [--ttl <duration>] [--uri <uri> ...] [--json]
+                """,
             discussion: """
                 username = "<expiry>:<user>", expiry in Unix seconds; password = base64(HMAC-SHA1(secret, \
                 username)). coturn with use-auth-secret accepts it until the expiry.
@@ -88,6 +92,10 @@ struct CredentialsCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check a credential against one or more secrets, as coturn would.",
+            usage: """
+                turnkeeper credentials verify --username <username>
+                         --password-file <file> [--secret-file <file> ...]
+                """,
             discussion: """
                 Says which secret signed it (by fingerprint), whether it has expired, or that no secret \
                 matches. Exit status 0 only for a valid, unexpired credential; 1 otherwise.

@@ -8,6 +8,10 @@ struct ProvisionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provision",
         abstract: "Write a reviewable bundle for a separate TURN host: coturn, firewall, units, DNS, both turnkeepers.",
+        usage: """
+            turnkeeper provision --domain <name> --public-address <ip>
+                     --cert <file> --key <file> --out <dir> [<options>]
+            """,
         discussion: """
             Nothing on this machine is changed unless --apply says so: every file goes into --out, a new \
             directory, written as a whole or not at all. The bundle holds, with real values:
