@@ -39,8 +39,8 @@ struct IdleTests {
         defer { deployment.stop() }
         let daemon = try DaemonProcess(config: deployment.config, in: deployment.directory)
         defer { daemon.stop() }
-        try await daemon.waitForLog("step 4:", timeout: .seconds(60))
-        try await daemon.waitForLog("probe passed", timeout: .seconds(60))
+        try await daemon.waitForLog("step 4:", timeout: .seconds(180))
+        try await daemon.waitForLog("probe passed", timeout: .seconds(180))
 
         // Context switches of the threads alive across a 5 s window. A once-a-second timer makes about 5 in every
         // window; work left over from the start ends within one. The best of three windows must be quiet.
