@@ -23,8 +23,9 @@ struct InitCommand: AsyncParsableCommand {
 
             It never overwrites a configuration: an existing file is left alone
             (exit 2) unless it is the package's unedited example. With anything
-            undecided it writes nothing and exits 2; the options below settle
-            what the host cannot tell.
+            undecided it writes nothing and exits 2, and says what to do: an
+            option below, a change to Synapse's or coturn's configuration, or a
+            turnkeeper.yaml written by hand from the example.
 
             Example (a first run on a Debian host):
               apt install ./turnkeeper_0.1.0_amd64.deb
