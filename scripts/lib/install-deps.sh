@@ -7,12 +7,14 @@
 # faketime: libfaketime, which runs turnkeeper with a shifted wall clock (skewed hosts, epochs ahead).
 # dpkg-dev, lintian, chrpath: scripts/deb.sh builds and checks the .deb (the tests list what it installs).
 # mmdebstrap, systemd-container: scripts/cleanroom.sh installs it in a clean bookworm root (systemd-nspawn).
+# chromium, chromium-driver: a real WebRTC stack (headless Chromium, driven by Selenium from PyPI in the Synapse venv).
 # prosody, lua5.4: a real Prosody 0.12 with mod_turn_external, a consumer of the secret (tests start their own as
 # the prosody user; Debian's postinst may start the system one, which the tests never touch); Lua reads back what
 # turnkeeper writes for it.
 turnkeeper_install_deps() {
     local wanted=(libssl-dev libsqlite3-dev libevent-dev libyaml-dev pkg-config openssl coturn python3 python3-venv systemd iproute2
-        nftables redis-server postgresql faketime prosody lua5.4 dpkg-dev lintian chrpath mmdebstrap systemd-container)
+        nftables redis-server postgresql faketime prosody lua5.4 dpkg-dev lintian chrpath mmdebstrap systemd-container
+        chromium chromium-driver)
     local missing=()
     local pkg
     for pkg in "${wanted[@]}"; do
@@ -42,6 +44,10 @@ turnkeeper_install_deps() {
     if ! "$venv/bin/python" -c 'import slixmpp' 2>/dev/null; then
         echo "== installing slixmpp into $venv (PyPI)"
         "$venv/bin/pip" install --quiet "slixmpp==1.17.0"
+    fi
+    if ! "$venv/bin/python" -c 'import selenium' 2>/dev/null; then
+        echo "== installing selenium into $venv (PyPI)"
+        "$venv/bin/pip" install --quiet "selenium==4.51.0"
     fi
     export TURNKEEPER_SYNAPSE_PYTHON="$venv/bin/python"
     if ! command -v swift >/dev/null; then
