@@ -4,28 +4,20 @@
 # in the same sitting. Figures go into docs/performance.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/loopback-coturn.sh
 work="$(mktemp -d /tmp/turnkeeper-bench-XXXXXX)"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-port=$((20000 + RANDOM % 10000))
-peer=$((port + 10))
-relay=$((40000 + RANDOM % 20000))
 swift build --product turnkeeper >/dev/null
 tk="$(swift build --show-bin-path)/turnkeeper"
 "$tk" secret generate --out "$work/secret" >/dev/null
 umask 077
-{
-    sed -e "s|@PORT@|$port|" -e "s|@RELAY_MIN@|$relay|" -e "s|@RELAY_MAX@|$((relay + 63))|" \
-        -e "s|@REALM@|bench.turnkeeper.test|" -e "s|@DIR@|$work|" coturn/loopback.conf.in
-    printf 'static-auth-secret=%s\n' "$(<"$work/secret")"
-} >"$work/turnserver.conf"
-turnserver -c "$work/turnserver.conf" >"$work/turnserver.log" 2>&1 &
-pids+=($!)
+turnkeeper_loopback_coturn "$work" "$work/secret" bench.turnkeeper.test 64
+peer=$((port + 10))
 turnutils_peer -L 127.0.0.1 -p "$peer" >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 1 50); do timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null 2>&1 && break; done
 
 echo "== turnkeeper (swift package benchmark --target ProbeBenchmarks)"
 (cd Benchmarks && TURNKEEPER_BENCH_PORT=$port TURNKEEPER_BENCH_SECRET_FILE="$work/secret" \

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/install-deps.sh
+source scripts/lib/loopback-coturn.sh
 turnkeeper_install_deps
 
 echo "== building turnkeeper"
@@ -22,30 +23,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$((20000 + RANDOM % 10000))
-peer_port=$((port + 10))
-relay=$((40000 + RANDOM % 20000))
-
 echo "== turnkeeper secret generate --out $work/secret"
 "$tk" secret generate --out "$work/secret"
 
 # The secret goes into coturn's config through the shell's own printf, never through a child's argv.
 umask 077
-{
-    sed -e "s|@PORT@|$port|" -e "s|@RELAY_MIN@|$relay|" -e "s|@RELAY_MAX@|$((relay + 31))|" \
-        -e "s|@REALM@|demo.turnkeeper.test|" -e "s|@DIR@|$work|" coturn/loopback.conf.in
-    printf 'static-auth-secret=%s\n' "$(<"$work/secret")"
-} >"$work/turnserver.conf"
-
-echo "== starting coturn on 127.0.0.1:$port (log: $work/turnserver.log)"
-turnserver -c "$work/turnserver.conf" >"$work/turnserver.log" 2>&1 &
-pids+=($!)
+echo "== starting coturn on loopback (scripts/lib/loopback-coturn.sh; log: $work/turnserver.log)"
+turnkeeper_loopback_coturn "$work" "$work/secret" demo.turnkeeper.test
+echo "   coturn answers on 127.0.0.1:$port"
+peer_port=$((port + 10))
 turnutils_peer -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 1 50); do
-    timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null 2>&1 && break
-done
-timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null || { echo "coturn did not start; see its log" >&2; exit 1; }
 
 echo "== turnkeeper credentials --user @alice:demo.turnkeeper.test --secret-file $work/secret --ttl 10m --json"
 json="$("$tk" credentials --user @alice:demo.turnkeeper.test --secret-file "$work/secret" --ttl 10m \

@@ -7,6 +7,7 @@
 #   scripts/footprint.sh [DEB] [SECONDS]    (default: the newest dist/turnkeeper_*.deb, 30 s idle)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/loopback-coturn.sh
 deb="$(realpath "${1:-$(ls -1 dist/turnkeeper_*.deb 2>/dev/null | tail -1)}")"
 idle="${2:-30}"
 [ -f "$deb" ] || { echo "footprint.sh: no .deb; run make deb first" >&2; exit 2; }
@@ -37,20 +38,9 @@ print(f"--version      median {statistics.median(times):.1f} ms, p90 {times[44]:
 PY
 
 # A throw-away coturn on loopback and a Synapse config directory, as scripts/demo.sh has them.
-port=$((20000 + RANDOM % 10000))
-relay=$((40000 + RANDOM % 20000))
 "$tk" secret generate --out "$work/secret" >/dev/null
 umask 077
-{
-    sed -e "s|@PORT@|$port|" -e "s|@RELAY_MIN@|$relay|" -e "s|@RELAY_MAX@|$((relay + 31))|" \
-        -e "s|@REALM@|footprint.test|" -e "s|@DIR@|$work|" coturn/loopback.conf.in
-    printf 'static-auth-secret=%s\n' "$(<"$work/secret")"
-} >"$work/turnserver.conf"
-turnserver -c "$work/turnserver.conf" >"$work/turnserver.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 50); do timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null 2>&1 && break; done
-timeout 1 turnutils_stunclient -p "$port" 127.0.0.1 >/dev/null 2>&1 || {
-    cat "$work/turnserver.log" >&2; echo "footprint.sh: coturn did not start" >&2; exit 1; }
+turnkeeper_loopback_coturn "$work" "$work/secret" footprint.test
 mkdir -p "$work/synapse/conf.d"
 printf '%s\n' "server_name: footprint.test" "turn_uris: [\"turn:127.0.0.1:$port?transport=udp\"]" \
     "turn_user_lifetime: 1h" >"$work/synapse/homeserver.yaml"
