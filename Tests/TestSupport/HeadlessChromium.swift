@@ -5,7 +5,8 @@ import Foundation
 /// `iceTransportPolicy: "relay"`, so they can only meet through the TURN server, and reports what happened.
 public enum HeadlessChromium {
     public struct RelayCall: Decodable, Sendable, CustomStringConvertible {
-        /// "open" when the data channel opened; "timeout" when it did not within 15 s.
+        /// "open" when the data channel opened; "no-relay" when both sides finished gathering without a relay
+        /// candidate; "timeout" when neither happened within 45 s (a guard against a hang, not a measure).
         public let open: String
         /// What the far side received ("ping" when the data channel carried it).
         public let echoed: String?
@@ -28,8 +29,13 @@ public enum HeadlessChromium {
           const config = {iceServers, iceTransportPolicy: "relay"};
           const a = new RTCPeerConnection(config), b = new RTCPeerConnection(config);
           const errors = [];
+          let gathered = 0, finished = 0, noRelay;
+          const gatheredNothing = new Promise(resolve => { noRelay = resolve; });
           for (const [pc, other] of [[a, b], [b, a]]) {
-            pc.onicecandidate = e => { if (e.candidate) other.addIceCandidate(e.candidate).catch(x => errors.push(String(x))); };
+            pc.onicecandidate = e => {
+              if (e.candidate) { gathered++; other.addIceCandidate(e.candidate).catch(x => errors.push(String(x))); }
+              else if (++finished === 2 && gathered === 0) noRelay("no-relay");
+            };
             pc.onicecandidateerror = e => errors.push(`${e.errorCode} ${e.errorText} ${e.url}`);
           }
           const channel = a.createDataChannel("probe");
@@ -37,8 +43,8 @@ public enum HeadlessChromium {
           const opened = new Promise(resolve => { channel.onopen = resolve; });
           await a.setLocalDescription(); await b.setRemoteDescription(a.localDescription);
           await b.setLocalDescription(); await a.setRemoteDescription(b.localDescription);
-          const timeout = new Promise(resolve => setTimeout(() => resolve("timeout"), 15000));
-          const open = await Promise.race([opened.then(() => "open"), timeout]);
+          const timeout = new Promise(resolve => setTimeout(() => resolve("timeout"), 45000));
+          const open = await Promise.race([opened.then(() => "open"), gatheredNothing, timeout]);
           let echoed = null;
           if (open === "open") { channel.send("ping"); echoed = await Promise.race([received, timeout]); }
           const stats = await a.getStats();
@@ -67,7 +73,7 @@ public enum HeadlessChromium {
         options.binary_location = "/usr/bin/chromium"
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         try:
-            driver.set_script_timeout(60)
+            driver.set_script_timeout(120)
             driver.get("file://" + page)
             result = driver.execute_async_script(
                 "const done = arguments[arguments.length - 1];"
@@ -92,7 +98,7 @@ public enum HeadlessChromium {
             decoding: try JSONSerialization.data(withJSONObject: [uri, username, password]), as: UTF8.self)
         let output = try ProcessRunner.run(
             try SynapseServer.python(), [script, page, directory.file("profile")], stdin: input,
-            timeout: .seconds(150))
+            timeout: .seconds(200))
         guard output.status == 0, let line = output.stdout.split(separator: "\n").last else {
             throw TestFailure(
                 "headless Chromium failed (is selenium in the venv? scripts/test.sh installs it): \(output)")
