@@ -237,6 +237,7 @@ let package = Package(
         ),
         testTarget("TurnkeeperCoreTests", ["TurnkeeperCore"]),
         testTarget("TurnkeeperCryptoTests", ["TurnkeeperCrypto"]),
+        testTarget("TurnkeeperExecutionTests", ["TurnkeeperExecution"]),
         testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN"]),
         testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
         testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),

@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 import NIOPosix
 
 /// Sleeps timed on NIO's event loops. `Task.sleep` hands its timer to Dispatch, and the first job Dispatch runs
@@ -25,11 +25,6 @@ public enum Pause {
     /// Until `deadline` on the continuous clock.
     public static func until(_ deadline: ContinuousClock.Instant) async throws {
         try await Self.for(ContinuousClock.now.duration(to: deadline))
-    }
-
-    /// For a `TimeAmount`, as NIO code has it.
-    public static func `for`(_ amount: TimeAmount) async throws {
-        try await Self.for(Duration.nanoseconds(amount.nanoseconds))
     }
 
     /// The duration in nanoseconds, saturating (a Duration can outlast Int64 nanoseconds: about 292 years).
