@@ -53,9 +53,22 @@ public final class PostgresServer: Sendable {
                 "-c", "listen_addresses=127.0.0.1",
             ] + tlsArguments,
             stdoutPath: directory.file("postgres.log"), stderrPath: directory.file("postgres.log"))
-        guard LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(30)) else {
+        // Listening is not ready: while it starts up it accepts and then refuses ("the database system is
+        // starting up"). pg_isready, on its own socket, says when it takes connections (polled, at most 60 s).
+        let isReady = try Self.binary("pg_isready")
+        var ready = false
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while !ready && clock.now < deadline && process.isRunning {
+            ready =
+                try ProcessRunner.run(isReady, ["-q", "-h", directory.path, "-p", String(port)], timeout: .seconds(10))
+                .status == 0
+            if !ready { usleep(100_000) }
+        }
+        guard ready, LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(30)) else {
             process.terminate()
-            throw TestFailure("PostgreSQL did not listen on 127.0.0.1:\(port)")
+            let log = (try? String(contentsOfFile: directory.file("postgres.log"), encoding: .utf8)) ?? ""
+            throw TestFailure("PostgreSQL did not become ready on 127.0.0.1:\(port):\n\(log.suffix(2000))")
         }
         // coturn's schema (its schema.sql); the password goes in on stdin, never on a command line.
         let setup = try ProcessRunner.run(

@@ -29,15 +29,29 @@ public final class RedisServer: Sendable {
             daemonize no
             """)
         configPath = config
-        process = Mutex(try Self.start(config, port: port, log: directory.file("redis.log")))
+        process = Mutex(try Self.start(config, port: port, password: password, log: directory.file("redis.log")))
     }
 
-    private static func start(_ config: String, port: UInt16, log: String) throws -> ChildProcess {
+    /// Started when this very server answers PING with our password: something else listening on the port
+    /// would not, and a redis-server that could not bind has exited (its log then says why).
+    private static func start(_ config: String, port: UInt16, password: String, log: String) throws -> ChildProcess {
         let server = try ProcessRunner.which("redis-server", package: "redis-server")
+        let cli = try ProcessRunner.which("redis-cli", package: "redis-tools")
         let process = try ChildProcess(server, [config], stdoutPath: log, stderrPath: log)
-        guard LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(15)) else {
+        var answered = false
+        if LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(15)) {
+            for _ in 0..<50 where !answered && process.isRunning {
+                let ping = try ProcessRunner.run(
+                    cli, ["-h", "127.0.0.1", "-p", String(port), "PING"], timeout: .seconds(10),
+                    environment: ["REDISCLI_AUTH": password])
+                answered = ping.status == 0 && ping.stdout.hasPrefix("PONG")
+                if !answered { usleep(100_000) }
+            }
+        }
+        guard answered, process.isRunning else {
             process.terminate()
-            throw TestFailure("redis-server did not listen on 127.0.0.1:\(port)")
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw TestFailure("redis-server did not answer PING on 127.0.0.1:\(port):\n\(text.suffix(2000))")
         }
         return process
     }
@@ -46,7 +60,7 @@ public final class RedisServer: Sendable {
     /// restarted with `save ""` and `appendonly no` does.
     public func restart() throws {
         process.withLock { _ = $0.terminate() }
-        let fresh = try Self.start(configPath, port: port, log: directory.file("redis.log"))
+        let fresh = try Self.start(configPath, port: port, password: password, log: directory.file("redis.log"))
         process.withLock { $0 = fresh }
     }
 
