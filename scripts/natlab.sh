@@ -14,9 +14,11 @@
 #     tk-ID-turn   203.0.113.10   coturn, with a second address 203.0.113.11 for RFC 5780
 #     tk-ID-nata   203.0.113.101  NAT A: masquerade, endpoint-independent mapping
 #     tk-ID-natb   203.0.113.102  NAT B: masquerade fully-random, address-and-port-dependent (symmetric)
+#     tk-ID-natc   203.0.113.103  NAT C: the same as NAT B, so that both parties of a call can be symmetric
 #     tk-ID-natt   203.0.113.30   a port-forwarding NAT in front of a TURN host with a private address
 #   tk-ID-alice  192.0.2.10     behind NAT A
 #   tk-ID-bob    198.51.100.10  behind NAT B
+#   tk-ID-carol  198.19.0.10    behind NAT C
 #   tk-ID-turnp  198.18.0.10    behind NAT T: 3478 (UDP, TCP) and the relay ports 49152-49407 forwarded
 # The owner (OWNER_PID, default the caller's parent) is recorded so that `sweep` can clean up after it.
 set -euo pipefail
@@ -68,12 +70,21 @@ up() {
     public_host hs 203.0.113.20
     public_host turn 203.0.113.10
     in_ns turn ip addr add 203.0.113.11/24 dev eth0
+    # A TURN server on the Internet has a default route: a packet to an address nobody routes vanishes
+    # instead of failing the send. Here the route ends in a veth pair inside the namespace, whose far end
+    # has no address: nothing answers its ARP, so every such packet is dropped there.
+    in_ns turn ip link add sink0 type veth peer name sink1
+    in_ns turn ip link set sink0 up
+    in_ns turn ip link set sink1 up
+    in_ns turn ip route add default dev sink0
     public_host nata 203.0.113.101
     public_host natb 203.0.113.102
+    public_host natc 203.0.113.103
     public_host natt 203.0.113.30
 
     private_host alice nata 192.0.2
     private_host bob natb 198.51.100
+    private_host carol natc 198.19.0
     private_host turnp natt 198.18.0
 
     # NAT A keeps a private socket's port and mapping whatever the destination: endpoint-independent.
@@ -83,11 +94,13 @@ table ip nat {
 }
 NFT
     # NAT B draws a new random port for every destination: address-and-port-dependent mapping.
-    in_ns natb nft -f - <<NFT
+    for router in natb natc; do
+        in_ns "$router" nft -f - <<NFT
 table ip nat {
     chain post { type nat hook postrouting priority srcnat; oifname "eth0" masquerade fully-random; }
 }
 NFT
+    done
     # NAT T forwards TURN's ports to the private TURN host and keeps ports on the way out, as a
     # hosting provider's 1:1 NAT does. It also hairpins: the TURN host reaching its own public address
     # (one relay sending to another) comes back to it from that public address.
@@ -113,6 +126,7 @@ synapse   $(ns hs)     203.0.113.20
 turn      $(ns turn)   203.0.113.10 203.0.113.11
 alice     $(ns alice)  192.0.2.10 behind $(ns nata) 203.0.113.101 (endpoint-independent mapping)
 bob       $(ns bob)    198.51.100.10 behind $(ns natb) 203.0.113.102 (symmetric)
+carol     $(ns carol)  198.19.0.10 behind $(ns natc) 203.0.113.103 (symmetric)
 turnp     $(ns turnp)  198.18.0.10 behind $(ns natt) 203.0.113.30 (3478 and $relay_min-$relay_max forwarded)
 EOF
 }
@@ -203,5 +217,5 @@ case "$command" in
     orphans) orphans ;;
     list) ip netns list | awk '{print $1}' | grep -E '^tk-[a-z0-9]+-' | cut -d- -f2 | sort -u ;;
     demo) demo ;;
-    *) sed -n '2,22p' "$0"; exit 2 ;;
+    *) sed -n '2,24p' "$0"; exit 2 ;;
 esac

@@ -64,8 +64,10 @@ struct NATLabTests {
         let secret: TurnSecret
         let tokens: (alice: String, bob: String)
 
-        init(_ lab: NATLab, secretInCoturnConfig: Bool = true, supervised: Bool = false, lifetime: String = "1h") throws
-        {
+        init(
+            _ lab: NATLab, secretInCoturnConfig: Bool = true, supervised: Bool = false, lifetime: String = "1h",
+            synapseConf: [String: String] = [:]
+        ) throws {
             secret = try TurnSecret.generate()
             let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
             coturn = try LabCoturn(
@@ -78,7 +80,7 @@ struct NATLabTests {
                     turn_shared_secret: "\(text)"
                     turn_user_lifetime: \(lifetime)
                     """
-                ],
+                ].merging(synapseConf) { _, extra in extra },
                 supervised: supervised, namespace: lab.namespace("hs"), address: "203.0.113.20")
             tokens = (
                 try lab.directory.write("alice.token", try synapse.register("alice")),
@@ -88,6 +90,24 @@ struct NATLabTests {
 
         func fromSynapse(_ token: String) -> [String] {
             ["--homeserver", "http://203.0.113.20:8008", "--access-token-file", token]
+        }
+
+        /// turnkeeper.yaml for rotating this setup from the Synapse host: coturn's SQLite userdb, Synapse
+        /// restarted by its supervisor, a 1 s margin.
+        func rotationConfig(_ lab: NATLab) throws -> String {
+            var synapse = TestConfiguration.Synapse(config: [self.synapse.homeserverYAML, self.synapse.confD])
+            synapse.managedFile = self.synapse.confD + "/90-turnkeeper.yaml"
+            synapse.restartCommand = self.synapse.restartCommand
+            synapse.healthURL = "http://203.0.113.20:8008/health"
+            synapse.homeserver = "http://203.0.113.20:8008"
+            synapse.accessTokenFile = tokens.alice
+            var coturn = TestConfiguration.Coturn(
+                realm: "lab.turnkeeper.test", verifyURI: "turn:203.0.113.10?transport=udp")
+            coturn.database = self.coturn.userDatabase
+            var rotation = TestConfiguration.Rotation(stateDirectory: lab.directory.file("state"))
+            rotation.margin = "1s"
+            return try lab.directory.write(
+                "turnkeeper.yaml", try TestConfiguration(synapse: synapse, coturn: coturn, rotation: rotation).render())
         }
 
         func stop() {
@@ -120,12 +140,12 @@ struct NATLabTests {
             lab, ("alice", "alice", stun), ("bob", "bob", stun), duration: "2s")
         #expect(directAlice.status == 1 && directBob.status == 1)
         #expect(directAlice.received == 0 && directBob.received == 0, "\(directAlice.output)\n\(directBob.output)")
-        // The positive control: the same direct mode between two hosts that no NAT separates (carol on the
+        // The positive control: the same direct mode between two hosts that no NAT separates (erin on the
         // Synapse host, dave on the TURN host) works, so it is the NATs that stop alice and bob. (alice and
         // a public host are a race: Linux's NAT keeps alice's port only if her first packet leaves before
         // the other's first one arrives, which is hole punching's usual luck.)
-        let (carol, dave) = try await Self.call(lab, ("hs", "carol", stun), ("turn", "dave", stun), duration: "2s")
-        #expect(carol.passed && dave.passed, "\(carol.output)\n\(dave.output)")
+        let (erin, dave) = try await Self.call(lab, ("hs", "erin", stun), ("turn", "dave", stun), duration: "2s")
+        #expect(erin.passed && dave.passed, "\(erin.output)\n\(dave.output)")
 
         // The probe from behind NAT A sees NAT A's public address and says so.
         let probe = try lab.run(
@@ -214,19 +234,7 @@ struct NATLabTests {
         // coturn reads secrets from its SQLite userdb only; turnkeeper adopts Synapse's into it first.
         let setup = try PublicSetup(lab, secretInCoturnConfig: false, supervised: true, lifetime: "4s")
         defer { setup.stop() }
-        var synapse = TestConfiguration.Synapse(config: [setup.synapse.homeserverYAML, setup.synapse.confD])
-        synapse.managedFile = setup.synapse.confD + "/90-turnkeeper.yaml"
-        synapse.restartCommand = setup.synapse.restartCommand
-        synapse.healthURL = "http://203.0.113.20:8008/health"
-        synapse.homeserver = "http://203.0.113.20:8008"
-        synapse.accessTokenFile = setup.tokens.alice
-        var coturn = TestConfiguration.Coturn(
-            realm: "lab.turnkeeper.test", verifyURI: "turn:203.0.113.10?transport=udp")
-        coturn.database = setup.coturn.userDatabase
-        var rotation = TestConfiguration.Rotation(stateDirectory: lab.directory.file("state"))
-        rotation.margin = "1s"
-        let config = try lab.directory.write(
-            "turnkeeper.yaml", try TestConfiguration(synapse: synapse, coturn: coturn, rotation: rotation).render())
+        let config = try setup.rotationConfig(lab)
         // turnkeeper runs on the Synapse host, as an admin would run it.
         let rotate: @Sendable ([String]) throws -> ProcessOutput = { arguments in
             try lab.run(
