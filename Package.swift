@@ -176,6 +176,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The call test page users run from their own network (HTML, CSS and JS in Page/, embedded as bytes),
+        // with the headers it is served with and the static copy `turnkeeper calltest --out` writes.
+        .target(
+            name: "TurnkeeperCallTest",
+            dependencies: ["TurnkeeperCore"],
+            resources: [
+                .embedInCode("Page/index.html"), .embedInCode("Page/calltest.js"), .embedInCode("Page/calltest.css"),
+            ],
+            swiftSettings: strict
+        ),
         // `turnkeeper provision`: the reviewable bundle for a separate TURN host. Rendering is pure; the TLS
         // certificate and key are checked with libcrypto.
         .target(
@@ -188,8 +198,9 @@ let package = Package(
         .target(
             name: "TurnkeeperDaemon",
             dependencies: [
-                "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperCredentialSource",
-                "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSynapse",
+                "TurnkeeperCallTest", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
+                "TurnkeeperCredentialSource", "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperRotation",
+                "TurnkeeperStores", "TurnkeeperSynapse",
                 "TurnkeeperTURNClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -206,6 +217,7 @@ let package = Package(
             name: "turnkeeper",
             dependencies: [
                 "CSystemShims",
+                "TurnkeeperCallTest",
                 "TurnkeeperConfiguration",
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
@@ -244,6 +256,7 @@ let package = Package(
         testTarget("TurnkeeperYAMLTests", ["TurnkeeperYAML"]),
         testTarget("TurnkeeperPostgresWireTests", ["TurnkeeperPostgresWire", "TurnkeeperCore"]),
         testTarget("TurnkeeperConsumersTests", ["TurnkeeperConsumers", "TurnkeeperCredentials"]),
+        testTarget("TurnkeeperCallTestTests", ["TurnkeeperCallTest", "TurnkeeperCore"]),
         testTarget("TurnkeeperConfigurationTests", ["TurnkeeperConfiguration", "TurnkeeperCredentials"]),
         testTarget(
             "TurnkeeperSetupTests",

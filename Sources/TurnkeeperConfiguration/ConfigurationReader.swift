@@ -30,7 +30,10 @@ extension Configuration {
             "mode", "interval", "margin", "state_directory", "root_key_file", "previous_root_key_file", "epoch",
             "keep_previous_epochs", "catch_up",
         ],
-        "daemon": ["listen", "probe_interval", "probe_uris", "probe_ca_file", "retry_initial", "retry_max"],
+        "daemon": [
+            "listen", "probe_interval", "probe_uris", "probe_ca_file", "retry_initial", "retry_max",
+            "calltest_homeserver",
+        ],
     ]
 
     /// Reads and checks turnkeeper.yaml whole: every error names the file, the line and the key, never a value.
@@ -303,7 +306,18 @@ private struct ConfigurationReader {
             probeURIs: probeURIs,
             probeCAFile: try optionalPath(node, "probe_ca_file"),
             retryInitial: retryInitial,
-            retryMax: retryMax
+            retryMax: retryMax,
+            calltestHomeserver: try optionalString(node, "calltest_homeserver").map {
+                (text) throws(TurnkeeperError) in
+                guard let url = HomeserverURL(text) else {
+                    throw error(
+                        node?["calltest_homeserver"],
+                        "daemon.calltest_homeserver must be the homeserver's address as users' Matrix apps reach "
+                            + "it, such as https://matrix.example.org (http or https, a host, an optional port and "
+                            + "path; nothing else)")
+                }
+                return url
+            }
         )
     }
 

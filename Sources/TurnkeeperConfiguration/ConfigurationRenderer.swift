@@ -92,6 +92,7 @@ extension Configuration {
         if let file = daemon.probeCAFile { out.key("probe_ca_file", file) }
         out.key("retry_initial", daemon.retryInitial.text)
         out.key("retry_max", daemon.retryMax.text)
+        if let homeserver = daemon.calltestHomeserver { out.key("calltest_homeserver", homeserver.text) }
         out.end()
         if !consumers.isEmpty {
             out.section("consumers")

@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import NIOCore
 import ServiceLifecycle
+import TurnkeeperCallTest
 import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperRotation
@@ -47,7 +48,8 @@ public struct Daemon {
         ) { path in
             await Self.route(path, state: state, metrics: metrics)
         }
-        logger.info("serving /healthz, /readyz and /metrics on http://\(server.address.hostAndPort)")
+        let page = configuration.daemon.calltestHomeserver == nil ? "" : " and the call test page at /calltest/"
+        logger.info("serving /healthz, /readyz and /metrics\(page) on http://\(server.address.hostAndPort)")
 
         let rotationAlarm = Alarm()
         let probeAlarm = Alarm()
@@ -100,8 +102,30 @@ public struct Daemon {
                 metrics.record(coturnSecrets: count)
             }
             return .init(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
+        case _ where path.hasPrefix("/calltest"):
+            return callTest(path, homeserver: state.current.configuration.daemon.calltestHomeserver)
         default:
             return .init(status: .notFound, body: "not found; try /healthz, /readyz or /metrics\n")
         }
+    }
+
+    /// The call test page, only when daemon.calltest_homeserver is set; under a CSP that lets it talk to that
+    /// homeserver alone.
+    static func callTest(_ path: String, homeserver: HomeserverURL?) -> HealthServer.Response {
+        guard let homeserver else {
+            return .init(
+                status: .notFound,
+                body: "not found: the call test page is served only when daemon.calltest_homeserver is set "
+                    + "(docs/calltest.md)\n")
+        }
+        if path == "/calltest" {
+            return .init(status: .movedPermanently, body: "see /calltest/\n", headers: [("Location", "/calltest/")])
+        }
+        guard let file = CallTestPage.file(at: path, homeserver: homeserver.text) else {
+            return .init(status: .notFound, body: "not found\n")
+        }
+        return .init(
+            status: .ok, contentType: file.contentType, body: String(decoding: file.bytes, as: UTF8.self),
+            headers: CallTestPage.headers(homeserverOrigin: homeserver.origin))
     }
 }

@@ -3,6 +3,7 @@
 /// its digest added here; old digests stay, for hosts that installed an older package.
 public enum ShippedExample {
     public static let sha256: Set<String> = [
-        "d42519353aa573d6ac993fcfe5b356e5302baf69610fb5c875772d401c78b0c8"
+        "d42519353aa573d6ac993fcfe5b356e5302baf69610fb5c875772d401c78b0c8",
+        "b31b493340dd16901a40b4db1d07de08ac22072d1e0ebd5b48740618df896d83",
     ]
 }

@@ -20,7 +20,7 @@ struct Turnkeeper: AsyncParsableCommand {
         subcommands: [
             InitCommand.self, SecretCommand.self, CredentialsCommand.self, ProbeCommand.self, RotateCommand.self,
             StatusCommand.self,
-            CheckCommand.self, RunCommand.self, CallCommand.self, ProvisionCommand.self,
+            CheckCommand.self, RunCommand.self, CallCommand.self, CallTestCommand.self, ProvisionCommand.self,
         ]
     )
 

@@ -100,6 +100,14 @@ public enum LabBrowser {
         }
     }
 
+    /// Chromium processes still running with a profile of `lab`'s: each test checks there are none before the
+    /// lab's removal would kill them.
+    public static func browsers(in lab: NATLab) -> [String] {
+        let listed = (try? ProcessRunner.run("/usr/bin/pgrep", ["-af", "user-data-dir=\(lab.directory.path)/"]))?
+            .stdout
+        return (listed ?? "").split(separator: "\n").map(String.init)
+    }
+
     public enum Role: String, Sendable {
         /// Creates the offer; the answering party answers it.
         case offer, answer

@@ -29,6 +29,7 @@ struct BrowserNATLabTests {
     func relayOnlyCall() async throws {
         let lab = try NATLab()
         defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        defer { #expect(LabBrowser.browsers(in: lab).isEmpty, "Chromium left running") }
         let setup = try NATLabTests.PublicSetup(lab, synapseConf: Self.loginLimits)
         defer { setup.stop() }
 
@@ -56,6 +57,7 @@ struct BrowserNATLabTests {
     func symmetricBothSides() async throws {
         let lab = try NATLab()
         defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        defer { #expect(LabBrowser.browsers(in: lab).isEmpty, "Chromium left running") }
         let setup = try NATLabTests.PublicSetup(lab, synapseConf: Self.loginLimits)
         defer { setup.stop() }
         _ = try setup.synapse.register("carol")
@@ -87,6 +89,7 @@ struct BrowserNATLabTests {
     func rotationDuringBrowserCall() async throws {
         let lab = try NATLab()
         defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        defer { #expect(LabBrowser.browsers(in: lab).isEmpty, "Chromium left running") }
         // coturn reads secrets from its SQLite userdb only; turnkeeper adopts Synapse's into it first.
         let setup = try NATLabTests.PublicSetup(
             lab, secretInCoturnConfig: false, supervised: true, lifetime: "4s", synapseConf: Self.loginLimits)

@@ -66,13 +66,13 @@ struct NATLabTests {
 
         init(
             _ lab: NATLab, secretInCoturnConfig: Bool = true, supervised: Bool = false, lifetime: String = "1h",
-            synapseConf: [String: String] = [:]
+            synapseConf: [String: String] = [:], coturnSecret: String? = nil
         ) throws {
             secret = try TurnSecret.generate()
             let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
             coturn = try LabCoturn(
                 lab: lab, host: "turn", listen: ["203.0.113.10", "203.0.113.11"],
-                secrets: secretInCoturnConfig ? [text] : [])
+                secrets: secretInCoturnConfig ? [coturnSecret ?? text] : [])
             synapse = try SynapseServer(
                 confFiles: [
                     "10-turn.yaml": """
@@ -94,7 +94,7 @@ struct NATLabTests {
 
         /// turnkeeper.yaml for rotating this setup from the Synapse host: coturn's SQLite userdb, Synapse
         /// restarted by its supervisor, a 1 s margin.
-        func rotationConfig(_ lab: NATLab) throws -> String {
+        func rotationConfig(_ lab: NATLab, daemon: TestConfiguration.Daemon? = nil) throws -> String {
             var synapse = TestConfiguration.Synapse(config: [self.synapse.homeserverYAML, self.synapse.confD])
             synapse.managedFile = self.synapse.confD + "/90-turnkeeper.yaml"
             synapse.restartCommand = self.synapse.restartCommand
@@ -106,8 +106,9 @@ struct NATLabTests {
             coturn.database = self.coturn.userDatabase
             var rotation = TestConfiguration.Rotation(stateDirectory: lab.directory.file("state"))
             rotation.margin = "1s"
-            return try lab.directory.write(
-                "turnkeeper.yaml", try TestConfiguration(synapse: synapse, coturn: coturn, rotation: rotation).render())
+            var configuration = TestConfiguration(synapse: synapse, coturn: coturn, rotation: rotation)
+            configuration.daemon = daemon
+            return try lab.directory.write("turnkeeper.yaml", try configuration.render())
         }
 
         func stop() {

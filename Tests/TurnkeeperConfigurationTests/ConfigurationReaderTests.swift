@@ -167,6 +167,49 @@ struct ConfigurationReaderTests {
         }
     }
 
+    @Test(
+        "daemon.calltest_homeserver: a homeserver's address, and nothing that could break out of a CSP header",
+        arguments: [
+            ("https://matrix.example.org", "https://matrix.example.org"),
+            ("https://Matrix.Example.org:8448/", "https://matrix.example.org:8448"),
+            ("http://203.0.113.20:8008", "http://203.0.113.20:8008"),
+            ("https://[2001:db8::1]:8448/matrix", "https://[2001:db8::1]:8448"),
+        ])
+    func calltestHomeserver(text: String, origin: String) throws {
+        let url = try #require(HomeserverURL(text))
+        #expect(url.origin == origin)
+        #expect(!url.text.hasSuffix("/"))
+    }
+
+    @Test(
+        "daemon.calltest_homeserver refuses what is not just an address",
+        arguments: [
+            "matrix.example.org", "ftp://matrix.example.org", "https://", "https://a.example; script-src *",
+            "https://a.example'", "https://user@a.example", "https://a.example?x=1", "https://a.example#x",
+            "https://a.example:99999", "https://a.example:80x", "https://a example", "javascript:alert(1)",
+            "https://a.example/../x", "https://[::1", "https://-a.example", "https://a.example\n",
+            "https://a.example/p,q",
+        ])
+    func calltestHomeserverRefused(text: String) throws {
+        #expect(HomeserverURL(text) == nil)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        let path = try directory.write(
+            "turnkeeper.yaml",
+            "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ndaemon:\n"
+                + "  calltest_homeserver: \"\(escaped)\"\n")
+        #expect {
+            try Configuration.load(path)
+        } throws: { error in
+            // The whole reason is fixed text: the value itself is never echoed.
+            (error as? TurnkeeperError)?.reason
+                == "\(path), line 4: daemon.calltest_homeserver must be the homeserver's address as users' Matrix "
+                + "apps reach it, such as https://matrix.example.org (http or https, a host, an optional port and "
+                + "path; nothing else). See docs/configuration.md."
+        }
+    }
+
     @Test("A setting another store reads is refused, not silently ignored")
     func settingOfAnotherStore() throws {
         let directory = try TemporaryDirectory()
@@ -203,7 +246,8 @@ struct ConfigurationReaderTests {
             rotation: .init(interval: .days(1), margin: .seconds(90), stateDirectory: "/var/lib/tk"),
             daemon: .init(
                 listenHost: "::1", listenPort: 9999, probeInterval: .minutes(1), probeURIs: ["turn:h"],
-                probeCAFile: "/etc/ca.pem", retryInitial: .seconds(5), retryMax: .hours(2))),
+                probeCAFile: "/etc/ca.pem", retryInitial: .seconds(5), retryMax: .hours(2),
+                calltestHomeserver: HomeserverURL("https://matrix.example.org"))),
         Configuration(
             synapse: .init(group: "nogroup"),
             coturn: .init(

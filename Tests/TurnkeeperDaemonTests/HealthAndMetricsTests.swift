@@ -63,6 +63,31 @@ struct HealthAndMetricsTests {
         #expect(ended == 0, "the silent client was not disconnected")
     }
 
+    @Test("The call test page: 404 unless daemon.calltest_homeserver is set; then served under its CSP")
+    func callTestPage() async throws {
+        let state = DaemonState(configuration: Self.configuration(), notifier: SystemdNotifier(environment: [:]))
+        let metrics = DaemonMetrics()
+        let off = await Daemon.route("/calltest/", state: state, metrics: metrics)
+        #expect(off.status == .notFound && off.body.contains("daemon.calltest_homeserver"))
+
+        var configuration = Self.configuration()
+        configuration.daemon.calltestHomeserver = HomeserverURL("https://Matrix.Example.org:8448/")
+        state.update { $0.configuration = configuration }
+        let page = await Daemon.route("/calltest/", state: state, metrics: metrics)
+        #expect(page.status == .ok && page.contentType.hasPrefix("text/html") && page.body.contains("calltest.js"))
+        let headers = Dictionary(uniqueKeysWithValues: page.headers)
+        #expect(
+            headers["Content-Security-Policy"]?.contains("connect-src 'self' https://matrix.example.org:8448;") == true,
+            "\(headers)")
+        #expect(headers["X-Content-Type-Options"] == "nosniff")
+        let config = await Daemon.route("/calltest/config.json", state: state, metrics: metrics)
+        #expect(config.body == "{\"homeserver\": \"https://Matrix.Example.org:8448\"}\n")
+        let bare = await Daemon.route("/calltest", state: state, metrics: metrics)
+        #expect(bare.status == .movedPermanently && bare.headers.first { $0.0 == "Location" }?.1 == "/calltest/")
+        #expect(await Daemon.route("/calltest/../metrics", state: state, metrics: metrics).status == .notFound)
+        #expect(await Daemon.route("/calltest/turnkeeper.yaml", state: state, metrics: metrics).status == .notFound)
+    }
+
     @Test(
         "At the limit, the oldest connection still waiting for its request gives way; a silent one is cut at the head timeout"
     )

@@ -5,8 +5,9 @@ import NIOPosix
 public import ServiceLifecycle
 import TurnkeeperCore
 
-/// A small HTTP/1.1 listener for /healthz, /readyz and /metrics. One request per connection, GET and HEAD
-/// only: monitoring needs no more, and less code listens on the network.
+/// A small HTTP/1.1 listener for /healthz, /readyz and /metrics (and the call test page, when configured).
+/// One request per connection, GET and HEAD only: monitoring needs no more, and less code listens on the
+/// network.
 ///
 /// Whoever can connect must not be able to take the daemon down: connections are capped well below the
 /// descriptor limit (``ConnectionLimiter``), a request must arrive within `headTimeout` and be answered within
@@ -17,11 +18,17 @@ public struct HealthServer: Service {
         public var status: HTTPResponseStatus
         public var contentType: String
         public var body: String
+        /// Besides Content-Type, Content-Length, Connection and Cache-Control.
+        public var headers: [(String, String)]
 
-        public init(status: HTTPResponseStatus, contentType: String = "text/plain; charset=utf-8", body: String) {
+        public init(
+            status: HTTPResponseStatus, contentType: String = "text/plain; charset=utf-8", body: String,
+            headers: [(String, String)] = []
+        ) {
             self.status = status
             self.contentType = contentType
             self.body = body
+            self.headers = headers
         }
     }
 
@@ -140,6 +147,7 @@ public struct HealthServer: Service {
         headers.add(name: "Content-Length", value: String(response.body.utf8.count))
         headers.add(name: "Connection", value: "close")
         headers.add(name: "Cache-Control", value: "no-store")
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
         try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)))
         if request.method != .HEAD {
             try await outbound.write(.body(.byteBuffer(ByteBuffer(string: response.body))))
