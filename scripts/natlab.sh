@@ -217,5 +217,5 @@ case "$command" in
     orphans) orphans ;;
     list) ip netns list | awk '{print $1}' | grep -E '^tk-[a-z0-9]+-' | cut -d- -f2 | sort -u ;;
     demo) demo ;;
-    *) sed -n '2,24p' "$0"; exit 2 ;;
+    *) sed -n '2,23p' "$0"; exit 2 ;;
 esac

@@ -47,19 +47,28 @@ public enum CallTestPage {
             case "\\": escaped += "\\\\"
             case "<": escaped += "\\u003c"
             case _ where scalar.value < 0x20 || scalar.value > 0x7E:
-                escaped +=
-                    "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                    + String(scalar.value, radix: 16)
+                // As UTF-16 units: a scalar above U+FFFF becomes its surrogate pair.
+                for unit in String(scalar).utf16 {
+                    let hex = String(unit, radix: 16)
+                    escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                }
             default: escaped.unicodeScalars.append(scalar)
             }
         }
         return "{\"homeserver\": \"\(escaped)\"}\n"
     }
 
+    /// A config.json this page's writer made: nothing else in the directory may be replaced or removed.
+    static func isOurConfig(_ bytes: [UInt8]) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self)
+        return bytes.count <= 1024 && text.hasPrefix("{\"homeserver\": \"") && text.hasSuffix("\"}\n")
+            && text.filter { $0 == "\n" }.count == 1
+    }
+
     /// The file for a request path under /calltest/, or nil.
     public static func file(at path: String, homeserver: String) -> File? {
-        let name = path == "/calltest/" ? "index.html" : String(path.dropFirst("/calltest/".count))
         guard path.hasPrefix("/calltest/") else { return nil }
+        let name = path == "/calltest/" ? "index.html" : String(path.dropFirst("/calltest/".count))
         if name == "config.json" {
             return File(
                 name: name, contentType: "application/json", bytes: Array(configJSON(homeserver: homeserver).utf8))
@@ -73,29 +82,57 @@ public enum CallTestPage {
     /// - Returns: the names written.
     @discardableResult
     public static func write(to directory: String, homeserver: String?) throws(TurnkeeperError) -> [String] {
-        if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+        var path = directory
+        while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+        let (parentPath, name) = TrustedDirectory.split(path)
+        guard !name.isEmpty, name != ".", name != ".." else {
+            throw TurnkeeperError(
+                .invalidArgument, "--out must name a directory, such as /var/www/turnkeeper-calltest.")
+        }
+        // Created through its parent's descriptor, once the parent is one only root may change; 0755 whatever
+        // the umask, so that the web server can read it.
+        let parent = try TrustedDirectory(parentPath, for: path)
+        if mkdirat(parent.fd, name, 0o755) == 0 {
+            let created = openat(parent.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            defer { if created >= 0 { close(created) } }
+            guard created >= 0, fchmod(created, 0o755) == 0 else {
+                throw TurnkeeperError(
+                    .unwritableFile,
+                    "cannot set the mode of \(path): \(errnoDescription(errno)); nothing was written.")
+            }
+        } else if errno != EEXIST {
             throw TurnkeeperError(
                 .unwritableFile,
-                "cannot create \(directory): \(errnoDescription(errno)); nothing was written. Create its parent "
+                "cannot create \(path): \(errnoDescription(errno)); nothing was written. Create its parent "
                     + "directory first.")
         }
-        let target = try TrustedDirectory(directory)
+        let target = try TrustedDirectory(path)
         var output = files.map { ($0.name, $0.bytes) }
         if let homeserver { output.append(("config.json", Array(configJSON(homeserver: homeserver).utf8))) }
         let ours = Set(files.map(\.name) + ["config.json"])
-        for entry in try entries(of: directory) where !ours.contains(entry) {
+        let present = try entries(of: target)
+        for entry in present where !ours.contains(entry) && !isTemporary(entry, of: ours) {
             throw TurnkeeperError(
                 .invalidArgument,
-                "\(directory) holds \(entry), which is not part of the call test page; nothing was written. Give "
-                    + "--out an empty or new directory, such as /var/www/turnkeeper-calltest.")
+                "\(path) holds \(ServerText.escaped(entry, limit: 200)), which is not part of the call test page; "
+                    + "nothing was written. Give --out an empty or new directory, such as "
+                    + "/var/www/turnkeeper-calltest.")
         }
-        if let index = try target.read("index.html", limit: 1 << 20),
-            !index.bytes.withUnsafeBufferPointer({ contains($0, generatorMark) })
-        {
-            throw TurnkeeperError(
-                .invalidArgument,
-                "\(target.describe("index.html")) is not the call test page's; nothing was written. Give --out an "
-                    + "empty or new directory.")
+        // Any of the page's names present means the page must be there, recognised by its index.html.
+        if present.contains(where: ours.contains) {
+            let index = try target.read("index.html", limit: 1 << 20)
+            guard let index, index.bytes.withUnsafeBufferPointer({ contains($0, generatorMark) }) else {
+                throw TurnkeeperError(
+                    .invalidArgument,
+                    "\(path) holds files named as the call test page's, but no index.html of the page; nothing "
+                        + "was written. Give --out an empty or new directory.")
+            }
+            if let config = try target.read("config.json", limit: 4096), !isOurConfig(config.bytes) {
+                throw TurnkeeperError(
+                    .invalidArgument,
+                    "\(target.describe("config.json")) is not one the call test page's writer made; nothing was "
+                        + "written. Give --out an empty or new directory.")
+            }
         }
         for name in ours { try target.checkReplaceable(name) }
         for (name, bytes) in output {
@@ -108,10 +145,14 @@ public enum CallTestPage {
         return output.map(\.0)
     }
 
-    private static func entries(of directory: String) throws(TurnkeeperError) -> [String] {
-        guard let handle = opendir(directory) else {
+    /// The directory's entries, hidden ones too, read through its descriptor.
+    private static func entries(of directory: borrowing TrustedDirectory) throws(TurnkeeperError) -> [String] {
+        let copy = dup(directory.fd)
+        guard copy >= 0, let handle = fdopendir(copy) else {
+            let code = errno
+            if copy >= 0 { close(copy) }
             throw TurnkeeperError(
-                .unreadableFile, "cannot list \(directory): \(errnoDescription(errno)); nothing was written.")
+                .unreadableFile, "cannot list \(directory.path): \(errnoDescription(code)); nothing was written.")
         }
         defer { closedir(handle) }
         var names: [String] = []
@@ -119,9 +160,14 @@ public enum CallTestPage {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if name != "." && name != ".." && !name.hasPrefix(".") { names.append(name) }
+            if name != "." && name != ".." { names.append(name) }
         }
         return names
+    }
+
+    /// A temporary file a write of ours left behind (TrustedDirectory names them `.NAME.turnkeeper-…`).
+    private static func isTemporary(_ entry: String, of names: Set<String>) -> Bool {
+        names.contains { entry.hasPrefix(".\($0).turnkeeper-") }
     }
 
     private static func contains(_ haystack: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {

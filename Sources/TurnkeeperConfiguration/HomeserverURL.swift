@@ -27,7 +27,8 @@ public struct HomeserverURL: Sendable, Equatable, CustomStringConvertible {
             host = authority[...close]
             port = authority[authority.index(after: close)...]
             let inner = host.dropFirst().dropLast()
-            guard !inner.isEmpty, inner.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else { return nil }
+            guard !inner.isEmpty, inner.allSatisfy({ ($0.isASCII && $0.isHexDigit) || $0 == ":" || $0 == "." })
+            else { return nil }
         } else {
             if let colon = authority.firstIndex(of: ":") {
                 host = authority[..<colon]
@@ -39,7 +40,7 @@ public struct HomeserverURL: Sendable, Equatable, CustomStringConvertible {
         }
         if !port.isEmpty {
             guard port.hasPrefix(":"), let number = Int(port.dropFirst()), (1...65535).contains(number),
-                port.dropFirst().allSatisfy(\.isNumber)
+                port.dropFirst().allSatisfy({ $0.isASCII && $0.isNumber })
             else { return nil }
         }
         let pathCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/")

@@ -50,6 +50,14 @@ public struct Daemon {
         }
         let page = configuration.daemon.calltestHomeserver == nil ? "" : " and the call test page at /calltest/"
         logger.info("serving /healthz, /readyz and /metrics\(page) on http://\(server.address.hostAndPort)")
+        if configuration.daemon.calltestHomeserver != nil && !Configuration.isLoopback(configuration.daemon.listenHost)
+        {
+            let warning =
+                "the call test page asks for Matrix passwords, and daemon.listen is not loopback: it is served over "
+                + "plain http there. Keep daemon.listen on 127.0.0.1 and publish /calltest/ alone through the "
+                + "homeserver's web server over https (docs/calltest.md)."
+            logger.warning("\(warning)")
+        }
 
         let rotationAlarm = Alarm()
         let probeAlarm = Alarm()

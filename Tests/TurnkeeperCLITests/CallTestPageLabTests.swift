@@ -55,6 +55,10 @@ struct CallTestPageLabTests {
             #expect(result.findingCodes.isEmpty && result.status.contains("2 of 2 TURN URIs passed"), "\(result)")
         }
 
+        // Served off loopback, as here, the daemon says the page is then on plain http.
+        let log = try String(contentsOfFile: lab.directory.file("daemon.log"), encoding: .utf8)
+        #expect(log.contains("daemon.listen is not loopback"), "\(log.suffix(2000))")
+
         // alice's network now drops UDP to the TURN host, as many corporate networks do.
         let block = try lab.run(
             "nata",

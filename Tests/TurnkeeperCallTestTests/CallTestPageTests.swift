@@ -41,7 +41,7 @@ struct CallTestPageTests {
             #expect(script.contains(path), "\(path)")
         }
         #expect(script.contains(#"iceTransportPolicy: "relay""#))
-        #expect(script.contains("if (ownToken)"), "a token the user gave is not logged out")
+        #expect(script.contains("ownSession = { homeserver, token }"), "only a session it created is logged out")
     }
 
     @Test("The Content-Security-Policy names the homeserver's origin and allows nothing inline")
@@ -67,6 +67,9 @@ struct CallTestPageTests {
         let decoded = try JSONSerialization.jsonObject(with: Data(hostile.utf8)) as? [String: String]
         #expect(decoded == ["homeserver": "a\"b\\c</script>\u{1}é"])
         #expect(!hostile.contains("</"))
+        let astral = CallTestPage.configJSON(homeserver: "a😀")
+        #expect(astral.contains("\\ud83d\\ude00"))
+        #expect(try JSONSerialization.jsonObject(with: Data(astral.utf8)) as? [String: String] == ["homeserver": "a😀"])
     }
 
     @Test("Paths under /calltest/ map to the page's files; nothing else does")
@@ -102,6 +105,19 @@ struct CallTestPageTests {
         #expect(throws: TurnkeeperError.self) { try CallTestPage.write(to: site, homeserver: nil) }
         #expect(try directory.read("site/index.html") == "<h1>my site</h1>")
         #expect(!FileManager.default.fileExists(atPath: site + "/calltest.js"))
+        // Files named as the page's without its index.html: another program's config.json is not ours to replace.
+        let other = directory.file("other")
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: false)
+        _ = try directory.write("other/config.json", "{\"theirs\": true}\n", mode: 0o644)
+        #expect(throws: TurnkeeperError.self) { try CallTestPage.write(to: other, homeserver: nil) }
+        #expect(try directory.read("other/config.json") == "{\"theirs\": true}\n")
+        // A web root holding only hidden entries (.well-known) is still someone's.
+        let root = directory.file("root")
+        try FileManager.default.createDirectory(atPath: root + "/.well-known", withIntermediateDirectories: true)
+        #expect(throws: TurnkeeperError.self) { try CallTestPage.write(to: root, homeserver: nil) }
+        #expect(!FileManager.default.fileExists(atPath: root + "/index.html"))
+        // A trailing slash names the same directory.
+        #expect(try CallTestPage.write(to: out + "/", homeserver: nil).count == 3)
         _ = try directory.write("calltest/other.txt", "x", mode: 0o644)
         do {
             try CallTestPage.write(to: out, homeserver: nil)

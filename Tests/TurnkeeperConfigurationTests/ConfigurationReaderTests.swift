@@ -188,7 +188,7 @@ struct ConfigurationReaderTests {
             "https://a.example'", "https://user@a.example", "https://a.example?x=1", "https://a.example#x",
             "https://a.example:99999", "https://a.example:80x", "https://a example", "javascript:alert(1)",
             "https://a.example/../x", "https://[::1", "https://-a.example", "https://a.example\n",
-            "https://a.example/p,q",
+            "https://a.example/p,q", "https://[０]", "https://a.example:８０", "https://ａ.example",
         ])
     func calltestHomeserverRefused(text: String) throws {
         #expect(HomeserverURL(text) == nil)

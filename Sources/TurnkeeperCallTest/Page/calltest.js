@@ -52,21 +52,19 @@
     return chars.length > TEXT_LIMIT ? chars.slice(0, TEXT_LIMIT).join("") + "…" : chars.join("");
   }
 
-  // Belt and braces: no secret may reach the report, even if a server echoed one back.
-  function redactDeep(value, secrets) {
-    if (typeof value === "string") return secrets.reduce((text, s) => text.split(s).join("[redacted]"), value);
-    if (Array.isArray(value)) return value.map((item) => redactDeep(item, secrets));
-    if (value && typeof value === "object") {
-      for (const key of Object.keys(value)) value[key] = redactDeep(value[key], secrets);
-    }
-    return value;
+  // No secret may reach the report, even if a server echoed one back. Server text that holds one is dropped
+  // whole: replacing the secret in place would show where it stood, and so what it was.
+  function scrub(text, secrets) {
+    return secrets.some((secret) => text.includes(secret)) ? "[removed: it held a secret]" : text;
   }
 
   // ---- Addresses and URIs ----
 
   // RFC 7064/7065: stun:HOST[:PORT], turn:HOST[:PORT][?transport=udp|tcp], turns:HOST[:PORT]; IPv6 in brackets.
   function parseUri(uri) {
-    const match = /^(stuns?|turns?):(\[[0-9a-f:.]+\]|[^:?[\]/]+)(?::(\d{1,5}))?(?:\?(.*))?$/i.exec(uri);
+    // The host is a DNS name, an IPv4 address or a bracketed IPv6 one: nothing else reaches the findings.
+    const match = /^(stuns?|turns?):(\[[0-9a-f:.]{2,45}\]|[a-z0-9.-]{1,253})(?::(\d{1,5}))?(?:\?([a-z0-9=&]{0,40}))?$/i
+      .exec(uri);
     if (!match) return null;
     const scheme = match[1].toLowerCase();
     const secure = scheme === "turns" || scheme === "stuns";
@@ -196,7 +194,7 @@
     // Synapse's usernames are <unix expiry>:<user ID>.
     const expiry = /^(\d{1,15})(:|$)/.exec(username);
     return {
-      uris: Array.from(new Set(uris)).slice(0, MAX_URIS),
+      uris: Array.from(new Set(uris)),
       username,
       password: typeof data.password === "string" ? data.password : "",
       expiry: expiry ? Number(expiry[1]) : null,
@@ -369,7 +367,11 @@
 
   // ---- Diagnosis: the words and fixes of `turnkeeper probe` (Diagnostician.swift) ----
 
-  function diagnose(results, expiry) {
+  // A browser without icecandidateerror (older Firefox) cannot tell a wrong secret from an unreachable server.
+  const REPORTS_TURN_ERRORS =
+    typeof RTCPeerConnection !== "undefined" && "onicecandidateerror" in RTCPeerConnection.prototype;
+
+  function diagnose(results, expiry, now) {
     const findings = [];
     const add = (code, r, problem, fix) => findings.push({ code, uri: r.uri, problem, fix });
     for (const r of results) {
@@ -390,7 +392,17 @@
       if (!r.relay) {
         const otherWorks = results.some((o) => o.host === r.host && o.transport !== r.transport && o.relay);
         const refused = r.errors.find((e) => e.code !== null && ![401, 486, 508, 701].includes(e.code));
-        if (codes.has(401) && expiry !== null && expiry > 2147483647) {
+        if (r.outcome === "error") {
+          const why = r.errors.length ? r.errors[r.errors.length - 1].text : "no reason given";
+          add("browser-refused", r, `This browser could not set up a call through ${r.uri}: ${why}.`,
+            "Check that the URI in Synapse's turn_uris is one browsers take: turn:HOST:PORT?transport=udp or tcp, " +
+              "or turns:HOST:PORT. Try another browser to compare.");
+        } else if (codes.has(401) && expiry !== null && expiry < now) {
+          add("credentials-expired", r,
+            `The TURN server refused the credentials because they expired ${Math.round(now - expiry)} s ago.`,
+            "Fetch fresh credentials. If they were just minted, the clocks of the Synapse host and the TURN host " +
+              "disagree (or this device's): enable NTP on both (`timedatectl set-ntp true`) and compare `date -u`.");
+        } else if (codes.has(401) && expiry !== null && expiry > 2147483647) {
           add("credentials-expiry-too-late", r,
             "The TURN server refused the credentials: they expire after 2038-01-19 03:14:07 UTC, which coturn reads " +
               "as a negative (long past) timestamp.",
@@ -407,6 +419,11 @@
         } else if (refused) {
           add("allocation-refused", r, `The TURN server refused the allocation (${refused.code} ${refused.text}).`,
             "Look in coturn's log, at the time of this test, for why it refused this user.");
+        } else if (!REPORTS_TURN_ERRORS) {
+          add("no-relay-unexplained", r,
+            `No relay through ${where}, and this browser does not report TURN errors, so the page cannot tell ` +
+              "whether the secret differs or the TURN host is unreachable from here.",
+            "Run the test in another browser (it is tested in Chromium), or ask the admin to run `turnkeeper probe`.");
         } else if (otherWorks) {
           add(`${r.transport}-blocked`, r, `${name} to port ${port} gets no answer while another transport works.`,
             `A firewall drops ${name} on port ${port}: this network's, or the TURN host's. From your side, a network ` +
@@ -569,6 +586,8 @@
   // ---- The run ----
 
   let running = false;
+  // The session this page logged in, until it is logged out; a token the user gave is never logged out.
+  let ownSession = null;
 
   async function run(event) {
     event.preventDefault();
@@ -590,18 +609,21 @@
     const secrets = [];
     const keep = (secret) => secret && secret.length >= 4 && secrets.push(secret);
     let homeserver = null;
-    let ownToken = null;
     try {
       const user = $("user").value.trim();
       const password = $("password").value;
       let token = $("token").value.trim();
-      $("password").value = "";
-      $("token").value = "";
       keep(password);
       keep(token);
       report.user = clean(user) || null;
       homeserver = normalizeHomeserver($("homeserver").value);
       report.homeserver = clean(homeserver);
+      if (!token && (!user || !password)) {
+        throw new CallTestError("Enter a Matrix user and password, or an access token.");
+      }
+      // Read and checked: the secrets leave the form now.
+      $("password").value = "";
+      $("token").value = "";
       if (typeof RTCPeerConnection === "undefined") {
         throw new CallTestError("This browser cannot make WebRTC calls (no RTCPeerConnection), so it cannot run the test.");
       }
@@ -609,10 +631,10 @@
         setStatus("Checking the access token…");
         report.user = await whoami(homeserver, token);
       } else {
-        if (!user || !password) throw new CallTestError("Enter a Matrix user and password, or an access token.");
         setStatus("Logging in…");
         const session = await login(homeserver, user, password);
-        token = ownToken = session.token;
+        token = session.token;
+        ownSession = { homeserver, token };
         keep(token);
         report.user = session.userId;
       }
@@ -625,12 +647,14 @@
       const targets = [];
       for (const uri of turn.uris) {
         const parsed = parseUri(uri);
-        if (parsed && parsed.scheme.startsWith("turn")) {
-          targets.push(Object.assign({ uri, shown: clean(uri) }, parsed));
+        const shown = scrub(clean(uri), secrets);
+        if (parsed && parsed.scheme.startsWith("turn") && targets.length < MAX_URIS) {
+          targets.push(Object.assign({ uri, shown }, parsed));
         } else {
-          report.notTested.push(clean(uri));
-          const reason = parsed ? "STUN only" : "not a TURN URI";
-          addRow({ uri: clean(uri), transport: parsed ? parsed.transport : "?", tested: false, reason });
+          report.notTested.push(shown);
+          const reason = !parsed ? "not a TURN URI" : parsed.scheme.startsWith("turn")
+            ? `more than ${MAX_URIS} TURN URIs` : "STUN only";
+          addRow({ uri: shown, transport: parsed ? parsed.transport : "?", tested: false, reason });
         }
       }
 
@@ -642,10 +666,11 @@
         setStatus(`Calling through TURN server ${i + 1} of ${targets.length}: ${t.shown}…`);
         const call = await relayCall(t.uri, turn);
         Object.assign(call, { uri: t.shown, host: t.host, port: t.port, transport: t.transport });
-        results.push(redactDeep(call, secrets));
+        call.errors = call.errors.map((e) => ({ code: e.code, text: scrub(e.text, secrets) }));
+        results.push(call);
       }
 
-      report.findings = diagnose(results, turn.expiry);
+      report.findings = diagnose(results, turn.expiry, Date.now() / 1000);
       for (const r of results) {
         const fine = r.relay && r.connected && r.channelOpen && r.lossPercent !== null && r.lossPercent <= LOSS_LIMIT_PERCENT;
         const entry = {
@@ -660,18 +685,18 @@
       report.error = error instanceof CallTestError ? error.message : "Unexpected error: " + clean(error && error.message);
       if (error instanceof CallTestError && error.finding) report.findings.push(Object.assign({}, error.finding));
     } finally {
-      if (ownToken) {
+      if (ownSession) {
         setStatus("Logging out…");
-        report.loggedOut = await logout(homeserver, ownToken);
-        ownToken = null;
+        report.loggedOut = await logout(ownSession.homeserver, ownSession.token);
+        ownSession = null;
       }
-      finish(report, secrets);
+      if (report.error) report.error = scrub(report.error, secrets);
+      secrets.length = 0;
+      finish(report);
     }
   }
 
-  function finish(report, secrets) {
-    redactDeep(report, secrets);
-    secrets.length = 0;
+  function finish(report) {
     renderFindings(report);
     $("report").value = reportText(report);
     const logout = report.loggedOut === null ? "" : report.loggedOut
@@ -713,6 +738,15 @@
     }
   }
 
+  // Closing the tab mid-run still invalidates the session the page created.
+  window.addEventListener("pagehide", () => {
+    if (!ownSession) return;
+    fetch(ownSession.homeserver + "/_matrix/client/v3/logout", {
+      method: "POST", keepalive: true, credentials: "omit", body: "{}",
+      headers: { Authorization: "Bearer " + ownSession.token, "Content-Type": "application/json" },
+    }).catch(() => {});
+    ownSession = null;
+  });
   $("form").addEventListener("submit", run);
   $("copy").addEventListener("click", copyReport);
   prefill();
