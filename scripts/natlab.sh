@@ -74,6 +74,8 @@ up() {
     # instead of failing the send. Here the route ends in a veth pair inside the namespace, whose far end
     # has no address: nothing answers its ARP, so every such packet is dropped there.
     in_ns turn ip link add sink0 type veth peer name sink1
+    # No IPv6 there (router and neighbour solicitations): its counter then counts only what was sent out.
+    in_ns turn sysctl -qw net.ipv6.conf.sink0.disable_ipv6=1 net.ipv6.conf.sink1.disable_ipv6=1
     in_ns turn ip link set sink0 up
     in_ns turn ip link set sink1 up
     in_ns turn ip route add default dev sink0

@@ -76,15 +76,18 @@ public final class LabCoturn: Sendable {
     ///   - listen: listening-ip lines; the first is also the relay-ip.
     ///   - externalIP: `PUBLIC/PRIVATE` for coturn behind NAT, or nil.
     ///   - secrets: static-auth-secret lines; empty means the SQLite userdb alone.
+    ///   - extra: lines added to the template's; `without`: the template's lines left out.
     public init(
         lab: NATLab, host: String, listen: [String], externalIP: String? = nil, secrets: [String] = [],
-        realm: String = "lab.turnkeeper.test"
+        realm: String = "lab.turnkeeper.test", extra: [String] = [], without: Set<String> = []
     ) throws {
         directory = try TemporaryDirectory("turnkeeper-labcoturn")
         var lines = try String(contentsOfFile: Self.template, encoding: .utf8)
             .replacingOccurrences(of: "@REALM@", with: realm)
             .replacingOccurrences(of: "@DIR@", with: directory.path)
             .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            .filter { !without.contains($0) }
+        lines += extra
         lines += listen.map { "listening-ip=\($0)" } + ["relay-ip=\(listen[0])"]
         if let externalIP { lines.append("external-ip=\(externalIP)") }
         lines += secrets.map { "static-auth-secret=\($0)" }

@@ -1,0 +1,63 @@
+/// `turnkeeper audit`'s report for people: each target's checks, then the findings, most severe first, each
+/// with its evidence and fix, then what was not tested. Server text was escaped when it was recorded.
+public struct AuditRenderer: Sendable {
+    public init() {}
+
+    public func render(_ report: AuditReport) -> String {
+        var lines: [String] = []
+        for target in report.targets {
+            lines.append("\(target.uri) (\(target.address), \(target.transport))")
+            for check in target.checks {
+                let result =
+                    switch check.result {
+                    case .pass: "pass      "
+                    case .finding: "FINDING   "
+                    case .notTested: "not tested"
+                    case .error: "ERROR     "
+                    }
+                lines.append("  \(result) \(check.check.padding(to: 20)) \(check.detail)")
+            }
+            lines.append("")
+        }
+        if report.findings.isEmpty {
+            lines.append("No findings: the server refused everything it should, as far as was tested.")
+        } else {
+            // The same finding at several targets (UDP and TCP of one server) is said once, with each target.
+            var groups: [(finding: AuditFinding, targets: [String])] = []
+            for finding in report.findings {
+                if let index = groups.firstIndex(where: {
+                    $0.finding.check == finding.check && $0.finding.problem == finding.problem
+                        && $0.finding.evidence == finding.evidence && $0.finding.fix == finding.fix
+                }) {
+                    groups[index].targets.append(finding.target)
+                } else {
+                    groups.append((finding, [finding.target]))
+                }
+            }
+            lines.append("\(report.findings.count) finding(s), most severe first:")
+            for (finding, targets) in groups {
+                lines.append("")
+                lines.append("[\(finding.severity.rawValue)] \(finding.check): \(finding.problem)")
+                lines.append("  Evidence: \(finding.evidence).")
+                lines.append("  Fix: \(finding.fix)")
+                lines.append("  Seen at: \(targets.joined(separator: ", "))")
+            }
+        }
+        let errors = report.targets.flatMap(\.checks).filter { $0.result == .error }
+        if !errors.isEmpty {
+            lines.append("")
+            lines.append("\(errors.count) check(s) could not conclude (ERROR above): the server did not pass them.")
+        }
+        if !report.notTested.isEmpty {
+            lines.append("")
+            lines.append("Not tested: \(report.notTested.joined(separator: ", ")).")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension String {
+    fileprivate func padding(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}

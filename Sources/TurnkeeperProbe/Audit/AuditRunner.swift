@@ -1,0 +1,399 @@
+import NIOCore
+import TurnkeeperCore
+import TurnkeeperExecution
+public import TurnkeeperSTUN
+public import TurnkeeperTURNClient
+
+/// What `turnkeeper audit` is given.
+public struct AuditOptions: Sendable {
+    public var credentials: TURNCredentials?
+    public var tls: TLSOptions
+    public var stepTimeout: Duration
+    /// A STUN server outside the TURN host's network, named by the admin: the one peer the audit sends to.
+    public var reflector: TransportAddress?
+    public var nowSeconds: Int64
+
+    public init(
+        credentials: TURNCredentials?, tls: TLSOptions = TLSOptions(), stepTimeout: Duration = .seconds(3),
+        reflector: TransportAddress? = nil, nowSeconds: Int64
+    ) {
+        self.credentials = credentials
+        self.tls = tls
+        self.stepTimeout = stepTimeout
+        self.reflector = reflector
+        self.nowSeconds = nowSeconds
+    }
+}
+
+/// Tests a TURN server's behaviour from outside, as an attacker holding a credential would, and judges from
+/// its answers alone. Toward a forbidden address it only asks for a permission (and a channel): a granted
+/// one is the finding, and no packet is ever sent there. Data goes only to the reflector the admin named.
+public enum AuditRunner {
+    /// A certificate that expires within this is a finding.
+    public static let certificateWarning: Int64 = 14 * 86_400
+
+    public static func run(_ uris: [TURNURI], options: AuditOptions) async -> AuditReport {
+        var targets: [AuditTarget] = []
+        var findings: [AuditFinding] = []
+        for uri in uris.prefix(ProbeRunner.maximumURIs) {
+            let endpoints: [ServerEndpoint]
+            do {
+                endpoints = try await uri.endpoints()
+            } catch {
+                targets.append(
+                    AuditTarget(
+                        uri: uri.text, address: uri.host, transport: "\(uri.transport)",
+                        checks: [AuditCheck(check: "resolve", result: .error, detail: "\(error)")]))
+                continue
+            }
+            for endpoint in endpoints {
+                var audit = EndpointAudit(uri: uri, endpoint: endpoint, options: options)
+                await audit.run()
+                targets.append(audit.target)
+                findings += audit.findings
+            }
+        }
+        let order = AuditFinding.Severity.allCases
+        findings.sort { order.firstIndex(of: $0.severity)! < order.firstIndex(of: $1.severity)! }
+        return AuditReport(targets: targets, findings: findings)
+    }
+}
+
+/// The checks at one address of one URI.
+struct EndpointAudit {
+    let uri: TURNURI
+    let endpoint: ServerEndpoint
+    let options: AuditOptions
+    private(set) var target: AuditTarget
+    private(set) var findings: [AuditFinding] = []
+
+    init(uri: TURNURI, endpoint: ServerEndpoint, options: AuditOptions) {
+        self.uri = uri
+        self.endpoint = endpoint
+        self.options = options
+        target = AuditTarget(
+            uri: uri.text, address: endpoint.address.hostAndPort, transport: "\(endpoint.transport)", checks: [])
+    }
+
+    private var name: String { "\(uri.text) (\(endpoint.address.hostAndPort))" }
+    private var deadline: ContinuousClock.Instant { .now + options.stepTimeout }
+
+    private mutating func pass(_ check: String, _ detail: String) {
+        target.checks.append(AuditCheck(check: check, result: .pass, detail: detail))
+    }
+
+    private mutating func notTested(_ check: String, _ detail: String) {
+        target.checks.append(AuditCheck(check: check, result: .notTested, detail: detail))
+    }
+
+    private mutating func failed(_ check: String, _ error: any Error) {
+        target.checks.append(
+            AuditCheck(check: check, result: .error, detail: ServerText.escaped("\(error)", limit: 300)))
+    }
+
+    private mutating func found(
+        _ check: String, _ severity: AuditFinding.Severity, problem: String, evidence: String, fix: String
+    ) {
+        target.checks.append(AuditCheck(check: check, result: .finding, detail: evidence))
+        findings.append(
+            AuditFinding(
+                check: check, severity: severity, target: name, problem: problem, evidence: evidence, fix: fix))
+    }
+
+    mutating func run() async {
+        await anonymous()
+        await withCredentials()
+        if endpoint.transport == .tls { await certificate() } else { notTested("certificate", "not a turns: URI") }
+        notTested("tls-versions", "TLS versions below 1.2 are not tried yet")
+        notTested("quotas", "allocations until refused are not tried yet")
+        notTested("retired-secret", "a credential signed by a retired secret is not tried yet")
+    }
+
+    /// Without credentials: the SOFTWARE a Binding answer discloses, and whether an Allocate is refused.
+    private mutating func anonymous() async {
+        do {
+            let (software, allocated) = try await Connector.withConnection(
+                to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
+            ) { connection in
+                let binding = try await connection.request(
+                    STUNMessage(STUNMessageType(.binding, .request)), integrity: nil, deadline: deadline)
+                let client = TURNClient(connection: connection, credentials: nil)
+                do {
+                    let allocation = try await client.allocate(family: family, deadline: deadline)
+                    _ = try? await client.refresh(lifetime: 0, deadline: deadline)
+                    return (binding.message.text(.software), Result<Allocation, TURNClientError>.success(allocation))
+                } catch let error as TURNClientError {
+                    return (binding.message.text(.software), .failure(error))
+                }
+            }
+            if let software {
+                found(
+                    "software-disclosed", .low,
+                    problem: "The server names its software and version in every answer, which tells an attacker "
+                        + "which known vulnerabilities to try.",
+                    evidence: "a Binding answer carries SOFTWARE \"\(ServerText.escaped(software, limit: 100))\"",
+                    fix: "Add no-software-attribute to turnserver.conf.")
+            } else {
+                pass("software-disclosed", "answers carry no SOFTWARE attribute")
+            }
+            switch allocated {
+            case .success(let allocation):
+                found(
+                    "no-auth", .critical,
+                    problem: "The server relays for anyone: it granted an allocation to a request without "
+                        + "credentials, so anyone can use its bandwidth and reach whatever it may relay to.",
+                    evidence: "an Allocate without credentials was granted the relay \(allocation.relayed)",
+                    fix: "Remove no-auth from turnserver.conf; set use-auth-secret with static-auth-secret (or "
+                        + "turnkeeper's database store) and restart coturn.")
+            case .failure(let error) where error.kind == .credentialsRequired:
+                pass("no-auth", "an Allocate without credentials is refused (401)")
+            case .failure(let error):
+                failed("no-auth", error)
+            }
+        } catch {
+            failed("software-disclosed", error)
+            failed("no-auth", error)
+        }
+    }
+
+    private var family: TransportAddress.Family { endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4 }
+
+    /// With a credential: forbidden peers, the server's own relay address, and the reflector.
+    private mutating func withCredentials() async {
+        guard let credentials = options.credentials else {
+            for check in ["forbidden-peers", "external-address"] {
+                notTested(check, "needs credentials: give --secret-file, --synapse-config or --homeserver")
+            }
+            return
+        }
+        let peers = ForbiddenPeer.peers(for: family)
+        let reflector = options.reflector
+        do {
+            let outcome = try await Connector.withConnection(
+                to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
+            ) { connection in
+                let client = TURNClient(connection: connection, credentials: credentials)
+                let allocation = try await client.allocate(family: family, deadline: deadline)
+                var answers: [PeerAnswer] = []
+                var channel: UInt16 = 0x4000
+                for peer in peers {
+                    answers.append(await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
+                }
+                let own = await Self.ask(client, about: allocation.relayed, channel: &channel, deadline: deadline)
+                var seen: Result<TransportAddress?, any Error>?
+                if let reflector {
+                    seen = await Result { () async throws -> TransportAddress? in
+                        try await Self.reflect(client, to: reflector, deadline: deadline)
+                    }
+                }
+                _ = try? await client.refresh(lifetime: 0, deadline: deadline)
+                return (allocation, answers, own, seen)
+            }
+            let (allocation, answers, own, seen) = outcome
+            for (peer, answer) in zip(peers, answers) {
+                record(peer, answer)
+            }
+            switch own {
+            case .permission, .channel:
+                pass(
+                    "own-relay-address",
+                    "granted for \(allocation.relayed.host): relay-to-relay calls between this server's users need "
+                        + "it; nothing but coturn's relays should listen on that address")
+            case .refused:
+                pass(
+                    "own-relay-address",
+                    "refused for \(allocation.relayed.host): calls where both parties relay through this server "
+                        + "fail (turnkeeper probe says how to allow it)")
+            case .failed(let error):
+                failed("own-relay-address", error)
+            }
+            if let seen, let reflector {
+                judgeExternalAddress(relayed: allocation.relayed, reflector: reflector, seen: seen)
+            } else {
+                notTested(
+                    "external-address",
+                    "give --reflector HOST:PORT, a STUN server outside the TURN host's network, to compare the "
+                        + "relayed address with the one its traffic really leaves from")
+            }
+        } catch {
+            failed("forbidden-peers", error)
+            failed("external-address", error)
+        }
+    }
+
+    enum PeerAnswer: Sendable {
+        case permission
+        case channel
+        case refused
+        case failed(any Error)
+    }
+
+    /// CreatePermission, and ChannelBind when that is refused: either granted is relaying allowed.
+    static func ask(
+        _ client: TURNClient, about peer: TransportAddress, channel: inout UInt16, deadline: ContinuousClock.Instant
+    ) async -> PeerAnswer {
+        func forbidden(_ error: any Error) -> Bool {
+            if let error = error as? TURNClientError, case .errorResponse(let code) = error.kind, code.code == 403 {
+                return true
+            }
+            return false
+        }
+        do {
+            try await client.createPermission(for: [peer], deadline: deadline)
+            return .permission
+        } catch  where forbidden(error) {
+            channel += 1
+            do {
+                try await client.channelBind(channel, to: peer, deadline: deadline)
+                return .channel
+            } catch  where forbidden(error) {
+                return .refused
+            } catch {
+                return .failed(error)
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+
+    private mutating func record(_ peer: ForbiddenPeer, _ answer: PeerAnswer) {
+        let host = peer.address.host
+        switch answer {
+        case .permission, .channel:
+            let how =
+                if case .channel = answer {
+                    "CreatePermission was refused, but a ChannelBind to \(host) was granted"
+                } else {
+                    "a CreatePermission for \(host) was granted"
+                }
+            found(
+                peer.check, peer.severity,
+                problem: "The server relays to \(peer.range): anyone holding a credential can reach \(host) and "
+                    + "its neighbours through it, from outside.",
+                evidence: how + " (nothing was sent there)", fix: peer.fix)
+        case .refused:
+            pass(peer.check, "\(host) refused (403)")
+        case .failed(let error):
+            failed(peer.check, error)
+        }
+    }
+
+    /// A Binding request from the relayed address to the reflector, through the relay: the address it sees is
+    /// the one the relay's traffic really leaves from. Sent every 500 ms until answered or the deadline.
+    static func reflect(
+        _ client: TURNClient, to reflector: TransportAddress, deadline: ContinuousClock.Instant
+    ) async throws -> TransportAddress? {
+        try await client.createPermission(for: [reflector], deadline: deadline)
+        let request = STUNMessage(STUNMessageType(.binding, .request))
+        let bytes = request.encoded(fingerprint: true)
+        let (answers, input) = AsyncStream.makeStream(of: PeerData.self, bufferingPolicy: .bufferingNewest(16))
+        client.connection.setPeerDataHandler { input.yield($0) }
+        defer {
+            client.connection.setPeerDataHandler(nil)
+            input.finish()
+        }
+        return await withTaskGroup(of: TransportAddress?.self) { group in
+            group.addTask {
+                for await answer in answers {
+                    guard case .indication(let from) = answer.source, from == reflector,
+                        let decoded = try? DecodedSTUNMessage(answer.data),
+                        decoded.message.transactionID == request.transactionID,
+                        decoded.message.type.messageClass == .successResponse,
+                        let seen = try? decoded.message.xorAddress(.xorMappedAddress)
+                    else { continue }
+                    return seen
+                }
+                return nil
+            }
+            group.addTask {
+                while ContinuousClock.now < deadline {
+                    try? await client.send(bytes, to: reflector)
+                    do { try await Pause.for(.milliseconds(500)) } catch { break }
+                }
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private mutating func judgeExternalAddress(
+        relayed: TransportAddress, reflector: TransportAddress, seen: Result<TransportAddress?, any Error>
+    ) {
+        switch seen {
+        case .failure(let error):
+            failed("external-address", error)
+        case .success(nil):
+            target.checks.append(
+                AuditCheck(
+                    check: "external-address", result: .error,
+                    detail: "the reflector \(reflector) did not answer through the relay before the deadline"))
+        case .success(let seen?):
+            if seen.host != relayed.host {
+                let fix =
+                    ForbiddenPeer.isPrivate(relayed)
+                    ? "Add external-ip=\(seen.host)/\(relayed.host) to turnserver.conf and restart coturn."
+                    : "Set external-ip=\(seen.host)/<relay-ip> in turnserver.conf (the address traffic really "
+                        + "leaves from), or make the relay's traffic leave from \(relayed.host); restart coturn."
+                found(
+                    "external-ip-mismatch", .high,
+                    problem: "coturn hands out the relayed address \(relayed) but its relay's traffic reaches "
+                        + "the Internet from \(seen.host): a stale or wrong external-ip, or traffic leaving by "
+                        + "another route. Peers send media to \(relayed.host), and calls from outside get nothing.",
+                    evidence: "the reflector \(reflector) saw a Binding from the relay \(relayed) come from \(seen)",
+                    fix: fix)
+            } else if seen.port != relayed.port {
+                found(
+                    "relay-port-translated", .medium,
+                    problem: "A NAT in front of coturn changes the relay's port (\(relayed.port) becomes "
+                        + "\(seen.port)): peers send to the relayed port, and the NAT may drop it.",
+                    evidence: "the reflector \(reflector) saw the relay \(relayed) as \(seen)",
+                    fix: "Forward coturn's min-port..max-port 1:1, keeping ports, in the NAT in front of it.")
+            } else {
+                pass("external-address", "the reflector \(reflector) sees the relay as \(seen), as coturn says")
+            }
+        }
+    }
+
+    /// For turns:, the certificate's expiry (the chain and names are the probe's TLS step).
+    private mutating func certificate() async {
+        do {
+            guard let summary = try await TLSInspector.certificate(of: endpoint, timeout: options.stepTimeout) else {
+                target.checks.append(
+                    AuditCheck(check: "certificate", result: .error, detail: "no certificate was presented"))
+                return
+            }
+            let left = summary.notValidAfter - options.nowSeconds
+            let until = WallClock.utcString(seconds: summary.notValidAfter)
+            if left < 0 {
+                found(
+                    "certificate-expired", .high,
+                    problem: "The TURN server's certificate has expired: clients refuse turns:, and calls from "
+                        + "networks that allow only TLS fail.",
+                    evidence: "the certificate expired on \(until)",
+                    fix: "Renew it (certbot renew) and send coturn SIGUSR2 to reload certificates.")
+            } else if left < AuditRunner.certificateWarning {
+                found(
+                    "certificate-expiring", .medium,
+                    problem: "The TURN server's certificate expires in \(left / 86_400) days.",
+                    evidence: "the certificate is valid until \(until)",
+                    fix: "Renew it now (certbot renew), check that renewal runs by itself, and send coturn SIGUSR2.")
+            } else {
+                pass("certificate", "valid until \(until)")
+            }
+        } catch {
+            failed("certificate", error)
+        }
+    }
+}
+
+extension Result where Failure == any Error {
+    init(_ body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import TestSupport
+import Testing
+import TurnkeeperCredentials
+
+/// `turnkeeper audit` from alice's namespace against coturn in the lab, configured wrongly one way at a time
+/// and once correctly. The TURN host's only route out ends inside its own namespace (scripts/natlab.sh), and
+/// its counter proves nothing was sent toward a forbidden address.
+@Suite("turnkeeper audit in the NAT lab", .mayBlock, .tags(.live))
+struct AuditLabTests {
+    /// The deny list of REFERENCE.md without 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24: in the lab
+    /// those are the "public" network and its hosts.
+    static let denied = [
+        "denied-peer-ip=0.0.0.0-0.255.255.255", "denied-peer-ip=10.0.0.0-10.255.255.255",
+        "denied-peer-ip=100.64.0.0-100.127.255.255", "denied-peer-ip=127.0.0.0-127.255.255.255",
+        "denied-peer-ip=169.254.0.0-169.254.255.255", "denied-peer-ip=172.16.0.0-172.31.255.255",
+        "denied-peer-ip=192.168.0.0-192.168.255.255", "denied-peer-ip=198.18.0.0-198.19.255.255",
+        "denied-peer-ip=240.0.0.0-255.255.255.255", "no-multicast-peers",
+    ]
+
+    struct Audit {
+        let status: Int32
+        let report: [String: Any]
+        let text: String
+        var findings: [[String: Any]] { report["findings"] as? [[String: Any]] ?? [] }
+        var checks: Set<String> { Set(findings.compactMap { $0["check"] as? String }) }
+        func finding(_ check: String) -> [String: Any]? { findings.first { $0["check"] as? String == check } }
+    }
+
+    static func audit(_ lab: NATLab, _ arguments: [String]) throws -> Audit {
+        let output = try lab.run(
+            "alice", [TurnkeeperBinary.path, "audit", "--json"] + arguments, timeout: .seconds(120))
+        let report = (try? JSONSerialization.jsonObject(with: Data(output.stdout.utf8))) as? [String: Any] ?? [:]
+        return Audit(status: output.status, report: report, text: output.description)
+    }
+
+    /// Packets the TURN host sent out of the lab's network (into its sink route).
+    static func sent(_ lab: NATLab) throws -> Int {
+        let output = try lab.run("turn", ["/bin/cat", "/sys/class/net/sink0/statistics/tx_packets"])
+        return Int(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    @Test("Wrong one way at a time, each setting is its finding with its fix; the correct server has none")
+    func misconfigurations() throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        let secret = try TurnSecret.generate()
+        let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let secretFile = try lab.directory.write("secret", text + "\n")
+        let target = ["turn:203.0.113.10?transport=udp", "--secret-file", secretFile]
+        func coturn(extra: [String] = [], without: Set<String> = [], secret: Bool = true) throws -> LabCoturn {
+            try LabCoturn(
+                lab: lab, host: "turn", listen: ["203.0.113.10"], secrets: secret ? [text] : [], extra: extra,
+                without: without)
+        }
+
+        // Correct: the deny list, no multicast, no SOFTWARE. Nothing found, exit 0.
+        var server = try coturn(extra: Self.denied)
+        let clean = try Self.audit(lab, target)
+        server.stop()
+        #expect(clean.status == 0 && clean.findings.isEmpty && clean.report["passed"] as? Bool == true, "\(clean.text)")
+        #expect((clean.report["notTested"] as? [String])?.contains("quotas") == true)
+
+        // No deny list at all (coturn's default): every private range is open; loopback stays refused.
+        server = try coturn()
+        let open = try Self.audit(lab, target)
+        server.stop()
+        #expect(open.status == 1, "\(open.text)")
+        for check in ["peer-private", "peer-metadata", "peer-link-local", "peer-shared-space", "peer-benchmarking"] {
+            #expect(open.checks.contains(check), "\(check): \(open.text)")
+        }
+        #expect(!open.checks.contains("peer-loopback"), "\(open.text)")
+        #expect(open.finding("peer-metadata")?["severity"] as? String == "critical")
+        #expect(
+            (open.finding("peer-metadata")?["fix"] as? String)?.contains("denied-peer-ip=169.254.0.0-169.254.255.255")
+                == true)
+        #expect((open.finding("peer-metadata")?["evidence"] as? String)?.contains("nothing was sent there") == true)
+
+        // allow-loopback-peers.
+        server = try coturn(extra: Self.denied.filter { !$0.contains("127.0.0.0") } + ["allow-loopback-peers"])
+        let loopback = try Self.audit(lab, target)
+        server.stop()
+        #expect(loopback.checks == ["peer-loopback"], "\(loopback.text)")
+        #expect((loopback.finding("peer-loopback")?["fix"] as? String)?.contains("allow-loopback-peers") == true)
+
+        // no-auth: anyone gets a relay. (coturn refuses to start with no-auth beside a secret.)
+        server = try coturn(extra: Self.denied + ["no-auth"], without: ["use-auth-secret"], secret: false)
+        let anyone = try Self.audit(lab, ["turn:203.0.113.10?transport=udp"])
+        server.stop()
+        #expect(anyone.checks.contains("no-auth") && anyone.status == 1, "\(anyone.text)")
+
+        // SOFTWARE in every answer.
+        server = try coturn(extra: Self.denied, without: ["no-software-attribute"])
+        let software = try Self.audit(lab, target)
+        server.stop()
+        #expect(software.checks == ["software-disclosed"], "\(software.text)")
+        #expect((software.finding("software-disclosed")?["evidence"] as? String)?.contains("Coturn") == true)
+
+        #expect(try Self.sent(lab) == 0, "the TURN host sent packets toward an address outside the lab")
+        // The counter counts: a datagram toward 10.0.0.1 from the TURN host shows in it.
+        _ = try lab.run("turn", ["/bin/bash", "-c", "echo x > /dev/udp/10.0.0.1/9"])
+        #expect(try Self.sent(lab) > 0)
+    }
+
+    @Test("--reflector: a wrong external-ip behind the port-forwarding NAT is found; the right one passes")
+    func externalAddress() throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        let secret = try TurnSecret.generate()
+        let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let secretFile = try lab.directory.write("secret", text + "\n")
+        // The reflector: a plain STUN server on the Synapse host's public address.
+        let reflector = try LabCoturn(lab: lab, host: "hs", listen: ["203.0.113.20"], secrets: [text])
+        defer { reflector.stop() }
+        let target = [
+            "turn:203.0.113.30?transport=udp", "--secret-file", secretFile, "--reflector", "203.0.113.20:3478",
+        ]
+
+        var hidden = try LabCoturn(
+            lab: lab, host: "turnp", listen: ["198.18.0.10"], externalIP: "203.0.113.99/198.18.0.10", secrets: [text],
+            extra: Self.denied.filter { !$0.contains("198.18.0.0") })
+        let wrong = try Self.audit(lab, target)
+        hidden.stop()
+        #expect(wrong.status == 1 && wrong.checks.contains("external-ip-mismatch"), "\(wrong.text)")
+        let finding = wrong.finding("external-ip-mismatch")
+        #expect((finding?["evidence"] as? String)?.contains("203.0.113.30:") == true, "\(wrong.text)")
+        #expect((finding?["fix"] as? String)?.contains("external-ip=203.0.113.30/") == true, "\(wrong.text)")
+
+        hidden = try LabCoturn(
+            lab: lab, host: "turnp", listen: ["198.18.0.10"], externalIP: "203.0.113.30/198.18.0.10", secrets: [text],
+            extra: Self.denied.filter { !$0.contains("198.18.0.0") })
+        defer { hidden.stop() }
+        let right = try Self.audit(lab, target)
+        #expect(!right.checks.contains("external-ip-mismatch"), "\(right.text)")
+        let targets = right.report["targets"] as? [[String: Any]] ?? []
+        let external = (targets.first?["checks"] as? [[String: Any]])?.first {
+            $0["check"] as? String == "external-address"
+        }
+        #expect(external?["result"] as? String == "pass", "\(right.text)")
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+import TurnkeeperSTUN
+
+@testable import TurnkeeperProbe
+
+@Suite("turnkeeper audit: the report and its peers")
+struct AuditReportTests {
+    @Test("Every forbidden peer is of its family, in a range its fix names, and no peer is a public address")
+    func peers() {
+        #expect(ForbiddenPeer.peers(for: .ipv4).count == 10 && ForbiddenPeer.peers(for: .ipv6).count == 4)
+        for peer in ForbiddenPeer.all {
+            #expect(peer.fix.contains("denied-peer-ip=") || peer.fix.contains("no-multicast-peers"), "\(peer)")
+            let multicast = peer.address.family == .ipv4 && peer.address.address[0] >= 224
+            let thisNetwork = peer.address.family == .ipv4 && peer.address.address[0] == 0
+            let benchmarking = peer.address.family == .ipv4 && peer.address.address[0] == 198
+            let mapped = peer.address.family == .ipv6 && peer.address.address[10] == 0xFF
+            #expect(ForbiddenPeer.isPrivate(peer.address) || multicast || thisNetwork || benchmarking || mapped)
+        }
+        #expect(!ForbiddenPeer.isPrivate(TransportAddress(ipv4: "203.0.113.30", port: 1)!))
+        #expect(ForbiddenPeer.isPrivate(TransportAddress(ipv4: "172.31.255.255", port: 1)!))
+        #expect(!ForbiddenPeer.isPrivate(TransportAddress(ipv4: "172.32.0.1", port: 1)!))
+        #expect(ForbiddenPeer.isPrivate(TransportAddress(ipv4: "100.127.0.1", port: 1)!))
+        #expect(!ForbiddenPeer.isPrivate(TransportAddress(ipv4: "100.128.0.1", port: 1)!))
+    }
+
+    @Test("JSON: passed, findings, notTested and targets; an error is not a pass; the text groups a finding")
+    func report() throws {
+        let finding = AuditFinding(
+            check: "peer-private", severity: .high, target: "turn:h (192.0.2.1:3478)", problem: "p", evidence: "e",
+            fix: "f")
+        let udp = AuditTarget(
+            uri: "turn:h", address: "192.0.2.1:3478", transport: "udp",
+            checks: [
+                AuditCheck(check: "peer-private", result: .finding, detail: "e"),
+                AuditCheck(check: "quotas", result: .notTested, detail: "not yet"),
+                AuditCheck(check: "external-address", result: .error, detail: "no answer"),
+            ])
+        var report = AuditReport(targets: [udp, udp], findings: [finding, finding])
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any]
+        #expect(json?["passed"] as? Bool == false)
+        #expect(json?["notTested"] as? [String] == ["external-address", "quotas"])
+        let text = AuditRenderer().render(report)
+        #expect(text.components(separatedBy: "[high] peer-private").count == 2, "said once: \(text)")
+        #expect(text.contains("Seen at: turn:h (192.0.2.1:3478), turn:h (192.0.2.1:3478)"))
+        #expect(text.contains("1 check(s) could not conclude") || text.contains("2 check(s) could not conclude"))
+        report = AuditReport(
+            targets: [AuditTarget(uri: "turn:h", address: "a", transport: "udp", checks: [])], findings: [])
+        #expect(report.passed)
+        #expect(AuditRenderer().render(report).contains("No findings"))
+    }
+}
