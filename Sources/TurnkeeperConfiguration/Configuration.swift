@@ -302,6 +302,8 @@ public struct Configuration: Sendable, Equatable {
         /// A failed rotation or retirement is retried after `retryInitial`, doubling up to `retryMax`.
         public var retryInitial: SynapseDuration
         public var retryMax: SynapseDuration
+        /// How often `run` audits the TURN URIs it probes (`turnkeeper audit`, without a reflector).
+        public var auditInterval: SynapseDuration
         /// Set, the listener also serves the call test page at /calltest/, pre-filled with this homeserver (the
         /// address users' Matrix apps use) and allowed to talk to it alone.
         public var calltestHomeserver: HomeserverURL?
@@ -309,8 +311,10 @@ public struct Configuration: Sendable, Equatable {
         public init(
             listenHost: String = "127.0.0.1", listenPort: Int = 9478, probeInterval: SynapseDuration = .minutes(5),
             probeURIs: [String]? = nil, probeCAFile: String? = nil, retryInitial: SynapseDuration = .minutes(1),
-            retryMax: SynapseDuration = .hours(1), calltestHomeserver: HomeserverURL? = nil
+            retryMax: SynapseDuration = .hours(1), calltestHomeserver: HomeserverURL? = nil,
+            auditInterval: SynapseDuration = .days(1)
         ) {
+            self.auditInterval = auditInterval
             self.calltestHomeserver = calltestHomeserver
             self.listenHost = listenHost
             self.listenPort = listenPort

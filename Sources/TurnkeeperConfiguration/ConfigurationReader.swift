@@ -32,7 +32,7 @@ extension Configuration {
         ],
         "daemon": [
             "listen", "probe_interval", "probe_uris", "probe_ca_file", "retry_initial", "retry_max",
-            "calltest_homeserver",
+            "calltest_homeserver", "audit_interval",
         ],
     ]
 
@@ -317,7 +317,8 @@ private struct ConfigurationReader {
                             + "path; nothing else)")
                 }
                 return url
-            }
+            },
+            auditInterval: try duration(node, "audit_interval", default: "1d")
         )
     }
 

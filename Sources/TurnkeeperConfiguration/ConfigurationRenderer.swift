@@ -88,6 +88,7 @@ extension Configuration {
         let host = daemon.listenHost.contains(":") ? "[\(daemon.listenHost)]" : daemon.listenHost
         out.key("listen", "\(host):\(daemon.listenPort)")
         out.key("probe_interval", daemon.probeInterval.text)
+        out.key("audit_interval", daemon.auditInterval.text)
         if let uris = daemon.probeURIs { out.key("probe_uris", list: uris, plain: false) }
         if let file = daemon.probeCAFile { out.key("probe_ca_file", file) }
         out.key("retry_initial", daemon.retryInitial.text)

@@ -62,6 +62,7 @@ public struct Daemon {
         let rotationAlarm = Alarm()
         let probeAlarm = Alarm()
         let reconcileAlarm = Alarm()
+        let auditAlarm = Alarm()
         let gate = StateGate()
         let services: [any Service] = [
             server,
@@ -70,6 +71,7 @@ public struct Daemon {
                 path: configurationPath, state: state, metrics: metrics, logger: logger,
                 alarms: [rotationAlarm, probeAlarm, reconcileAlarm]),
             ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
+            AuditService(state: state, metrics: metrics, logger: logger, alarm: auditAlarm),
             ReconcileService(
                 state: state, metrics: metrics, logger: logger, alarm: reconcileAlarm, probeAlarm: probeAlarm,
                 gate: gate),

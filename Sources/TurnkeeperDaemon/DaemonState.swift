@@ -1,6 +1,7 @@
 import Synchronization
 public import TurnkeeperConfiguration
 import TurnkeeperCore
+public import TurnkeeperProbe
 public import TurnkeeperRotation
 
 /// What the daemon knows right now, shared by its services: the configuration in force, the rotation's
@@ -30,6 +31,9 @@ public final class DaemonState: Sendable {
         public var probePassed: Bool?
         public var probeProblems: [String] = []
         public var lastProbe: Int64?
+        /// The last audit's findings, and when it ran.
+        public var auditFindings: [AuditFinding]?
+        public var lastAudit: Int64?
         public var stopping = false
     }
 

@@ -240,7 +240,8 @@ public struct Checker {
             if !names.contains("denied-peer-ip") {
                 problem(
                     "\(path) has no denied-peer-ip: anyone with credentials can relay into this host's private networks.",
-                    "Add the denied-peer-ip ranges from docs (Synapse's coturn guide) and allowed-peer-ip=<this host's address>."
+                    "Add the denied-peer-ip ranges from docs (Synapse's coturn guide) and allowed-peer-ip=<this host's address>; "
+                        + "`turnkeeper audit` then proves what coturn refuses."
                 )
             }
         }

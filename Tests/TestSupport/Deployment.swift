@@ -73,6 +73,8 @@ public struct TurnkeeperDeployment: Sendable {
         /// A daemon section listening on a free loopback port.
         public var daemon = false
         public var probeInterval = "30s"
+        /// daemon.audit_interval; nil: the default (a day, the first audit ten minutes after the start).
+        public var auditInterval: String?
         public var retryMax = "2s"
         /// YAML appended to turnkeeper.yaml as it is.
         public var extraYAML = ""
@@ -244,6 +246,7 @@ public struct TurnkeeperDeployment: Sendable {
             var daemon = TestConfiguration.Daemon()
             daemon.listen = "127.0.0.1:\(port)"
             daemon.probeInterval = options.probeInterval
+            daemon.auditInterval = options.auditInterval
             daemon.retryInitial = "1s"
             daemon.retryMax = options.retryMax
             yaml.daemon = daemon

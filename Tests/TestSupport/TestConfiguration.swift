@@ -82,6 +82,7 @@ public struct TestConfiguration: Sendable {
         public var retryInitial: String?
         public var retryMax: String?
         public var calltestHomeserver: String?
+        public var auditInterval: String?
 
         public init() {}
     }
@@ -182,6 +183,7 @@ public struct TestConfiguration: Sendable {
             configuration.daemon.probeInterval = try duration(daemon.probeInterval, .minutes(5))
             configuration.daemon.retryInitial = try duration(daemon.retryInitial, .minutes(1))
             configuration.daemon.retryMax = try duration(daemon.retryMax, .hours(1))
+            configuration.daemon.auditInterval = try duration(daemon.auditInterval, .days(1))
             configuration.daemon.calltestHomeserver = try daemon.calltestHomeserver.map {
                 try HomeserverURL($0).orThrow("daemon.calltest_homeserver \($0)")
             }

@@ -8,9 +8,10 @@ import TurnkeeperCredentials
 /// its counter proves nothing was sent toward a forbidden address.
 @Suite("turnkeeper audit in the NAT lab", .mayBlock, .tags(.live))
 struct AuditLabTests {
-    /// The deny list of REFERENCE.md without 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24: in the lab
-    /// those are the "public" network and its hosts.
-    static let denied = [
+    /// The deny list of REFERENCE.md without 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24 (in the lab
+    /// those are the "public" network and its hosts), and quotas.
+    static let hardened = [
+        "user-quota=12", "total-quota=1200",
         "denied-peer-ip=0.0.0.0-0.255.255.255", "denied-peer-ip=10.0.0.0-10.255.255.255",
         "denied-peer-ip=100.64.0.0-100.127.255.255", "denied-peer-ip=127.0.0.0-127.255.255.255",
         "denied-peer-ip=169.254.0.0-169.254.255.255", "denied-peer-ip=172.16.0.0-172.31.255.255",
@@ -48,18 +49,30 @@ struct AuditLabTests {
         let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
         let secretFile = try lab.directory.write("secret", text + "\n")
         let target = ["turn:203.0.113.10?transport=udp", "--secret-file", secretFile]
-        func coturn(extra: [String] = [], without: Set<String> = [], secret: Bool = true) throws -> LabCoturn {
+        let retired = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let retiredFile = try lab.directory.write("retired", retired + "\n")
+        func coturn(extra: [String] = [], without: Set<String> = [], secrets: [String]? = nil) throws -> LabCoturn {
             try LabCoturn(
-                lab: lab, host: "turn", listen: ["203.0.113.10"], secrets: secret ? [text] : [], extra: extra,
+                lab: lab, host: "turn", listen: ["203.0.113.10"], secrets: secrets ?? [text], extra: extra,
                 without: without)
         }
 
         // Correct: the deny list, no multicast, no SOFTWARE. Nothing found, exit 0.
-        var server = try coturn(extra: Self.denied)
-        let clean = try Self.audit(lab, target)
+        var server = try coturn(extra: Self.hardened)
+        let clean = try Self.audit(lab, target + ["--retired-secret-file", retiredFile])
         server.stop()
         #expect(clean.status == 0 && clean.findings.isEmpty && clean.report["passed"] as? Bool == true, "\(clean.text)")
-        #expect((clean.report["notTested"] as? [String])?.contains("quotas") == true)
+        #expect(clean.report["notTested"] as? [String] == ["certificate", "external-address", "tls-versions"])
+        let checks = (clean.report["targets"] as? [[String: Any]])?.first?["checks"] as? [[String: Any]] ?? []
+        let quota = checks.first { $0["check"] as? String == "quotas" }
+        // user-quota=12, less those released a moment before, which coturn still counts.
+        #expect((quota?["detail"] as? String)?.contains("were held (486 Allocation Quota Reached)") == true)
+
+        // A secret retired by hand, but left in coturn: its credentials still relay.
+        server = try coturn(extra: Self.hardened, secrets: [text, retired])
+        let stale = try Self.audit(lab, target + ["--retired-secret-file", retiredFile])
+        server.stop()
+        #expect(stale.checks == ["retired-secret-accepted"], "\(stale.text)")
 
         // No deny list at all (coturn's default): every private range is open; loopback stays refused.
         server = try coturn()
@@ -69,7 +82,7 @@ struct AuditLabTests {
         for check in ["peer-private", "peer-metadata", "peer-link-local", "peer-shared-space", "peer-benchmarking"] {
             #expect(open.checks.contains(check), "\(check): \(open.text)")
         }
-        #expect(!open.checks.contains("peer-loopback"), "\(open.text)")
+        #expect(!open.checks.contains("peer-loopback") && open.checks.contains("quota-missing"), "\(open.text)")
         #expect(open.finding("peer-metadata")?["severity"] as? String == "critical")
         #expect(
             (open.finding("peer-metadata")?["fix"] as? String)?.contains("denied-peer-ip=169.254.0.0-169.254.255.255")
@@ -77,20 +90,20 @@ struct AuditLabTests {
         #expect((open.finding("peer-metadata")?["evidence"] as? String)?.contains("nothing was sent there") == true)
 
         // allow-loopback-peers.
-        server = try coturn(extra: Self.denied.filter { !$0.contains("127.0.0.0") } + ["allow-loopback-peers"])
+        server = try coturn(extra: Self.hardened.filter { !$0.contains("127.0.0.0") } + ["allow-loopback-peers"])
         let loopback = try Self.audit(lab, target)
         server.stop()
         #expect(loopback.checks == ["peer-loopback"], "\(loopback.text)")
         #expect((loopback.finding("peer-loopback")?["fix"] as? String)?.contains("allow-loopback-peers") == true)
 
         // no-auth: anyone gets a relay. (coturn refuses to start with no-auth beside a secret.)
-        server = try coturn(extra: Self.denied + ["no-auth"], without: ["use-auth-secret"], secret: false)
+        server = try coturn(extra: Self.hardened + ["no-auth"], without: ["use-auth-secret"], secrets: [])
         let anyone = try Self.audit(lab, ["turn:203.0.113.10?transport=udp"])
         server.stop()
         #expect(anyone.checks.contains("no-auth") && anyone.status == 1, "\(anyone.text)")
 
         // SOFTWARE in every answer.
-        server = try coturn(extra: Self.denied, without: ["no-software-attribute"])
+        server = try coturn(extra: Self.hardened, without: ["no-software-attribute"])
         let software = try Self.audit(lab, target)
         server.stop()
         #expect(software.checks == ["software-disclosed"], "\(software.text)")
@@ -118,7 +131,7 @@ struct AuditLabTests {
 
         var hidden = try LabCoturn(
             lab: lab, host: "turnp", listen: ["198.18.0.10"], externalIP: "203.0.113.99/198.18.0.10", secrets: [text],
-            extra: Self.denied.filter { !$0.contains("198.18.0.0") })
+            extra: Self.hardened.filter { !$0.contains("198.18.0.0") })
         let wrong = try Self.audit(lab, target)
         hidden.stop()
         #expect(wrong.status == 1 && wrong.checks.contains("external-ip-mismatch"), "\(wrong.text)")
@@ -128,7 +141,7 @@ struct AuditLabTests {
 
         hidden = try LabCoturn(
             lab: lab, host: "turnp", listen: ["198.18.0.10"], externalIP: "203.0.113.30/198.18.0.10", secrets: [text],
-            extra: Self.denied.filter { !$0.contains("198.18.0.0") })
+            extra: Self.hardened.filter { !$0.contains("198.18.0.0") })
         defer { hidden.stop() }
         let right = try Self.audit(lab, target)
         #expect(!right.checks.contains("external-ip-mismatch"), "\(right.text)")

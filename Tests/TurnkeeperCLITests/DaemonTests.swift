@@ -20,10 +20,11 @@ struct DaemonTests {
         var managedFile: String { base.managedFile }
 
         /// `configStore`: coturn's secrets in turnserver.conf, its restart held while the test holds restarts.
-        init(probeInterval: String = "30s", configStore: Bool = false) throws {
+        init(probeInterval: String = "30s", configStore: Bool = false, auditInterval: String? = nil) throws {
             var options = TurnkeeperDeployment.Options()
             options.daemon = true
             options.probeInterval = probeInterval
+            options.auditInterval = auditInterval
             options.interval = "1h"
             if configStore {
                 options.store = .config
@@ -95,6 +96,21 @@ struct DaemonTests {
         #expect(median > .milliseconds(350) && median < .milliseconds(800), "watchdog gaps: \(gaps)")
         // Plain lines (no JOURNAL_STREAM): a time and a level in words, never a priority prefix.
         #expect(daemon.log.split(separator: "\n").allSatisfy { !$0.hasPrefix("<") })
+    }
+
+    @Test("On its schedule, the daemon audits coturn: findings in the journal and in turnkeeper_audit_findings")
+    func scheduledAudit() async throws {
+        // The test coturn allows loopback peers (its peers are on loopback): the audit's critical finding.
+        let lab = try Lite(auditInterval: "3s")
+        defer { lab.stop() }
+        let daemon = try lab.start()
+        defer { daemon.stop() }
+        try await daemon.waitForLog("audit: [critical] peer-loopback", timeout: .seconds(120))
+        #expect(daemon.log.contains("Fix: Remove allow-loopback-peers"), "\(daemon.log.suffix(3000))")
+        let metrics = try lab.metrics()
+        let loopback = metrics.value("turnkeeper_audit_findings", ["check": "peer-loopback", "severity": "critical"])
+        #expect((loopback ?? 0) >= 1, "\(metrics.samples("turnkeeper_audit_findings"))")
+        #expect(metrics.value("turnkeeper_last_audit_timestamp_seconds") != nil)
     }
 
     @Test("SIGTERM between two rotation steps stops there; the next start finishes the rotation, nothing refused")

@@ -364,5 +364,14 @@ struct ProvisionTests {
                 "-e", "192.168.1.1", "-r", "3480", "-n", "1", "-m", "1", "-c", "203.0.113.10",
             ])
         #expect(forbidden.stdout.contains("403 (Forbidden IP)"), "\(forbidden)")
+
+        // The rendered config passes the audit by construction: no open door, quotas in force, no SOFTWARE.
+        let audit = try lab.run(
+            "alice",
+            [
+                TurnkeeperBinary.path, "audit", "turn:203.0.113.10?transport=udp", "turn:203.0.113.10?transport=tcp",
+                "--secret-file", secretFile,
+            ], timeout: .seconds(120))
+        #expect(audit.status == 0 && audit.stdout.contains("No findings"), "\(audit)")
     }
 }

@@ -1,5 +1,7 @@
 import Metrics
 public import Prometheus
+import Synchronization
+import TurnkeeperProbe
 import TurnkeeperRotation
 
 /// The daemon's metrics, through swift-metrics into a Prometheus registry served at /metrics.
@@ -7,6 +9,8 @@ import TurnkeeperRotation
 public final class DaemonMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
+    /// Every (check, severity) an audit has reported: one that is gone is set to 0, not left at its count.
+    private let auditLabels = Mutex<Set<[String]>>([])
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -95,6 +99,21 @@ public final class DaemonMetrics: Sendable {
             gauge("turnkeeper_probe_passed").record(passed ? 1.0 : 0.0)
         }
         if let at = state.lastProbe { gauge("turnkeeper_last_probe_timestamp_seconds").record(Double(at)) }
+    }
+
+    /// The last audit: findings per check and severity.
+    func record(audit findings: [AuditFinding], at time: Int64) {
+        var counts: [[String]: Int] = [:]
+        for finding in findings { counts[[finding.check, finding.severity.rawValue], default: 0] += 1 }
+        let labels = auditLabels.withLock { seen in
+            seen.formUnion(counts.keys)
+            return seen
+        }
+        for label in labels {
+            gauge("turnkeeper_audit_findings", [("check", label[0]), ("severity", label[1])])
+                .record(Double(counts[label] ?? 0))
+        }
+        gauge("turnkeeper_last_audit_timestamp_seconds").record(Double(time))
     }
 
     /// coturn's store, read at scrape time: how many secrets it accepts, or an error.

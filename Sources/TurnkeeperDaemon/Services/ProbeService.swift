@@ -41,26 +41,8 @@ struct ProbeService: Service {
             }
         }
         let now = WallClock.nowSeconds()
-        var credentials: TURNCredentials?
-        var expiry: Int64?
-        do {
-            let current = try await makeRotation(
-                configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in })
-            )
-            .currentSecret()
-            if let secret = current {
-                let minted = try await CredentialSource.secret(secret).resolve(
-                    user: "@turnkeeper-probe:\(configuration.coturn.realm)",
-                    lifetime: SynapseDuration(milliseconds: 300_000),
-                    nowMilliseconds: now * 1000)
-                credentials = minted.credentials
-                expiry = minted.expiry
-            } else {
-                problems.append("no current secret yet, so only STUN binding was tried")
-            }
-        } catch {
-            problems.append("cannot read the current secret: \(describe(error))")
-        }
+        let (credentials, expiry, problem) = await Self.credentials(configuration, now: now)
+        if let problem { problems.append(problem) }
         let options = ProbeOptions(
             credentials: credentials, tls: TLSOptions(caFile: configuration.daemon.probeCAFile))
         let targets = await ProbeRunner.run(uris, options: options)
@@ -88,6 +70,28 @@ struct ProbeService: Service {
             if wasPassing != true { logger.info("probe passed: \(texts.joined(separator: ", "))") }
         } else {
             for problem in problems { logger.error("probe: \(problem)") }
+        }
+    }
+
+    /// Credentials minted from the current secret for five minutes, and their expiry; or why there are none.
+    static func credentials(_ configuration: Configuration, now: Int64) async -> (
+        TURNCredentials?, Int64?, problem: String?
+    ) {
+        do {
+            let current = try await makeRotation(
+                configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in })
+            )
+            .currentSecret()
+            guard let secret = current else {
+                return (nil, nil, "no current secret yet, so only what needs no credentials was tried")
+            }
+            let minted = try await CredentialSource.secret(secret).resolve(
+                user: "@turnkeeper-probe:\(configuration.coturn.realm)",
+                lifetime: SynapseDuration(milliseconds: 300_000),
+                nowMilliseconds: now * 1000)
+            return (minted.credentials, minted.expiry, nil)
+        } catch {
+            return (nil, nil, "cannot read the current secret: \(describe(error))")
         }
     }
 

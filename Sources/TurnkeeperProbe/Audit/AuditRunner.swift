@@ -11,12 +11,19 @@ public struct AuditOptions: Sendable {
     public var stepTimeout: Duration
     /// A STUN server outside the TURN host's network, named by the admin: the one peer the audit sends to.
     public var reflector: TransportAddress?
+    /// Credentials signed by secrets that were retired: the server must refuse each.
+    public var retired: [TURNCredentials]
+    /// At most this many allocations are held with one credential while looking for a quota.
+    public var quotaProbeLimit: Int
     public var nowSeconds: Int64
 
     public init(
         credentials: TURNCredentials?, tls: TLSOptions = TLSOptions(), stepTimeout: Duration = .seconds(3),
-        reflector: TransportAddress? = nil, nowSeconds: Int64
+        reflector: TransportAddress? = nil, retired: [TURNCredentials] = [], quotaProbeLimit: Int = 50,
+        nowSeconds: Int64
     ) {
+        self.retired = retired
+        self.quotaProbeLimit = quotaProbeLimit
         self.credentials = credentials
         self.tls = tls
         self.stepTimeout = stepTimeout
@@ -35,6 +42,7 @@ public enum AuditRunner {
     public static func run(_ uris: [TURNURI], options: AuditOptions) async -> AuditReport {
         var targets: [AuditTarget] = []
         var findings: [AuditFinding] = []
+        var audits: [EndpointAudit] = []
         for uri in uris.prefix(ProbeRunner.maximumURIs) {
             let endpoints: [ServerEndpoint]
             do {
@@ -49,9 +57,15 @@ public enum AuditRunner {
             for endpoint in endpoints {
                 var audit = EndpointAudit(uri: uri, endpoint: endpoint, options: options)
                 await audit.run()
-                targets.append(audit.target)
-                findings += audit.findings
+                audits.append(audit)
             }
+        }
+        // Quotas last, everywhere: coturn counts a released allocation against the quota for a moment after
+        // its release, and the other checks must not meet the allocations this one held.
+        for index in audits.indices {
+            await audits[index].quota()
+            targets.append(audits[index].target)
+            findings += audits[index].findings
         }
         let order = AuditFinding.Severity.allCases
         findings.sort { order.firstIndex(of: $0.severity)! < order.firstIndex(of: $1.severity)! }
@@ -105,8 +119,99 @@ struct EndpointAudit {
         await withCredentials()
         if endpoint.transport == .tls { await certificate() } else { notTested("certificate", "not a turns: URI") }
         notTested("tls-versions", "TLS versions below 1.2 are not tried yet")
-        notTested("quotas", "allocations until refused are not tried yet")
-        notTested("retired-secret", "a credential signed by a retired secret is not tried yet")
+        await retiredSecrets()
+    }
+
+    /// Allocations with one credential, each on its own socket and all held at once, until the server
+    /// refuses one (486, 508) or `quotaProbeLimit` are held; then all are released.
+    mutating func quota() async {
+        guard let credentials = options.credentials else {
+            notTested("quotas", "needs credentials")
+            return
+        }
+        let limit = options.quotaProbeLimit
+        do {
+            let (held, refusal) = try await Self.hold(
+                0, limit: limit, endpoint: endpoint, options: options, credentials: credentials, family: family)
+            if let refusal {
+                pass("quotas", "an allocation was refused while \(held) were held (\(refusal))")
+            } else {
+                found(
+                    "quota-missing", .medium,
+                    problem: "One credential held \(held) allocations at once and the server refused none: without "
+                        + "a quota, one credential holder can take every relay port and the bandwidth they carry.",
+                    evidence: "\(held) allocations with one username were granted and held together",
+                    fix: "Add user-quota=12 and total-quota=1200 to turnserver.conf (12 allocations carry a few calls "
+                        + "per user; raise total-quota with the relay port range), and restart coturn.")
+            }
+        } catch {
+            failed("quotas", error)
+        }
+    }
+
+    static func hold(
+        _ count: Int, limit: Int, endpoint: ServerEndpoint, options: AuditOptions, credentials: TURNCredentials,
+        family: TransportAddress.Family
+    ) async throws -> (held: Int, refusal: STUNErrorCode?) {
+        if count == limit { return (count, nil) }
+        // The first allocation may meet those an earlier target's quota check released a moment ago: it is
+        // retried for up to five seconds before a refusal counts.
+        let settle = ContinuousClock.now + .seconds(5)
+        return try await Connector.withConnection(
+            to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
+        ) { connection in
+            let client = TURNClient(connection: connection, credentials: credentials)
+            while true {
+                do {
+                    _ = try await client.allocate(family: family, deadline: .now + options.stepTimeout)
+                    break
+                } catch let error as TURNClientError {
+                    guard case .errorResponse(let code) = error.kind,
+                        [STUNErrorCode.allocationQuotaReached, STUNErrorCode.insufficientCapacity].contains(code.code)
+                    else { throw error }
+                    if count > 0 || ContinuousClock.now >= settle { return (count, code) }
+                    try await Pause.for(.milliseconds(250))
+                }
+            }
+            let result = try await hold(
+                count + 1, limit: limit, endpoint: endpoint, options: options, credentials: credentials,
+                family: family)
+            _ = try? await client.refresh(lifetime: 0, deadline: .now + options.stepTimeout)
+            return result
+        }
+    }
+
+    /// Credentials signed by retired secrets: each must be refused.
+    private mutating func retiredSecrets() async {
+        guard !options.retired.isEmpty else {
+            notTested(
+                "retired-secret",
+                "give --retired-secret-file: turnkeeper keeps only digests of retired secrets, and proved each "
+                    + "retirement when it happened")
+            return
+        }
+        for (index, credentials) in options.retired.enumerated() {
+            let uri = uri
+            do {
+                let verdict = try await TURNClient.allocateAndRelease(
+                    at: uri, credentials: credentials, timeout: options.stepTimeout)
+                switch verdict {
+                case .refused:
+                    pass("retired-secret", "retired secret \(index + 1): refused (401)")
+                case .granted:
+                    found(
+                        "retired-secret-accepted", .high,
+                        problem: "The server still accepts credentials signed by a secret that was retired: anyone "
+                            + "holding an old or leaked credential can still relay through it.",
+                        evidence: "an allocation with a credential of retired secret \(index + 1) was granted",
+                        fix: "Remove that secret from coturn: `turnkeeper status` lists what coturn accepts, and "
+                            + "`turnkeeper rotate --resume` retires what turnkeeper knows of; a static-auth-secret "
+                            + "line or turn_secret row turnkeeper does not manage must be removed by hand.")
+                }
+            } catch {
+                failed("retired-secret", error)
+            }
+        }
     }
 
     /// Without credentials: the SOFTWARE a Binding answer discloses, and whether an Allocate is refused.
@@ -233,7 +338,9 @@ struct EndpointAudit {
         _ client: TURNClient, about peer: TransportAddress, channel: inout UInt16, deadline: ContinuousClock.Instant
     ) async -> PeerAnswer {
         func forbidden(_ error: any Error) -> Bool {
-            if let error = error as? TURNClientError, case .errorResponse(let code) = error.kind, code.code == 403 {
+            if let error = error as? TURNClientError, case .errorResponse(let code) = error.kind,
+                code.code == STUNErrorCode.forbidden
+            {
                 return true
             }
             return false

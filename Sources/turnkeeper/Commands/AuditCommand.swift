@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import TurnkeeperCore
+import TurnkeeperCredentialSource
 import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperSTUN
@@ -37,13 +38,17 @@ struct AuditCommand: AsyncParsableCommand {
               external-address    with --reflector: the address the relay's
                                   traffic leaves from is the relayed address
               certificate         for turns:, not expired nor within 14 days
+              quotas              one credential holds at most 50 allocations
+                                  before a 486 or 508 (all are released)
+              retired-secret      with --retired-secret-file: its
+                                  credentials are refused
             Toward a forbidden address it only asks for a permission: a granted
             one is the finding, and nothing is ever sent there. Data goes only
             to the --reflector you name. Each finding comes with its evidence,
             a severity and the coturn option that fixes it.
 
-            Not tested yet: TLS versions below 1.2, quotas, a credential of a
-            retired secret. The report lists them.
+            Not tested yet: TLS versions below 1.2. The report lists what was
+            not tested.
 
             Exit status: 0 clean, 1 a finding or a check that could not
             conclude, 2 usage or configuration error.
@@ -74,6 +79,12 @@ struct AuditCommand: AsyncParsableCommand {
             "A STUN server outside the TURN host's network (IPv4:port); the only peer sent to.",
             valueName: "address"))
     var reflector: ReflectorArgument?
+
+    @Option(
+        name: .customLong("retired-secret-file"),
+        help: ArgumentHelp(
+            "A secret that was retired: its credentials must be refused (repeat for more).", valueName: "file"))
+    var retiredSecretFiles: [String] = []
 
     @Option(
         name: .customLong("ca-file"),
@@ -117,9 +128,16 @@ struct AuditCommand: AsyncParsableCommand {
                 "\(parsed.count) URIs given; only the first \(ProbeRunner.maximumURIs) are audited, the rest are NOT "
                     + "tested.")
         }
+        var retired: [TURNCredentials] = []
+        for file in retiredSecretFiles {
+            let minted = try await CredentialSource.secretFile(file)
+                .resolve(user: user, lifetime: SynapseDuration(milliseconds: 600_000))
+            minted.warnings.forEach(Console.warning)
+            if let credentials = minted.credentials { retired.append(credentials) }
+        }
         let options = AuditOptions(
             credentials: source.credentials, tls: TLSOptions(caFile: caFile), stepTimeout: timeout.value,
-            reflector: reflector?.address, nowSeconds: WallClock.nowSeconds())
+            reflector: reflector?.address, retired: retired, nowSeconds: WallClock.nowSeconds())
         let report = await AuditRunner.run(parsed, options: options)
         if json {
             let encoder = JSONEncoder()

@@ -129,6 +129,9 @@ struct CheckCommand: AsyncParsableCommand {
             is set, use-auth-secret without lt-cred-mech, realm, no syslog (SIGHUP kills coturn then), \
             denied-peer-ip present. Everything is checked before anything is reported; nothing is changed.
 
+            check reads files. What only coturn's behaviour can tell (does it really refuse private peers, \
+            enforce quotas, hand out the address its relays use?) is `turnkeeper audit`'s.
+
             Exit status: 0 clean, 1 problems found, 2 could not read.
             """
     )
@@ -149,6 +152,9 @@ struct CheckCommand: AsyncParsableCommand {
                 print(finding.ok ? "ok       \(finding.summary)" : "PROBLEM  \(finding.summary)")
                 if let fix = finding.fix, !finding.ok { print("         Fix: \(fix)") }
             }
+            print(
+                "Not checked here: what coturn does (relaying to private peers, quotas, the relayed address). "
+                    + "`turnkeeper audit` tests that.")
         }
         if findings.contains(where: { !$0.ok }) { throw ExitCode.failure }
     }
