@@ -19,6 +19,33 @@ public enum TLSInspector {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .none
         configuration.shutdownTimeout = .milliseconds(500)
+        return try await handshake(endpoint, configuration, timeout: timeout)
+    }
+
+    /// Whether the server completes a handshake offered TLS 1.0 and 1.1 only: the version it agreed to, or
+    /// nil when it refused. Nothing is sent after the handshake. A server that cannot be reached throws.
+    public static func legacyVersion(of endpoint: ServerEndpoint, timeout: Duration) async throws -> String? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        configuration.shutdownTimeout = .milliseconds(500)
+        configuration.minimumTLSVersion = .tlsv1
+        configuration.maximumTLSVersion = .tlsv11
+        do {
+            return try await handshake(endpoint, configuration, timeout: timeout)?.tlsVersion ?? "TLS below 1.2"
+        } catch is NIOSSLError, is BoringSSLError {
+            return nil
+        } catch ChannelError.eof {
+            // An alert, then the connection closed, during the handshake: refused.
+            return nil
+        } catch is HandshakeTimedOut {
+            // Connected, and the hello went unanswered (coturn with no-tlsv1 says nothing): refused.
+            return nil
+        }
+    }
+
+    private static func handshake(
+        _ endpoint: ServerEndpoint, _ configuration: TLSConfiguration, timeout: Duration
+    ) async throws -> CertificateSummary? {
         let context = try NIOSSLContext(configuration: configuration)
         let serverName = endpoint.hostIsIPLiteral ? nil : endpoint.host
         let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
@@ -37,7 +64,7 @@ public enum TLSInspector {
         // The connect has its timeout; the handshake gets the same, so a server that accepts and never speaks
         // cannot hold the probe.
         let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            handshake.fail(ChannelError.connectTimeout(TimeAmount(timeout)))
+            handshake.fail(HandshakeTimedOut())
             channel.close(promise: nil)
         }
         defer { timer.cancel() }
@@ -73,6 +100,11 @@ public enum TLSInspector {
         }
         .joined(separator: ":")
     }
+}
+
+/// Connected, but the handshake did not finish in time.
+struct HandshakeTimedOut: Error, CustomStringConvertible {
+    var description: String { "the TLS handshake did not finish before the deadline" }
 }
 
 /// Completes its promise when the TLS handshake finishes, or fails it with the handshake's error.

@@ -19,6 +19,9 @@ public struct TestCertificates: Sendable {
     public let turnPartialWildcard: (certificate: String, key: String)
     /// For turn.example.com, but for TLS clients only (extended key usage clientAuth).
     public let turnClientOnly: (certificate: String, key: String)
+    /// For the NAT lab's TURN address, 203.0.113.10: valid 30 days, and expiring in 5.
+    public let lab: (certificate: String, key: String)
+    public let labExpiringSoon: (certificate: String, key: String)
 
     static let script = """
         import datetime, ipaddress, sys
@@ -62,6 +65,8 @@ public struct TestCertificates: Sendable {
         leaf("turn-not-yet", ["turn.example.com"], now + 2 * day, now + 30 * day)
         leaf("turn-soon", ["turn.example.com"], now - day, now + 3 * day)
         leaf("turn-partial", ["t*.example.com"], now - day, now + 30 * day)
+        leaf("lab", ["203.0.113.10"], now - day, now + 30 * day)
+        leaf("lab-soon", ["203.0.113.10"], now - day, now + 5 * day)
         from cryptography.x509.oid import ExtendedKeyUsageOID
         leaf("turn-client", ["turn.example.com"], now - day, now + 30 * day, [ExtendedKeyUsageOID.CLIENT_AUTH])
         """
@@ -81,5 +86,7 @@ public struct TestCertificates: Sendable {
         turnExpiringSoon = (directory.file("turn-soon.pem"), directory.file("turn-soon.key"))
         turnPartialWildcard = (directory.file("turn-partial.pem"), directory.file("turn-partial.key"))
         turnClientOnly = (directory.file("turn-client.pem"), directory.file("turn-client.key"))
+        lab = (directory.file("lab.pem"), directory.file("lab.key"))
+        labExpiringSoon = (directory.file("lab-soon.pem"), directory.file("lab-soon.key"))
     }
 }

@@ -115,6 +115,37 @@ struct AuditLabTests {
         #expect(try Self.sent(lab) > 0)
     }
 
+    @Test("turns: TLS 1.0 offered (a cipher-list lowering OpenSSL's level) and a certificate expiring in 5 days")
+    func tls() throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        let certificates = try TestCertificates(in: lab.directory)
+        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let secretFile = try lab.directory.write("secret", secret + "\n")
+        let target = ["turns:203.0.113.10:5349", "--secret-file", secretFile, "--ca-file", certificates.caFile]
+        func coturn(_ certificate: (certificate: String, key: String), _ tls: [String]) throws -> LabCoturn {
+            try LabCoturn(
+                lab: lab, host: "turn", listen: ["203.0.113.10"], secrets: [secret],
+                extra: Self.hardened + [
+                    "tls-listening-port=5349", "cert=\(certificate.certificate)", "pkey=\(certificate.key)",
+                ] + tls, without: ["no-tls"])
+        }
+
+        var server = try coturn(certificates.labExpiringSoon, ["cipher-list=\"DEFAULT:@SECLEVEL=0\""])
+        let weak = try Self.audit(lab, target)
+        server.stop()
+        #expect(weak.checks == ["tls-old-version", "certificate-expiring"], "\(weak.text)")
+        #expect((weak.finding("tls-old-version")?["fix"] as? String)?.contains("no-tlsv1_1") == true)
+        #expect((weak.finding("certificate-expiring")?["problem"] as? String)?.contains("expires in 4 days") == true)
+
+        // The same lowered level, with TLS 1.0 and 1.1 turned off, and a certificate valid for 30 days: clean.
+        server = try coturn(certificates.lab, ["cipher-list=\"DEFAULT:@SECLEVEL=0\"", "no-tlsv1", "no-tlsv1_1"])
+        defer { server.stop() }
+        let strong = try Self.audit(lab, target)
+        #expect(strong.status == 0 && strong.findings.isEmpty, "\(strong.text)")
+        #expect(strong.report["notTested"] as? [String] == ["external-address", "retired-secret"], "\(strong.text)")
+    }
+
     @Test("--reflector: a wrong external-ip behind the port-forwarding NAT is found; the right one passes")
     func externalAddress() throws {
         let lab = try NATLab()

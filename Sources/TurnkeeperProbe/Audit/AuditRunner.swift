@@ -117,8 +117,13 @@ struct EndpointAudit {
     mutating func run() async {
         await anonymous()
         await withCredentials()
-        if endpoint.transport == .tls { await certificate() } else { notTested("certificate", "not a turns: URI") }
-        notTested("tls-versions", "TLS versions below 1.2 are not tried yet")
+        if endpoint.transport == .tls {
+            await certificate()
+            await legacyTLS()
+        } else {
+            notTested("certificate", "not a turns: URI")
+            notTested("tls-versions", "not a turns: URI")
+        }
         await retiredSecrets()
     }
 
@@ -460,6 +465,25 @@ struct EndpointAudit {
             } else {
                 pass("external-address", "the reflector \(reflector) sees the relay as \(seen), as coturn says")
             }
+        }
+    }
+
+    /// For turns:, a handshake offering only TLS 1.0 and 1.1 must fail.
+    private mutating func legacyTLS() async {
+        do {
+            if let version = try await TLSInspector.legacyVersion(of: endpoint, timeout: options.stepTimeout) {
+                found(
+                    "tls-old-version", .high,
+                    problem: "The server accepts TLS below 1.2, whose known weaknesses let an attacker on the path "
+                        + "read or alter what it carries.",
+                    evidence: "a handshake offering only TLS 1.0 and 1.1 completed with \(version)",
+                    fix: "Add no-tlsv1 and no-tlsv1_1 to turnserver.conf, drop any cipher-list that lowers "
+                        + "OpenSSL's security level (@SECLEVEL=0), and restart coturn.")
+            } else {
+                pass("tls-versions", "a handshake offering only TLS 1.0 and 1.1 was refused")
+            }
+        } catch {
+            failed("tls-versions", error)
         }
     }
 

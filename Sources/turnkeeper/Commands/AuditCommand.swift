@@ -38,6 +38,8 @@ struct AuditCommand: AsyncParsableCommand {
               external-address    with --reflector: the address the relay's
                                   traffic leaves from is the relayed address
               certificate         for turns:, not expired nor within 14 days
+              tls-versions        for turns:, a hello offering only TLS 1.0
+                                  and 1.1 is refused
               quotas              one credential holds at most 50 allocations
                                   before a 486 or 508 (all are released)
               retired-secret      with --retired-secret-file: its
@@ -46,9 +48,6 @@ struct AuditCommand: AsyncParsableCommand {
             one is the finding, and nothing is ever sent there. Data goes only
             to the --reflector you name. Each finding comes with its evidence,
             a severity and the coturn option that fixes it.
-
-            Not tested yet: TLS versions below 1.2. The report lists what was
-            not tested.
 
             Exit status: 0 clean, 1 a finding or a check that could not
             conclude, 2 usage or configuration error.
