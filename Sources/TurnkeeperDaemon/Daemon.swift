@@ -69,7 +69,7 @@ public struct Daemon {
             WatchdogService(notifier: notifier, interval: SystemdNotifier.watchdogInterval(environment: environment)),
             ReloadService(
                 path: configurationPath, state: state, metrics: metrics, logger: logger,
-                alarms: [rotationAlarm, probeAlarm, reconcileAlarm]),
+                alarms: [rotationAlarm, probeAlarm, reconcileAlarm, auditAlarm]),
             ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
             AuditService(state: state, metrics: metrics, logger: logger, alarm: auditAlarm),
             ReconcileService(

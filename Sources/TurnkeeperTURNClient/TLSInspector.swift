@@ -12,8 +12,19 @@ public struct CertificateSummary: Sendable, Hashable {
     public let tlsVersion: String?
 }
 
-/// Fetches a server's certificate without verifying it, to explain why verification failed.
-/// Used only after a verified handshake has already failed; nothing is sent over the connection.
+/// How a server answered a hello offering only TLS 1.0 and 1.1.
+public enum LegacyTLSAnswer: Sendable, Hashable {
+    /// It completed the handshake, with this version.
+    case accepted(String)
+    /// It answered with an alert, or closed the connection.
+    case refused
+    /// It accepted the connection and said nothing until the deadline.
+    case unanswered
+}
+
+/// Handshakes that only look: a server's certificate fetched without verifying it (to explain why verification
+/// failed, or to read its expiry), and whether it still speaks TLS below 1.2. Nothing is sent after the
+/// handshake.
 public enum TLSInspector {
     public static func certificate(of endpoint: ServerEndpoint, timeout: Duration) async throws -> CertificateSummary? {
         var configuration = TLSConfiguration.makeClientConfiguration()
@@ -22,24 +33,22 @@ public enum TLSInspector {
         return try await handshake(endpoint, configuration, timeout: timeout)
     }
 
-    /// Whether the server completes a handshake offered TLS 1.0 and 1.1 only: the version it agreed to, or
-    /// nil when it refused. Nothing is sent after the handshake. A server that cannot be reached throws.
-    public static func legacyVersion(of endpoint: ServerEndpoint, timeout: Duration) async throws -> String? {
+    /// How the server answers a hello offering TLS 1.0 and 1.1 only. A server that cannot be reached throws.
+    public static func legacyVersion(of endpoint: ServerEndpoint, timeout: Duration) async throws -> LegacyTLSAnswer {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .none
         configuration.shutdownTimeout = .milliseconds(500)
         configuration.minimumTLSVersion = .tlsv1
         configuration.maximumTLSVersion = .tlsv11
         do {
-            return try await handshake(endpoint, configuration, timeout: timeout)?.tlsVersion ?? "TLS below 1.2"
+            return .accepted(try await handshake(endpoint, configuration, timeout: timeout)?.tlsVersion ?? "TLS < 1.2")
         } catch is NIOSSLError, is BoringSSLError {
-            return nil
+            return .refused
         } catch ChannelError.eof {
-            // An alert, then the connection closed, during the handshake: refused.
-            return nil
+            // An alert, then the connection closed, during the handshake.
+            return .refused
         } catch is HandshakeTimedOut {
-            // Connected, and the hello went unanswered (coturn with no-tlsv1 says nothing): refused.
-            return nil
+            return .unanswered
         }
     }
 

@@ -62,7 +62,9 @@ struct AuditLabTests {
         let clean = try Self.audit(lab, target + ["--retired-secret-file", retiredFile])
         server.stop()
         #expect(clean.status == 0 && clean.findings.isEmpty && clean.report["passed"] as? Bool == true, "\(clean.text)")
-        #expect(clean.report["notTested"] as? [String] == ["certificate", "external-address", "tls-versions"])
+        #expect(
+            clean.report["notTested"] as? [String]
+                == ["certificate", "data-path", "external-address", "ipv6-peers", "tls-versions"])
         let checks = (clean.report["targets"] as? [[String: Any]])?.first?["checks"] as? [[String: Any]] ?? []
         let quota = checks.first { $0["check"] as? String == "quotas" }
         // user-quota=12, less those released a moment before, which coturn still counts.
@@ -138,12 +140,25 @@ struct AuditLabTests {
         #expect((weak.finding("tls-old-version")?["fix"] as? String)?.contains("no-tlsv1_1") == true)
         #expect((weak.finding("certificate-expiring")?["problem"] as? String)?.contains("expires in 4 days") == true)
 
+        // A certificate for another name than the one clients use.
+        server = try coturn(certificates.turn, ["no-tlsv1", "no-tlsv1_1"])
+        let misnamed = try Self.audit(lab, target)
+        server.stop()
+        #expect(misnamed.checks == ["certificate-name"], "\(misnamed.text)")
+        #expect((misnamed.finding("certificate-name")?["evidence"] as? String)?.contains("turn.example.com") == true)
+
         // The same lowered level, with TLS 1.0 and 1.1 turned off, and a certificate valid for 30 days: clean.
         server = try coturn(certificates.lab, ["cipher-list=\"DEFAULT:@SECLEVEL=0\"", "no-tlsv1", "no-tlsv1_1"])
         defer { server.stop() }
         let strong = try Self.audit(lab, target)
         #expect(strong.status == 0 && strong.findings.isEmpty, "\(strong.text)")
-        #expect(strong.report["notTested"] as? [String] == ["external-address", "retired-secret"], "\(strong.text)")
+        #expect(
+            strong.report["notTested"] as? [String] == [
+                "data-path", "external-address", "ipv6-peers", "retired-secret",
+            ],
+            "\(strong.text)")
+        let checks = (strong.report["targets"] as? [[String: Any]])?.first?["checks"] as? [[String: Any]] ?? []
+        #expect(checks.contains { $0["check"] as? String == "certificate-chain" && $0["result"] as? String == "pass" })
     }
 
     @Test("--reflector: a wrong external-ip behind the port-forwarding NAT is found; the right one passes")
@@ -170,11 +185,35 @@ struct AuditLabTests {
         #expect((finding?["evidence"] as? String)?.contains("203.0.113.30:") == true, "\(wrong.text)")
         #expect((finding?["fix"] as? String)?.contains("external-ip=203.0.113.30/") == true, "\(wrong.text)")
 
+        // --data-peer: a STUN server the admin runs on the TURN host's private network (NAT T's LAN side).
+        let inside = try LabCoturn(lab: lab, host: "natt", listen: ["198.18.0.1"], secrets: [text])
+        defer { inside.stop() }
         hidden = try LabCoturn(
             lab: lab, host: "turnp", listen: ["198.18.0.10"], externalIP: "203.0.113.30/198.18.0.10", secrets: [text],
             extra: Self.hardened.filter { !$0.contains("198.18.0.0") })
+        let reaching = try Self.audit(lab, target + ["--data-peer", "198.18.0.1:3478"])
+        hidden.stop()
+        #expect(reaching.checks.contains("data-path"), "\(reaching.text)")
+        #expect(
+            (reaching.finding("data-path")?["evidence"] as? String)?.contains("to 198.18.0.1:3478 was answered") == true
+        )
+
+        // A reflector on a private network is refused before anything is sent.
+        let refused = try lab.run(
+            "alice",
+            [
+                TurnkeeperBinary.path, "audit", "turn:203.0.113.30", "--secret-file", secretFile, "--reflector",
+                "10.0.0.1:3478",
+            ])
+        #expect(refused.status == 2 && refused.stderr.contains("use --data-peer"), "\(refused)")
+
+        hidden = try LabCoturn(
+            lab: lab, host: "turnp", listen: ["198.18.0.10"], externalIP: "203.0.113.30/198.18.0.10", secrets: [text],
+            extra: Self.hardened.filter { !$0.contains("198.18.0.0") }
+                + ["denied-peer-ip=198.18.0.0-198.18.0.9", "denied-peer-ip=198.18.0.11-198.19.255.255"])
         defer { hidden.stop() }
-        let right = try Self.audit(lab, target)
+        let right = try Self.audit(lab, target + ["--data-peer", "198.18.0.1:3478"])
+        #expect(!right.checks.contains("data-path"), "\(right.text)")
         #expect(!right.checks.contains("external-ip-mismatch"), "\(right.text)")
         let targets = right.report["targets"] as? [[String: Any]] ?? []
         let external = (targets.first?["checks"] as? [[String: Any]])?.first {

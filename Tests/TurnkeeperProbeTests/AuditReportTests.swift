@@ -21,6 +21,14 @@ struct AuditReportTests {
         #expect(ForbiddenPeer.isPrivate(TransportAddress(ipv4: "172.31.255.255", port: 1)!))
         #expect(!ForbiddenPeer.isPrivate(TransportAddress(ipv4: "172.32.0.1", port: 1)!))
         #expect(ForbiddenPeer.isPrivate(TransportAddress(ipv4: "100.127.0.1", port: 1)!))
+        func covering(_ text: String) -> String? {
+            ForbiddenPeer.covering(TransportAddress(ipv4: text, port: 1)!)?.check
+        }
+        #expect(covering("169.254.169.254") == "peer-metadata" && covering("169.254.1.1") == "peer-link-local")
+        #expect(covering("10.1.2.3") == "peer-private" && covering("172.31.0.1") == "peer-private")
+        #expect(covering("172.32.0.1") == nil && covering("8.8.8.8") == nil && covering("203.0.113.30") == nil)
+        #expect(covering("198.19.5.5") == "peer-benchmarking" && covering("239.1.2.3") == "peer-multicast")
+        #expect(covering("0.0.0.0") == "peer-this-network" && covering("127.9.9.9") == "peer-loopback")
         #expect(!ForbiddenPeer.isPrivate(TransportAddress(ipv4: "100.128.0.1", port: 1)!))
     }
 

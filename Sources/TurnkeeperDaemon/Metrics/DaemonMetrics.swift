@@ -102,7 +102,8 @@ public final class DaemonMetrics: Sendable {
     }
 
     /// The last audit: findings per check and severity.
-    func record(audit findings: [AuditFinding], at time: Int64) {
+    func record(audit findings: [AuditFinding], incomplete: Int, at time: Int64) {
+        gauge("turnkeeper_audit_checks_incomplete").record(Double(incomplete))
         var counts: [[String]: Int] = [:]
         for finding in findings { counts[[finding.check, finding.severity.rawValue], default: 0] += 1 }
         let labels = auditLabels.withLock { seen in

@@ -32,19 +32,20 @@ struct AuditService: Service {
         let configuration = state.configuration
         let now = WallClock.nowSeconds()
         let uris = await ProbeService.uris(configuration).compactMap { try? TURNURI($0) }
-            .filter { $0.scheme != .stun }
+            .filter { $0.scheme == .turn || $0.scheme == .turns }
         let (credentials, _, problem) = await ProbeService.credentials(configuration, now: now)
         if let problem { logger.warning("audit: \(problem)") }
         let report = await AuditRunner.run(
             uris,
             options: AuditOptions(
                 credentials: credentials, tls: TLSOptions(caFile: configuration.daemon.probeCAFile),
-                nowSeconds: now))
+                checkQuotas: false, nowSeconds: now))
         state.update {
             $0.auditFindings = report.findings
             $0.lastAudit = now
         }
-        metrics.record(audit: report.findings, at: now)
+        let incomplete = report.targets.flatMap(\.checks).filter { $0.result == .error }.count
+        metrics.record(audit: report.findings, incomplete: incomplete, at: now)
         for finding in report.findings {
             let line =
                 "audit: [\(finding.severity.rawValue)] \(finding.check) at \(finding.target): \(finding.problem) "

@@ -19,8 +19,11 @@ public struct AuditRenderer: Sendable {
             }
             lines.append("")
         }
-        if report.findings.isEmpty {
+        let errors = report.targets.flatMap(\.checks).filter { $0.result == .error }
+        if report.findings.isEmpty && errors.isEmpty {
             lines.append("No findings: the server refused everything it should, as far as was tested.")
+        } else if report.findings.isEmpty {
+            lines.append("No findings, but not every check could conclude (ERROR above).")
         } else {
             // The same finding at several targets (UDP and TCP of one server) is said once, with each target.
             var groups: [(finding: AuditFinding, targets: [String])] = []
@@ -43,7 +46,6 @@ public struct AuditRenderer: Sendable {
                 lines.append("  Seen at: \(targets.joined(separator: ", "))")
             }
         }
-        let errors = report.targets.flatMap(\.checks).filter { $0.result == .error }
         if !errors.isEmpty {
             lines.append("")
             lines.append("\(errors.count) check(s) could not conclude (ERROR above): the server did not pass them.")

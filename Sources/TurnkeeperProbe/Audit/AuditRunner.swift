@@ -1,4 +1,3 @@
-import NIOCore
 import TurnkeeperCore
 import TurnkeeperExecution
 public import TurnkeeperSTUN
@@ -9,8 +8,13 @@ public struct AuditOptions: Sendable {
     public var credentials: TURNCredentials?
     public var tls: TLSOptions
     public var stepTimeout: Duration
-    /// A STUN server outside the TURN host's network, named by the admin: the one peer the audit sends to.
+    /// A STUN server outside the TURN host's network, named by the admin: a peer the audit sends to.
     public var reflector: TransportAddress?
+    /// A peer the admin names to prove that packets really get through (a STUN server, which answers); the
+    /// only other peer the audit sends to.
+    public var dataPeer: TransportAddress?
+    /// Whether to hold allocations until a quota refuses one (off in the daemon: it holds relay ports).
+    public var checkQuotas: Bool
     /// Credentials signed by secrets that were retired: the server must refuse each.
     public var retired: [TURNCredentials]
     /// At most this many allocations are held with one credential while looking for a quota.
@@ -19,9 +23,11 @@ public struct AuditOptions: Sendable {
 
     public init(
         credentials: TURNCredentials?, tls: TLSOptions = TLSOptions(), stepTimeout: Duration = .seconds(3),
-        reflector: TransportAddress? = nil, retired: [TURNCredentials] = [], quotaProbeLimit: Int = 50,
-        nowSeconds: Int64
+        reflector: TransportAddress? = nil, dataPeer: TransportAddress? = nil, retired: [TURNCredentials] = [],
+        checkQuotas: Bool = true, quotaProbeLimit: Int = 50, nowSeconds: Int64
     ) {
+        self.dataPeer = dataPeer
+        self.checkQuotas = checkQuotas
         self.retired = retired
         self.quotaProbeLimit = quotaProbeLimit
         self.credentials = credentials
@@ -54,7 +60,7 @@ public enum AuditRunner {
                         checks: [AuditCheck(check: "resolve", result: .error, detail: "\(error)")]))
                 continue
             }
-            for endpoint in endpoints {
+            for endpoint in endpoints.prefix(ProbeRunner.maximumAddresses) {
                 var audit = EndpointAudit(uri: uri, endpoint: endpoint, options: options)
                 await audit.run()
                 audits.append(audit)
@@ -80,6 +86,8 @@ struct EndpointAudit {
     let options: AuditOptions
     private(set) var target: AuditTarget
     private(set) var findings: [AuditFinding] = []
+    /// A handshake of TLS 1.2 or later completed at this address in this run.
+    private var modernTLS = false
 
     init(uri: TURNURI, endpoint: ServerEndpoint, options: AuditOptions) {
         self.uri = uri
@@ -130,6 +138,10 @@ struct EndpointAudit {
     /// Allocations with one credential, each on its own socket and all held at once, until the server
     /// refuses one (486, 508) or `quotaProbeLimit` are held; then all are released.
     mutating func quota() async {
+        guard options.checkQuotas else {
+            notTested("quotas", "not run here (it holds relay ports on a live server): run turnkeeper audit by hand")
+            return
+        }
         guard let credentials = options.credentials else {
             notTested("quotas", "needs credentials")
             return
@@ -138,13 +150,30 @@ struct EndpointAudit {
         do {
             let (held, refusal) = try await Self.hold(
                 0, limit: limit, endpoint: endpoint, options: options, credentials: credentials, family: family)
-            if let refusal {
-                pass("quotas", "an allocation was refused while \(held) were held (\(refusal))")
-            } else {
+            switch refusal?.code {
+            case STUNErrorCode.allocationQuotaReached?:
+                pass("quotas", "an allocation was refused while \(held) were held (\(refusal!))")
+            case _ where held == 0:
+                target.checks.append(
+                    AuditCheck(
+                        check: "quotas", result: .error,
+                        detail: "the first allocation was refused (\(refusal.map { "\($0)" } ?? "no answer")), even "
+                            + "after 5 s: another client holds them all, or nothing relays"))
+            case STUNErrorCode.insufficientCapacity?:
                 found(
                     "quota-missing", .medium,
-                    problem: "One credential held \(held) allocations at once and the server refused none: without "
-                        + "a quota, one credential holder can take every relay port and the bandwidth they carry.",
+                    problem: "One credential took the server's whole relay capacity (\(held) allocations) before any "
+                        + "per-user quota stopped it: one credential holder can leave no relay for anyone else.",
+                    evidence: "\(held) allocations with one username were granted and held together, then 508 "
+                        + "(insufficient capacity)",
+                    fix: "Add user-quota=12 to turnserver.conf (below what total-quota and min-port..max-port allow), "
+                        + "and restart coturn.")
+            default:
+                found(
+                    "quota-missing", .medium,
+                    problem: "One credential held \(held) allocations at once and the server refused none: there is no "
+                        + "quota at or below \(limit), so one credential holder can take relay ports and bandwidth "
+                        + "from everyone else.",
                     evidence: "\(held) allocations with one username were granted and held together",
                     fix: "Add user-quota=12 and total-quota=1200 to turnserver.conf (12 allocations carry a few calls "
                         + "per user; raise total-quota with the relay port range), and restart coturn.")
@@ -178,9 +207,16 @@ struct EndpointAudit {
                     try await Pause.for(.milliseconds(250))
                 }
             }
-            let result = try await hold(
-                count + 1, limit: limit, endpoint: endpoint, options: options, credentials: credentials,
-                family: family)
+            // Released on the way back whatever happens deeper: a UDP allocation outlives its socket.
+            let result: (held: Int, refusal: STUNErrorCode?)
+            do {
+                result = try await hold(
+                    count + 1, limit: limit, endpoint: endpoint, options: options, credentials: credentials,
+                    family: family)
+            } catch {
+                _ = try? await client.refresh(lifetime: 0, deadline: .now + options.stepTimeout)
+                throw error
+            }
             _ = try? await client.refresh(lifetime: 0, deadline: .now + options.stepTimeout)
             return result
         }
@@ -196,14 +232,26 @@ struct EndpointAudit {
             return
         }
         for (index, credentials) in options.retired.enumerated() {
-            let uri = uri
+            let family = family
+            let options = options
             do {
-                let verdict = try await TURNClient.allocateAndRelease(
-                    at: uri, credentials: credentials, timeout: options.stepTimeout)
-                switch verdict {
-                case .refused:
+                let granted = try await Connector.withConnection(
+                    to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
+                ) { connection in
+                    let client = TURNClient(connection: connection, credentials: credentials)
+                    do {
+                        _ = try await client.allocate(family: family, deadline: .now + options.stepTimeout)
+                        _ = try? await client.refresh(lifetime: 0, deadline: .now + options.stepTimeout)
+                        return true
+                    } catch let error as TURNClientError {
+                        if case .credentialsRejected = error.kind { return false }
+                        throw error
+                    }
+                }
+                switch granted {
+                case false:
                     pass("retired-secret", "retired secret \(index + 1): refused (401)")
-                case .granted:
+                case true:
                     found(
                         "retired-secret-accepted", .high,
                         problem: "The server still accepts credentials signed by a secret that was retired: anyone "
@@ -211,7 +259,8 @@ struct EndpointAudit {
                         evidence: "an allocation with a credential of retired secret \(index + 1) was granted",
                         fix: "Remove that secret from coturn: `turnkeeper status` lists what coturn accepts, and "
                             + "`turnkeeper rotate --resume` retires what turnkeeper knows of; a static-auth-secret "
-                            + "line or turn_secret row turnkeeper does not manage must be removed by hand.")
+                            + "line turnkeeper does not manage must be removed by hand (then restart coturn), and "
+                            + "so must a turn_secret row.")
                 }
             } catch {
                 failed("retired-secret", error)
@@ -268,6 +317,45 @@ struct EndpointAudit {
 
     private var family: TransportAddress.Family { endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4 }
 
+    /// The server's own address, as reached.
+    private var listeningAddress: TransportAddress? {
+        guard let host = endpoint.address.ipAddress else { return nil }
+        if family == .ipv4 { return TransportAddress(ipv4: host, port: 9) }
+        return nil
+    }
+
+    private mutating func judgeDataPath(_ data: Result<TransportAddress?, any Error>?) {
+        guard let dataPeer = options.dataPeer else {
+            notTested(
+                "data-path", "give --data-peer IP:PORT, a STUN server you run, to prove that packets get through")
+            return
+        }
+        switch data {
+        case nil:
+            notTested("data-path", "the data peer is not of the relay's address family")
+        case .failure(let error):
+            if let error = error as? TURNClientError, case .errorResponse(let code) = error.kind,
+                code.code == STUNErrorCode.forbidden
+            {
+                pass("data-path", "a permission for \(dataPeer) was refused (403): nothing was sent")
+            } else {
+                failed("data-path", error)
+            }
+        case .success(nil):
+            pass("data-path", "\(dataPeer) did not answer a Binding sent through the relay")
+        case .success(_?):
+            if let range = ForbiddenPeer.covering(dataPeer) {
+                found(
+                    "data-path", range.severity,
+                    problem: "Packets relayed through the server reach \(dataPeer.host) in \(range.range) and come "
+                        + "back: a credential holder can talk to services there.",
+                    evidence: "a STUN Binding sent through the relay to \(dataPeer) was answered", fix: range.fix)
+            } else {
+                pass("data-path", "a Binding sent through the relay to \(dataPeer) was answered")
+            }
+        }
+    }
+
     /// With a credential: forbidden peers, the server's own relay address, and the reflector.
     private mutating func withCredentials() async {
         guard let credentials = options.credentials else {
@@ -278,6 +366,8 @@ struct EndpointAudit {
         }
         let peers = ForbiddenPeer.peers(for: family)
         let reflector = options.reflector
+        let dataPeer = options.dataPeer
+        let listeningAddress = listeningAddress
         do {
             let outcome = try await Connector.withConnection(
                 to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
@@ -290,16 +380,47 @@ struct EndpointAudit {
                     answers.append(await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
                 }
                 let own = await Self.ask(client, about: allocation.relayed, channel: &channel, deadline: deadline)
+                // The address we reached it at, when it is not the relay's: its other services live there.
+                var listening: PeerAnswer?
+                if let address = listeningAddress, address.host != allocation.relayed.host {
+                    listening = await Self.ask(client, about: address, channel: &channel, deadline: deadline)
+                }
                 var seen: Result<TransportAddress?, any Error>?
-                if let reflector {
+                if let reflector, reflector.family == allocation.relayed.family {
                     seen = await Result { () async throws -> TransportAddress? in
                         try await Self.reflect(client, to: reflector, deadline: deadline)
                     }
                 }
+                var data: Result<TransportAddress?, any Error>?
+                if let dataPeer, dataPeer.family == allocation.relayed.family {
+                    data = await Result { () async throws -> TransportAddress? in
+                        try await Self.reflect(client, to: dataPeer, deadline: deadline)
+                    }
+                }
                 _ = try? await client.refresh(lifetime: 0, deadline: deadline)
-                return (allocation, answers, own, seen)
+                return (allocation, answers, own, listening, seen, data)
             }
-            let (allocation, answers, own, seen) = outcome
+            let (allocation, answers, own, listening, seen, data) = outcome
+            if family == .ipv4 {
+                notTested(
+                    "ipv6-peers",
+                    "the relay is IPv4: ::1, ::ffff:127.0.0.1, fc00::/7 and fe80::/10 are asked only of an IPv6 relay "
+                        + "(audit the server's IPv6 address)")
+            }
+            switch listening {
+            case nil:
+                break
+            case .permission?, .channel?:
+                pass(
+                    "own-listening-address",
+                    "granted for \(listeningAddress?.host ?? "its address"): a credential holder can reach every UDP "
+                        + "service on that address through the relay; listen on nothing else there, or deny it")
+            case .refused?:
+                pass("own-listening-address", "refused (403)")
+            case .failed(let error)?:
+                failed("own-listening-address", error)
+            }
+            judgeDataPath(data)
             for (peer, answer) in zip(peers, answers) {
                 record(peer, answer)
             }
@@ -319,6 +440,8 @@ struct EndpointAudit {
             }
             if let seen, let reflector {
                 judgeExternalAddress(relayed: allocation.relayed, reflector: reflector, seen: seen)
+            } else if reflector != nil {
+                notTested("external-address", "the reflector is not of the relay's address family")
             } else {
                 notTested(
                     "external-address",
@@ -471,7 +594,8 @@ struct EndpointAudit {
     /// For turns:, a handshake offering only TLS 1.0 and 1.1 must fail.
     private mutating func legacyTLS() async {
         do {
-            if let version = try await TLSInspector.legacyVersion(of: endpoint, timeout: options.stepTimeout) {
+            switch try await TLSInspector.legacyVersion(of: endpoint, timeout: options.stepTimeout) {
+            case .accepted(let version):
                 found(
                     "tls-old-version", .high,
                     problem: "The server accepts TLS below 1.2, whose known weaknesses let an attacker on the path "
@@ -479,21 +603,64 @@ struct EndpointAudit {
                     evidence: "a handshake offering only TLS 1.0 and 1.1 completed with \(version)",
                     fix: "Add no-tlsv1 and no-tlsv1_1 to turnserver.conf, drop any cipher-list that lowers "
                         + "OpenSSL's security level (@SECLEVEL=0), and restart coturn.")
-            } else {
+            case .refused:
                 pass("tls-versions", "a handshake offering only TLS 1.0 and 1.1 was refused")
+            case .unanswered where modernTLS:
+                // coturn with no-tlsv1 leaves such a hello unanswered, while TLS 1.2 works at the same address.
+                pass("tls-versions", "a hello offering only TLS 1.0 and 1.1 went unanswered; TLS 1.2 or later works")
+            case .unanswered:
+                target.checks.append(
+                    AuditCheck(
+                        check: "tls-versions", result: .error,
+                        detail: "a hello offering only TLS 1.0 and 1.1 went unanswered, and no newer handshake "
+                            + "worked either: nothing can be concluded"))
             }
         } catch {
             failed("tls-versions", error)
         }
     }
 
-    /// For turns:, the certificate's expiry (the chain and names are the probe's TLS step).
+    /// For turns:, the certificate: its names, its chain (a verified handshake) and its expiry.
     private mutating func certificate() async {
         do {
             guard let summary = try await TLSInspector.certificate(of: endpoint, timeout: options.stepTimeout) else {
                 target.checks.append(
                     AuditCheck(check: "certificate", result: .error, detail: "no certificate was presented"))
                 return
+            }
+            modernTLS = true
+            let host = uri.host.hasPrefix("[") ? String(uri.host.dropFirst().dropLast()) : uri.host
+            let names = summary.names.prefix(10).map { ServerText.escaped($0, limit: 100) }.joined(separator: ", ")
+            if !summary.names.contains(where: { Diagnostician.matches(host: host, name: $0) }) {
+                found(
+                    "certificate-name", .high,
+                    problem: "The TURN server's certificate does not name \(host), so clients refuse turns: to it.",
+                    evidence: "the certificate names \(names.isEmpty ? "nothing" : names)",
+                    fix: "Get a certificate that names \(host) (cert= and pkey= in turnserver.conf) and send coturn "
+                        + "SIGUSR2.")
+            } else if summary.notValidAfter >= options.nowSeconds {
+                // Named right and in date: a verified handshake proves the chain.
+                do {
+                    try await Connector.withConnection(
+                        to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
+                    ) { connection in
+                        _ = try await connection.request(
+                            STUNMessage(STUNMessageType(.binding, .request)), integrity: nil, deadline: deadline)
+                    }
+                    pass("certificate-chain", "a verified handshake to \(host) succeeded")
+                } catch let error as TURNClientError {
+                    if case .tlsFailed = error.kind {
+                        found(
+                            "certificate-chain", .high,
+                            problem: "The TURN server's certificate for \(host) is not signed by a trusted authority, "
+                                + "or its chain is incomplete: clients refuse turns: to it.",
+                            evidence: "a verified handshake failed: \(error)",
+                            fix: "Serve the full chain (cert= should be fullchain.pem), or give --ca-file to trust a "
+                                + "private CA.")
+                    } else {
+                        failed("certificate-chain", error)
+                    }
+                }
             }
             let left = summary.notValidAfter - options.nowSeconds
             let until = WallClock.utcString(seconds: summary.notValidAfter)

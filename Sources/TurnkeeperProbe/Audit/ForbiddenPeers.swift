@@ -5,6 +5,8 @@ public import TurnkeeperSTUN
 /// packet toward any of them. Pure.
 public struct ForbiddenPeer: Sendable, Hashable {
     public let address: TransportAddress
+    /// The range `address` stands for: its first `prefixLength` bits.
+    public let prefixLength: Int
     /// The range, for people: "loopback (127.0.0.0/8)".
     public let range: String
     public let check: String
@@ -13,49 +15,51 @@ public struct ForbiddenPeer: Sendable, Hashable {
 
     public static let all: [ForbiddenPeer] = [
         v4(
-            "127.0.0.1", "loopback (127.0.0.0/8)", "peer-loopback", .critical,
+            "127.0.0.1", 8, "loopback (127.0.0.0/8)", "peer-loopback", .critical,
             "Remove allow-loopback-peers from turnserver.conf (coturn refuses loopback peers without it) and add "
                 + "denied-peer-ip=127.0.0.0-127.255.255.255."),
         v4(
-            "169.254.169.254", "the cloud metadata endpoint (169.254.169.254)", "peer-metadata", .critical,
-            "Add denied-peer-ip=169.254.0.0-169.254.255.255 to turnserver.conf: a credential holder can read this "
-                + "host's cloud credentials through the relay (coturn's CVE-2020-26262 class)."),
+            "169.254.169.254", 32, "the cloud metadata endpoint (169.254.169.254)", "peer-metadata", .critical,
+            "Add denied-peer-ip=169.254.0.0-169.254.255.255 to turnserver.conf: through the relay, a credential "
+                + "holder could read this host's cloud credentials."),
         v4(
-            "169.254.0.1", "link-local (169.254.0.0/16)", "peer-link-local", .high,
+            "169.254.0.1", 16, "link-local (169.254.0.0/16)", "peer-link-local", .high,
             "Add denied-peer-ip=169.254.0.0-169.254.255.255 to turnserver.conf."),
         v4(
-            "0.0.0.1", "\"this network\" (0.0.0.0/8, which Linux routes to the host itself)", "peer-this-network",
-            .critical, "Add denied-peer-ip=0.0.0.0-0.255.255.255 to turnserver.conf."),
+            "0.0.0.0", 8, "\"this host\" (0.0.0.0, which Linux delivers to the host itself: CVE-2020-26262)",
+            "peer-this-network", .critical,
+            "Upgrade coturn to 4.5.2 or later (it refuses 0.0.0.0 itself) and add "
+                + "denied-peer-ip=0.0.0.0-0.255.255.255 to turnserver.conf."),
         v4(
-            "10.0.0.1", "private (10.0.0.0/8)", "peer-private", .high,
+            "10.0.0.1", 8, "private (10.0.0.0/8)", "peer-private", .high,
             "Add denied-peer-ip=10.0.0.0-10.255.255.255 to turnserver.conf."),
         v4(
-            "172.16.0.1", "private (172.16.0.0/12)", "peer-private", .high,
+            "172.16.0.1", 12, "private (172.16.0.0/12)", "peer-private", .high,
             "Add denied-peer-ip=172.16.0.0-172.31.255.255 to turnserver.conf."),
         v4(
-            "192.168.0.1", "private (192.168.0.0/16)", "peer-private", .high,
+            "192.168.0.1", 16, "private (192.168.0.0/16)", "peer-private", .high,
             "Add denied-peer-ip=192.168.0.0-192.168.255.255 to turnserver.conf."),
         v4(
-            "100.64.0.1", "shared address space (100.64.0.0/10, carrier-grade NAT)", "peer-shared-space", .high,
+            "100.64.0.1", 10, "shared address space (100.64.0.0/10, carrier-grade NAT)", "peer-shared-space", .high,
             "Add denied-peer-ip=100.64.0.0-100.127.255.255 to turnserver.conf."),
         v4(
-            "198.18.0.1", "benchmarking (198.18.0.0/15)", "peer-benchmarking", .medium,
+            "198.18.0.1", 15, "benchmarking (198.18.0.0/15)", "peer-benchmarking", .medium,
             "Add denied-peer-ip=198.18.0.0-198.19.255.255 to turnserver.conf."),
         v4(
-            "224.0.0.1", "multicast (224.0.0.0/4)", "peer-multicast", .medium,
+            "224.0.0.1", 4, "multicast (224.0.0.0/4)", "peer-multicast", .medium,
             "Add no-multicast-peers to turnserver.conf."),
         v6(
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], "loopback (::1)", "peer-loopback", .critical,
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback (::1)", "peer-loopback", .critical,
             "Remove allow-loopback-peers from turnserver.conf and add denied-peer-ip=::1."),
         v6(
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 127, 0, 0, 1], "IPv4-mapped loopback (::ffff:127.0.0.1)",
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 127, 0, 0, 1], 96, "IPv4-mapped loopback (::ffff:127.0.0.1)",
             "peer-loopback", .critical,
             "Add denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255 to turnserver.conf."),
         v6(
-            [0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], "unique local (fc00::/7)", "peer-private", .high,
+            [0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 7, "unique local (fc00::/7)", "peer-private", .high,
             "Add denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf."),
         v6(
-            [0xFE, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], "link-local (fe80::/10)", "peer-link-local",
+            [0xFE, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 10, "link-local (fe80::/10)", "peer-link-local",
             .high, "Add denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf."),
     ]
 
@@ -65,18 +69,38 @@ public struct ForbiddenPeer: Sendable, Hashable {
     }
 
     private static func v4(
-        _ text: String, _ range: String, _ check: String, _ severity: AuditFinding.Severity, _ fix: String
+        _ text: String, _ prefixLength: Int, _ range: String, _ check: String, _ severity: AuditFinding.Severity,
+        _ fix: String
     ) -> ForbiddenPeer {
         ForbiddenPeer(
-            address: TransportAddress(ipv4: text, port: 9)!, range: range, check: check, severity: severity, fix: fix)
+            address: TransportAddress(ipv4: text, port: 9)!, prefixLength: prefixLength, range: range, check: check,
+            severity: severity, fix: fix)
     }
 
     private static func v6(
-        _ bytes: [UInt8], _ range: String, _ check: String, _ severity: AuditFinding.Severity, _ fix: String
+        _ bytes: [UInt8], _ prefixLength: Int, _ range: String, _ check: String, _ severity: AuditFinding.Severity,
+        _ fix: String
     ) -> ForbiddenPeer {
         ForbiddenPeer(
-            address: TransportAddress(family: .ipv6, address: bytes, port: 9)!, range: range, check: check,
-            severity: severity, fix: fix)
+            address: TransportAddress(family: .ipv6, address: bytes, port: 9)!, prefixLength: prefixLength,
+            range: range, check: check, severity: severity, fix: fix)
+    }
+
+    /// Whether `address` lies in this peer's range.
+    public func covers(_ address: TransportAddress) -> Bool {
+        guard address.family == self.address.family else { return false }
+        var bits = prefixLength
+        for (mine, theirs) in zip(self.address.address, address.address) where bits > 0 {
+            let mask: UInt8 = bits >= 8 ? 0xFF : ~(0xFF >> UInt8(bits))
+            if mine & mask != theirs & mask { return false }
+            bits -= 8
+        }
+        return true
+    }
+
+    /// The forbidden range `address` lies in, the narrowest first (169.254.169.254 before 169.254.0.0/16).
+    public static func covering(_ address: TransportAddress) -> ForbiddenPeer? {
+        all.filter { $0.covers(address) }.max { $0.prefixLength < $1.prefixLength }
     }
 }
 

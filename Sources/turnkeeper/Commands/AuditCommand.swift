@@ -8,7 +8,7 @@ import TurnkeeperProbe
 import TurnkeeperSTUN
 import TurnkeeperTURNClient
 
-/// A STUN server's IPv4 address and port, for --reflector.
+/// A STUN server's IPv4 address and port, for --reflector and --data-peer.
 struct ReflectorArgument: ExpressibleByArgument {
     let address: TransportAddress
     init?(argument: String) {
@@ -23,7 +23,7 @@ struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
         abstract: "Prove the TURN server is not an open door, and that its public address is right.",
-        usage: "turnkeeper audit [<uri> ...] [<credentials>] [--reflector <ip:port>]",
+        usage: "turnkeeper audit [<uri> ...] [<credentials>] [<options>]",
         discussion: """
             Tests the server from outside, as an attacker holding a credential
             would, and judges from its answers alone:
@@ -37,6 +37,8 @@ struct AuditCommand: AsyncParsableCommand {
               own-relay-address   noted: relay-to-relay calls need it
               external-address    with --reflector: the address the relay's
                                   traffic leaves from is the relayed address
+              data-path           with --data-peer: whether a Binding sent
+                                  through the relay is answered
               certificate         for turns:, not expired nor within 14 days
               tls-versions        for turns:, a hello offering only TLS 1.0
                                   and 1.1 is refused
@@ -46,7 +48,7 @@ struct AuditCommand: AsyncParsableCommand {
                                   credentials are refused
             Toward a forbidden address it only asks for a permission: a granted
             one is the finding, and nothing is ever sent there. Data goes only
-            to the --reflector you name. Each finding comes with its evidence,
+            to the --reflector and --data-peer you name. Each finding comes with its evidence,
             a severity and the coturn option that fixes it.
 
             Exit status: 0 clean, 1 a finding or a check that could not
@@ -80,6 +82,13 @@ struct AuditCommand: AsyncParsableCommand {
     var reflector: ReflectorArgument?
 
     @Option(
+        name: .customLong("data-peer"),
+        help: ArgumentHelp(
+            "A STUN server you run (IPv4:port), even on a private network: proves packets get through.",
+            valueName: "address"))
+    var dataPeer: ReflectorArgument?
+
+    @Option(
         name: .customLong("retired-secret-file"),
         help: ArgumentHelp(
             "A secret that was retired: its credentials must be refused (repeat for more).", valueName: "file"))
@@ -97,6 +106,13 @@ struct AuditCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
+        // The reflector stands outside: a private or loopback one would be the one packet the audit promises
+        // never to send there. --data-peer is where an admin names such an address on purpose.
+        if let reflector, let range = ForbiddenPeer.covering(reflector.address) {
+            throw ValidationError(
+                "--reflector \(reflector.address) is in \(range.range): give a STUN server outside the TURN host's "
+                    + "network. To send to an address there on purpose, use --data-peer.")
+        }
         if uris.isEmpty && !credentials.listsURIs {
             throw ValidationError(
                 "Give the URIs to audit, or --synapse-config or --homeserver to take them from Synapse.")
@@ -118,9 +134,10 @@ struct AuditCommand: AsyncParsableCommand {
                 }
             }
         }
-        parsed = parsed.filter { $0.scheme != .stun }
+        parsed = parsed.filter { $0.scheme == .turn || $0.scheme == .turns }
         if parsed.isEmpty {
-            throw TurnkeeperError(.invalidArgument, "No turn: or turns: URI to audit: a stun: URI relays nothing.")
+            throw TurnkeeperError(
+                .invalidArgument, "No turn: or turns: URI to audit: a stun: or stuns: URI relays nothing.")
         }
         if parsed.count > ProbeRunner.maximumURIs {
             Console.warning(
@@ -136,7 +153,8 @@ struct AuditCommand: AsyncParsableCommand {
         }
         let options = AuditOptions(
             credentials: source.credentials, tls: TLSOptions(caFile: caFile), stepTimeout: timeout.value,
-            reflector: reflector?.address, retired: retired, nowSeconds: WallClock.nowSeconds())
+            reflector: reflector?.address, dataPeer: dataPeer?.address, retired: retired,
+            nowSeconds: WallClock.nowSeconds())
         let report = await AuditRunner.run(parsed, options: options)
         if json {
             let encoder = JSONEncoder()
