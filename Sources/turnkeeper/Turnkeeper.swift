@@ -20,7 +20,8 @@ struct Turnkeeper: AsyncParsableCommand {
         subcommands: [
             InitCommand.self, SecretCommand.self, CredentialsCommand.self, ProbeCommand.self, RotateCommand.self,
             StatusCommand.self,
-            CheckCommand.self, RunCommand.self, AuditCommand.self, CallCommand.self, CallTestCommand.self,
+            CheckCommand.self, RunCommand.self, AuditCommand.self, LoadCommand.self, CallCommand.self,
+            CallTestCommand.self,
             ProvisionCommand.self,
         ]
     )

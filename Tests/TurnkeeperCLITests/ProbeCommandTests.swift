@@ -440,7 +440,7 @@ struct ProbeCommandTests {
         "help at 80 columns keeps every hand-aligned line of the discussion whole",
         arguments: [
             ["probe"], ["call"], ["credentials", "mint"], ["credentials", "verify"], ["rotate"], ["provision"],
-            ["init"], ["calltest"], ["audit"],
+            ["init"], ["calltest"], ["audit"], ["load"],
         ]
     )
     func helpFits(command: [String]) throws {

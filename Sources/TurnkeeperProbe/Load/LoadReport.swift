@@ -1,0 +1,50 @@
+/// One step of `turnkeeper load`: so many calls at once, measured over the step's duration.
+public struct LoadStep: Codable, Sendable, Hashable {
+    public struct Percentiles: Codable, Sendable, Hashable {
+        public var p50: Double
+        public var p99: Double
+    }
+
+    /// Calls asked for, and calls that came up (both allocations, permissions and channels).
+    public var calls: Int
+    public var callsUp: Int
+    /// Allocation setup, in milliseconds (both relays of a call, their permissions and channels).
+    public var setupMs: Percentiles?
+    /// Packets sent and lost, over every stream of every call that came up.
+    public var packetsSent: Int
+    public var lossPercent: Double
+    /// RFC 3550 interarrival jitter per stream, at the end of the step, in milliseconds.
+    public var jitterMs: Percentiles?
+    /// One-way transit through both relays (the two parties share this machine's clock), in milliseconds.
+    public var transitMs: Percentiles?
+    public var packetsPerSecond: Double
+    public var bytesPerSecond: Double
+    /// Allocations refused, by error code ("486", "508", …).
+    public var refusals: [String: Int]
+    /// This process's CPU over the step, in percent of one core: a result must not measure the client.
+    public var clientCPUPercent: Double
+    /// coturn's CPU (percent of one core) and resident memory, when its PID is known.
+    public var coturnCPUPercent: Double?
+    public var coturnResidentBytes: Int?
+}
+
+public struct LoadReport: Codable, Sendable, Hashable {
+    public var uri: String
+    public var profile: String
+    public var stepSeconds: Double
+    public var steps: [LoadStep]
+    /// What stopped the ramp, in words, with the coturn option that governs it; nil when every step passed.
+    public var limit: String?
+    public var limitCheck: String?
+    /// What the run did not test, said plainly.
+    public var notTested: [String]
+}
+
+/// Where a step stops counting as carried.
+public struct LoadThresholds: Sendable {
+    public var lossPercent = 1.0
+    public var jitterMs = 30.0
+    public var setupMs = 1000.0
+
+    public init() {}
+}
