@@ -45,6 +45,8 @@ public struct LoadThresholds: Sendable {
     public var lossPercent = 1.0
     public var jitterMs = 30.0
     public var setupMs = 1000.0
+    /// One-way transit through both relays: ITU-T G.114's 150 ms for conversation.
+    public var transitMs = 150.0
 
     public init() {}
 }

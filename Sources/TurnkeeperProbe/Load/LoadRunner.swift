@@ -115,13 +115,6 @@ public enum LoadRunner {
                     + "relay port range (min-port..max-port, two ports a call) or total-quota is exhausted."
             )
         }
-        if let other = step.refusals.sorted(by: { $0.key < $1.key }).first(where: { $0.value > 0 }) {
-            return (
-                "refused",
-                "At \(step.calls) calls \(other.value) call(s) did not come up (\(other.key)); coturn's log says "
-                    + "why."
-            )
-        }
         if step.lossPercent > options.thresholds.lossPercent {
             return (
                 "loss",
@@ -136,6 +129,28 @@ public enum LoadRunner {
                 "At \(step.calls) calls jitter p99 reached \(jitter.p99) ms (threshold "
                     + "\(options.thresholds.jitterMs) ms): the relay falls behind; coturn's CPU shows whether it "
                     + "is the limit."
+            )
+        }
+        if let transit = step.transitMs, transit.p99 > options.thresholds.transitMs {
+            return (
+                "transit",
+                "At \(step.calls) calls one-way transit p99 reached \(transit.p99) ms (threshold "
+                    + "\(options.thresholds.transitMs) ms, ITU-T G.114's limit for conversation): packets queue "
+                    + "in the relay or in this client; the CPU columns say which."
+            )
+        }
+        if let count = step.refusals["timeout"], count > 0 {
+            return (
+                "setup-timeout",
+                "At \(step.calls) calls \(count) call(s) did not come up within the setup timeout: the server (or "
+                    + "this client: see the CPU columns) no longer keeps up."
+            )
+        }
+        if let other = step.refusals.sorted(by: { $0.key < $1.key }).first(where: { $0.value > 0 }) {
+            return (
+                "refused",
+                "At \(step.calls) calls \(other.value) call(s) did not come up (\(other.key)); coturn's log says "
+                    + "why."
             )
         }
         if let setup = step.setupMs, setup.p99 > options.thresholds.setupMs {

@@ -27,9 +27,10 @@ struct LoadCommand: AsyncParsableCommand {
 
             --ramp raises the calls step by step and stops at the first step
             that refuses an allocation, loses more than 1%, or passes 30 ms of
-            jitter p99 or 1 s of setup p99, and says which limit it hit and the
-            coturn option that governs it (user-quota, total-quota,
-            min-port..max-port, bps-capacity and max-bps).
+            jitter p99, 150 ms of one-way transit p99 or 1 s of setup p99, and
+            says which limit it hit and the coturn option that governs it
+            (user-quota, total-quota, min-port..max-port, bps-capacity and
+            max-bps).
 
             The URI must be given; only that server is contacted, and the only
             peers are the run's own relays. Credentials are required:
