@@ -342,6 +342,9 @@ public enum LabBrowser {
         try:
             driver.set_script_timeout(150)
             driver.get("file://" + page)
+            # The answering side logs in and takes credentials when the offer arrives, as a client answering a
+            # call does: credentials that live 4 s (the rotation test's) must still be valid when it gathers.
+            offer = wait_for("offer", 150) if role == "answer" else None
             started = call("start(arguments[0])", args)
             if role == "alone":
                 result = call("gatheringReport()")
@@ -350,7 +353,7 @@ public enum LabBrowser {
                     put("offer", started["sdp"])
                     call("accept(arguments[0])", wait_for("answer", 150))
                 else:
-                    put("answer", call("answer(arguments[0])", wait_for("offer", 150))["sdp"])
+                    put("answer", call("answer(arguments[0])", offer)["sdp"])
                 result = call("connect()")
                 put("ready-" + role, result["stage"])
                 if args.get("hold"):
