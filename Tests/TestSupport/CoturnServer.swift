@@ -120,12 +120,13 @@ public final class CoturnServer: Sendable {
     private func waitUntilReady() throws {
         let ready =
             udp
-            ? LoopbackUDP.stunBindingAnswered(port: port, timeout: .seconds(15))
-            : LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(15))
+            // A bound, not a measure: a loaded CI machine has taken over 15 s to start a coturn under libfaketime.
+            ? LoopbackUDP.stunBindingAnswered(port: port, timeout: .seconds(60))
+            : LoopbackUDP.tcpAccepts(port: port, timeout: .seconds(60))
         guard ready else {
             stop()
             let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.suffix(2000) ?? ""
-            throw TestFailure("coturn did not answer STUN on 127.0.0.1:\(port) within 15 s. Log:\n\(tail)")
+            throw TestFailure("coturn did not answer STUN on 127.0.0.1:\(port) within 60 s. Log:\n\(tail)")
         }
     }
 

@@ -88,6 +88,9 @@ struct LoadCommandTests {
     func rotationUnderLoad() async throws {
         let deployment = try RotationTests.deploy(lifetime: "1h")
         defer { deployment.stop() }
+        // coturn learns Synapse's secret when turnkeeper adopts it; the load starts after that.
+        let adopted = try deployment.rotate(["--resume"])
+        #expect(adopted.status == 0 && adopted.stdout.contains("adopted Synapse's current secret"), "\(adopted)")
         // The calls sign with the secret Synapse had before the rotation: coturn keeps it until retirement.
         let secretFile = try deployment.directory.write(
             "load-secret", deployment.original.withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")

@@ -22,7 +22,8 @@ struct TURNClientTests {
             try await TURNClient(connection: connection, credentials: nil).binding(deadline: .now + .seconds(15))
         }
         #expect(mapped.description == "127.0.0.1:1")
-        #expect(server.received.load(ordering: .relaxed) == 3)
+        // At least the third copy was needed; on a loaded machine its answer can arrive after a fourth left.
+        #expect(server.received.load(ordering: .relaxed) >= 3)
     }
 
     @Test("A stale nonce (438) is answered by a retry with the new nonce, over and over, without failing")
