@@ -82,6 +82,18 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write a plot of loss, jitter and setup against calls (SVG).", valueName: "file"))
     var plot: String?
 
+    @Option(help: ArgumentHelp("The most loss a step may have, in percent (default 1).", valueName: "percent"))
+    var maxLoss: Double = 1
+
+    @Option(help: ArgumentHelp("The most jitter p99 a step may have, in ms (default 30).", valueName: "ms"))
+    var maxJitter: Double = 30
+
+    @Option(help: ArgumentHelp("The most one-way transit p99, in ms (default 150).", valueName: "ms"))
+    var maxTransit: Double = 150
+
+    @Option(help: ArgumentHelp("The most setup p99, in ms (default 1000).", valueName: "ms"))
+    var maxSetup: Double = 1000
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -135,9 +147,14 @@ struct LoadCommand: AsyncParsableCommand {
         }
         let endpoint = try await uri.endpoint()
         signal(SIGINT) { _ in interrupted.store(true, ordering: .relaxed) }
+        var thresholds = LoadThresholds()
+        thresholds.lossPercent = maxLoss
+        thresholds.jitterMs = maxJitter
+        thresholds.transitMs = maxTransit
+        thresholds.setupMs = maxSetup
         let options = LoadOptions(
             credentials: credentials, tls: TLSOptions(caFile: caFile), steps: steps, stepDuration: duration.value,
-            coturnPID: coturnPID)
+            thresholds: thresholds, coturnPID: coturnPID)
         let report = await LoadRunner.run(uri, endpoint: endpoint, options: options) {
             interrupted.load(ordering: .relaxed)
         }
