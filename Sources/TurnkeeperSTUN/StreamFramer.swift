@@ -24,6 +24,14 @@ public struct STUNStreamFramer: Sendable {
 
     /// The next whole frame's bytes, or nil until more arrive.
     public mutating func next() throws(STUNDecodingError) -> [UInt8]? {
+        try withNextFrame { Array($0) }
+    }
+
+    /// The next whole frame lent to `body` without a copy (a load client reads thousands a second), or nil
+    /// until more arrive. The bytes are valid only inside `body`.
+    public mutating func withNextFrame<Result>(_ body: (UnsafeRawBufferPointer) -> Result) throws(STUNDecodingError)
+        -> Result?
+    {
         let available = buffer.count - start
         guard available >= 4 else { return nil }
         let length = Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
@@ -41,7 +49,7 @@ public struct STUNStreamFramer: Sendable {
                 "stream byte 0x\(String(buffer[start], radix: 16)) starts neither STUN nor ChannelData", at: start)
         }
         guard available >= frameLength else { return nil }
-        let frame = Array(buffer[start..<(start + frameLength)])
+        let frame = buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[start..<(start + frameLength)])) }
         start += frameLength
         // Compact once the consumed prefix dominates, so memory stays bounded on long streams.
         if start > 65_536 && start * 2 > buffer.count {

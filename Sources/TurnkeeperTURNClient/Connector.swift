@@ -26,12 +26,15 @@ public enum Connector {
         _ body: (STUNConnection) async throws -> Result
     ) async throws -> Result {
         let any = endpoint.address.protocol == .inet6 ? "::" : "0.0.0.0"
+        let tap = MediaTap()
         let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
         do {
             channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .bind(host: any, port: 0) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+                        try channel.pipeline.syncOperations.addHandler(
+                            DatagramMediaTapHandler(tap: tap, server: endpoint.address))
+                        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
                     }
                 }
         } catch {
@@ -39,7 +42,8 @@ public enum Connector {
         }
         return try await channel.executeThenClose { inbound, outbound in
             let remote = endpoint.address
-            let connection = STUNConnection(endpoint: endpoint) { bytes, _ in
+            let path = MediaPath(channel: channel.channel, server: remote, tap: tap)
+            let connection = STUNConnection(endpoint: endpoint, mediaPath: path) { bytes, _ in
                 try await outbound.write(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes)))
             }
             return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
@@ -98,7 +102,11 @@ public enum Connector {
             throw TURNClientError(STUNConnection.classify(error))
         }
         return try await channel.executeThenClose { inbound, outbound in
-            let connection = STUNConnection(endpoint: endpoint, pipelineFailure: { recorder.kind }) { bytes, _ in
+            let tap = MediaTap()
+            let connection = STUNConnection(
+                endpoint: endpoint, pipelineFailure: { recorder.kind },
+                mediaPath: MediaPath(channel: channel.channel, server: nil, tap: tap)
+            ) { bytes, _ in
                 try await outbound.write(ByteBuffer(bytes: bytes))
             }
             return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
@@ -107,8 +115,9 @@ public enum Connector {
                     do {
                         for try await buffer in inbound {
                             framer.append(buffer.readableBytesView)
-                            while let frame = try framer.next() {
-                                connection.receive(frame: frame)
+                            // ChannelData a media sink takes is read in place; everything else is copied out.
+                            while let frame = try framer.withNextFrame({ tap.consume($0) ? nil : Array($0) }) {
+                                if let frame { connection.receive(frame: frame) }
                             }
                         }
                         connection.finish(TURNClientError(.closed))

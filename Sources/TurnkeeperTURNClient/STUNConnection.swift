@@ -44,14 +44,25 @@ public final class STUNConnection: Sendable {
     /// ends, it is the cause; the close or failed write that follows is only its symptom.
     private let pipelineFailure: @Sendable () -> TURNClientError.Kind?
 
+    /// The NIO channel beneath, for a ``MediaPacer`` and a ``MediaSink``; nil on an unconnected socket.
+    let mediaPath: MediaPath?
+
     init(
         endpoint: ServerEndpoint,
         pipelineFailure: @escaping @Sendable () -> TURNClientError.Kind? = { nil },
+        mediaPath: MediaPath? = nil,
         sender: @escaping @Sendable ([UInt8], SocketAddress?) async throws -> Void
     ) {
         self.endpoint = endpoint
         self.pipelineFailure = pipelineFailure
+        self.mediaPath = mediaPath
         self.sender = sender
+    }
+
+    /// Where ChannelData goes in place of the peer-data handler, read without a copy on the event loop; nil
+    /// restores the handler. Only connections from ``Connector`` have the path; elsewhere this does nothing.
+    public func setMediaSink(_ sink: (any MediaSink)?) {
+        mediaPath?.tap.set(sink)
     }
 
     /// Where data from peers goes; nil drops it. Called on the reader task, so it must not block.

@@ -86,4 +86,181 @@ struct LoadCommandTests {
         let refusals = run.steps.last?["refusals"] as? [String: Int] ?? [:]
         #expect((refusals["508"] ?? 0) > 0, "\(run.report)")
     }
+
+    @Test(
+        "Refreshes: with coturn's lifetimes shortened, calls renewing as browsers do lose nothing; without, they drop")
+    func refreshes() throws {
+        let directory = try TemporaryDirectory("turnkeeper-load")
+        defer { directory.remove() }
+        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let coturn = try CoturnServer(
+            secrets: [secret],
+            extraLines: ["permission-lifetime=4", "channel-lifetime=5", "max-allocate-lifetime=6"])
+        defer { coturn.stop() }
+        let secretFile = try directory.write("secret", secret + "\n")
+        let base = [
+            "turn:127.0.0.1:\(coturn.port)?transport=udp", "--secret-file", secretFile, "--calls", "2", "--duration",
+            "12s", "--max-loss", "5",
+        ]
+        // The allocation (6 s) is refreshed half-way; permissions and channels as often as these say.
+        let renewed = try Self.load(base + ["--permission-refresh", "2s", "--channel-refresh", "3s"])
+        #expect(renewed.output.status == 0, "\(renewed.output)")
+        let step = try #require(renewed.steps.first)
+        #expect(step["callsUp"] as? Int == 2 && step["refreshFailures"] as? [String: Int] == [:], "\(step)")
+        #expect((step["lossPercent"] as? Double ?? 100) <= 5, "\(step)")
+        // The control: permissions and channels left to expire, as a client without refreshes would.
+        let lapsed = try Self.load(base)
+        #expect(lapsed.output.status == 1, "\(lapsed.output)")
+        #expect(lapsed.report["limitCheck"] as? String == "loss", "\(lapsed.report)")
+        #expect((lapsed.steps.first?["lossPercent"] as? Double ?? 0) > 30, "\(lapsed.report)")
+    }
+
+    @Test("Video: each frame's bytes go as a burst of equal packets, over UDP and TLS, and all arrive")
+    func video() throws {
+        let directory = try TemporaryDirectory("turnkeeper-load")
+        defer { directory.remove() }
+        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let certificates = try TestCertificates(in: directory)
+        var options = CoturnServer.Options()
+        options.tls = certificates.good
+        let coturn = try CoturnServer(secrets: [secret], options: options)
+        defer { coturn.stop() }
+        let secretFile = try directory.write("secret", secret + "\n")
+        for uri in ["turn:127.0.0.1:\(coturn.port)?transport=udp", "turns:localhost:\(coturn.tlsPort!)?transport=tcp"] {
+            // 400 kbit/s at 25 frames/s: 2,000 bytes a frame, two packets of 1,000.
+            let run = try Self.load([
+                uri, "--secret-file", secretFile, "--ca-file", certificates.caFile, "--calls", "2", "--duration", "2s",
+                "--profile", "video", "--bitrate", "400k", "--frame-rate", "25",
+            ])
+            #expect(run.output.status == 0, "\(uri): \(run.output)")
+            #expect((run.report["profile"] as? String ?? "").contains("2 packet(s) of 1000 bytes"), "\(run.report)")
+            let step = try #require(run.steps.first)
+            #expect(step["callsUp"] as? Int == 2 && step["lossPercent"] as? Double == 0, "\(uri): \(step)")
+            let packets = step["packetsPerSecond"] as? Double ?? 0
+            let bytes = step["bytesPerSecond"] as? Double ?? 0
+            #expect(packets > 0 && abs(bytes / packets - 1000) < 10, "\(step)")
+        }
+    }
+
+    @Test("Bandwidth caps: max-bps shows as loss naming it; bps-capacity refuses allocations with 486, named")
+    func bandwidthCaps() throws {
+        let directory = try TemporaryDirectory("turnkeeper-load")
+        defer { directory.remove() }
+        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let secretFile = try directory.write("secret", secret + "\n")
+        // Voice is 8,200 bytes a second each way at the relay; 4,000 allowed drops about half.
+        let capped = try CoturnServer(secrets: [secret], extraLines: ["max-bps=4000"])
+        let loss = try Self.load([
+            "turn:127.0.0.1:\(capped.port)?transport=udp", "--secret-file", secretFile, "--calls", "2",
+            "--duration", "3s",
+        ])
+        capped.stop()
+        #expect(loss.output.status == 1, "\(loss.output)")
+        #expect(loss.report["limitCheck"] as? String == "loss" && loss.limit.contains("max-bps"), "\(loss.report)")
+        #expect((loss.steps.first?["lossPercent"] as? Double ?? 0) > 20, "\(loss.report)")
+        // 10,000 bytes a second of capacity at 4,000 a session: two sessions, one call.
+        let full = try CoturnServer(secrets: [secret], extraLines: ["max-bps=4000", "bps-capacity=10000"])
+        defer { full.stop() }
+        let refused = try Self.load([
+            "turn:127.0.0.1:\(full.port)?transport=udp", "--secret-file", secretFile, "--ramp", "1,2", "--duration",
+            "1s", "--max-loss", "100",
+        ])
+        #expect(refused.output.status == 1, "\(refused.output)")
+        #expect(refused.steps.first?["callsUp"] as? Int == 1, "\(refused.report)")
+        #expect(refused.report["limitCheck"] as? String == "allocation-quota", "\(refused.report)")
+        #expect(refused.limit.contains("At 2 calls") && refused.limit.contains("bps-capacity"), "\(refused.limit)")
+    }
+
+    /// A load on each coturn while turnkeeper rotates, with Synapse's restart held mid-rotation: every coturn has
+    /// the new secret beside the old then, and a second, short load must set up all its calls. The long loads
+    /// must outlive the rotation with no refusal and no failed refresh. Timing limits are out of reach: what a
+    /// loaded machine does to timing is not under test.
+    static func rotateUnderLoad(
+        _ base: TurnkeeperDeployment, coturns: [CoturnServer], signingWith secret: TurnSecret
+    ) async throws {
+        let secretFile = try base.directory.write(
+            "load-secret", secret.withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
+        let limits = ["--max-jitter", "100000", "--max-transit", "100000", "--max-setup", "100000", "--max-loss", "50"]
+        var loads: [(process: ChildProcess, output: String)] = []
+        for (index, coturn) in coturns.enumerated() {
+            let output = base.directory.file("load-\(index).json")
+            let process = try ChildProcess(
+                TurnkeeperBinary.path,
+                ["load", "--json", "turn:127.0.0.1:\(coturn.port)?transport=udp", "--secret-file", secretFile]
+                    + ["--ramp", "2,4,6", "--duration", "6s"] + limits,
+                stdoutPath: output, stderrPath: output)
+            loads.append((process, output))
+        }
+        try base.hold()
+        let held = base.heldRestarts.count
+        let rotateOutput = base.directory.file("rotate.out")
+        let rotation = try ChildProcess(
+            TurnkeeperBinary.path, ["rotate", "--config", base.config], stdoutPath: rotateOutput,
+            stderrPath: rotateOutput)
+        do {
+            try await base.waitForHeldRestarts(held + 1, of: rotation)
+        } catch {
+            base.release()
+            throw error
+        }
+        // Mid-rotation: new allocations on every coturn.
+        for coturn in coturns {
+            let during = try TurnkeeperBinary.run(
+                ["load", "--json", "turn:127.0.0.1:\(coturn.port)?transport=udp", "--secret-file", secretFile]
+                    + ["--calls", "4", "--duration", "1s"] + limits, timeout: .seconds(120))
+            #expect(during.status == 0, "a load during the rotation: \(during)")
+        }
+        base.release()
+        let rotated = rotation.wait(timeout: .seconds(180))
+        let outlived = loads.allSatisfy { $0.process.isRunning }
+        #expect(rotated == 0, "\((try? String(contentsOfFile: rotateOutput, encoding: .utf8)) ?? "")")
+        #expect(outlived, "a load ended before the rotation did: nothing was tested during it")
+        for load in loads {
+            let status = load.process.wait(timeout: .seconds(180))
+            let text = try String(contentsOfFile: load.output, encoding: .utf8)
+            #expect(status == 0, "\(text)")
+            let report = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+            let steps = report["steps"] as? [[String: Any]] ?? []
+            #expect(steps.count == 3, "\(text)")
+            for step in steps {
+                #expect(step["refusals"] as? [String: Int] == [:], "\(step)")
+                #expect(step["refreshFailures"] as? [String: Int] == [:], "\(step)")
+            }
+        }
+    }
+
+    @Test("A rotation with a real Synapse, under load: no allocation refused, no call dropped")
+    func rotationUnderLoad() async throws {
+        let deployment = try RotationTests.deploy(lifetime: "1h")
+        defer { deployment.stop() }
+        // coturn learns Synapse's secret when turnkeeper adopts it; the load starts after that.
+        let adopted = try deployment.rotate(["--resume"])
+        #expect(adopted.status == 0 && adopted.stdout.contains("adopted Synapse's current secret"), "\(adopted)")
+        // The calls sign with the secret Synapse had before the rotation: coturn keeps it until retirement.
+        try await Self.rotateUnderLoad(deployment.base, coturns: [deployment.coturn], signingWith: deployment.original)
+    }
+
+    @Test(
+        "A fleet's rotation under load: both coturns sharing a database refuse nothing",
+        arguments: ["redis", "postgres"])
+    func fleetRotationUnderLoad(store: String) async throws {
+        let database = try FleetStoreTests.Database.start(store)
+        var options = TurnkeeperDeployment.Options()
+        options.store = database.store
+        options.turnUserLifetime = "1h"
+        options.recordRestarts = true
+        // Removes the database too.
+        let deployment = try TurnkeeperDeployment(options)
+        defer { deployment.stop() }
+        var secondOptions = CoturnServer.Options()
+        secondOptions.userDatabaseLines = deployment.coturn.userDatabaseLines
+        let second = try CoturnServer(secrets: [], options: secondOptions)
+        defer { second.stop() }
+        // The shared database learns Synapse's secret when turnkeeper adopts it; the loads start after that.
+        let adopted = try TurnkeeperBinary.run(
+            ["rotate", "--resume", "--config", deployment.config], timeout: .seconds(120))
+        #expect(adopted.status == 0 && adopted.stdout.contains("adopted Synapse's current secret"), "\(adopted)")
+        try await Self.rotateUnderLoad(
+            deployment, coturns: [deployment.coturn, second], signingWith: deployment.original)
+    }
 }

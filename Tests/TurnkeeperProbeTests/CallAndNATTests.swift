@@ -9,14 +9,14 @@ import TurnkeeperTURNClient
 struct CallAndNATTests {
     @Test("A call packet carries its sequence and send time, padded to size; an echo keeps both")
     func packets() throws {
-        let packet = CallPacket.make(sequence: 0xA1B2_C3D4, sentNanos: 0x0102_0304_0506_0708, size: 160)
+        let packet = MediaPacket.make(sequence: 0xA1B2_C3D4, sentNanos: 0x0102_0304_0506_0708, size: 160)
         #expect(packet.count == 160)
-        let parsed = try #require(CallPacket.parse(packet))
+        let parsed = try #require(MediaPacket.parse(packet))
         #expect(!parsed.echo && parsed.sequence == 0xA1B2_C3D4 && parsed.sentNanos == 0x0102_0304_0506_0708)
-        let echo = try #require(CallPacket.parse(CallPacket.echoing(packet)))
+        let echo = try #require(MediaPacket.parse(MediaPacket.echoing(packet)))
         #expect(echo.echo && echo.sequence == parsed.sequence && echo.sentNanos == parsed.sentNanos)
-        #expect(CallPacket.parse(Array("TKCX".utf8) + [UInt8](repeating: 0, count: 20)) == nil)
-        #expect(CallPacket.parse(Array(packet.prefix(15))) == nil)
+        #expect(MediaPacket.parse(Array("TKCX".utf8) + [UInt8](repeating: 0, count: 20)) == nil)
+        #expect(MediaPacket.parse(Array(packet.prefix(15))) == nil)
     }
 
     @Test("Tally: duplicates count once; jitter follows RFC 3550's 1/16 smoothing; RTT from echoes")

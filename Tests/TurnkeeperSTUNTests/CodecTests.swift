@@ -122,6 +122,12 @@ struct CodecTests {
             #expect(frames == [stun, channel, stun])
             #expect(framer.bufferedByteCount == 0)
         }
+        // Lent in place: a body that takes only ChannelData still moves past every frame.
+        var lending = STUNStreamFramer()
+        lending.append(stream)
+        var lent: [[UInt8]?] = []
+        while let frame = try lending.withNextFrame({ $0[0] >> 6 == 1 ? Array($0) : nil }) { lent.append(frame) }
+        #expect(lent == [nil, channel, nil] && lending.bufferedByteCount == 0)
     }
 
     @Test("The stream framer rejects bytes that are neither STUN nor ChannelData")

@@ -147,13 +147,13 @@ public enum CallParty {
             group.addTask {
                 do {
                     for try await (bytes, _) in inbound {
-                        guard let packet = CallPacket.parse(bytes) else { continue }
-                        let now = monotonicNanos()
+                        guard let packet = MediaPacket.parse(bytes) else { continue }
+                        let now = MediaPacket.now()
                         if packet.echo {
                             tally.echoed(sentNanos: packet.sentNanos, arrivedNanos: now)
                         } else {
                             tally.received(sequence: packet.sequence, sentNanos: packet.sentNanos, arrivedNanos: now)
-                            try? await send(CallPacket.echoing(bytes))
+                            try? await send(MediaPacket.echoing(bytes))
                         }
                     }
                 } catch {}
@@ -161,8 +161,8 @@ public enum CallParty {
             let start = ContinuousClock.now
             for sequence in 0..<options.packets {
                 try? await Pause.until(start + interval * sequence)
-                let packet = CallPacket.make(
-                    sequence: UInt32(sequence), sentNanos: monotonicNanos(), size: options.size)
+                let packet = MediaPacket.make(
+                    sequence: UInt32(sequence), sentNanos: MediaPacket.now(), size: options.size)
                 if (try? await send(packet)) != nil { sentCount.add(1, ordering: .relaxed) }
             }
             try? rendezvous.publish(host: host, port: port, stage: "done")

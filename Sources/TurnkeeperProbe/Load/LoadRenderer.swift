@@ -3,17 +3,20 @@ public struct LoadRenderer: Sendable {
     public init() {}
 
     public func render(_ report: LoadReport) -> String {
-        var lines = ["\(report.uri): \(report.profile) calls, \(Int(report.stepSeconds)) s a step"]
+        var lines = ["\(report.uri): \(report.profile), \(Int(report.stepSeconds)) s a step"]
         let header = [
-            "calls", "up", "setup p50/p99 ms", "loss %", "jitter p50/p99 ms", "transit p50/p99 ms", "pkt/s",
-            "client CPU %", "coturn CPU %", "refused",
+            "calls", "up", "alloc/s", "setup p50/p99 ms", "loss %", "jitter p50/p99 ms", "transit p50/p99 ms",
+            "pkt/s", "client CPU %", "coturn CPU %", "refused",
         ]
         var rows = [header]
         for step in report.steps {
             func pair(_ value: LoadStep.Percentiles?) -> String { value.map { "\($0.p50)/\($0.p99)" } ?? "-" }
-            let refused = step.refusals.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key)" }
+            var refused = step.refusals.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key)" }
+            refused += step.refreshFailures.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key) on refresh" }
+            if step.packetsHeld > 0 { refused.append("\(step.packetsHeld) held by this client") }
             rows.append([
-                "\(step.calls)", "\(step.callsUp)", pair(step.setupMs), "\(step.lossPercent)", pair(step.jitterMs),
+                "\(step.calls)", "\(step.callsUp)", step.allocationsPerSecond.map { "\(Int($0))" } ?? "-",
+                pair(step.setupMs), "\(step.lossPercent)", pair(step.jitterMs),
                 pair(step.transitMs), "\(Int(step.packetsPerSecond))", "\(step.clientCPUPercent)",
                 step.coturnCPUPercent.map { "\($0)" } ?? "-", refused.isEmpty ? "-" : refused.joined(separator: " "),
             ])

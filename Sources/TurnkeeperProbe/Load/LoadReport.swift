@@ -19,8 +19,14 @@ public struct LoadStep: Codable, Sendable, Hashable {
     public var transitMs: Percentiles?
     public var packetsPerSecond: Double
     public var bytesPerSecond: Double
+    /// Allocations that came up a second while the step's new calls were set up at once (each call two).
+    public var allocationsPerSecond: Double?
+    /// Packets this client did not send because the connection's send buffer was full: the client's limit.
+    public var packetsHeld: Int
     /// Allocations refused, by error code ("486", "508", …).
     public var refusals: [String: Int]
+    /// Refreshes (allocation, permission, channel) that failed during the step, by error code.
+    public var refreshFailures: [String: Int]
     /// This process's CPU over the step, in percent of one core: a result must not measure the client.
     public var clientCPUPercent: Double
     /// coturn's CPU (percent of one core) and resident memory, when its PID is known.

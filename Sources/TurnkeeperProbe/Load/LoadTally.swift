@@ -1,8 +1,9 @@
 import Synchronization
+import TurnkeeperTURNClient
 
-/// One step's counters, shared by every call's tasks and receive handlers. Sized once for the step's calls, so
-/// counting a packet allocates nothing.
-final class LoadTally: Sendable {
+/// One step's counters, shared by every call's tasks, the pacer and the receive taps. Sized once for the run's
+/// calls, so counting a packet allocates nothing.
+final class LoadTally: MediaCounter {
     /// Transit is counted in 0.1 ms bins up to 2 s; later packets go to the last bin.
     static let transitBins = 20_000
 
@@ -12,6 +13,12 @@ final class LoadTally: Sendable {
         var up = 0
         var setups: [Double] = []
         var refusals: [String: Int] = [:]
+        var refreshFailures: [String: Int] = [:]
+        var held = 0
+        /// When the step's calls began and when the last of them settled: allocations a second.
+        var stepBegan = ContinuousClock.now
+        var stepSettled: ContinuousClock.Instant?
+        var stepUp = 0
         var sent: [Int]
         var received: [Int]
         var jitter: [Double]
@@ -40,7 +47,11 @@ final class LoadTally: Sendable {
         state.withLock {
             $0.setups.removeAll(keepingCapacity: true)
             $0.refusals.removeAll()
+            $0.refreshFailures.removeAll()
             $0.measuring = false
+            $0.stepBegan = .now
+            $0.stepSettled = nil
+            $0.stepUp = 0
         }
     }
 
@@ -48,6 +59,8 @@ final class LoadTally: Sendable {
 
     func openWindow() {
         state.withLock { state in
+            state.stepSettled = state.stepSettled ?? .now
+            state.held = 0
             state.sentAtOpen = state.sent
             state.receivedAtOpen = state.received
             for bin in state.transit.indices { state.transit[bin] = 0 }
@@ -58,6 +71,7 @@ final class LoadTally: Sendable {
     func up(setup milliseconds: Double) {
         state.withLock {
             $0.up += 1
+            $0.stepUp += 1
             $0.settled += 1
             $0.setups.append(milliseconds)
         }
@@ -70,17 +84,32 @@ final class LoadTally: Sendable {
         }
     }
 
-    func sent(_ first: Int, _ second: Int) {
+    /// All of the step's calls came up or were refused.
+    func stepSettledNow() {
+        state.withLock { $0.stepSettled = $0.stepSettled ?? .now }
+    }
+
+    /// A call's refresh of its allocation, permission or channel failed (by code): the call is probably lost.
+    func refreshFailed(_ code: String) {
+        state.withLock { $0.refreshFailures[code, default: 0] += 1 }
+    }
+
+    func sent(stream: Int, packets: Int) {
         state.withLock { state in
-            state.sent[first] += 1
-            state.sent[second] += 1
+            guard stream < state.sent.count else { return }
+            state.sent[stream] += packets
         }
     }
 
-    /// A packet of `stream` arrived: its transit (both parties are this process, one clock) and RFC 3550 jitter.
-    func received(_ bytes: [UInt8], stream: Int) {
-        guard let packet = CallPacket.parse(bytes), !packet.echo else { return }
-        let transit = Double(Int64(bitPattern: monotonicNanos() &- packet.sentNanos)) / 1e6
+    func held(stream: Int, packets: Int) {
+        state.withLock { $0.held += packets }
+    }
+
+    /// A packet of `stream` arrived, read in place: its transit (both parties are this process, one clock) and
+    /// RFC 3550 jitter.
+    func received(_ payload: UnsafeRawBufferPointer, stream: Int) {
+        guard let packet = MediaPacket.parse(payload), !packet.echo else { return }
+        let transit = Double(Int64(bitPattern: MediaPacket.now() &- packet.sentNanos)) / 1e6
         state.withLock { state in
             guard stream < state.received.count else { return }
             state.received[stream] += 1
@@ -94,9 +123,9 @@ final class LoadTally: Sendable {
     }
 
     /// The step measured over its window. Packets in flight when it closes count as sent and not yet received:
-    /// at most one per stream, so loss is reported from 0.1% up only.
+    /// at most one frame per stream, which is not counted as lost.
     func closeWindow(
-        calls: Int, seconds: Double, packetSize: Int, clientCPUPercent: Double, coturnCPUPercent: Double?,
+        calls: Int, seconds: Double, shape: MediaShape, clientCPUPercent: Double, coturnCPUPercent: Double?,
         coturnResidentBytes: Int?
     ) -> LoadStep {
         state.withLock { state in
@@ -112,15 +141,19 @@ final class LoadTally: Sendable {
                 live.append(state.jitter[stream])
             }
             let streams = live.count
-            let lost = max(0, sent - received - streams)
+            let lost = max(0, sent - received - streams * shape.packetsPerFrame)
+            let settleSeconds = state.stepSettled.map { ($0 - state.stepBegan).seconds } ?? 0
             return LoadStep(
                 calls: calls, callsUp: state.up, setupMs: Self.percentiles(state.setups),
                 packetsSent: sent,
                 lossPercent: sent == 0 ? 0 : (Double(lost) / Double(sent) * 1000).rounded() / 10,
                 jitterMs: Self.percentiles(live), transitMs: Self.histogramPercentiles(state.transit),
                 packetsPerSecond: (Double(received) / max(seconds, 0.001)).rounded(),
-                bytesPerSecond: (Double(received * packetSize) / max(seconds, 0.001)).rounded(),
-                refusals: state.refusals, clientCPUPercent: (clientCPUPercent * 10).rounded() / 10,
+                bytesPerSecond: (Double(received * shape.packetSize) / max(seconds, 0.001)).rounded(),
+                allocationsPerSecond: state.stepUp == 0 || settleSeconds <= 0
+                    ? nil : (Double(state.stepUp * 2) / settleSeconds).rounded(),
+                packetsHeld: state.held, refusals: state.refusals, refreshFailures: state.refreshFailures,
+                clientCPUPercent: (clientCPUPercent * 10).rounded() / 10,
                 coturnCPUPercent: coturnCPUPercent.map { ($0 * 10).rounded() / 10 },
                 coturnResidentBytes: coturnResidentBytes)
         }

@@ -17,28 +17,32 @@ struct LoadCommand: AsyncParsableCommand {
         usage: "turnkeeper load <uri> [<credentials>] (--calls <n>|--ramp <list>)",
         discussion: """
             Each call is two allocations relaying to each other over channels, as
-            two parties behind symmetric NAT do, with voice traffic both ways:
-            50 packets a second of 160 bytes. A step sets its calls up, runs them
-            for --duration, releases every allocation and is measured on its own:
-            calls up, setup latency, loss, jitter (RFC 3550) and one-way transit
-            percentiles, packets a second, refusals by code, this process's CPU
-            (so that a result never measures the client) and, with --coturn-pid,
-            coturn's CPU and memory.
+            two parties behind symmetric NAT do, with its profile's traffic both
+            ways, paced without drift:
+              voice   50 packets a second of 160 bytes (Opus at 20 ms);
+              video   --bitrate at --frame-rate, each frame's bytes sent at
+                      once in packets of at most 1,200 bytes;
+              custom  --packet-rate packets a second of --packet-size bytes.
+            Calls refresh their allocations, permissions (every 4 minutes) and
+            channels (every 9 minutes) as browsers do, so steps may run an hour.
+
+            A step adds its calls to the running ones and is measured on its
+            own once they are up: calls up, allocations a second, setup latency,
+            loss, jitter (RFC 3550) and one-way transit percentiles, packets a
+            second, refusals by code, this process's CPU (so that a result never
+            measures the client) and, with --coturn-pid, coturn's CPU and memory.
 
             --ramp raises the calls step by step and stops at the first step
-            that refuses an allocation, loses more than 1%, or passes 30 ms of
-            jitter p99, 150 ms of one-way transit p99 or 1 s of setup p99, and
-            says which limit it hit and the coturn option that governs it
-            (user-quota, total-quota, min-port..max-port, bps-capacity and
-            max-bps).
+            that refuses an allocation, fails a refresh, loses more than
+            --max-loss, or passes --max-jitter, --max-transit or --max-setup,
+            and says which limit it hit and the coturn option that governs it
+            (user-quota, total-quota, min-port..max-port, bps-capacity, max-bps).
 
             The URI must be given; only that server is contacted, and the only
             peers are the run's own relays. Credentials are required:
             --secret-file mints one user per call; --username and
             --password-file share one credential (so user-quota applies to all).
             Ctrl-C stops every call and releases its allocations.
-
-            Not built yet: video bursts, refreshes for steps over 4 minutes.
 
             Exit status: 0 every step carried its calls, 1 a limit was reached,
             2 usage or configuration error.
@@ -67,11 +71,30 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Calls at each step, such as 10,20,40,80.", valueName: "list"))
     var ramp: String?
 
-    @Option(help: ArgumentHelp("How long each step runs (at most 4m).", valueName: "duration"))
+    @Option(help: ArgumentHelp("How long each step runs (at most 1h).", valueName: "duration"))
     var duration = DurationArgument(argument: "20s")!
 
-    @Option(help: ArgumentHelp("voice (50 packets/s of 160 bytes each way).", valueName: "profile"))
-    var profile = "voice"
+    @Option(help: ArgumentHelp("The traffic of each call.", valueName: "profile"))
+    var profile = ProfileName.voice
+
+    @Option(help: ArgumentHelp("video: bits a second, such as 800k or 2.5m.", valueName: "rate"))
+    var bitrate = BitRate(argument: "1500k")!
+
+    @Option(help: ArgumentHelp("video: frames a second (1 to 60).", valueName: "n"))
+    var frameRate = 30
+
+    @Option(help: ArgumentHelp("custom: packets a second (1 to 1000).", valueName: "n"))
+    var packetRate = 50
+
+    @Option(help: ArgumentHelp("custom: bytes a packet (16 to 1200).", valueName: "bytes"))
+    var packetSize = 160
+
+    // For coturn's permission-lifetime and channel-lifetime shortened in tests; RFC 8656 fixes them.
+    @Option(help: .private)
+    var permissionRefresh = DurationArgument(argument: "4m")!
+
+    @Option(help: .private)
+    var channelRefresh = DurationArgument(argument: "9m")!
 
     @Option(help: ArgumentHelp("coturn's PID, for its CPU and memory.", valueName: "pid"))
     var coturnPID: Int32?
@@ -115,12 +138,14 @@ struct LoadCommand: AsyncParsableCommand {
             throw ValidationError(
                 "load needs credentials: --secret-file (one user per call), or --username with --password-file.")
         }
-        guard profile == "voice" else {
-            throw ValidationError("--profile: only voice is built so far (video bursts are not).")
+        guard (1...60).contains(frameRate), (1...1000).contains(packetRate), (16...1200).contains(packetSize) else {
+            throw ValidationError("--frame-rate takes 1 to 60, --packet-rate 1 to 1000, --packet-size 16 to 1200.")
         }
-        let seconds = duration.value.components.seconds
-        guard (1...240).contains(seconds) else {
-            throw ValidationError("--duration must be 1s to 4m: longer steps would need permission refreshes.")
+        guard (1...3600).contains(duration.value.components.seconds) else {
+            throw ValidationError("--duration must be 1s to 1h.")
+        }
+        guard permissionRefresh.value >= .seconds(1), channelRefresh.value >= .seconds(1) else {
+            throw ValidationError("refresh intervals must be at least 1s.")
         }
     }
 
@@ -152,9 +177,16 @@ struct LoadCommand: AsyncParsableCommand {
         thresholds.jitterMs = maxJitter
         thresholds.transitMs = maxTransit
         thresholds.setupMs = maxSetup
+        let loadProfile: LoadProfile =
+            switch profile {
+            case .voice: .voice
+            case .video: .video(bitsPerSecond: bitrate.bitsPerSecond, framesPerSecond: frameRate)
+            case .custom: .custom(packetsPerSecond: packetRate, packetSize: packetSize)
+            }
         let options = LoadOptions(
             credentials: credentials, tls: TLSOptions(caFile: caFile), steps: steps, stepDuration: duration.value,
-            thresholds: thresholds, coturnPID: coturnPID)
+            profile: loadProfile, thresholds: thresholds, coturnPID: coturnPID,
+            permissionRefresh: permissionRefresh.value, channelRefresh: channelRefresh.value)
         let report = await LoadRunner.run(uri, endpoint: endpoint, options: options) {
             interrupted.load(ordering: .relaxed)
         }
@@ -175,5 +207,31 @@ struct LoadCommand: AsyncParsableCommand {
             Console.warning("interrupted: every allocation was released; the last step is partial.")
         }
         if report.limit != nil { throw ExitCode.failure }
+    }
+}
+
+extension LoadCommand {
+    enum ProfileName: String, ExpressibleByArgument, CaseIterable {
+        case voice, video, custom
+    }
+
+    /// A bit rate: digits, optionally with a decimal part and k or m; 16 kbit/s to 50 Mbit/s.
+    struct BitRate: ExpressibleByArgument, Sendable {
+        let text: String
+        let bitsPerSecond: Int
+
+        init?(argument: String) {
+            let lower = argument.lowercased()
+            let scale: Double = lower.hasSuffix("k") ? 1e3 : lower.hasSuffix("m") ? 1e6 : 1
+            let digits = scale == 1 ? lower : String(lower.dropLast())
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+                digits.count <= 12, let number = Double(digits), case let bits = number * scale,
+                (16_000...50_000_000).contains(bits)
+            else { return nil }
+            text = argument
+            bitsPerSecond = Int(bits)
+        }
+
+        var defaultValueDescription: String { text }
     }
 }

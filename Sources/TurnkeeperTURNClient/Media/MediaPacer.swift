@@ -1,0 +1,183 @@
+import NIOCore
+import NIOPosix
+
+/// What one stream sends: `packetsPerFrame` packets of `packetSize` bytes every `frameInterval` (voice: one
+/// packet every 20 ms; video: a frame's burst of packets every 33 ms).
+public struct MediaShape: Sendable, Hashable {
+    public var frameInterval: Duration
+    public var packetsPerFrame: Int
+    public var packetSize: Int
+
+    public init(frameInterval: Duration, packetsPerFrame: Int, packetSize: Int) {
+        self.frameInterval = frameInterval
+        self.packetsPerFrame = packetsPerFrame
+        self.packetSize = packetSize
+    }
+
+    public var packetsPerSecond: Double {
+        let (seconds, attoseconds) = frameInterval.components
+        return Double(packetsPerFrame) / (Double(seconds) + Double(attoseconds) / 1e18)
+    }
+}
+
+/// Counts what the pacer sent, and what it held back because the connection could not take more (a TCP or
+/// TLS send buffer full: the client's limit, not the server's). Called on event loops: it must not block.
+public protocol MediaCounter: AnyObject, Sendable {
+    func sent(stream: Int, packets: Int)
+    func held(stream: Int, packets: Int)
+}
+
+/// Call-shaped traffic on many connections' bound channels, paced on the connections' own event loops: one
+/// timer a loop, not a task a stream. Each packet is due at the stream's start + n × interval, so pacing never
+/// drifts; a late frame goes at once and none is skipped. In the steady state nothing is allocated per packet:
+/// each stream's ChannelData frame is built once and its sequence and time rewritten in place.
+public final class MediaPacer: Sendable {
+    private let loops: [LoopPacer]
+
+    /// On NIO's shared event loops, where ``Connector``'s connections live.
+    public convenience init(shape: MediaShape, counter: any MediaCounter) {
+        self.init(shape: shape, counter: counter, group: MultiThreadedEventLoopGroup.singleton)
+    }
+
+    init(shape: MediaShape, counter: any MediaCounter, group: any EventLoopGroup) {
+        var loops: [LoopPacer] = []
+        for loop in group.makeIterator() {
+            loops.append(LoopPacer(eventLoop: loop, shape: shape, counter: counter))
+        }
+        self.loops = loops
+    }
+
+    /// Starts `stream` on `connection`'s bound `channel`: its first frame goes at once.
+    public func start(stream: Int, on connection: STUNConnection, channel: UInt16) throws {
+        guard let path = connection.mediaPath,
+            let pacer = loops.first(where: { $0.eventLoop === path.channel.eventLoop })
+        else { throw TURNClientError(.closed) }
+        pacer.eventLoop.execute { pacer.start(stream: stream, path: path, channel: channel) }
+    }
+
+    public func stop(stream: Int) {
+        for pacer in loops { pacer.eventLoop.execute { pacer.stop(stream: stream) } }
+    }
+}
+
+/// One event loop's streams: a min-heap of due times and one scheduled callback for the earliest. Touched only
+/// on its event loop (every entry point is `execute`d there or is NIO's callback), hence unchecked.
+final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
+    let eventLoop: any EventLoop
+    private let shape: MediaShape
+    private let interval: UInt64
+    private let counter: any MediaCounter
+    private var streams: [Int: Stream] = [:]
+    private var heap: [(due: UInt64, stream: Int, generation: Int)] = []
+    private var timer: (callback: NIOScheduledCallback, due: UInt64)?
+    private var generations = 0
+
+    struct Stream {
+        let path: MediaPath
+        let generation: Int
+        var frame: ByteBuffer
+        var sequence: UInt32 = 0
+    }
+
+    init(eventLoop: any EventLoop, shape: MediaShape, counter: any MediaCounter) {
+        self.eventLoop = eventLoop
+        self.shape = shape
+        self.interval =
+            UInt64(shape.frameInterval.components.seconds) * 1_000_000_000
+            + UInt64(shape.frameInterval.components.attoseconds / 1_000_000_000)
+        self.counter = counter
+    }
+
+    func start(stream: Int, path: MediaPath, channel: UInt16) {
+        eventLoop.preconditionInEventLoop()
+        let size = max(shape.packetSize, MediaPacket.headerLength)
+        // ChannelData on a stream is padded to 4 bytes (RFC 8656 §12.5).
+        let padding = path.server == nil ? (4 - size % 4) % 4 : 0
+        var frame = path.channel.allocator.buffer(capacity: 4 + size + padding)
+        frame.writeInteger(channel)
+        frame.writeInteger(UInt16(size))
+        frame.writeBytes(MediaPacket.make(sequence: 0, sentNanos: 0, size: size))
+        frame.writeRepeatingByte(0, count: padding)
+        generations += 1
+        streams[stream] = Stream(path: path, generation: generations, frame: frame)
+        push(due: MediaPacket.now(), stream: stream, generation: generations)
+        arm()
+    }
+
+    func stop(stream: Int) {
+        streams[stream] = nil
+    }
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        timer = nil
+        let now = MediaPacket.now()
+        while let top = heap.first, top.due <= now {
+            pop()
+            guard streams[top.stream]?.generation == top.generation else { continue }
+            sendFrame(stream: top.stream)
+            push(due: top.due + interval, stream: top.stream, generation: top.generation)
+        }
+        arm()
+    }
+
+    func didCancelScheduledCallback(eventLoop: some EventLoop) {}
+
+    private func sendFrame(stream: Int) {
+        var sent = 0
+        while sent < shape.packetsPerFrame {
+            guard let path = streams[stream]?.path, path.channel.isActive, path.channel.isWritable else { break }
+            // Rewritten in place: the last write was flushed, so the frame's storage is ours alone again.
+            streams[stream]!.frame.setInteger(streams[stream]!.sequence, at: 4 + MediaPacket.sequenceOffset)
+            streams[stream]!.frame.setInteger(MediaPacket.now(), at: 4 + MediaPacket.timeOffset)
+            streams[stream]!.sequence &+= 1
+            let frame = streams[stream]!.frame
+            if let server = path.server {
+                path.channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: frame), promise: nil)
+            } else {
+                path.channel.writeAndFlush(frame, promise: nil)
+            }
+            sent += 1
+        }
+        if sent > 0 { counter.sent(stream: stream, packets: sent) }
+        if sent < shape.packetsPerFrame { counter.held(stream: stream, packets: shape.packetsPerFrame - sent) }
+    }
+
+    /// One callback for the earliest due frame; re-armed when an earlier one arrives.
+    private func arm() {
+        guard let due = heap.first?.due else { return }
+        if let timer {
+            if timer.due <= due { return }
+            timer.callback.cancel()
+        }
+        if let callback = try? eventLoop.scheduleCallback(at: NIODeadline.uptimeNanoseconds(due), handler: self) {
+            timer = (callback, due)
+        }
+    }
+
+    private func push(due: UInt64, stream: Int, generation: Int) {
+        heap.append((due, stream, generation))
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child].due < heap[parent].due else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    private func pop() {
+        heap.swapAt(0, heap.count - 1)
+        heap.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < heap.count && heap[left].due < heap[smallest].due { smallest = left }
+            if right < heap.count && heap[right].due < heap[smallest].due { smallest = right }
+            if smallest == parent { return }
+            heap.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+}

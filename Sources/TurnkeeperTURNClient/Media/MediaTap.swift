@@ -1,0 +1,68 @@
+import NIOCore
+import Synchronization
+
+/// Where a connection's ChannelData goes when a load run reads it in place: called on the connection's event
+/// loop with bytes valid only for the call, so it must neither block nor keep them.
+public protocol MediaSink: AnyObject, Sendable {
+    func received(channel: UInt16, payload: UnsafeRawBufferPointer)
+}
+
+/// A connection's NIO channel, for writing media on its event loop, and its tap. `server` is where datagrams go
+/// (nil on a stream, which is connected).
+struct MediaPath: Sendable {
+    let channel: any Channel
+    let server: SocketAddress?
+    let tap: MediaTap
+}
+
+/// Hands a connection's ChannelData frames to a ``MediaSink`` before they reach the async reader, without a
+/// copy; with no sink, every frame takes the ordinary path.
+final class MediaTap: Sendable {
+    private let sink = Mutex<(any MediaSink)?>(nil)
+
+    func set(_ sink: (any MediaSink)?) { self.sink.withLock { $0 = sink } }
+
+    /// True when `frame` was ChannelData and a sink took it.
+    func consume(_ frame: UnsafeRawBufferPointer) -> Bool {
+        guard frame.count >= 4, frame[0] >> 6 == 1, let sink = sink.withLock({ $0 }) else { return false }
+        let length = Int(frame[2]) << 8 | Int(frame[3])
+        guard 4 + length <= frame.count else { return false }
+        let channel = UInt16(frame[0]) << 8 | UInt16(frame[1])
+        sink.received(channel: channel, payload: UnsafeRawBufferPointer(rebasing: frame[4..<(4 + length)]))
+        return true
+    }
+}
+
+/// The tap on a datagram pipeline: only the server's datagrams are looked at. It asks for the next read itself
+/// after taking a read's datagrams: the async reader behind it, which saw none of them, would otherwise hold
+/// reads back as it applies its backpressure, and datagrams would wait in the socket.
+final class DatagramMediaTapHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias InboundOut = AddressedEnvelope<ByteBuffer>
+
+    private let tap: MediaTap
+    private let server: SocketAddress
+    private var took = false
+
+    init(tap: MediaTap, server: SocketAddress) {
+        self.tap = tap
+        self.server = server
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        if envelope.remoteAddress == server, envelope.data.withUnsafeReadableBytes({ tap.consume($0) }) {
+            took = true
+            return
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if took {
+            took = false
+            context.read()
+        }
+        context.fireChannelReadComplete()
+    }
+}
