@@ -29,5 +29,16 @@ let package = Package(
             path: "Benchmarks/ProbeBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "LoadBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "TurnkeeperProbe", package: "turnkeeper"),
+                .product(name: "TurnkeeperTURNClient", package: "turnkeeper"),
+                .product(name: "TurnkeeperCredentials", package: "turnkeeper"),
+            ],
+            path: "Benchmarks/LoadBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

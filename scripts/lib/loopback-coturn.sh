@@ -1,15 +1,17 @@
 # Sourced by the demo, footprint and benchmark scripts: a throw-away coturn on loopback, from
 # coturn/loopback.conf.in, never the system's service.
 #
-#   turnkeeper_loopback_coturn WORK SECRET_FILE REALM [RELAY_PORTS]
+#   turnkeeper_loopback_coturn WORK SECRET_FILE REALM [RELAY_PORTS [RELAY_BASE]]
 #
+# RELAY_BASE below 32768 keeps the relay ports out of Linux's ephemeral range, where a load's own client
+# sockets would otherwise take some of them.
 # The secret goes into WORK/turnserver.conf through the shell's own printf, never a child's argv; call it
 # under `umask 077`. Sets `port`, adds coturn's pid to the caller's `pids`, and returns 1 (with coturn's
 # log) when it does not answer a STUN binding within about 50 tries.
 turnkeeper_loopback_coturn() {
     local work=$1 secret=$2 realm=$3 relays=${4:-32}
     port=$((20000 + RANDOM % 10000))
-    local relay=$((40000 + RANDOM % 20000))
+    local relay=${5:-$((40000 + RANDOM % 20000))}
     {
         sed -e "s|@PORT@|$port|" -e "s|@RELAY_MIN@|$relay|" -e "s|@RELAY_MAX@|$((relay + relays - 1))|" \
             -e "s|@REALM@|$realm|" -e "s|@DIR@|$work|" coturn/loopback.conf.in
