@@ -41,26 +41,25 @@ public enum CredentialSource: Sendable {
         }
     }
 
-    /// Reads the source. A secret is minted for `user` with `lifetime` from `nowMilliseconds`, except that
-    /// Synapse's config sets its own lifetime. Errors say which file or server and what to do.
-    public func resolve(
-        user: String, lifetime: SynapseDuration, nowMilliseconds: Int64 = WallClock.nowMilliseconds()
-    ) async throws -> Resolved {
-        func mint(_ secret: TurnSecret, _ lifetime: SynapseDuration) throws -> (TURNCredentials, Int64) {
-            let minted = try CredentialMinter(secret: secret)
-                .credential(user: user, lifetime: lifetime, nowMilliseconds: nowMilliseconds)
-            return (TURNCredentials(username: minted.username, password: minted.password), minted.expiry)
-        }
+    /// What a minting source holds: the secret, the lifetime it sets (Synapse's config; else nil), the URIs it
+    /// lists and warnings for people.
+    struct Minting {
+        var secret: TurnSecret
+        var lifetime: SynapseDuration?
+        var uris: [String] = []
+        var warnings: [String] = []
+    }
+
+    /// The secret behind a source that mints (a secret, a secret file, Synapse's config); nil for the others.
+    func minting() async throws -> Minting? {
         switch self {
-        case .none:
-            return Resolved()
+        case .none, .homeserver, .credential:
+            return nil
         case .secret(let secret):
-            let (credentials, expiry) = try mint(secret, lifetime)
-            return Resolved(credentials: credentials, expiry: expiry)
+            return Minting(secret: secret)
         case .secretFile(let path):
             let loaded = try SecretFile.read(path)
-            let (credentials, expiry) = try mint(loaded.secret, lifetime)
-            return Resolved(credentials: credentials, expiry: expiry, warnings: loaded.warnings)
+            return Minting(secret: loaded.secret, warnings: loaded.warnings)
         case .synapseConfig(let paths):
             // Reading Synapse's files blocks: off the cooperative pool.
             let config = try await NIOThreadPool.singleton.runIfActive { try SynapseConfig.load(paths) }
@@ -71,8 +70,26 @@ public enum CredentialSource: Sendable {
                         + "turn_shared_secret_path, so Synapse hands out no TURN credentials."
                 )
             }
-            let (credentials, expiry) = try mint(secret, config.turnUserLifetime)
-            return Resolved(credentials: credentials, expiry: expiry, uris: config.turnURIs, warnings: config.warnings)
+            return Minting(
+                secret: secret, lifetime: config.turnUserLifetime, uris: config.turnURIs, warnings: config.warnings)
+        }
+    }
+
+    /// Reads the source. A secret is minted for `user` with `lifetime` from `nowMilliseconds`, except that
+    /// Synapse's config sets its own lifetime. Errors say which file or server and what to do.
+    public func resolve(
+        user: String, lifetime: SynapseDuration, nowMilliseconds: Int64 = WallClock.nowMilliseconds()
+    ) async throws -> Resolved {
+        if let minting = try await minting() {
+            let minted = try CredentialMinter(secret: minting.secret)
+                .credential(user: user, lifetime: minting.lifetime ?? lifetime, nowMilliseconds: nowMilliseconds)
+            return Resolved(
+                credentials: TURNCredentials(username: minted.username, password: minted.password),
+                expiry: minted.expiry, uris: minting.uris, warnings: minting.warnings)
+        }
+        switch self {
+        case .none, .secret, .secretFile, .synapseConfig:
+            return Resolved()
         case .homeserver(let homeserver, let accessTokenFile, let caFile):
             let token = try FileContents.readValue(accessTokenFile, what: "a Matrix access token")
             switch try await TurnServerClient.fetch(homeserver: homeserver, accessToken: token, caFile: caFile) {
@@ -96,5 +113,26 @@ public enum CredentialSource: Sendable {
                 credentials: TURNCredentials(username: username, password: password), expiry: expiry,
                 warnings: warnings)
         }
+    }
+
+    /// Credentials for many users at once (a load run's calls), valid for at least `lifetime`. A source that
+    /// mints gives each user their own, reading the secret once; any other gives its one credential to all, and
+    /// `perUser` is false.
+    public func resolve(
+        users: [String], lifetime: SynapseDuration, nowMilliseconds: Int64 = WallClock.nowMilliseconds()
+    ) async throws -> (credentials: [TURNCredentials], perUser: Bool, warnings: [String]) {
+        if let minting = try await minting() {
+            let minter = try CredentialMinter(secret: minting.secret)
+            // At least as long as the run needs, even where Synapse hands out shorter ones.
+            let longest = SynapseDuration(milliseconds: max(minting.lifetime?.milliseconds ?? 0, lifetime.milliseconds))
+            let credentials = users.map { user in
+                let minted = minter.credential(user: user, lifetime: longest, nowMilliseconds: nowMilliseconds)
+                return TURNCredentials(username: minted.username, password: minted.password)
+            }
+            return (credentials, true, minting.warnings)
+        }
+        let one = try await resolve(user: users.first ?? "", lifetime: lifetime, nowMilliseconds: nowMilliseconds)
+        guard let credentials = one.credentials else { return ([], false, one.warnings) }
+        return (Array(repeating: credentials, count: users.count), false, one.warnings)
     }
 }

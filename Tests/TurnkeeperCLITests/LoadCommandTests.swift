@@ -64,6 +64,29 @@ struct LoadCommandTests {
         #expect(run.steps.count == 3 && run.steps[1]["callsUp"] as? Int == 2, "\(run.report)")
         #expect(run.report["limitCheck"] as? String == "allocation-quota", "\(run.report)")
         #expect(run.limit.contains("At 3 calls") && run.limit.contains("user-quota"), "\(run.limit)")
+        // Minted from Synapse's config, each call is its own user: the same ramp is carried.
+        let homeserver = try directory.write("homeserver.yaml", "turn_shared_secret: \"\(text)\"\n")
+        let perUser = try Self.load([
+            "turn:127.0.0.1:\(coturn.port)?transport=udp", "--synapse-config", homeserver, "--ramp", "1,2,3",
+            "--duration", "1s",
+        ])
+        #expect(perUser.output.status == 0, "\(perUser.output)")
+        #expect(perUser.steps.count == 3 && perUser.steps.last?["callsUp"] as? Int == 3, "\(perUser.report)")
+    }
+
+    @Test(
+        "Refused before anything is sent: no credentials, a stun: URI, both --calls and --ramp, a bad bitrate",
+        arguments: [
+            (["turn:127.0.0.1:9?transport=udp", "--calls", "1"], "load needs credentials"),
+            (["stun:127.0.0.1:9", "--secret-file", "/nonexistent", "--calls", "1"], "a stun: server relays nothing"),
+            (["turn:127.0.0.1:9", "--secret-file", "/nonexistent", "--calls", "1", "--ramp", "1,2"], "not both"),
+            (["turn:127.0.0.1:9", "--secret-file", "/nonexistent", "--calls", "1", "--bitrate", "5"], "--bitrate"),
+            (["turn:127.0.0.1:9", "--secret-file", "/nonexistent", "--ramp", "4,2"], "steps rise"),
+        ])
+    func usage(arguments: [String], says: String) throws {
+        let output = try TurnkeeperBinary.run(["load"] + arguments)
+        #expect(output.status == 2, "\(output)")
+        #expect(output.stderr.contains(says), "\(output.stderr)")
     }
 
     @Test("A narrow relay port range: the ramp stops at the step that needs more ports, and names min-port..max-port")

@@ -40,9 +40,10 @@ struct LoadCommand: AsyncParsableCommand {
 
             The URI must be given; only that server is contacted, and the only
             peers are the run's own relays. Credentials are required:
-            --secret-file mints one user per call; --username and
-            --password-file share one credential (so user-quota applies to all).
-            Ctrl-C stops every call and releases its allocations.
+            --secret-file and --synapse-config mint one user per call; a
+            --username with --password-file, or --homeserver's, is shared by
+            every call (so user-quota applies to all). Ctrl-C stops every call
+            and releases its allocations.
 
             Exit status: 0 every step carried its calls, 1 a limit was reached,
             2 usage or configuration error.
@@ -56,14 +57,8 @@ struct LoadCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The turn: or turns: URI to load.", valueName: "uri"), transform: TURNURI.parse)
     var uri: TURNURI
 
-    @Option(help: ArgumentHelp("The shared secret; one user is minted per call.", valueName: "file"))
-    var secretFile: String?
-
-    @Option(help: ArgumentHelp("A credential's username, shared by every call.", valueName: "username"))
-    var username: String?
-
-    @Option(help: ArgumentHelp("The file holding that credential's password.", valueName: "file"))
-    var passwordFile: String?
+    @OptionGroup(title: "Credentials")
+    var credentials: CredentialOptions
 
     @Option(help: ArgumentHelp("Calls at once (one step).", valueName: "n"))
     var calls: Int?
@@ -102,19 +97,22 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(name: .customLong("ca-file"), help: ArgumentHelp("Also trust these CAs for turns:.", valueName: "file"))
     var caFile: String?
 
+    @Option(help: ArgumentHelp("How long a call may take to come up.", valueName: "duration"))
+    var timeout = DurationArgument(argument: "5s")!
+
     @Option(help: ArgumentHelp("Write a plot of loss, jitter and setup against calls (SVG).", valueName: "file"))
     var plot: String?
 
-    @Option(help: ArgumentHelp("The most loss a step may have, in percent (default 1).", valueName: "percent"))
+    @Option(help: ArgumentHelp("The most loss a step may have, in percent.", valueName: "percent"))
     var maxLoss: Double = 1
 
-    @Option(help: ArgumentHelp("The most jitter p99 a step may have, in ms (default 30).", valueName: "ms"))
+    @Option(help: ArgumentHelp("The most jitter p99 a step may have, in ms.", valueName: "ms"))
     var maxJitter: Double = 30
 
-    @Option(help: ArgumentHelp("The most one-way transit p99, in ms (default 150).", valueName: "ms"))
+    @Option(help: ArgumentHelp("The most one-way transit p99 a step may have, in ms.", valueName: "ms"))
     var maxTransit: Double = 150
 
-    @Option(help: ArgumentHelp("The most setup p99, in ms (default 1000).", valueName: "ms"))
+    @Option(help: ArgumentHelp("The most setup p99 a step may have, in ms.", valueName: "ms"))
     var maxSetup: Double = 1000
 
     @Flag(help: "Print the report as JSON.")
@@ -134,9 +132,10 @@ struct LoadCommand: AsyncParsableCommand {
         guard !steps.isEmpty, steps.allSatisfy({ (1...2000).contains($0) }), steps == steps.sorted() else {
             throw ValidationError("--calls and --ramp take 1 to 2000 calls; a ramp's steps rise, such as 10,20,40.")
         }
-        guard secretFile != nil || (username != nil && passwordFile != nil) else {
+        if case .none = credentials.source() {
             throw ValidationError(
-                "load needs credentials: --secret-file (one user per call), or --username with --password-file.")
+                "load needs credentials: --secret-file or --synapse-config (one user per call), or a shared one: "
+                    + "--username with --password-file, or --homeserver with --access-token-file.")
         }
         guard (1...60).contains(frameRate), (1...1000).contains(packetRate), (16...1200).contains(packetSize) else {
             throw ValidationError("--frame-rate takes 1 to 60, --packet-rate 1 to 1000, --packet-size 16 to 1200.")
@@ -144,32 +143,26 @@ struct LoadCommand: AsyncParsableCommand {
         guard (1...3600).contains(duration.value.components.seconds) else {
             throw ValidationError("--duration must be 1s to 1h.")
         }
+        guard (1...60).contains(timeout.value.components.seconds) else {
+            throw ValidationError("--timeout must be 1s to 60s.")
+        }
         guard permissionRefresh.value >= .seconds(1), channelRefresh.value >= .seconds(1) else {
             throw ValidationError("refresh intervals must be at least 1s.")
         }
     }
 
     func run() async throws {
-        let credentials: @Sendable (Int) -> TURNCredentials
-        if let secretFile {
-            let loaded = try SecretFile.read(secretFile)
-            loaded.warnings.forEach(Console.warning)
-            let minter = try CredentialMinter(secret: loaded.secret)
-            let now = WallClock.nowMilliseconds()
-            var minted: [TURNCredentials] = []
-            for index in 0..<(steps.max() ?? 1) {
-                let credential = minter.credential(
-                    user: "@turnkeeper-load-\(index):localhost", lifetime: SynapseDuration(milliseconds: 3_600_000),
-                    nowMilliseconds: now)
-                minted.append(TURNCredentials(username: credential.username, password: credential.password))
-            }
-            let all = minted
-            credentials = { all[$0] }
-        } else {
-            let password = try FileContents.readValue(passwordFile!, what: "a TURN password")
-            let shared = TURNCredentials(username: username!, password: password)
-            credentials = { _ in shared }
+        // Valid for the whole run: every step's setup and window, and ten minutes more.
+        let runSeconds = Int64(steps.count) * (duration.value.components.seconds + timeout.value.components.seconds + 2)
+        let users = (0..<(steps.max() ?? 1)).map { "@turnkeeper-load-\($0):localhost" }
+        let minted = try await credentials.source(caFile: caFile)
+            .resolve(users: users, lifetime: SynapseDuration(milliseconds: (runSeconds + 600) * 1000))
+        minted.warnings.forEach(Console.warning)
+        guard minted.credentials.count == users.count else {
+            throw TurnkeeperError(.checkFailed, "the credential source gave no credentials.")
         }
+        let all = minted.credentials
+        let credentials: @Sendable (Int) -> TURNCredentials = { all[$0] }
         let endpoint = try await uri.endpoint()
         signal(SIGINT) { _ in interrupted.store(true, ordering: .relaxed) }
         var thresholds = LoadThresholds()
@@ -185,7 +178,7 @@ struct LoadCommand: AsyncParsableCommand {
             }
         let options = LoadOptions(
             credentials: credentials, tls: TLSOptions(caFile: caFile), steps: steps, stepDuration: duration.value,
-            profile: loadProfile, thresholds: thresholds, coturnPID: coturnPID,
+            profile: loadProfile, thresholds: thresholds, coturnPID: coturnPID, setupTimeout: timeout.value,
             permissionRefresh: permissionRefresh.value, channelRefresh: channelRefresh.value)
         let report = await LoadRunner.run(uri, endpoint: endpoint, options: options) {
             interrupted.load(ordering: .relaxed)
