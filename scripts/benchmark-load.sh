@@ -21,7 +21,8 @@ tk="$(swift build -c release --show-bin-path)/turnkeeper"
 umask 077
 turnkeeper_loopback_coturn "$work" "$work/secret" bench.turnkeeper.test 2000 12000
 coturn_pid=${pids[-1]}
-# A credential for uclient (it takes one on its command line; this coturn and its secret live only here).
+# A credential for uclient, which takes one only on its command line: the one place a password reaches an argv
+# here. It is minted from this throw-away coturn's secret, which lives only in the work directory.
 json="$("$tk" credentials --user @bench:localhost --secret-file "$work/secret" --json)"
 user="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["username"])' <<<"$json")"
 pass="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["password"])' <<<"$json")"
@@ -31,17 +32,20 @@ coturn_cpu() { awk -v t="$ticks" '{ print ($14 + $15) / t }' "/proc/$coturn_pid/
 
 printf '%-10s %6s %10s %12s %14s %16s %8s\n' client calls "alloc/s" "pkt/s sent" "CPU s (u+s)" "CPU ms/1k pkt" "loss %"
 for calls in "${counts[@]}"; do
-    # uclient -y -m N: N client-to-client pairs (two allocations each), each sending one stream at 50 a second.
+    # uclient -y -m M makes M sessions paired client to client (M/2 pairs), each sending one stream at 50 a
+    # second: -m 2N is N calls, as turnkeeper's --calls N.
     before=$(coturn_cpu)
-    { time turnutils_uclient -y -c -m "$calls" -n $((seconds * 50)) -l 160 -z 20 -u "$user" -w "$pass" \
+    { time turnutils_uclient -y -c -m $((2 * calls)) -n $((seconds * 50)) -l 160 -z 20 -u "$user" -w "$pass" \
         -p "$port" 127.0.0.1 >"$work/uclient.out" 2>&1; } 2>"$work/uclient.time"
     read -r u s wall <"$work/uclient.time"
     connect=$(grep -o 'Total connect time is [0-9]*' "$work/uclient.out" | tail -1 | awk '{print $5}')
     sent=$(grep -o 'tot_send_msgs=[0-9]*' "$work/uclient.out" | tail -1 | cut -d= -f2)
     lost=$(grep -o 'Total lost packets [0-9]* ([0-9.]*%' "$work/uclient.out" | tail -1 | sed 's/.*(//; s/%//')
-    python3 - "$calls" "$connect" "$sent" "$u" "$s" "$wall" "$lost" <<'PY'
+    python3 - "$calls" "${connect:-0}" "${sent:-0}" "$u" "$s" "$wall" "${lost:-0}" <<'PY'
 import sys
 calls, connect, sent, u, s, wall, lost = sys.argv[1:]
+if int(sent) == 0:
+    sys.exit(f"uclient with {calls} calls sent nothing; its output is in the work directory")
 cpu = float(u) + float(s)
 rate = f">{2 * int(calls)}" if int(connect) == 0 else f"{2 * int(calls) / int(connect):.0f}"
 print(f"{'uclient':<10} {calls:>6} {rate:>10} {int(sent) / float(wall):>12.0f} {cpu:>14.2f} {cpu * 1e6 / int(sent):>16.1f} {float(lost):>8.1f}")
@@ -51,16 +55,19 @@ PY
     before=$(coturn_cpu)
     { time "$tk" load "turn:127.0.0.1:$port?transport=udp" --secret-file "$work/secret" --calls "$calls" \
         --duration ${seconds}s --json --max-jitter 100000 --max-transit 100000 --max-setup 100000 \
-        >"$work/load.json" 2>&1; } 2>"$work/load.time" || true
+        >"$work/load.json" 2>"$work/load.err"; } 2>"$work/load.time" || true
     read -r u s wall <"$work/load.time"
-    python3 - "$calls" "$u" "$s" "$work/load.json" <<'PY'
+    python3 - "$calls" "$u" "$s" "$seconds" "$work/load.json" <<'PY'
 import json, sys
-calls, u, s, path = sys.argv[1:]
-step = json.load(open(path))["steps"][0]
+calls, u, s, seconds, path = sys.argv[1:]
+steps = json.load(open(path)).get("steps") or [{}]
+step = steps[0]
+if not step.get("packetsSent"):
+    sys.exit(f"turnkeeper load with {calls} calls sent nothing: {path}")
 cpu = float(u) + float(s)
 sent = step["packetsSent"]
-window = step["clientCPUPercent"] / 100 * 10
-print(f"{'turnkeeper':<10} {calls:>6} {step.get('allocationsPerSecond') or 0:>10.0f} {sent / 10:>12.0f} {cpu:>14.2f} {window * 1e6 / sent:>16.1f} {step['lossPercent']:>8.1f}")
+window = step["clientCPUPercent"] / 100 * float(seconds)
+print(f"{'turnkeeper':<10} {calls:>6} {step.get('allocationsPerSecond') or 0:>10.0f} {sent / float(seconds):>12.0f} {cpu:>14.2f} {window * 1e6 / sent:>16.1f} {step['lossPercent']:>8.1f}")
 PY
     echo "  (turnkeeper: CPU s includes setup and release, ms/1k pkt is its window's own; coturn CPU $(awk -v a="$before" -v b="$(coturn_cpu)" 'BEGIN{printf "%.1f", b-a}') s)"
 done

@@ -115,24 +115,24 @@ public enum CredentialSource: Sendable {
         }
     }
 
-    /// Credentials for many users at once (a load run's calls), valid for at least `lifetime`. A source that
-    /// mints gives each user their own, reading the secret once; any other gives its one credential to all, and
-    /// `perUser` is false.
+    /// Credentials for many users at once (a load run's calls). A source that mints gives each user their own,
+    /// valid for `lifetime` (what the run needs, whatever Synapse hands out), reading the secret once; any other
+    /// gives its one credential to all, with `perUser` false and its own `expiry` (Unix seconds, when known).
     public func resolve(
         users: [String], lifetime: SynapseDuration, nowMilliseconds: Int64 = WallClock.nowMilliseconds()
-    ) async throws -> (credentials: [TURNCredentials], perUser: Bool, warnings: [String]) {
+    ) async throws -> (credentials: [TURNCredentials], perUser: Bool, expiry: Int64?, warnings: [String]) {
         if let minting = try await minting() {
             let minter = try CredentialMinter(secret: minting.secret)
-            // At least as long as the run needs, even where Synapse hands out shorter ones.
-            let longest = SynapseDuration(milliseconds: max(minting.lifetime?.milliseconds ?? 0, lifetime.milliseconds))
+            var expiry: Int64?
             let credentials = users.map { user in
-                let minted = minter.credential(user: user, lifetime: longest, nowMilliseconds: nowMilliseconds)
+                let minted = minter.credential(user: user, lifetime: lifetime, nowMilliseconds: nowMilliseconds)
+                expiry = minted.expiry
                 return TURNCredentials(username: minted.username, password: minted.password)
             }
-            return (credentials, true, minting.warnings)
+            return (credentials, true, expiry, minting.warnings)
         }
         let one = try await resolve(user: users.first ?? "", lifetime: lifetime, nowMilliseconds: nowMilliseconds)
-        guard let credentials = one.credentials else { return ([], false, one.warnings) }
-        return (Array(repeating: credentials, count: users.count), false, one.warnings)
+        guard let credentials = one.credentials else { return ([], false, nil, one.warnings) }
+        return (Array(repeating: credentials, count: users.count), false, one.expiry, one.warnings)
     }
 }

@@ -5,6 +5,7 @@ import ServiceLifecycle
 import TurnkeeperCallTest
 import TurnkeeperConfiguration
 import TurnkeeperCore
+import TurnkeeperExecution
 import TurnkeeperRotation
 import TurnkeeperStores
 import TurnkeeperTURNClient

@@ -2,6 +2,7 @@ import Glibc
 public import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 import TurnkeeperSynapse
 import TurnkeeperTURNClient

@@ -2,6 +2,7 @@ import Glibc
 import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 
 /// The coturn store a configuration names, built with its settings; passwords are read from their files at

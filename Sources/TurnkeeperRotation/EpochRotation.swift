@@ -1,6 +1,7 @@
 import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 
 /// Rotation for a Synapse host and a separate TURN host that share a root key and nothing else

@@ -1,6 +1,7 @@
 import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 
 /// After turnkeeper took a secret out of coturn: proof, by a real allocation at coturn.verify_uri, that coturn

@@ -1,6 +1,7 @@
 public import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 import TurnkeeperSynapse
 

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import TurnkeeperCore
+import TurnkeeperExecution
 import TurnkeeperStores
 
 /// One of turnkeeper's JSON state files (state.json, epochs.json): 0600, replaced atomically, read and written

@@ -1,6 +1,7 @@
 import CSQLite
 import TurnkeeperCore
 public import TurnkeeperCredentials
+import TurnkeeperExecution
 
 /// The `turn_secret` rows of coturn's SQLite user database (`userdb`, Debian: /var/lib/turn/turndb).
 ///

@@ -72,6 +72,9 @@ public final class STUNConnection: Sendable {
         state.withLock { $0.peerDataHandler = handler }
     }
 
+    /// Why the connection ended (closed, reset, a protocol violation), or nil while it is open.
+    public var ended: TURNClientError? { state.withLock { $0.finished } }
+
     /// Datagrams or frames that were not valid STUN or ChannelData, and why the last one was not.
     public var discarded: (count: Int, lastReason: String?) {
         state.withLock { ($0.discarded, $0.lastDiscardReason) }

@@ -67,6 +67,31 @@ struct CredentialSourceTests {
         }
     }
 
+    @Test("Many users: minting sources give each their own credential for the run's lifetime; others share one")
+    func manyUsers() async throws {
+        defer { directory.remove() }
+        let users = ["@a:b", "@c:d", "@e:f"]
+        // Synapse hands out an hour; a load run asking for two gets two.
+        let config = try directory.write(
+            "homeserver.yaml", "server_name: x\nturn_shared_secret: \(secretText)\nturn_user_lifetime: 1h\n")
+        for source in [CredentialSource.secret(secret), .synapseConfig([config])] {
+            let many = try await source.resolve(
+                users: users, lifetime: SynapseDuration(milliseconds: 7_200_000), nowMilliseconds: now)
+            #expect(many.perUser && many.expiry == now / 1000 + 7200)
+            for (user, credential) in zip(users, many.credentials) {
+                let expected = try minted(user: user, expiry: now / 1000 + 7200)
+                #expect(credential == TURNCredentials(username: expected.username, password: expected.password))
+            }
+        }
+        let password = try directory.write("password", "pass word\n")
+        let shared = try await CredentialSource.credential(username: "1700000000:@a:b", passwordFile: password)
+            .resolve(users: users, lifetime: SynapseDuration(milliseconds: 7_200_000), nowMilliseconds: now)
+        #expect(!shared.perUser && shared.expiry == 1_700_000_000 && Set(shared.credentials).count == 1)
+        #expect(shared.credentials.count == 3)
+        let none = try await CredentialSource.none.resolve(users: users, lifetime: .init(milliseconds: 1000))
+        #expect(none.credentials.isEmpty)
+    }
+
     @Test("A client's credential is passed as given; its expiry is read from a TURN REST username")
     func givenCredential() async throws {
         defer { directory.remove() }

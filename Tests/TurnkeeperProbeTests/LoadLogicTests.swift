@@ -3,8 +3,8 @@ import TurnkeeperTURNClient
 
 @testable import TurnkeeperProbe
 
-/// `turnkeeper load`'s arithmetic and judgement, in process: profiles, the tally's loss, and which limit a step
-/// names first.
+/// `turnkeeper load`'s arithmetic and judgement, in process: profiles, lifetimes, the tally's loss, duplicates
+/// and allocation rate, and which limit a step names first.
 @Suite("Load logic")
 struct LoadLogicTests {
     @Test("Profiles: voice is 50 × 160 bytes; video splits a frame into equal packets of at most 1,200 bytes")
@@ -20,6 +20,20 @@ struct LoadLogicTests {
         #expect(LoadProfile.video(bitsPerSecond: 16_000, framesPerSecond: 60).shape.packetSize == 33)
         #expect(LoadProfile.custom(packetsPerSecond: 100, packetSize: 4).shape.packetSize == MediaPacket.headerLength)
         #expect(LoadProfile.custom(packetsPerSecond: 100, packetSize: 300).shape.packetsPerSecond == 100)
+        // What the pacer cannot send is clamped, not trapped on.
+        let clamped = MediaShape(frameInterval: .zero, packetsPerFrame: 0, packetSize: 100_000)
+        #expect(clamped.frameInterval == .milliseconds(1) && clamped.packetsPerFrame == 1)
+        #expect(clamped.packetSize == 65_531)
+        #expect(LoadProfile.custom(packetsPerSecond: 0, packetSize: 100).shape.frameInterval == .seconds(1))
+    }
+
+    @Test("Lifetimes: none or 0 from the server is taken as 10 minutes, never refreshed with 0")
+    func lifetimes() {
+        #expect(LoadCall.granted(0) == 600 && LoadCall.granted(6) == 6 && LoadCall.granted(1_000_000) == 3600)
+        #expect(LoadCall.refreshAfter(lifetime: 600) == .seconds(540))
+        #expect(LoadCall.refreshAfter(lifetime: 121) == .seconds(61))
+        #expect(LoadCall.refreshAfter(lifetime: 6) == .seconds(3))
+        #expect(LoadCall.refreshAfter(lifetime: 1) == .seconds(1))
     }
 
     @Test("Media packets are read in place; anything else is not ours")
@@ -33,54 +47,107 @@ struct LoadLogicTests {
     }
 
     static func step(
-        refusals: [String: Int] = [:], refreshFailures: [String: Int] = [:], loss: Double = 0, held: Int = 0,
-        jitter: Double = 1
+        refusals: [String: Int] = [:], refreshFailures: [String: Int] = [:], dropped: [String: Int] = [:],
+        loss: Double = 0, held: Int = 0, jitter: Double = 1, clientCPU: Double = 10, coturnCPU: Double? = nil,
+        reasons: [String: String] = [:]
     ) -> LoadStep {
         LoadStep(
             calls: 10, callsUp: 10, setupMs: .init(p50: 5, p99: 9), packetsSent: 1000, lossPercent: loss,
             jitterMs: .init(p50: jitter, p99: jitter), transitMs: .init(p50: 1, p99: 2), packetsPerSecond: 1000,
-            bytesPerSecond: 160_000, allocationsPerSecond: 100, packetsHeld: held, refusals: refusals,
-            refreshFailures: refreshFailures, clientCPUPercent: 10)
+            bytesPerSecond: 160_000, allocationsPerSecond: 100, packetsHeld: held, duplicates: 0, refusals: refusals,
+            refreshFailures: refreshFailures, dropped: dropped, reasons: reasons, clientCPUPercent: clientCPU,
+            coturnCPUPercent: coturnCPU)
+    }
+
+    static func judge(_ step: LoadStep, shared: Bool = false) -> Limit? {
+        LoadJudge.judge(step, thresholds: LoadThresholds(), sharedCredentials: shared, cores: 2)
     }
 
     @Test("A step's limit: refusals explain the loss after them, loss the jitter; a carried step has none")
     func judgement() {
-        let thresholds = LoadThresholds()
-        #expect(LoadRunner.judge(Self.step(), thresholds: thresholds) == nil)
-        let quota = LoadRunner.judge(Self.step(refusals: ["486": 2], loss: 40, jitter: 99), thresholds: thresholds)
+        #expect(Self.judge(Self.step()) == nil)
+        let quota = Self.judge(Self.step(refusals: ["486": 2], loss: 40, jitter: 99), shared: true)
         #expect(quota?.check == "allocation-quota" && quota?.words.contains("bps-capacity") == true)
-        #expect(LoadRunner.judge(Self.step(refusals: ["508": 1]), thresholds: thresholds)?.check == "relay-capacity")
-        #expect(
-            LoadRunner.judge(Self.step(refreshFailures: ["403": 1], loss: 40), thresholds: thresholds)?.check
-                == "refresh")
-        let loss = LoadRunner.judge(Self.step(loss: 3, jitter: 99), thresholds: thresholds)
+        #expect(quota?.words.contains("every call shares one username") == true)
+        let perUser = Self.judge(Self.step(refusals: ["486": 2]))
+        #expect(perUser?.words.contains("each call is its own user") == true)
+        #expect(Self.judge(Self.step(refusals: ["508": 1]))?.check == "relay-capacity")
+        let dropped = Self.judge(
+            Self.step(dropped: ["error": 3], loss: 40, reasons: ["error": "the connection was reset"]))
+        #expect(dropped?.check == "dropped" && dropped?.words.contains("3×error: the connection was reset") == true)
+        // Every code is named, the most frequent first.
+        let refresh = Self.judge(Self.step(refreshFailures: ["437": 1, "timeout": 5], loss: 40))
+        #expect(refresh?.check == "refresh" && refresh?.words.contains("6 refresh(es)") == true)
+        #expect(refresh?.words.contains("(5×timeout; 1×437)") == true)
+        let loss = Self.judge(Self.step(loss: 3, jitter: 99))
         #expect(loss?.check == "loss" && loss?.words.contains("max-bps") == true)
-        #expect(LoadRunner.judge(Self.step(held: 5, jitter: 99), thresholds: thresholds)?.check == "client-backlog")
-        #expect(LoadRunner.judge(Self.step(jitter: 99), thresholds: thresholds)?.check == "jitter")
-        #expect(LoadRunner.judge(Self.step(refusals: ["timeout": 1]), thresholds: thresholds)?.check == "setup-timeout")
-        let other = LoadRunner.judge(Self.step(refusals: ["401": 3]), thresholds: thresholds)
-        #expect(other?.check == "refused" && other?.words.contains("(401)") == true)
+        #expect(Self.judge(Self.step(held: 5, jitter: 99))?.check == "client-backlog")
+        #expect(Self.judge(Self.step(jitter: 99))?.check == "jitter")
+        #expect(Self.judge(Self.step(refusals: ["timeout": 1]))?.check == "setup-timeout")
+        let other = Self.judge(Self.step(refusals: ["401": 3], reasons: ["401": "coturn answered 401"]))
+        #expect(other?.check == "refused" && other?.words.contains("3×401: coturn answered 401") == true)
     }
 
-    @Test("The tally: a window counts only its own packets, and one frame a stream in flight is not loss")
+    @Test("A client at its cores' limit is named before the loss it causes; a full machine is said beside a limit")
+    func saturation() {
+        let client = Self.judge(Self.step(loss: 5, clientCPU: 190))
+        #expect(client?.check == "client-saturated" && client?.words.contains("another host") == true)
+        let machine = Self.judge(Self.step(loss: 5, clientCPU: 95, coturnCPU: 95))
+        #expect(machine?.check == "loss" && machine?.words.contains("This machine's CPU was full") == true)
+        #expect(Self.judge(Self.step(loss: 5, clientCPU: 40, coturnCPU: 40))?.words.contains("full") == false)
+    }
+
+    static func send(_ tally: LoadTally, stream: Int, sequences: some Sequence<Int>) {
+        for sequence in sequences {
+            let packet = MediaPacket.make(sequence: UInt32(sequence), sentNanos: MediaPacket.now(), size: 100)
+            packet.withUnsafeBytes { tally.received($0, stream: stream) }
+        }
+    }
+
+    @Test("The tally: a window is its own sequence range, late packets count until measured, duplicates once")
     func tally() {
         let shape = MediaShape(frameInterval: .milliseconds(20), packetsPerFrame: 3, packetSize: 100)
         let tally = LoadTally(calls: 1)
-        tally.beginStep()
+        tally.beginStep(calls: 1)
         tally.up(setup: 5)
         tally.sent(stream: 0, packets: 30)
+        Self.send(tally, stream: 0, sequences: 0..<30)
         tally.openWindow()
-        let packet = MediaPacket.make(sequence: 0, sentNanos: MediaPacket.now(), size: 100)
         tally.sent(stream: 0, packets: 30)
         tally.sent(stream: 1, packets: 30)
-        for _ in 0..<27 { packet.withUnsafeBytes { tally.received($0, stream: 0) } }
-        for _ in 0..<20 { packet.withUnsafeBytes { tally.received($0, stream: 1) } }
-        // Anything that is not one of our packets is not counted.
+        Self.send(tally, stream: 0, sequences: 30..<55)
+        Self.send(tally, stream: 1, sequences: 0..<20)
+        tally.closeWindow()
+        // After the close, before the measure: the window's late packets still count; later ones do not.
+        Self.send(tally, stream: 0, sequences: 55..<57)
+        tally.sent(stream: 0, packets: 3)
+        Self.send(tally, stream: 0, sequences: 60..<63)
+        // Replays and duplicates are counted once; anything that is not ours, never.
+        Self.send(tally, stream: 1, sequences: [0, 1, 19])
         [UInt8](repeating: 0, count: 100).withUnsafeBytes { tally.received($0, stream: 1) }
-        let step = tally.closeWindow(
+        let step = tally.measure(
             calls: 1, seconds: 1, shape: shape, clientCPUPercent: 1, coturnCPUPercent: nil, coturnResidentBytes: nil)
-        // 60 sent, 47 received, 3 a stream in flight: 7 lost.
-        #expect(step.packetsSent == 60 && step.lossPercent == 11.7 && step.packetsPerSecond == 47)
-        #expect(step.bytesPerSecond == 4700 && step.callsUp == 1)
+        // 60 sent in the window, 27 + 20 arrived: 13 lost.
+        #expect(step.packetsSent == 60 && step.lossPercent == 21.7 && step.packetsPerSecond == 47, "\(step)")
+        #expect(step.duplicates == 3 && step.bytesPerSecond == 4700 && step.callsUp == 1)
+    }
+
+    @Test("Allocations a second are counted until the step's last call settles, not until it is polled")
+    func allocationRate() async throws {
+        let tally = LoadTally(calls: 4)
+        tally.beginStep(calls: 2)
+        tally.up(setup: 1)
+        tally.refused("486", reason: "quota")
+        try await Task.sleep(for: .seconds(2))
+        // A late call of this step after it settled does not raise the rate.
+        tally.up(setup: 1)
+        tally.openWindow()
+        tally.closeWindow()
+        let step = tally.measure(
+            calls: 2, seconds: 1, shape: LoadProfile.voice.shape, clientCPUPercent: 1, coturnCPUPercent: nil,
+            coturnResidentBytes: nil)
+        // Two allocations (one call) settled at once: stamped at the poll 2 s later, it would be 1 a second.
+        #expect((step.allocationsPerSecond ?? 0) > 2, "\(step)")
+        #expect(step.refusals == ["486": 1] && step.reasons["486"] == "quota")
     }
 }

@@ -273,7 +273,8 @@ struct TURNURIConnectionTests {
             let mapped = try await TURNClient(connection: socket.stun, credentials: nil)
                 .binding(deadline: .now + .seconds(15))
             #expect(mapped.description == "127.0.0.1:1")
-            #expect(server.received.load(ordering: .relaxed) == 3)
+            // At least the third copy was needed; a fourth can leave before the third's answer arrives.
+            #expect(server.received.load(ordering: .relaxed) >= 3)
 
             let answer = try await socket.request(
                 STUNMessage(STUNMessageType(.binding, .request)),

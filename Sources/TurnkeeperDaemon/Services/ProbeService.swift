@@ -4,6 +4,7 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentialSource
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperProbe
 import TurnkeeperRotation
 import TurnkeeperStores

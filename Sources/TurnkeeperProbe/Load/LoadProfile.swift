@@ -16,14 +16,14 @@ public enum LoadProfile: Sendable, Hashable {
         case .voice:
             return MediaShape(frameInterval: .milliseconds(20), packetsPerFrame: 1, packetSize: 160)
         case .video(let bitsPerSecond, let framesPerSecond):
-            let frameBytes = max(MediaPacket.headerLength, bitsPerSecond / 8 / framesPerSecond)
+            let frameBytes = max(MediaPacket.headerLength, bitsPerSecond / 8 / max(1, framesPerSecond))
             let packets = (frameBytes + Self.largestVideoPacket - 1) / Self.largestVideoPacket
             return MediaShape(
-                frameInterval: .seconds(1) / framesPerSecond, packetsPerFrame: packets,
+                frameInterval: .seconds(1) / max(1, framesPerSecond), packetsPerFrame: packets,
                 packetSize: (frameBytes + packets - 1) / packets)
         case .custom(let packetsPerSecond, let packetSize):
             return MediaShape(
-                frameInterval: .seconds(1) / packetsPerSecond, packetsPerFrame: 1,
+                frameInterval: .seconds(1) / max(1, packetsPerSecond), packetsPerFrame: 1,
                 packetSize: max(MediaPacket.headerLength, packetSize))
         }
     }

@@ -3,7 +3,9 @@ public struct LoadRenderer: Sendable {
     public init() {}
 
     public func render(_ report: LoadReport) -> String {
-        var lines = ["\(report.uri): \(report.profile), \(Int(report.stepSeconds)) s a step"]
+        let seconds = report.stepSeconds
+        let stepText = seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)"
+        var lines = ["\(report.uri): \(report.profile), \(stepText) s a step"]
         let header = [
             "calls", "up", "alloc/s", "setup p50/p99 ms", "loss %", "jitter p50/p99 ms", "transit p50/p99 ms",
             "pkt/s", "client CPU %", "coturn CPU %", "refused",
@@ -13,7 +15,10 @@ public struct LoadRenderer: Sendable {
             func pair(_ value: LoadStep.Percentiles?) -> String { value.map { "\($0.p50)/\($0.p99)" } ?? "-" }
             var refused = step.refusals.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key)" }
             refused += step.refreshFailures.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key) on refresh" }
+            refused += step.dropped.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key) dropped" }
             if step.packetsHeld > 0 { refused.append("\(step.packetsHeld) held by this client") }
+            if step.duplicates > 0 { refused.append("\(step.duplicates) duplicates") }
+            if step.interrupted { refused.append("(interrupted)") }
             rows.append([
                 "\(step.calls)", "\(step.callsUp)", step.allocationsPerSecond.map { "\(Int($0))" } ?? "-",
                 pair(step.setupMs), "\(step.lossPercent)", pair(step.jitterMs),
@@ -27,7 +32,20 @@ public struct LoadRenderer: Sendable {
                 row.enumerated().map { $0.element.padding(toLength: widths[$0.offset]) }.joined(separator: "  "))
         }
         lines.append("")
-        lines.append(report.limit.map { "Limit: \($0)" } ?? "No limit reached at the calls tried.")
+        if report.interrupted {
+            lines.append("Interrupted: the last step ran only in part and was not judged.")
+        } else {
+            lines.append(report.limit.map { "Limit: \($0)" } ?? "No limit reached at the calls tried.")
+        }
+        lines.append(
+            report.credentialsShared
+                ? "Every call shared one username: user-quota counted them together."
+                : "Each call was its own user.")
+        if report.releasesUnconfirmed > 0 {
+            lines.append(
+                "\(report.releasesUnconfirmed) release(s) went unanswered: those allocations stay until their "
+                    + "lifetime ends.")
+        }
         lines.append("Not tested: \(report.notTested.joined(separator: "; ")).")
         return lines.joined(separator: "\n")
     }

@@ -21,17 +21,25 @@ public struct LoadStep: Codable, Sendable, Hashable {
     public var bytesPerSecond: Double
     /// Allocations that came up a second while the step's new calls were set up at once (each call two).
     public var allocationsPerSecond: Double?
-    /// Packets this client did not send because the connection's send buffer was full: the client's limit.
+    /// Packets this client did not send because the connection's send buffer was full.
     public var packetsHeld: Int
+    /// Packets that arrived more than once (counted once).
+    public var duplicates: Int
     /// Allocations refused, by error code ("486", "508", …).
     public var refusals: [String: Int]
     /// Refreshes (allocation, permission, channel) that failed during the step, by error code.
     public var refreshFailures: [String: Int]
+    /// Calls whose connection to the server ended mid-call, by cause.
+    public var dropped: [String: Int]
+    /// What the server or the connection said for each code, the first time (escaped, bounded).
+    public var reasons: [String: String]
     /// This process's CPU over the step, in percent of one core: a result must not measure the client.
     public var clientCPUPercent: Double
     /// coturn's CPU (percent of one core) and resident memory, when its PID is known.
     public var coturnCPUPercent: Double?
     public var coturnResidentBytes: Int?
+    /// True for a step cut short by Ctrl-C: measured over what ran, not judged.
+    public var interrupted = false
 }
 
 public struct LoadReport: Codable, Sendable, Hashable {
@@ -44,6 +52,12 @@ public struct LoadReport: Codable, Sendable, Hashable {
     public var limitCheck: String?
     /// What the run did not test, said plainly.
     public var notTested: [String]
+    /// True when every call shared one username, so that user-quota counts all of them together.
+    public var credentialsShared: Bool
+    /// Allocations whose release went unanswered: they stay on the server until their lifetime ends.
+    public var releasesUnconfirmed: Int
+    /// True when Ctrl-C (or SIGTERM) ended the run before its last step.
+    public var interrupted: Bool
 }
 
 /// Where a step stops counting as carried.

@@ -3,6 +3,7 @@ import TurnkeeperConfiguration
 import TurnkeeperConsumers
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperStores
 
 /// A Prosody with mod_turn_external. turnkeeper owns one included file of its options; Prosody is made to

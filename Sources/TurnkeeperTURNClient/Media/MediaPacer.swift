@@ -8,10 +8,12 @@ public struct MediaShape: Sendable, Hashable {
     public var packetsPerFrame: Int
     public var packetSize: Int
 
+    /// Clamped to what the pacer can send: an interval of at least 1 ms, at least one packet a frame, and a
+    /// size from the packet header (16 bytes) to what ChannelData's 16-bit length allows.
     public init(frameInterval: Duration, packetsPerFrame: Int, packetSize: Int) {
-        self.frameInterval = frameInterval
-        self.packetsPerFrame = packetsPerFrame
-        self.packetSize = packetSize
+        self.frameInterval = max(frameInterval, .milliseconds(1))
+        self.packetsPerFrame = max(1, packetsPerFrame)
+        self.packetSize = min(max(packetSize, MediaPacket.headerLength), Int(UInt16.max) - 4)
     }
 
     public var packetsPerSecond: Double {
@@ -20,11 +22,13 @@ public struct MediaShape: Sendable, Hashable {
     }
 }
 
-/// Counts what the pacer sent, and what it held back because the connection could not take more (a TCP or
-/// TLS send buffer full: the client's limit, not the server's). Called on event loops: it must not block.
+/// Counts what the pacer sent, what it held back because the connection could not take more (its send
+/// buffer full), and streams whose connection closed under them (the stream is then dropped). Called on event
+/// loops: it must not block.
 public protocol MediaCounter: AnyObject, Sendable {
     func sent(stream: Int, packets: Int)
     func held(stream: Int, packets: Int)
+    func closed(stream: Int)
 }
 
 /// Call-shaped traffic on many connections' bound channels, paced on the connections' own event loops: one
@@ -47,7 +51,10 @@ public final class MediaPacer: Sendable {
         self.loops = loops
     }
 
-    /// Starts `stream` on `connection`'s bound `channel`: its first frame goes at once.
+    /// The event loops it paces on: the cores this client can use.
+    public var loopCount: Int { loops.count }
+
+    /// Starts `stream` on `connection`'s bound `channel`: its first frame within one interval.
     public func start(stream: Int, on connection: STUNConnection, channel: UInt16) throws {
         guard let path = connection.mediaPath,
             let pacer = loops.first(where: { $0.eventLoop === path.channel.eventLoop })
@@ -100,7 +107,8 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
         frame.writeRepeatingByte(0, count: padding)
         generations += 1
         streams[stream] = Stream(path: path, generation: generations, frame: frame)
-        push(due: MediaPacket.now(), stream: stream, generation: generations)
+        // A random phase within the interval: calls started together do not all send at the same instant.
+        push(due: MediaPacket.now() + UInt64.random(in: 0..<interval), stream: stream, generation: generations)
         arm()
     }
 
@@ -123,10 +131,16 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
     func didCancelScheduledCallback(eventLoop: some EventLoop) {}
 
     private func sendFrame(stream: Int) {
+        guard let path = streams[stream]?.path else { return }
+        guard path.channel.isActive else {
+            streams[stream] = nil
+            counter.closed(stream: stream)
+            return
+        }
         var sent = 0
-        while sent < shape.packetsPerFrame {
-            guard let path = streams[stream]?.path, path.channel.isActive, path.channel.isWritable else { break }
-            // Rewritten in place: the last write was flushed, so the frame's storage is ours alone again.
+        while sent < shape.packetsPerFrame && path.channel.isWritable {
+            // Rewritten in place. Once the last write has left, the storage is ours alone and nothing is copied;
+            // a write still pending (a full socket) makes this copy it, correctly.
             streams[stream]!.frame.setInteger(streams[stream]!.sequence, at: 4 + MediaPacket.sequenceOffset)
             streams[stream]!.frame.setInteger(MediaPacket.now(), at: 4 + MediaPacket.timeOffset)
             streams[stream]!.sequence &+= 1

@@ -1,8 +1,9 @@
 import NIOCore
 import Synchronization
 
-/// Where a connection's ChannelData goes when a load run reads it in place: called on the connection's event
-/// loop with bytes valid only for the call, so it must neither block nor keep them.
+/// Where a connection's ChannelData goes when a load run reads it in place, with bytes valid only for the call,
+/// so it must neither block nor keep them. Over UDP it is called on the event loop, in the pipeline; over TCP and
+/// TLS by the connection's reader task, after framing.
 public protocol MediaSink: AnyObject, Sendable {
     func received(channel: UInt16, payload: UnsafeRawBufferPointer)
 }
@@ -33,16 +34,14 @@ final class MediaTap: Sendable {
     }
 }
 
-/// The tap on a datagram pipeline: only the server's datagrams are looked at. It asks for the next read itself
-/// after taking a read's datagrams: the async reader behind it, which saw none of them, would otherwise hold
-/// reads back as it applies its backpressure, and datagrams would wait in the socket.
-final class DatagramMediaTapHandler: ChannelInboundHandler {
+/// The tap on a datagram pipeline: only the server's datagrams are looked at. Reads go on as the async reader
+/// behind it asks for them: taken datagrams never reach its buffer, so it keeps asking.
+final class DatagramMediaTapHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias InboundOut = AddressedEnvelope<ByteBuffer>
 
     private let tap: MediaTap
     private let server: SocketAddress
-    private var took = false
 
     init(tap: MediaTap, server: SocketAddress) {
         self.tap = tap
@@ -51,18 +50,7 @@ final class DatagramMediaTapHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        if envelope.remoteAddress == server, envelope.data.withUnsafeReadableBytes({ tap.consume($0) }) {
-            took = true
-            return
-        }
+        if envelope.remoteAddress == server, envelope.data.withUnsafeReadableBytes({ tap.consume($0) }) { return }
         context.fireChannelRead(data)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        if took {
-            took = false
-            context.read()
-        }
-        context.fireChannelReadComplete()
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCrypto
+import TurnkeeperExecution
 import TurnkeeperSetup
 import TurnkeeperStores
 

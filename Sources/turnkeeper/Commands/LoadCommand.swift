@@ -7,14 +7,15 @@ import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperTURNClient
 
-/// Set by SIGINT: every call stops its traffic and releases its allocations.
+/// Set by SIGINT or SIGTERM: every call stops its traffic and releases its allocations. The handler then gives
+/// the signal back to the system, so a second Ctrl-C ends the process at once.
 private let interrupted = Atomic<Bool>(false)
 
 struct LoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "load",
         abstract: "Measure how many calls a TURN server carries, with calls' own traffic.",
-        usage: "turnkeeper load <uri> [<credentials>] (--calls <n>|--ramp <list>)",
+        usage: "turnkeeper load <uri> <credentials> (--calls <n>|--ramp <list>)",
         discussion: """
             Each call is two allocations relaying to each other over channels, as
             two parties behind symmetric NAT do, with its profile's traffic both
@@ -42,14 +43,15 @@ struct LoadCommand: AsyncParsableCommand {
             peers are the run's own relays. Credentials are required:
             --secret-file and --synapse-config mint one user per call; a
             --username with --password-file, or --homeserver's, is shared by
-            every call (so user-quota applies to all). Ctrl-C stops every call
-            and releases its allocations.
+            every call (so user-quota applies to all). Ctrl-C (or SIGTERM)
+            stops sending at once and releases every allocation within about
+            --timeout; a second Ctrl-C ends it without releasing.
 
-            Exit status: 0 every step carried its calls, 1 a limit was reached,
-            2 usage or configuration error.
+            Exit status: 0 every step carried its calls, 1 a limit was reached
+            or the run was interrupted, 2 usage or configuration error.
 
             Example:
-              turnkeeper load turn:turn.example.org?transport=udp \\
+              turnkeeper load 'turn:turn.example.org?transport=udp' \\
                   --secret-file /etc/turnkeeper/secret --ramp 10,20,40,80
             """
     )
@@ -94,7 +96,9 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("coturn's PID, for its CPU and memory.", valueName: "pid"))
     var coturnPID: Int32?
 
-    @Option(name: .customLong("ca-file"), help: ArgumentHelp("Also trust these CAs for turns:.", valueName: "file"))
+    @Option(
+        name: .customLong("ca-file"),
+        help: ArgumentHelp("Also trust these CAs for turns: and an https homeserver.", valueName: "file"))
     var caFile: String?
 
     @Option(help: ArgumentHelp("How long a call may take to come up.", valueName: "duration"))
@@ -118,9 +122,13 @@ struct LoadCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
-    var steps: [Int] {
+    /// The calls at each step; nil when --ramp holds something that is not a number.
+    var steps: [Int]? {
         if let calls { return [calls] }
-        return (ramp ?? "").split(separator: ",").compactMap { Int($0.filter { $0 != " " }) }
+        let parsed = (ramp ?? "").split(separator: ",", omittingEmptySubsequences: false).map {
+            Int($0.filter { $0 != " " })
+        }
+        return parsed.contains(nil) ? nil : parsed.compactMap { $0 }
     }
 
     func validate() throws {
@@ -128,9 +136,14 @@ struct LoadCommand: AsyncParsableCommand {
             throw ValidationError("load needs a turn: or turns: URI: a stun: server relays nothing.")
         }
         guard (calls == nil) != (ramp == nil) else { throw ValidationError("Give --calls N or --ramp LIST, not both.") }
-        let steps = steps
-        guard !steps.isEmpty, steps.allSatisfy({ (1...2000).contains($0) }), steps == steps.sorted() else {
-            throw ValidationError("--calls and --ramp take 1 to 2000 calls; a ramp's steps rise, such as 10,20,40.")
+        guard let steps, !steps.isEmpty, steps.allSatisfy({ (1...2000).contains($0) }),
+            zip(steps, steps.dropFirst()).allSatisfy({ $0 < $1 })
+        else {
+            throw ValidationError(
+                "--calls and --ramp take 1 to 2000 calls; a ramp is numbers that rise, such as 10,20,40.")
+        }
+        guard [maxLoss, maxJitter, maxTransit, maxSetup].allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            throw ValidationError("--max-loss, --max-jitter, --max-transit and --max-setup take numbers of 0 or more.")
         }
         if case .none = credentials.source() {
             throw ValidationError(
@@ -152,6 +165,15 @@ struct LoadCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let steps = steps ?? []
+        // The plot's place is checked before the run too, so that an hour's run never ends in a refusal to write it.
+        if let plot {
+            let (directory, name) = TrustedDirectory.split(plot)
+            if try TrustedDirectory(directory, for: plot).checkReplaceable(name) {
+                throw TurnkeeperError(
+                    .invalidArgument, "--plot \(plot) exists; give a new file (a plot never overwrites one).")
+            }
+        }
         // Valid for the whole run: every step's setup and window, and ten minutes more.
         let runSeconds = Int64(steps.count) * (duration.value.components.seconds + timeout.value.components.seconds + 2)
         let users = (0..<(steps.max() ?? 1)).map { "@turnkeeper-load-\($0):localhost" }
@@ -161,10 +183,23 @@ struct LoadCommand: AsyncParsableCommand {
         guard minted.credentials.count == users.count else {
             throw TurnkeeperError(.checkFailed, "the credential source gave no credentials.")
         }
+        if !minted.perUser, let expiry = minted.expiry, expiry < WallClock.nowMilliseconds() / 1000 + runSeconds {
+            Console.warning(
+                "the shared credential expires before the run can end: refreshes after that are refused (401). "
+                    + "Use --secret-file or --synapse-config, whose credentials last the run.")
+        }
+        if let coturnPID, let name = await LoadRunner.processName(coturnPID), name != "turnserver" {
+            Console.warning("--coturn-pid \(coturnPID) is not a turnserver process: its CPU is not coturn's.")
+        }
         let all = minted.credentials
         let credentials: @Sendable (Int) -> TURNCredentials = { all[$0] }
         let endpoint = try await uri.endpoint()
-        signal(SIGINT) { _ in interrupted.store(true, ordering: .relaxed) }
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber) { received in
+                interrupted.store(true, ordering: .relaxed)
+                signal(received, SIG_DFL)
+            }
+        }
         var thresholds = LoadThresholds()
         thresholds.lossPercent = maxLoss
         thresholds.jitterMs = maxJitter
@@ -177,17 +212,12 @@ struct LoadCommand: AsyncParsableCommand {
             case .custom: .custom(packetsPerSecond: packetRate, packetSize: packetSize)
             }
         let options = LoadOptions(
-            credentials: credentials, tls: TLSOptions(caFile: caFile), steps: steps, stepDuration: duration.value,
-            profile: loadProfile, thresholds: thresholds, coturnPID: coturnPID, setupTimeout: timeout.value,
-            permissionRefresh: permissionRefresh.value, channelRefresh: channelRefresh.value)
+            credentials: credentials, sharedCredentials: !minted.perUser, tls: TLSOptions(caFile: caFile),
+            steps: steps, stepDuration: duration.value, profile: loadProfile, thresholds: thresholds,
+            coturnPID: coturnPID, setupTimeout: timeout.value, permissionRefresh: permissionRefresh.value,
+            channelRefresh: channelRefresh.value)
         let report = await LoadRunner.run(uri, endpoint: endpoint, options: options) {
             interrupted.load(ordering: .relaxed)
-        }
-        if let plot {
-            let (directory, name) = TrustedDirectory.split(plot)
-            try TrustedDirectory(directory, for: plot).write(
-                Array(LoadRenderer().svg(report).utf8), to: name, permissions: 0o644, maximumPermissions: 0o644,
-                group: nil, existing: .refuse)
         }
         if json {
             let encoder = JSONEncoder()
@@ -196,8 +226,20 @@ struct LoadCommand: AsyncParsableCommand {
         } else {
             print(LoadRenderer().render(report))
         }
-        if interrupted.load(ordering: .relaxed) {
-            Console.warning("interrupted: every allocation was released; the last step is partial.")
+        if let plot {
+            let (directory, name) = TrustedDirectory.split(plot)
+            try TrustedDirectory(directory, for: plot).write(
+                Array(LoadRenderer().svg(report).utf8), to: name, permissions: 0o644, maximumPermissions: 0o644,
+                group: nil, existing: .refuse)
+        }
+        if report.releasesUnconfirmed > 0 {
+            Console.warning(
+                "\(report.releasesUnconfirmed) allocation(s) were not confirmed released: they stay on coturn until "
+                    + "their lifetime ends (10 minutes by default).")
+        }
+        if report.interrupted {
+            Console.warning("interrupted: the last step ran only in part and was not judged.")
+            throw ExitCode.failure
         }
         if report.limit != nil { throw ExitCode.failure }
     }

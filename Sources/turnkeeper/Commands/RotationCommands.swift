@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import TurnkeeperConfiguration
 import TurnkeeperCore
+import TurnkeeperExecution
 import TurnkeeperRotation
 import TurnkeeperStores
 

@@ -1,0 +1,159 @@
+import TurnkeeperCore
+import TurnkeeperExecution
+import TurnkeeperSTUN
+import TurnkeeperTURNClient
+
+/// One call of a load run: two connections, two allocations relaying to each other over a channel, paced
+/// traffic both ways, kept alive until the run stops, then released.
+enum LoadCall {
+    static let channel: UInt16 = 0x4000
+
+    static func run(
+        _ index: Int, endpoint: ServerEndpoint, options: LoadOptions, tally: LoadTally, pacer: MediaPacer,
+        stop: @escaping @Sendable () -> Bool
+    ) async {
+        let credentials = options.credentials(index)
+        let family: TransportAddress.Family = endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4
+        // One deadline for the whole setup, connects included.
+        let began = ContinuousClock.now
+        let deadline = began + options.setupTimeout
+        func remaining() -> Duration { max(.milliseconds(1), deadline - .now) }
+        do {
+            try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) { caller in
+                try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) {
+                    callee in
+                    let a = TURNClient(connection: caller, credentials: credentials)
+                    let b = TURNClient(connection: callee, credentials: credentials)
+                    // A UDP allocation outlives its socket: whatever was allocated is released, awaited, however
+                    // the call ends.
+                    let relayA = try await a.allocate(family: family, deadline: deadline)
+                    let relayB: Allocation
+                    do {
+                        relayB = try await b.allocate(family: family, deadline: deadline)
+                    } catch {
+                        await release([a], tally: tally)
+                        throw error
+                    }
+                    do {
+                        try await a.createPermission(for: [relayB.relayed], deadline: deadline)
+                        try await b.createPermission(for: [relayA.relayed], deadline: deadline)
+                        try await a.channelBind(channel, to: relayB.relayed, deadline: deadline)
+                        try await b.channelBind(channel, to: relayA.relayed, deadline: deadline)
+                    } catch {
+                        await release([a, b], tally: tally)
+                        throw error
+                    }
+                    tally.up(setup: (ContinuousClock.now - began).seconds * 1000)
+                    let streams = (index * 2, index * 2 + 1)
+                    caller.setMediaSink(StreamSink(stream: streams.1, tally: tally))
+                    callee.setMediaSink(StreamSink(stream: streams.0, tally: tally))
+                    try? pacer.start(stream: streams.0, on: caller, channel: channel)
+                    try? pacer.start(stream: streams.1, on: callee, channel: channel)
+                    let lifetime = min(granted(relayA.lifetime), granted(relayB.lifetime))
+                    await keepAlive(
+                        [(a, relayB.relayed), (b, relayA.relayed)], lifetime: lifetime, since: began,
+                        options: options, tally: tally, stop: stop)
+                    pacer.stop(stream: streams.0)
+                    pacer.stop(stream: streams.1)
+                    await release([a, b], tally: tally)
+                }
+            }
+        } catch let error as TURNClientError {
+            tally.refused(code(of: error), reason: error.description)
+        } catch {
+            tally.refused("error", reason: "\(type(of: error))")
+        }
+    }
+
+    /// The lifetime a server granted, in seconds. A server that sends none (or 0) is taken at RFC 8656's default
+    /// of 10 minutes: a client must never answer it with a Refresh of 0, which would release the allocation.
+    static func granted(_ lifetime: UInt32) -> Int {
+        lifetime == 0 ? 600 : Int(min(lifetime, 3600))
+    }
+
+    /// When to refresh an allocation of `lifetime` seconds: a minute before it ends, as browsers do, or half-way
+    /// through a short one.
+    static func refreshAfter(lifetime: Int) -> Duration {
+        .seconds(max(1, lifetime > 120 ? lifetime - 60 : lifetime / 2))
+    }
+
+    static func code(of error: TURNClientError) -> String {
+        switch error.kind {
+        case .errorResponse(let code), .credentialsRejected(let code): "\(code.code)"
+        case .timedOut: "timeout"
+        default: "error"
+        }
+    }
+
+    /// Until the run stops or a connection ends: allocations refreshed before their lifetime ends (rescheduled
+    /// from the lifetime each refresh grants), permissions and channels renewed as browsers renew them. The
+    /// schedule counts from the setup's start, so nothing granted during setup lapses. Each request has its
+    /// own deadline; each failure is counted by its code.
+    static func keepAlive(
+        _ sides: [(client: TURNClient, peer: TransportAddress)], lifetime: Int, since began: ContinuousClock.Instant,
+        options: LoadOptions, tally: LoadTally, stop: @escaping @Sendable () -> Bool
+    ) async {
+        var lifetime = lifetime
+        var next = (
+            allocation: began + refreshAfter(lifetime: lifetime), permission: began + options.permissionRefresh,
+            channel: began + options.channelRefresh
+        )
+        func failed(_ error: any Error) {
+            if let error = error as? TURNClientError {
+                tally.refreshFailed(code(of: error), reason: error.description)
+            } else {
+                tally.refreshFailed("error", reason: "\(type(of: error))")
+            }
+        }
+        while !stop() {
+            if let ended = sides.lazy.compactMap({ $0.client.connection.ended }).first {
+                tally.dropped(code(of: ended), reason: ended.description)
+                return
+            }
+            try? await Pause.until(min(next.allocation, next.permission, next.channel, .now + .milliseconds(500)))
+            if stop() { return }
+            let now = ContinuousClock.now
+            if now >= next.allocation {
+                for side in sides {
+                    do {
+                        lifetime = granted(
+                            try await side.client.refresh(
+                                lifetime: UInt32(lifetime), deadline: .now + options.setupTimeout))
+                    } catch { failed(error) }
+                }
+                next.allocation = .now + refreshAfter(lifetime: lifetime)
+            }
+            if now >= next.permission {
+                for side in sides {
+                    do {
+                        try await side.client.createPermission(
+                            for: [side.peer], deadline: .now + options.setupTimeout)
+                    } catch { failed(error) }
+                }
+                next.permission = now + options.permissionRefresh
+            }
+            if now >= next.channel {
+                for side in sides {
+                    do {
+                        try await side.client.channelBind(channel, to: side.peer, deadline: .now + options.setupTimeout)
+                    } catch { failed(error) }
+                }
+                next.channel = now + options.channelRefresh
+            }
+        }
+    }
+
+    /// Releases allocations (a Refresh with lifetime 0), all at once, awaited. One that goes unanswered is
+    /// counted: it stays on the server until its lifetime ends.
+    static func release(_ clients: [TURNClient], tally: LoadTally) async {
+        await withTaskGroup(of: Void.self) { group in
+            for client in clients {
+                group.addTask {
+                    if (try? await client.refresh(lifetime: 0, deadline: .now + .seconds(2))) == nil {
+                        tally.releaseUnconfirmed()
+                    }
+                }
+            }
+        }
+    }
+}

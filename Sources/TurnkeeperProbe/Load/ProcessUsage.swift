@@ -1,0 +1,39 @@
+import Glibc
+import TurnkeeperCore
+import TurnkeeperExecution
+
+/// CPU and memory of this process and of coturn, for a step's report. /proc is read off the event loops.
+enum ProcessUsage {
+    static func ownCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+
+    /// utime + stime of a process, from /proc/PID/stat (fields 14 and 15, after the command in parentheses).
+    static func cpuSeconds(_ pid: Int32) async -> Double? {
+        guard let file = try? await Blocking.run({ try FileContents.read("/proc/\(pid)/stat", limit: 4096) }),
+            case let text = String(decoding: file.bytes, as: UTF8.self),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func residentBytes(_ pid: Int32) async -> Int? {
+        guard let file = try? await Blocking.run({ try FileContents.read("/proc/\(pid)/status", limit: 16384) }),
+            case let text = String(decoding: file.bytes, as: UTF8.self),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return nil }
+        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
+    }
+
+    /// The command name of a process (/proc/PID/comm), to check that a PID given as coturn's is a turnserver.
+    static func command(_ pid: Int32) async -> String? {
+        guard let file = try? await Blocking.run({ try FileContents.read("/proc/\(pid)/comm", limit: 256) })
+        else { return nil }
+        return String(decoding: file.bytes.filter { $0 != 0x0A }, as: UTF8.self)
+    }
+}
