@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# turnkeeper load beside coturn's turnutils_uclient -m N on one throw-away loopback coturn, in one sitting:
-# allocations a second and client CPU, then the load client's allocations per relayed packet in the steady
-# state (Benchmarks/LoadBenchmarks). Figures go into docs/performance.md by hand.
+# On one throw-away loopback coturn, in one sitting: the load client's allocations per relayed packet in the
+# steady state (Benchmarks/LoadBenchmarks), then turnkeeper load beside coturn's turnutils_uclient, comparing
+# allocations a second and client CPU. Figures go into docs/performance.md by hand.
 #
 #   scripts/benchmark-load.sh [CALLS...]     (default: 50 100 200)
 set -euo pipefail
@@ -30,6 +30,12 @@ TIMEFORMAT='%U %S %R'
 ticks=$(getconf CLK_TCK)
 coturn_cpu() { awk -v t="$ticks" '{ print ($14 + $15) / t }' "/proc/$coturn_pid/stat"; }
 
+# First, on the fresh coturn: the side-by-side runs leave uclient's allocations behind until they expire.
+echo "== allocations per relayed packet in the steady state (swift package benchmark --target LoadBenchmarks)"
+(cd Benchmarks && TURNKEEPER_BENCH_PORT=$port TURNKEEPER_BENCH_SECRET_FILE="$work/secret" \
+    swift package benchmark --target LoadBenchmarks --no-progress)
+
+echo "== beside turnutils_uclient"
 printf '%-10s %6s %10s %12s %14s %16s %8s\n' client calls "alloc/s" "pkt/s sent" "CPU s (u+s)" "CPU ms/1k pkt" "loss %"
 for calls in "${counts[@]}"; do
     # uclient -y -m M makes M sessions paired client to client (M/2 pairs), each sending one stream at 50 a
@@ -72,6 +78,3 @@ PY
     echo "  (turnkeeper: CPU s includes setup and release, ms/1k pkt is its window's own; coturn CPU $(awk -v a="$before" -v b="$(coturn_cpu)" 'BEGIN{printf "%.1f", b-a}') s)"
 done
 
-echo "== allocations per relayed packet in the steady state (swift package benchmark --target LoadBenchmarks)"
-(cd Benchmarks && TURNKEEPER_BENCH_PORT=$port TURNKEEPER_BENCH_SECRET_FILE="$work/secret" \
-    swift package benchmark --target LoadBenchmarks --no-progress)

@@ -116,10 +116,14 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
         streams[stream] = nil
     }
 
+    /// Frames due this close to a wakeup go with it: streams at random phases would otherwise wake the loop
+    /// once a packet, which costs more than the sending.
+    static let slack: UInt64 = 1_000_000
+
     func handleScheduledCallback(eventLoop: some EventLoop) {
         timer = nil
-        let now = MediaPacket.now()
-        while let top = heap.first, top.due <= now {
+        let horizon = MediaPacket.now() + Self.slack
+        while let top = heap.first, top.due <= horizon {
             pop()
             guard streams[top.stream]?.generation == top.generation else { continue }
             sendFrame(stream: top.stream)
