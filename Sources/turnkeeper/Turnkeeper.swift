@@ -72,6 +72,7 @@ struct Turnkeeper: AsyncParsableCommand {
 enum Console {
     static func error(_ message: String) { write("turnkeeper: error: \(message)\n") }
     static func warning(_ message: String) { write("turnkeeper: warning: \(message)\n") }
+    static func note(_ message: String) { write("turnkeeper: \(message)\n") }
 
     /// Writes to standard error, unbuffered.
     static func write(_ text: String) {

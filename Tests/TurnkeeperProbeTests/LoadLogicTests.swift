@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import TurnkeeperTURNClient
 
@@ -149,5 +150,16 @@ struct LoadLogicTests {
         // Two allocations (one call) settled at once: stamped at the poll 2 s later, it would be 1 a second.
         #expect((step.allocationsPerSecond ?? 0) > 2, "\(step)")
         #expect(step.refusals == ["486": 1] && step.reasons["486"] == "quota")
+    }
+
+    @Test("Processes are found by command name in /proc, this one among them")
+    func processes() async throws {
+        let own = try #require(await ProcessUsage.command(getpid()))
+        let found = await ProcessUsage.pids(of: own)
+        let none = await ProcessUsage.pids(of: "no-such-command-x")
+        let cpu = await ProcessUsage.cpuSeconds(getpid())
+        let resident = await ProcessUsage.residentBytes(getpid())
+        #expect(found.contains(getpid()) && none.isEmpty)
+        #expect(cpu != nil && (resident ?? 0) > 0)
     }
 }

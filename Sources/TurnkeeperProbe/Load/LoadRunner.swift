@@ -88,6 +88,16 @@ public enum LoadRunner {
 extension LoadRunner {
     /// A process's command name, to check that a PID given as coturn's is a turnserver.
     public static func processName(_ pid: Int32) async -> String? { await ProcessUsage.command(pid) }
+
+    /// coturn's PID when the server loaded is this machine (its address is one of ours) and exactly one
+    /// turnserver runs here; otherwise nil, and `--coturn-pid` says which.
+    public static func localCoturn(serving endpoint: ServerEndpoint) async -> Int32? {
+        guard let address = endpoint.address.ipAddress,
+            LocalRoute.sourceAddress(toward: endpoint.address) == address
+        else { return nil }
+        let found = await ProcessUsage.pids(of: "turnserver")
+        return found.count == 1 ? found[0] : nil
+    }
 }
 
 extension Optional {

@@ -36,4 +36,24 @@ enum ProcessUsage {
         else { return nil }
         return String(decoding: file.bytes.filter { $0 != 0x0A }, as: UTF8.self)
     }
+
+    /// The PIDs whose command name is `command`, from /proc.
+    static func pids(of command: String) async -> [Int32] {
+        let candidates: [Int32] =
+            (try? await Blocking.run {
+                guard let directory = opendir("/proc") else { return [] }
+                defer { closedir(directory) }
+                var pids: [Int32] = []
+                while let entry = readdir(directory) {
+                    let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                        String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+                    }
+                    if let pid = Int32(name), pid > 0 { pids.append(pid) }
+                }
+                return pids
+            }) ?? []
+        var found: [Int32] = []
+        for pid in candidates where await Self.command(pid) == command { found.append(pid) }
+        return found
+    }
 }

@@ -30,8 +30,10 @@ struct LoadCommand: AsyncParsableCommand {
             A step adds its calls to the running ones and is measured on its
             own once they are up: calls up, allocations a second, setup latency,
             loss, jitter (RFC 3550) and one-way transit percentiles, packets a
-            second, refusals by code, this process's CPU (so that a result never
-            measures the client) and, with --coturn-pid, coturn's CPU and memory.
+            second, refusals by code, this process's CPU (a client near its
+            cores' limit is named as the limit, not blamed on coturn) and
+            coturn's CPU and memory: --coturn-pid, or found when the server is
+            this machine and one turnserver runs here.
 
             --ramp raises the calls step by step and stops at the first step
             that refuses an allocation, fails a refresh, loses more than
@@ -93,7 +95,7 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: .private)
     var channelRefresh = DurationArgument(argument: "9m")!
 
-    @Option(help: ArgumentHelp("coturn's PID, for its CPU and memory.", valueName: "pid"))
+    @Option(help: ArgumentHelp("coturn's PID, for its CPU and memory (found when local).", valueName: "pid"))
     var coturnPID: Int32?
 
     @Option(
@@ -194,6 +196,11 @@ struct LoadCommand: AsyncParsableCommand {
         let all = minted.credentials
         let credentials: @Sendable (Int) -> TURNCredentials = { all[$0] }
         let endpoint = try await uri.endpoint()
+        var coturnPID = coturnPID
+        if coturnPID == nil, let found = await LoadRunner.localCoturn(serving: endpoint) {
+            coturnPID = found
+            Console.note("coturn runs on this machine (turnserver, PID \(found)): its CPU and memory are reported.")
+        }
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber) { received in
                 interrupted.store(true, ordering: .relaxed)
