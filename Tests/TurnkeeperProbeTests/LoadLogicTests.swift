@@ -74,7 +74,7 @@ struct LoadLogicTests {
         #expect(perUser?.words.contains("each call is its own user") == true)
         #expect(Self.judge(Self.step(refusals: ["508": 1]))?.check == "relay-capacity")
         let dropped = Self.judge(
-            Self.step(dropped: ["error": 3], loss: 40, reasons: ["error": "the connection was reset"]))
+            Self.step(dropped: ["error": 3], loss: 40, reasons: ["dropped error": "the connection was reset"]))
         #expect(dropped?.check == "dropped" && dropped?.words.contains("3×error: the connection was reset") == true)
         // Every code is named, the most frequent first.
         let refresh = Self.judge(Self.step(refreshFailures: ["437": 1, "timeout": 5], loss: 40))
@@ -85,12 +85,18 @@ struct LoadLogicTests {
         #expect(Self.judge(Self.step(held: 5, jitter: 99))?.check == "client-backlog")
         #expect(Self.judge(Self.step(jitter: 99))?.check == "jitter")
         #expect(Self.judge(Self.step(refusals: ["timeout": 1]))?.check == "setup-timeout")
-        let other = Self.judge(Self.step(refusals: ["401": 3], reasons: ["401": "coturn answered 401"]))
+        // A reason is quoted only for its own kind.
+        let other = Self.judge(
+            Self.step(
+                refusals: ["401": 3], reasons: ["refused 401": "coturn answered 401", "refresh 401": "another"]))
         #expect(other?.check == "refused" && other?.words.contains("3×401: coturn answered 401") == true)
     }
 
     @Test("A client at its cores' limit is named before the loss it causes; a full machine is said beside a limit")
     func saturation() {
+        // A saturated client is said beside a limit judged before it, too.
+        let refresh = Self.judge(Self.step(refreshFailures: ["timeout": 1], clientCPU: 190))
+        #expect(refresh?.check == "refresh" && refresh?.words.contains("at its cores' limit too") == true)
         let client = Self.judge(Self.step(loss: 5, clientCPU: 190))
         #expect(client?.check == "client-saturated" && client?.words.contains("another host") == true)
         let machine = Self.judge(Self.step(loss: 5, clientCPU: 95, coturnCPU: 95))
@@ -133,6 +139,23 @@ struct LoadLogicTests {
         #expect(step.duplicates == 3 && step.bytesPerSecond == 4700 && step.callsUp == 1)
     }
 
+    @Test("A packet 64 or more behind its stream's newest is lost, not a duplicate; one never sent is ignored")
+    func lateAndForged() {
+        let tally = LoadTally(calls: 1)
+        tally.beginStep(calls: 1)
+        tally.openWindow()
+        tally.sent(stream: 0, packets: 100)
+        Self.send(tally, stream: 0, sequences: [99, 10, 10, 98])
+        // Sequence 100 has not been sent: a server replaying ahead cannot raise what arrived.
+        Self.send(tally, stream: 0, sequences: [100, 5000])
+        tally.closeWindow()
+        let step = tally.measure(
+            calls: 1, seconds: 1, shape: LoadProfile.voice.shape, clientCPUPercent: 1, coturnCPUPercent: nil,
+            coturnResidentBytes: nil)
+        #expect(step.packetsSent == 100 && step.packetsPerSecond == 2 && step.duplicates == 0, "\(step)")
+        #expect(step.lossPercent == 98)
+    }
+
     @Test("Allocations a second are counted until the step's last call settles, not until it is polled")
     func allocationRate() async throws {
         let tally = LoadTally(calls: 4)
@@ -149,7 +172,7 @@ struct LoadLogicTests {
             coturnResidentBytes: nil)
         // Two allocations (one call) settled at once: stamped at the poll 2 s later, it would be 1 a second.
         #expect((step.allocationsPerSecond ?? 0) > 2, "\(step)")
-        #expect(step.refusals == ["486": 1] && step.reasons["486"] == "quota")
+        #expect(step.refusals == ["486": 1] && step.reasons["refused 486"] == "quota")
     }
 
     @Test("Processes are found by command name in /proc, this one among them")

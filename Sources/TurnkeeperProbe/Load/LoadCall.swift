@@ -85,19 +85,31 @@ enum LoadCall {
         }
     }
 
-    /// Until the run stops or a connection ends: allocations refreshed before their lifetime ends (rescheduled
-    /// from the lifetime each refresh grants), permissions and channels renewed as browsers renew them. The
-    /// schedule counts from the setup's start, so nothing granted during setup lapses. Each request has its
-    /// own deadline; each failure is counted by its code.
+    /// One side's refresh times: its allocation's lifetime as last granted, and when each renewal is due.
+    struct Schedule {
+        var lifetime: Int
+        var allocation: ContinuousClock.Instant
+        var permission: ContinuousClock.Instant
+        var channel: ContinuousClock.Instant
+    }
+
+    /// A failed renewal is tried again this soon (or sooner, within a short period), not a period later.
+    static let retry: Duration = .seconds(5)
+
+    /// Until the run stops or a connection ends: each side's allocation refreshed before its lifetime ends
+    /// (rescheduled from the lifetime each refresh grants), its permission and channel renewed as browsers
+    /// renew them. The schedule counts from the setup's start, so nothing granted during setup lapses. Each
+    /// request has its own deadline and the run's stop is checked before each; a failure is counted by its code
+    /// and retried soon.
     static func keepAlive(
         _ sides: [(client: TURNClient, peer: TransportAddress)], lifetime: Int, since began: ContinuousClock.Instant,
         options: LoadOptions, tally: LoadTally, stop: @escaping @Sendable () -> Bool
     ) async {
-        var lifetime = lifetime
-        var next = (
-            allocation: began + refreshAfter(lifetime: lifetime), permission: began + options.permissionRefresh,
-            channel: began + options.channelRefresh
-        )
+        var schedules = sides.map { _ in
+            Schedule(
+                lifetime: lifetime, allocation: began + refreshAfter(lifetime: lifetime),
+                permission: began + options.permissionRefresh, channel: began + options.channelRefresh)
+        }
         func failed(_ error: any Error) {
             if let error = error as? TURNClientError {
                 tally.refreshFailed(code(of: error), reason: error.description)
@@ -110,44 +122,55 @@ enum LoadCall {
                 tally.dropped(code(of: ended), reason: ended.description)
                 return
             }
-            try? await Pause.until(min(next.allocation, next.permission, next.channel, .now + .milliseconds(500)))
-            if stop() { return }
-            let now = ContinuousClock.now
-            if now >= next.allocation {
-                for side in sides {
+            let due = schedules.map { min($0.allocation, $0.permission, $0.channel) }.min() ?? .now
+            try? await Pause.until(min(due, .now + .milliseconds(500)))
+            for (index, side) in sides.enumerated() {
+                if stop() { return }
+                if ContinuousClock.now >= schedules[index].allocation {
+                    let requested = schedules[index].lifetime
                     do {
-                        lifetime = granted(
+                        let granted = granted(
                             try await side.client.refresh(
-                                lifetime: UInt32(lifetime), deadline: .now + options.setupTimeout))
-                    } catch { failed(error) }
+                                lifetime: UInt32(requested), deadline: .now + options.setupTimeout))
+                        schedules[index].lifetime = granted
+                        schedules[index].allocation = .now + refreshAfter(lifetime: granted)
+                    } catch {
+                        failed(error)
+                        schedules[index].allocation = .now + min(retry, refreshAfter(lifetime: requested))
+                    }
                 }
-                next.allocation = .now + refreshAfter(lifetime: lifetime)
-            }
-            if now >= next.permission {
-                for side in sides {
+                if stop() { return }
+                if ContinuousClock.now >= schedules[index].permission {
                     do {
                         try await side.client.createPermission(
                             for: [side.peer], deadline: .now + options.setupTimeout)
-                    } catch { failed(error) }
+                        schedules[index].permission = .now + options.permissionRefresh
+                    } catch {
+                        failed(error)
+                        schedules[index].permission = .now + min(retry, options.permissionRefresh)
+                    }
                 }
-                next.permission = now + options.permissionRefresh
-            }
-            if now >= next.channel {
-                for side in sides {
+                if stop() { return }
+                if ContinuousClock.now >= schedules[index].channel {
                     do {
                         try await side.client.channelBind(channel, to: side.peer, deadline: .now + options.setupTimeout)
-                    } catch { failed(error) }
+                        schedules[index].channel = .now + options.channelRefresh
+                    } catch {
+                        failed(error)
+                        schedules[index].channel = .now + min(retry, options.channelRefresh)
+                    }
                 }
-                next.channel = now + options.channelRefresh
             }
         }
     }
 
     /// Releases allocations (a Refresh with lifetime 0), all at once, awaited. One that goes unanswered is
-    /// counted: it stays on the server until its lifetime ends.
+    /// counted: it stays on the server until its lifetime ends. An allocation whose TCP or TLS connection has
+    /// ended is gone already (the server frees it with its connection), so nothing is sent for it.
     static func release(_ clients: [TURNClient], tally: LoadTally) async {
         await withTaskGroup(of: Void.self) { group in
-            for client in clients {
+            for client in clients
+            where client.connection.ended == nil || client.connection.endpoint.transport == .udp {
                 group.addTask {
                     if (try? await client.refresh(lifetime: 0, deadline: .now + .seconds(2))) == nil {
                         tally.releaseUnconfirmed()

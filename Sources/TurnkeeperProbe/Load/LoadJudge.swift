@@ -12,16 +12,16 @@ enum LoadJudge {
 
     static func judge(_ step: LoadStep, thresholds: LoadThresholds, sharedCredentials: Bool, cores: Int) -> Limit? {
         let at = "At \(step.calls) calls"
-        func codes(_ counts: [String: Int]) -> (total: Int, text: String)? {
+        func codes(_ counts: [String: Int], _ kind: String) -> (total: Int, text: String)? {
             guard !counts.isEmpty else { return nil }
             let sorted = counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
             let text = sorted.map { count in
-                let reason = step.reasons[count.key].map { ": \($0)" } ?? ""
+                let reason = step.reasons["\(kind) \(count.key)"].map { ": \($0)" } ?? ""
                 return "\(count.value)×\(count.key)\(reason)"
             }
             return (counts.values.reduce(0, +), text.joined(separator: "; "))
         }
-        let other = codes(step.refusals.filter { !["486", "508", "timeout"].contains($0.key) })
+        let other = codes(step.refusals.filter { !["486", "508", "timeout"].contains($0.key) }, "refused")
         let quotas =
             sharedCredentials
             ? "user-quota (every call shares one username), total-quota,"
@@ -45,13 +45,13 @@ enum LoadJudge {
             ),
             (
                 "dropped",
-                codes(step.dropped).map {
+                codes(step.dropped, "dropped").map {
                     "\(at) \($0.total) call(s) lost their connection to coturn mid-call (\($0.text))."
                 }
             ),
             (
                 "refresh",
-                codes(step.refreshFailures).map {
+                codes(step.refreshFailures, "refresh").map {
                     "\(at) \($0.total) refresh(es) of an allocation, permission or channel failed (\($0.text)): "
                         + "calls would drop mid-call."
                 }
@@ -107,10 +107,14 @@ enum LoadJudge {
             ),
         ]
         guard let first = rules.first(where: { $0.words != nil }), var words = first.words else { return nil }
-        // Client and coturn on one machine, together filling it: the knee is this machine's, not coturn's.
-        if first.check != "client-saturated", let coturn = step.coturnCPUPercent,
+        if clientBusy && first.check != "client-saturated" {
+            words +=
+                " This client was at its cores' limit too (\(step.clientCPUPercent)% CPU): it may be the cause; "
+                + "load from another host to tell."
+        } else if first.check != "client-saturated", let coturn = step.coturnCPUPercent,
             step.clientCPUPercent + coturn >= saturatedShare * 100 * Double(max(1, cores))
         {
+            // Client and coturn on one machine, together filling it: the knee is this machine's, not coturn's.
             words +=
                 " This machine's CPU was full (this client \(step.clientCPUPercent)% + coturn \(coturn)% of "
                 + "\(cores) core(s)): to measure coturn alone, load it from another host."

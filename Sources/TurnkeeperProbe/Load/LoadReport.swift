@@ -23,7 +23,8 @@ public struct LoadStep: Codable, Sendable, Hashable {
     public var allocationsPerSecond: Double?
     /// Packets this client did not send because the connection's send buffer was full.
     public var packetsHeld: Int
-    /// Packets that arrived more than once (counted once).
+    /// Packets that arrived more than once (counted once). One arriving 64 or more packets behind its stream's
+    /// newest is counted lost, as a jitter buffer would have dropped it.
     public var duplicates: Int
     /// Allocations refused, by error code ("486", "508", …).
     public var refusals: [String: Int]
@@ -31,7 +32,8 @@ public struct LoadStep: Codable, Sendable, Hashable {
     public var refreshFailures: [String: Int]
     /// Calls whose connection to the server ended mid-call, by cause.
     public var dropped: [String: Int]
-    /// What the server or the connection said for each code, the first time (escaped, bounded).
+    /// What the server or the connection said, the step's first time, by kind and code ("refused 401",
+    /// "refresh timeout", "dropped error"); escaped and bounded.
     public var reasons: [String: String]
     /// This process's CPU over the step, in percent of one core: a result must not measure the client.
     public var clientCPUPercent: Double

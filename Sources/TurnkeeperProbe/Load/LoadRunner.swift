@@ -69,6 +69,8 @@ public enum LoadRunner {
                     break
                 }
             }
+            // Traffic stops at once; the calls then release their allocations.
+            pacer.stopAll()
             finished.store(true, ordering: .relaxed)
         }
         var notTested = [
@@ -76,12 +78,17 @@ public enum LoadRunner {
             "audio and video in one call (a profile is one or the other)",
             "DTLS and TCP relay allocations (RFC 6062): the relay is UDP, as browsers use it",
         ]
-        if options.coturnPID == nil { notTested.append("coturn's CPU and memory (no --coturn-pid)") }
+        if options.coturnPID == nil {
+            notTested.append("coturn's CPU and memory (no --coturn-pid, and none found on this machine)")
+        } else {
+            notTested.append("coturn alone: this client shares its machine and its CPU")
+        }
         return LoadReport(
             uri: uri.text, profile: options.profile.description, stepSeconds: options.stepDuration.seconds,
             steps: steps, limit: limit?.words, limitCheck: limit?.check, notTested: notTested,
             credentialsShared: options.sharedCredentials, releasesUnconfirmed: tally.releasesUnconfirmed,
-            interrupted: steps.last?.interrupted ?? interrupted())
+            // Steps left unrun with no limit reached: only a stop does that.
+            interrupted: steps.last?.interrupted == true || (limit == nil && steps.count < options.steps.count))
     }
 }
 

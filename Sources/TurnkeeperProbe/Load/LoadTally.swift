@@ -19,7 +19,8 @@ final class LoadTally: MediaCounter {
         var refusals: [String: Int] = [:]
         var refreshFailures: [String: Int] = [:]
         var dropped: [String: Int] = [:]
-        /// The first description of each code, for the report: what the server or the connection said.
+        /// The step's first description of each kind and code ("refused 401", "refresh timeout", "dropped
+        /// error"), for the report: what the server or the connection said.
         var reasons: [String: String] = [:]
         var held = 0
         var duplicates = 0
@@ -63,6 +64,7 @@ final class LoadTally: MediaCounter {
             $0.refusals.removeAll()
             $0.refreshFailures.removeAll()
             $0.dropped.removeAll()
+            $0.reasons.removeAll()
             $0.target = calls
             $0.stepBegan = .now
             $0.stepSettled = nil
@@ -92,7 +94,7 @@ final class LoadTally: MediaCounter {
     func refused(_ code: String, reason: String) {
         state.withLock {
             $0.refusals[code, default: 0] += 1
-            if $0.reasons[code] == nil { $0.reasons[code] = reason }
+            if $0.reasons["refused " + code] == nil { $0.reasons["refused " + code] = reason }
             Self.settle(&$0)
         }
     }
@@ -101,7 +103,7 @@ final class LoadTally: MediaCounter {
     func refreshFailed(_ code: String, reason: String) {
         state.withLock {
             $0.refreshFailures[code, default: 0] += 1
-            if $0.reasons[code] == nil { $0.reasons[code] = reason }
+            if $0.reasons["refresh " + code] == nil { $0.reasons["refresh " + code] = reason }
         }
     }
 
@@ -110,7 +112,7 @@ final class LoadTally: MediaCounter {
         state.withLock {
             $0.up -= 1
             $0.dropped[code, default: 0] += 1
-            if $0.reasons[code] == nil { $0.reasons[code] = reason }
+            if $0.reasons["dropped " + code] == nil { $0.reasons["dropped " + code] = reason }
         }
     }
 
@@ -142,16 +144,18 @@ final class LoadTally: MediaCounter {
         let transit = Double(Int64(bitPattern: MediaPacket.now() &- packet.sentNanos)) / 1e6
         let sequence = Int(packet.sequence)
         state.withLock { state in
-            // A frame's packets can arrive before the pacer counts them sent; nothing further ahead is ours.
-            guard stream < state.sent.count, sequence < state.sent[stream] + 64 else { return }
+            // The pacer counts a packet before writing it: a sequence not yet counted was never sent by us.
+            guard stream < state.sent.count, sequence < state.sent[stream] else { return }
             let highest = state.highest[stream]
             if sequence > highest {
                 let shift = sequence - highest
                 state.seen[stream] = shift >= 64 ? 1 : state.seen[stream] << UInt64(shift) | 1
                 state.highest[stream] = sequence
             } else {
+                // 64 or more behind the newest: too late for any jitter buffer, so lost, not a duplicate.
+                guard highest - sequence < 64 else { return }
                 let bit = UInt64(1) << UInt64(highest - sequence)
-                guard highest - sequence < 64, state.seen[stream] & bit == 0 else {
+                guard state.seen[stream] & bit == 0 else {
                     state.duplicates += 1
                     return
                 }

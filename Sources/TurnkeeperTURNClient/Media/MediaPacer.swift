@@ -4,9 +4,9 @@ import NIOPosix
 /// What one stream sends: `packetsPerFrame` packets of `packetSize` bytes every `frameInterval` (voice: one
 /// packet every 20 ms; video: a frame's burst of packets every 33 ms).
 public struct MediaShape: Sendable, Hashable {
-    public var frameInterval: Duration
-    public var packetsPerFrame: Int
-    public var packetSize: Int
+    public let frameInterval: Duration
+    public let packetsPerFrame: Int
+    public let packetSize: Int
 
     /// Clamped to what the pacer can send: an interval of at least 1 ms, at least one packet a frame, and a
     /// size from the packet header (16 bytes) to what ChannelData's 16-bit length allows.
@@ -65,6 +65,11 @@ public final class MediaPacer: Sendable {
     public func stop(stream: Int) {
         for pacer in loops { pacer.eventLoop.execute { pacer.stop(stream: stream) } }
     }
+
+    /// Stops every stream at once (a run's end, Ctrl-C), before the calls release their allocations.
+    public func stopAll() {
+        for pacer in loops { pacer.eventLoop.execute { pacer.stopAll() } }
+    }
 }
 
 /// One event loop's streams: a min-heap of due times and one scheduled callback for the earliest. Touched only
@@ -116,6 +121,11 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
         streams[stream] = nil
     }
 
+    func stopAll() {
+        streams.removeAll()
+        heap.removeAll()
+    }
+
     /// Frames due this close to a wakeup go with it: streams at random phases would otherwise wake the loop
     /// once a packet, which costs more than the sending.
     static let slack: UInt64 = 1_000_000
@@ -143,6 +153,8 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
         }
         var sent = 0
         while sent < shape.packetsPerFrame && path.channel.isWritable {
+            // Counted before it is written: its answer can arrive before this loop ends.
+            counter.sent(stream: stream, packets: 1)
             // Rewritten in place. Once the last write has left, the storage is ours alone and nothing is copied;
             // a write still pending (a full socket) makes this copy it, correctly.
             streams[stream]!.frame.setInteger(streams[stream]!.sequence, at: 4 + MediaPacket.sequenceOffset)
@@ -156,7 +168,6 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
             }
             sent += 1
         }
-        if sent > 0 { counter.sent(stream: stream, packets: sent) }
         if sent < shape.packetsPerFrame { counter.held(stream: stream, packets: shape.packetsPerFrame - sent) }
     }
 

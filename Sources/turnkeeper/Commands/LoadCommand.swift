@@ -36,18 +36,21 @@ struct LoadCommand: AsyncParsableCommand {
             this machine and one turnserver runs here.
 
             --ramp raises the calls step by step and stops at the first step
-            that refuses an allocation, fails a refresh, loses more than
-            --max-loss, or passes --max-jitter, --max-transit or --max-setup,
-            and says which limit it hit and the coturn option that governs it
-            (user-quota, total-quota, min-port..max-port, bps-capacity, max-bps).
+            that hits a limit, and says which and the coturn option that
+            governs it (user-quota, total-quota, min-port..max-port,
+            bps-capacity, max-bps): an allocation refused, a call dropped, a
+            refresh failed, this client at its cores' limit, loss over
+            --max-loss, packets held back, jitter, transit or setup over
+            --max-jitter, --max-transit or --max-setup. docs/load.md has all.
 
             The URI must be given; only that server is contacted, and the only
             peers are the run's own relays. Credentials are required:
             --secret-file and --synapse-config mint one user per call; a
             --username with --password-file, or --homeserver's, is shared by
             every call (so user-quota applies to all). Ctrl-C (or SIGTERM)
-            stops sending at once and releases every allocation within about
-            --timeout; a second Ctrl-C ends it without releasing.
+            stops sending within a quarter of a second and releases every
+            allocation, within about --timeout once requests in flight end; a
+            second Ctrl-C ends it without releasing.
 
             Exit status: 0 every step carried its calls, 1 a limit was reached
             or the run was interrupted, 2 usage or configuration error.
@@ -190,8 +193,13 @@ struct LoadCommand: AsyncParsableCommand {
                 "the shared credential expires before the run can end: refreshes after that are refused (401). "
                     + "Use --secret-file or --synapse-config, whose credentials last the run.")
         }
-        if let coturnPID, let name = await LoadRunner.processName(coturnPID), name != "turnserver" {
-            Console.warning("--coturn-pid \(coturnPID) is not a turnserver process: its CPU is not coturn's.")
+        if let coturnPID {
+            let name = await LoadRunner.processName(coturnPID)
+            if name == nil {
+                Console.warning("--coturn-pid \(coturnPID): no such process here, so coturn's CPU is not reported.")
+            } else if name != "turnserver" {
+                Console.warning("--coturn-pid \(coturnPID) is not a turnserver process: its CPU is not coturn's.")
+            }
         }
         let all = minted.credentials
         let credentials: @Sendable (Int) -> TURNCredentials = { all[$0] }
@@ -201,6 +209,8 @@ struct LoadCommand: AsyncParsableCommand {
             coturnPID = found
             Console.note("coturn runs on this machine (turnserver, PID \(found)): its CPU and memory are reported.")
         }
+        // Initialised here, not lazily inside the handler.
+        _ = interrupted.load(ordering: .relaxed)
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber) { received in
                 interrupted.store(true, ordering: .relaxed)
