@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import TurnkeeperCallTest
 import TurnkeeperConfiguration
 import TurnkeeperCore
@@ -12,6 +13,9 @@ import TurnkeeperTURNClient
 
 /// `turnkeeper run`: loads the configuration and the rotation state, opens the health listener, tells
 /// systemd it is ready, and runs the services until SIGTERM. See docs/operations.md.
+/// A SIGHUP that arrived before the reload service listened for it.
+let earlyHangup = Atomic<Bool>(false)
+
 public struct Daemon {
     public let configurationPath: String
     public let environment: [String: String]
@@ -22,9 +26,10 @@ public struct Daemon {
     }
 
     public func run() async throws {
-        // Until the reload service traps it, SIGHUP's default action would kill us; an early reload is
-        // better lost than fatal.
-        signal(SIGHUP, SIG_IGN)
+        // Until the reload service traps it, SIGHUP's default action would kill us: an early one is noted
+        // instead, and the reload service reloads for it once it listens (a reload right after a start is kept).
+        _ = earlyHangup.load(ordering: .relaxed)
+        signal(SIGHUP) { _ in earlyHangup.store(true, ordering: .relaxed) }
         let format = JournalLogHandler.format(environment: environment)
         let logger = Logger(label: "turnkeeper") { _ in JournalLogHandler(format: format) }
         var quiet = Logger(label: "turnkeeper.lifecycle") { _ in JournalLogHandler(format: format) }

@@ -53,6 +53,8 @@ struct ReloadService: Service {
 
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        // One that came before the trap was set is reloaded for now.
+        if earlyHangup.exchange(false, ordering: .relaxed) { await reload() }
         await cancelWhenGracefulShutdown {
             for await _ in hangups { await reload() }
         }
