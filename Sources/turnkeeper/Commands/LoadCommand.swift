@@ -43,8 +43,9 @@ struct LoadCommand: AsyncParsableCommand {
             --max-loss, packets held back, jitter, transit or setup over
             --max-jitter, --max-transit or --max-setup. docs/load.md has all.
 
-            The URI must be given; only that server is contacted, and the only
-            peers are the run's own relays. Credentials are required:
+            The URI must be given; only that server (and with --homeserver, the
+            homeserver) is contacted, and the only peers are the run's own
+            relays. Credentials are required:
             --secret-file and --synapse-config mint one user per call; a
             --username with --password-file, or --homeserver's, is shared by
             every call (so user-quota applies to all). Ctrl-C (or SIGTERM)
