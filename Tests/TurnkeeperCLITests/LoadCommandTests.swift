@@ -14,6 +14,25 @@ struct LoadCommandTests {
         var limit: String { report["limit"] as? String ?? "" }
     }
 
+    /// A new secret in a private directory's file, and coturns that accept it.
+    struct Secret {
+        let directory: TemporaryDirectory
+        let text: String
+        let file: String
+
+        init() throws {
+            directory = try TemporaryDirectory("turnkeeper-load")
+            text = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+            file = try directory.write("secret", text + "\n")
+        }
+
+        func coturn(_ extraLines: [String] = []) throws -> CoturnServer {
+            try CoturnServer(secrets: [text], extraLines: extraLines)
+        }
+
+        func remove() { directory.remove() }
+    }
+
     static func load(_ arguments: [String]) throws -> Run {
         // Timing limits out of reach: what a loaded machine does to jitter, transit and setup is not under test.
         let output = try TurnkeeperBinary.run(
@@ -25,12 +44,11 @@ struct LoadCommandTests {
 
     @Test("Three voice calls over UDP and TCP: all up, packets through, no limit, exit 0")
     func smallLoad() throws {
-        let directory = try TemporaryDirectory("turnkeeper-load")
-        defer { directory.remove() }
-        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        let coturn = try CoturnServer(secrets: [secret])
+        let secret = try Secret()
+        defer { secret.remove() }
+        let coturn = try secret.coturn()
         defer { coturn.stop() }
-        let secretFile = try directory.write("secret", secret + "\n")
+        let secretFile = secret.file
         for transport in ["udp", "tcp"] {
             // A packet may miss its half second's grace on a loaded machine; a broken relay path loses them all.
             let run = try Self.load([
@@ -97,13 +115,12 @@ struct LoadCommandTests {
 
     @Test("A narrow relay port range: the ramp stops at the step that needs more ports, and names min-port..max-port")
     func relayPorts() throws {
-        let directory = try TemporaryDirectory("turnkeeper-load")
-        defer { directory.remove() }
-        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let secret = try Secret()
+        defer { secret.remove() }
         // The test coturn has 64 relay ports: 32 calls.
-        let coturn = try CoturnServer(secrets: [secret])
+        let coturn = try secret.coturn()
         defer { coturn.stop() }
-        let secretFile = try directory.write("secret", secret + "\n")
+        let secretFile = secret.file
         let run = try Self.load([
             "turn:127.0.0.1:\(coturn.port)?transport=udp", "--secret-file", secretFile, "--ramp", "8,40",
             "--duration", "1s",
@@ -119,14 +136,11 @@ struct LoadCommandTests {
     @Test(
         "Refreshes: with coturn's lifetimes shortened, calls renewing as browsers do lose nothing; without, they drop")
     func refreshes() throws {
-        let directory = try TemporaryDirectory("turnkeeper-load")
-        defer { directory.remove() }
-        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        let coturn = try CoturnServer(
-            secrets: [secret],
-            extraLines: ["permission-lifetime=4", "channel-lifetime=5", "max-allocate-lifetime=6"])
+        let secret = try Secret()
+        defer { secret.remove() }
+        let coturn = try secret.coturn(["permission-lifetime=4", "channel-lifetime=5", "max-allocate-lifetime=6"])
         defer { coturn.stop() }
-        let secretFile = try directory.write("secret", secret + "\n")
+        let secretFile = secret.file
         let base = [
             "turn:127.0.0.1:\(coturn.port)?transport=udp", "--secret-file", secretFile, "--calls", "2", "--duration",
             "12s", "--max-loss", "5",
@@ -146,15 +160,14 @@ struct LoadCommandTests {
 
     @Test("Video: each frame's bytes go as a burst of equal packets, over UDP and TLS, and arrive")
     func video() throws {
-        let directory = try TemporaryDirectory("turnkeeper-load")
-        defer { directory.remove() }
-        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        let certificates = try TestCertificates(in: directory)
+        let secret = try Secret()
+        defer { secret.remove() }
+        let certificates = try TestCertificates(in: secret.directory)
         var options = CoturnServer.Options()
         options.tls = certificates.good
-        let coturn = try CoturnServer(secrets: [secret], options: options)
+        let coturn = try CoturnServer(secrets: [secret.text], options: options)
         defer { coturn.stop() }
-        let secretFile = try directory.write("secret", secret + "\n")
+        let secretFile = secret.file
         for uri in ["turn:127.0.0.1:\(coturn.port)?transport=udp", "turns:localhost:\(coturn.tlsPort!)?transport=tcp"] {
             // 400 kbit/s at 25 frames/s: 2,000 bytes a frame, two packets of 1,000.
             let run = try Self.load([
@@ -174,12 +187,11 @@ struct LoadCommandTests {
 
     @Test("Bandwidth caps: max-bps shows as loss naming it; bps-capacity refuses allocations with 486, named")
     func bandwidthCaps() throws {
-        let directory = try TemporaryDirectory("turnkeeper-load")
-        defer { directory.remove() }
-        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
-        let secretFile = try directory.write("secret", secret + "\n")
+        let secret = try Secret()
+        defer { secret.remove() }
+        let secretFile = secret.file
         // Voice is 8,200 bytes a second each way at the relay; 4,000 allowed drops about half.
-        let capped = try CoturnServer(secrets: [secret], extraLines: ["max-bps=4000"])
+        let capped = try secret.coturn(["max-bps=4000"])
         let loss = try Self.load([
             "turn:127.0.0.1:\(capped.port)?transport=udp", "--secret-file", secretFile, "--calls", "2",
             "--duration", "3s",
@@ -189,7 +201,7 @@ struct LoadCommandTests {
         #expect(loss.report["limitCheck"] as? String == "loss" && loss.limit.contains("max-bps"), "\(loss.report)")
         #expect((loss.steps.first?["lossPercent"] as? Double ?? 0) > 20, "\(loss.report)")
         // 10,000 bytes a second of capacity at 4,000 a session: two sessions, one call.
-        let full = try CoturnServer(secrets: [secret], extraLines: ["max-bps=4000", "bps-capacity=10000"])
+        let full = try secret.coturn(["max-bps=4000", "bps-capacity=10000"])
         defer { full.stop() }
         let refused = try Self.load([
             "turn:127.0.0.1:\(full.port)?transport=udp", "--secret-file", secretFile, "--ramp", "1,2", "--duration",
