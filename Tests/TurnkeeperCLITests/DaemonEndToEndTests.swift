@@ -26,7 +26,8 @@ struct DaemonEndToEndTests {
         try await journal.waitForLog("ready:", timeout: .seconds(60))
 
         let managedFile = deployment.synapse.confD + "/90-turnkeeper.yaml"
-        var secretsSeen: Set<String> = [deployment.original.withExposedBytes { String(decoding: $0, as: UTF8.self) }]
+        // In the order seen, so that a refusal says which secret signed it: 0 is the admin's original.
+        var secretsSeen = [deployment.original.withExposedBytes { String(decoding: $0, as: UTF8.self) }]
         var held: TurnServerResponse?
         var allocated = 0
         var refused: [String] = []
@@ -42,7 +43,7 @@ struct DaemonEndToEndTests {
             if let text = try? String(contentsOfFile: managedFile, encoding: .utf8),
                 let value = text.split(separator: "\"").dropFirst().first, value.count >= 43
             {
-                secretsSeen.insert(String(value))
+                if !secretsSeen.contains(String(value)) { secretsSeen.append(String(value)) }
             }
             let answer: TurnServerResponse
             do {
@@ -71,7 +72,7 @@ struct DaemonEndToEndTests {
                             (try? CredentialVerifier(secrets: [TurnSecret(adopting: $0, source: "test")]).verify(
                                 username: credential.username, password: credential.password, nowSeconds: 0))
                                 != .noSecretMatched
-                        }.map { secretsSeen.distance(from: secretsSeen.startIndex, to: $0) }
+                        }
                         refused.append(
                             "\(credential.username) at \(Date()) \(credential == answer ? "fresh" : "held") signer \(String(describing: signer)) of \(secretsSeen.count)"
                         )
@@ -86,7 +87,10 @@ struct DaemonEndToEndTests {
         let log = journal.log
         #expect(journal.occurrences(of: "step 4:") >= 3, "\(log.suffix(4000))")
         #expect(journal.occurrences(of: "step 5:") >= 3, "\(log.suffix(4000))")
-        #expect(refused.isEmpty, "coturn refused credentials Synapse had handed out: \(refused)\n\(log)")
+        #expect(
+            refused.isEmpty,
+            "coturn refused credentials Synapse had handed out: \(refused)\n\(log)\ncoturn:\n\(deployment.coturn.log.suffix(4000))"
+        )
         // However few rounds a loaded machine managed meanwhile: after three rotations, what Synapse hands out is
         // signed with the secret in its managed file (not the original) and coturn accepts it.
         let current = try #require(
