@@ -32,28 +32,28 @@ enum ProcessUsage {
 
     /// The command name of a process (/proc/PID/comm), to check that a PID given as coturn's is a turnserver.
     static func command(_ pid: Int32) async -> String? {
-        guard let file = try? await Blocking.run({ try FileContents.read("/proc/\(pid)/comm", limit: 256) })
-        else { return nil }
-        return String(decoding: file.bytes.filter { $0 != 0x0A }, as: UTF8.self)
+        try? await Blocking.run { commandNow(pid) }
     }
 
-    /// The PIDs whose command name is `command`, from /proc.
+    /// The PIDs whose command name is `command`: /proc listed and each comm read in one trip to the pool.
     static func pids(of command: String) async -> [Int32] {
-        let candidates: [Int32] =
-            (try? await Blocking.run {
-                guard let directory = opendir("/proc") else { return [] }
-                defer { closedir(directory) }
-                var pids: [Int32] = []
-                while let entry = readdir(directory) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
-                        String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    if let pid = Int32(name), pid > 0 { pids.append(pid) }
+        (try? await Blocking.run {
+            guard let directory = opendir("/proc") else { return [] }
+            defer { closedir(directory) }
+            var found: [Int32] = []
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                    String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
                 }
-                return pids
-            }) ?? []
-        var found: [Int32] = []
-        for pid in candidates where await Self.command(pid) == command { found.append(pid) }
-        return found
+                if let pid = Int32(name), pid > 0, commandNow(pid) == command { found.append(pid) }
+            }
+            return found
+        }) ?? []
+    }
+
+    /// Blocking: call on the pool.
+    private static func commandNow(_ pid: Int32) -> String? {
+        guard let file = try? FileContents.read("/proc/\(pid)/comm", limit: 256) else { return nil }
+        return String(decoding: file.bytes.filter { $0 != 0x0A }, as: UTF8.self)
     }
 }
