@@ -23,6 +23,39 @@ public enum GroupID {
         return nil
     }
 
+    /// Groups that many services share: a secret file readable by one is readable by all of them.
+    public static let shared: Set<String> = ["nogroup", "nobody", "users", "staff", "daemon", "adm"]
+
+    /// Why `group` must not be given a secret file to read (a group other services share, by name or by id),
+    /// naming the primary group of `user` when it has one of its own; nil when it may.
+    public static func sharedGroupProblem(_ group: String, user: String) -> String? {
+        let gid = lookup(group)
+        let sharedIDs = Set(shared.compactMap { lookup($0) })
+        guard shared.contains(group) || gid.map({ sharedIDs.contains($0) && $0 != 0 }) == true else { return nil }
+        let primary = primaryGroup(of: user)
+        let own = primary.map { name in
+            shared.contains(name)
+                ? "\(user)'s primary group is \(name), shared too" : "\(user)'s primary group is \(name)"
+        }
+        return "the group \(group) is shared by other services, so every process in it could read the TURN secret"
+            + (own.map { " (\($0))" } ?? "")
+    }
+
+    /// The name of `user`'s primary group, or nil when there is no such user.
+    public static func primaryGroup(of user: String) -> String? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwnam_r(user, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        var group = group_t()
+        var found: UnsafeMutablePointer<group_t>?
+        var groupBuffer = [CChar](repeating: 0, count: 16384)
+        guard getgrgid_r(entry.pw_gid, &group, &groupBuffer, groupBuffer.count, &found) == 0, found != nil,
+            let name = group.gr_name
+        else { return nil }
+        return String(cString: name)
+    }
+
     /// The id, or an error naming what to set.
     public static func require(_ group: String, runsAs service: String) throws(TurnkeeperError) -> UInt32 {
         guard let gid = lookup(group) else {

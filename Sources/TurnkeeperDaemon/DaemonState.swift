@@ -22,6 +22,9 @@ public final class DaemonState: Sendable {
         /// When the rotation service acts next (Unix seconds).
         public var nextAction: Int64?
         public var rotating = false
+        /// The rotation service finished its first round (or found nothing due): until then a probe could meet a
+        /// restart turnkeeper itself caused (coturn with `store: config`, Synapse).
+        public var firstRoundDone = false
         /// Failed attempts in a row, the last one's time and why.
         public var failures = 0
         public var lastFailure: Int64?
@@ -31,6 +34,8 @@ public final class DaemonState: Sendable {
         public var probePassed: Bool?
         public var probeProblems: [String] = []
         public var lastProbe: Int64?
+        /// Why Synapse's configuration does not give it turnkeeper's current secret, as the last probe read it.
+        public var synapseDrift: String?
         /// The last audit's findings, and when it ran.
         public var auditFindings: [AuditFinding]?
         public var lastAudit: Int64?
@@ -88,8 +93,9 @@ public final class DaemonState: Sendable {
         if let next = state.nextAction, !state.rotating {
             parts.append("next rotation step \(WallClock.utcString(seconds: next))")
         }
-        if let age = state.rotation?.currentAgeSeconds {
-            parts.append("secret age \(WallClock.spanString(seconds: age))")
+        // From the switch's time, not the age saved with the status, which is as old as the last read.
+        if let last = state.rotation?.lastRotation {
+            parts.append("secret age \(WallClock.spanString(seconds: max(0, now - last)))")
         }
         if let passed = state.probePassed, let at = state.lastProbe {
             let total = Set(state.probeSteps.map(\.uri)).count

@@ -36,7 +36,7 @@ public struct Checker {
             synapse = try await Blocking.run { try SynapseConfig.load(paths) }
         } catch let error as TurnkeeperError {
             guard [.checkFailed, .invalidSecret, .invalidArgument].contains(error.code) else { throw error }
-            problem(error.reason, "Fix Synapse's config as the message says, then restart Synapse.")
+            problem(error.reason, "Change Synapse's config as the message says, then restart Synapse.")
             return findings
         }
         findings += synapse.warnings.map { Finding(ok: false, summary: $0, fix: "See docs/configuration.md.") }
@@ -65,16 +65,17 @@ public struct Checker {
             ok("turnkeeper's files can be written safely (no links, no other users' files or directories)")
         } catch {
             problem(
-                error.reason, "Fix it as the message says; `\(configuration.command("rotate"))` refuses until then.")
+                error.reason, "Do what the message says; `\(configuration.command("rotate"))` refuses until then.")
         }
         // turnkeeper's file sets both keys; once it exists, a file that still wins for either overrides it.
         if (try? FileContents.read(configuration.synapse.managedFile)) != nil {
             for key in ["turn_shared_secret", "turn_shared_secret_path"] {
                 if let origin = synapse.origins[key], origin != configuration.synapse.managedFile {
                     problem(
-                        "\(origin) is read after turnkeeper's \(configuration.synapse.managedFile) and sets \(key), so it "
-                            + "overrides every rotation.",
-                        "Move \(key) out of \(origin), or name a managed_file that sorts after it."
+                        "\(synapse.location(of: key) ?? origin) is read after turnkeeper's "
+                            + "\(configuration.synapse.managedFile) and sets \(key), so it overrides every rotation.",
+                        "Remove \(key) from \(origin) (turnkeeper's file sets it), then run "
+                            + "`\(configuration.command("rotate --resume"))`: it restarts Synapse onto the current secret."
                     )
                 }
             }
@@ -186,6 +187,11 @@ public struct Checker {
                 configuration: configuration)
             accepted += conf.secrets.map(\.secret)
         }
+        // What Synapse's files give it against turnkeeper's state: a file put back since the last rotation.
+        let drift = try? await SynapseSigning.read(configuration, rotating: false).drift
+        if let drift {
+            problem(drift, "See above; `\(configuration.command("check"))` again afterwards.")
+        }
         if accepted.contains(secret) {
             ok("coturn accepts the secret Synapse uses (\(secret.fingerprint))")
             findings += await Self.clockFindings(
@@ -206,6 +212,13 @@ public struct Checker {
                         + "\"\(ServerText.escaped(heldUnder))\", turnkeeper's coturn.realm is wrong; otherwise calls will ring and never connect.",
                     "Set coturn.realm in \(configuration.path) to coturn's realm= (and coturn.config_file, so check can "
                         + "compare them). Rotating before that would write rows under the wrong realm.")
+            } else if drift != nil {
+                problem(
+                    "coturn does not accept the secret Synapse uses (\(secret.fingerprint)); coturn has \(has). Calls "
+                        + "will ring and never connect.",
+                    "Synapse's files changed since turnkeeper last switched it: do what the finding above says (it "
+                        + "names the file and line); `\(configuration.command("rotate --resume"))` then switches Synapse "
+                        + "back to turnkeeper's current secret, which coturn accepts.")
             } else {
                 problem(
                     "coturn does not accept the secret Synapse uses (\(secret.fingerprint)); coturn has \(has). Calls "

@@ -17,12 +17,15 @@ public struct Reconciliation: Sendable, Codable, Equatable {
     /// Fingerprints of retired secrets back a second time after turnkeeper removed them once: put back on
     /// purpose, most likely, so left in place and only reported (an app not listed may sign with one).
     public var leftInPlace: [String] = []
+    /// Fingerprints of retired secrets the store held again that a consumer signs with now (a restored backup of
+    /// its files, a re-applied snippet): never removed, and each with why.
+    public var keptInUse: [String] = []
     /// True when the store was changed; false for a report only (`check`).
     public var repaired: Bool
     /// Digests of the retired secrets removed now, to be marked so that a second return is left in place.
     var removedDigests: [String] = []
 
-    public var isEmpty: Bool { restored.isEmpty && removed.isEmpty && leftInPlace.isEmpty }
+    public var isEmpty: Bool { restored.isEmpty && removed.isEmpty && leftInPlace.isEmpty && keptInUse.isEmpty }
 
     /// One line for the log or the terminal.
     public var summary: String {
@@ -44,13 +47,20 @@ public struct Reconciliation: Sendable, Codable, Equatable {
                     + "removed once after a rollback; left in place, as it was put back again (list the app that "
                     + "signs with it under consumers:, or remove it by hand)")
         }
+        if !keptInUse.isEmpty {
+            parts.append(
+                "coturn's store holds again what turnkeeper retired, and it is in use, so it stays: "
+                    + keptInUse.joined(separator: "; "))
+        }
         return parts.joined(separator: "; ")
     }
 
     /// Compares and, with `repair`, brings `store` in line: adds each of `needed` it lacks, removes each of
-    /// `retired` it holds (once: one back after that is left in place and reported).
+    /// `retired` it holds (once: one back after that is left in place and reported). `keeps` says why a consumer
+    /// still signs with a secret, read from the world now: such a secret is never removed.
     static func run(
-        store: any CoturnSecretStore, needed: [TurnSecret], retired: [RetiredSecret], repair: Bool
+        store: any CoturnSecretStore, needed: [TurnSecret], retired: [RetiredSecret], repair: Bool,
+        keeps: (TurnSecret) async -> String? = { _ in nil }
     ) async throws -> Reconciliation {
         let held = try await store.secrets()
         var result = Reconciliation(repaired: repair)
@@ -64,6 +74,10 @@ public struct Reconciliation: Sendable, Codable, Equatable {
             guard let entry = byDigest[digest] else { continue }
             if entry.removedAfterReturn == true {
                 result.leftInPlace.append(secret.fingerprint)
+                continue
+            }
+            if let reason = await keeps(secret) {
+                result.keptInUse.append("\(secret.fingerprint): \(reason)")
                 continue
             }
             if repair { try await store.remove(secret) }

@@ -29,6 +29,9 @@ struct RotationState: Codable, Sendable {
         var after: Int64
         /// Why the last attempt to retire it failed (coturn still accepts it, or did not answer); it is retried.
         var failed: String?
+        /// Why it was not taken out of coturn when due: a consumer still signs with it (or whether one does could
+        /// not be told). It stays in coturn's store, and its retirement is tried again.
+        var kept: String?
     }
 
     var phase: Phase = .idle
@@ -52,6 +55,10 @@ struct RotationState: Codable, Sendable {
     /// The consumers known to sign with `current`: those switched to it, and those brought onto it since
     /// (listed later, or at adoption). A configured consumer missing here is brought onto it on the next run.
     var members: [String]?
+    /// Members seen signing with another secret than `current` since they were switched (their files changed
+    /// behind turnkeeper's back). Each is switched again, restart included, once its files let it: the running
+    /// app may have read the other secret.
+    var drifted: [String]?
     /// The secrets retired from coturn, by digest: a store rolled back to before a retirement is put right.
     var retired: [RetiredSecret]?
     var lastResult: String?
@@ -59,7 +66,7 @@ struct RotationState: Codable, Sendable {
     /// What coturn's store must hold: the current secret, a pending one from step 2 on, and the retiring ones
     /// (but not one whose retirement began: it left the store, and only its proof is missing).
     var neededInStore: [TurnSecret] {
-        var needed = [current].compactMap { $0 } + retiring.filter { $0.failed == nil }.map(\.value)
+        var needed = [current].compactMap { $0 } + retiring.filter { $0.failed == nil || $0.kept != nil }.map(\.value)
         if let pending, phase == .verifying || phase == .switching { needed.append(pending) }
         return needed
     }

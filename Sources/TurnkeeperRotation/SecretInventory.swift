@@ -87,7 +87,7 @@ public struct SecretInventory: Sendable, Codable {
                 view.source = source
                 if configuration.role.managesCoturn { view.accepted = found.contains { $0.secret == secret } }
                 users[secret.fingerprint, default: []].append(consumer.label)
-            case .unknown(let reason):
+            case .none(let reason), .unknown(let reason):
                 view.source = reason
             }
             if consumer.name == "synapse" {
@@ -134,7 +134,7 @@ extension SecretInventory {
                     ok: false,
                     summary: "what coturn accepts and what each consumer signs with could not be read: "
                         + ((error as? TurnkeeperError)?.reason ?? "\(error)"),
-                    fix: "Fix it as the message says, then run check again.")
+                    fix: "Do what the message says, then run check again.")
             ]
         }
     }

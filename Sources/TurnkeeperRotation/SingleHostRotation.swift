@@ -1,3 +1,4 @@
+import FoundationEssentials
 import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials
@@ -54,14 +55,20 @@ public struct SingleHostRotation: SecretRotation {
         // The notice that every app must be listed is said once: at adoption when no rotation follows, else
         // before the first rotation.
         var current = try await loadOrAdopt(announce: request == .resume)
-        current = try await repairStore(current).state
+        let loaded = current
+        let repair = try await repairStore(current)
+        current = repair.state
         if current.phase != .idle {
             say("resuming the rotation left in phase \(current.phase.rawValue)")
             current = try await advance(current)
         }
         current = try await bringInLine(current)
+        current = try await realign(current)
         current = try await retireDue(current)
-        guard request == .rotate else { return }
+        guard request == .rotate else {
+            if repair.result.isEmpty, Self.unchanged(loaded, current) { say(await nothingToResume(current)) }
+            return
+        }
         let secret = try TurnSecret.generate()
         // Everything that can be known before step 1 is checked now: a rotation that cannot end with every
         // consumer on the new secret does not start.
@@ -103,7 +110,8 @@ public struct SingleHostRotation: SecretRotation {
     /// state with the removals marked (saved).
     private func repairStore(_ saved: RotationState) async throws -> (state: RotationState, result: Reconciliation) {
         let result = try await Reconciliation.run(
-            store: coturn, needed: saved.neededInStore, retired: saved.retired ?? [], repair: true)
+            store: coturn, needed: saved.neededInStore, retired: saved.retired ?? [], repair: true,
+            keeps: { await keepers(of: $0, saved) })
         var updated = saved
         if !result.removedDigests.isEmpty {
             updated.retired = RetiredSecret.markRemoved(result.removedDigests, in: saved.retired)
@@ -249,14 +257,115 @@ public struct SingleHostRotation: SecretRotation {
         return current
     }
 
+    /// Members whose files name another secret than the current one were changed behind turnkeeper's back (a
+    /// restored backup, a re-applied snippet, configuration management): each is switched back, or, when a file
+    /// turnkeeper does not write decides, the run stops here with that file and line, before any retirement.
+    /// One seen drifting is switched (restarted) once more when its files are back: it may run with the other.
+    private func realign(_ start: RotationState) async throws -> RotationState {
+        var current = start
+        guard current.phase == .idle, let secret = current.current else { return current }
+        let members = current.members ?? []
+        let known = try await coturn.secrets() + [secret] + current.retiring.map(\.value)
+        for consumer in consumers where members.contains(consumer.name) {
+            let use = await consumer.inUse(candidates: known, now: now())
+            let drifted = (current.drifted ?? []).contains(consumer.name)
+            let other: String? =
+                switch use {
+                case .signsWith(let used, let source) where used != secret:
+                    "signs with \(used.fingerprint) (\(source)); coturn keeps accepting it while it does"
+                case .none(let reason): "signs with no secret turnkeeper knows: \(reason)"
+                default: nil
+                }
+            if let other {
+                say(
+                    "\(consumer.label) \(other), not with the current secret \(secret.fingerprint): its configuration "
+                        + "changed since turnkeeper switched it (a restored backup, a re-applied snippet, configuration "
+                        + "management). Switching it back")
+                if !drifted {
+                    current.drifted = (current.drifted ?? []) + [consumer.name]
+                    try await state.save(current)
+                }
+            } else if drifted, case .signsWith(secret, _) = use {
+                say(
+                    "\(consumer.label)'s configuration names the current secret (\(secret.fingerprint)) again; switching "
+                        + "it once more, as it may still run with the secret its configuration named before")
+            } else {
+                continue
+            }
+            let lifetime = try await consumer.preflight(for: secret, known: known)
+            say(try await switchRecording(consumer, to: secret, from: current))
+            // It may have handed out credentials signed with a retiring secret until now.
+            let after = now() + lifetime + configuration.rotation.margin.seconds
+            for index in current.retiring.indices where current.retiring[index].after < after {
+                current.retiring[index].after = after
+            }
+            current.setRestart(nil, of: consumer.name)
+            current.drifted = current.drifted?.filter { $0 != consumer.name }
+            if current.drifted?.isEmpty == true { current.drifted = nil }
+            try await state.save(current)
+        }
+        return current
+    }
+
+    /// Why `secret` must stay in coturn now, read from the world: every consumer's files or answers (Synapse's
+    /// configuration as Synapse reads it), never turnkeeper's state. nil when no consumer signs with it.
+    func keepers(of secret: TurnSecret, _ state: RotationState) async -> String? {
+        var candidates = [secret] + [state.current, state.pending].compactMap { $0 } + state.retiring.map(\.value)
+        candidates += ((try? await coturn.secrets()) ?? []).filter { !candidates.contains($0) }
+        var reasons: [String] = []
+        for consumer in consumers {
+            if let reason = await consumer.keeps(secret, candidates: candidates, now: now()) { reasons.append(reason) }
+        }
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+
+    /// What `rotate --resume` says when it found nothing to do.
+    private func nothingToResume(_ state: RotationState) async -> String {
+        guard let secret = state.current else {
+            return "nothing to resume: no rotation is in progress and Synapse has no TURN secret yet; "
+                + "`turnkeeper rotate` sets one"
+        }
+        let due = state.retiring.map(\.after).min().map {
+            " The next retirement is due at \(WallClock.utcString(seconds: $0))."
+        }
+        return
+            "nothing to resume: no rotation is in progress, every consumer (\(consumers.map(\.label).joined(separator: ", "))) "
+            + "signs with the current secret (\(secret.fingerprint)) and coturn's store holds what it must."
+            + (due ?? " No old secret is waiting to be retired.")
+    }
+
+    /// Whether a run changed nothing turnkeeper saves.
+    static func unchanged(_ before: RotationState, _ after: RotationState) -> Bool {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(before)) == (try? encoder.encode(after))
+    }
+
     /// Removes each old secret that is due from coturn, and proves with an allocation at coturn.verify_uri that
     /// coturn refuses it. One still accepted stays in `retiring`, marked failed, and the run fails (exit 1).
+    /// Before it is removed, every consumer is asked what it signs with now: one that a consumer still signs
+    /// with, or whose use cannot be told, is kept, whatever turnkeeper's state says.
     private func retireDue(_ start: RotationState) async throws -> RotationState {
         var current = start
         let proof = RetirementProof(configuration: configuration, probe: probe, now: environment.now)
         var failed: [String] = []
+        var kept: [String] = []
         for retiree in current.retiring where retiree.after <= now() {
             let fingerprint = retiree.value.fingerprint
+            if let reason = await keepers(of: retiree.value, current) {
+                let failure = "kept in coturn: \(reason)"
+                if let index = current.retiring.firstIndex(where: { $0.value == retiree.value }) {
+                    current.retiring[index].failed = failure
+                    current.retiring[index].kept = reason
+                }
+                current.lastResult = "failed: \(fingerprint) is not retired: \(failure)"
+                try await persist(current, step: 5, "did not retire \(fingerprint): \(failure)", boundary: false)
+                kept.append("\(fingerprint) (\(reason))")
+                continue
+            }
+            if let index = current.retiring.firstIndex(where: { $0.value == retiree.value }) {
+                current.retiring[index].kept = nil
+            }
             // Never retire the secret Synapse uses, whatever the state says.
             if retiree.value != current.current {
                 if let failure = await proof.retire(retiree.value, from: coturn, control: current.current) {
@@ -279,6 +388,14 @@ public struct SingleHostRotation: SecretRotation {
         }
         for retiree in current.retiring where retiree.failed == nil {
             say("\(retiree.value.fingerprint) retires at \(WallClock.utcString(seconds: retiree.after))")
+        }
+        guard kept.isEmpty else {
+            throw TurnkeeperError(
+                .retirementFailed,
+                "not retired, as it is still in use: \(kept.joined(separator: ", ")). coturn keeps accepting it. Make "
+                    + "the file named there give the current secret again (remove the line if turnkeeper's own file "
+                    + "sets the key), then run `turnkeeper rotate --resume`: it switches that app back, restarting it, "
+                    + "and retires the old secret once nothing signs with it.")
         }
         guard failed.isEmpty else {
             throw TurnkeeperError(

@@ -94,7 +94,13 @@ public struct SetupPlan: Sendable {
                         + "service (Debian's unit has it) and pass --synapse-config with both")
             }
         }
-        if let group = choices.synapseGroup {
+        let ownGroup =
+            "create a group of Synapse's own and make it Synapse's (`groupadd --system matrix-synapse && usermod -g "
+            + "matrix-synapse matrix-synapse`, then restart Synapse), then pass --synapse-group matrix-synapse"
+        if let group = choices.synapseGroup, let problem = GroupID.sharedGroupProblem(group, user: "matrix-synapse") {
+            undecided.append(
+                "--synapse-group \(group): \(problem). Pass the group only Synapse runs as, or \(ownGroup)")
+        } else if let group = choices.synapseGroup {
             synapse.group = group
             chose.append("synapse.group \(group): as given")
         } else if GroupID.lookup("matrix-synapse") != nil {
@@ -102,6 +108,12 @@ public struct SetupPlan: Sendable {
             chose.append(
                 "synapse.group matrix-synapse: Debian's Synapse runs as that group; turnkeeper's files are 0640 root:matrix-synapse"
             )
+        } else if let group = survey.synapseFileGroup,
+            let problem = GroupID.sharedGroupProblem(group, user: "matrix-synapse")
+        {
+            undecided.append(
+                "the group Synapse runs as: \(survey.paths.synapseConfig.first ?? "Synapse's file") belongs to \(group), "
+                    + "but \(problem); \(ownGroup)")
         } else if let group = survey.synapseFileGroup {
             synapse.group = group
             chose.append("synapse.group \(group): the group of \(survey.paths.synapseConfig.first ?? "Synapse's file")")
@@ -156,10 +168,12 @@ public struct SetupPlan: Sendable {
         var rotation = Configuration.Rotation()
         if let interval = choices.interval { rotation.interval = interval }
         if let margin = choices.margin { rotation.margin = margin }
-        chose.append(
-            "rotation every \(rotation.interval.text), old secrets retired \(rotation.margin.text) after the last "
-                + "credential signed with them expires" + (choices.interval == nil ? " (turnkeeper's default)" : ""))
-        if rotation.interval.seconds <= lifetime.seconds + rotation.margin.seconds {
+        if rotation.interval.seconds > lifetime.seconds + rotation.margin.seconds {
+            chose.append(
+                "rotation every \(rotation.interval.text), old secrets retired \(rotation.margin.text) after the last "
+                    + "credential signed with them expires" + (choices.interval == nil ? " (turnkeeper's default)" : "")
+            )
+        } else {
             undecided.append(
                 "rotation.interval (\(rotation.interval.seconds) s) must exceed turn_user_lifetime plus the margin "
                     + "(\(lifetime.seconds + rotation.margin.seconds) s): pass a longer --interval")

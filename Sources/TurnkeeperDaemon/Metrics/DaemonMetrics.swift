@@ -99,6 +99,9 @@ public final class DaemonMetrics: Sendable {
             gauge("turnkeeper_probe_passed").record(passed ? 1.0 : 0.0)
         }
         if let at = state.lastProbe { gauge("turnkeeper_last_probe_timestamp_seconds").record(Double(at)) }
+        if state.configuration.role.managesSynapse, state.lastProbe != nil {
+            gauge("turnkeeper_consumer_drift", [("consumer", "synapse")]).record(state.synapseDrift == nil ? 0 : 1)
+        }
     }
 
     /// The last audit: findings per check and severity.

@@ -22,6 +22,13 @@ struct ProbeService: Service {
     func run() async {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
+                // Not while turnkeeper itself restarts coturn or Synapse: the rotation service wakes this alarm
+                // when its round ends.
+                let snapshot = state.current
+                if !snapshot.firstRoundDone || snapshot.rotating {
+                    await alarm.sleep(for: .seconds(state.configuration.daemon.probeInterval.seconds))
+                    if !state.current.firstRoundDone || state.current.rotating { continue }
+                }
                 await probeOnce()
                 await alarm.sleep(for: .seconds(state.configuration.daemon.probeInterval.seconds))
             }
@@ -42,8 +49,11 @@ struct ProbeService: Service {
             }
         }
         let now = WallClock.nowSeconds()
-        let (credentials, expiry, problem) = await Self.credentials(configuration, now: now)
+        let signing = await Self.synapseSigning(configuration, rotating: state.current.rotating)
+        let (credentials, expiry, problem) = await Self.credentials(configuration, synapse: signing, now: now)
         if let problem { problems.append(problem) }
+        let drift = (try? signing?.get())?.drift
+        if let drift { problems.append(drift) }
         let options = ProbeOptions(
             credentials: credentials, tls: TLSOptions(caFile: configuration.daemon.probeCAFile))
         let targets = await ProbeRunner.run(uris, options: options)
@@ -57,16 +67,21 @@ struct ProbeService: Service {
                 problems.append("\(target.uri) at \(target.address): \(step.step.rawValue) failed: \(step.detail)")
             }
         }
+        // A stop cancels the probe in flight: what it saw then says nothing about coturn.
+        guard !Task.isCancelled else { return }
         let passed = problems.isEmpty && targets.allSatisfy(\.passed)
         let steps = Self.aggregate(targets)
         let wasPassing = state.current.probePassed
+        let wasDrifting = state.current.synapseDrift != nil
         state.update {
             $0.probeSteps = steps
             $0.probePassed = passed
             $0.probeProblems = problems
             $0.lastProbe = now
+            $0.synapseDrift = drift
         }
         metrics.record(state: state.current, now: now)
+        if wasDrifting && drift == nil { logger.notice("Synapse signs with turnkeeper's current secret again") }
         if passed {
             if wasPassing != true { logger.info("probe passed: \(texts.joined(separator: ", "))") }
         } else {
@@ -74,15 +89,34 @@ struct ProbeService: Service {
         }
     }
 
-    /// Credentials minted from the current secret for five minutes, and their expiry; or why there are none.
-    static func credentials(_ configuration: Configuration, now: Int64) async -> (
-        TURNCredentials?, Int64?, problem: String?
-    ) {
+    /// What Synapse's configuration makes it sign with, on a host that manages Synapse; nil elsewhere.
+    static func synapseSigning(_ configuration: Configuration, rotating: Bool) async -> Result<
+        SynapseSigning, any Error
+    >? {
+        guard configuration.role.managesSynapse else { return nil }
         do {
-            let current = try await makeRotation(
-                configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in })
-            )
-            .currentSecret()
+            return .success(try await SynapseSigning.read(configuration, rotating: rotating))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Credentials for five minutes, and their expiry; or why there are none. Signed with what Synapse's
+    /// configuration gives it where this host manages Synapse (what its clients get, whatever turnkeeper's state
+    /// says), else with the current secret.
+    static func credentials(
+        _ configuration: Configuration, synapse: Result<SynapseSigning, any Error>?, now: Int64
+    ) async -> (TURNCredentials?, Int64?, problem: String?) {
+        do {
+            let current: TurnSecret?
+            if let synapse {
+                current = try synapse.get().secret
+            } else {
+                current = try await makeRotation(
+                    configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in })
+                )
+                .currentSecret()
+            }
             guard let secret = current else {
                 return (nil, nil, "no current secret yet, so only what needs no credentials was tried")
             }

@@ -51,6 +51,8 @@ struct ReconcileService: Service {
             // An admin's `turnkeeper rotate` is running; it reconciles first by itself.
             return storeWasDown
         } catch {
+            // A stop cancels the check in flight: that is no store failure.
+            if Task.isCancelled || error is CancellationError { return storeWasDown }
             metrics.storeErrors("coturn").increment()
             if !storeWasDown {
                 logger.error("cannot check coturn's store against turnkeeper's state: \(describe(error))")

@@ -60,6 +60,7 @@ struct RotationService: Service {
                     ? "cannot read this epoch's status (root key, epochs.json, Synapse's configuration)"
                     : "cannot read the rotation state"
                 failed("\(what): \(describe(error))", store: "state")
+                settled()
                 await alarm.sleep(for: .seconds(backoffDelay(configuration)))
                 continue
             }
@@ -92,6 +93,7 @@ struct RotationService: Service {
         metrics.record(state: state.current, now: now())
         let wait = action.at - now()
         if wait > 0 {
+            settled()
             // Capped at an hour so that a step of the wall clock (NTP, a resumed VM) is noticed.
             await alarm.sleep(for: .seconds(min(wait, 3600)))
             return
@@ -110,6 +112,7 @@ struct RotationService: Service {
                 $0.rotation = status
                 $0.nextAction = next
             }
+            settled()
             metrics.record(state: state.current, now: now())
             await alarm.sleep(for: .seconds(max(1, min(next - now(), 3600))))
             return syncedEpoch
@@ -119,15 +122,16 @@ struct RotationService: Service {
             let retry = last + backoffDelay(snapshot.configuration)
             if retry > now() {
                 state.update { $0.nextAction = retry }
+                settled()
                 await alarm.sleep(for: .seconds(min(retry - now(), 3600)))
                 return syncedEpoch
             }
         }
         state.update { $0.rotating = true }
+        defer { settled() }
         do {
             try await gate.run { try await rotation.rotate(.rotate) }
             succeeded(status: try? await rotation.status(), next: next)
-            probeAlarm.wake()
             return epoch
         } catch {
             runFailed(error)
@@ -135,13 +139,20 @@ struct RotationService: Service {
         }
     }
 
+    /// A round ended (or nothing was due): the probe, which waits while turnkeeper restarts what it switches,
+    /// runs now.
+    private func settled() {
+        if !state.current.firstRoundDone { state.update { $0.firstRoundDone = true } }
+        probeAlarm.wake()
+    }
+
     private func perform(_ action: RotationSchedule.Action, rotation: any SecretRotation) async {
         state.update { $0.rotating = true }
         logger.info(action.rotate ? "rotation due: starting" : "finishing a rotation or retiring what is due")
+        defer { settled() }
         do {
             try await gate.run { try await rotation.rotate(action.rotate ? .rotate : .resume) }
             succeeded(status: try? await rotation.status(), next: nil)
-            if action.rotate { probeAlarm.wake() }
         } catch let stopped as RotationStopped {
             metrics.rotations(DaemonMetrics.RotationResult.stopped).increment()
             state.update { $0.rotating = false }

@@ -26,14 +26,35 @@ protocol ConsumerSwitch: Sendable {
     ) async throws -> String
     /// Which of `candidates` it signs with now, as far as can be told without changing anything.
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse
+    /// Why this consumer still needs `secret` in coturn, read from the world now (its files, its answers), not
+    /// from turnkeeper's state; nil when it provably does not. `candidates`: every secret it might sign with.
+    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> String?
 }
 
 /// What a consumer signs with, and how that is known.
 enum ConsumerUse: Sendable {
     /// One of the candidates; `source` says how it was told ("what Prosody hands out now", "its file").
     case signsWith(TurnSecret, source: String)
-    /// None of them, or it could not be told: why, in words for `check`.
+    /// Known to sign with none of them (no secret set, no file yet, another secret): why, for `check`.
+    case none(String)
+    /// It could not be told (a file or an answer that cannot be read): why, for `check`.
     case unknown(String)
+
+    /// Why a consumer in this state still needs `secret` in coturn, or nil when it does not.
+    func keeps(_ secret: TurnSecret, label: String) -> String? {
+        switch self {
+        case .signsWith(let used, let source):
+            used == secret ? "\(label) signs with it (\(source))" : nil
+        case .none: nil
+        case .unknown(let reason): "whether \(label) signs with it cannot be told (\(reason))"
+        }
+    }
+}
+
+extension ConsumerSwitch {
+    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> String? {
+        await inUse(candidates: candidates, now: now).keeps(secret, label: label)
+    }
 }
 
 enum ConsumerSwitches {

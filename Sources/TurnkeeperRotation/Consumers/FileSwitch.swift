@@ -77,14 +77,19 @@ struct FileSwitch: ConsumerSwitch {
 
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
         do {
-            guard let existing = try await destination() else { return .unknown("\(file.path) does not exist yet") }
+            guard let existing = try await destination() else { return .none("\(file.path) does not exist yet") }
             let template = try await template()
             for candidate in candidates where (try? template.render(candidate)) == existing {
                 return .signsWith(candidate, source: "its file, \(file.path)")
             }
-            return .unknown(
-                "\(file.path) is not what \(file.template) makes with any secret coturn or turnkeeper holds (changed "
-                    + "by hand, or the template changed since)")
+            // Edited by hand, or the template changed since: a secret still written in it is still used.
+            for candidate in candidates where candidate.withExposedBytes({ existing.contains(subsequence: $0) }) {
+                return .signsWith(
+                    candidate, source: "its file, \(file.path), which is not what \(file.template) makes with it")
+            }
+            return .none(
+                "\(file.path) holds none of the secrets coturn or turnkeeper holds (changed by hand, or the template "
+                    + "changed since)")
         } catch {
             return .unknown((error as? TurnkeeperError)?.reason ?? "\(error)")
         }
@@ -214,5 +219,15 @@ struct FileSwitch: ConsumerSwitch {
             throw TurnkeeperError(.verificationFailed, "what \(source) answered is not JSON")
         }
         return credentials
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Whether `needle` occurs in these bytes.
+    fileprivate func contains(subsequence needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, needle.count <= count else { return false }
+        return (0...(count - needle.count)).contains { start in
+            self[start..<(start + needle.count)].elementsEqual(needle)
+        }
     }
 }

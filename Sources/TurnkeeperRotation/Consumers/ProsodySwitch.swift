@@ -98,12 +98,12 @@ struct ProsodySwitch: ConsumerSwitch {
         do {
             let handed = try await handedOut()
             guard let first = handed.credentials.first else {
-                return .unknown("Prosody hands out no TURN credentials for \(prosody.hosts.joined(separator: ", "))")
+                return .none("Prosody hands out no TURN credentials for \(prosody.hosts.joined(separator: ", "))")
             }
             guard
                 let signer = CredentialVerifier.signer(of: first.username, first.password, among: candidates, now: now)
             else {
-                return .unknown("Prosody hands out credentials signed with no secret coturn or turnkeeper holds")
+                return .none("Prosody hands out credentials signed with no secret coturn or turnkeeper holds")
             }
             return .signsWith(signer, source: "what Prosody hands out now")
         } catch {

@@ -32,9 +32,18 @@ struct SynapseSwitch: Sendable {
     }
 
     /// The secret Synapse's configuration gives it now, if any.
-    func currentSecret() async throws -> TurnSecret? {
+    func currentSecret() async throws -> TurnSecret? { try await signer()?.secret }
+
+    /// The secret Synapse's configuration gives it now, read from its files as Synapse reads them, and the file
+    /// and line that set it; nil when none does. What Synapse signs with after its next start, whatever
+    /// turnkeeper's state says.
+    func signer() async throws -> (secret: TurnSecret, location: String)? {
         let paths = synapse.configPaths
-        return try await Blocking.run { try SynapseConfig.load(paths) }.turnSecret
+        let config = try await Blocking.run { try SynapseConfig.load(paths) }
+        guard let secret = config.turnSecret else { return nil }
+        let key = config.turnSecretPath != nil ? "turn_shared_secret_path" : "turn_shared_secret"
+        let location = config.location(of: key).map { "\(key) at \($0)" } ?? "Synapse's configuration"
+        return (secret, location)
     }
 
     /// Checks everything that decides whether Synapse will end up using `secret`, without changing anything:
@@ -57,9 +66,9 @@ struct SynapseSwitch: Sendable {
             if let origin = after.origins[key], origin != synapse.managedFile {
                 throw TurnkeeperError(
                     .invalidConfiguration,
-                    "\(origin) sets \(key) and is read after \(synapse.managedFile), so Synapse would keep "
-                        + "ignoring the secret turnkeeper writes. Nothing was changed. Remove \(key) from \(origin) "
-                        + "(turnkeeper's file sets it), then rotate again.")
+                    "\(after.location(of: key) ?? origin) sets \(key) and is read after \(synapse.managedFile), so "
+                        + "Synapse would keep ignoring the secret turnkeeper writes. Nothing was changed. Remove "
+                        + "\(key) from \(origin) (turnkeeper's file sets it), then run `turnkeeper rotate --resume`.")
             }
         }
         guard let effective = after.turnSecret, effective == secret else {
@@ -213,12 +222,32 @@ extension SynapseSwitch: ConsumerSwitch {
         return switchedMessage(to: secret)
     }
 
+    /// Its files decide what it signs with after its next start; with synapse.access_token_file, what it hands
+    /// out now is asked too, as the running Synapse may have read files since changed.
+    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> String? {
+        if let reason = await inUse(candidates: candidates, now: now).keeps(secret, label: label) { return reason }
+        guard let check = synapse.apiCheck else { return nil }
+        do {
+            let tokenFile = check.accessTokenFile
+            let token = try await Blocking.run { try FileContents.readValue(tokenFile, what: "a Matrix access token") }
+            guard
+                case .credentials(let answer) = try await TurnServerClient.fetch(
+                    homeserver: check.homeserver, accessToken: token)
+            else { return nil }
+            let signer = CredentialVerifier.signer(of: answer.username, answer.password, among: [secret], now: now)
+            return signer == nil ? nil : "Synapse hands out credentials signed with it now (\(check.homeserver))"
+        } catch {
+            return "whether the running Synapse hands out credentials signed with it cannot be told "
+                + "(\(check.homeserver): \((error as? TurnkeeperError)?.reason ?? "\(error)"))"
+        }
+    }
+
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
         do {
-            guard let secret = try await currentSecret() else {
-                return .unknown("Synapse's configuration sets no TURN secret")
+            guard let (secret, location) = try await signer() else {
+                return .none("Synapse's configuration sets no TURN secret")
             }
-            return .signsWith(secret, source: "its configuration")
+            return .signsWith(secret, source: "its configuration: \(location)")
         } catch {
             return .unknown(
                 "Synapse's configuration cannot be read: \((error as? TurnkeeperError)?.reason ?? "\(error)")")
