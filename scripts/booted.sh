@@ -9,11 +9,20 @@
 # watchdog, journal priorities with no secret in the journal, `systemd-analyze security`, and a clean stop.
 # About 2 minutes; it removes every process, mount and file it made.
 #
-#   scripts/booted.sh [DEB]      (default: the newest dist/turnkeeper_*.deb; `make deb` builds one)
+#   scripts/booted.sh [--article] [DEB]      (default: the newest dist/turnkeeper_*.deb; `make deb` builds one)
+#
+# --article runs scripts/lib/article-inside.sh instead: the article's host (../shared/seed/), Synapse laid out as
+# the developers' package lays it out and coturn per Synapse's TURN howto, set up with exactly three commands,
+# then a call across two rotations and a secret line put back behind turnkeeper's back. About 6 minutes.
 #
 # TURNKEEPER_SYNAPSE_VENV: Synapse's venv (default ~/.cache/turnkeeper/synapse-venv, as the tests use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+inside_script=scripts/lib/booted-inside.sh
+if [ "${1:-}" = --article ]; then
+    inside_script=scripts/lib/article-inside.sh
+    shift
+fi
 deb="${1:-$(ls -1 dist/turnkeeper_*.deb 2>/dev/null | tail -1)}"
 [ -n "$deb" ] && [ -f "$deb" ] || { echo "booted.sh: no .deb; run make deb first" >&2; exit 2; }
 deb="$(realpath "$deb")"
@@ -27,7 +36,8 @@ venv="$(realpath "${TURNKEEPER_SYNAPSE_VENV:-$HOME/.cache/turnkeeper/synapse-ven
 # The venv runs where it is, so it is bound at the same path, and so is the Python it was made from
 # (pyenv, say) unless that is Debian's own, which the root then gets from Debian.
 base="$(realpath "$("$venv/bin/python" -c 'import sys; print(sys.base_prefix)')")"
-binds=(--bind-ro="$venv" --bind-ro="$deb:/srv/turnkeeper.deb" --bind-ro="$PWD/scripts/lib/booted-inside.sh:/srv/inside.sh")
+binds=(--bind-ro="$venv" --bind-ro="$deb:/srv/turnkeeper.deb" --bind-ro="$PWD/$inside_script:/srv/inside.sh"
+    --bind-ro="$PWD/scripts/lib/booted-common.sh:/srv/common.sh")
 depends="$(dpkg-deb --field "$deb" Depends | sed -e 's/([^)]*)//g' -e 's/ //g')"
 depends="$depends,systemd,systemd-sysv,dbus,coturn"
 case "$base" in
@@ -80,6 +90,6 @@ done
 case "$state" in running|degraded) echo "booted: systemd is $state" ;; *)
     echo "booted.sh: the container's systemd did not come up (state: ${state:-none})" >&2; exit 1 ;; esac
 
-echo "== inside (scripts/lib/booted-inside.sh)"
+echo "== inside ($inside_script)"
 timeout 900 nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
     SYNAPSE_PYTHON="$venv/bin/python" /bin/bash /srv/inside.sh

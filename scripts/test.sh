@@ -20,6 +20,8 @@ echo "== the .deb in a clean bookworm root with no Swift toolchain (scripts/clea
 ./scripts/cleanroom.sh
 echo "== the .deb under a booted systemd beside coturn.service and matrix-synapse.service (scripts/booted.sh, about 90 s)"
 ./scripts/booted.sh
+echo "== the article's host under a booted systemd: three commands, then changes behind turnkeeper's back (scripts/booted.sh --article, about 6 min)"
+./scripts/booted.sh --article
 
 echo "== fuzzers (15 s each; scripts/fuzz.sh N for longer)"
 ./scripts/fuzz.sh 15

@@ -196,6 +196,9 @@ public struct Configuration: Sendable, Equatable {
                 return false
             }
 
+            /// Debian's coturn opens this one when turnserver.conf names no userdb.
+            public static let defaultDatabase = "/var/lib/turn/turndb"
+
             /// The word turnkeeper.yaml uses.
             public var name: String {
                 switch self {

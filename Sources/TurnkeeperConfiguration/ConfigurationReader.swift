@@ -511,6 +511,10 @@ private struct ConfigurationReader {
     private func optionalString(_ node: YAMLNode?, _ key: String) throws(TurnkeeperError) -> String? {
         guard let value = node?[key], !value.isNull else { return nil }
         guard let scalar = value.scalar else { throw error(value, "\(key) must be a single value") }
+        // `!!binary` and the like would be read as their text, which is not what YAML means by them.
+        if let tag = scalar.tag, tag != "tag:yaml.org,2002:str" {
+            throw error(value, "\(key) carries a YAML tag turnkeeper does not read; write the value itself")
+        }
         guard !scalar.text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
             throw error(value, "\(key) holds a control character")
         }

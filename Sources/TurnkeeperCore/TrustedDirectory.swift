@@ -4,45 +4,34 @@ import Glibc
 ///
 /// turnkeeper runs as root. Were any directory on the way to a file it writes writable by another user, that
 /// user could swap a symbolic link in between a check and a rename and have root overwrite any file. So the
-/// directory is opened only when every directory of its real path is owned by root (or by us) and writable by
-/// no one else (a sticky directory such as /tmp may lie on the way, not at the end), and each file in it is then
-/// opened with `openat` and `O_NOFOLLOW` and replaced with `renameat`, never through a path again.
+/// directory is reached from / one component at a time, each opened with `openat` and `O_NOFOLLOW` from the one
+/// before and checked on its descriptor: owned by root (or by us) and writable by no one else (a sticky
+/// directory such as /tmp may lie on the way, not at the end). Each file in it is then opened with `openat` and
+/// `O_NOFOLLOW` and replaced with `renameat`, never through a path again.
+///
+/// One more account may own directories and files on the way: the service a secret is written for (Debian's
+/// Synapse package gives /etc/matrix-synapse to matrix-synapse). It could swap a directory, never redirect the
+/// walk (no link is followed), and it would only ever receive its own secret.
 public struct TrustedDirectory: ~Copyable {
     /// The directory as it was named.
     public let path: String
     public let fd: Int32
+    /// The service account that may own directories on the way and files in it, besides root.
+    public let service: ServiceAccount?
 
     /// Opens the directory that holds `file`.
-    public init(containing file: String) throws(TurnkeeperError) {
-        try self.init(Self.split(file).directory, for: file)
+    public init(containing file: String, service: ServiceAccount? = nil) throws(TurnkeeperError) {
+        try self.init(Self.split(file).directory, for: file, service: service)
     }
 
     /// - Parameter file: the file this is opened for, named in errors.
-    public init(_ path: String, create: Bool = false, for file: String? = nil) throws(TurnkeeperError) {
+    public init(_ path: String, create: Bool = false, for file: String? = nil, service: ServiceAccount? = nil)
+        throws(TurnkeeperError)
+    {
         self.path = path
+        self.service = service
         if create { try Self.createIfMissing(path) }
-        guard let resolved = realpath(path, nil) else {
-            let code = errno
-            let what = file.map { " for \($0)" } ?? ""
-            throw TurnkeeperError(
-                .unwritableFile,
-                "cannot open the directory \(path)\(what): \(errnoDescription(code)); nothing was written. Check the "
-                    + "path.")
-        }
-        let real = String(cString: resolved)
-        free(resolved)
-        // Both the path as written and where it leads: a user who owns a directory on the written path could
-        // swap a link in there and point the rest elsewhere (root-owned all the way, so the real path alone passes).
-        if path.hasPrefix("/") { try Self.checkWrittenPath(path) }
-        let final = try Self.checkComponents(of: real, named: path)
-        let fd = retryingOnInterrupt { open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) }
-        var info = stat()
-        guard fd >= 0, fstat(fd, &info) == 0, info.st_dev == final.st_dev, info.st_ino == final.st_ino else {
-            if fd >= 0 { close(fd) }
-            throw TurnkeeperError(
-                .unwritableFile, "the directory \(path) changed while it was opened; nothing was written. Try again.")
-        }
-        self.fd = fd
+        self.fd = try Self.walk(path, for: file, service: service)
     }
 
     deinit { close(fd) }
@@ -80,12 +69,12 @@ public struct TrustedDirectory: ~Copyable {
         default:
             throw TurnkeeperError(.unwritableFile, "\(full) exists and is not a regular file; nothing was written.")
         }
-        guard info.st_uid == 0 || info.st_uid == geteuid() else {
+        guard Self.trusted(info.st_uid, service: service) else {
             throw TurnkeeperError(
                 .unwritableFile,
-                "\(full) is owned by uid \(info.st_uid), not root: whoever placed it would receive every secret "
-                    + "written to it. Nothing was written. Remove it (turnkeeper writes it anew), or `chown root` it "
-                    + "after checking what it holds.")
+                "\(full) is owned by \(ServiceAccount.describe(uid: info.st_uid)), not root: whoever placed it would "
+                    + "receive every secret written to it. Nothing was written. Remove it (turnkeeper writes it anew), "
+                    + "or `chown root` it after checking what it holds.")
         }
         return info
     }
@@ -244,60 +233,135 @@ public struct TrustedDirectory: ~Copyable {
         }
     }
 
-    /// Checks every directory from / down to `real` (a path without links); returns the last one's facts.
-    private static func checkComponents(of real: String, named path: String) throws(TurnkeeperError) -> stat {
-        var prefix = ""
-        let parts = real.split(separator: "/")
-        var info = stat()
-        for index in -1..<parts.count {
-            prefix = index < 0 ? "/" : (prefix == "/" ? "/" : prefix + "/") + parts[index]
-            guard lstat(prefix, &info) == 0 else {
-                throw TurnkeeperError(.unwritableFile, "cannot inspect \(prefix): \(errnoDescription(errno)).")
-            }
-            let isLast = index == parts.count - 1
-            guard info.st_mode & S_IFMT == S_IFDIR else {
-                throw TurnkeeperError(.unwritableFile, "\(prefix) is not a directory; check \(path).")
-            }
-            let trustedOwner = info.st_uid == 0 || info.st_uid == geteuid()
-            // Group write counts whatever the group: with an access ACL these bits are the mask of named users.
-            let writableByOthers = info.st_mode & 0o022 != 0
-            let sticky = info.st_mode & S_ISVTX != 0
-            if !trustedOwner || (writableByOthers && (isLast || !sticky)) {
-                let who = trustedOwner ? "writable by other users" : "owned by uid \(info.st_uid), not root"
-                throw TurnkeeperError(
-                    .unwritableFile,
-                    "\(prefix) is \(who), so another user could swap in a link and have turnkeeper (as root) "
-                        + "overwrite any file; nothing was written. Run `chown root: \(prefix) && chmod go-w \(prefix)`, "
-                        + "or keep turnkeeper's files in a directory only root may change.")
-            }
-        }
-        return info
+    private static func trusted(_ uid: uid_t, service: ServiceAccount?) -> Bool {
+        uid == 0 || uid == geteuid() || (service.map { $0.uid == uid } ?? false)
     }
 
-    /// Each directory named on the written path, links included, must be one only root (or we) can change;
-    /// a link is fine when it sits in such a directory, since no one else can repoint it.
-    private static func checkWrittenPath(_ path: String) throws(TurnkeeperError) {
-        var prefix = ""
-        for part in path.split(separator: "/") {
-            let parent = prefix.isEmpty ? "/" : prefix
-            prefix += "/" + part
-            var info = stat()
-            guard lstat(prefix, &info) == 0 else { return }  // missing: the real path's check reports it
-            guard info.st_mode & S_IFMT == S_IFLNK else { continue }
-            var holder = stat()
-            guard stat(parent, &holder) == 0 else { return }
-            let trusted = holder.st_uid == 0 || holder.st_uid == geteuid()
-            let sticky = holder.st_mode & S_ISVTX != 0
-            let writable = holder.st_mode & 0o022 != 0
-            let linkOwned = info.st_uid == 0 || info.st_uid == geteuid()
-            if !trusted || (writable && !(sticky && linkOwned)) {
-                throw TurnkeeperError(
-                    .unwritableFile,
-                    "\(prefix) is a link in \(parent), which another user may change, so they could point it anywhere "
-                        + "and have turnkeeper (as root) write there; nothing was written. Name the real directory in "
-                        + "turnkeeper.yaml, or make \(parent) root's alone (`chown root: \(parent) && chmod go-w \(parent)`)."
-                )
+    /// Opens every directory from / down to `path` as written, each from the one before with `O_NOFOLLOW` and
+    /// checked on its descriptor, so that nothing can be swapped between check and use. A link on the way is
+    /// followed (at most 40) only where no one else could have placed or repointed it: in a directory only root
+    /// (or we) may change, never one the service owns. Returns the last directory's descriptor.
+    private static func walk(_ path: String, for file: String?, service: ServiceAccount?) throws(TurnkeeperError)
+        -> Int32
+    {
+        var pending = path.split(separator: "/").map(String.init)
+        if !path.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            guard getcwd(&buffer, buffer.count) != nil else {
+                throw TurnkeeperError(.unwritableFile, "cannot resolve \(path): \(errnoDescription(errno)).")
             }
+            let cwd = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            pending = String(decoding: cwd, as: UTF8.self).split(separator: "/").map(String.init) + pending
+        }
+        var fd = retryingOnInterrupt { open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        guard fd >= 0 else { throw TurnkeeperError(.unwritableFile, "cannot open /: \(errnoDescription(errno)).") }
+        var trail: [String] = []
+        var hops = 0
+        func shown() -> String { "/" + trail.joined(separator: "/") }
+        do throws(TurnkeeperError) {
+            try check(fd, "/", isLast: pending.isEmpty, path: path, service: service)
+            while !pending.isEmpty {
+                let part = pending.removeFirst()
+                if part == "." { continue }
+                let next = retryingOnInterrupt { openat(fd, part, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) }
+                let code = errno
+                if next < 0 && (code == ELOOP || code == ENOTDIR) && part != ".." {
+                    let target = try followable(part, in: fd, shown: shown(), path: path)
+                    hops += 1
+                    guard hops <= 40 else {
+                        throw TurnkeeperError(
+                            .unwritableFile, "\(path) has too many links on its way; nothing was written.")
+                    }
+                    if target.hasPrefix("/") {
+                        let root = retryingOnInterrupt { open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+                        guard root >= 0 else {
+                            throw TurnkeeperError(.unwritableFile, "cannot open /: \(errnoDescription(errno)).")
+                        }
+                        close(fd)
+                        fd = root
+                        trail = []
+                    }
+                    pending = target.split(separator: "/").map(String.init) + pending
+                    continue
+                }
+                guard next >= 0 else {
+                    let what = file.map { " for \($0)" } ?? ""
+                    throw TurnkeeperError(
+                        .unwritableFile,
+                        "cannot open the directory \(shown() == "/" ? "" : shown())/\(part)\(what): "
+                            + "\(errnoDescription(code)); nothing was written. Check the path.")
+                }
+                close(fd)
+                fd = next
+                if part == ".." { _ = trail.popLast() } else { trail.append(part) }
+                try check(fd, shown(), isLast: pending.allSatisfy { $0 == "." }, path: path, service: service)
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// The target of the link `name` in the directory `fd`, when it may be followed: the directory is one only
+    /// root (or we) may change, or a sticky one and the link root's (or ours). A link where the service or
+    /// another user could have put it would let them choose where root writes.
+    private static func followable(_ name: String, in fd: Int32, shown: String, path: String) throws(TurnkeeperError)
+        -> String
+    {
+        let full = (shown == "/" ? "" : shown) + "/" + name
+        var link = stat()
+        var holder = stat()
+        guard fstatat(fd, name, &link, AT_SYMLINK_NOFOLLOW) == 0, fstat(fd, &holder) == 0 else {
+            throw TurnkeeperError(.unwritableFile, "cannot inspect \(full): \(errnoDescription(errno)).")
+        }
+        guard link.st_mode & S_IFMT == S_IFLNK else {
+            throw TurnkeeperError(.unwritableFile, "\(full) is not a directory; check \(path).")
+        }
+        let rootsAlone = Self.trusted(holder.st_uid, service: nil)
+        let sticky = holder.st_mode & S_ISVTX != 0
+        let writable = holder.st_mode & 0o022 != 0
+        let linkOwned = Self.trusted(link.st_uid, service: nil)
+        guard rootsAlone && (!writable || (sticky && linkOwned)) else {
+            throw TurnkeeperError(
+                .unwritableFile,
+                "\(full) is a link in \(shown), which another user may change, so they could point it anywhere and "
+                    + "have turnkeeper (as root) write there; nothing was written. Name the real directory in "
+                    + "turnkeeper.yaml, or make \(shown) root's alone (`chown root: \(shown) && chmod go-w \(shown)`).")
+        }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlinkat(fd, name, &buffer, buffer.count - 1)
+        guard count > 0 else {
+            throw TurnkeeperError(.unwritableFile, "cannot read the link \(full): \(errnoDescription(errno)).")
+        }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// One directory on the way: owned by root, us or the service, and writable by no one else (sticky on the
+    /// way only).
+    private static func check(_ fd: Int32, _ prefix: String, isLast: Bool, path: String, service: ServiceAccount?)
+        throws(TurnkeeperError)
+    {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw TurnkeeperError(.unwritableFile, "cannot inspect \(prefix): \(errnoDescription(errno)).")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw TurnkeeperError(.unwritableFile, "\(prefix) is not a directory; check \(path).")
+        }
+        let trustedOwner = trusted(info.st_uid, service: service)
+        // Group write counts whatever the group: with an access ACL these bits are the mask of named users.
+        let writableByOthers = info.st_mode & 0o022 != 0
+        let sticky = info.st_mode & S_ISVTX != 0
+        if !trustedOwner || (writableByOthers && (isLast || !sticky)) {
+            let who =
+                trustedOwner
+                ? "writable by other users" : "owned by \(ServiceAccount.describe(uid: info.st_uid)), not root"
+            throw TurnkeeperError(
+                .unwritableFile,
+                "\(prefix) is \(who), so another user could swap in a link and have turnkeeper (as root) "
+                    + "overwrite any file; nothing was written. Run `chown root: \(prefix) && chmod go-w \(prefix)`, "
+                    + "or keep turnkeeper's files in a directory only root may change.")
         }
     }
 

@@ -1,5 +1,6 @@
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperTURNClient
 
 /// The question "does coturn accept this right now?", asked the way a client asks it: with an allocation.
@@ -43,6 +44,29 @@ struct AllocationProbe: CoturnProbe {
             timeout: timeout)
         if case .granted = verdict { return true }
         return false
+    }
+
+    /// Asks again every 200 ms, each ask bounded by what is left, until coturn answers as `fileInForce` wants or
+    /// `timeout` has passed: "" when it did, else what it did last (a restart takes coturn a moment).
+    func awaitInForce(accepting: [TurnSecret], refusing: TurnSecret?, configFile: String, within timeout: Duration)
+        async throws -> String
+    {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var seen = "did not answer at \(uri)"
+        while true {
+            do {
+                var attempt = self
+                attempt.timeout = min(.seconds(3), max(.milliseconds(200), deadline - clock.now))
+                seen = try await attempt.fileInForce(
+                    accepting: accepting, refusing: refusing, configFile: configFile, now: WallClock.nowSeconds())
+                if seen.isEmpty { return "" }
+            } catch {
+                seen = "did not answer at \(uri) (\(error))"
+            }
+            guard clock.now < deadline else { return seen }
+            try await Pause.for(.milliseconds(200))
+        }
     }
 
     /// "" when coturn accepts every secret of `accepting` and refuses `refusing`, else what it did instead.

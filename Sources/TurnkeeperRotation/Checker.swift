@@ -117,6 +117,15 @@ public struct Checker {
         switch configuration.coturn.store {
         case .sqlite(let database):
             accepted = try await CoturnSQLiteStore(path: database, realm: readRealm).secrets()
+            // coturn reads without waiting for a lock: only WAL keeps turnkeeper's writes from refusing logins.
+            if let mode = try? await CoturnSQLiteStore(path: database, realm: readRealm).journalMode() {
+                ok(
+                    mode.lowercased() == "wal"
+                        ? "coturn's database \(database) is in WAL mode: coturn's logins never wait for turnkeeper's writes"
+                        : "coturn's database \(database) uses the rollback journal (\(mode)): turnkeeper's first write "
+                            + "switches it to WAL, and a login meeting that instant may be refused (3 in 100 switches "
+                            + "measured). To avoid even that, switch it while coturn is stopped (docs/rotation.md)")
+            }
             for other in try await CoturnSQLiteStore(path: database, realm: readRealm).realmsWithSecrets()
             where other != readRealm {
                 if try await CoturnSQLiteStore(path: database, realm: other).secrets().contains(secret) {
@@ -147,6 +156,17 @@ public struct Checker {
                 path: configuration.coturn.configFile ?? Configuration.defaultTurnserverConf
             )
             .secrets()
+            if let blocked = await Self.unitCannotWrite(
+                configuration.coturn.configFile ?? Configuration.defaultTurnserverConf)
+            {
+                problem(
+                    blocked,
+                    "Run `turnkeeper init --move-static-secret --config \(configuration.path)` (recommended: coturn "
+                        + "then reads its secret from its database, and no rotation restarts it), or let the unit "
+                        + "write that directory: `systemctl edit turnkeeper`, then [Service] ReadWritePaths="
+                        + "\(TrustedDirectory.split(configuration.coturn.configFile ?? Configuration.defaultTurnserverConf).directory)."
+                )
+            }
             if access(configuration.coturnRestartOwedMarker, F_OK) == 0 {
                 problem(
                     "a coturn restart is owed: turnkeeper changed turnserver.conf and has not yet seen coturn run with it.",
@@ -245,11 +265,13 @@ public struct Checker {
             if coturnRealm == nil {
                 problem("\(path) sets no realm.", "Add `realm=\(realm)`.")
             }
+            // Debian's own turnserver.conf sets syslog and ships no logrotate rule for coturn; turnkeeper restarts
+            // coturn and never signals it. Only a SIGHUP would hurt (4.6.1 dies on it in this mode).
             if names.contains("syslog") {
-                problem(
-                    "\(path) logs to syslog, and coturn 4.6.1 dies on SIGHUP in that mode (logrotate sends one).",
-                    "Use `log-file=stdout` (the journal keeps it) instead of syslog."
-                )
+                ok(
+                    "\(path) logs to syslog, as Debian ships it: fine for turnkeeper, which restarts coturn and never "
+                        + "signals it. Send coturn 4.6.1 no SIGHUP in this mode (no logrotate postrotate for it): it "
+                        + "dies on one")
             }
             if !names.contains("denied-peer-ip") {
                 problem(
@@ -279,6 +301,35 @@ public struct Checker {
 }
 
 extension Checker {
+    /// Why turnkeeper.service, as systemd has it loaded, could not replace `file` (ProtectSystem=strict without a
+    /// ReadWritePaths entry covering its directory); nil when it could, or when there is no such unit to ask.
+    static func unitCannotWrite(_ file: String) async -> String? {
+        guard
+            let answer = try? await CommandRunner.run(
+                [
+                    "systemctl", "show", "turnkeeper.service", "-p", "LoadState", "-p", "ProtectSystem", "-p",
+                    "ReadWritePaths",
+                ],
+                what: "systemctl show", timeoutSeconds: 10, capture: true)
+        else { return nil }
+        var values: [Substring: Substring] = [:]
+        for line in String(decoding: answer, as: UTF8.self).split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            values[line[..<equals]] = line[line.index(after: equals)...]
+        }
+        guard values["LoadState"] == "loaded", values["ProtectSystem"] == "strict" else { return nil }
+        let directory = TrustedDirectory.split(file).directory
+        let writable = (values["ReadWritePaths"] ?? "").split(separator: " ").map {
+            $0.hasPrefix("-") ? String($0.dropFirst()) : String($0)
+        }
+        if writable.contains(where: { directory == $0 || directory.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }) {
+            return nil
+        }
+        return
+            "turnkeeper.service runs with ProtectSystem=strict and may not write \(directory), so with store: config "
+            + "every rotation would fail to change \(file)"
+    }
+
     /// coturn's clock against this host's, measured at coturn.verify_uri with `secret` (see ``CoturnClock``),
     /// judged against the lifetime Synapse really uses. A coturn that does not answer is said, not judged.
     static func clockFindings(_ configuration: Configuration, secret: TurnSecret, lifetime: Int64, here: String)

@@ -114,7 +114,7 @@ enum CommandRunner {
         await withCheckedContinuation { continuation in
             let started = DetachedThread.start {
                 var output: [UInt8] = []
-                if reading >= 0 { output = Self.drain(reading, deadlineSeconds: deadlineSeconds) }
+                if reading >= 0 { output = Self.drain(reading, of: pid, deadlineSeconds: deadlineSeconds) }
                 var info = siginfo_t()
                 while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
                     let failure = errno
@@ -129,19 +129,29 @@ enum CommandRunner {
         }
     }
 
-    /// Reads `fd` until end of file or the deadline, keeping the first MiB.
-    private static func drain(_ fd: Int32, deadlineSeconds: Int) -> [UInt8] {
+    /// Reads `fd` until end of file, the deadline, or `pid`'s exit (then what is already there), keeping the
+    /// first MiB. A background process the command left behind may hold the pipe open for good: its exit, not
+    /// the pipe's end, is the command's end.
+    private static func drain(_ fd: Int32, of pid: pid_t, deadlineSeconds: Int) -> [UInt8] {
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 16_384)
         let deadline = WallClock.nowMilliseconds() + Int64(deadlineSeconds) * 1000
+        var exited = false
         while true {
             let left = deadline - WallClock.nowMilliseconds()
             guard left > 0 else { break }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&poller, 1, Int32(min(left, 1000)))
+            let ready = poll(&poller, 1, exited ? 0 : Int32(min(left, 100)))
             if ready < 0 && errno == EINTR { continue }
             guard ready >= 0 else { break }
-            if ready == 0 { continue }
+            if ready == 0 {
+                if exited { break }
+                var info = siginfo_t()
+                exited =
+                    waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT | WNOHANG) == 0
+                    && info._sifields._sigchld.si_pid == pid
+                continue
+            }
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { break }

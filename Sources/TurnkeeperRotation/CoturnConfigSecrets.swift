@@ -72,22 +72,9 @@ struct CoturnConfigSecrets: CoturnSecretStore {
                 "\(error.reason) \(path) has changed and coturn is not proven to run with it: the restart is "
                     + "owed, and `turnkeeper rotate --resume` redoes it.")
         }
-        let clock = ContinuousClock()
-        let deadline = clock.now + .milliseconds(timeout.milliseconds)
-        var seen = "did not answer at \(probe.uri)"
-        while true {
-            do {
-                var attempt = probe
-                attempt.timeout = min(.seconds(3), max(.milliseconds(200), deadline - clock.now))
-                seen = try await attempt.fileInForce(
-                    accepting: accepting, refusing: refusing, configFile: path, now: WallClock.nowSeconds())
-                if seen.isEmpty { return }
-            } catch {
-                seen = "did not answer at \(probe.uri) (\(error))"
-            }
-            guard clock.now < deadline else { break }
-            try await Pause.for(.milliseconds(200))
-        }
+        let seen = try await probe.awaitInForce(
+            accepting: accepting, refusing: refusing, configFile: path, within: .milliseconds(timeout.milliseconds))
+        if seen.isEmpty { return }
         throw TurnkeeperError(
             .restartFailed,
             "after its restart, coturn \(seen) (checked for coturn.restart_timeout, \(timeout.seconds) s), so "

@@ -98,7 +98,8 @@ public struct SingleHostRotation: SecretRotation {
         guard repair else {
             guard let saved = try await state.load() else { return nil }
             return try await Reconciliation.run(
-                store: coturn, needed: saved.neededInStore, retired: saved.retired ?? [], repair: false)
+                store: coturn, needed: saved.neededInStore, retired: saved.retired ?? [], repair: false,
+                keeps: { await keepers(of: $0, saved) })
         }
         let lock = try await Lock.take(configuration.rotation.stateDirectory)
         defer { lock.release() }
@@ -269,13 +270,19 @@ public struct SingleHostRotation: SecretRotation {
         for consumer in consumers where members.contains(consumer.name) {
             let use = await consumer.inUse(candidates: known, now: now())
             let drifted = (current.drifted ?? []).contains(consumer.name)
-            let other: String? =
-                switch use {
-                case .signsWith(let used, let source) where used != secret:
-                    "signs with \(used.fingerprint) (\(source)); coturn keeps accepting it while it does"
-                case .none(let reason): "signs with no secret turnkeeper knows: \(reason)"
-                default: nil
-                }
+            var leaving: TurnSecret?
+            let other: String?
+            switch use {
+            case .signsWith(let used, let source) where used != secret:
+                leaving = used
+                other = "signs with \(used.fingerprint) (\(source)); coturn keeps accepting it while it does"
+            // Its files lost the secret: written again. (An app that only answers nothing, such as a Prosody
+            // whose module is off, is not rewritten on every run.)
+            case .none(let reason) where consumer is SynapseSwitch || consumer is FileSwitch:
+                other = "signs with no secret turnkeeper knows: \(reason)"
+            default:
+                other = nil
+            }
             if let other {
                 say(
                     "\(consumer.label) \(other), not with the current secret \(secret.fingerprint): its configuration "
@@ -292,13 +299,28 @@ public struct SingleHostRotation: SecretRotation {
             } else {
                 continue
             }
-            let lifetime = try await consumer.preflight(for: secret, known: known)
+            // As its files are now (a restored file may set a longer lifetime), and as they will be.
+            let before = await consumer.lifetimeNow() ?? 0
+            let lifetime = max(before, try await consumer.preflight(for: secret, known: known))
             say(try await switchRecording(consumer, to: secret, from: current))
-            // It may have handed out credentials signed with a retiring secret until now.
+            // It may have handed out credentials signed with a retiring secret until now, or with the one it
+            // leaves: one turnkeeper had retired already (and coturn has again) retires anew after them.
             let after = now() + lifetime + configuration.rotation.margin.seconds
             for index in current.retiring.indices where current.retiring[index].after < after {
                 current.retiring[index].after = after
             }
+            if let leaving, !current.retiring.contains(where: { $0.value == leaving }),
+                (current.retired ?? []).contains(where: { $0.digest == RetiredSecret.digest(leaving) }),
+                try await coturn.secrets().contains(leaving)
+            {
+                current.retiring.append(.init(value: leaving, after: after))
+            }
+            // What was kept for it waits its lifetime again, no longer as a failure.
+            for index in current.retiring.indices where current.retiring[index].kept != nil {
+                current.retiring[index].kept = nil
+                current.retiring[index].failed = nil
+            }
+            if current.lastResult?.hasPrefix("failed") == true { current.lastResult = "ok" }
             current.setRestart(nil, of: consumer.name)
             current.drifted = current.drifted?.filter { $0 != consumer.name }
             if current.drifted?.isEmpty == true { current.drifted = nil }
@@ -310,13 +332,28 @@ public struct SingleHostRotation: SecretRotation {
     /// Why `secret` must stay in coturn now, read from the world: every consumer's files or answers (Synapse's
     /// configuration as Synapse reads it), never turnkeeper's state. nil when no consumer signs with it.
     func keepers(of secret: TurnSecret, _ state: RotationState) async -> String? {
+        await keeping(secret, state).map(\.reason)
+    }
+
+    /// As `keepers`, and the consumers only whose running process (not its files) uses it: a restart ends that.
+    private func keeping(_ secret: TurnSecret, _ state: RotationState) async -> (reason: String, restart: [String])? {
         var candidates = [secret] + [state.current, state.pending].compactMap { $0 } + state.retiring.map(\.value)
         candidates += ((try? await coturn.secrets()) ?? []).filter { !candidates.contains($0) }
         var reasons: [String] = []
+        var restart: [String] = []
         for consumer in consumers {
-            if let reason = await consumer.keeps(secret, candidates: candidates, now: now()) { reasons.append(reason) }
+            guard let keep = await consumer.keeps(secret, candidates: candidates, now: now()) else { continue }
+            reasons.append(keep.reason)
+            if keep.runningOnly { restart.append(consumer.name) }
         }
-        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+        return reasons.isEmpty ? nil : (reasons.joined(separator: "; "), restart)
+    }
+
+    /// The longest any consumer's credentials stay valid as its files are now, in seconds.
+    private func longestLifetime() async -> Int64 {
+        var longest: Int64 = 0
+        for consumer in consumers { longest = max(longest, await consumer.lifetimeNow() ?? 0) }
+        return longest
     }
 
     /// What `rotate --resume` says when it found nothing to do.
@@ -352,11 +389,19 @@ public struct SingleHostRotation: SecretRotation {
         var kept: [String] = []
         for retiree in current.retiring where retiree.after <= now() {
             let fingerprint = retiree.value.fingerprint
-            if let reason = await keepers(of: retiree.value, current) {
+            if let (reason, restart) = await keeping(retiree.value, current) {
                 let failure = "kept in coturn: \(reason)"
+                // Once nothing uses it any more, credentials signed with it until then must expire first.
+                let after = now() + (await longestLifetime()) + configuration.rotation.margin.seconds
                 if let index = current.retiring.firstIndex(where: { $0.value == retiree.value }) {
                     current.retiring[index].failed = failure
                     current.retiring[index].kept = reason
+                    current.retiring[index].after = max(current.retiring[index].after, after)
+                }
+                // A process running with files changed since it started is restarted by the next run.
+                let members = current.members ?? []
+                for name in restart where members.contains(name) && !(current.drifted ?? []).contains(name) {
+                    current.drifted = (current.drifted ?? []) + [name]
                 }
                 current.lastResult = "failed: \(fingerprint) is not retired: \(failure)"
                 try await persist(current, step: 5, "did not retire \(fingerprint): \(failure)", boundary: false)
@@ -394,8 +439,9 @@ public struct SingleHostRotation: SecretRotation {
                 .retirementFailed,
                 "not retired, as it is still in use: \(kept.joined(separator: ", ")). coturn keeps accepting it. Make "
                     + "the file named there give the current secret again (remove the line if turnkeeper's own file "
-                    + "sets the key), then run `turnkeeper rotate --resume`: it switches that app back, restarting it, "
-                    + "and retires the old secret once nothing signs with it.")
+                    + "sets the key), then run `turnkeeper rotate --resume` (or, with the daemon, `systemctl reload "
+                    + "turnkeeper`): it switches that app back, restarting it, and retires the old secret once nothing "
+                    + "signs with it.")
         }
         guard failed.isEmpty else {
             throw TurnkeeperError(

@@ -19,7 +19,16 @@ struct StateFile<Value: Codable & Sendable>: Sendable {
         let path = path
         let name = name
         return try await Blocking.run { () throws -> Value? in
-            guard access(path, F_OK) == 0 else { return nil }
+            guard access(path, F_OK) == 0 else {
+                guard errno == ENOENT else {
+                    // Not "no rotation yet": a state directory that is a file, or one turnkeeper may not read.
+                    throw TurnkeeperError(
+                        .unreadableFile,
+                        "cannot read \(path): \(errnoDescription(errno)). rotation.state_directory must be a "
+                            + "directory only root may change; fix it before anything else.")
+                }
+                return nil
+            }
             guard let file = try TrustedDirectory(containing: path).read(name) else { return nil }
             do {
                 return try JSONDecoder().decode(Value.self, from: Data(file.bytes))

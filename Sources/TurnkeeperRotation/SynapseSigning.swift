@@ -36,9 +36,10 @@ public struct SynapseSigning: Sendable {
             let held = saved.retiring.contains { $0.value == signer.secret }
             let fix =
                 signer.location.contains(managed)
-                ? "Run `\(resume)`: it writes \(managed) again with the current secret and restarts Synapse."
-                : "Remove that line (turnkeeper's \(managed) sets the secret), then run `\(resume)`: it restarts "
-                    + "Synapse onto the current secret."
+                ? "Run `\(resume)` (or `systemctl reload turnkeeper`): it writes \(managed) again with the current "
+                    + "secret and restarts Synapse."
+                : "Remove that line (turnkeeper's \(managed) sets the secret), then run `\(resume)` (or `systemctl "
+                    + "reload turnkeeper`): it restarts Synapse onto the current secret."
             drift =
                 "Synapse's configuration makes it sign with \(signer.secret.fingerprint) (\(signer.location)), not with "
                 + "turnkeeper's current secret \(current.fingerprint): "

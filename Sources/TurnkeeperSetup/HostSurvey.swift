@@ -90,7 +90,7 @@ public struct HostSurvey: Sendable {
     }
 
     /// turnserver.conf as coturn reads it: `name=value` or bare flags; the last value of an option wins.
-    static func readCoturn(_ path: String) throws(TurnkeeperError) -> Coturn {
+    public static func readCoturn(_ path: String) throws(TurnkeeperError) -> Coturn {
         let lines = CoturnConfigStore.parse(try FileContents.read(path, limit: 1 << 20).bytes)
         var coturn = Coturn(
             path: path, realm: nil, useAuthSecret: false, staticSecretLines: [], sqliteDatabase: nil,

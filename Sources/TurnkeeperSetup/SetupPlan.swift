@@ -73,20 +73,31 @@ public struct SetupPlan: Sendable {
                 )
             }
             if let directory = survey.paths.synapseConfig.dropFirst().first(where: { !$0.hasSuffix(".yaml") }) {
-                synapse.managedFile = directory + "/90-turnkeeper.yaml"
-                let later = config.files.filter { $0 > synapse.managedFile && $0.hasPrefix(directory + "/") }
-                let overriding = ["turn_shared_secret", "turn_shared_secret_path"].compactMap { config.origins[$0] }
-                    .filter { later.contains($0) }
-                if let file = overriding.first {
+                let keys = ["turn_shared_secret", "turn_shared_secret_path"]
+                // Files in conf.d that set the secret, and the names turnkeeper's own file could take: the usual
+                // one, or, after an admin's `<domain>.yaml` (as the article has it), one that sorts after it.
+                let setting = keys.compactMap { config.origins[$0] }.filter { $0.hasPrefix(directory + "/") }
+                let candidates = ["90-turnkeeper.yaml", "zz-turnkeeper.yaml"].map { directory + "/" + $0 }
+                let after = { (name: String) in setting.allSatisfy { SynapseConfig.pathOrder($0, name) } }
+                if let name = candidates.first(where: after) {
+                    synapse.managedFile = name
+                    let overridden = setting.compactMap { file in
+                        keys.compactMap { config.location(of: $0) }.first { $0.hasPrefix(file) }
+                    }
+                    chose.append(
+                        "synapse.managed_file \(synapse.managedFile): turnkeeper's own conf.d file, after every file that "
+                            + "sets the secret, so Synapse reads the new secret from it (secret inline; it cancels any "
+                            + "turn_shared_secret_path)"
+                            + (overridden.isEmpty
+                                ? ""
+                                : "; it overrides \(overridden.joined(separator: ", ")), which may stay as it is"))
+                } else {
+                    synapse.managedFile = candidates[1]
+                    let file = setting.last ?? directory
                     undecided.append(
                         "\(file) sets Synapse's TURN secret and sorts after \(synapse.managedFile), so it would win over "
                             + "turnkeeper's file: move its turn_ options into homeserver.yaml or a file that sorts earlier"
                     )
-                } else {
-                    chose.append(
-                        "synapse.managed_file \(synapse.managedFile): turnkeeper's own conf.d file, after every file that "
-                            + "sets the secret, so Synapse reads the new secret from it (secret inline; it cancels any "
-                            + "turn_shared_secret_path)")
                 }
             } else {
                 undecided.append(
@@ -120,6 +131,10 @@ public struct SetupPlan: Sendable {
         } else {
             undecided.append("the group Synapse runs as (no matrix-synapse group here): pass --synapse-group")
         }
+        notes.append(
+            "optional: set synapse.homeserver and synapse.access_token_file (a 0600 file with the access token of a "
+                + "Matrix user of its own) so that each rotation, and the daemon's every probe, also check what the "
+                + "running Synapse hands out, not only what its files say")
         if let unit = choices.synapseUnit {
             synapse.restartCommand = ["systemctl", "restart", unit]
             chose.append("synapse.restart_command systemctl restart \(unit): as given")
@@ -235,8 +250,9 @@ public struct SetupPlan: Sendable {
                 "the unit can write \(conf.path) only with a drop-in: `systemctl edit turnkeeper`, then "
                     + "[Service] ReadWritePaths=\(directory(of: conf.path)) (docs/operations.md)")
             notes.append(
-                "to rotate without dropping calls: let coturn read its secret from its database instead (store: sqlite; "
-                    + "docs/rotation.md), then remove static-auth-secret from \(conf.path) and restart coturn once")
+                "to rotate without dropping calls (recommended): `turnkeeper init --move-static-secret` moves the "
+                    + "secret from \(conf.path) into coturn's database with one coturn restart, proves it, and writes "
+                    + "store: sqlite; then no rotation restarts coturn, and the drop-in above is not needed")
         } else {
             let database = conf.sqliteDatabase ?? "/var/lib/turn/turndb"
             store = .sqlite(database: database)

@@ -1,4 +1,5 @@
 import CSQLite
+import Glibc
 import TurnkeeperCore
 public import TurnkeeperCredentials
 import TurnkeeperExecution
@@ -46,7 +47,8 @@ public struct CoturnSQLiteStore: CoturnSecretStore {
         }
     }
 
-    /// "wal" once turnkeeper has written; coturn's readers then never meet a writer's lock.
+    /// "wal" once turnkeeper has written; coturn's readers then never meet a writer's lock. "delete" (Debian's
+    /// turndb as shipped) until then.
     public func journalMode() async throws -> String { try await Blocking.run { try self.readJournalMode() } }
 
     private func readSecrets() throws(TurnkeeperError) -> [TurnSecret] {
@@ -83,8 +85,40 @@ public struct CoturnSQLiteStore: CoturnSecretStore {
 
     /// WAL mode persists in the file, so this is a no-op after the first write. SQLite, running as root, gives
     /// the -wal and -shm files the database file's owner, so coturn's user can still open them.
+    ///
+    /// The switch needs an exclusive lock, and a writer waiting for one blocks every new reader: coturn, which
+    /// does not wait, then refuses the login (measured: 19 of 20 switches under logins). So it never waits
+    /// holding the lock's claim (busy timeout 0, retried every millisecond for up to 2 s) and does not fsync
+    /// inside it (only the header changes; no row is written): measured 3 refused logins in 100 switches, each
+    /// one whose read met that instant. `init --move-static-secret` switches right before coturn's restart.
     private static func useWriteAheadLog(_ database: Database) throws(TurnkeeperError) {
-        try database.query("PRAGMA journal_mode=WAL", []) { _ in }
+        var mode = ""
+        try database.query("PRAGMA journal_mode", []) { mode = $0 }
+        guard mode.lowercased() != "wal" else { return }
+        try database.query("PRAGMA synchronous=OFF", []) { _ in }
+        database.setBusyTimeout(0)
+        defer { database.setBusyTimeout(nil) }
+        // SQLite answers with the mode in force: one that could not switch says its old mode, not an error.
+        var attempts = 0
+        while true {
+            var now = ""
+            do throws(TurnkeeperError) {
+                try database.query("PRAGMA journal_mode=WAL", []) { now = $0 }
+            } catch {
+                guard attempts < 2000 else { throw error }
+            }
+            if now.lowercased() == "wal" { break }
+            attempts += 1
+            guard attempts <= 2000 else {
+                throw TurnkeeperError(
+                    .unwritableFile,
+                    "cannot switch coturn's database \(database.path) to write-ahead logging (it stays in \(now) mode); "
+                        + "nothing was written. Is another process holding it open in exclusive mode? `fuser \(database.path)`"
+                )
+            }
+            usleep(1000)
+        }
+        try database.query("PRAGMA synchronous=FULL", []) { _ in }
     }
 
     private func readJournalMode() throws(TurnkeeperError) -> String {
@@ -105,6 +139,7 @@ public struct CoturnSQLiteStore: CoturnSecretStore {
 /// One connection, closed after each operation so no lock or handle outlives it.
 private final class Database {
     let path: String
+    let busyTimeout: Int32
     private let handle: OpaquePointer
 
     init(path: String, busyTimeout: Int32) throws(TurnkeeperError) {
@@ -124,11 +159,15 @@ private final class Database {
         }
         self.path = path
         self.handle = handle
+        self.busyTimeout = busyTimeout
         sqlite3_busy_timeout(handle, busyTimeout)
         turnkeeper_sqlite_no_checkpoint_on_close(handle)
     }
 
     func close() { sqlite3_close(handle) }
+
+    /// nil: back to the timeout the connection was opened with.
+    func setBusyTimeout(_ milliseconds: Int32?) { sqlite3_busy_timeout(handle, milliseconds ?? busyTimeout) }
 
     func execute(_ sql: String, _ parameters: [String], what: String) throws(TurnkeeperError) {
         let statement = try prepare(sql, parameters)

@@ -258,7 +258,7 @@ public struct SynapseConfig: Sendable {
     }
 
     /// Python sorts str by code point; UTF-8 byte order is the same order.
-    static func pathOrder(_ a: String, _ b: String) -> Bool {
+    public static func pathOrder(_ a: String, _ b: String) -> Bool {
         Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8))
     }
 

@@ -24,6 +24,9 @@ public struct SynapseSecretStore: Sendable {
     public let group: String?
     /// Other TURN options turnkeeper manages in the same file.
     public let options: Options
+    /// Synapse's own account, which may own the directories on the way (Debian's package gives it
+    /// /etc/matrix-synapse): it could only ever reach its own secret.
+    public let service: ServiceAccount?
 
     /// Synapse's TURN options besides the secret; each is written when set.
     public struct Options: Sendable, Equatable {
@@ -43,8 +46,10 @@ public struct SynapseSecretStore: Sendable {
         mode: Mode,
         secretFile: String? = nil,
         group: String? = nil,
-        options: Options = .init()
+        options: Options = .init(),
+        service: ServiceAccount? = nil
     ) {
+        self.service = service
         self.confFile = confFile
         self.mode = mode
         self.secretFile = secretFile
@@ -88,11 +93,11 @@ public struct SynapseSecretStore: Sendable {
     public func write(_ secret: TurnSecret) throws(TurnkeeperError) {
         let gid = try groupID()
         let files = try render(secret)
-        let conf = try TrustedDirectory(containing: confFile)
+        let conf = try TrustedDirectory(containing: confFile, service: service)
         let confName = Self.name(of: confFile)
         try refuseForeignFile(confName, in: conf)
         if let secretFile, let contents = files[secretFile] {
-            let directory = try TrustedDirectory(containing: secretFile)
+            let directory = try TrustedDirectory(containing: secretFile, service: service)
             try directory.write(
                 contents, to: Self.name(of: secretFile), permissions: 0o640, maximumPermissions: 0o640, group: gid,
                 existing: .replace, enforcingGroup: true)
@@ -107,11 +112,11 @@ public struct SynapseSecretStore: Sendable {
     /// `removingStale: false` for `check`, which changes nothing.
     public func checkWritable(removingStale: Bool = true) throws(TurnkeeperError) {
         _ = try groupID()
-        let conf = try TrustedDirectory(containing: confFile)
+        let conf = try TrustedDirectory(containing: confFile, service: service)
         try refuseForeignFile(Self.name(of: confFile), in: conf)
         if removingStale { conf.removeStaleTemporaries(for: Self.name(of: confFile)) }
         if let secretFile {
-            let directory = try TrustedDirectory(containing: secretFile)
+            let directory = try TrustedDirectory(containing: secretFile, service: service)
             try directory.checkReplaceable(Self.name(of: secretFile))
             if removingStale { directory.removeStaleTemporaries(for: Self.name(of: secretFile)) }
         }

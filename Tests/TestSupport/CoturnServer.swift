@@ -108,10 +108,12 @@ public final class CoturnServer: Sendable {
 
     /// Stops coturn and starts it again on the same (possibly rewritten) config file, as an admin's
     /// `systemctl restart coturn` would.
-    public func restart() throws {
+    /// `whileStopped` runs between the stop and the start.
+    public func restart(whileStopped: () throws -> Void = {}) throws {
         let turnserver = try ProcessRunner.which("turnserver", package: "coturn")
         try process.withLock { process in
             process.terminate()
+            try whileStopped()
             process = try ChildProcess(turnserver, ["-c", configPath], stdoutPath: logPath, stderrPath: logPath)
         }
         try waitUntilReady()

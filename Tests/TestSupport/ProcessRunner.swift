@@ -98,4 +98,17 @@ public enum CoturnDatabase {
             ])
         guard made.status == 0 else { throw TestFailure("cannot create \(path): \(made)") }
     }
+
+    /// Runs one SQL statement on `path` with Python's sqlite3.
+    public static func execute(_ path: String, _ sql: String) throws {
+        let python = try ProcessRunner.which("python3", package: "python3")
+        let ran = try ProcessRunner.run(
+            python,
+            [
+                "-c",
+                "import sqlite3, sys; sqlite3.connect(sys.argv[1], isolation_level=None).execute(sys.argv[2]).fetchall()",
+                path, sql,
+            ])
+        guard ran.status == 0 else { throw TestFailure("cannot run SQL on \(path): \(ran)") }
+    }
 }

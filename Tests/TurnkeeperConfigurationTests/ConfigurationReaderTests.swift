@@ -48,6 +48,10 @@ struct ConfigurationReaderTests {
                 "under one second"
             ),
             (
+                "synapse: {group: nogroup}\ncoturn:\n  realm: !!binary dHVybi5leGFtcGxlLm9yZw==\n  verify_uri: \"turn:h\"\n",
+                "YAML tag"
+            ),
+            (
                 "synapse: {group: nogroup}\ncoturn: {realm: r, verify_uri: \"turn:h\"}\ndaemon:\n  probe_uris: turn:x\n",
                 "must be a list"
             ),

@@ -59,7 +59,7 @@ struct AtomicFileTests {
         #expect {
             try AtomicFile.write(Array("new\n".utf8), to: path, existing: .replace)
         } throws: { error in
-            (error as? TurnkeeperError)?.reason.contains("owned by uid 65534") == true
+            (error as? TurnkeeperError)?.reason.contains("owned by nobody (uid 65534)") == true
         }
         #expect(try directory.read("conf") == "old\n")
         #expect(try strays(besides: ["conf"]).isEmpty)
@@ -136,6 +136,46 @@ struct AtomicFileTests {
         #expect(name.hasPrefix(".90-turnkeeper.yaml."))
         #expect(!name.hasSuffix(".yaml"))
         #expect(name != AtomicFile.temporaryName(for: "90-turnkeeper.yaml"))
+    }
+}
+
+@Suite("Directories a service account owns (Debian's /etc/matrix-synapse)", .mayBlock)
+struct ServiceOwnedDirectoryTests {
+    @Test("Refused unless that account is named; named, the file is written and a link swapped in is not followed")
+    func serviceOwned() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        // nobody is never a service account by name (many services share it); as a stand-in here it is one.
+        #expect(ServiceAccount.lookup("nobody") == nil && ServiceAccount.lookup("daemon") == nil)
+        let nobody = ServiceAccount(name: "nobody", uid: 65534)
+        // /etc/matrix-synapse as the developers' package leaves it: matrix-synapse:nogroup 0755, conf.d inside.
+        let synapse = directory.file("matrix-synapse")
+        try FileManager.default.createDirectory(atPath: synapse + "/conf.d", withIntermediateDirectories: true)
+        chown(synapse, nobody.uid, 65534)
+        chmod(synapse, 0o755)
+        let file = synapse + "/conf.d/90-turnkeeper.yaml"
+        #expect {
+            _ = try TrustedDirectory(containing: file)
+        } throws: { error in
+            (error as? TurnkeeperError)?.reason.contains("owned by nobody (uid 65534), not root") == true
+        }
+        try TrustedDirectory(containing: file, service: nobody).write(
+            Array("a: 1\n".utf8), to: "90-turnkeeper.yaml", permissions: 0o640, maximumPermissions: 0o640,
+            group: 65534, existing: .replace, enforcingGroup: true)
+        #expect(try directory.read("matrix-synapse/conf.d/90-turnkeeper.yaml") == "a: 1\n")
+        #expect(ownership(of: file).uid == 0 && ownership(of: file).gid == 65534)
+        // The account swaps conf.d for a link elsewhere: the walk never follows it, nothing is written there.
+        let elsewhere = directory.file("elsewhere")
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: synapse + "/conf.d", toPath: synapse + "/conf.d.old")
+        try FileManager.default.createSymbolicLink(atPath: synapse + "/conf.d", withDestinationPath: elsewhere)
+        let opened = Result { () throws -> Void in
+            try TrustedDirectory(containing: file, service: nobody).write(
+                Array("b: 2\n".utf8), to: "90-turnkeeper.yaml", permissions: 0o640, maximumPermissions: 0o640,
+                group: 65534, existing: .replace, enforcingGroup: true)
+        }
+        #expect(throws: TurnkeeperError.self) { try opened.get() }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere).isEmpty)
     }
 }
 

@@ -180,7 +180,8 @@ struct HealthAndMetricsTests {
     @Test("The STATUS line reads as a sentence about phase, schedule, age and probe")
     func statusLine() throws {
         var snapshot = DaemonState.Snapshot(configuration: Self.configuration())
-        snapshot.rotation = RotationStatus(phase: "idle", currentAgeSeconds: 3700)
+        // The age is counted from the switch, not taken from the status read earlier.
+        snapshot.rotation = RotationStatus(phase: "idle", lastRotation: -3700, currentAgeSeconds: 16)
         snapshot.nextAction = 0
         snapshot.probeSteps = [.init(uri: "a", step: "binding", passed: true, seconds: 0)]
         snapshot.probePassed = true

@@ -177,3 +177,25 @@ extension SingleHostRotation {
         return await keepers(of: secret, saved)
     }
 }
+
+@Suite("Small untruths (issue 26)", .mayBlock)
+struct SmallUntruthTests {
+    @Test("A command that leaves a process behind holding its output: its own exit ends the wait, not a timeout")
+    func backgroundChild() async throws {
+        let output = try await CommandRunner.run(
+            ["/bin/sh", "-c", "sleep 3 & echo answered"], what: "verify", timeoutSeconds: 60, capture: true)
+        #expect(String(decoding: output, as: UTF8.self) == "answered\n")
+    }
+
+    @Test("A state directory that is a file is an error, not \"no rotation yet\"")
+    func stateDirectoryIsAFile() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = try directory.write("state", "not a directory\n")
+        await #expect {
+            _ = try await StateFile<RotationState>(directory: file, name: "state.json").load()
+        } throws: { error in
+            (error as? TurnkeeperError)?.reason.contains("must be a directory") == true
+        }
+    }
+}

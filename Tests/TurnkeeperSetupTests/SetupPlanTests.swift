@@ -145,14 +145,35 @@ struct SetupPlanTests {
         #expect(plan2.configuration?.synapse.restartCommand == ["systemctl", "restart", "synapse.service"])
     }
 
-    @Test("A conf.d file that sorts after turnkeeper's and sets the secret would win: undecided")
+    @Test("The article's conf.d/<domain>.yaml sets the secret: turnkeeper's file sorts after it, and says so")
+    func domainFileInConfD() throws {
+        let host = try Host(
+            turnserver: Host.sqliteTurnserver,
+            confD: ["example.com.yaml": "server_name: example.com\nturn_shared_secret: \"\(Host.secret)\"\n"])
+        defer { host.directory.remove() }
+        let plan = host.plan()
+        let configuration = try #require(plan.configuration, "\(plan.undecided)")
+        #expect(configuration.synapse.managedFile == host.directory.file("conf.d") + "/zz-turnkeeper.yaml")
+        #expect(plan.chose.contains { $0.contains("overrides") && $0.contains("example.com.yaml, line 2") })
+    }
+
+    @Test("A conf.d file that sorts after every name turnkeeper's could take, and sets the secret: undecided")
     func overridingConfD() throws {
         let host = try Host(
-            turnserver: Host.sqliteTurnserver, confD: ["95-turn.yaml": "turn_shared_secret: \"\(Host.secret)\"\n"])
+            turnserver: Host.sqliteTurnserver, confD: ["zzz-turn.yaml": "turn_shared_secret: \"\(Host.secret)\"\n"])
         defer { host.directory.remove() }
         let plan = host.plan()
         #expect(plan.configuration == nil)
-        #expect(plan.undecided.contains { $0.contains("95-turn.yaml") && $0.contains("sorts after") })
+        #expect(plan.undecided.contains { $0.contains("zzz-turn.yaml") && $0.contains("sorts after") })
+    }
+
+    @Test("--synapse-group nogroup: refused, since every process in that group could read the secret")
+    func sharedGroup() throws {
+        let host = try Host(turnserver: Host.sqliteTurnserver)
+        defer { host.directory.remove() }
+        let plan = host.plan(.init(synapseGroup: "nogroup"))
+        #expect(plan.configuration == nil)
+        #expect(plan.undecided.contains { $0.contains("--synapse-group nogroup") && $0.contains("shared") })
     }
 
     @Test("A schedule that would retire a secret while its credentials live is refused")

@@ -26,8 +26,8 @@ struct ProbeService: Service {
                 // when its round ends.
                 let snapshot = state.current
                 if !snapshot.firstRoundDone || snapshot.rotating {
-                    await alarm.sleep(for: .seconds(state.configuration.daemon.probeInterval.seconds))
-                    if !state.current.firstRoundDone || state.current.rotating { continue }
+                    await alarm.sleep(for: .seconds(min(5, state.configuration.daemon.probeInterval.seconds)))
+                    continue
                 }
                 await probeOnce()
                 await alarm.sleep(for: .seconds(state.configuration.daemon.probeInterval.seconds))
@@ -120,13 +120,33 @@ struct ProbeService: Service {
             guard let secret = current else {
                 return (nil, nil, "no current secret yet, so only what needs no credentials was tried")
             }
+            // With a token, what the running Synapse hands out is what is probed; its files may have changed
+            // since it started, and then it signs with what they named before.
+            if synapse != nil, let api = configuration.synapse.apiCheck {
+                let handed = try await CredentialSource.homeserver(
+                    api.homeserver, accessTokenFile: api.accessTokenFile, caFile: nil
+                ).resolve(user: "", lifetime: SynapseDuration(milliseconds: 300_000))
+                guard let credentials = handed.credentials else { return (nil, nil, "Synapse hands out nothing") }
+                let verdict = try CredentialVerifier(secrets: [secret]).verify(
+                    username: credentials.username, password: credentials.password, nowSeconds: now)
+                if case .noSecretMatched = verdict {
+                    return (
+                        credentials, handed.expiry,
+                        "\(api.homeserver) hands out credentials not signed with the secret Synapse's files give it "
+                            + "(\(secret.fingerprint)): Synapse runs with files changed since it started. Restart it "
+                            + "(`systemctl restart matrix-synapse`) once its files are right, or run "
+                            + "`\(configuration.command("rotate --resume"))`"
+                    )
+                }
+                return (credentials, handed.expiry, nil)
+            }
             let minted = try await CredentialSource.secret(secret).resolve(
                 user: "@turnkeeper-probe:\(configuration.coturn.realm)",
                 lifetime: SynapseDuration(milliseconds: 300_000),
                 nowMilliseconds: now * 1000)
             return (minted.credentials, minted.expiry, nil)
         } catch {
-            return (nil, nil, "cannot read the current secret: \(describe(error))")
+            return (nil, nil, "cannot get credentials to probe with: \(describe(error))")
         }
     }
 

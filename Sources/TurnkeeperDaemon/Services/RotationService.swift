@@ -128,31 +128,38 @@ struct RotationService: Service {
             }
         }
         state.update { $0.rotating = true }
-        defer { settled() }
         do {
             try await gate.run { try await rotation.rotate(.rotate) }
             succeeded(status: try? await rotation.status(), next: next)
+            settled(acted: true)
             return epoch
         } catch {
             runFailed(error)
+            settled()
             return syncedEpoch
         }
     }
 
-    /// A round ended (or nothing was due): the probe, which waits while turnkeeper restarts what it switches,
-    /// runs now.
-    private func settled() {
-        if !state.current.firstRoundDone { state.update { $0.firstRoundDone = true } }
-        probeAlarm.wake()
+    /// A round ended, or nothing was due: the probe, which waits for the first round (turnkeeper's own restarts
+    /// of coturn or Synapse), runs now; after a round that acted, it checks the result at once.
+    private func settled(acted: Bool = false) {
+        if !state.current.firstRoundDone {
+            state.update { $0.firstRoundDone = true }
+            probeAlarm.wake()
+        } else if acted {
+            probeAlarm.wake()
+        }
     }
 
     private func perform(_ action: RotationSchedule.Action, rotation: any SecretRotation) async {
         state.update { $0.rotating = true }
         logger.info(action.rotate ? "rotation due: starting" : "finishing a rotation or retiring what is due")
-        defer { settled() }
+        var acted = false
+        defer { settled(acted: acted) }
         do {
             try await gate.run { try await rotation.rotate(action.rotate ? .rotate : .resume) }
             succeeded(status: try? await rotation.status(), next: nil)
+            acted = true
         } catch let stopped as RotationStopped {
             metrics.rotations(DaemonMetrics.RotationResult.stopped).increment()
             state.update { $0.rotating = false }

@@ -80,9 +80,15 @@ struct ReloadService: Service {
         {
             logger.warning("SIGHUP: daemon.listen changed; the listener moves only on a restart of turnkeeper")
         }
-        state.update { $0.configuration = loaded }
+        // A reload is how an admin says "fixed, try again": a failing rotation is retried now, not after its
+        // backoff (its next failure starts the backoff afresh).
+        let retrying = state.current.failures > 0
+        state.update {
+            $0.configuration = loaded
+            if retrying { $0.lastFailure = nil }
+        }
         metrics.configReload(ok: true)
-        logger.notice("SIGHUP: reloaded \(path)")
+        logger.notice("SIGHUP: reloaded \(path)\(retrying ? "; the failing rotation is retried now" : "")")
         for alarm in alarms { alarm.wake() }
     }
 }

@@ -28,7 +28,16 @@ protocol ConsumerSwitch: Sendable {
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse
     /// Why this consumer still needs `secret` in coturn, read from the world now (its files, its answers), not
     /// from turnkeeper's state; nil when it provably does not. `candidates`: every secret it might sign with.
-    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> String?
+    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> ConsumerKeep?
+    /// The longest its credentials stay valid as its files are now, in seconds; nil when that cannot be read.
+    func lifetimeNow() async -> Int64?
+}
+
+/// Why a consumer still needs a secret in coturn.
+struct ConsumerKeep: Sendable {
+    var reason: String
+    /// Only the running app uses it (what it hands out), not its files: restarting it ends that.
+    var runningOnly = false
 }
 
 /// What a consumer signs with, and how that is known.
@@ -52,8 +61,8 @@ enum ConsumerUse: Sendable {
 }
 
 extension ConsumerSwitch {
-    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> String? {
-        await inUse(candidates: candidates, now: now).keeps(secret, label: label)
+    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> ConsumerKeep? {
+        await inUse(candidates: candidates, now: now).keeps(secret, label: label).map { ConsumerKeep(reason: $0) }
     }
 }
 

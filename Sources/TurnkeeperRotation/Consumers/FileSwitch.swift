@@ -75,6 +75,8 @@ struct FileSwitch: ConsumerSwitch {
         return done + "; what it hands out was not checked (set verify_url or verify_command for that)"
     }
 
+    func lifetimeNow() async -> Int64? { file.credentialLifetime.seconds }
+
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
         do {
             guard let existing = try await destination() else { return .none("\(file.path) does not exist yet") }

@@ -94,6 +94,8 @@ struct ProsodySwitch: ConsumerSwitch {
             + "\(secret.fingerprint), and coturn accepts them (reloaded, not restarted)"
     }
 
+    func lifetimeNow() async -> Int64? { prosody.credentialLifetime.seconds }
+
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
         do {
             let handed = try await handedOut()

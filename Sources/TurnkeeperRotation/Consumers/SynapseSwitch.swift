@@ -22,7 +22,13 @@ struct SynapseSwitch: Sendable {
             group: synapse.group,
             options: .init(
                 turnURIs: synapse.turnURIs, turnUserLifetime: synapse.turnUserLifetime,
-                turnAllowGuests: synapse.turnAllowGuests))
+                turnAllowGuests: synapse.turnAllowGuests),
+            service: Self.account(group: synapse.group))
+    }
+
+    /// The account Synapse runs as: the user named like its group (Debian: matrix-synapse), else matrix-synapse.
+    static func account(group: String) -> ServiceAccount? {
+        ServiceAccount.lookup(group) ?? ServiceAccount.lookup("matrix-synapse")
     }
 
     /// The managed files can be written safely (no links, no other users' files); clears stale temporaries.
@@ -224,8 +230,15 @@ extension SynapseSwitch: ConsumerSwitch {
 
     /// Its files decide what it signs with after its next start; with synapse.access_token_file, what it hands
     /// out now is asked too, as the running Synapse may have read files since changed.
-    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> String? {
-        if let reason = await inUse(candidates: candidates, now: now).keeps(secret, label: label) { return reason }
+    func lifetimeNow() async -> Int64? {
+        let paths = synapse.configPaths
+        return try? await Blocking.run { try SynapseConfig.load(paths) }.turnUserLifetime.seconds
+    }
+
+    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> ConsumerKeep? {
+        if let reason = await inUse(candidates: candidates, now: now).keeps(secret, label: label) {
+            return ConsumerKeep(reason: reason)
+        }
         guard let check = synapse.apiCheck else { return nil }
         do {
             let tokenFile = check.accessTokenFile
@@ -235,10 +248,15 @@ extension SynapseSwitch: ConsumerSwitch {
                     homeserver: check.homeserver, accessToken: token)
             else { return nil }
             let signer = CredentialVerifier.signer(of: answer.username, answer.password, among: [secret], now: now)
-            return signer == nil ? nil : "Synapse hands out credentials signed with it now (\(check.homeserver))"
+            return signer == nil
+                ? nil
+                : ConsumerKeep(
+                    reason: "Synapse hands out credentials signed with it now (\(check.homeserver)), though its files "
+                        + "no longer name it: it runs with files changed since it started", runningOnly: true)
         } catch {
-            return "whether the running Synapse hands out credentials signed with it cannot be told "
-                + "(\(check.homeserver): \((error as? TurnkeeperError)?.reason ?? "\(error)"))"
+            return ConsumerKeep(
+                reason: "whether the running Synapse hands out credentials signed with it cannot be told "
+                    + "(\(check.homeserver): \((error as? TurnkeeperError)?.reason ?? "\(error)"))")
         }
     }
 

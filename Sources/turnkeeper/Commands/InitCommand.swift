@@ -4,6 +4,7 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCrypto
 import TurnkeeperExecution
+import TurnkeeperRotation
 import TurnkeeperSetup
 import TurnkeeperStores
 
@@ -74,8 +75,27 @@ struct InitCommand: AsyncParsableCommand {
     @Flag(help: "Print the configuration instead of writing it.")
     var print = false
 
+    @Flag(
+        help: ArgumentHelp(
+            "Move coturn's static-auth-secret into its SQLite database, so rotations never restart coturn.",
+            discussion: """
+                One coturn restart, now (it drops the calls in progress: pick a quiet time). turnserver.conf is \
+                backed up beside itself, the secret added to coturn's database (which switches to WAL then), its \
+                lines removed, coturn restarted and an allocation with the secret proven; on a failure the file \
+                is put back and coturn restarted on it. Then turnkeeper.yaml is written (or, if init wrote one \
+                with store: config, rewritten) with store: sqlite. The way back is printed.
+                """))
+    var moveStaticSecret = false
+
     func run() async throws {
         let existing = try await Blocking.run { [path] in try Self.existingFile(path) }
+        if moveStaticSecret && !print {
+            if existing == .configured {
+                try await moveForExistingConfiguration()
+                return
+            }
+            try await moveBeforePlanning()
+        }
         if existing == .configured {
             throw TurnkeeperError(
                 .unwritableFile,
@@ -108,10 +128,10 @@ struct InitCommand: AsyncParsableCommand {
             Swift.print(text, terminator: "")
             return
         }
-        try await Blocking.run { [path] in
+        let written = try await Blocking.run { [path] () throws -> Configuration in
             try Self.write(Array(text.utf8), to: path, replacing: existing == .shippedExample)
             do {
-                _ = try Configuration.load(path)
+                return try Configuration.load(path)
             } catch {
                 // Ours, just written: leave nothing behind that the next init would refuse to replace.
                 unlink(path)
@@ -120,7 +140,101 @@ struct InitCommand: AsyncParsableCommand {
         }
         Swift.print(
             "wrote      \(path) (0600)" + (existing == .shippedExample ? ", in place of the package's example" : ""))
-        Swift.print("next       turnkeeper check; then systemctl enable --now turnkeeper")
+        // Everything `check` would stop at, said now and all at once, so that the next command passes.
+        let blockers: [Checker.Finding]
+        do {
+            blockers = try await Checker(configuration: written).run().filter { !$0.ok }
+        } catch {
+            let reason = (error as? TurnkeeperError)?.reason ?? "\(error)"
+            Swift.print("blocker    " + ServerText.escaped("check could not read everything: \(reason)", limit: 4000))
+            Swift.print("next       fix that, then: \(written.command("check")) && systemctl enable --now turnkeeper")
+            return
+        }
+        for blocker in blockers {
+            Swift.print("blocker    " + ServerText.escaped(blocker.summary, limit: 4000))
+            if let fix = blocker.fix { Swift.print("  fix      " + ServerText.escaped(fix, limit: 4000)) }
+        }
+        Swift.print(
+            blockers.isEmpty
+                ? "next       \(written.command("check")) && systemctl enable --now turnkeeper"
+                : "next       fix the \(blockers.count) point(s) above (check stops at each), then: "
+                    + "\(written.command("check")) && systemctl enable --now turnkeeper")
+    }
+
+    // MARK: --move-static-secret
+
+    /// No turnkeeper.yaml yet: the move from what the host has, before the plan that then chooses store: sqlite.
+    private func moveBeforePlanning() async throws {
+        var paths = HostSurvey.Paths(turnserverConf: turnserverConf, prosodyConfig: prosodyConfig)
+        if !synapseConfig.isEmpty { paths.synapseConfig = synapseConfig }
+        let choices = SetupPlan.Choices(
+            realm: realm, verifyURI: verifyURI, synapseGroup: synapseGroup, synapseUnit: synapseUnit,
+            interval: interval?.duration, margin: margin?.duration, probeInterval: probeInterval?.duration)
+        let (plan, survey) = try await Blocking.run { [path, paths] in
+            let survey = HostSurvey.read(paths)
+            return (SetupPlan(survey, choices: choices, path: path), survey)
+        }
+        guard let configuration = plan.configuration else {
+            for line in plan.undecided { Swift.print("undecided  " + ServerText.escaped(line, limit: 4000)) }
+            throw TurnkeeperError(
+                .invalidConfiguration,
+                "init could not decide \(plan.undecided.count) thing(s) above, so nothing was moved or written. "
+                    + "Settle them and run it again.")
+        }
+        guard case .config(let file) = configuration.coturn.store else {
+            Swift.print("move       nothing to move: coturn takes no static-auth-secret from \(turnserverConf)")
+            return
+        }
+        let database = (try? survey.coturn?.get().sqliteDatabase) ?? nil
+        try await move(
+            configuration, restart: file, database: database ?? Configuration.Coturn.Store.defaultDatabase)
+    }
+
+    /// A turnkeeper.yaml init wrote with store: config: the move, then the file rewritten with store: sqlite.
+    private func moveForExistingConfiguration() async throws {
+        let configuration = try await Blocking.run { [path] in try Configuration.load(path) }
+        guard case .config(let file) = configuration.coturn.store else {
+            Swift.print(
+                "move       nothing to move: \(path) has coturn.store \(configuration.coturn.store.name), not config")
+            return
+        }
+        let conf = configuration.coturn.configFile ?? Configuration.defaultTurnserverConf
+        let database =
+            try await Blocking.run { () -> String? in try? HostSurvey.readCoturn(conf).sqliteDatabase } ?? nil
+        let target = database ?? Configuration.Coturn.Store.defaultDatabase
+        try await move(configuration, restart: file, database: target)
+        var updated = configuration
+        updated.coturn.store = .sqlite(database: target)
+        let text = updated.rendered(header: [
+            "Rewritten by `turnkeeper init --move-static-secret`: coturn now reads its secret from \(target),",
+            "so rotations never restart it. Edit freely; see docs/configuration.md.",
+        ])
+        try await Blocking.run { [path] in
+            try AtomicFile.write(
+                Array(text.utf8), to: path, permissions: 0o600, maximumPermissions: 0o600, existing: .replace)
+            _ = try Configuration.load(path)
+        }
+        Swift.print("wrote      \(path) (0600): coturn.store sqlite \(target)")
+        Swift.print(
+            "next       `systemctl reload turnkeeper` if it runs. A ReadWritePaths=\(TrustedDirectory.split(conf).directory) "
+                + "drop-in, if you added one for store: config, is no longer needed: remove it (`systemctl edit "
+                + "turnkeeper`)")
+    }
+
+    private func move(_ configuration: Configuration, restart: Configuration.Coturn.ConfigFile, database: String)
+        async throws
+    {
+        let move = StaticSecretMove(
+            turnserverConf: configuration.coturn.configFile ?? Configuration.defaultTurnserverConf, database: database,
+            realm: configuration.coturn.realm, verifyURI: configuration.coturn.verifyURI,
+            restartCommand: restart.restartCommand, timeout: restart.restartTimeout,
+            stateDirectory: configuration.rotation.stateDirectory)
+        let outcome = try await move.run(say: { Swift.print("move       " + ServerText.escaped($0, limit: 4000)) })
+        guard outcome.changed else {
+            Swift.print("move       " + ServerText.escaped(outcome.wayBack, limit: 4000))
+            return
+        }
+        Swift.print("way back   " + ServerText.escaped(outcome.wayBack, limit: 4000))
     }
 
     enum Existing: Equatable { case none, shippedExample, configured }

@@ -127,7 +127,8 @@ struct CheckCommand: AsyncParsableCommand {
             signs with; every secret coturn accepts, where it comes from, and that some consumer uses it; no inline-plus-path conflict; no conf.d file overriding turnkeeper's; \
             database rows under coturn's realm; static-auth-secret lines in turnserver.conf (coturn.config_file, \
             else /etc/turnserver.conf), which coturn accepts beside any database; and, when coturn.config_file \
-            is set, use-auth-secret without lt-cred-mech, realm, no syslog (SIGHUP kills coturn then), \
+            is set, use-auth-secret without lt-cred-mech, realm (syslog, as Debian ships it, is fine: turnkeeper \
+            never signals coturn), \
             denied-peer-ip present. Everything is checked before anything is reported; nothing is changed.
 
             check reads files. What only coturn's behaviour can tell (does it really refuse private peers, \
