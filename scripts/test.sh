@@ -33,7 +33,11 @@ echo "== swift test"
 # In parallel. Blocking work never holds the cooperative pool: turnkeeper's own runs on NIO's thread pool,
 # and the suites that wait on processes carry the .mayBlock trait (Tests/TestSupport), which gives them an
 # executor of their own. Deadlines in tests only guard against hangs.
-swift test --skip-build
+# The suites that time calls, loads and epochs on real servers run after the rest, among themselves: on 2 cores
+# the whole suite at once starves them (issue 28 makes them immune to a busy machine; until then they get room).
+timed='TwoHostTests|NATLabTests|CallTestPageLabTests|LoadCommandTests|CoturnAcceptanceTests|DaemonEndToEndTests'
+swift test --skip-build --skip "$timed"
+swift test --skip-build --filter "$timed"
 
 # Every lab a test built must be gone, whether the test passed or failed: any lab whose owner has exited is
 # one this run leaked (labs of another run still going have a live owner).

@@ -165,6 +165,22 @@ struct TargetProbe {
 
     private func deadline() -> ContinuousClock.Instant { .now + options.stepTimeout }
 
+    /// A relay of `family`, as a client over that family asks; a server without one (440 to an IPv6 request)
+    /// gets the default IPv4 request next, as clients taking the default family make. True when it fell back.
+    static func allocate(
+        _ client: TURNClient, preferring family: TransportAddress.Family, deadline: ContinuousClock.Instant
+    )
+        async throws -> (Allocation, fallback: Bool)
+    {
+        do {
+            return (try await client.allocate(family: family, deadline: deadline), false)
+        } catch let error as TURNClientError
+            where family == .ipv6 && error.errorCode == STUNErrorCode.addressFamilyNotSupported
+        {
+            return (try await client.allocate(family: .ipv4, deadline: deadline), true)
+        }
+    }
+
     private func call(caller: TURNClient, log: StepLog) async throws {
         let reflexive = try await log.step(.binding) {
             let mapped = try await caller.binding(deadline: deadline())
@@ -185,10 +201,14 @@ struct TargetProbe {
             let callerAllocation = try await log.step(
                 .allocation,
                 {
-                    let allocation = try await caller.allocate(family: family, deadline: deadline())
+                    let (allocation, fallback) = try await Self.allocate(
+                        caller, preferring: family, deadline: deadline())
                     let serverPrivate = (try? TransportAddress(endpoint.address))?.isPrivate ?? false
                     return (
-                        "relayed address \(allocation.relayed), lifetime \(allocation.lifetime) s",
+                        "relayed address \(allocation.relayed), lifetime \(allocation.lifetime) s"
+                            + (fallback
+                                ? " (the server has no IPv6 relay, 440; this is the IPv4 one clients taking the "
+                                    + "default get: give coturn relay-ip for IPv6 to offer both)" : ""),
                         [
                             "relayed": allocation.relayed.description, "lifetime": String(allocation.lifetime),
                             "relayedPrivate": String(allocation.relayed.isPrivate),
@@ -205,7 +225,8 @@ struct TargetProbe {
             defer { connection.setPeerDataHandler(nil) }
             let calleeAllocation: Allocation
             do {
-                calleeAllocation = try await callee.allocate(family: family, deadline: deadline())
+                calleeAllocation = try await callee.allocate(
+                    family: callerAllocation.relayed.family, deadline: deadline())
             } catch {
                 log.fail(.permission, error, milliseconds: 0, prefix: "the second (callee) allocation failed")
                 return

@@ -77,8 +77,23 @@ public struct STUNErrorCode: Sendable, Hashable, CustomStringConvertible {
         self.reason = reason
     }
 
-    /// The code and the server's reason phrase, escaped and bounded.
-    public var description: String { reason.isEmpty ? "\(code)" : "\(code) \(ServerText.escaped(reason))" }
+    /// The code and its phrase: the server's, escaped and bounded, with the NUL padding coturn 4.6.1 sends
+    /// stripped; the RFC's when the server sends none (coturn 4.10 and later send none by default).
+    public var description: String {
+        var phrase = Substring(reason)
+        while let last = phrase.last, last == "\u{0}" || last == " " { phrase.removeLast() }
+        if phrase.isEmpty { phrase = Substring(Self.standardPhrases[code] ?? "") }
+        return phrase.isEmpty ? "\(code)" : "\(code) \(ServerText.escaped(String(phrase)))"
+    }
+
+    /// RFC 8489 §14.8 and RFC 8656 §19's reason phrases.
+    public static let standardPhrases: [Int: String] = [
+        300: "Try Alternate", 400: "Bad Request", 401: "Unauthenticated", 403: "Forbidden",
+        405: "Mobility Forbidden", 420: "Unknown Attribute", 437: "Allocation Mismatch", 438: "Stale Nonce",
+        440: "Address Family not Supported", 441: "Wrong Credentials", 442: "Unsupported Transport Protocol",
+        443: "Peer Address Family Mismatch", 486: "Allocation Quota Reached", 500: "Server Error",
+        508: "Insufficient Capacity",
+    ]
 
     public static let tryAlternate = 300
     public static let badRequest = 400

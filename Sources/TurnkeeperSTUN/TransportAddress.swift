@@ -36,6 +36,10 @@ public struct TransportAddress: Sendable, Hashable, CustomStringConvertible {
         case .ipv4:
             return address.map(String.init).joined(separator: ".")
         case .ipv6:
+            // RFC 5952 §5: an IPv4-mapped address ends in its dotted IPv4 form.
+            if address[0..<10].allSatisfy({ $0 == 0 }) && address[10] == 0xFF && address[11] == 0xFF {
+                return "::ffff:" + address[12..<16].map(String.init).joined(separator: ".")
+            }
             var groups: [UInt16] = []
             for index in stride(from: 0, to: 16, by: 2) {
                 groups.append(UInt16(address[index]) << 8 | UInt16(address[index + 1]))

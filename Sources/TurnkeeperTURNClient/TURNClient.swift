@@ -74,12 +74,14 @@ public final class TURNClient: Sendable {
         throw TURNClientError(.malformedResponse("no XOR-MAPPED-ADDRESS or MAPPED-ADDRESS"), method: .binding)
     }
 
-    /// Allocates a UDP relay of `family`.
-    public func allocate(family: TransportAddress.Family, deadline: ContinuousClock.Instant) async throws -> Allocation
+    /// Allocates a UDP relay of `family`. An IPv4 relay is asked for by name (REQUESTED-ADDRESS-FAMILY) only with
+    /// `naming`: a server that has it as its default may not know the attribute (RFC 6156).
+    public func allocate(family: TransportAddress.Family, deadline: ContinuousClock.Instant, naming: Bool = false)
+        async throws -> Allocation
     {
         let response = try await authenticated(.allocate, deadline: deadline) { message in
             message.appendRequestedTransport(.udp)
-            if family == .ipv6 { message.appendRequestedAddressFamily(.ipv6) }
+            if family == .ipv6 || naming { message.appendRequestedAddressFamily(family) }
         }
         do {
             guard let relayed = try response.message.xorAddress(.xorRelayedAddress) else {

@@ -32,6 +32,13 @@ public struct TURNClientError: Error, Sendable, Hashable, CustomStringConvertibl
     }
 
     public let kind: Kind
+
+    /// The server's error code, for an error response.
+    public var errorCode: Int? {
+        if case .errorResponse(let code) = kind { return code.code }
+        return nil
+    }
+
     /// The request that failed, when there was one.
     public let method: STUNMethod?
     /// How the answer's MESSAGE-INTEGRITY checked out, when the request carried ours; nil otherwise.

@@ -64,7 +64,7 @@ struct AuditLabTests {
         #expect(clean.status == 0 && clean.findings.isEmpty && clean.report["passed"] as? Bool == true, "\(clean.text)")
         #expect(
             clean.report["notTested"] as? [String]
-                == ["certificate", "data-path", "external-address", "ipv6-peers", "tls-versions"])
+                == ["certificate", "coturn-version", "data-path", "external-address", "tls-versions"])
         let checks = (clean.report["targets"] as? [[String: Any]])?.first?["checks"] as? [[String: Any]] ?? []
         let quota = checks.first { $0["check"] as? String == "quotas" }
         // user-quota=12, less those released a moment before, which coturn still counts.
@@ -154,7 +154,7 @@ struct AuditLabTests {
         #expect(strong.status == 0 && strong.findings.isEmpty, "\(strong.text)")
         #expect(
             strong.report["notTested"] as? [String] == [
-                "data-path", "external-address", "ipv6-peers", "retired-secret",
+                "coturn-version", "data-path", "external-address", "retired-secret",
             ],
             "\(strong.text)")
         let checks = (strong.report["targets"] as? [[String: Any]])?.first?["checks"] as? [[String: Any]] ?? []

@@ -8,14 +8,31 @@ import TurnkeeperSTUN
 struct AuditReportTests {
     @Test("Every forbidden peer is of its family, in a range its fix names, and no peer is a public address")
     func peers() {
-        #expect(ForbiddenPeer.peers(for: .ipv4).count == 10 && ForbiddenPeer.peers(for: .ipv6).count == 4)
-        for peer in ForbiddenPeer.all {
+        // An IPv6 relay is asked its own three ranges and the ten IPv4 ones in four IPv6 forms each.
+        #expect(ForbiddenPeer.peers(for: .ipv4).count == 10 && ForbiddenPeer.peers(for: .ipv6).count == 3 + 10 * 4)
+        let hosts = ForbiddenPeer.peers(for: .ipv6).map(\.address.host)
+        #expect(Set(hosts).count == hosts.count, "two IPv6 forms of one IPv4 range collide")
+        for host in ["::ffff:127.0.0.1", "::ffff:169.254.169.254", "::7f00:1", "64:ff9b::a9fe:a9fe", "2002:a00:1::1"] {
+            #expect(hosts.contains(host), "\(host) is not asked")
+        }
+        // RFC 5952 §5: the mapped form is written with its dotted IPv4 address; each carries its own range.
+        let mapped = ForbiddenPeer.peers(for: .ipv6).first { $0.address.host == "::ffff:169.254.169.254" }
+        #expect(mapped?.check == "peer-metadata" && mapped?.severity == .critical && mapped?.cve == "CVE-2026-27624")
+        #expect(
+            mapped?.covers(
+                TransportAddress(
+                    family: .ipv6, address: Array(repeating: 0, count: 10) + [0xFF, 0xFF, 169, 254, 169, 254], port: 1)!
+            ) == true)
+        let compatible = ForbiddenPeer.peers(for: .ipv6).first { $0.address.host == "::a9fe:a9fe" }
+        #expect(compatible?.cve == nil && compatible?.fix.contains("denied-peer-ip=::-::ffff:ffff") == true)
+        for peer in ForbiddenPeer.all + ForbiddenPeer.peers(for: .ipv6) {
             #expect(peer.fix.contains("denied-peer-ip=") || peer.fix.contains("no-multicast-peers"), "\(peer)")
             let multicast = peer.address.family == .ipv4 && peer.address.address[0] >= 224
             let thisNetwork = peer.address.family == .ipv4 && peer.address.address[0] == 0
             let benchmarking = peer.address.family == .ipv4 && peer.address.address[0] == 198
-            let mapped = peer.address.family == .ipv6 && peer.address.address[10] == 0xFF
-            #expect(ForbiddenPeer.isPrivate(peer.address) || multicast || thisNetwork || benchmarking || mapped)
+            // An IPv4 range written in IPv6 (mapped, compatible, NAT64, 6to4).
+            let embedded = peer.range.contains(", written ")
+            #expect(ForbiddenPeer.isPrivate(peer.address) || multicast || thisNetwork || benchmarking || embedded)
         }
         #expect(!ForbiddenPeer.isPrivate(TransportAddress(ipv4: "203.0.113.30", port: 1)!))
         #expect(ForbiddenPeer.isPrivate(TransportAddress(ipv4: "172.31.255.255", port: 1)!))

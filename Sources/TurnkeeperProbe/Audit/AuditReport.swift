@@ -21,6 +21,24 @@ public struct AuditFinding: Codable, Sendable, Hashable {
     public let evidence: String
     /// The coturn option and value to add (or remove).
     public let fix: String
+    /// The peer address asked, for peer checks (RFC 5952 text): one check may be found at several peers.
+    public var peer: String?
+    /// The known coturn vulnerability this finding is, when it is one.
+    public var cve: String?
+
+    public init(
+        check: String, severity: Severity, target: String, problem: String, evidence: String, fix: String,
+        peer: String? = nil, cve: String? = nil
+    ) {
+        self.check = check
+        self.severity = severity
+        self.target = target
+        self.problem = problem
+        self.evidence = evidence
+        self.fix = fix
+        self.peer = peer
+        self.cve = cve
+    }
 }
 
 /// What one check concluded at one target, finding or not: a report says what was not tested, too.

@@ -88,6 +88,10 @@ struct EndpointAudit {
     private(set) var findings: [AuditFinding] = []
     /// A handshake of TLS 1.2 or later completed at this address in this run.
     private var modernTLS = false
+    /// The SOFTWARE attribute the server sent, if any.
+    private var software: String?
+    /// The credentials were granted an allocation of the URI's family in this run.
+    private var primaryAllocated = false
 
     init(uri: TURNURI, endpoint: ServerEndpoint, options: AuditOptions) {
         self.uri = uri
@@ -114,17 +118,21 @@ struct EndpointAudit {
     }
 
     private mutating func found(
-        _ check: String, _ severity: AuditFinding.Severity, problem: String, evidence: String, fix: String
+        _ check: String, _ severity: AuditFinding.Severity, problem: String, evidence: String, fix: String,
+        peer: String? = nil, cve: String? = nil
     ) {
         target.checks.append(AuditCheck(check: check, result: .finding, detail: evidence))
         findings.append(
             AuditFinding(
-                check: check, severity: severity, target: name, problem: problem, evidence: evidence, fix: fix))
+                check: check, severity: severity, target: name, problem: problem, evidence: evidence, fix: fix,
+                peer: peer, cve: cve))
     }
 
     mutating func run() async {
         await anonymous()
         await withCredentials()
+        await otherFamily()
+        judgeVersion()
         if endpoint.transport == .tls {
             await certificate()
             await legacyTLS()
@@ -285,6 +293,7 @@ struct EndpointAudit {
                     return (binding.message.text(.software), .failure(error))
                 }
             }
+            self.software = software
             if let software {
                 found(
                     "software-disclosed", .low,
@@ -369,44 +378,42 @@ struct EndpointAudit {
         let dataPeer = options.dataPeer
         let listeningAddress = listeningAddress
         do {
-            let outcome = try await Connector.withConnection(
-                to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
-            ) { connection in
-                let client = TURNClient(connection: connection, credentials: credentials)
-                let allocation = try await client.allocate(family: family, deadline: deadline)
-                var answers: [PeerAnswer] = []
-                var channel: UInt16 = 0x4000
-                for peer in peers {
-                    answers.append(await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
-                }
-                let own = await Self.ask(client, about: allocation.relayed, channel: &channel, deadline: deadline)
-                // The address we reached it at, when it is not the relay's: its other services live there.
-                var listening: PeerAnswer?
-                if let address = listeningAddress, address.host != allocation.relayed.host {
-                    listening = await Self.ask(client, about: address, channel: &channel, deadline: deadline)
-                }
-                var seen: Result<TransportAddress?, any Error>?
-                if let reflector, reflector.family == allocation.relayed.family {
-                    seen = await Result { () async throws -> TransportAddress? in
-                        try await Self.reflect(client, to: reflector, deadline: deadline)
+            let outcome = try await Self.settling { [self] in
+                try await Connector.withConnection(
+                    to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
+                ) { connection in
+                    let client = TURNClient(connection: connection, credentials: credentials)
+                    let allocation = try await client.allocate(family: family, deadline: deadline)
+                    var answers: [PeerAnswer] = []
+                    var channel: UInt16 = 0x4000
+                    for peer in peers {
+                        answers.append(
+                            await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
                     }
-                }
-                var data: Result<TransportAddress?, any Error>?
-                if let dataPeer, dataPeer.family == allocation.relayed.family {
-                    data = await Result { () async throws -> TransportAddress? in
-                        try await Self.reflect(client, to: dataPeer, deadline: deadline)
+                    let own = await Self.ask(client, about: allocation.relayed, channel: &channel, deadline: deadline)
+                    // The address we reached it at, when it is not the relay's: its other services live there.
+                    var listening: PeerAnswer?
+                    if let address = listeningAddress, address.host != allocation.relayed.host {
+                        listening = await Self.ask(client, about: address, channel: &channel, deadline: deadline)
                     }
+                    var seen: Result<TransportAddress?, any Error>?
+                    if let reflector, reflector.family == allocation.relayed.family {
+                        seen = await Result { () async throws -> TransportAddress? in
+                            try await Self.reflect(client, to: reflector, deadline: deadline)
+                        }
+                    }
+                    var data: Result<TransportAddress?, any Error>?
+                    if let dataPeer, dataPeer.family == allocation.relayed.family {
+                        data = await Result { () async throws -> TransportAddress? in
+                            try await Self.reflect(client, to: dataPeer, deadline: deadline)
+                        }
+                    }
+                    _ = try? await client.refresh(lifetime: 0, deadline: deadline)
+                    return (allocation, answers, own, listening, seen, data)
                 }
-                _ = try? await client.refresh(lifetime: 0, deadline: deadline)
-                return (allocation, answers, own, listening, seen, data)
             }
             let (allocation, answers, own, listening, seen, data) = outcome
-            if family == .ipv4 {
-                notTested(
-                    "ipv6-peers",
-                    "the relay is IPv4: ::1, ::ffff:127.0.0.1, fc00::/7 and fe80::/10 are asked only of an IPv6 relay "
-                        + "(audit the server's IPv6 address)")
-            }
+            primaryAllocated = true
             switch listening {
             case nil:
                 break
@@ -452,6 +459,129 @@ struct EndpointAudit {
             failed("forbidden-peers", error)
             failed("external-address", error)
         }
+    }
+
+    /// A relay of the other family than the URI's, asked for by name (REQUESTED-ADDRESS-FAMILY), as an attacker
+    /// would: coturn hands an IPv6 relay to anyone who asks, over an IPv4 listener too. On it, that family's
+    /// forbidden peers (for IPv6, with every forbidden IPv4 range in its IPv6 forms). A server that refuses the
+    /// family (440) passes.
+    private mutating func otherFamily() async {
+        let other: TransportAddress.Family = family == .ipv4 ? .ipv6 : .ipv4
+        let check = other == .ipv6 ? "ipv6-peers" : "ipv4-peers"
+        guard let credentials = options.credentials else {
+            notTested(check, "needs credentials: give --secret-file, --synapse-config or --homeserver")
+            return
+        }
+        let peers = ForbiddenPeer.peers(for: other)
+        let worked = primaryAllocated
+        let outcome = await Result { () async throws -> (Allocation, [PeerAnswer]) in
+            try await Self.settling(credentialsJustWorked: worked) { [self] in
+                try await Connector.withConnection(
+                    to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
+                ) { connection in
+                    let client = TURNClient(connection: connection, credentials: credentials)
+                    let allocation = try await client.allocate(family: other, deadline: deadline, naming: true)
+                    var answers: [PeerAnswer] = []
+                    var channel: UInt16 = 0x4000
+                    for peer in peers {
+                        answers.append(
+                            await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
+                    }
+                    _ = try? await client.refresh(lifetime: 0, deadline: deadline)
+                    return (allocation, answers)
+                }
+            }
+        }
+        switch outcome as Result<(Allocation, [PeerAnswer]), any Error>? {
+        case .success(let (allocation, answers))?:
+            for (peer, answer) in zip(peers, answers) { record(peer, answer) }
+            pass(
+                check,
+                "a relay of the other family was granted on request (\(allocation.relayed.host)), and \(peers.count) "
+                    + "forbidden peers were asked of it"
+                    + (other == .ipv6 ? ", IPv4 ranges in their IPv6 forms too" : ""))
+        case .failure(let error)? where Self.errorCode(error) == STUNErrorCode.addressFamilyNotSupported:
+            pass(check, "the server refuses a relay of that family (440), so no such peer can be reached through it")
+        case .failure(let error)?:
+            failed(check, error)
+        case nil:
+            break
+        }
+    }
+
+    /// `attempt` again on a new connection, a second later, when its Allocate met 437 (a released allocation's
+    /// 5-tuple) or 486/508 (coturn still counts allocations released a moment ago, such as the last audit's
+    /// quota check's): at most four tries.
+    /// With `credentialsJustWorked`, a refusal of credentials the server granted a moment ago is tried again
+    /// too: coturn refuses logins while its user database is busy (at its start, say), whatever the secret.
+    static func settling<T>(credentialsJustWorked: Bool = false, _ attempt: () async throws -> T) async throws -> T {
+        var tries = 0
+        while true {
+            do {
+                return try await attempt()
+            } catch {
+                tries += 1
+                var rejected = false
+                if let error = error as? TURNClientError, case .credentialsRejected = error.kind { rejected = true }
+                let settles =
+                    errorCode(error).map {
+                        [
+                            STUNErrorCode.allocationMismatch, STUNErrorCode.allocationQuotaReached,
+                            STUNErrorCode.insufficientCapacity,
+                        ].contains($0)
+                    } ?? false
+                guard tries < 4, settles || (rejected && credentialsJustWorked) else { throw error }
+                try await Pause.for(.seconds(1))
+            }
+        }
+    }
+
+    static func errorCode(_ error: any Error) -> Int? {
+        if let error = error as? TURNClientError, case .errorResponse(let code) = error.kind { return code.code }
+        return nil
+    }
+
+    /// The coturn version SOFTWARE names, and the known vulnerabilities it carries: each with the check that
+    /// confirms or clears it here, or why none can, and both fixes. Without SOFTWARE, the active checks decide.
+    private mutating func judgeVersion() {
+        guard let software else {
+            notTested(
+                "coturn-version",
+                "the version is unknown (no SOFTWARE attribute, as coturn 4.10+ and no-software-attribute send "
+                    + "none): the active checks above decide")
+            return
+        }
+        guard let version = CoturnVersion(software: software) else {
+            notTested("coturn-version", "SOFTWARE does not name a coturn version: the active checks above decide")
+            return
+        }
+        let carried = CoturnVersion.advisories.filter { version < $0.fixedIn }
+        guard !carried.isEmpty else {
+            pass("coturn-version", "coturn \(version) carries none of the vulnerabilities turnkeeper knows")
+            return
+        }
+        let lines = carried.map { advisory -> String in
+            let status: String
+            if let check = advisory.check {
+                // The mapped peers are asked on the IPv6 relay; 0.0.0.0 on the IPv4 one.
+                let ran = advisory.needsIPv6 ? "ipv6-peers" : check
+                let confirmed =
+                    advisory.needsIPv6
+                    ? findings.contains { $0.cve == advisory.id } : findings.contains { $0.check == check }
+                if confirmed {
+                    status = "confirmed here (see the \(check) findings)"
+                } else if target.checks.contains(where: { $0.check == ran && $0.result == .pass }) {
+                    status = "cleared here by the active check (\(advisory.test))"
+                } else {
+                    status = "not tested here (\(advisory.test))"
+                }
+            } else {
+                status = "not testable from outside (\(advisory.test))"
+            }
+            return "\(advisory.id) (\(advisory.what); fixed in \(advisory.fixedIn)): \(status). Fix: upgrade to "
+                + "\(advisory.fixedIn) or later" + (advisory.configFix.map { "; until then, \($0)" } ?? "")
+        }
+        pass("coturn-version", "coturn \(version) carries " + lines.joined(separator: " | "))
     }
 
     enum PeerAnswer: Sendable {
@@ -501,11 +631,14 @@ struct EndpointAudit {
                 } else {
                     "a CreatePermission for \(host) was granted"
                 }
+            let known =
+                peer.cve.map { " This is \($0): coturn before 4.9.0 lets IPv4-mapped peers past its IPv4 checks." }
+                ?? ""
             found(
                 peer.check, peer.severity,
                 problem: "The server relays to \(peer.range): anyone holding a credential can reach \(host) and "
-                    + "its neighbours through it, from outside.",
-                evidence: how + " (nothing was sent there)", fix: peer.fix)
+                    + "its neighbours through it, from outside." + known,
+                evidence: how + " (nothing was sent there)", fix: peer.fix, peer: host, cve: peer.cve)
         case .refused:
             pass(peer.check, "\(host) refused (403)")
         case .failed(let error):

@@ -12,6 +12,21 @@ public struct ForbiddenPeer: Sendable, Hashable {
     public let check: String
     public let severity: AuditFinding.Severity
     public let fix: String
+    /// The coturn vulnerability a granted permission here is, when it is one.
+    public let cve: String?
+
+    init(
+        address: TransportAddress, prefixLength: Int, range: String, check: String, severity: AuditFinding.Severity,
+        fix: String, cve: String? = nil
+    ) {
+        self.address = address
+        self.prefixLength = prefixLength
+        self.range = range
+        self.check = check
+        self.severity = severity
+        self.fix = fix
+        self.cve = cve
+    }
 
     public static let all: [ForbiddenPeer] = [
         v4(
@@ -28,7 +43,7 @@ public struct ForbiddenPeer: Sendable, Hashable {
         v4(
             "0.0.0.0", 8, "\"this host\" (0.0.0.0, which Linux delivers to the host itself: CVE-2020-26262)",
             "peer-this-network", .critical,
-            "Upgrade coturn to 4.5.2 or later (it refuses 0.0.0.0 itself) and add "
+            "Upgrade coturn to 4.5.2 or later (it refuses 0.0.0.0 itself: CVE-2020-26262) and add "
                 + "denied-peer-ip=0.0.0.0-0.255.255.255 to turnserver.conf."),
         v4(
             "10.0.0.1", 8, "private (10.0.0.0/8)", "peer-private", .high,
@@ -52,10 +67,6 @@ public struct ForbiddenPeer: Sendable, Hashable {
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback (::1)", "peer-loopback", .critical,
             "Remove allow-loopback-peers from turnserver.conf and add denied-peer-ip=::1."),
         v6(
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 127, 0, 0, 1], 96, "IPv4-mapped loopback (::ffff:127.0.0.1)",
-            "peer-loopback", .critical,
-            "Add denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255 to turnserver.conf."),
-        v6(
             [0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 7, "unique local (fc00::/7)", "peer-private", .high,
             "Add denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf."),
         v6(
@@ -63,9 +74,69 @@ public struct ForbiddenPeer: Sendable, Hashable {
             .high, "Add denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf."),
     ]
 
-    /// The peers a relay of `family` can be asked about: a relay reaches only its own family.
+    /// The peers a relay of `family` can be asked about: a relay reaches only its own family. An IPv6 relay is
+    /// also asked every forbidden IPv4 range in the IPv6 forms that carry an IPv4 address (IPv4-mapped,
+    /// IPv4-compatible, NAT64, 6to4): coturn before 4.9.0 grants the mapped ones whatever its IPv4 deny list
+    /// says (CVE-2026-27624), and a NAT64 gateway or 6to4 relay on the path would carry the others.
     public static func peers(for family: TransportAddress.Family) -> [ForbiddenPeer] {
-        all.filter { $0.address.family == family }
+        let own = all.filter { $0.address.family == family }
+        guard family == .ipv6 else { return own }
+        return own + all.filter { $0.address.family == .ipv4 }.flatMap(\.embedded)
+    }
+
+    /// How an IPv4 range is written in IPv6, and the coturn line that closes each form.
+    enum Embedding: CaseIterable {
+        case mapped, compatible, nat64, sixToFour
+
+        func address(_ v4: [UInt8]) -> [UInt8] {
+            switch self {
+            case .mapped: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + v4
+            case .compatible: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] + v4
+            case .nat64: [0x00, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0] + v4
+            case .sixToFour: [0x20, 0x02] + v4 + [0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01]
+            }
+        }
+
+        /// Where the IPv4 prefix starts in the IPv6 address.
+        var offset: Int {
+            switch self {
+            case .mapped, .compatible, .nat64: 96
+            case .sixToFour: 16
+            }
+        }
+
+        var name: String {
+            switch self {
+            case .mapped: "IPv4-mapped"
+            case .compatible: "IPv4-compatible"
+            case .nat64: "NAT64 (64:ff9b::/96)"
+            case .sixToFour: "6to4 (2002::/16)"
+            }
+        }
+
+        var deny: String {
+            switch self {
+            case .mapped: "denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255"
+            case .compatible: "denied-peer-ip=::-::ffff:ffff"
+            case .nat64: "denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff"
+            case .sixToFour: "denied-peer-ip=2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+            }
+        }
+    }
+
+    /// This IPv4 range in each IPv6 form that embeds it, with the same check and severity.
+    var embedded: [ForbiddenPeer] {
+        Embedding.allCases.map { form in
+            let fix =
+                form == .mapped
+                ? "Upgrade coturn to 4.9.0 or later (CVE-2026-27624: before it, IPv4-mapped peers pass every IPv4 "
+                    + "deny); where the distribution's coturn is older, add \(form.deny) to turnserver.conf."
+                : "Add \(form.deny) to turnserver.conf."
+            return ForbiddenPeer(
+                address: TransportAddress(family: .ipv6, address: form.address(address.address), port: 9)!,
+                prefixLength: form.offset + prefixLength, range: "\(range), written \(form.name)", check: check,
+                severity: severity, fix: fix, cve: form == .mapped ? "CVE-2026-27624" : nil)
+        }
     }
 
     private static func v4(
