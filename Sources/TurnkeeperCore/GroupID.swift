@@ -43,14 +43,11 @@ public enum GroupID {
 
     /// The name of `user`'s primary group, or nil when there is no such user.
     public static func primaryGroup(of user: String) -> String? {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwnam_r(user, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        guard let (_, gid) = ServiceAccount.ids(of: user) else { return nil }
         var group = group_t()
         var found: UnsafeMutablePointer<group_t>?
         var groupBuffer = [CChar](repeating: 0, count: 16384)
-        guard getgrgid_r(entry.pw_gid, &group, &groupBuffer, groupBuffer.count, &found) == 0, found != nil,
+        guard getgrgid_r(gid, &group, &groupBuffer, groupBuffer.count, &found) == 0, found != nil,
             let name = group.gr_name
         else { return nil }
         return String(cString: name)

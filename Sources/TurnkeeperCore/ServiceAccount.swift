@@ -15,13 +15,17 @@ public struct ServiceAccount: Sendable, Equatable {
     /// to: root (who needs no leave), Debian's static system accounts below uid 100 (daemon, bin, …) and
     /// nobody, which many services share.
     public static func lookup(_ name: String) -> ServiceAccount? {
+        guard let (uid, _) = ids(of: name), uid >= 100, uid != 65534 else { return nil }
+        return ServiceAccount(name: name, uid: uid)
+    }
+
+    /// The user id and primary group id of `user` (reentrant: lookups run on the thread pool).
+    static func ids(of user: String) -> (uid: UInt32, gid: UInt32)? {
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil, entry.pw_uid >= 100,
-            entry.pw_uid != 65534
-        else { return nil }
-        return ServiceAccount(name: name, uid: entry.pw_uid)
+        guard getpwnam_r(user, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return (entry.pw_uid, entry.pw_gid)
     }
 
     /// "matrix-synapse (uid 102)", or "uid 102" for an id with no name.

@@ -35,7 +35,7 @@ public struct SynapseSigning: Sendable {
         } else if let signer {
             let held = saved.retiring.contains { $0.value == signer.secret }
             let fix =
-                signer.location.contains(managed)
+                signer.file == managed
                 ? "Run `\(resume)` (or `systemctl reload turnkeeper`): it writes \(managed) again with the current "
                     + "secret and restarts Synapse."
                 : "Remove that line (turnkeeper's \(managed) sets the secret), then run `\(resume)` (or `systemctl "

@@ -43,13 +43,13 @@ struct SynapseSwitch: Sendable {
     /// The secret Synapse's configuration gives it now, read from its files as Synapse reads them, and the file
     /// and line that set it; nil when none does. What Synapse signs with after its next start, whatever
     /// turnkeeper's state says.
-    func signer() async throws -> (secret: TurnSecret, location: String)? {
+    func signer() async throws -> (secret: TurnSecret, location: String, file: String?)? {
         let paths = synapse.configPaths
         let config = try await Blocking.run { try SynapseConfig.load(paths) }
         guard let secret = config.turnSecret else { return nil }
         let key = config.turnSecretPath != nil ? "turn_shared_secret_path" : "turn_shared_secret"
         let location = config.location(of: key).map { "\(key) at \($0)" } ?? "Synapse's configuration"
-        return (secret, location)
+        return (secret, location, config.origins[key])
     }
 
     /// Checks everything that decides whether Synapse will end up using `secret`, without changing anything:
@@ -262,7 +262,7 @@ extension SynapseSwitch: ConsumerSwitch {
 
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
         do {
-            guard let (secret, location) = try await signer() else {
+            guard let (secret, location, _) = try await signer() else {
                 return .none("Synapse's configuration sets no TURN secret")
             }
             return .signsWith(secret, source: "its configuration: \(location)")
