@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The NAT lab: network namespaces joined by veth pairs, routed, with nftables NAT. See docs/nat.md.
+# The NAT lab, dual-stack: network namespaces joined by veth pairs, routed, with nftables NAT. See docs/nat.md.
 #
 #   scripts/natlab.sh up ID      build lab ID (namespaces tk-ID-*); prints its addresses
 #   scripts/natlab.sh down ID    kill every process in lab ID and remove its namespaces
@@ -9,17 +9,19 @@
 #   scripts/natlab.sh demo       build a lab, show a call through coturn and the direct attempt, remove it
 #
 # Every address is in a documentation or benchmarking range and exists only inside the lab:
-#   "public" 203.0.113.0/24 on a bridge in tk-ID-pub
-#     tk-ID-hs     203.0.113.20   Synapse
-#     tk-ID-turn   203.0.113.10   coturn, with a second address 203.0.113.11 for RFC 5780
-#     tk-ID-nata   203.0.113.101  NAT A: masquerade, endpoint-independent mapping
+#   "public" 203.0.113.0/24 and 2001:db8:113::/64 on a bridge in tk-ID-pub
+#     tk-ID-hs     203.0.113.20   Synapse; 2001:db8:113::20
+#     tk-ID-turn   203.0.113.10   coturn, second address 203.0.113.11 for RFC 5780; 2001:db8:113::10, ::11
+#     tk-ID-nata   203.0.113.101  NAT A: masquerade, endpoint-independent mapping; 2001:db8:113::101
 #     tk-ID-natb   203.0.113.102  NAT B: masquerade fully-random, address-and-port-dependent (symmetric)
 #     tk-ID-natc   203.0.113.103  NAT C: the same as NAT B, so that both parties of a call can be symmetric
 #     tk-ID-natt   203.0.113.30   a port-forwarding NAT in front of a TURN host with a private address
-#   tk-ID-alice  192.0.2.10     behind NAT A
-#   tk-ID-bob    198.51.100.10  behind NAT B
-#   tk-ID-carol  198.19.0.10    behind NAT C
+#   tk-ID-alice  192.0.2.10     behind NAT A; dual-stack: also 2001:db8:a::10, routed by nata without NAT
+#                               through a stateful firewall (replies only; nothing new gets in)
+#   tk-ID-bob    198.51.100.10  behind NAT B; IPv4-only (IPv6 disabled in its namespace)
+#   tk-ID-carol  198.19.0.10    behind NAT C; IPv4-only (IPv6 disabled in its namespace)
 #   tk-ID-turnp  198.18.0.10    behind NAT T: 3478 (UDP, TCP) and the relay ports 49152-49407 forwarded
+# hs and turn route 2001:db8:a::/64 through nata; nothing in the lab accepts router advertisements.
 # The owner (OWNER_PID, default the caller's parent) is recorded so that `sweep` can clean up after it.
 set -euo pipefail
 
@@ -30,22 +32,37 @@ relay_max=49407
 ns() { echo "tk-$id-$1"; }
 in_ns() { local name="$1"; shift; ip netns exec "$(ns "$name")" "$@"; }
 
-# A host namespace with one interface, eth0, on the public bridge.
-public_host() {
-    local name="$1" address="$2"
+# A namespace with lo up. Its interfaces, all made after this, accept no router advertisement: no address
+# or route in the lab comes from autoconfiguration. With `v4only`, IPv6 is off in it altogether (lo
+# included, and every interface made later): an IPv4-only host, with not even a link-local address.
+new_ns() {
+    local name="$1" v4only="${2:-}"
     ip netns add "$(ns "$name")"
+    if [ "$v4only" = v4only ]; then
+        in_ns "$name" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    else
+        in_ns "$name" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
+    fi
     in_ns "$name" ip link set lo up
+}
+
+# A host namespace with one interface, eth0, on the public bridge; with an IPv6 address if one is given
+# (public /64, nodad: usable at once, no tentative state).
+public_host() {
+    local name="$1" address="$2" address6="${3:-}"
+    new_ns "$name"
     ip -n "$(ns pub)" link add "p-$name" type veth peer name eth0 netns "$(ns "$name")"
     ip -n "$(ns pub)" link set "p-$name" master br0 up
     in_ns "$name" ip addr add "$address/24" dev eth0
+    [ -z "$address6" ] || in_ns "$name" ip -6 addr add "$address6/64" dev eth0 nodad
     in_ns "$name" ip link set eth0 up
 }
 
 # A host behind router `router` on its own /24: router's lan0 is .1, the host's eth0 is .10.
+# `v4only` turns IPv6 off in the host's namespace (see new_ns).
 private_host() {
-    local name="$1" router="$2" prefix="$3"
-    ip netns add "$(ns "$name")"
-    in_ns "$name" ip link set lo up
+    local name="$1" router="$2" prefix="$3" v4only="${4:-}"
+    new_ns "$name" "$v4only"
     ip -n "$(ns "$router")" link add lan0 type veth peer name eth0 netns "$(ns "$name")"
     in_ns "$router" ip addr add "$prefix.1/24" dev lan0
     in_ns "$router" ip link set lan0 up
@@ -62,14 +79,14 @@ up() {
     # Half-built labs are removed, so a failure here leaves nothing behind.
     trap 'down >/dev/null 2>&1 || true' ERR
 
-    ip netns add "$(ns pub)"
-    in_ns pub ip link set lo up
+    new_ns pub
     in_ns pub ip link add br0 type bridge
     in_ns pub ip link set br0 up
 
-    public_host hs 203.0.113.20
-    public_host turn 203.0.113.10
+    public_host hs 203.0.113.20 2001:db8:113::20
+    public_host turn 203.0.113.10 2001:db8:113::10
     in_ns turn ip addr add 203.0.113.11/24 dev eth0
+    in_ns turn ip -6 addr add 2001:db8:113::11/64 dev eth0 nodad
     # A TURN server on the Internet has a default route: a packet to an address nobody routes vanishes
     # instead of failing the send. Here the route ends in a veth pair inside the namespace, whose far end
     # has no address: nothing answers its ARP, so every such packet is dropped there.
@@ -79,20 +96,57 @@ up() {
     in_ns turn ip link set sink0 up
     in_ns turn ip link set sink1 up
     in_ns turn ip route add default dev sink0
-    public_host nata 203.0.113.101
+    # The same for IPv6, on a pair of its own so that sink0's counter stays IPv4's. sink6a needs IPv6 to
+    # carry a route; the default route has no gateway, so each destination is its own neighbour, as on
+    # sink0, and sink6b (IPv6 off) answers no solicitation: the packet is dropped and the send succeeds.
+    # Not `blackhole default`: that fails the send (EINVAL), the very error this route is here to avoid.
+    in_ns turn ip link add sink6a type veth peer name sink6b
+    in_ns turn sysctl -qw net.ipv6.conf.sink6b.disable_ipv6=1
+    in_ns turn ip link set sink6a up
+    in_ns turn ip link set sink6b up
+    in_ns turn ip -6 route add default dev sink6a
+    public_host nata 203.0.113.101 2001:db8:113::101
     public_host natb 203.0.113.102
     public_host natc 203.0.113.103
     public_host natt 203.0.113.30
 
     private_host alice nata 192.0.2
-    private_host bob natb 198.51.100
-    private_host carol natc 198.19.0
+    private_host bob natb 198.51.100 v4only
+    private_host carol natc 198.19.0 v4only
     private_host turnp natt 198.18.0
+
+    # alice is dual-stack: her IPv6 address is public (no NAT), routed by nata, whose firewall lets in only
+    # replies. The public hosts that talk to her route her /64 through nata.
+    in_ns nata ip -6 addr add 2001:db8:a::1/64 dev lan0 nodad
+    in_ns alice ip -6 addr add 2001:db8:a::10/64 dev eth0 nodad
+    in_ns alice ip -6 route add default via 2001:db8:a::1 dev eth0
+    in_ns nata sysctl -qw net.ipv6.conf.all.forwarding=1
+    for host in hs turn; do
+        in_ns "$host" ip -6 route add 2001:db8:a::/64 via 2001:db8:113::101 dev eth0
+    done
 
     # NAT A keeps a private socket's port and mapping whatever the destination: endpoint-independent.
     in_ns nata nft -f - <<NFT
 table ip nat {
     chain post { type nat hook postrouting priority srcnat; oifname "eth0" masquerade; }
+}
+NFT
+    # On IPv6, nata routes without NAT and filters instead: a home router's stateful firewall. Only the
+    # forward hook, and only IPv6 (ip6, not inet: IPv4 forwarding stays as it was). Replies to what alice
+    # sent get in; a new flow from outside, a ping included, is dropped, and counted. The ICMPv6 errors
+    # that PMTU discovery and error reporting need pass even when conntrack does not relate them (RFC 4890);
+    # echo-request is not among them. Neighbour discovery never crosses this chain (link-local, hop limit
+    # 255): it ends at nata's input, which is left open.
+    in_ns nata nft -f - <<NFT
+table ip6 filter {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } accept
+        ct state invalid drop
+        iifname "lan0" oifname "eth0" accept
+        iifname "eth0" counter drop comment "new inbound"
+    }
 }
 NFT
     # NAT B draws a new random port for every destination: address-and-port-dependent mapping.
@@ -124,11 +178,12 @@ NFT
     trap - ERR
     cat <<EOF
 lab $id
-synapse   $(ns hs)     203.0.113.20
-turn      $(ns turn)   203.0.113.10 203.0.113.11
+synapse   $(ns hs)     203.0.113.20 2001:db8:113::20
+turn      $(ns turn)   203.0.113.10 203.0.113.11 2001:db8:113::10 2001:db8:113::11
 alice     $(ns alice)  192.0.2.10 behind $(ns nata) 203.0.113.101 (endpoint-independent mapping)
-bob       $(ns bob)    198.51.100.10 behind $(ns natb) 203.0.113.102 (symmetric)
-carol     $(ns carol)  198.19.0.10 behind $(ns natc) 203.0.113.103 (symmetric)
+          $(ns alice)  2001:db8:a::10 routed by $(ns nata) 2001:db8:113::101 (no NAT, stateful firewall)
+bob       $(ns bob)    198.51.100.10 behind $(ns natb) 203.0.113.102 (symmetric), IPv4-only
+carol     $(ns carol)  198.19.0.10 behind $(ns natc) 203.0.113.103 (symmetric), IPv4-only
 turnp     $(ns turnp)  198.18.0.10 behind $(ns natt) 203.0.113.30 (3478 and $relay_min-$relay_max forwarded)
 EOF
 }
@@ -219,5 +274,5 @@ case "$command" in
     orphans) orphans ;;
     list) ip netns list | awk '{print $1}' | grep -E '^tk-[a-z0-9]+-' | cut -d- -f2 | sort -u ;;
     demo) demo ;;
-    *) sed -n '2,23p' "$0"; exit 2 ;;
+    *) sed -n '2,25p' "$0"; exit 2 ;;
 esac

@@ -1,3 +1,4 @@
+import NIOCore
 import TurnkeeperCore
 import TurnkeeperSTUN
 import TurnkeeperTURNClient
@@ -158,8 +159,27 @@ public struct Diagnostician: Sendable {
                 "peer-denied",
                 "The TURN server forbade relaying to the other party's address (403 Forbidden). "
                     + "Relay-to-relay calls, the ones behind symmetric NAT, will fail.",
-                "A denied-peer-ip range in turnserver.conf covers the TURN server's own relay address. Add "
-                    + "allowed-peer-ip=<the TURN server's public address> (an allow wins over a deny) and restart coturn.",
+                Self.peerDeniedFix(relayed: target.steps.first { $0.step == .allocation }?.facts["relayed"]),
+                target
+            )
+        case "error-440":
+            // Only the call's own allocation fails on it: the other family's 440 is a skip, and an IPv6 URI's
+            // 440 falls back to IPv4 first.
+            add(
+                "relay-family-unsupported",
+                "The TURN server has no relay of the requested family (440 Address Family not Supported).",
+                "Give coturn a relay address of that family (relay-ip=, and external-ip= for it behind NAT) and "
+                    + "restart it; or use a URI whose clients take the family it has.",
+                target
+            )
+        case "error-443":
+            add(
+                "peer-family-mismatch",
+                "The TURN server refused a peer of the other address family than the relay (443 Peer Address "
+                    + "Family Mismatch): a relay reaches peers of its own family only.",
+                "Give coturn relays of both families (a relay-ip, and behind NAT an external-ip, for IPv4 and for "
+                    + "IPv6) so that each client can take a relay in its peer's family; coturn gives one of the "
+                    + "other family to a client that asks (REQUESTED-ADDRESS-FAMILY), over either listener.",
                 target
             )
         case "error-486":
@@ -261,7 +281,8 @@ public struct Diagnostician: Sendable {
                 "tls-failed",
                 "The TLS handshake with \(target.address) failed: \(step.detail).",
                 "Check the certificate (cert=, pkey=) and that coturn allows TLS 1.2 or later (no-tlsv1, no-tlsv1_1 "
-                    + "are fine; do not disable TLS 1.2).",
+                    + "are fine before 4.7; never no-tlsv1_2, and on 4.7+ never --no-tlsv1 on the command line, which "
+                    + "coturn takes for --no-tlsv1_2).",
                 target
             )
             return
@@ -315,6 +336,27 @@ public struct Diagnostician: Sendable {
                 + "coturn.",
             target
         )
+    }
+
+    /// An allow line fixes a deny list that covers the relays, except where coturn refuses before reading it:
+    /// loopback without allow-loopback-peers, and (from 4.13.1) link-local, unique-local and site-local peers.
+    static func peerDeniedFix(relayed: String?) -> String {
+        let relay = relayed.flatMap { try? SocketAddress(hostAndPort: $0) }.flatMap { try? TransportAddress($0) }
+        if let relay, relay.isLoopback {
+            return "The relays are on loopback (\(relay.host)): coturn refuses loopback peers before any "
+                + "allowed-peer-ip unless allow-loopback-peers is set, which must never be on a server others use. "
+                + "Probe the TURN server's public address (relay-ip/listening-ip on it) instead."
+        }
+        // fe80::/10 and fec0::/10 (fe80:: to feff::), and fc00::/7.
+        if let relay, relay.family == .ipv6,
+            (relay.address[0] == 0xFE && relay.address[1] & 0x80 == 0x80) || relay.address[0] & 0xFE == 0xFC
+        {
+            return "The relays are on a link-local, unique-local or site-local address (\(relay.host)): coturn "
+                + "4.13.1 and later refuse such peers before any allowed-peer-ip. Give coturn a global relay-ip "
+                + "(and external-ip behind NAT) and restart it."
+        }
+        return "A denied-peer-ip range in turnserver.conf covers the TURN server's own relay address. Add "
+            + "allowed-peer-ip=<the TURN server's public address> (an allow wins over a deny) and restart coturn."
     }
 
     /// `1.2.3.4` from `1.2.3.4:5`, `::1` from `[::1]:5`.

@@ -46,7 +46,7 @@ public struct TargetReport: Sendable, Codable {
 
 public struct StepReport: Sendable, Codable {
     public enum Name: String, Sendable, Codable {
-        case resolve, binding, allocation, permission, relaySendData, channel, relayChannelData, release
+        case resolve, binding, allocation, permission, relaySendData, channel, relayChannelData, release, otherFamily
     }
 
     public enum Status: String, Sendable, Codable {

@@ -1,6 +1,7 @@
 import NIOCore
 import Synchronization
 import TurnkeeperCore
+import TurnkeeperExecution
 import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 
@@ -40,24 +41,34 @@ public enum ProbeRunner {
     static let concurrentURIs = 16
 
     public static func run(_ uris: [TURNURI], options: ProbeOptions) async -> [TargetReport] {
-        await withTaskGroup(of: [(Int, TargetReport)].self) { group in
-            var pending = uris.prefix(maximumURIs).enumerated().makeIterator()
+        let uris = Array(uris.prefix(maximumURIs))
+        // The other family is a question about the server, not the transport: asked once per host, on its UDP
+        // URI when there is one, so that a probe's allocations stay within a user quota.
+        let asking = uris.map { uri in
+            uri.transport == .udp || !uris.contains { $0.host == uri.host && $0.transport == .udp && $0.isTURN }
+        }
+        return await withTaskGroup(of: [(Int, TargetReport)].self) { group in
+            var pending = uris.enumerated().makeIterator()
             for _ in 0..<concurrentURIs {
                 guard let (index, uri) = pending.next() else { break }
-                group.addTask { await probe(uri, options: options).map { (index, $0) } }
+                group.addTask {
+                    await probe(uri, options: options, asksOtherFamily: asking[index]).map { (index, $0) }
+                }
             }
             var reports: [(Int, TargetReport)] = []
             for await batch in group {
                 reports += batch
                 if let (index, uri) = pending.next() {
-                    group.addTask { await probe(uri, options: options).map { (index, $0) } }
+                    group.addTask {
+                        await probe(uri, options: options, asksOtherFamily: asking[index]).map { (index, $0) }
+                    }
                 }
             }
             return reports.sorted { $0.0 < $1.0 }.map(\.1)
         }
     }
 
-    static func probe(_ uri: TURNURI, options: ProbeOptions) async -> [TargetReport] {
+    static func probe(_ uri: TURNURI, options: ProbeOptions, asksOtherFamily: Bool = true) async -> [TargetReport] {
         let clock = ContinuousClock()
         let start = clock.now
         let endpoints: [ServerEndpoint]
@@ -75,7 +86,11 @@ public enum ProbeRunner {
         }
         return await withTaskGroup(of: (Int, TargetReport).self) { group in
             for (index, endpoint) in endpoints.prefix(maximumAddresses).enumerated() {
-                group.addTask { (index, await TargetProbe(uri: uri, endpoint: endpoint, options: options).run()) }
+                group.addTask {
+                    let probe = TargetProbe(
+                        uri: uri, endpoint: endpoint, options: options, asksOtherFamily: asksOtherFamily)
+                    return (index, await probe.run())
+                }
             }
             var reports: [(Int, TargetReport)] = []
             for await report in group { reports.append(report) }
@@ -118,10 +133,12 @@ struct TargetProbe {
     let uri: TURNURI
     let endpoint: ServerEndpoint
     let options: ProbeOptions
+    /// Whether this target asks for the other family's relay (another URI to the same host may ask instead).
+    var asksOtherFamily = true
 
     /// The steps in order; those not reached are reported as skipped.
     private static let turnSteps: [StepReport.Name] = [
-        .allocation, .permission, .relaySendData, .channel, .relayChannelData, .release,
+        .allocation, .permission, .relaySendData, .channel, .relayChannelData, .release, .otherFamily,
     ]
 
     func run() async -> TargetReport {
@@ -159,6 +176,11 @@ struct TargetProbe {
                 : "not run: an earlier step failed"
             steps.append(StepReport(step: name, status: .skip, milliseconds: 0, detail: detail))
         }
+        // In planned order, run or not: the other family's relay is asked after the call's steps.
+        let order = Dictionary(uniqueKeysWithValues: planned.enumerated().map { ($1, $0) })
+        steps = steps.enumerated().sorted { left, right in
+            (order[left.element.step] ?? -1, left.offset) < (order[right.element.step] ?? -1, right.offset)
+        }.map(\.element)
         return TargetReport(
             uri: uri.text, transport: endpoint.transport.rawValue, address: endpoint.address.hostAndPort, steps: steps)
     }
@@ -177,7 +199,9 @@ struct TargetProbe {
         } catch let error as TURNClientError
             where family == .ipv6 && error.errorCode == STUNErrorCode.addressFamilyNotSupported
         {
-            return (try await client.allocate(family: .ipv4, deadline: deadline), true)
+            // By name: a coturn whose default family is the client's (allocation-default-address-family=keep)
+            // would answer an unnamed request with 440 again.
+            return (try await client.allocate(family: .ipv4, deadline: deadline, naming: true), true)
         }
     }
 
@@ -207,7 +231,7 @@ struct TargetProbe {
                     return (
                         "relayed address \(allocation.relayed), lifetime \(allocation.lifetime) s"
                             + (fallback
-                                ? " (the server has no IPv6 relay, 440; this is the IPv4 one clients taking the "
+                                ? " (the server has no IPv6 relay, 440; this is an IPv4 one, as clients taking the "
                                     + "default get: give coturn relay-ip for IPv6 to offer both)" : ""),
                         [
                             "relayed": allocation.relayed.description, "lifetime": String(allocation.lifetime),
@@ -253,6 +277,76 @@ struct TargetProbe {
                 try await callee.refresh(lifetime: 0, deadline: deadline())
                 try await caller.refresh(lifetime: 0, deadline: deadline())
                 return ("both allocations released", [:], true)
+            }
+        }
+        await otherFamily(than: callerAllocation.relayed.family, log: log)
+    }
+
+    /// A relay of the family the call did not use, on a connection of its own (one allocation per 5-tuple):
+    /// dual-stack clients ask for both (RFC 6156, RFC 8656), and a peer reaches a relay of its own family
+    /// only. A server without one answers 440, which is reported as what it is, not as a failure.
+    private func otherFamily(than family: TransportAddress.Family, log: StepLog) async {
+        let other: TransportAddress.Family = family == .ipv4 ? .ipv6 : .ipv4
+        let name = other == .ipv6 ? "IPv6" : "IPv4"
+        let start = ContinuousClock.now
+        func skip(_ detail: String, _ facts: [String: String] = [:]) {
+            log.append(
+                StepReport(
+                    step: .otherFamily, status: .skip, milliseconds: milliseconds(.now - start), detail: detail,
+                    facts: facts.merging(["family": name]) { mine, _ in mine }))
+        }
+        guard asksOtherFamily else {
+            skip("not run here: the relay families are asked on this host's UDP URI")
+            return
+        }
+        // coturn counts a released allocation for about a second: the call's two may still hold the quota.
+        for attempt in 1...3 {
+            do {
+                try await Connector.withConnection(
+                    to: endpoint, tls: options.tls, connectTimeout: options.stepTimeout
+                ) { connection in
+                    let client = TURNClient(connection: connection, credentials: options.credentials)
+                    let allocation = try await client.allocate(family: other, deadline: deadline(), naming: true)
+                    _ = try? await client.refresh(lifetime: 0, deadline: deadline())
+                    log.append(
+                        StepReport(
+                            step: .otherFamily, status: .pass, milliseconds: milliseconds(.now - start),
+                            detail: "an \(name) relay too: \(allocation.relayed) (released)",
+                            facts: ["family": name, "relayed": allocation.relayed.description]))
+                }
+                return
+            } catch let error as TURNClientError where error.errorCode == STUNErrorCode.addressFamilyNotSupported {
+                skip(
+                    "no \(name) relay (440): this server relays \(family == .ipv4 ? "IPv4" : "IPv6") only, so a peer "
+                        + "with only an \(name) address cannot be reached through it; coturn offers both with a "
+                        + "relay-ip of each family",
+                    ["errorCode": "440"])
+                return
+            } catch let error as TURNClientError
+                where [STUNErrorCode.allocationQuotaReached, STUNErrorCode.insufficientCapacity].contains(
+                    error.errorCode ?? 0)
+            {
+                guard attempt < 3 else {
+                    skip(
+                        "not tested: the server refused a third allocation (\(error.errorCode ?? 0)) while this "
+                            + "probe's own were held or just released; probe this URI alone to ask",
+                        ["errorCode": String(error.errorCode ?? 0)])
+                    return
+                }
+                try? await Pause.for(.seconds(1))
+            } catch let error as TURNClientError {
+                if case .credentialsRejected = error.kind {
+                    // The call's allocation took these credentials: by now they expired or their secret retired.
+                    skip(
+                        "not tested: the credentials were refused by then (they expired, or their secret was "
+                            + "retired, since the call's allocation took them)")
+                } else {
+                    log.fail(.otherFamily, error, milliseconds: milliseconds(.now - start), prefix: "the \(name) relay")
+                }
+                return
+            } catch {
+                log.fail(.otherFamily, error, milliseconds: milliseconds(.now - start), prefix: "the \(name) relay")
+                return
             }
         }
     }

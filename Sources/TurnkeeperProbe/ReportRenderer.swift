@@ -44,6 +44,12 @@ public struct ReportRenderer: Sendable {
         } else {
             lines += untested(report).map { paint($0, 33) }
         }
+        let missing = Set(
+            report.targets.flatMap(\.steps).filter { $0.step == .otherFamily && $0.facts["errorCode"] == "440" }
+                .compactMap { $0.facts["family"] })
+        for family in missing.sorted() {
+            lines.append("No \(family) relay (440): peers with only \(family) addresses cannot be relayed.")
+        }
         if let nat = report.nat {
             lines.append("")
             lines.append("NAT (RFC 5780): \(nat.summary)")

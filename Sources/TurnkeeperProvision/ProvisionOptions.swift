@@ -4,9 +4,22 @@ import TurnkeeperCredentials
 /// What `turnkeeper provision` is told about the TURN host, checked before anything is written.
 public struct ProvisionOptions: Sendable {
     public var domain: String
-    public var publicAddress: String
-    /// The host's own address when it sits behind a port-forwarding NAT.
-    public var privateAddress: String?
+    /// The addresses clients reach the host at: one, or one of each family for a dual-stack host.
+    public var publicAddresses: [String]
+    /// The host's own addresses where it sits behind a port-forwarding NAT, each of a public address's family.
+    public var privateAddresses: [String]
+    /// The coturn the TURN host runs: the rendered config has no line that version warns on.
+    public var coturnVersion: CoturnVersion
+    /// The first public address: the one the TURN host's own probe uses.
+    public var publicAddress: String { publicAddresses.first ?? "" }
+    /// The private address behind `publicAddress`, if any.
+    public var privateAddress: String? { privateAddress(for: publicAddress) }
+
+    /// The private address of `publicAddress`'s family, if the host is behind NAT for it.
+    public func privateAddress(for publicAddress: String) -> String? {
+        let family = IPAddress(publicAddress)?.isIPv6
+        return privateAddresses.first { IPAddress($0)?.isIPv6 == family }
+    }
     public var realm: String
     public var certificate: String
     public var key: String
@@ -24,15 +37,16 @@ public struct ProvisionOptions: Sendable {
     public var lab: Bool
 
     public init(
-        domain: String, publicAddress: String, privateAddress: String? = nil, realm: String? = nil,
+        domain: String, publicAddresses: [String], privateAddresses: [String] = [], realm: String? = nil,
         certificate: String, key: String, minPort: Int = 49152, maxPort: Int = 65535, userQuota: Int = 12,
         totalQuota: Int = 1200, homeserver: String = "http://127.0.0.1:8008", epoch: String = "1d",
-        turnUserLifetime: String = "1h",
+        turnUserLifetime: String = "1h", coturnVersion: CoturnVersion = .debian,
         lab: Bool = false
     ) {
         self.domain = domain
-        self.publicAddress = publicAddress
-        self.privateAddress = privateAddress
+        self.publicAddresses = publicAddresses
+        self.privateAddresses = privateAddresses
+        self.coturnVersion = coturnVersion
         self.realm = realm ?? domain
         self.certificate = certificate
         self.key = key
@@ -57,25 +71,39 @@ public struct ProvisionOptions: Sendable {
         else {
             throw fail("--domain \(domain) is not a DNS name such as turn.example.com")
         }
-        guard let address = IPAddress(publicAddress) else {
-            throw fail("--public-address \(publicAddress) is not an IPv4 or IPv6 address")
+        guard (1...2).contains(publicAddresses.count) else {
+            throw fail("give --public-address once, or twice for a dual-stack host (one IPv4, one IPv6)")
         }
-        if let range = AddressRange.denied.first(where: { $0.contains(address) }), !lab {
-            throw fail(
-                "--public-address \(publicAddress) is in the denied peer range \(range): a private, reserved or "
-                    + "documentation address, which no peer on the Internet can reach. Give the address the host "
-                    + "is reached at, and its own with --private-address if it sits behind NAT.")
+        var families: [Bool] = []
+        for publicAddress in publicAddresses {
+            guard let address = IPAddress(publicAddress) else {
+                throw fail("--public-address \(publicAddress) is not an IPv4 or IPv6 address")
+            }
+            guard !families.contains(address.isIPv6) else {
+                throw fail(
+                    "--public-address is given twice for \(address.isIPv6 ? "IPv6" : "IPv4"): give one address of "
+                        + "each family")
+            }
+            families.append(address.isIPv6)
+            if let range = AddressRange.denied.first(where: { $0.contains(address) }), !lab {
+                throw fail(
+                    "--public-address \(publicAddress) is in the denied peer range \(range): a private, reserved or "
+                        + "documentation address, which no peer on the Internet can reach. Give the address the "
+                        + "host is reached at, and its own with --private-address if it sits behind NAT.")
+            }
         }
-        if let privateAddress {
+        var privateFamilies: [Bool] = []
+        for privateAddress in privateAddresses {
             guard let inside = IPAddress(privateAddress) else {
                 throw fail("--private-address \(privateAddress) is not an IPv4 or IPv6 address")
             }
-            guard inside.isIPv6 == address.isIPv6 else {
+            guard families.contains(inside.isIPv6), !privateFamilies.contains(inside.isIPv6) else {
                 throw fail(
-                    "--private-address \(privateAddress) and --public-address \(publicAddress) are of different families"
-                )
+                    "--private-address \(privateAddress) has no --public-address of its family, or its family has "
+                        + "two: give at most one private address per public one, of the same family")
             }
-            guard inside != address else {
+            privateFamilies.append(inside.isIPv6)
+            guard !publicAddresses.contains(where: { IPAddress($0) == inside }) else {
                 throw fail("--private-address equals --public-address; leave it out when the host is not behind NAT")
             }
         }

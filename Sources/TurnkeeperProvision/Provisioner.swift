@@ -41,6 +41,9 @@ public struct Provisioner: Sendable {
         ]
     }
 
+    /// An address as a URI's host: IPv6 in brackets.
+    static func uriHost(_ address: String) -> String { address.contains(":") ? "[\(address)]" : address }
+
     var turnURIs: [String] {
         [
             "turn:\(options.domain)?transport=udp", "turn:\(options.domain)?transport=tcp",
@@ -49,25 +52,61 @@ public struct Provisioner: Sendable {
     }
 
     var turnserverConf: String {
-        let behindNAT = options.privateAddress != nil
-        let listen = options.privateAddress ?? options.publicAddress
-        let external =
-            behindNAT
-            ? "external-ip=\(options.publicAddress)/\(listen)"
-            : "# No external-ip: the public address \(options.publicAddress) is on this host itself."
+        var addresses: [String] = []
+        for publicAddress in options.publicAddresses {
+            let behindNAT = options.privateAddress(for: publicAddress)
+            let listen = behindNAT ?? publicAddress
+            addresses += ["listening-ip=\(listen)", "relay-ip=\(listen)"]
+            addresses.append(
+                behindNAT.map { "external-ip=\(publicAddress)/\($0)" }
+                    ?? "# No external-ip for \(publicAddress): it is on this host itself.")
+        }
+        if options.publicAddresses.count == 1 {
+            let other = IPAddress(options.publicAddress)?.isIPv6 == true ? "IPv4" : "IPv6"
+            addresses.append(
+                "# No \(other) address: clients asking for an \(other) relay get 440. Give provision an \(other) "
+                    + "--public-address to add one.")
+        }
+        let version = options.coturnVersion
+        // What a version turned off by default, it warns on (no-tlsv1, no-tlsv1_1 from 4.7) or logs as an
+        // error (no-cli from 4.10): those lines go, and a comment says why.
+        let tls =
+            version.tlsFloorFromOpenSSL
+            ? "# coturn \(version) has no no-tlsv1/no-tlsv1_1 (since 4.7): OpenSSL's defaults set the lowest TLS "
+                + "version, and OpenSSL 3 refuses 1.0 and 1.1 (measured). `turnkeeper audit` proves it."
+            : "no-tlsv1\nno-tlsv1_1"
+        let cli =
+            version.cliOffByDefault
+            ? "# The telnet CLI is off by default in coturn \(version) (since 4.10), which logs no-cli as an error."
+            : "no-cli"
+        let software =
+            version.softwareOffByDefault
+            ? "# coturn \(version) sends no SOFTWARE attribute by default (since 4.7)." : "no-software-attribute"
+        var advisories = version.advisories.map { advisory in
+            "# coturn \(version) carries \(advisory.id) (\(advisory.what)), fixed in \(advisory.fixedIn)"
+                + (advisory.configFix.map {
+                    $0.hasPrefix("denied-peer-ip") ? ": the deny list below closes it." : ": \($0)."
+                }
+                    ?? ": only the upgrade fixes it.")
+        }
+        if !advisories.isEmpty { advisories.insert("# Rendered for coturn \(version).", at: 0) }
         return TurnserverTemplate.text
             .replacing("@DOMAIN@", with: options.domain)
-            .replacing("@DATE@", with: date)
-            .replacing("@LISTEN_IP@", with: listen)
-            .replacing("@EXTERNAL_IP@", with: external)
+            .replacing("@DATE@", with: date + (advisories.isEmpty ? "" : "\n" + advisories.joined(separator: "\n")))
+            .replacing("@ADDRESSES@", with: addresses.joined(separator: "\n"))
             .replacing("@MIN_PORT@", with: String(options.minPort))
             .replacing("@MAX_PORT@", with: String(options.maxPort))
             .replacing("@REALM@", with: options.realm)
             .replacing("@CERT@", with: options.certificate)
             .replacing("@KEY@", with: options.key)
+            .replacing("@TLS_VERSIONS@", with: tls)
+            .replacing("@NO_CLI@", with: cli)
+            .replacing("@NO_SOFTWARE@", with: software)
             .replacing("@USER_QUOTA@", with: String(options.userQuota))
             .replacing("@TOTAL_QUOTA@", with: String(options.totalQuota))
-            .replacing("@PUBLIC_IP@", with: options.publicAddress) + "\n"
+            .replacing(
+                "@ALLOWED_PEERS@",
+                with: options.publicAddresses.map { "allowed-peer-ip=\($0)" }.joined(separator: "\n")) + "\n"
     }
 
     var coturnDropIn: String {
@@ -133,10 +172,12 @@ public struct Provisioner: Sendable {
     }
 
     var dns: String {
-        let type = IPAddress(options.publicAddress)?.isIPv6 == true ? "AAAA" : "A"
+        let records = options.publicAddresses.map { address in
+            "\(options.domain).\t3600\tIN\t\(IPAddress(address)?.isIPv6 == true ? "AAAA" : "A")\t\(address)"
+        }
         return """
             ; DNS records to create for the TURN host, from `turnkeeper provision`.
-            \(options.domain).\t3600\tIN\t\(type)\t\(options.publicAddress)
+            \(records.joined(separator: "\n"))
             ; Optional, for clients that look TURN up by service:
             _turn._udp.\(options.domain).\t3600\tIN\tSRV\t0 0 3478 \(options.domain).
             _turn._tcp.\(options.domain).\t3600\tIN\tSRV\t0 0 3478 \(options.domain).
@@ -164,7 +205,7 @@ public struct Provisioner: Sendable {
         Configuration(
             role: .turnHost(.init(rootKeyFile: "/etc/turnkeeper/root-key", epoch: epochLength)),
             coturn: .init(
-                realm: options.realm, verifyURI: "turn:\(options.publicAddress)?transport=udp",
+                realm: options.realm, verifyURI: "turn:\(Self.uriHost(options.publicAddress))?transport=udp",
                 store: .sqlite(database: "/var/lib/turn/turndb")),
             daemon: .init(probeURIs: uris)
         ).rendered(header: [
@@ -189,11 +230,12 @@ public struct Provisioner: Sendable {
     }
 
     var readme: String {
-        let nat =
-            options.privateAddress.map {
-                "The host sits behind NAT: it listens on \($0), and external-ip tells clients \(options.publicAddress). "
+        let nat = options.publicAddresses.compactMap { publicAddress in
+            options.privateAddress(for: publicAddress).map {
+                "The host sits behind NAT: it listens on \($0), and external-ip tells clients \(publicAddress). "
                     + "Forward UDP and TCP 3478 and 5349, and UDP \(options.minPort)-\(options.maxPort), to \($0).\n"
-            } ?? ""
+            }
+        }.joined()
         return """
             # TURN host bundle for \(options.domain)
 
@@ -201,7 +243,10 @@ public struct Provisioner: Sendable {
             See docs/separate-turn-host.md for the whole walkthrough.
 
             \(nat)
-            ## On the TURN host (\(options.domain), \(options.publicAddress))
+            ## On the TURN host (\(options.domain), \(options.publicAddresses.joined(separator: " and ")))
+
+            turnserver.conf is rendered for coturn \(options.coturnVersion) (`turnserver --version` on the TURN host
+            says which it runs; render again with --coturn-version if it differs).
 
             | file | install as | mode |
             |---|---|---|

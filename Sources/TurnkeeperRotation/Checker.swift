@@ -103,6 +103,10 @@ public struct Checker {
             )
         }
 
+        // The installed coturn's known vulnerabilities, and what turnserver.conf does about them.
+        findings += CoturnAdvisories.findings(
+            await CoturnAdvisories.installed(), conf: conf.map { ($0.path, $0.lines, $0.configured) })
+
         // coturn's secrets.
         guard let secret = synapse.turnSecret else {
             problem(

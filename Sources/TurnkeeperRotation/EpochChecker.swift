@@ -87,7 +87,10 @@ struct EpochChecker {
             let held = try await CoturnStores.make(configuration).secrets()
             accepted = window.filter { held.contains(secrets[Int($0 - window.lowerBound)]) }
             // coturn accepts turnserver.conf's static-auth-secret lines beside its database, whatever the store.
-            if let conf = try TurnserverConf.read(configuration) {
+            let conf = try TurnserverConf.read(configuration)
+            findings += CoturnAdvisories.findings(
+                await CoturnAdvisories.installed(), conf: conf.map { ($0.path, $0.lines, $0.configured) })
+            if let conf {
                 if !configuration.coturn.store.isConfigFile {
                     findings += TurnserverConf.staticSecretFindings(
                         conf, store: configuration.coturn.store, configuration: configuration)

@@ -85,7 +85,8 @@ public struct TransportAddress: Sendable, Hashable, CustomStringConvertible {
                 || (a == 198 && (18...19).contains(b))
         case .ipv6:
             let isLoopback = address[0..<15].allSatisfy { $0 == 0 } && address[15] == 1
-            return isLoopback || address[0] & 0xFE == 0xFC || (address[0] == 0xFE && address[1] & 0xC0 == 0x80)
+            // fc00::/7, fe80::/10 and the deprecated site-local fec0::/10.
+            return isLoopback || address[0] & 0xFE == 0xFC || (address[0] == 0xFE && address[1] & 0x80 == 0x80)
         }
     }
 

@@ -1,6 +1,7 @@
 import Glibc
 public import NIOCore
 import NIOPosix
+import Synchronization
 public import TurnkeeperSTUN
 
 /// An unconnected UDP socket for the duration of a closure: it sends to any address and hears from any,
@@ -21,6 +22,8 @@ public final class DatagramSocket: Sendable {
     public let localAddress: SocketAddress?
     /// STUN transactions with the server the socket was opened for (``request(_:to:deadline:)`` for others).
     public let stun: STUNConnection
+    /// Where each recent response came from, by transaction: RFC 5780's tests ask which address answered.
+    private let sources = Mutex<[TransactionID: SocketAddress]>([:])
 
     private init(
         outbound: NIOAsyncChannelOutboundWriter<AddressedEnvelope<ByteBuffer>>, received: AsyncStream<Datagram>,
@@ -41,6 +44,23 @@ public final class DatagramSocket: Sendable {
         async throws -> DecodedSTUNMessage
     {
         try await stun.request(message, integrity: nil, deadline: deadline, to: destination)
+    }
+
+    /// ``request(_:to:deadline:)``, with the address the answer came from (which a CHANGE-REQUEST moves).
+    public func exchange(_ message: STUNMessage, to destination: SocketAddress, deadline: ContinuousClock.Instant)
+        async throws -> (response: DecodedSTUNMessage, from: SocketAddress?)
+    {
+        let response = try await request(message, to: destination, deadline: deadline)
+        let from = sources.withLock { $0.removeValue(forKey: response.message.transactionID) }
+        return (response, from)
+    }
+
+    fileprivate func heard(_ response: DecodedSTUNMessage, from address: SocketAddress) {
+        sources.withLock { sources in
+            // Bounded: a peer spraying responses cannot grow it.
+            if sources.count >= 64 { sources.removeAll(keepingCapacity: true) }
+            sources[response.message.transactionID] = address
+        }
     }
 
     /// Opens a socket of `server`'s address family, whose ``stun`` talks to `server` (a UDP endpoint).
@@ -72,6 +92,7 @@ public final class DatagramSocket: Sendable {
                         for try await envelope in inbound {
                             let bytes = Array(buffer: envelope.data)
                             if let decoded = try? DecodedSTUNMessage(bytes), decoded.isResponse {
+                                socket.heard(decoded, from: envelope.remoteAddress)
                                 stun.receive(response: decoded)
                             } else {
                                 input.yield(Datagram(from: envelope.remoteAddress, bytes: bytes, receivedAt: .now))

@@ -87,6 +87,14 @@ public final class TURNClient: Sendable {
             guard let relayed = try response.message.xorAddress(.xorRelayedAddress) else {
                 throw TURNClientError(.malformedResponse("no XOR-RELAYED-ADDRESS"), method: .allocate)
             }
+            // A family asked for by name and another granted: RFC 6156 says 440 then, so this is not the relay
+            // the caller can use.
+            if family == .ipv6 || naming, relayed.family != family {
+                throw TURNClientError(
+                    .protocolViolation(
+                        "asked for an \(family == .ipv4 ? "IPv4" : "IPv6") relay and was given \(relayed)"),
+                    method: .allocate)
+            }
             return Allocation(
                 relayed: relayed,
                 mapped: try response.message.xorAddress(.xorMappedAddress),
@@ -241,8 +249,15 @@ extension TURNClient {
             do {
                 try await Connector.withConnection(to: endpoint, connectTimeout: timeout) { connection in
                     let client = TURNClient(connection: connection, credentials: credentials)
-                    _ = try await client.allocate(
-                        family: endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4, deadline: .now + timeout)
+                    do {
+                        _ = try await client.allocate(
+                            family: endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4, deadline: .now + timeout)
+                    } catch let error as TURNClientError
+                        where error.errorCode == STUNErrorCode.addressFamilyNotSupported
+                    {
+                        // An IPv6 listener with IPv4 relays only: an IPv4 relay proves the secret as well.
+                        _ = try await client.allocate(family: .ipv4, deadline: .now + timeout, naming: true)
+                    }
                     try await client.refresh(lifetime: 0, deadline: .now + timeout)
                 }
                 return .granted

@@ -42,12 +42,17 @@ public final class HostileServer: Sendable {
         case unsignedAfterAllocation
         /// pion's answer to a wrong password: 400, unsigned, to the signed Allocate.
         case badRequestToCredentials
+        /// Upstream coturn 4.17.1 as recorded against it (docs/upstream-coturn.md): no reason phrases, no
+        /// SOFTWARE, no OTHER-ADDRESS; a stateless nonce that is stale once (438, as after a restart); 440 to
+        /// an IPv6 relay; 403 to every peer outside the documentation ranges, 443 across families; every answer
+        /// to a signed request signed.
+        case upstreamRecorded
 
         /// Behaviours that hold a conversation: over TCP they answer every message, not just the first.
         var isConversational: Bool {
             switch self {
             case .hostileText, .unsignedAllocation, .forgedAllocation, .unsignedAfterAllocation,
-                .badRequestToCredentials:
+                .badRequestToCredentials, .upstreamRecorded:
                 true
             default: false
             }
@@ -59,6 +64,8 @@ public final class HostileServer: Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Requests seen, for behaviours that change over time.
     public let received = Atomic<Int>(0)
+    /// ``Behaviour/upstreamRecorded``: whether the first nonce was declared stale yet.
+    public let staleNonceSent = Atomic<Bool>(false)
     /// TCP connections being served by their own threads.
     private let connections = Atomic<Int>(0)
     private let udpSocket: Int32
@@ -158,12 +165,21 @@ public final class HostileServer: Sendable {
             success.appendXorAddress(.xorMappedAddress, loopback)
             return success.encoded()
         }
+        let upstream = behaviour == .upstreamRecorded
         guard request.value(.messageIntegrity) != nil, let username = request.text(.username) else {
             var challenge = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
-            challenge.appendErrorCode(STUNErrorCode(code: 401, reason: "Unauthorized"))
+            challenge.appendErrorCode(STUNErrorCode(code: 401, reason: upstream ? "" : "Unauthorized"))
             challenge.appendText(.realm, Self.realm)
-            challenge.appendText(.nonce, "0123456789abcdef")
+            challenge.appendText(.nonce, upstream ? Self.upstreamNonces[0] : "0123456789abcdef")
             return challenge.encoded()
+        }
+        if upstream { return upstreamAnswer(request, method: method, username: username) }
+        // IPv4 relays only, as a server with one family says so (RFC 6156): 440 to a request for IPv6.
+        if method == .allocate, request.value(.requestedAddressFamily)?.first == TransportAddress.Family.ipv6.rawValue {
+            var refusal = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
+            refusal.appendErrorCode(STUNErrorCode(code: 440, reason: "Address Family not Supported"))
+            return refusal.encoded(
+                integrity: .longTerm(username: username, realm: Self.realm, password: Self.password))
         }
         if behaviour == .badRequestToCredentials {
             var error = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
@@ -186,6 +202,51 @@ public final class HostileServer: Sendable {
         let password = behaviour == .forgedAllocation ? "forged" : Self.password
         return success.encoded(
             integrity: .longTerm(username: username, realm: Self.realm, password: password), fingerprint: true)
+    }
+
+    /// Two stateless nonces as 4.17.1 writes them (issue time and signature, 24 hex digits).
+    static let upstreamNonces = ["6b164132737f4eb022ec7f51", "6b16413bdc6a01a9f0d3c4e2"]
+
+    /// ``Behaviour/upstreamRecorded`` once the request is signed: the answers recorded from 4.17.1, rebuilt for
+    /// this transaction and signed with this client's key, as 4.17.1 signs them.
+    private func upstreamAnswer(_ request: STUNMessage, method: STUNMethod, username: String) -> [UInt8] {
+        let key = STUNIntegrityKey.longTerm(username: username, realm: Self.realm, password: Self.password)
+        func error(_ code: Int, nonce: String? = nil) -> [UInt8] {
+            var answer = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
+            answer.appendErrorCode(STUNErrorCode(code: code, reason: ""))
+            if let nonce {
+                answer.appendText(.nonce, nonce)
+                answer.appendText(.realm, Self.realm)
+                return answer.encoded()
+            }
+            return answer.encoded(integrity: key)
+        }
+        // The nonce of the 401 is stale once, as a nonce from before a restart is; the one in the 438 works.
+        if request.text(.nonce) != Self.upstreamNonces[1] {
+            staleNonceSent.store(true, ordering: .relaxed)
+            return error(438, nonce: Self.upstreamNonces[1])
+        }
+        var success = STUNMessage(STUNMessageType(method, .successResponse), transactionID: request.transactionID)
+        switch method {
+        case .allocate:
+            if request.value(.requestedAddressFamily)?.first == TransportAddress.Family.ipv6.rawValue {
+                return error(440)
+            }
+            success.appendXorAddress(.xorRelayedAddress, TransportAddress(ipv4: "127.0.0.1", port: port)!)
+            success.appendXorAddress(.xorMappedAddress, TransportAddress(ipv4: "127.0.0.1", port: 1)!)
+            success.appendLifetime(600)
+        case .createPermission, .channelBind:
+            guard let peer = try? request.xorAddress(.xorPeerAddress) else { return error(400) }
+            if peer.family != .ipv4 { return error(443) }
+            // 4.17.1 refuses every special-purpose range by default; a public resolver and the documentation
+            // range stand for the rest of the Internet.
+            if peer.address != [8, 8, 8, 8] && peer.address[0..<3] != [192, 0, 2] { return error(403) }
+        case .refresh:
+            success.appendLifetime((try? request.lifetime()) ?? 600)
+        default:
+            return error(400)
+        }
+        return success.encoded(integrity: key)
     }
 
     private func serveUDP() {

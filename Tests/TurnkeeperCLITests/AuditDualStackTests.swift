@@ -19,11 +19,12 @@ struct AuditDualStackTests {
         "denied-peer-ip=240.0.0.0-255.255.255.255", "denied-peer-ip=::1",
         "denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         "denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "denied-peer-ip=fec0::-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
     ]
 
     /// What closes the IPv4 ranges written in IPv6 on coturn 4.6.1.
     static let embeddedDenies = [
-        "denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255", "denied-peer-ip=::-::ffff:ffff",
+        "denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255", "denied-peer-ip=::1-::ffff:ffff",
         "denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff", "denied-peer-ip=2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
     ]
 
@@ -109,6 +110,25 @@ struct AuditDualStackTests {
         }
     }
 
+    @Test("A deny range that starts at :: refuses every IPv4 peer in coturn: the public peer's refusal is a finding")
+    func tooWideDeny() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let secret = try TurnSecret.generate().withExposedBytes { String(decoding: $0, as: UTF8.self) }
+        let secretFile = try directory.write("secret", secret + "\n")
+        // Measured on 4.6.1: coturn reads a range from :: as "any" at its start and compares across families at
+        // its end, so this line covers every IPv4 address. ::1-::ffff:ffff is the one that works.
+        let coturn = try await server(Self.hardened + ["denied-peer-ip=::-::ffff:ffff"], secret: secret)
+        defer { coturn.stop() }
+        let audit = try audit(coturn, "turn:127.0.0.1:\(coturn.port)?transport=udp", secretFile: secretFile)
+        #expect(audit.status == 1, "\(audit.text)")
+        let refused = audit.found("8.8.8.8")
+        #expect(refused?["check"] as? String == "public-peer" && refused?["severity"] as? String == "high")
+        #expect((refused?["fix"] as? String)?.contains("::1-::ffff:ffff") == true, "\(audit.text)")
+        // The IPv6 relay still reaches public IPv6 peers: only IPv4 ones are caught by the range.
+        #expect(audit.found("2001:4860:4860::8888") == nil, "\(audit.text)")
+    }
+
     @Test("An IPv6 listener with IPv4 relays only: probe falls back to the IPv4 relay clients get, and passes")
     func ipv6ListenerIPv4Relays() async throws {
         let directory = try TemporaryDirectory()
@@ -123,6 +143,8 @@ struct AuditDualStackTests {
             ["probe", "turn:[::1]:\(coturn.port)?transport=udp", "--secret-file", secretFile], timeout: .seconds(120))
         #expect(probe.status == 0, "\(probe)\n\(coturn.log.suffix(3000))")
         #expect(probe.stdout.contains("no IPv6 relay, 440"), "\(probe)")
+        #expect(probe.stdout.contains("skip  otherFamily"), "\(probe)")
+        #expect(probe.stdout.contains("No IPv6 relay (440): peers with only IPv6 addresses"), "\(probe)")
         #expect(!probe.stdout.contains("\\x00"), "\(probe)")
     }
 }

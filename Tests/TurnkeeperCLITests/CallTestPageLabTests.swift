@@ -21,6 +21,18 @@ struct CallTestPageLabTests {
         #expect(run.object["loggedOut"] as? Bool == true, "\(run)", sourceLocation: sourceLocation)
     }
 
+    /// `turnkeeper run` on the Synapse host, serving the page at http://203.0.113.20:9478/calltest/ (log in
+    /// daemon.log), once coturn's userdb has Synapse's secret, as an admin's first `rotate --resume` gives it.
+    static func serve(_ lab: NATLab, _ setup: NATLabTests.PublicSetup) throws -> ChildProcess {
+        var daemon = TestConfiguration.Daemon()
+        daemon.listen = "203.0.113.20:9478"
+        daemon.calltestHomeserver = Self.synapse
+        let config = try setup.rotationConfig(lab, daemon: daemon)
+        let adopted = try lab.run("hs", [TurnkeeperBinary.path, "rotate", "--config", config, "--resume"])
+        #expect(adopted.status == 0, "\(adopted)")
+        return try lab.start("hs", [TurnkeeperBinary.path, "run", "--config", config], output: "daemon.log")
+    }
+
     @Test(
         "Served by turnkeeper run: from behind NAT A and symmetric NAT B every URI passes; UDP blocked at NAT A: said")
     func servedByDaemon() async throws {
@@ -30,14 +42,7 @@ struct CallTestPageLabTests {
         let setup = try NATLabTests.PublicSetup(
             lab, secretInCoturnConfig: false, supervised: true, synapseConf: BrowserNATLabTests.loginLimits)
         defer { setup.stop() }
-        var daemon = TestConfiguration.Daemon()
-        daemon.listen = "203.0.113.20:9478"
-        daemon.calltestHomeserver = Self.synapse
-        let config = try setup.rotationConfig(lab, daemon: daemon)
-        // coturn's userdb gets Synapse's secret first, as an admin's first `rotate --resume` does.
-        let adopted = try lab.run("hs", [TurnkeeperBinary.path, "rotate", "--config", config, "--resume"])
-        #expect(adopted.status == 0, "\(adopted)")
-        let run = try lab.start("hs", [TurnkeeperBinary.path, "run", "--config", config], output: "daemon.log")
+        let run = try Self.serve(lab, setup)
         defer { _ = run.terminate(grace: .seconds(30)) }
 
         let page = "http://203.0.113.20:9478/calltest/"

@@ -45,6 +45,8 @@ struct CheckCommandTests {
         try directory.write(
             "turnserver.conf",
             "use-auth-secret\nrealm=turn.example.org\nlog-file=stdout\ndenied-peer-ip=10.0.0.0-10.255.255.255\n"
+                // What closes CVE-2026-27624 on Debian's 4.6.1, whatever this host's addresses.
+                + "denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255\n"
         )
         var synapse = TestConfiguration.Synapse(
             config: [directory.file("synapse/homeserver.yaml"), directory.file("synapse/conf.d")])
@@ -79,6 +81,26 @@ struct CheckCommandTests {
         let output = try layout.check()
         #expect(output.status == 0, "\(output)")
         #expect(output.stdout.contains("logs to syslog, as Debian ships it"), "\(output)")
+    }
+
+    @Test("The installed coturn's CVE-2026-27624 is named when turnserver.conf gives it an IPv6 relay without the fix")
+    func installedAdvisory() throws {
+        let layout = try Self.layout()
+        defer { layout.directory.remove() }
+        try layout.directory.write(
+            "turnserver.conf",
+            "use-auth-secret\nrealm=turn.example.org\nrelay-ip=::1\ndenied-peer-ip=10.0.0.0-10.255.255.255\n")
+        let output = try layout.check()
+        let installed = try ProcessRunner.run("/usr/bin/dpkg-query", ["--show", "--showformat=${Version}", "coturn"])
+        let version = installed.stdout.split(separator: ".").prefix(2).compactMap { Int($0.prefix { $0.isNumber }) }
+        // Debian's coturn is 4.6.1 (bookworm to sid): before 4.9.0, the mapped IPv4 forms pass the deny list.
+        if version.lexicographicallyPrecedes([4, 9]) {
+            #expect(output.status == 1, "\(output)")
+            #expect(output.stdout.contains("carries CVE-2026-27624"), "\(output)")
+            #expect(output.stdout.contains("denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255"), "\(output)")
+        } else {
+            #expect(!output.stdout.contains("carries CVE-2026-27624"), "\(installed.stdout): \(output)")
+        }
     }
 
     @Test(
@@ -135,7 +157,7 @@ struct CheckCommandTests {
                 "turnserver.conf",
                 try d.read("turnserver.conf") + "# left over\r\nstatic-auth-secret=\(layout.secret)\r\n")
             expected =
-                "turnserver.conf, line 6: static-auth-secret (\(try TurnSecret(validating: layout.secret).fingerprint)) beside"
+                "turnserver.conf, line 7: static-auth-secret (\(try TurnSecret(validating: layout.secret).fingerprint)) beside"
         default:
             try d.write(
                 "turnserver.conf", "use-auth-secret\nrealm=other.example.org\ndenied-peer-ip=10.0.0.0-10.255.255.255\n")

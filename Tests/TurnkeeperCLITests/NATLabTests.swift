@@ -64,19 +64,26 @@ struct NATLabTests {
         let secret: TurnSecret
         let tokens: (alice: String, bob: String)
 
+        /// - Parameter ipv6: coturn also listens and relays on 2001:db8:113::10, with these extra lines
+        ///   (such as its default relay family), and Synapse hands out its IPv6 URI after the IPv4 ones.
         init(
             _ lab: NATLab, secretInCoturnConfig: Bool = true, supervised: Bool = false, lifetime: String = "1h",
-            synapseConf: [String: String] = [:], coturnSecret: String? = nil
+            synapseConf: [String: String] = [:], coturnSecret: String? = nil, ipv6: [String]? = nil
         ) throws {
             secret = try TurnSecret.generate()
             let text = secret.withExposedBytes { String(decoding: $0, as: UTF8.self) }
             coturn = try LabCoturn(
-                lab: lab, host: "turn", listen: ["203.0.113.10", "203.0.113.11"],
-                secrets: secretInCoturnConfig ? [coturnSecret ?? text] : [])
+                lab: lab, host: "turn",
+                listen: ["203.0.113.10", "203.0.113.11"] + (ipv6 == nil ? [] : ["2001:db8:113::10"]),
+                secrets: secretInCoturnConfig ? [coturnSecret ?? text] : [],
+                extra: ipv6.map { ["relay-ip=2001:db8:113::10"] + $0 } ?? [])
+            let uris =
+                ["\"turn:203.0.113.10?transport=udp\"", "\"turn:203.0.113.10?transport=tcp\""]
+                + (ipv6 == nil ? [] : ["\"turn:[2001:db8:113::10]?transport=udp\""])
             synapse = try SynapseServer(
                 confFiles: [
                     "10-turn.yaml": """
-                    turn_uris: ["turn:203.0.113.10?transport=udp", "turn:203.0.113.10?transport=tcp"]
+                    turn_uris: [\(uris.joined(separator: ", "))]
                     turn_shared_secret: "\(text)"
                     turn_user_lifetime: \(lifetime)
                     """

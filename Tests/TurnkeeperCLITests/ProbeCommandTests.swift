@@ -49,13 +49,23 @@ struct ProbeCommandTests {
         #expect(report.passed)
         #expect(report.diagnoses.isEmpty)
         for target in report.targets {
-            let failed = target.steps.filter { $0.status != .pass }
+            // The other family is asked once per host, on its UDP URI: the TCP one says so.
+            let failed = target.steps.filter {
+                $0.status != .pass && !($0.step == .otherFamily && target.transport == "tcp")
+            }
+            if target.transport == "tcp" {
+                #expect(target.steps.last?.detail.contains("asked on this host's UDP URI") == true, "\(target)")
+            }
             #expect(failed.isEmpty, "\(target.uri) \(target.address): \(failed)")
             if target.uri.hasPrefix("turn") {
                 #expect(
                     target.steps.map(\.step) == [
                         .binding, .allocation, .permission, .relaySendData, .channel, .relayChannelData, .release,
+                        .otherFamily,
                     ])
+                // Relays of both families: each URI's call used its own, and the other was granted too.
+                let other = target.steps.first { $0.step == .otherFamily }
+                #expect(other?.facts["family"] == (target.address.hasPrefix("[") ? "IPv4" : "IPv6"), "\(target)")
                 for relayStep in target.steps
                 where relayStep.step == .relayChannelData || relayStep.step == .relaySendData {
                     #expect(relayStep.facts["sent"] == "10")
@@ -65,6 +75,12 @@ struct ProbeCommandTests {
         }
         #expect(report.targets.contains { $0.address.hasPrefix("[::1]") && $0.transport == "udp" })
         #expect(report.targets.contains { $0.transport == "tls" })
+        // RFC 5780 against a coturn with one address per family (OTHER-ADDRESS: its own IP, the next port):
+        // only port dependence can be told, and loopback is never called public.
+        let nat = try #require(report.nat)
+        #expect(!nat.behindNAT && nat.mapping == nil && nat.filtering == nil, "\(nat)")
+        #expect(nat.undetermined?.contains("has one IP address") == true, "\(nat)")
+        #expect(nat.summary.contains("loopback") && !nat.summary.contains("is public"), "\(nat.summary)")
         let relayed = step(report, uris[3], .allocation)?.facts["relayed"]
         #expect(relayed?.hasPrefix("[::1]:") == true)
         #expect(!output.stdout.contains(secret) && !output.stderr.contains(secret))
@@ -460,5 +476,72 @@ struct ProbeCommandTests {
         let usage = try TurnkeeperBinary.run(["help"] + command, environment: ["COLUMNS": "80"]).stdout
             .split(separator: "\n").drop { !$0.hasPrefix("USAGE:") }.prefix { !$0.isEmpty }
         #expect(!usage.isEmpty && usage.allSatisfy { $0.count <= 80 }, "\(usage)")
+    }
+}
+
+/// Upstream coturn 4.17.1's answers, as recorded against a build of the tag (docs/upstream-coturn.md), replayed
+/// by ``HostileServer/Behaviour/upstreamRecorded``: CI has Debian's 4.6.1 only.
+@Suite("Upstream coturn 4.17.1, recorded", .mayBlock)
+struct UpstreamCoturnTests {
+    let directory: TemporaryDirectory
+    init() throws { directory = try TemporaryDirectory() }
+
+    func credentials() throws -> [String] {
+        let passwordFile = try directory.write("password", HostileServer.password)
+        return ["--username", "\(Int(Date().timeIntervalSince1970) + 600):@a:b", "--password-file", passwordFile]
+    }
+
+    @Test("probe: a stateless nonce stale once, no reason phrases, 403 to a loopback relay, 440 to IPv6")
+    func probe() throws {
+        defer { directory.remove() }
+        let server = try HostileServer(.upstreamRecorded)
+        defer { server.stop() }
+        let uri = "turn:127.0.0.1:\(server.port)?transport=udp"
+        let output = try TurnkeeperBinary.run(["probe", uri, "--timeout", "10s"] + credentials())
+        #expect(output.status == 1, "\(output)")
+        // The 438 was answered with the new nonce, and the allocation went through.
+        let staleNonceSent = server.staleNonceSent.load(ordering: .relaxed)
+        #expect(staleNonceSent)
+        #expect(output.stdout.contains("pass  allocation"), "\(output)")
+        // No reason phrase: the RFC's, never an empty or padded one.
+        #expect(output.stdout.contains("error response 403 Forbidden"), "\(output)")
+        #expect(!output.stdout.contains("\\x00"), "\(output)")
+        // A loopback relay: allowed-peer-ip would not help, and the advice says so.
+        #expect(output.stdout.contains("allow-loopback-peers") && !output.stdout.contains("allowed-peer-ip=<"))
+        #expect(output.stdout.contains("skip  otherFamily") && output.stdout.contains("no IPv6 relay (440)"))
+        // The steps are listed in their order, run or not.
+        let steps = output.stdout.split(separator: "\n").compactMap { line in
+            line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init)
+        }.filter { StepReport.Name(rawValue: $0) != nil }
+        #expect(
+            steps == [
+                "binding", "allocation", "permission", "relaySendData", "channel", "relayChannelData", "release",
+                "otherFamily",
+            ], "\(output)")
+    }
+
+    @Test("audit: no SOFTWARE is an unknown version the active checks decide; 403 everywhere; 440 is a pass")
+    func audit() throws {
+        defer { directory.remove() }
+        let server = try HostileServer(.upstreamRecorded)
+        defer { server.stop() }
+        let uri = "turn:127.0.0.1:\(server.port)?transport=udp"
+        let output = try TurnkeeperBinary.run(["audit", uri, "--json", "--timeout", "10s"] + credentials())
+        let report = (try? JSONSerialization.jsonObject(with: Data(output.stdout.utf8))) as? [String: Any] ?? [:]
+        let targets = report["targets"] as? [[String: Any]] ?? []
+        let checks = (targets.first?["checks"] as? [[String: Any]]) ?? []
+        func result(_ check: String) -> [String] {
+            checks.filter { $0["check"] as? String == check }.compactMap { $0["result"] as? String }
+        }
+        #expect(!checks.isEmpty, "\(output)")
+        #expect(result("coturn-version") == ["not-tested"], "\(output)")
+        #expect(result("software-disclosed") == ["pass"] && result("no-auth") == ["pass"], "\(output)")
+        #expect(result("ipv6-peers") == ["pass"] && result("public-peer") == ["pass"], "\(output)")
+        for check in ["peer-loopback", "peer-metadata", "peer-this-network", "peer-private", "peer-multicast"] {
+            #expect(!result(check).isEmpty && result(check).allSatisfy { $0 == "pass" }, "\(check): \(output)")
+        }
+        let findings = (report["findings"] as? [[String: Any]] ?? []).compactMap { $0["check"] as? String }
+        // The replay has no quota, as 4.17.1 has none unless told: that is the one finding.
+        #expect(findings == ["quota-missing"], "\(output)")
     }
 }

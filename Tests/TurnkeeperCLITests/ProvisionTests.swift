@@ -114,7 +114,72 @@ struct ProvisionTests {
             }
             cursor = found + 1
         }
-        #expect(lines.count == template.split(separator: "\n", omittingEmptySubsequences: false).count)
+        #expect(!rendered.contains("@"), "a placeholder was left unrendered")
+    }
+
+    @Test("Rendered for the coturn version given: 4.17.1 gets no line it warns on; 4.6.1 names its advisories")
+    func coturnVersions() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        func conf(_ version: [String], _ out: String) throws -> [Substring] {
+            let output = try Self.provision(
+                directory, ["--public-address", "198.51.100.7", "--lab"] + version, out: out)
+            #expect(output.status == 0, "\(output)")
+            return try String(contentsOfFile: directory.file(out + "/turn-host/turnserver.conf"), encoding: .utf8)
+                .split(separator: "\n")
+        }
+        // 4.17.1 warns on no-tlsv1 and no-tlsv1_1 and logs no-cli as an error (measured, docs/upstream-coturn.md).
+        let upstream = try conf(["--coturn-version", "4.17.1"], "upstream")
+        for line in ["no-tlsv1", "no-tlsv1_1", "no-cli", "no-software-attribute"] {
+            #expect(!upstream.contains(Substring(line)), "\(line) rendered for 4.17.1")
+        }
+        #expect(!upstream.contains { $0.contains("carries CVE-") })
+        let debian = try conf([], "debian")
+        for line in ["no-tlsv1", "no-tlsv1_1", "no-cli", "no-software-attribute"] {
+            #expect(debian.contains(Substring(line)), "\(line) missing for 4.6.1")
+        }
+        #expect(debian.contains { $0.hasPrefix("# coturn 4.6.1 carries CVE-2026-27624") && $0.contains("deny list") })
+        #expect(debian.contains("denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255"))
+        #expect(debian.contains("denied-peer-ip=::1-::ffff:ffff"))
+        let bad = try Self.provision(
+            directory, ["--public-address", "198.51.100.7", "--lab", "--coturn-version", "four"], out: "bad")
+        #expect(bad.status == 2 && bad.stderr.contains("--coturn-version"), "\(bad)")
+    }
+
+    @Test("Dual stack: a listener and relay per family (external-ip for the one behind NAT), A and AAAA, both allowed")
+    func dualStack() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let output = try Self.provision(
+            directory,
+            [
+                "--public-address", "198.51.100.7", "--public-address", "2001:db8::7", "--private-address", "10.0.0.5",
+                "--lab",
+            ])
+        #expect(output.status == 0, "\(output)")
+        let bundle = directory.file("bundle")
+        let conf = try String(contentsOfFile: bundle + "/turn-host/turnserver.conf", encoding: .utf8)
+            .split(separator: "\n")
+        for line in [
+            "listening-ip=10.0.0.5", "relay-ip=10.0.0.5", "external-ip=198.51.100.7/10.0.0.5",
+            "listening-ip=2001:db8::7", "relay-ip=2001:db8::7", "allowed-peer-ip=198.51.100.7",
+            "allowed-peer-ip=2001:db8::7",
+        ] {
+            #expect(conf.contains(Substring(line)), "missing \(line)")
+        }
+        #expect(!conf.contains { $0.hasPrefix("external-ip=2001") })
+        let dns = try String(contentsOfFile: bundle + "/dns.txt", encoding: .utf8)
+        #expect(dns.contains("IN\tA\t198.51.100.7") && dns.contains("IN\tAAAA\t2001:db8::7"), "\(dns)")
+        for (arguments, expected) in [
+            (["--public-address", "198.51.100.7", "--public-address", "198.51.100.8"], "given twice for IPv4"),
+            (
+                ["--public-address", "198.51.100.7", "--private-address", "fd00::5"],
+                "no --public-address of its family"
+            ),
+        ] {
+            let refused = try Self.provision(directory, arguments + ["--lab"], out: "refused")
+            #expect(refused.status == 2 && refused.stderr.contains(expected), "\(refused)")
+        }
     }
 
     @Test("The bundle: every file rendered with real values and the right mode, units and rules that verify")
@@ -134,13 +199,13 @@ struct ProvisionTests {
             "listening-ip=10.0.0.5", "relay-ip=10.0.0.5", "external-ip=198.51.100.7/10.0.0.5", "use-auth-secret",
             "realm=turn.example.com", "no-cli", "no-multicast-peers", "no-tlsv1", "no-tlsv1_1", "user-quota=12",
             "total-quota=1200", "min-port=49152", "max-port=65535", "log-file=stdout",
-            "denied-peer-ip=10.0.0.0-10.255.255.255", "denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "denied-peer-ip=10.0.0.0-10.255.255.255", "denied-peer-ip=fe80::-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
             "allowed-peer-ip=198.51.100.7", "userdb=/var/lib/turn/turndb",
         ] {
             #expect(conf.split(separator: "\n").contains(Substring(line)), "missing \(line)")
         }
         #expect(!conf.contains("@") && !conf.split(separator: "\n").contains("syslog"))
-        #expect(conf.split(separator: "\n").filter { $0.hasPrefix("denied-peer-ip=") }.count == 22)
+        #expect(conf.split(separator: "\n").filter { $0.hasPrefix("denied-peer-ip=") }.count == 23)
         // The bundle names every file the admin installs, and the key both hosts share is 0600 in both.
         for key in ["turn-host/root-key", "synapse-host/root-key"] {
             #expect(permissions(of: bundle + "/" + key) == 0o600)

@@ -8,8 +8,8 @@ import TurnkeeperSTUN
 struct AuditReportTests {
     @Test("Every forbidden peer is of its family, in a range its fix names, and no peer is a public address")
     func peers() {
-        // An IPv6 relay is asked its own three ranges and the ten IPv4 ones in four IPv6 forms each.
-        #expect(ForbiddenPeer.peers(for: .ipv4).count == 10 && ForbiddenPeer.peers(for: .ipv6).count == 3 + 10 * 4)
+        // An IPv6 relay is asked its own four ranges and the ten IPv4 ones in four IPv6 forms each.
+        #expect(ForbiddenPeer.peers(for: .ipv4).count == 10 && ForbiddenPeer.peers(for: .ipv6).count == 4 + 10 * 4)
         let hosts = ForbiddenPeer.peers(for: .ipv6).map(\.address.host)
         #expect(Set(hosts).count == hosts.count, "two IPv6 forms of one IPv4 range collide")
         for host in ["::ffff:127.0.0.1", "::ffff:169.254.169.254", "::7f00:1", "64:ff9b::a9fe:a9fe", "2002:a00:1::1"] {
@@ -24,7 +24,7 @@ struct AuditReportTests {
                     family: .ipv6, address: Array(repeating: 0, count: 10) + [0xFF, 0xFF, 169, 254, 169, 254], port: 1)!
             ) == true)
         let compatible = ForbiddenPeer.peers(for: .ipv6).first { $0.address.host == "::a9fe:a9fe" }
-        #expect(compatible?.cve == nil && compatible?.fix.contains("denied-peer-ip=::-::ffff:ffff") == true)
+        #expect(compatible?.cve == nil && compatible?.fix.contains("denied-peer-ip=::1-::ffff:ffff") == true)
         for peer in ForbiddenPeer.all + ForbiddenPeer.peers(for: .ipv6) {
             #expect(peer.fix.contains("denied-peer-ip=") || peer.fix.contains("no-multicast-peers"), "\(peer)")
             let multicast = peer.address.family == .ipv4 && peer.address.address[0] >= 224
@@ -73,5 +73,31 @@ struct AuditReportTests {
             targets: [AuditTarget(uri: "turn:h", address: "a", transport: "udp", checks: [])], findings: [])
         #expect(report.passed)
         #expect(AuditRenderer().render(report).contains("No findings"))
+    }
+
+    @Test("Forbidden ranges granted in one IPv6 form are said once, with every peer; JSON keeps one finding each")
+    func formsGrouped() throws {
+        let target = "turn:h (192.0.2.1:3478)"
+        let peers = ForbiddenPeer.peers(for: .ipv6).filter { $0.form != nil }
+        let findings = peers.map { peer in
+            AuditFinding(
+                check: peer.check, severity: peer.severity, target: target, problem: "p \(peer.address.host)",
+                evidence: "granted \(peer.address.host)", fix: peer.fix, peer: peer.address.host, cve: peer.cve,
+                form: peer.form)
+        }
+        #expect(findings.count == 40 && Set(findings.compactMap(\.form)).count == 4)
+        let report = AuditReport(
+            targets: [AuditTarget(uri: "turn:h", address: "192.0.2.1:3478", transport: "udp", checks: [])],
+            findings: findings)
+        let text = AuditRenderer().render(report)
+        #expect(text.components(separatedBy: "forbidden IPv4 ranges are relayed when written").count == 5, "\(text)")
+        #expect(
+            text.contains("10 forbidden IPv4 ranges are relayed when written IPv4-mapped")
+                && text.contains("CVE-2026-27624"))
+        #expect(text.contains("::ffff:169.254.169.254") && text.contains("64:ff9b::a9fe:a9fe"))
+        #expect(text.components(separatedBy: "  Fix: ").count == 5, "one fix per form")
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any]
+        let forms = (json?["findings"] as? [[String: Any]])?.compactMap { $0["form"] as? String }
+        #expect(forms?.count == 40)
     }
 }

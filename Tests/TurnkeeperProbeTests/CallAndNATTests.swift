@@ -57,8 +57,22 @@ struct CallAndNATTests {
         #expect(cone.summary.hasPrefix("Behind a port-restricted-cone NAT"))
         let full = NATBehaviour(behindNAT: true, mapping: .endpointIndependent, filtering: .endpointIndependent)
         #expect(full.summary.hasPrefix("Behind a full-cone NAT"))
-        let none = NATBehaviour(behindNAT: false, mapping: .endpointIndependent, filtering: .endpointIndependent)
-        #expect(none.summary.hasPrefix("No NAT"))
+        let none = NATBehaviour(
+            behindNAT: false, mapping: .endpointIndependent, filtering: .endpointIndependent,
+            reflexive: "203.0.113.5:4000")
+        #expect(none.summary.hasPrefix("No NAT: this host's address (203.0.113.5) is public"))
+        // Without NAT on the path, a loopback or private address is never called public.
+        for (address, word) in [
+            ("127.0.0.1:4000", "loopback"), ("[::1]:4000", "loopback"), ("10.1.2.3:4000", "private"),
+        ] {
+            let seen = NATBehaviour(behindNAT: false, mapping: nil, filtering: nil, reflexive: address)
+            #expect(seen.summary.contains(word) && !seen.summary.contains("is public"), "\(seen.summary)")
+        }
+        // What one server address cannot tell is said, not guessed.
+        let unsure = NATBehaviour(
+            behindNAT: true, mapping: nil, filtering: .addressAndPortDependent, undetermined: "one IP address")
+        #expect(unsure.summary.hasPrefix("Behind a NAT (mapping endpoint-independent or address-dependent"))
+        #expect(unsure.summary.hasSuffix("Not told: one IP address."))
     }
 
     @Test("host:port text parses back into a socket address, IPv4 and IPv6; garbage is refused")

@@ -277,6 +277,26 @@ struct DiagnosticianTests {
         #expect(codes("error-508", .allocation) == ["relay-capacity"])
         #expect(codes("refused", .binding) == ["not-listening"])
         #expect(codes("protocol-violation", .binding) == ["broken-server"])
+        #expect(codes("error-440", .allocation) == ["relay-family-unsupported"])
+        #expect(codes("error-443", .permission) == ["peer-family-mismatch"])
+    }
+
+    @Test("403: allowed-peer-ip is advised only where coturn reads it (not for loopback or non-global IPv6 relays)")
+    func peerDeniedAdvice() {
+        func fix(_ relayed: String) -> String {
+            let steps = [
+                step(.allocation, .pass, facts: ["relayed": relayed]), step(.permission, .fail, failure: "error-403"),
+            ]
+            return Diagnostician(context: .init(nowSeconds: now)).diagnose([target("udp", steps)]).first?.fix ?? ""
+        }
+        #expect(fix("203.0.113.7:49160").contains("allowed-peer-ip=<the TURN server's public address>"))
+        #expect(fix("[2001:db8::7]:49160").contains("allowed-peer-ip=<"))
+        for loopback in ["127.0.0.1:49160", "[::1]:49160"] {
+            #expect(fix(loopback).contains("allow-loopback-peers") && !fix(loopback).contains("allowed-peer-ip=<"))
+        }
+        for scoped in ["[fe80::1]:49160", "[fd00::1]:49160", "[fec0::1]:49160"] {
+            #expect(fix(scoped).contains("4.13.1") && fix(scoped).contains("global relay-ip"), "\(scoped)")
+        }
     }
 }
 
@@ -294,7 +314,11 @@ struct ReportRendererTests {
     func bindingOnly() {
         let turnSteps: [StepReport] =
             [step(.binding, .pass)]
-            + [StepReport.Name.allocation, .permission, .relaySendData, .channel, .relayChannelData, .release].map {
+            + [
+                StepReport.Name.allocation, .permission, .relaySendData, .channel, .relayChannelData, .release,
+                .otherFamily,
+            ]
+            .map {
                 step($0, .skip)
             }
         let turn = TargetReport(uri: "turn:t.example", transport: "udp", address: "192.0.2.1:3478", steps: turnSteps)

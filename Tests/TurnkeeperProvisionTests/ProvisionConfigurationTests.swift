@@ -13,7 +13,7 @@ struct ProvisionConfigurationTests {
     @Test("Both hosts' turnkeeper.yaml read back to the typed configuration they were rendered from")
     func readsBack() throws {
         let options = ProvisionOptions(
-            domain: "turn.example.com", publicAddress: "198.51.100.7", certificate: "/etc/ssl/turn.pem",
+            domain: "turn.example.com", publicAddresses: ["198.51.100.7"], certificate: "/etc/ssl/turn.pem",
             key: "/etc/ssl/turn.key", homeserver: "https://matrix.example.com", epoch: "12h")
         let files = Provisioner(options: options, date: "today").render(rootKey: try TurnSecret.generate())
         let directory = try TemporaryDirectory()

@@ -219,6 +219,11 @@
     };
   }
 
+  // A relay reaches peers of its own family only: each URI's relay family is reported, and both families' tally.
+  function familyOf(address) {
+    return address ? (address.includes(":") ? "IPv6" : "IPv4") : null;
+  }
+
   // Where the candidate does not say its relay protocol, the selected pair's local candidate does.
   async function selectedRelayProtocol(pc) {
     const stats = await Promise.race([pc.getStats(), sleep(2000).then(() => null)]);
@@ -274,8 +279,8 @@
   // Two peer connections in this page that can meet only through the relay of `uri`.
   async function relayCall(uri, credential) {
     const result = {
-      outcome: null, relay: null, relayAddress: null, relayProtocol: null, connected: false, channelOpen: false,
-      rttMs: null, lossPercent: null, errors: [],
+      outcome: null, relay: null, relayAddress: null, relayProtocol: null, relayFamily: null, relayFamilies: [],
+      connected: false, channelOpen: false, rttMs: null, lossPercent: null, errors: [],
     };
     const config = {
       iceServers: [{ urls: [uri], username: credential.username, credential: credential.password }],
@@ -347,7 +352,10 @@
         result.relay = hostPort(relay.address, relay.port);
         result.relayAddress = relay.address;
         result.relayProtocol = relay.protocol;
+        result.relayFamily = familyOf(relay.address);
       }
+      result.relayFamilies = [...new Set([...relays.get(a), ...relays.get(b)].map((r) => familyOf(r.address)))]
+        .filter(Boolean).sort();
       if (outcome === "open") {
         Object.assign(result, await measure(channel));
         if (!result.relayProtocol) result.relayProtocol = await selectedRelayProtocol(a);
@@ -493,7 +501,8 @@
       cells.push(element("td", `not tested (${entry.reason})`, "untested"), element("td", "–"), element("td", "–"),
         element("td", "–"), element("td", "not tested", "untested"));
     } else {
-      const relay = entry.relay ? entry.relay + (entry.relayProtocol ? ` (${entry.relayProtocol})` : "") : "none";
+      const details = [entry.relayProtocol, entry.relayFamily].filter(Boolean).join(", ");
+      const relay = entry.relay ? entry.relay + (details ? ` (${details})` : "") : "none";
       cells.push(element("td", relay), element("td", entry.connected ? "yes" : "no"),
         element("td", entry.rttMs ? `${entry.rttMs.p50} / ${entry.rttMs.max} ms` : "–"),
         element("td", entry.lossPercent === null ? "–" : `${entry.lossPercent}%`),
@@ -551,12 +560,20 @@
       const loss = u.lossPercent === null ? "-" : u.lossPercent + "%";
       lines.push("", u.uri,
         `  ${u.passed ? "PASS" : "FAIL"}  transport ${u.transport}, relay ${u.relay || "none"}` +
-          (u.relayProtocol ? ` (${u.relayProtocol})` : "") + `, connected ${u.connected ? "yes" : "no"}, ` +
+          (u.relayProtocol || u.relayFamily ? ` (${[u.relayProtocol, u.relayFamily].filter(Boolean).join(", ")})` : "") +
+          `, connected ${u.connected ? "yes" : "no"}, ` +
           `channel ${u.channelOpen ? "open" : "not open"}, RTT p50/max ${rtt}, loss ${loss}`);
       if (OUTCOMES[u.outcome]) lines.push("  " + OUTCOMES[u.outcome]);
       for (const e of u.errors) lines.push(`  error ${e.code === null ? "-" : e.code} ${e.text}`);
     }
     for (const uri of report.notTested) lines.push("", uri, "  not tested: STUN only, or not a TURN URI");
+    if (report.families) {
+      lines.push("", "Relay families: " + ["IPv4", "IPv6"].map((family) => {
+        const tally = report.families[family];
+        return tally.uris ? `${family} passed on ${tally.passed} of ${tally.uris} URI(s)`
+          : `no URI gave this browser an ${family} relay`;
+      }).join("; ") + ".");
+    }
     if (report.findings.length) lines.push("", "Findings:");
     for (const g of grouped(report.findings)) {
       lines.push(`- ${g.code}` + (g.uris.length ? ` (${g.uris.join(", ")})` : "") + ": " + g.problem);
@@ -603,7 +620,7 @@
 
     const report = {
       date: new Date().toISOString(), homeserver: null, user: null, credentialExpiry: null, ttlSeconds: null,
-      uris: [], notTested: [], findings: [], loggedOut: null, error: null,
+      uris: [], notTested: [], findings: [], loggedOut: null, error: null, families: null,
     };
     // Held only to redact them from the report; emptied when the run ends.
     const secrets = [];
@@ -676,10 +693,18 @@
         const entry = {
           uri: r.uri, transport: r.transport, relay: r.relay, relayProtocol: r.relayProtocol, connected: r.connected,
           channelOpen: r.channelOpen, rttMs: r.rttMs, lossPercent: r.lossPercent, errors: r.errors, outcome: r.outcome,
+          relayFamily: r.relayFamily, relayFamilies: r.relayFamilies,
           passed: Boolean(fine && !report.findings.some((f) => f.uri === r.uri)),
         };
         report.uris.push(entry);
         addRow(entry);
+      }
+      // Per family: how many URIs gave a relay of it, and how many of those passed.
+      report.families = { IPv4: { uris: 0, passed: 0 }, IPv6: { uris: 0, passed: 0 } };
+      for (const entry of report.uris) {
+        if (!entry.relayFamily) continue;
+        report.families[entry.relayFamily].uris += 1;
+        if (entry.passed) report.families[entry.relayFamily].passed += 1;
       }
     } catch (error) {
       report.error = error instanceof CallTestError ? error.message : "Unexpected error: " + clean(error && error.message);

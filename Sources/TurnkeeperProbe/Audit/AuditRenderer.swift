@@ -38,7 +38,33 @@ public struct AuditRenderer: Sendable {
                 }
             }
             lines.append("\(report.findings.count) finding(s), most severe first:")
-            for (finding, targets) in groups {
+            // Forbidden IPv4 ranges granted in one IPv6 form share one fix: said once, with every peer.
+            var said = Set<Int>()
+            for (index, (finding, targets)) in groups.enumerated() where !said.contains(index) {
+                let same = groups.indices.filter { other in
+                    finding.form != nil && groups[other].finding.form == finding.form
+                        && groups[other].finding.fix == finding.fix && groups[other].targets == targets
+                }
+                if same.count > 1 {
+                    said.formUnion(same)
+                    let members = same.map { groups[$0].finding }
+                    lines.append("")
+                    lines.append(
+                        "[\(finding.severity.rawValue)] \(members.count) forbidden IPv4 ranges are relayed when "
+                            + "written \(finding.form ?? ""): anyone holding a credential can reach them through the "
+                            + "server, from outside."
+                            + (finding.cve.map {
+                                " This is \($0): coturn before 4.9.0 lets IPv4-mapped peers past its IPv4 checks."
+                            } ?? ""))
+                    lines.append("  Granted (nothing was sent there):")
+                    for member in members {
+                        let peer = member.peer ?? "?"
+                        lines.append("    \(peer.padding(to: 22)) \(member.check) [\(member.severity.rawValue)]")
+                    }
+                    lines.append("  Fix: \(finding.fix)")
+                    lines.append("  Seen at: \(targets.joined(separator: ", "))")
+                    continue
+                }
                 lines.append("")
                 lines.append("[\(finding.severity.rawValue)] \(finding.check): \(finding.problem)")
                 lines.append("  Evidence: \(finding.evidence).")

@@ -25,10 +25,12 @@ public struct AuditFinding: Codable, Sendable, Hashable {
     public var peer: String?
     /// The known coturn vulnerability this finding is, when it is one.
     public var cve: String?
+    /// For a forbidden IPv4 range asked in an IPv6 form: the form ("IPv4-mapped", "NAT64 (64:ff9b::/96)").
+    public var form: String?
 
     public init(
         check: String, severity: Severity, target: String, problem: String, evidence: String, fix: String,
-        peer: String? = nil, cve: String? = nil
+        peer: String? = nil, cve: String? = nil, form: String? = nil
     ) {
         self.check = check
         self.severity = severity
@@ -38,6 +40,7 @@ public struct AuditFinding: Codable, Sendable, Hashable {
         self.fix = fix
         self.peer = peer
         self.cve = cve
+        self.form = form
     }
 }
 

@@ -119,13 +119,13 @@ struct EndpointAudit {
 
     private mutating func found(
         _ check: String, _ severity: AuditFinding.Severity, problem: String, evidence: String, fix: String,
-        peer: String? = nil, cve: String? = nil
+        peer: String? = nil, cve: String? = nil, form: String? = nil
     ) {
         target.checks.append(AuditCheck(check: check, result: .finding, detail: evidence))
         findings.append(
             AuditFinding(
                 check: check, severity: severity, target: name, problem: problem, evidence: evidence, fix: fix,
-                peer: peer, cve: cve))
+                peer: peer, cve: cve, form: form))
     }
 
     mutating func run() async {
@@ -390,6 +390,10 @@ struct EndpointAudit {
                         answers.append(
                             await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
                     }
+                    answers.append(
+                        await Self.ask(
+                            client, about: ForbiddenPeer.publicControl(allocation.relayed.family), channel: &channel,
+                            deadline: deadline))
                     let own = await Self.ask(client, about: allocation.relayed, channel: &channel, deadline: deadline)
                     // The address we reached it at, when it is not the relay's: its other services live there.
                     var listening: PeerAnswer?
@@ -431,6 +435,7 @@ struct EndpointAudit {
             for (peer, answer) in zip(peers, answers) {
                 record(peer, answer)
             }
+            if let last = answers.last { judgePublicPeer(ForbiddenPeer.publicControl(allocation.relayed.family), last) }
             switch own {
             case .permission, .channel:
                 pass(
@@ -487,6 +492,9 @@ struct EndpointAudit {
                         answers.append(
                             await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
                     }
+                    answers.append(
+                        await Self.ask(
+                            client, about: ForbiddenPeer.publicControl(other), channel: &channel, deadline: deadline))
                     _ = try? await client.refresh(lifetime: 0, deadline: deadline)
                     return (allocation, answers)
                 }
@@ -495,6 +503,7 @@ struct EndpointAudit {
         switch outcome as Result<(Allocation, [PeerAnswer]), any Error>? {
         case .success(let (allocation, answers))?:
             for (peer, answer) in zip(peers, answers) { record(peer, answer) }
+            if let last = answers.last { judgePublicPeer(ForbiddenPeer.publicControl(other), last) }
             pass(
                 check,
                 "a relay of the other family was granted on request (\(allocation.relayed.host)), and \(peers.count) "
@@ -547,7 +556,7 @@ struct EndpointAudit {
         guard let software else {
             notTested(
                 "coturn-version",
-                "the version is unknown (no SOFTWARE attribute, as coturn 4.10+ and no-software-attribute send "
+                "the version is unknown (no SOFTWARE attribute, as coturn 4.7+ and no-software-attribute send "
                     + "none): the active checks above decide")
             return
         }
@@ -555,7 +564,7 @@ struct EndpointAudit {
             notTested("coturn-version", "SOFTWARE does not name a coturn version: the active checks above decide")
             return
         }
-        let carried = CoturnVersion.advisories.filter { version < $0.fixedIn }
+        let carried = version.advisories
         guard !carried.isEmpty else {
             pass("coturn-version", "coturn \(version) carries none of the vulnerabilities turnkeeper knows")
             return
@@ -621,6 +630,27 @@ struct EndpointAudit {
         }
     }
 
+    /// The positive control: a global address must be granted, or calls to peers on the Internet fail.
+    private mutating func judgePublicPeer(_ address: TransportAddress, _ answer: PeerAnswer) {
+        switch answer {
+        case .permission, .channel:
+            pass("public-peer", "\(address.host) granted (nothing was sent there): peers on the Internet are reachable")
+        case .refused:
+            found(
+                "public-peer", .high,
+                problem: "The server refuses to relay to a public address (\(address.host)): calls to peers on the "
+                    + "Internet through it fail, though its own relays may still reach each other.",
+                evidence: "a CreatePermission for \(address.host) was refused (403; nothing was sent there)",
+                fix: "A denied-peer-ip range in turnserver.conf is too wide. In coturn a range that starts at :: "
+                    + "covers every IPv4 peer: write the IPv4-compatible range as denied-peer-ip=::1-::ffff:ffff. "
+                    + "Remove any range that covers public addresses and restart coturn. If this server relays only to "
+                    + "listed peers on purpose (an SFU's TURN), this finding is expected.",
+                peer: address.host)
+        case .failed(let error):
+            failed("public-peer", error)
+        }
+    }
+
     private mutating func record(_ peer: ForbiddenPeer, _ answer: PeerAnswer) {
         let host = peer.address.host
         switch answer {
@@ -638,7 +668,8 @@ struct EndpointAudit {
                 peer.check, peer.severity,
                 problem: "The server relays to \(peer.range): anyone holding a credential can reach \(host) and "
                     + "its neighbours through it, from outside." + known,
-                evidence: how + " (nothing was sent there)", fix: peer.fix, peer: host, cve: peer.cve)
+                evidence: how + " (nothing was sent there)", fix: peer.fix, peer: host, cve: peer.cve,
+                form: peer.form)
         case .refused:
             pass(peer.check, "\(host) refused (403)")
         case .failed(let error):
@@ -734,12 +765,14 @@ struct EndpointAudit {
                     problem: "The server accepts TLS below 1.2, whose known weaknesses let an attacker on the path "
                         + "read or alter what it carries.",
                     evidence: "a handshake offering only TLS 1.0 and 1.1 completed with \(version)",
-                    fix: "Add no-tlsv1 and no-tlsv1_1 to turnserver.conf, drop any cipher-list that lowers "
-                        + "OpenSSL's security level (@SECLEVEL=0), and restart coturn.")
+                    fix: "On coturn before 4.7, add no-tlsv1 and no-tlsv1_1 to turnserver.conf; from 4.7 those "
+                        + "options are gone and OpenSSL sets the lowest version (OpenSSL 3 refuses 1.0 and 1.1 at its "
+                        + "default security level). Either way, drop any cipher-list that lowers OpenSSL's security "
+                        + "level (@SECLEVEL=0) and restart coturn.")
             case .refused:
                 pass("tls-versions", "a handshake offering only TLS 1.0 and 1.1 was refused")
             case .unanswered where modernTLS:
-                // coturn with no-tlsv1 leaves such a hello unanswered, while TLS 1.2 works at the same address.
+                // A coturn that refuses old versions may leave such a hello unanswered, while TLS 1.2 works.
                 pass("tls-versions", "a hello offering only TLS 1.0 and 1.1 went unanswered; TLS 1.2 or later works")
             case .unanswered:
                 target.checks.append(

@@ -14,10 +14,12 @@ public struct ForbiddenPeer: Sendable, Hashable {
     public let fix: String
     /// The coturn vulnerability a granted permission here is, when it is one.
     public let cve: String?
+    /// How an IPv4 range is written in IPv6 here ("IPv4-mapped"), for peers that embed one.
+    public let form: String?
 
     init(
         address: TransportAddress, prefixLength: Int, range: String, check: String, severity: AuditFinding.Severity,
-        fix: String, cve: String? = nil
+        fix: String, cve: String? = nil, form: String? = nil
     ) {
         self.address = address
         self.prefixLength = prefixLength
@@ -26,6 +28,7 @@ public struct ForbiddenPeer: Sendable, Hashable {
         self.severity = severity
         self.fix = fix
         self.cve = cve
+        self.form = form
     }
 
     public static let all: [ForbiddenPeer] = [
@@ -72,6 +75,12 @@ public struct ForbiddenPeer: Sendable, Hashable {
         v6(
             [0xFE, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 10, "link-local (fe80::/10)", "peer-link-local",
             .high, "Add denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf."),
+        v6(
+            [0xFE, 0xC0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 10,
+            "site-local (fec0::/10, deprecated, still "
+                + "routed inside some networks)", "peer-private", .medium,
+            "Add denied-peer-ip=fec0::-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf (coturn 4.13.1 and "
+                + "later refuse it by default)."),
     ]
 
     /// The peers a relay of `family` can be asked about: a relay reaches only its own family. An IPv6 relay is
@@ -117,7 +126,7 @@ public struct ForbiddenPeer: Sendable, Hashable {
         var deny: String {
             switch self {
             case .mapped: "denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255"
-            case .compatible: "denied-peer-ip=::-::ffff:ffff"
+            case .compatible: "denied-peer-ip=::1-::ffff:ffff"
             case .nat64: "denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff"
             case .sixToFour: "denied-peer-ip=2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
             }
@@ -135,7 +144,7 @@ public struct ForbiddenPeer: Sendable, Hashable {
             return ForbiddenPeer(
                 address: TransportAddress(family: .ipv6, address: form.address(address.address), port: 9)!,
                 prefixLength: form.offset + prefixLength, range: "\(range), written \(form.name)", check: check,
-                severity: severity, fix: fix, cve: form == .mapped ? "CVE-2026-27624" : nil)
+                severity: severity, fix: fix, cve: form == .mapped ? "CVE-2026-27624" : nil, form: form.name)
         }
     }
 
@@ -169,6 +178,17 @@ public struct ForbiddenPeer: Sendable, Hashable {
         return true
     }
 
+    /// A global address of `family` that a server for calls must relay to: the audit asks a permission for it
+    /// (nothing is sent), so that a deny list too wide to let calls through is caught. Public DNS resolvers:
+    /// no deny list meant for Matrix calls covers them.
+    public static func publicControl(_ family: TransportAddress.Family) -> TransportAddress {
+        family == .ipv4
+            ? TransportAddress(ipv4: "8.8.8.8", port: 9)!
+            : TransportAddress(
+                family: .ipv6, address: [0x20, 0x01, 0x48, 0x60, 0x48, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0x88, 0x88],
+                port: 9)!
+    }
+
     /// The forbidden range `address` lies in, the narrowest first (169.254.169.254 before 169.254.0.0/16).
     public static func covering(_ address: TransportAddress) -> ForbiddenPeer? {
         all.filter { $0.covers(address) }.max { $0.prefixLength < $1.prefixLength }
@@ -176,7 +196,7 @@ public struct ForbiddenPeer: Sendable, Hashable {
 }
 
 extension ForbiddenPeer {
-    /// Loopback, RFC 1918, shared address space, link-local, unique local: no peer could reach it.
+    /// Loopback, RFC 1918, shared address space, link-local, unique local, site-local: no peer could reach it.
     public static func isPrivate(_ address: TransportAddress) -> Bool {
         let bytes = address.address
         switch address.family {
@@ -185,7 +205,8 @@ extension ForbiddenPeer {
                 || (bytes[0] == 192 && bytes[1] == 168) || (bytes[0] == 100 && bytes[1] & 0xC0 == 64)
                 || (bytes[0] == 169 && bytes[1] == 254)
         case .ipv6:
-            return bytes[0] & 0xFE == 0xFC || (bytes[0] == 0xFE && bytes[1] & 0xC0 == 0x80)
+            // Unique local, link-local, site-local (fec0::/10, deprecated but still private), loopback.
+            return bytes[0] & 0xFE == 0xFC || (bytes[0] == 0xFE && bytes[1] & 0x80 == 0x80)
                 || bytes == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
         }
     }

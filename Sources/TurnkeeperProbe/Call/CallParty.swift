@@ -2,7 +2,7 @@ import NIOCore
 import Synchronization
 import TurnkeeperCore
 import TurnkeeperExecution
-import TurnkeeperSTUN
+public import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 
 /// How a test call runs.
@@ -19,12 +19,16 @@ public struct CallOptions: Sendable {
     public var setupTimeout: Duration
     public var maxLossPercent: Double
     public var tls: TLSOptions
+    /// The relay family to ask for (REQUESTED-ADDRESS-FAMILY), or nil for the server's default, as a client
+    /// that asks for none gets (IPv4 in coturn unless allocation-default-address-family says otherwise).
+    public var relayFamily: TransportAddress.Family?
 
     public init(
         name: String, peer: String, rendezvous: String, rate: Int = 50, size: Int = 160,
         duration: Duration = .seconds(5), setupTimeout: Duration = .seconds(30), maxLossPercent: Double = 1,
-        tls: TLSOptions = TLSOptions()
+        tls: TLSOptions = TLSOptions(), relayFamily: TransportAddress.Family? = nil
     ) {
+        self.relayFamily = relayFamily
         self.name = name
         self.peer = peer
         self.rendezvous = rendezvous
@@ -56,16 +60,29 @@ public enum CallParty {
             report = try await Connector.withConnection(to: endpoint, tls: options.tls) { connection in
                 var report = report
                 let client = TURNClient(connection: connection, credentials: credentials)
-                let allocation = try await client.allocate(family: .ipv4, deadline: setup)
+                let allocation = try await client.allocate(
+                    family: options.relayFamily ?? .ipv4, deadline: setup, naming: options.relayFamily != nil)
                 report.relayed = allocation.relayed.description
                 report.reflexive = allocation.mapped?.description
                 try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: "ready")
                 let card = try await rendezvous.wait(for: ["ready", "bound", "done"], until: setup)
-                guard let peer = TransportAddress(ipv4: card.host, port: card.port) else {
+                guard let address = try? SocketAddress(ipAddress: card.host, port: Int(card.port)),
+                    let peer = try? TransportAddress(address)
+                else {
                     throw TurnkeeperError(
-                        .checkFailed, "\(options.peer) published \(ServerText.escaped(card.host)), not an IPv4 address")
+                        .checkFailed, "\(options.peer) published \(ServerText.escaped(card.host)), not an IP address")
                 }
                 report.peerAddress = peer.description
+                // A relay reaches peers of its own family only: the server would answer 443.
+                guard peer.family == allocation.relayed.family else {
+                    let (mine, theirs) = allocation.relayed.family == .ipv4 ? ("IPv4", "IPv6") : ("IPv6", "IPv4")
+                    throw TurnkeeperError(
+                        .checkFailed,
+                        "this party's relay is \(mine) (\(allocation.relayed)) and \(options.peer)'s is \(theirs) "
+                            + "(\(peer)): a relay reaches peers of its own family only (443 Peer Address Family "
+                            + "Mismatch), so they cannot talk. Ask both for the same family (--relay-family), or give "
+                            + "coturn relays of both families (relay-ip per family) and let clients take both")
+                }
                 // Listening before saying "bound": the peer may start streaming the moment it reads that.
                 let (inbox, input) = AsyncStream.makeStream(of: PeerData.self, bufferingPolicy: .bufferingNewest(4096))
                 connection.setPeerDataHandler { input.yield($0) }

@@ -26,10 +26,11 @@ enum LoadCall {
                     let b = TURNClient(connection: callee, credentials: credentials)
                     // A UDP allocation outlives its socket: whatever was allocated is released, awaited, however
                     // the call ends.
-                    let relayA = try await a.allocate(family: family, deadline: deadline)
+                    // The URI's family, or the default IPv4 relay where the server has no IPv6 one (440).
+                    let relayA = try await TargetProbe.allocate(a, preferring: family, deadline: deadline).0
                     let relayB: Allocation
                     do {
-                        relayB = try await b.allocate(family: family, deadline: deadline)
+                        relayB = try await b.allocate(family: relayA.relayed.family, deadline: deadline, naming: true)
                     } catch {
                         await release([a], tally: tally)
                         throw error

@@ -4,6 +4,7 @@ import TurnkeeperCore
 import TurnkeeperCredentialSource
 import TurnkeeperCredentials
 import TurnkeeperProbe
+import TurnkeeperSTUN
 import TurnkeeperTURNClient
 
 struct CallCommand: AsyncParsableCommand {
@@ -24,6 +25,10 @@ struct CallCommand: AsyncParsableCommand {
             With --direct there is no TURN: each side learns its reflexive address from the STUN server and \
             sends straight to the peer's (UDP hole punching). Behind a symmetric NAT that fails, which is why \
             calls need the relay.
+
+            Address families: a relay reaches peers of its own family only. Each side takes the server's \
+            default relay (IPv4 for coturn) unless --relay-family asks for one; a side that reaches the server \
+            over IPv6 may still ask for an IPv4 relay, and an IPv4-only side for an IPv6 one.
 
             Credentials (one of):
               --homeserver URL --access-token-file F
@@ -68,6 +73,27 @@ struct CallCommand: AsyncParsableCommand {
 
     @Flag(help: "Send straight to the peer's reflexive address, without TURN.")
     var direct = false
+
+    @Option(
+        name: .customLong("relay-family"),
+        help: ArgumentHelp(
+            "The relay family to ask for: default (ask for none, as most clients; coturn gives IPv4 unless "
+                + "allocation-default-address-family says otherwise), ipv4 or ipv6 (REQUESTED-ADDRESS-FAMILY). "
+                + "Both sides need relays of one family.",
+            valueName: "family"))
+    var relayFamily: RelayFamily = .default
+
+    enum RelayFamily: String, ExpressibleByArgument, CaseIterable {
+        case `default`, ipv4, ipv6
+
+        var family: TransportAddress.Family? {
+            switch self {
+            case .default: nil
+            case .ipv4: .ipv4
+            case .ipv6: .ipv6
+            }
+        }
+    }
 
     @Option(help: ArgumentHelp("Packets a second.", valueName: "count"))
     var rate = 50
@@ -121,7 +147,7 @@ struct CallCommand: AsyncParsableCommand {
         }
         let options = CallOptions(
             name: name, peer: peer, rendezvous: rendezvous, rate: rate, size: size, duration: duration.value,
-            setupTimeout: timeout.value, maxLossPercent: maxLoss)
+            setupTimeout: timeout.value, maxLossPercent: maxLoss, relayFamily: relayFamily.family)
         let user = "@\(name):turnkeeper.call"
         let credentialSource = credentials.source()
         switch credentialSource {

@@ -14,7 +14,8 @@ struct ProbeCommand: AsyncParsableCommand {
         abstract: "Prove that calls can relay through a STUN/TURN server, or say what is broken.",
         discussion: """
             For each URI and each address it resolves to (A and AAAA apart), over UDP,
-            TCP or TLS:
+            TCP or TLS (an IPv6 address asks for an IPv6 relay, and takes the IPv4 one
+            clients get by default if the server has none):
               binding           the server answers STUN and reports our reflexive address
               allocation        it grants a relay with our credentials
               permission        two relays ("caller" and "callee") permit each other
@@ -23,6 +24,10 @@ struct ProbeCommand: AsyncParsableCommand {
               channel           both bind a channel to the other
               relayChannelData  the same over ChannelData
               release           both relays are freed
+              otherFamily       a relay of the other address family, on a
+                                connection of its own (an IPv4 URI asks for
+                                IPv6 too, and the reverse); a server with
+                                one family answers 440, shown as skipped
             Two relays talking is the worst case of a call (both parties behind symmetric NAT), so a pass \
             with credentials means calls through this server work from where the probe runs. Without \
             credentials only the binding runs: the summary says relaying was not tested, and so does \

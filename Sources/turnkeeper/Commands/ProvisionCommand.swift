@@ -1,6 +1,6 @@
-import ArgumentParser
+public import ArgumentParser
 import Glibc
-import TurnkeeperCore
+public import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperProvision
 
@@ -10,13 +10,16 @@ struct ProvisionCommand: ParsableCommand {
         abstract: "Write a reviewable bundle for a separate TURN host: coturn, firewall, units, DNS, both turnkeepers.",
         usage: """
             turnkeeper provision --domain <name> --public-address <ip>
-                     --cert <file> --key <file> --out <dir> [<options>]
+                     [--public-address <ipv6>] --cert <file> --key <file>
+                     --out <dir> [<options>]
             """,
         discussion: """
             Nothing on this machine is changed unless --apply says so: every file goes into --out, a new \
             directory, written as a whole or not at all. The bundle holds, with real values:
               turn-host/turnserver.conf        hardened coturn (deny list, quotas,
-                                               TLS 1.2+, log to stdout)
+                                               TLS 1.2+, log to stdout) for the
+                                               --coturn-version given, with a
+                                               listener and relay per family
               turn-host/coturn.service.d/      LimitNOFILE for coturn
               turn-host/coturn-certificates.*  a path unit: SIGUSR2 to coturn when
                                                the certificate renews
@@ -50,13 +53,27 @@ struct ProvisionCommand: ParsableCommand {
     var domain: String
 
     @Option(
-        name: .customLong("public-address"), help: ArgumentHelp("The address clients reach it at.", valueName: "ip"))
-    var publicAddress: String
+        name: .customLong("public-address"),
+        help: ArgumentHelp(
+            "The address clients reach it at; give it twice (an IPv4 and an IPv6 address) for a dual-stack host.",
+            valueName: "ip"))
+    var publicAddresses: [String] = []
 
     @Option(
         name: .customLong("private-address"),
-        help: ArgumentHelp("Its own address, when it sits behind a port-forwarding NAT.", valueName: "ip"))
-    var privateAddress: String?
+        help: ArgumentHelp(
+            "Its own address, when it sits behind a port-forwarding NAT (one per public address behind NAT, of "
+                + "its family).",
+            valueName: "ip"))
+    var privateAddresses: [String] = []
+
+    @Option(
+        name: .customLong("coturn-version"),
+        help: ArgumentHelp(
+            "The coturn the TURN host runs (`turnserver --version` there): the config then has no line that "
+                + "version warns on or rejects, and names the advisories it carries. Default: Debian's 4.6.1.",
+            valueName: "version"))
+    var coturnVersion: CoturnVersion = .debian
 
     @Option(help: ArgumentHelp("coturn's realm (default: the domain).", valueName: "realm"))
     var realm: String?
@@ -107,6 +124,9 @@ struct ProvisionCommand: ParsableCommand {
     var root = "/"
 
     func validate() throws {
+        if publicAddresses.isEmpty {
+            throw ValidationError("Give --public-address: the address clients reach the TURN host at.")
+        }
         if let apply, ProvisionApply.Host(rawValue: apply) == nil {
             throw ValidationError("--apply takes turn-host or synapse-host, not \(apply).")
         }
@@ -114,9 +134,10 @@ struct ProvisionCommand: ParsableCommand {
 
     func run() throws {
         let options = ProvisionOptions(
-            domain: domain, publicAddress: publicAddress, privateAddress: privateAddress, realm: realm,
+            domain: domain, publicAddresses: publicAddresses, privateAddresses: privateAddresses, realm: realm,
             certificate: cert, key: key, minPort: minPort, maxPort: maxPort, userQuota: userQuota,
-            totalQuota: totalQuota, homeserver: homeserver, epoch: epoch, turnUserLifetime: turnUserLifetime, lab: lab)
+            totalQuota: totalQuota, homeserver: homeserver, epoch: epoch, turnUserLifetime: turnUserLifetime,
+            coturnVersion: coturnVersion, lab: lab)
         try options.validate { access($0, R_OK) == 0 }
         // A certificate coturn or clients would refuse is caught here, not at the first turns: call.
         for warning in try CertificateCheck.verify(
@@ -137,4 +158,10 @@ struct ProvisionCommand: ParsableCommand {
                     : "next: systemctl enable --now turnkeeper (it writes the epoch's secret and restarts Synapse)")
         }
     }
+}
+
+/// `4.6.1`, `4.17.1` or `4.6.1-1` (a Debian version; the revision is ignored).
+extension CoturnVersion: ExpressibleByArgument {
+    public init?(argument: String) { self.init(text: argument) }
+    public var defaultValueDescription: String { description }
 }

@@ -155,8 +155,8 @@ struct CheckCommand: AsyncParsableCommand {
                 if let fix = finding.fix, !finding.ok { print("         Fix: \(fix)") }
             }
             print(
-                "Not checked here: what coturn does (relaying to private peers, quotas, the relayed address). "
-                    + "`turnkeeper audit` tests that.")
+                "Not checked here: what coturn does (relaying to private peers, quotas, the relayed address); the "
+                    + "coturn advisories above come from its package version. `turnkeeper audit` tests what it does.")
         }
         if findings.contains(where: { !$0.ok }) { throw ExitCode.failure }
     }
