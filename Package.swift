@@ -82,7 +82,11 @@ let package = Package(
         ),
         // `turnkeeper probe`: steps against each URI and address, diagnosis, report. Policy lives here.
         .target(
-            name: "TurnkeeperProbe", dependencies: ["TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperTURNClient"],
+            name: "TurnkeeperProbe",
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         // Shared secrets, secret files, durations, TURN REST credentials.
         .target(
@@ -100,13 +104,12 @@ let package = Package(
         .target(
             name: "TurnkeeperStores",
             dependencies: [
-                "CSQLite", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperExecution", "TurnkeeperPostgresWire",
-                "TurnkeeperRESP",
+                "CSQLite", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperCrypto", "TurnkeeperExecution",
+                "TurnkeeperPostgresWire", "TurnkeeperRESP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -161,8 +164,6 @@ let package = Package(
                 "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
                 "TurnkeeperCredentials", "TurnkeeperExecution",
                 "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient", "TurnkeeperCrypto",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -222,9 +223,10 @@ let package = Package(
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
                 "TurnkeeperCredentialSource",
+                "TurnkeeperCrypto",
                 "TurnkeeperExecution",
                 "TurnkeeperProbe",
-                "TurnkeeperSynapse",
+                "TurnkeeperSTUN",
                 "TurnkeeperTURNClient",
                 "TurnkeeperRotation",
                 "TurnkeeperStores",
@@ -232,6 +234,8 @@ let package = Package(
                 "TurnkeeperProvision",
                 "TurnkeeperSetup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -239,9 +243,8 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
-                "TurnkeeperCredentials",
-                "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperSTUN",
+                "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",
@@ -250,14 +253,15 @@ let package = Package(
         testTarget("TurnkeeperCoreTests", ["TurnkeeperCore"]),
         testTarget("TurnkeeperCryptoTests", ["TurnkeeperCrypto"]),
         testTarget("TurnkeeperExecutionTests", ["TurnkeeperExecution"]),
-        testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN"]),
-        testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials"]),
-        testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse"]),
+        testTarget("TurnkeeperSTUNTests", ["TurnkeeperSTUN", "TurnkeeperCore", "TurnkeeperCrypto"]),
+        testTarget("TurnkeeperCredentialsTests", ["TurnkeeperCredentials", "TurnkeeperCore"]),
+        testTarget("TurnkeeperSynapseTests", ["TurnkeeperSynapse", "TurnkeeperCore", "TurnkeeperCredentials"]),
         testTarget("TurnkeeperYAMLTests", ["TurnkeeperYAML"]),
         testTarget("TurnkeeperPostgresWireTests", ["TurnkeeperPostgresWire", "TurnkeeperCore"]),
-        testTarget("TurnkeeperConsumersTests", ["TurnkeeperConsumers", "TurnkeeperCredentials"]),
+        testTarget("TurnkeeperConsumersTests", ["TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials"]),
         testTarget("TurnkeeperCallTestTests", ["TurnkeeperCallTest", "TurnkeeperCore"]),
-        testTarget("TurnkeeperConfigurationTests", ["TurnkeeperConfiguration", "TurnkeeperCredentials"]),
+        testTarget(
+            "TurnkeeperConfigurationTests", ["TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials"]),
         testTarget(
             "TurnkeeperSetupTests",
             ["TurnkeeperSetup", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperCrypto"]),
@@ -272,19 +276,27 @@ let package = Package(
         ),
         testTarget(
             "TurnkeeperProbeTests",
-            ["TurnkeeperProbe", "TurnkeeperTURNClient", .product(name: "NIOCore", package: "swift-nio")]
+            [
+                "TurnkeeperProbe", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         testTarget(
             "TurnkeeperStoresTests",
             [
-                "TurnkeeperStores", "TurnkeeperRESP", "TurnkeeperTURNClient", "TurnkeeperCredentials",
-                "TurnkeeperSynapse",
+                "TurnkeeperStores", "TurnkeeperCore", "TurnkeeperRESP", "TurnkeeperTURNClient", "TurnkeeperCredentials",
+                "TurnkeeperSynapse", .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        testTarget("TurnkeeperTURNClientTests", ["TurnkeeperTURNClient", "TurnkeeperCredentials"]),
+        testTarget(
+            "TurnkeeperTURNClientTests",
+            [
+                "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSTUN",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         testTarget(
             "TurnkeeperCredentialSourceTests",
-            ["TurnkeeperCredentialSource", "TurnkeeperCredentials", "TurnkeeperTURNClient"]
+            ["TurnkeeperCredentialSource", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperTURNClient"]
         ),
         testTarget(
             "TurnkeeperDaemonTests",
@@ -298,7 +310,7 @@ let package = Package(
             "TurnkeeperCLITests",
             [
                 "turnkeeper", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperProbe",
-                "TurnkeeperSynapse",
+                "TurnkeeperStores", "TurnkeeperSynapse",
                 "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

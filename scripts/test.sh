@@ -10,6 +10,9 @@ echo "== swift format lint --strict"
 swift format lint --strict -r Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Benchmarks \
     Fuzz/Package.swift Fuzz/Sources
 
+echo "== Package.swift's dependencies and the imports agree, target by target"
+python3 scripts/check-deps.py
+
 echo "== swift build (warnings are errors)"
 swift build --build-tests
 

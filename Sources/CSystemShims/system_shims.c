@@ -19,8 +19,9 @@ int turnkeeper_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest)
     return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
 }
 
-extern void *swift_task_enqueueGlobal_hook;
+// Weak: a runtime without the hook (a later Swift may drop it) still links, and jobs stay on Dispatch.
+extern void *swift_task_enqueueGlobal_hook __attribute__((weak));
 
 void **turnkeeper_global_enqueue_hook(void) {
-    return &swift_task_enqueueGlobal_hook;
+    return &swift_task_enqueueGlobal_hook == NULL ? NULL : &swift_task_enqueueGlobal_hook;
 }

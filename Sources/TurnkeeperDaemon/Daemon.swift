@@ -10,11 +10,10 @@ import TurnkeeperExecution
 import TurnkeeperRotation
 import TurnkeeperStores
 import TurnkeeperTURNClient
+import UnixSignals
 
 /// `turnkeeper run`: loads the configuration and the rotation state, opens the health listener, tells
 /// systemd it is ready, and runs the services until SIGTERM. See docs/operations.md.
-/// A SIGHUP that arrived before the reload service listened for it.
-let earlyHangup = Atomic<Bool>(false)
 
 public struct Daemon {
     public let configurationPath: String
@@ -26,10 +25,9 @@ public struct Daemon {
     }
 
     public func run() async throws {
-        // Until the reload service traps it, SIGHUP's default action would kill us: an early one is noted
-        // instead, and the reload service reloads for it once it listens (a reload right after a start is kept).
-        _ = earlyHangup.load(ordering: .relaxed)
-        signal(SIGHUP) { _ in earlyHangup.store(true, ordering: .relaxed) }
+        // Trapped first thing: SIGHUP's default action would kill us. One that comes while the configuration
+        // and state load waits in the sequence, and the reload service reloads for it once it runs.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let format = JournalLogHandler.format(environment: environment)
         let logger = Logger(label: "turnkeeper") { _ in JournalLogHandler(format: format) }
         var quiet = Logger(label: "turnkeeper.lifecycle") { _ in JournalLogHandler(format: format) }
@@ -74,7 +72,7 @@ public struct Daemon {
             server,
             WatchdogService(notifier: notifier, interval: SystemdNotifier.watchdogInterval(environment: environment)),
             ReloadService(
-                path: configurationPath, state: state, metrics: metrics, logger: logger,
+                path: configurationPath, hangups: hangups, state: state, metrics: metrics, logger: logger,
                 alarms: [rotationAlarm, probeAlarm, reconcileAlarm, auditAlarm]),
             ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
             AuditService(state: state, metrics: metrics, logger: logger, alarm: auditAlarm),

@@ -12,6 +12,9 @@ public struct ProbeReport: Sendable, Codable {
     public var diagnoses: [Diagnosis]
     /// RFC 5780 behaviour of this host's NAT, when a server with two addresses allowed finding it.
     public var nat: NATBehaviour?
+    /// When the credentials probed with expire (Unix seconds), when they are TURN REST credentials: a refusal
+    /// after that instant, by the TURN host's clock, is an expiry, not a wrong secret.
+    public var credentialExpiry: Int64?
 
     public init(targets: [TargetReport], diagnoses: [Diagnosis]) {
         self.targets = targets

@@ -147,6 +147,42 @@ struct DaemonTests {
         #expect(second.occurrences(of: "step 1:") == 0)
     }
 
+    @Test("A SIGHUP as soon as the daemon traps it, before it is ready, is neither fatal nor lost")
+    func earlySighup() async throws {
+        let lab = try Lite()
+        defer { lab.stop() }
+        let daemon = try lab.start()
+        defer { daemon.stop() }
+        // The moment SIGHUP is caught, ignored or blocked (its default action would kill), signal it: the
+        // configuration and state may still be loading.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while !Self.handlesHangup(daemon.process.pid) {
+            guard clock.now < deadline, daemon.process.isRunning else {
+                Issue.record("SIGHUP never trapped:\n\(daemon.log)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        daemon.signal(SIGHUP)
+        try await daemon.waitForLog("ready:", timeout: .seconds(60))
+        // Kept in the sequence until the reload service ran, then reloaded for.
+        try await daemon.waitForLog("SIGHUP: reloaded", timeout: .seconds(30))
+        #expect(daemon.process.isRunning)
+    }
+
+    /// SIGHUP (signal 1, bit 0) in the process's caught, ignored or blocked set, from /proc.
+    static func handlesHangup(_ pid: Int32) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
+        return status.split(separator: "\n").contains { line in
+            let fields = line.split(separator: ":", maxSplits: 1)
+            guard fields.count == 2, ["SigCgt", "SigIgn", "SigBlk"].contains(fields[0]),
+                let mask = UInt64(fields[1].trimmingCharacters(in: .whitespaces), radix: 16)
+            else { return false }
+            return mask & 1 != 0
+        }
+    }
+
     @Test("SIGHUP with a broken configuration keeps the running one and says why; a good one is applied")
     func sighup() async throws {
         let lab = try Lite()

@@ -17,7 +17,8 @@ int turnkeeper_make_undumpable(void);
 int turnkeeper_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest);
 
 // The Swift runtime's hook for jobs on the global concurrent executor (nil: Dispatch). A static-stdlib binary
-// keeps the symbol local, so dlsym cannot find it, but a reference linked in can.
+// keeps the symbol local, so dlsym cannot find it, but a reference linked in can. NULL when the runtime has
+// no such symbol (the reference is weak).
 void **turnkeeper_global_enqueue_hook(void);
 
 #endif

@@ -45,6 +45,8 @@ struct ShutdownAnnouncer: Service {
 /// SIGHUP: re-read turnkeeper.yaml. A configuration that does not load is reported and the running one kept.
 struct ReloadService: Service {
     let path: String
+    /// Trapped when the daemon started, so that none is lost before this service runs.
+    let hangups: UnixSignalsSequence
     let state: DaemonState
     let metrics: DaemonMetrics
     let logger: Logger
@@ -52,9 +54,6 @@ struct ReloadService: Service {
     let alarms: [Alarm]
 
     func run() async throws {
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
-        // One that came before the trap was set is reloaded for now.
-        if earlyHangup.exchange(false, ordering: .relaxed) { await reload() }
         await cancelWhenGracefulShutdown {
             for await _ in hangups { await reload() }
         }

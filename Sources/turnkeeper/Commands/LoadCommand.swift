@@ -6,10 +6,7 @@ import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperTURNClient
-
-/// Set by SIGINT or SIGTERM: every call stops its traffic and releases its allocations. The handler then gives
-/// the signal back to the system, so a second Ctrl-C ends the process at once.
-private let interrupted = Atomic<Bool>(false)
+import UnixSignals
 
 struct LoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -210,14 +207,17 @@ struct LoadCommand: AsyncParsableCommand {
             coturnPID = found
             Console.note("coturn runs on this machine (turnserver, PID \(found)): its CPU and memory are reported.")
         }
-        // Initialised here, not lazily inside the handler.
-        _ = interrupted.load(ordering: .relaxed)
-        for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber) { received in
-                interrupted.store(true, ordering: .relaxed)
-                signal(received, SIG_DFL)
+        // SIGINT or SIGTERM: every call stops its traffic and releases its allocations. The signal then goes back
+        // to the system, so a second Ctrl-C ends the process at once.
+        let interrupted = StopFlag()
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+        let watcher = Task {
+            for await received in signals {
+                interrupted.stop()
+                signal(received.rawValue, SIG_DFL)
             }
         }
+        defer { watcher.cancel() }
         var thresholds = LoadThresholds()
         thresholds.lossPercent = maxLoss
         thresholds.jitterMs = maxJitter
@@ -234,9 +234,7 @@ struct LoadCommand: AsyncParsableCommand {
             steps: steps, stepDuration: duration.value, profile: loadProfile, thresholds: thresholds,
             coturnPID: coturnPID, setupTimeout: timeout.value, permissionRefresh: permissionRefresh.value,
             channelRefresh: channelRefresh.value)
-        let report = await LoadRunner.run(uri, endpoint: endpoint, options: options) {
-            interrupted.load(ordering: .relaxed)
-        }
+        let report = await LoadRunner.run(uri, endpoint: endpoint, options: options) { interrupted.stopped }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
@@ -287,4 +285,11 @@ extension LoadCommand {
 
         var defaultValueDescription: String { text }
     }
+}
+
+/// Set once, read from any thread: a Ctrl-C seen by the signal watcher, polled by every call of a load.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func stop() { flag.store(true, ordering: .relaxed) }
+    var stopped: Bool { flag.load(ordering: .relaxed) }
 }

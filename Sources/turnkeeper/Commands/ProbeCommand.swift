@@ -147,6 +147,7 @@ struct ProbeCommand: AsyncParsableCommand {
         let targets = diagnostician.classify(results)
         var report = ProbeReport(targets: targets, diagnoses: diagnostician.diagnose(targets))
         report.nat = await discoverNAT(targets)
+        report.credentialExpiry = source.expiry
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
