@@ -293,6 +293,7 @@ let package = Package(
             [
                 "TurnkeeperTURNClient", "TurnkeeperCredentials", "TurnkeeperSTUN",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),
         testTarget(
             "TurnkeeperCredentialSourceTests",
@@ -302,7 +303,8 @@ let package = Package(
             "TurnkeeperDaemonTests",
             [
                 "TurnkeeperDaemon", "TurnkeeperConfiguration", "TurnkeeperRotation", "TurnkeeperProbe",
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Runs the built `turnkeeper` binary and real coturn processes.

@@ -158,7 +158,7 @@ public struct HealthServer: Service {
 
 /// Marks a connection as answered once its whole request has arrived, on the event loop, so that the
 /// connection limit never displaces it and the head timeout no longer applies.
-private final class RequestArrival: ChannelInboundHandler, RemovableChannelHandler {
+final class RequestArrival: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
 
