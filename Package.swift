@@ -67,12 +67,14 @@ let package = Package(
         .target(name: "TurnkeeperYAML", dependencies: ["CLibYAML"], swiftSettings: strict),
         // STUN/TURN messages, attributes, ChannelData and stream framing. No I/O.
         .target(name: "TurnkeeperSTUN", dependencies: ["TurnkeeperCore", "TurnkeeperCrypto"], swiftSettings: strict),
-        // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO, and STUN/TURN URIs and connecting to them.
+        // STUN/TURN URIs (RFC 7064/7065) as text: parsing and checking, no I/O. Configuration validates with it.
+        .target(name: "TurnkeeperURI", dependencies: ["TurnkeeperCore"], swiftSettings: strict),
+        // A STUN/TURN client over UDP, TCP and TLS on SwiftNIO, and resolving and connecting to a URI.
         // Mechanism only: no diagnosis, no policy.
         .target(
             name: "TurnkeeperTURNClient",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperSTUN",
+                "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperSTUN", "TurnkeeperURI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -151,8 +153,7 @@ let package = Package(
         .target(
             name: "TurnkeeperConfiguration",
             dependencies: [
-                "TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperYAML",
-                "TurnkeeperTURNClient",
+                "TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperURI", "TurnkeeperYAML",
             ],
             swiftSettings: strict
         ),

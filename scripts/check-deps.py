@@ -70,7 +70,7 @@ def imports(directory):
                         continue
                     if quoted:
                         continue
-                    match = re.match(r"\s*(?:@testable\s+|@_spi\(\w+\)\s+)?(?:public\s+|internal\s+|package\s+)?"
+                    match = re.match(r"\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:public\s+|internal\s+|package\s+)?"
                                      r"import\s+(?:struct\s+|class\s+|enum\s+|func\s+)?([A-Za-z_][A-Za-z0-9_]*)", line)
                     if match:
                         modules.add(match.group(1))

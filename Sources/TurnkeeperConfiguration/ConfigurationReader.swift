@@ -1,7 +1,7 @@
 import Glibc
 public import TurnkeeperCore
 import TurnkeeperCredentials
-import TurnkeeperTURNClient
+import TurnkeeperURI
 import TurnkeeperYAML
 
 extension Configuration {

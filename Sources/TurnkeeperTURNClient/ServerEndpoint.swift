@@ -1,12 +1,5 @@
 public import NIOCore
 
-/// How to reach a STUN/TURN server: TURN over UDP, TCP, or TLS over TCP.
-public enum TURNTransport: String, Sendable, Hashable, CaseIterable {
-    case udp
-    case tcp
-    case tls
-}
-
 /// One resolved address of a server, with the name it was reached by (for TLS and for people).
 public struct ServerEndpoint: Sendable, Hashable, CustomStringConvertible {
     public let host: String
