@@ -57,10 +57,10 @@ public struct Diagnostician: Sendable {
             var target = target
             for index in target.steps.indices {
                 let step = target.steps[index]
-                if step.status == .fail, step.step == .allocation, step.failure == "error-400",
+                if step.status == .fail, step.step == .allocation, step.failure == .errorResponse(400),
                     step.facts["answerIntegrity"] == "missing"
                 {
-                    target.steps[index].failure = "credentials-rejected"
+                    target.steps[index].failure = .credentialsRejected
                 }
             }
             return target
@@ -97,7 +97,7 @@ public struct Diagnostician: Sendable {
     ) {
         let port = target.address.split(separator: ":").last.map(String.init) ?? "?"
         switch step.failure {
-        case "credentials-rejected":
+        case .credentialsRejected:
             if let problem = context.usernameProblem {
                 add(
                     "username-refused",
@@ -146,7 +146,7 @@ public struct Diagnostician: Sendable {
                     target
                 )
             }
-        case "credentials-required":
+        case .credentialsRequired:
             add(
                 "credentials-required",
                 "The TURN server requires credentials and the probe had none.",
@@ -154,7 +154,7 @@ public struct Diagnostician: Sendable {
                     + "--password-file.",
                 target
             )
-        case "error-403":
+        case .errorResponse(403):
             add(
                 "peer-denied",
                 "The TURN server forbade relaying to the other party's address (403 Forbidden). "
@@ -162,7 +162,7 @@ public struct Diagnostician: Sendable {
                 Self.peerDeniedFix(relayed: target.steps.first { $0.step == .allocation }?.facts["relayed"]),
                 target
             )
-        case "error-440":
+        case .errorResponse(440):
             // Only the call's own allocation fails on it: the other family's 440 is a skip, and an IPv6 URI's
             // 440 falls back to IPv4 first.
             add(
@@ -172,7 +172,7 @@ public struct Diagnostician: Sendable {
                     + "restart it; or use a URI whose clients take the family it has.",
                 target
             )
-        case "error-443":
+        case .errorResponse(443):
             add(
                 "peer-family-mismatch",
                 "The TURN server refused a peer of the other address family than the relay (443 Peer Address "
@@ -182,21 +182,21 @@ public struct Diagnostician: Sendable {
                     + "other family to a client that asks (REQUESTED-ADDRESS-FAMILY), over either listener.",
                 target
             )
-        case "error-486":
+        case .errorResponse(486):
             add(
                 "allocation-quota",
                 "The TURN server refused the allocation: the user's quota is reached (486).",
                 "Raise user-quota in turnserver.conf, or find what holds allocations open.",
                 target
             )
-        case "error-508":
+        case .errorResponse(508):
             add(
                 "relay-capacity",
                 "The TURN server has no relay capacity left (508): relay ports or total-quota exhausted.",
                 "Widen min-port..max-port or raise total-quota in turnserver.conf.",
                 target
             )
-        case "timeout" where step.step == .binding:
+        case .timeout where step.step == .binding:
             // Another transport to the same server answering means this one is filtered, not down.
             let otherWorks = all.contains { other in
                 other.transport != target.transport
@@ -220,7 +220,7 @@ public struct Diagnostician: Sendable {
                     target
                 )
             }
-        case "refused":
+        case .refused:
             add(
                 "not-listening",
                 "Nothing accepts \(target.transport.uppercased()) connections on \(target.address).",
@@ -228,9 +228,9 @@ public struct Diagnostician: Sendable {
                     + "pkey= for turns:. Check `ss -ltnp | grep \(port)` on the TURN host.",
                 target
             )
-        case "tls":
+        case .tls:
             diagnoseTLS(step, target, add)
-        case "relay-silent":
+        case .relaySilent:
             add(
                 "relay-ports-blocked",
                 "Allocations work but nothing comes back through the relays: media cannot flow.",
@@ -238,19 +238,19 @@ public struct Diagnostician: Sendable {
                     + "TURN host and in any cloud security group.",
                 target
             )
-        case "relay-loss":
+        case .relayLoss:
             add(
                 "relay-loss",
                 "Packets through the relays are being lost (\(step.facts["lossPercent"] ?? "?")%).",
                 "Check the TURN host's network and load; calls will stutter.",
                 target
             )
-        case "response-integrity-missing", "response-integrity-invalid":
+        case .responseIntegrityMissing, .responseIntegrityInvalid:
             let what =
-                step.failure == "response-integrity-missing"
+                step.failure == .responseIntegrityMissing
                 ? "it carries no MESSAGE-INTEGRITY" : "its MESSAGE-INTEGRITY does not verify with the credentials"
             add(
-                step.failure ?? "",
+                step.failure?.rawValue ?? "",
                 "An answer of the server could not be authenticated: \(what), although the request was signed "
                     + "(the FAIL lines say which). A TURN server signs its answers to signed requests, so this one "
                     + "was forged by something on the path, or the server is broken: nothing it said can be "
@@ -260,7 +260,7 @@ public struct Diagnostician: Sendable {
                     + "another network to compare.",
                 target
             )
-        case "protocol-violation", "malformed-response":
+        case .protocolViolation, .malformedResponse:
             add(
                 "broken-server",
                 "The server at \(target.address) does not speak STUN/TURN correctly: \(step.detail).",

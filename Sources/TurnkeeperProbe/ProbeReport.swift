@@ -64,7 +64,7 @@ public struct StepReport: Sendable, Codable {
     /// Machine-readable facts: `reflexive`, `relayed`, `lifetime`, `sent`, `received`, `rttMinMs`, ...
     public var facts: [String: String] = [:]
     /// Set when the step failed: a stable code such as `timeout`, `credentials-rejected`, `error-403`.
-    public var failure: String?
+    public var failure: FailureCode?
 
     public init(
         step: Name,
@@ -72,7 +72,7 @@ public struct StepReport: Sendable, Codable {
         milliseconds: Double,
         detail: String,
         facts: [String: String] = [:],
-        failure: String? = nil
+        failure: FailureCode? = nil
     ) {
         self.step = step
         self.status = status
@@ -81,6 +81,34 @@ public struct StepReport: Sendable, Codable {
         self.facts = facts
         self.failure = failure
     }
+}
+
+/// Why a step failed, as a stable code: a type, so that the probe and the diagnosis can only name codes that
+/// exist; in JSON, the same strings as always (`timeout`, `credentials-rejected`, `error-403`).
+public struct FailureCode: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let resolve = Self(rawValue: "resolve")
+    public static let timeout = Self(rawValue: "timeout")
+    public static let refused = Self(rawValue: "refused")
+    public static let connectionFailed = Self(rawValue: "connection-failed")
+    public static let tls = Self(rawValue: "tls")
+    public static let closed = Self(rawValue: "closed")
+    public static let credentialsRejected = Self(rawValue: "credentials-rejected")
+    public static let credentialsRequired = Self(rawValue: "credentials-required")
+    public static let malformedResponse = Self(rawValue: "malformed-response")
+    public static let responseIntegrityMissing = Self(rawValue: "response-integrity-missing")
+    public static let responseIntegrityInvalid = Self(rawValue: "response-integrity-invalid")
+    public static let protocolViolation = Self(rawValue: "protocol-violation")
+    public static let relaySilent = Self(rawValue: "relay-silent")
+    public static let relayLoss = Self(rawValue: "relay-loss")
+    /// Anything not of the TURN client's own kinds.
+    public static let other = Self(rawValue: "error")
+
+    /// An error response the server sent: `error-NNN`.
+    public static func errorResponse(_ code: Int) -> Self { Self(rawValue: "error-\(code)") }
 }
 
 /// A problem named in plain words, with its fix.

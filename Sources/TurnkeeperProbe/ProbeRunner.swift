@@ -80,7 +80,7 @@ public enum ProbeRunner {
                 status: .fail,
                 milliseconds: milliseconds(clock.now - start),
                 detail: "\(error)",
-                failure: "resolve"
+                failure: .resolve
             )
             return [TargetReport(uri: uri.text, transport: uri.transport.rawValue, address: uri.host, steps: [step])]
         }
@@ -388,7 +388,7 @@ struct TargetProbe {
                 milliseconds: elapsed,
                 detail: detail,
                 facts: facts,
-                failure: passed ? nil : (result.received == 0 ? "relay-silent" : "relay-loss")
+                failure: passed ? nil : (result.received == 0 ? .relaySilent : .relayLoss)
             )
         )
     }
@@ -425,7 +425,7 @@ final class StepLog: Sendable {
 
     func fail(_ name: StepReport.Name, _ error: any Error, milliseconds: Double, prefix: String? = nil) {
         var facts: [String: String] = [:]
-        let code: String
+        let code: FailureCode
         if let error = error as? TURNClientError {
             code = Self.code(error.kind)
             switch error.kind {
@@ -444,7 +444,7 @@ final class StepLog: Sendable {
                     }
             }
         } else {
-            code = "error"
+            code = .other
         }
         // Errors may quote what a server sent; the detail is printed and put in JSON as it is.
         let detail = ServerText.escaped(prefix.map { "\($0): \(error)" } ?? "\(error)", limit: nil)
@@ -453,20 +453,20 @@ final class StepLog: Sendable {
                 step: name, status: .fail, milliseconds: milliseconds, detail: detail, facts: facts, failure: code))
     }
 
-    static func code(_ kind: TURNClientError.Kind) -> String {
+    static func code(_ kind: TURNClientError.Kind) -> FailureCode {
         switch kind {
-        case .timedOut: "timeout"
-        case .connectionRefused: "refused"
-        case .connectionFailed: "connection-failed"
-        case .tlsFailed: "tls"
-        case .closed: "closed"
-        case .errorResponse(let error): "error-\(error.code)"
-        case .credentialsRejected: "credentials-rejected"
-        case .credentialsRequired: "credentials-required"
-        case .malformedResponse: "malformed-response"
-        case .answerIntegrityMissing: "response-integrity-missing"
-        case .answerIntegrityInvalid: "response-integrity-invalid"
-        case .protocolViolation: "protocol-violation"
+        case .timedOut: .timeout
+        case .connectionRefused: .refused
+        case .connectionFailed: .connectionFailed
+        case .tlsFailed: .tls
+        case .closed: .closed
+        case .errorResponse(let error): .errorResponse(error.code)
+        case .credentialsRejected: .credentialsRejected
+        case .credentialsRequired: .credentialsRequired
+        case .malformedResponse: .malformedResponse
+        case .answerIntegrityMissing: .responseIntegrityMissing
+        case .answerIntegrityInvalid: .responseIntegrityInvalid
+        case .protocolViolation: .protocolViolation
         }
     }
 }

@@ -112,7 +112,7 @@ struct ProbeCommandTests {
         let uri = "turn:127.0.0.1:\(server.port)?transport=udp"
         let (output, report) = try probe([uri, "--secret-file", secretFile])
         #expect(output.status == 1)
-        #expect(step(report, uri, .allocation)?.failure == "credentials-rejected")
+        #expect(step(report, uri, .allocation)?.failure?.rawValue == "credentials-rejected")
         #expect(report.diagnoses.map(\.code) == ["credentials-rejected"])
         #expect(report.diagnoses.first?.fix.contains("static-auth-secret") == true)
     }
@@ -161,8 +161,8 @@ struct ProbeCommandTests {
         let udp = "turn:127.0.0.1:\(port)?transport=udp"
         let (output, report) = try probe([tcp, udp, "--secret-file", secretFile, "--timeout", "1s"])
         #expect(output.status == 1)
-        #expect(step(report, tcp, .binding)?.failure == "refused")
-        #expect(step(report, udp, .binding)?.failure == "timeout")
+        #expect(step(report, tcp, .binding)?.failure?.rawValue == "refused")
+        #expect(step(report, udp, .binding)?.failure?.rawValue == "timeout")
         #expect(Set(report.diagnoses.map(\.code)) == ["not-listening", "unreachable"])
     }
 
@@ -174,7 +174,7 @@ struct ProbeCommandTests {
         let uri = "turn:127.0.0.1:\(silent.port)?transport=udp"
         let (output, report) = try probe([uri, "--secret-file", secretFile, "--timeout", "1s"])
         #expect(output.status == 1)
-        #expect(step(report, uri, .binding)?.failure == "timeout")
+        #expect(step(report, uri, .binding)?.failure?.rawValue == "timeout")
         #expect(report.diagnoses.map(\.code) == ["unreachable"])
     }
 
@@ -188,7 +188,7 @@ struct ProbeCommandTests {
         let uri = "turn:127.0.0.1:\(server.port)?transport=udp"
         let (output, report) = try probe([uri, "--secret-file", secretFile])
         #expect(output.status == 1)
-        #expect(step(report, uri, .permission)?.failure == "error-403")
+        #expect(step(report, uri, .permission)?.failure?.rawValue == "error-403")
         #expect(report.diagnoses.map(\.code) == ["peer-denied"])
         #expect(report.diagnoses.first?.fix.contains("allowed-peer-ip") == true)
     }
@@ -205,7 +205,7 @@ struct ProbeCommandTests {
         let (output, report) = try probe([udp, tcp, "--secret-file", secretFile, "--timeout", "1s"])
         #expect(output.status == 1)
         #expect(report.targets.first { $0.uri == tcp }?.passed == true)
-        #expect(step(report, udp, .binding)?.failure == "timeout")
+        #expect(step(report, udp, .binding)?.failure?.rawValue == "timeout")
         #expect(report.diagnoses.map(\.code) == ["udp-blocked"])
         #expect(report.diagnoses.first?.fix.contains("udp dport \(server.port)") == true)
     }
@@ -224,7 +224,7 @@ struct ProbeCommandTests {
         let uri = "turns:127.0.0.1:\(server.tlsPort!)?transport=tcp"
         let (output, report) = try probe([uri, "--secret-file", secretFile, "--ca-file", certificates.caFile])
         #expect(output.status == 1)
-        #expect(step(report, uri, .binding)?.failure == "tls")
+        #expect(step(report, uri, .binding)?.failure?.rawValue == "tls")
         let diagnosis = try #require(report.diagnoses.first)
         if kind == "expired" {
             #expect(diagnosis.code == "tls-expired")
@@ -254,7 +254,9 @@ struct ProbeCommandTests {
         for uri in [udp, tcp] {
             let binding = try #require(step(report, uri, .binding))
             #expect(binding.status == .fail)
-            #expect(["timeout", "protocol-violation", "malformed-response", "closed"].contains(binding.failure ?? ""))
+            #expect(
+                ["timeout", "protocol-violation", "malformed-response", "closed"].contains(
+                    binding.failure?.rawValue ?? ""))
         }
     }
 
@@ -365,7 +367,7 @@ struct ProbeCommandTests {
         let credentials = ["--username", username, "--password-file", passwordFile]
         let (output, report) = try probe([uri] + credentials)
         #expect(output.status == 1, "\(output)")
-        #expect(step(report, uri, .allocation)?.failure == code)
+        #expect(step(report, uri, .allocation)?.failure?.rawValue == code)
         #expect(
             step(report, uri, .allocation)?.facts["answerIntegrity"]
                 == (code.hasSuffix("missing") ? "missing" : "invalid"))
@@ -390,7 +392,7 @@ struct ProbeCommandTests {
         ])
         #expect(output.status == 1, "\(output)")
         #expect(step(report, uri, .allocation)?.status == .pass)
-        #expect(step(report, uri, .permission)?.failure == "response-integrity-missing")
+        #expect(step(report, uri, .permission)?.failure?.rawValue == "response-integrity-missing")
         #expect(report.diagnoses.map(\.code) == ["response-integrity-missing"])
     }
 
@@ -407,8 +409,8 @@ struct ProbeCommandTests {
         let coturnURI = "turn:127.0.0.1:\(coturn.port)?transport=udp"
         let (output, report) = try probe([pionURI, coturnURI, "--secret-file", secretFile])
         #expect(output.status == 1, "\(output)")
-        #expect(step(report, pionURI, .allocation)?.failure == "credentials-rejected")
-        #expect(step(report, coturnURI, .allocation)?.failure == "credentials-rejected")
+        #expect(step(report, pionURI, .allocation)?.failure?.rawValue == "credentials-rejected")
+        #expect(step(report, coturnURI, .allocation)?.failure?.rawValue == "credentials-rejected")
         #expect(step(report, pionURI, .allocation)?.facts["errorCode"] == "400")
         #expect(step(report, coturnURI, .allocation)?.facts["errorCode"] == "401")
         #expect(report.diagnoses.map(\.code) == ["credentials-rejected"], "\(report.diagnoses)")
@@ -426,7 +428,7 @@ struct ProbeCommandTests {
         let (output, report) = try probe([uri, "--username", credential.username, "--password-file", passwordFile])
         #expect(output.status == 1, "\(output)")
         #expect(output.stderr.contains("warning: --username holds both \"union\" and \"select\""))
-        #expect(step(report, uri, .allocation)?.failure == "credentials-rejected")
+        #expect(step(report, uri, .allocation)?.failure?.rawValue == "credentials-rejected")
         #expect(step(report, uri, .allocation)?.facts["errorCode"] == "400")
         #expect(report.diagnoses.map(\.code) == ["username-refused"])
     }

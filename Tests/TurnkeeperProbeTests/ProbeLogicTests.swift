@@ -101,7 +101,9 @@ struct DiagnosticianTests {
     )
         -> StepReport
     {
-        StepReport(step: name, status: status, milliseconds: 1, detail: "", facts: facts, failure: failure)
+        StepReport(
+            step: name, status: status, milliseconds: 1, detail: "", facts: facts,
+            failure: failure.map(FailureCode.init(rawValue:)))
     }
 
     private let now: Int64 = 1_800_000_000
@@ -170,7 +172,7 @@ struct DiagnosticianTests {
         let coturn = diagnostician.classify(allocation("credentials-rejected", "401", answer: "missing"))
         let pion = diagnostician.classify(allocation("error-400", "400", answer: "missing"))
         for targets in [coturn, pion] {
-            #expect(targets[0].steps[1].failure == "credentials-rejected")
+            #expect(targets[0].steps[1].failure == .credentialsRejected)
             #expect(diagnostician.diagnose(targets).map(\.code) == ["credentials-rejected"])
         }
         // The number stays in the evidence; the two servers' refusals are one diagnosis.
@@ -181,11 +183,11 @@ struct DiagnosticianTests {
         #expect(both.first?.targets.count == 2)
         // A signed 400 means the server verified the credentials and refused something else.
         let signed = diagnostician.classify(allocation("error-400", "400", answer: "valid"))
-        #expect(signed[0].steps[1].failure == "error-400")
+        #expect(signed[0].steps[1].failure == .errorResponse(400))
         #expect(diagnostician.diagnose(signed).isEmpty)
         // So does a 400 to a request that carried no credentials, and a 400 past the allocation.
         let binding = [target("udp", [step(.binding, .fail, failure: "error-400", facts: ["errorCode": "400"])])]
-        #expect(diagnostician.classify(binding)[0].steps[0].failure == "error-400")
+        #expect(diagnostician.classify(binding)[0].steps[0].failure == .errorResponse(400))
         let permission = [
             target(
                 "udp",
@@ -196,7 +198,7 @@ struct DiagnosticianTests {
                         facts: ["errorCode": "400", "answerIntegrity": "missing"]),
                 ])
         ]
-        #expect(diagnostician.classify(permission)[0].steps[1].failure == "error-400")
+        #expect(diagnostician.classify(permission)[0].steps[1].failure == .errorResponse(400))
     }
 
     @Test("A refused username coturn could never take is named as such, not as a secret mismatch")

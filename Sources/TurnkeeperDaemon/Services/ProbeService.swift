@@ -155,7 +155,7 @@ struct ProbeService: Service {
     /// the last reconciliation, which may be older than the outage.
     private func storeProblem(_ configuration: Configuration, _ targets: [TargetReport]) async -> String? {
         let refused = targets.contains { target in
-            target.steps.contains { $0.status == .fail && $0.failure?.hasPrefix("credentials-rejected") == true }
+            target.steps.contains { $0.status == .fail && $0.failure == .credentialsRejected }
         }
         guard refused, configuration.role.managesCoturn else { return nil }
         do {

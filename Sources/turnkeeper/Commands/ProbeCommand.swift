@@ -174,7 +174,7 @@ struct ProbeCommand: AsyncParsableCommand {
         .CertificateFacts]
     {
         var facts: [String: Diagnostician.CertificateFacts] = [:]
-        for target in targets where target.steps.contains(where: { $0.failure == "tls" }) {
+        for target in targets where target.steps.contains(where: { $0.failure == .tls }) {
             guard let uri = uris.first(where: { $0.text == target.uri }),
                 let endpoint = try? await uri.endpoints(transport: .tls)
                     .first(where: { $0.address.hostAndPort == target.address }),
