@@ -23,38 +23,62 @@ public struct Checker {
     /// The findings, problems and passes alike. Throws only when something could not be read at all.
     public func run() async throws -> [Finding] {
         if configuration.role != .single { return try await EpochChecker(configuration: configuration).run() }
-        let paths = configuration.synapse.configPaths
-        var findings: [Finding] = []
-        func ok(_ summary: String) { findings.append(Finding(ok: true, summary: summary, fix: nil)) }
-        func problem(_ summary: String, _ fix: String) {
-            findings.append(Finding(ok: false, summary: summary, fix: fix))
-        }
+        var list = FindingList()
+        guard let synapse = try await synapseFindings(&list) else { return list.all }
+        let (conf, coturnRealm) = try realmFindings(&list)
+        // The installed coturn's known vulnerabilities, and what turnserver.conf does about them.
+        list += CoturnAdvisories.findings(
+            await CoturnAdvisories.installed(), conf: conf.map { ($0.path, $0.lines, $0.configured) })
 
-        // Synapse.
+        // coturn's secrets.
+        guard let secret = synapse.turnSecret else {
+            list.problem(
+                "Synapse has no TURN secret (turn_shared_secret or turn_shared_secret_path), so /voip/turnServer answers {}.",
+                "Run `\(configuration.command("rotate"))`: the first rotation sets one in Synapse and coturn together."
+            )
+            return list.all
+        }
+        guard
+            let (accepted, heldUnder) = try await storeFindings(
+                &list, secret: secret, conf: conf, coturnRealm: coturnRealm)
+        else { return list.all }
+        await acceptanceFindings(
+            &list, synapse: synapse, secret: secret, accepted: accepted, heldUnder: heldUnder, conf: conf,
+            coturnRealm: coturnRealm)
+        confFindings(&list, conf: conf, coturnRealm: coturnRealm)
+        await stateFindings(&list)
+        return list.all
+    }
+
+    private var realm: String { configuration.coturn.realm }
+
+    /// Synapse's configuration as Synapse reads it; nil when it cannot be read (the finding says why).
+    private func synapseFindings(_ list: inout FindingList) async throws -> SynapseConfig? {
+        let paths = configuration.synapse.configPaths
         let synapse: SynapseConfig
         do {
             synapse = try await Blocking.run { try SynapseConfig.load(paths) }
         } catch let error as TurnkeeperError {
             guard [.checkFailed, .invalidSecret, .invalidArgument].contains(error.code) else { throw error }
-            problem(error.reason, "Change Synapse's config as the message says, then restart Synapse.")
-            return findings
+            list.problem(error.reason, "Change Synapse's config as the message says, then restart Synapse.")
+            return nil
         }
-        findings += synapse.warnings.map { Finding(ok: false, summary: $0, fix: "See docs/configuration.md.") }
+        list += synapse.warnings.map { Finding(ok: false, summary: $0, fix: "See docs/configuration.md.") }
         if synapse.turnURIs.isEmpty {
-            problem(
+            list.problem(
                 "Synapse lists no turn_uris, so clients are given no TURN server.", "Add turn_uris to Synapse's config."
             )
         } else {
             for uri in synapse.turnURIs {
                 if (try? TURNURI(uri)) == nil {
-                    problem(
+                    list.problem(
                         "turn_uris holds \"\(uri)\", which is not a STUN/TURN URI.",
                         "Write turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT].")
                 }
             }
-            ok("turn_uris: \(synapse.turnURIs.joined(separator: ", "))")
+            list.ok("turn_uris: \(synapse.turnURIs.joined(separator: ", "))")
         }
-        ok("turn_user_lifetime: \(synapse.turnUserLifetime.seconds) s")
+        list.ok("turn_user_lifetime: \(synapse.turnUserLifetime.seconds) s")
         // What rotate would refuse before writing anything: check says so first.
         do {
             try SynapseSwitch(configuration: configuration, environment: .quiet).files.checkWritable(
@@ -62,16 +86,16 @@ public struct Checker {
             if access(configuration.rotation.stateDirectory, F_OK) == 0 {
                 _ = try TrustedDirectory(configuration.rotation.stateDirectory)
             }
-            ok("turnkeeper's files can be written safely (no links, no other users' files or directories)")
+            list.ok("turnkeeper's files can be written safely (no links, no other users' files or directories)")
         } catch {
-            problem(
+            list.problem(
                 error.reason, "Do what the message says; `\(configuration.command("rotate"))` refuses until then.")
         }
         // turnkeeper's file sets both keys; once it exists, a file that still wins for either overrides it.
         if (try? FileContents.read(configuration.synapse.managedFile)) != nil {
             for key in ["turn_shared_secret", "turn_shared_secret_path"] {
                 if let origin = synapse.origins[key], origin != configuration.synapse.managedFile {
-                    problem(
+                    list.problem(
                         "\(synapse.location(of: key) ?? origin) is read after turnkeeper's "
                             + "\(configuration.synapse.managedFile) and sets \(key), so it overrides every rotation.",
                         "Remove \(key) from \(origin) (turnkeeper's file sets it), then run "
@@ -81,20 +105,22 @@ public struct Checker {
             }
         }
 
+        return synapse
+    }
+
+    /// turnserver.conf, and whether its realm is turnkeeper's.
+    private func realmFindings(_ list: inout FindingList) throws -> (TurnserverConf?, (value: String, line: Int)?) {
         // turnserver.conf: coturn.config_file, else /etc/turnserver.conf when it exists. Whatever the store,
         // its static-auth-secret lines are secrets coturn accepts, and its realm= is coturn's realm.
         let conf = try TurnserverConf.read(configuration)
         if conf == nil {
-            ok(
+            list.ok(
                 "turnserver.conf: coturn.config_file is not set and \(Configuration.defaultTurnserverConf) was not "
                     + "found, so coturn's own config was not checked")
         }
-        let realm = configuration.coturn.realm
         let coturnRealm = conf?.realm
-        // The realm coturn reads database rows under: its own when known, else the one turnkeeper is told.
-        let readRealm = coturnRealm?.value ?? realm
         if let conf, let coturnRealm, coturnRealm.value != realm {
-            problem(
+            list.problem(
                 "\(conf.path), line \(coturnRealm.line) sets realm=\(ServerText.escaped(coturnRealm.value)), coturn's realm, but "
                     + "turnkeeper's coturn.realm is \"\(realm)\" (\(configuration.path)): turnkeeper would read and write "
                     + "database rows coturn never uses.",
@@ -103,18 +129,15 @@ public struct Checker {
             )
         }
 
-        // The installed coturn's known vulnerabilities, and what turnserver.conf does about them.
-        findings += CoturnAdvisories.findings(
-            await CoturnAdvisories.installed(), conf: conf.map { ($0.path, $0.lines, $0.configured) })
+        return (conf, coturnRealm)
+    }
 
-        // coturn's secrets.
-        guard let secret = synapse.turnSecret else {
-            problem(
-                "Synapse has no TURN secret (turn_shared_secret or turn_shared_secret_path), so /voip/turnServer answers {}.",
-                "Run `\(configuration.command("rotate"))`: the first rotation sets one in Synapse and coturn together."
-            )
-            return findings
-        }
+    /// The secrets coturn's store accepts, and another realm that holds Synapse's; nil when the store is down.
+    private func storeFindings(
+        _ list: inout FindingList, secret: TurnSecret, conf: TurnserverConf?, coturnRealm: (value: String, line: Int)?
+    ) async throws -> (accepted: [TurnSecret], heldUnder: String?)? {
+        // The realm coturn reads database rows under: its own when known, else the one turnkeeper is told.
+        let readRealm = coturnRealm?.value ?? realm
         var accepted: [TurnSecret]
         /// Another realm's rows that hold Synapse's secret.
         var heldUnder: String?
@@ -123,7 +146,7 @@ public struct Checker {
             accepted = try await CoturnSQLiteStore(path: database, realm: readRealm).secrets()
             // coturn reads without waiting for a lock: only WAL keeps turnkeeper's writes from refusing logins.
             if let mode = try? await CoturnSQLiteStore(path: database, realm: readRealm).journalMode() {
-                ok(
+                list.ok(
                     mode.lowercased() == "wal"
                         ? "coturn's database \(database) is in WAL mode: coturn's logins never wait for turnkeeper's writes"
                         : "coturn's database \(database) uses the rollback journal (\(mode)): turnkeeper's first write "
@@ -136,7 +159,7 @@ public struct Checker {
                     heldUnder = other
                 }
                 if let coturnRealm, let conf {
-                    problem(
+                    list.problem(
                         "coturn's database holds secrets under realm \"\(ServerText.escaped(other))\", which coturn never reads: its realm is "
                             + "\"\(ServerText.escaped(coturnRealm.value))\" (\(conf.path), line \(coturnRealm.line)).",
                         other == realm
@@ -145,7 +168,7 @@ public struct Checker {
                             : "Remove those rows if nothing uses them."
                     )
                 } else {
-                    problem(
+                    list.problem(
                         "coturn's database holds secrets under realm \"\(ServerText.escaped(other))\", but turnkeeper's coturn.realm is "
                             + "\"\(realm)\"; coturn reads only the rows of its own realm= ("
                             + (conf.map { "\($0.path) sets no realm=" } ?? "no turnserver.conf was found")
@@ -163,7 +186,7 @@ public struct Checker {
             if let blocked = await Self.unitCannotWrite(
                 configuration.coturn.configFile ?? Configuration.defaultTurnserverConf)
             {
-                problem(
+                list.problem(
                     blocked,
                     "Run `turnkeeper init --move-static-secret --config \(configuration.path)` (recommended: coturn "
                         + "then reads its secret from its database, and no rotation restarts it), or let the unit "
@@ -172,7 +195,7 @@ public struct Checker {
                 )
             }
             if access(configuration.coturnRestartOwedMarker, F_OK) == 0 {
-                problem(
+                list.problem(
                     "a coturn restart is owed: turnkeeper changed turnserver.conf and has not yet seen coturn run with it.",
                     "Check `journalctl -u coturn`, then run `\(configuration.command("rotate --resume"))`: it restarts coturn and "
                         + "proves the file is in force.")
@@ -184,29 +207,38 @@ public struct Checker {
                 accepted = try await store.secrets()
             } catch {
                 let refused = (error as? TurnkeeperError)?.code == .storeRefused
-                problem(
+                list.problem(
                     (error as? TurnkeeperError)?.reason ?? "\(error)",
                     refused
                         ? "Fix turnkeeper's login or grants as the message says (coturn.\(configuration.coturn.store.name) "
                             + "in \(configuration.path)); the database itself answers."
                         : "Start the database, and run it highly available (replicas with failover).")
-                return findings
+                return nil
             }
             let kind = configuration.coturn.store.name == "redis" ? "Redis" : "PostgreSQL"
-            ok("coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(realm))")
-            findings += Self.transportFindings(configuration.coturn.store)
+            list.ok("coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(realm))")
+            list += Self.transportFindings(configuration.coturn.store)
             do {
                 try await store.proveWritable()
-                ok("turnkeeper may add and remove secrets in coturn's \(kind) user database")
+                list.ok("turnkeeper may add and remove secrets in coturn's \(kind) user database")
             } catch {
-                problem(
+                list.problem(
                     (error as? TurnkeeperError)?.reason ?? "\(error)",
                     "Grant turnkeeper's user write access as the message says; give coturn a read-only user of its own."
                 )
             }
         }
+        return (accepted, heldUnder)
+    }
+
+    /// Whether coturn accepts what Synapse signs with, and if not, which side is wrong.
+    private func acceptanceFindings(
+        _ list: inout FindingList, synapse: SynapseConfig, secret: TurnSecret, accepted: [TurnSecret],
+        heldUnder: String?, conf: TurnserverConf?, coturnRealm: (value: String, line: Int)?
+    ) async {
+        var accepted = accepted
         if let conf, !configuration.coturn.store.isConfigFile {
-            findings += TurnserverConf.staticSecretFindings(
+            list += TurnserverConf.staticSecretFindings(
                 conf, store: configuration.coturn.store, inUse: accepted.contains(secret) ? nil : secret,
                 configuration: configuration)
             accepted += conf.secrets.map(\.secret)
@@ -214,37 +246,37 @@ public struct Checker {
         // What Synapse's files give it against turnkeeper's state: a file put back since the last rotation.
         let drift = try? await SynapseSigning.read(configuration, rotating: false).drift
         if let drift {
-            problem(drift, "See above; `\(configuration.command("check"))` again afterwards.")
+            list.problem(drift, "See above; `\(configuration.command("check"))` again afterwards.")
         }
         if accepted.contains(secret) {
-            ok("coturn accepts the secret Synapse uses (\(secret.fingerprint))")
-            findings += await Self.clockFindings(
+            list.ok("coturn accepts the secret Synapse uses (\(secret.fingerprint))")
+            list += await Self.clockFindings(
                 configuration, secret: secret, lifetime: synapse.turnUserLifetime.seconds, here: "this host")
         } else {
             let has = accepted.isEmpty ? "none" : accepted.map(\.fingerprint).joined(separator: ", ")
             if let coturnRealm, let conf, coturnRealm.value != realm {
-                problem(
+                list.problem(
                     "coturn does not accept the secret Synapse uses (\(secret.fingerprint)): under its realm "
                         + "\"\(ServerText.escaped(coturnRealm.value))\" (\(conf.path), line \(coturnRealm.line)) it has \(has), while turnkeeper "
                         + "works under coturn.realm \"\(realm)\". Calls will ring and never connect.",
                     "Fix the realm first (see above): make coturn.realm in \(configuration.path) and coturn's realm= "
                         + "agree. Rotating before that would write rows coturn never reads.")
             } else if let heldUnder {
-                problem(
+                list.problem(
                     "coturn's database holds the secret Synapse uses (\(secret.fingerprint)) only under realm "
                         + "\"\(ServerText.escaped(heldUnder))\", not under turnkeeper's coturn.realm \"\(realm)\". If coturn's realm is "
                         + "\"\(ServerText.escaped(heldUnder))\", turnkeeper's coturn.realm is wrong; otherwise calls will ring and never connect.",
                     "Set coturn.realm in \(configuration.path) to coturn's realm= (and coturn.config_file, so check can "
                         + "compare them). Rotating before that would write rows under the wrong realm.")
             } else if drift != nil {
-                problem(
+                list.problem(
                     "coturn does not accept the secret Synapse uses (\(secret.fingerprint)); coturn has \(has). Calls "
                         + "will ring and never connect.",
                     "Synapse's files changed since turnkeeper last switched it: do what the finding above says (it "
                         + "names the file and line); `\(configuration.command("rotate --resume"))` then switches Synapse "
                         + "back to turnkeeper's current secret, which coturn accepts.")
             } else {
-                problem(
+                list.problem(
                     "coturn does not accept the secret Synapse uses (\(secret.fingerprint)); coturn has \(has). Calls "
                         + "will ring and never connect.",
                     "Run `\(configuration.command("rotate --resume"))`: it adds back every secret turnkeeper holds "
@@ -253,40 +285,49 @@ public struct Checker {
             }
         }
 
-        // The rest of turnserver.conf, when turnkeeper was told it is coturn's.
+    }
+
+    /// The rest of turnserver.conf, when turnkeeper was told it is coturn's.
+    private func confFindings(
+        _ list: inout FindingList, conf: TurnserverConf?, coturnRealm: (value: String, line: Int)?
+    ) {
         if let conf, conf.configured {
             let path = conf.path
             let names = Set(conf.lines.compactMap(\.name))
             if !names.contains("use-auth-secret") {
-                problem(
+                list.problem(
                     "\(path) lacks use-auth-secret: coturn ignores the shared secret.", "Add a line `use-auth-secret`.")
             }
             if names.contains("lt-cred-mech") {
-                problem(
+                list.problem(
                     "\(path) mixes lt-cred-mech with use-auth-secret: coturn rejects Synapse's credentials.",
                     "Remove lt-cred-mech.")
             }
             if coturnRealm == nil {
-                problem("\(path) sets no realm.", "Add `realm=\(realm)`.")
+                list.problem("\(path) sets no realm.", "Add `realm=\(realm)`.")
             }
             // Debian's own turnserver.conf sets syslog and ships no logrotate rule for coturn; turnkeeper restarts
             // coturn and never signals it. Only a SIGHUP would hurt (4.6.1 dies on it in this mode).
             if names.contains("syslog") {
-                ok(
+                list.ok(
                     "\(path) logs to syslog, as Debian ships it: fine for turnkeeper, which restarts coturn and never "
                         + "signals it. Send coturn 4.6.1 no SIGHUP in this mode (no logrotate postrotate for it): it "
                         + "dies on one")
             }
             if !names.contains("denied-peer-ip") {
-                problem(
+                list.problem(
                     "\(path) has no denied-peer-ip: anyone with credentials can relay into this host's private networks.",
                     "Add the denied-peer-ip ranges from docs (Synapse's coturn guide) and allowed-peer-ip=<this host's address>; "
                         + "`turnkeeper audit` then proves what coturn refuses."
                 )
             }
         }
-        findings += await SecretInventory.findings(configuration)
-        findings += await Reconciliation.findings(configuration)
+    }
+
+    /// Secrets held against the world, and a rotation stopped part-way.
+    private func stateFindings(_ list: inout FindingList) async {
+        list += await SecretInventory.findings(configuration)
+        list += await Reconciliation.findings(configuration)
         // A rotation stopped part-way: calls still work (coturn accepts both secrets), but no old secret retires
         // until it is finished.
         let state = try? await StateFile<RotationState>(
@@ -294,19 +335,14 @@ public struct Checker {
         ).load()
         if let state, state.phase != .idle {
             let waiting = configuration.consumerNames.filter { !(state.switched ?? []).contains($0) }
-            problem(
+            list.problem(
                 "a rotation stopped in phase \(state.phase.rawValue)"
                     + (state.phase == .switching ? " with \(waiting.joined(separator: ", ")) not switched yet" : "")
                     + "; coturn accepts the old and the new secret, and none retires until it is finished.",
                 "Run `\(configuration.command("rotate --resume"))`; it says what stops it.")
         }
-        return findings
     }
-}
 
-extension Checker {
-    /// Why turnkeeper.service, as systemd has it loaded, could not replace `file` (ProtectSystem=strict without a
-    /// ReadWritePaths entry covering its directory); nil when it could, or when there is no such unit to ask.
     static func unitCannotWrite(_ file: String) async -> String? {
         guard
             let answer = try? await CommandRunner.run(
@@ -435,4 +471,17 @@ struct TurnserverConf {
                         + "then remove the static-auth-secret lines from \(conf.path) and restart coturn.")
         }
     }
+}
+
+/// Findings as a check collects them, in order.
+struct FindingList {
+    var all: [Checker.Finding] = []
+
+    mutating func ok(_ summary: String) { all.append(Checker.Finding(ok: true, summary: summary, fix: nil)) }
+
+    mutating func problem(_ summary: String, _ fix: String) {
+        all.append(Checker.Finding(ok: false, summary: summary, fix: fix))
+    }
+
+    static func += (list: inout FindingList, more: [Checker.Finding]) { list.all += more }
 }
