@@ -98,54 +98,7 @@ public struct Diagnostician: Sendable {
         let port = target.address.split(separator: ":").last.map(String.init) ?? "?"
         switch step.failure {
         case .credentialsRejected:
-            if let problem = context.usernameProblem {
-                add(
-                    "username-refused",
-                    "The TURN server refused the credentials (\(step.facts["errorCode"] ?? "401") after they were "
-                        + "sent): their username \(problem).",
-                    "Synapse's usernames are <expiry>:<user ID>. Use credentials for a user ID coturn takes; "
-                        + "`turnkeeper credentials --user` refuses the ones it would not.",
-                    target
-                )
-            } else if let expiry = context.credentialExpiry, expiry > Int64(Int32.max) {
-                add(
-                    "credentials-expiry-too-late",
-                    "The TURN server refused the credentials: they expire after 2038-01-19 03:14:07 UTC, which "
-                        + "coturn reads as a negative (long past) timestamp.",
-                    "Shorten turn_user_lifetime in Synapse's config (the default 1h is right for calls) and restart "
-                        + "Synapse.",
-                    target
-                )
-            } else if let expiry = context.credentialExpiry, expiry < context.nowSeconds {
-                add(
-                    "credentials-expired",
-                    "The TURN server refused the credentials because they expired \(context.nowSeconds - expiry) s ago.",
-                    "Fetch fresh credentials. If they were just minted, the clocks of the Synapse host and the TURN host "
-                        + "disagree: enable NTP on both (`timedatectl set-ntp true`) and compare `date -u`.",
-                    target
-                )
-            } else if let storeProblem = context.storeProblem {
-                add(
-                    "credentials-rejected-store-down",
-                    "The TURN server refused the credentials while its user database does not answer turnkeeper "
-                        + "either (\(storeProblem)): coturn refuses every login then, whatever the secret.",
-                    "Bring the database back, or fail over to an in-sync replica. turnkeeper checks it every few "
-                        + "seconds and puts back any secret it lost as soon as it answers.",
-                    target
-                )
-            } else {
-                add(
-                    "credentials-rejected",
-                    // No number here: coturn's 401 and pion's 400 are one problem, listed once; facts.errorCode
-                    // of the step keeps the number.
-                    "The TURN server refused the credentials after they were sent. Calls will ring and never connect.",
-                    "The secret Synapse signs with (turn_shared_secret) differs from coturn's static-auth-secret, or "
-                        + "coturn's realm is unset, or lt-cred-mech is mixed with use-auth-secret. Compare "
-                        + "`turnkeeper secret fingerprint` of both secrets, set realm= in turnserver.conf, remove "
-                        + "lt-cred-mech, and restart coturn.",
-                    target
-                )
-            }
+            diagnoseRefusedCredentials(step, target, add)
         case .credentialsRequired:
             add(
                 "credentials-required",
@@ -154,72 +107,11 @@ public struct Diagnostician: Sendable {
                     + "--password-file.",
                 target
             )
-        case .errorResponse(403):
-            add(
-                "peer-denied",
-                "The TURN server forbade relaying to the other party's address (403 Forbidden). "
-                    + "Relay-to-relay calls, the ones behind symmetric NAT, will fail.",
-                Self.peerDeniedFix(relayed: target.steps.first { $0.step == .allocation }?.facts["relayed"]),
-                target
-            )
-        case .errorResponse(440):
-            // Only the call's own allocation fails on it: the other family's 440 is a skip, and an IPv6 URI's
-            // 440 falls back to IPv4 first.
-            add(
-                "relay-family-unsupported",
-                "The TURN server has no relay of the requested family (440 Address Family not Supported).",
-                "Give coturn a relay address of that family (relay-ip=, and external-ip= for it behind NAT) and "
-                    + "restart it; or use a URI whose clients take the family it has.",
-                target
-            )
-        case .errorResponse(443):
-            add(
-                "peer-family-mismatch",
-                "The TURN server refused a peer of the other address family than the relay (443 Peer Address "
-                    + "Family Mismatch): a relay reaches peers of its own family only.",
-                "Give coturn relays of both families (a relay-ip, and behind NAT an external-ip, for IPv4 and for "
-                    + "IPv6) so that each client can take a relay in its peer's family; coturn gives one of the "
-                    + "other family to a client that asks (REQUESTED-ADDRESS-FAMILY), over either listener.",
-                target
-            )
-        case .errorResponse(486):
-            add(
-                "allocation-quota",
-                "The TURN server refused the allocation: the user's quota is reached (486).",
-                "Raise user-quota in turnserver.conf, or find what holds allocations open.",
-                target
-            )
-        case .errorResponse(508):
-            add(
-                "relay-capacity",
-                "The TURN server has no relay capacity left (508): relay ports or total-quota exhausted.",
-                "Widen min-port..max-port or raise total-quota in turnserver.conf.",
-                target
-            )
+        case .errorResponse(403), .errorResponse(440), .errorResponse(443), .errorResponse(486),
+            .errorResponse(508):
+            diagnoseErrorResponse(step, target, add)
         case .timeout where step.step == .binding:
-            // Another transport to the same server answering means this one is filtered, not down.
-            let otherWorks = all.contains { other in
-                other.transport != target.transport
-                    && other.steps.contains { $0.step == .binding && $0.status == .pass }
-            }
-            if otherWorks {
-                add(
-                    "\(target.transport)-blocked",
-                    "\(target.transport.uppercased()) to port \(port) gets no answer while another transport works.",
-                    "A firewall drops \(target.transport.uppercased()) on port \(port): open it on the TURN host "
-                        + "(`nft add rule inet filter input \(target.transport == "udp" ? "udp" : "tcp") dport \(port) accept`) "
-                        + "and in any cloud security group, or check that coturn listens on it.",
-                    target
-                )
-            } else {
-                add(
-                    "unreachable",
-                    "\(target.address) does not answer over \(target.transport.uppercased()).",
-                    "Check that coturn is running and listening on port \(port) (listening-port, tls-listening-port), "
-                        + "and that no firewall drops the traffic.",
-                    target
-                )
-            }
+            diagnoseSilence(target, all, port: port, add)
         case .refused:
             add(
                 "not-listening",
@@ -269,6 +161,142 @@ public struct Diagnostician: Sendable {
             )
         default:
             break
+        }
+    }
+
+    /// Credentials refused after they were sent: which of the causes the context can tell apart.
+    private func diagnoseRefusedCredentials(
+        _ step: StepReport, _ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void
+    ) {
+        if let problem = context.usernameProblem {
+            add(
+                "username-refused",
+                "The TURN server refused the credentials (\(step.facts["errorCode"] ?? "401") after they were "
+                    + "sent): their username \(problem).",
+                "Synapse's usernames are <expiry>:<user ID>. Use credentials for a user ID coturn takes; "
+                    + "`turnkeeper credentials --user` refuses the ones it would not.",
+                target
+            )
+        } else if let expiry = context.credentialExpiry, expiry > Int64(Int32.max) {
+            add(
+                "credentials-expiry-too-late",
+                "The TURN server refused the credentials: they expire after 2038-01-19 03:14:07 UTC, which "
+                    + "coturn reads as a negative (long past) timestamp.",
+                "Shorten turn_user_lifetime in Synapse's config (the default 1h is right for calls) and restart "
+                    + "Synapse.",
+                target
+            )
+        } else if let expiry = context.credentialExpiry, expiry < context.nowSeconds {
+            add(
+                "credentials-expired",
+                "The TURN server refused the credentials because they expired \(context.nowSeconds - expiry) s ago.",
+                "Fetch fresh credentials. If they were just minted, the clocks of the Synapse host and the TURN host "
+                    + "disagree: enable NTP on both (`timedatectl set-ntp true`) and compare `date -u`.",
+                target
+            )
+        } else if let storeProblem = context.storeProblem {
+            add(
+                "credentials-rejected-store-down",
+                "The TURN server refused the credentials while its user database does not answer turnkeeper "
+                    + "either (\(storeProblem)): coturn refuses every login then, whatever the secret.",
+                "Bring the database back, or fail over to an in-sync replica. turnkeeper checks it every few "
+                    + "seconds and puts back any secret it lost as soon as it answers.",
+                target
+            )
+        } else {
+            add(
+                "credentials-rejected",
+                // No number here: coturn's 401 and pion's 400 are one problem, listed once; facts.errorCode
+                // of the step keeps the number.
+                "The TURN server refused the credentials after they were sent. Calls will ring and never connect.",
+                "The secret Synapse signs with (turn_shared_secret) differs from coturn's static-auth-secret, or "
+                    + "coturn's realm is unset, or lt-cred-mech is mixed with use-auth-secret. Compare "
+                    + "`turnkeeper secret fingerprint` of both secrets, set realm= in turnserver.conf, remove "
+                    + "lt-cred-mech, and restart coturn.",
+                target
+            )
+        }
+    }
+
+    /// The error responses that name a problem of the server's configuration.
+    private func diagnoseErrorResponse(
+        _ step: StepReport, _ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void
+    ) {
+        switch step.failure {
+        case .errorResponse(403):
+            add(
+                "peer-denied",
+                "The TURN server forbade relaying to the other party's address (403 Forbidden). "
+                    + "Relay-to-relay calls, the ones behind symmetric NAT, will fail.",
+                Self.peerDeniedFix(relayed: target.steps.first { $0.step == .allocation }?.facts["relayed"]),
+                target
+            )
+        case .errorResponse(440):
+            // Only the call's own allocation fails on it: the other family's 440 is a skip, and an IPv6 URI's
+            // 440 falls back to IPv4 first.
+            add(
+                "relay-family-unsupported",
+                "The TURN server has no relay of the requested family (440 Address Family not Supported).",
+                "Give coturn a relay address of that family (relay-ip=, and external-ip= for it behind NAT) and "
+                    + "restart it; or use a URI whose clients take the family it has.",
+                target
+            )
+        case .errorResponse(443):
+            add(
+                "peer-family-mismatch",
+                "The TURN server refused a peer of the other address family than the relay (443 Peer Address "
+                    + "Family Mismatch): a relay reaches peers of its own family only.",
+                "Give coturn relays of both families (a relay-ip, and behind NAT an external-ip, for IPv4 and for "
+                    + "IPv6) so that each client can take a relay in its peer's family; coturn gives one of the "
+                    + "other family to a client that asks (REQUESTED-ADDRESS-FAMILY), over either listener.",
+                target
+            )
+        case .errorResponse(486):
+            add(
+                "allocation-quota",
+                "The TURN server refused the allocation: the user's quota is reached (486).",
+                "Raise user-quota in turnserver.conf, or find what holds allocations open.",
+                target
+            )
+        case .errorResponse(508):
+            add(
+                "relay-capacity",
+                "The TURN server has no relay capacity left (508): relay ports or total-quota exhausted.",
+                "Widen min-port..max-port or raise total-quota in turnserver.conf.",
+                target
+            )
+        default:
+            break
+        }
+    }
+
+    /// No answer to the Binding: filtered on this transport when another one works, else unreachable.
+    private func diagnoseSilence(
+        _ target: TargetReport, _ all: [TargetReport], port: String,
+        _ add: (String, String, String, TargetReport) -> Void
+    ) {
+        // Another transport to the same server answering means this one is filtered, not down.
+        let otherWorks = all.contains { other in
+            other.transport != target.transport
+                && other.steps.contains { $0.step == .binding && $0.status == .pass }
+        }
+        if otherWorks {
+            add(
+                "\(target.transport)-blocked",
+                "\(target.transport.uppercased()) to port \(port) gets no answer while another transport works.",
+                "A firewall drops \(target.transport.uppercased()) on port \(port): open it on the TURN host "
+                    + "(`nft add rule inet filter input \(target.transport == "udp" ? "udp" : "tcp") dport \(port) accept`) "
+                    + "and in any cloud security group, or check that coturn listens on it.",
+                target
+            )
+        } else {
+            add(
+                "unreachable",
+                "\(target.address) does not answer over \(target.transport.uppercased()).",
+                "Check that coturn is running and listening on port \(port) (listening-port, tls-listening-port), "
+                    + "and that no firewall drops the traffic.",
+                target
+            )
         }
     }
 
