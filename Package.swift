@@ -306,6 +306,9 @@ let package = Package(
                 "TurnkeeperDaemon", "TurnkeeperConfiguration", "TurnkeeperRotation", "TurnkeeperProbe",
                 .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // Runs the built `turnkeeper` binary and real coturn processes.
