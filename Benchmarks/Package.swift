@@ -24,6 +24,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "TurnkeeperSTUN", package: "turnkeeper"),
                 .product(name: "TurnkeeperProbe", package: "turnkeeper"),
+                .product(name: "TurnkeeperTURNClient", package: "turnkeeper"),
                 .product(name: "TurnkeeperCredentials", package: "turnkeeper"),
             ],
             path: "Benchmarks/ProbeBenchmarks",

@@ -29,6 +29,9 @@ echo "== the article's host under a booted systemd: three commands, then changes
 echo "== fuzzers (15 s each; scripts/fuzz.sh N for longer)"
 ./scripts/fuzz.sh 15
 
+echo "== the benchmarks build (Benchmarks/; scripts/benchmark-*.sh run them, docs/performance.md)"
+(cd Benchmarks && swift build)
+
 echo "== NAT lab: removing labs a crashed run left"
 ./scripts/natlab.sh sweep
 

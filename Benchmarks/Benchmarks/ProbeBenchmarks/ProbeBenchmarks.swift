@@ -3,6 +3,7 @@ import Foundation
 import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperSTUN
+import TurnkeeperTURNClient
 
 /// The codec on the message a TURN client handles most (an Allocate success response), and a whole
 /// probe against the coturn that scripts/benchmark-probe.sh starts (TURNKEEPER_BENCH_PORT, _SECRET_FILE).
