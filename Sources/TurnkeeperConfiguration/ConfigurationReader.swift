@@ -337,7 +337,7 @@ private struct ConfigurationReader {
                 name.unicodeScalars.allSatisfy({
                     $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)
                 }),
-                name != "synapse"
+                name != Configuration.synapseConsumer
             else {
                 throw error(
                     item["name"],

@@ -1,3 +1,4 @@
+import TurnkeeperConfiguration
 import TurnkeeperCredentials
 
 /// What a rotation has done so far, persisted after every step (state.json, mode 0600, replaced
@@ -73,11 +74,11 @@ struct RotationState: Codable, Sendable {
 
     /// The restart recorded for the consumer `name`.
     func restart(of name: String) -> SynapseRestart? {
-        name == "synapse" ? synapseRestart : consumerRestarts?[name]
+        name == Configuration.synapseConsumer ? synapseRestart : consumerRestarts?[name]
     }
 
     mutating func setRestart(_ restart: SynapseRestart?, of name: String) {
-        if name == "synapse" {
+        if name == Configuration.synapseConsumer {
             synapseRestart = restart
         } else {
             var restarts = consumerRestarts ?? [:]

@@ -90,7 +90,7 @@ public struct SecretInventory: Sendable, Codable {
             case .none(let reason), .unknown(let reason):
                 view.source = reason
             }
-            if consumer.name == "synapse" {
+            if consumer.name == Configuration.synapseConsumer {
                 view.lifetimeSeconds = try? await Blocking.run {
                     try SynapseConfig.load(configuration.synapse.configPaths).turnUserLifetime.seconds
                 }
@@ -153,7 +153,7 @@ extension SecretInventory {
             }
             let life = consumer.lifetimeSeconds.map { ", credentials valid \($0) s" } ?? ""
             // Synapse's own secret not being accepted is reported, with its causes, by check's Synapse checks.
-            if consumer.accepted == false && consumer.name == "synapse" { continue }
+            if consumer.accepted == false && consumer.name == Configuration.synapseConsumer { continue }
             if consumer.accepted == false {
                 findings.append(
                     .init(

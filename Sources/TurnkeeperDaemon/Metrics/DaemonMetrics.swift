@@ -1,6 +1,7 @@
 import Metrics
 public import Prometheus
 import Synchronization
+import TurnkeeperConfiguration
 import TurnkeeperProbe
 import TurnkeeperRotation
 
@@ -100,7 +101,8 @@ public final class DaemonMetrics: Sendable {
         }
         if let at = state.lastProbe { gauge("turnkeeper_last_probe_timestamp_seconds").record(Double(at)) }
         if state.configuration.role.managesSynapse, state.lastProbe != nil {
-            gauge("turnkeeper_consumer_drift", [("consumer", "synapse")]).record(state.synapseDrift == nil ? 0 : 1)
+            gauge("turnkeeper_consumer_drift", [("consumer", Configuration.synapseConsumer)]).record(
+                state.synapseDrift == nil ? 0 : 1)
         }
     }
 

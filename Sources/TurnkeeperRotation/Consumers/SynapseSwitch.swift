@@ -207,7 +207,7 @@ struct SynapseSwitch: Sendable {
 }
 
 extension SynapseSwitch: ConsumerSwitch {
-    var name: String { "synapse" }
+    var name: String { Configuration.synapseConsumer }
     var label: String { "Synapse" }
 
     func checkWritable(removingStale: Bool) async throws {
