@@ -65,13 +65,15 @@ def imports(directory):
                 quoted = False
                 for line in handle:
                     # Multi-line string literals (Python and shell scripts the tests run) hold no imports.
-                    if line.count('"""') % 2 == 1:
+                    code = line.split("//", 1)[0] if not quoted else line
+                    if code.count('"""') % 2 == 1:
                         quoted = not quoted
                         continue
                     if quoted:
                         continue
-                    match = re.match(r"\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:public\s+|internal\s+|package\s+)?"
-                                     r"import\s+(?:struct\s+|class\s+|enum\s+|func\s+)?([A-Za-z_][A-Za-z0-9_]*)", line)
+                    match = re.match(r"\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:public\s+|internal\s+|package\s+|private\s+|fileprivate\s+)?"
+                                     r"import\s+(?:(?:struct|class|enum|func|protocol|var|let|typealias)\s+)?"
+                                     r"([A-Za-z_][A-Za-z0-9_]*)", line)
                     if match:
                         modules.add(match.group(1))
     return modules

@@ -23,5 +23,6 @@ int turnkeeper_spawn_close_from(posix_spawn_file_actions_t *actions, int lowest)
 extern void *swift_task_enqueueGlobal_hook __attribute__((weak));
 
 void **turnkeeper_global_enqueue_hook(void) {
-    return &swift_task_enqueueGlobal_hook == NULL ? NULL : &swift_task_enqueueGlobal_hook;
+    // NULL when the runtime lacks the symbol: that is what a weak reference resolves to.
+    return &swift_task_enqueueGlobal_hook;
 }

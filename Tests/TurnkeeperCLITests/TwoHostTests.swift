@@ -54,38 +54,51 @@ struct TwoHostTests {
     /// allocation on coturn. Runs for `duration`, or until `until` holds (checked between rounds; the duration is
     /// then only a bound). Synapse restarting is not a refusal.
     ///
-    /// Each refusal is classified by the credential's expiry at the end of the probe that met it (coturn runs on
-    /// the real clock; only the turnkeepers' clocks are skewed): still valid then, it was certainly valid when
-    /// coturn refused it, and counts (a product defect). Expired by then, the probe may simply have been
-    /// slower than the 4 s credentials on a loaded machine: listed apart, never counted.
+    /// Each refusal is classified by the credential's expiry against the earliest instant coturn can have
+    /// refused it: the probe's start plus the time its steps took up to the failing one (coturn runs on the real
+    /// clock; only the turnkeepers' clocks are skewed). Expired by then, the probe was slower than the 4 s
+    /// credentials on a loaded machine: listed apart, never counted. Anything else counts (a product defect).
+    /// Probes that failed for other reasons are listed too, so a run that mostly failed says so.
     static func load(
         _ lab: NATLab, token: String, duration: Duration, until: () -> Bool = { false }
     ) throws -> (accepted: Int, refused: [String], expired: [String]) {
         var accepted = 0
         var refused: [String] = []
         var expired: [String] = []
+        var other = 0
         let clock = ContinuousClock()
         let end = clock.now + duration
         var rounds = 0
         while clock.now < end && rounds < 1000 && !until() {
             rounds += 1
+            let started = Date().timeIntervalSince1970
             let probe = try lab.run(
                 "alice",
                 [
                     TurnkeeperBinary.path, "probe", "--homeserver", "http://203.0.113.20:8008", "--access-token-file",
                     token, "--packets", "1", "--json",
                 ], timeout: .seconds(30))
-            let finished = Int64(Date().timeIntervalSince1970)
             if probe.status == 0 {
                 accepted += 1
             } else if probe.stdout.contains("credentials-rejected") || probe.stdout.contains("credentials-expired") {
                 let report = (try? JSONSerialization.jsonObject(with: Data(probe.stdout.utf8))) as? [String: Any]
-                let expiry = (report?["credentialExpiry"] as? NSNumber)?.int64Value
-                let entry = "\(Date()): expiry \(expiry.map(String.init) ?? "?"): \(probe.stdout.prefix(600))"
-                if let expiry, expiry <= finished { expired.append(entry) } else { refused.append(entry) }
+                let expiry = (report?["credentialExpiry"] as? NSNumber)?.doubleValue
+                let steps = ((report?["targets"] as? [[String: Any]])?.first?["steps"] as? [[String: Any]]) ?? []
+                var elapsed = 0.0
+                for step in steps {
+                    elapsed += (step["milliseconds"] as? Double ?? 0) / 1000
+                    if step["status"] as? String == "fail" { break }
+                }
+                let entry =
+                    "\(Date()): expiry \(expiry.map { String(Int64($0)) } ?? "?"), probe began "
+                    + "\(Int64(started)), refused no earlier than +\(elapsed) s: \(probe.stdout.prefix(600))"
+                if let expiry, expiry <= started + elapsed { expired.append(entry) } else { refused.append(entry) }
+            } else {
+                other += 1
             }
             usleep(200_000)
         }
+        if other > 0 { expired.append("(and \(other) probe(s) failed for other reasons)") }
         return (accepted, refused, expired)
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import TestSupport
 import Testing
 import TurnkeeperProbe
@@ -281,6 +282,17 @@ struct DiagnosticianTests {
         #expect(codes("protocol-violation", .binding) == ["broken-server"])
         #expect(codes("error-440", .allocation) == ["relay-family-unsupported"])
         #expect(codes("error-443", .permission) == ["peer-family-mismatch"])
+    }
+
+    @Test("A failure code is a plain string in JSON, as it always was")
+    func failureCodeJSON() throws {
+        let step = StepReport(
+            step: .permission, status: .fail, milliseconds: 1, detail: "", failure: .errorResponse(403))
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(step)) as? [String: Any]
+        #expect(json?["failure"] as? String == "error-403")
+        let text = #"{"step":"binding","status":"fail","milliseconds":1,"detail":"","facts":{},"failure":"timeout"}"#
+        let decoded = try JSONDecoder().decode(StepReport.self, from: Data(text.utf8))
+        #expect(decoded.failure == .timeout)
     }
 
     @Test("403: allowed-peer-ip is advised only where coturn reads it (not for loopback or non-global IPv6 relays)")
