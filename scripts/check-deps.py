@@ -9,7 +9,8 @@ import os
 import re
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+# The package to check: the repository's own, or a nested one named as the argument (Benchmarks, Fuzz).
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", *sys.argv[1:2])
 # The toolchain's and the platform's modules: never declared.
 SYSTEM = {
     "Glibc", "Foundation", "FoundationEssentials", "FoundationNetworking", "Synchronization", "Testing", "Dispatch",
@@ -105,7 +106,8 @@ def main():
     if problems:
         print(f"{len(problems)} disagreement(s) between Package.swift and the imports: fix the one that is wrong.")
         return 1
-    print("Package.swift's dependencies and the imports agree.")
+    checked = sum(kind != "systemLibrary" for _, kind, _, _ in found)
+    print(f"{os.path.normpath(ROOT)}/Package.swift: the dependencies of its {checked} targets and their imports agree.")
     return 0
 
 

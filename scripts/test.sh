@@ -12,6 +12,8 @@ swift format lint --strict -r Package.swift Sources Tests Benchmarks/Package.swi
 
 echo "== Package.swift's dependencies and the imports agree, target by target"
 python3 scripts/check-deps.py
+python3 scripts/check-deps.py Benchmarks
+python3 scripts/check-deps.py Fuzz
 
 echo "== swift build (warnings are errors)"
 swift build --build-tests
