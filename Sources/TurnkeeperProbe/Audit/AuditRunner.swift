@@ -384,16 +384,9 @@ struct EndpointAudit {
                 ) { connection in
                     let client = TURNClient(connection: connection, credentials: credentials)
                     let allocation = try await client.allocate(family: family, deadline: deadline)
-                    var answers: [PeerAnswer] = []
                     var channel: UInt16 = 0x4000
-                    for peer in peers {
-                        answers.append(
-                            await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
-                    }
-                    answers.append(
-                        await Self.ask(
-                            client, about: ForbiddenPeer.publicControl(allocation.relayed.family), channel: &channel,
-                            deadline: deadline))
+                    let answers = await Self.askPeers(
+                        client, peers, family: allocation.relayed.family, channel: &channel, deadline: deadline)
                     let own = await Self.ask(client, about: allocation.relayed, channel: &channel, deadline: deadline)
                     // The address we reached it at, when it is not the relay's: its other services live there.
                     var listening: PeerAnswer?
@@ -486,15 +479,9 @@ struct EndpointAudit {
                 ) { connection in
                     let client = TURNClient(connection: connection, credentials: credentials)
                     let allocation = try await client.allocate(family: other, deadline: deadline, naming: true)
-                    var answers: [PeerAnswer] = []
                     var channel: UInt16 = 0x4000
-                    for peer in peers {
-                        answers.append(
-                            await Self.ask(client, about: peer.address, channel: &channel, deadline: deadline))
-                    }
-                    answers.append(
-                        await Self.ask(
-                            client, about: ForbiddenPeer.publicControl(other), channel: &channel, deadline: deadline))
+                    let answers = await Self.askPeers(
+                        client, peers, family: other, channel: &channel, deadline: deadline)
                     _ = try? await client.refresh(lifetime: 0, deadline: deadline)
                     return (allocation, answers)
                 }
@@ -598,6 +585,20 @@ struct EndpointAudit {
         case channel
         case refused
         case failed(any Error)
+    }
+
+    /// Each forbidden peer, then the public control of the relay's family, last: their answers in that order.
+    static func askPeers(
+        _ client: TURNClient, _ peers: [ForbiddenPeer], family: TransportAddress.Family, channel: inout UInt16,
+        deadline: ContinuousClock.Instant
+    ) async -> [PeerAnswer] {
+        var answers: [PeerAnswer] = []
+        for peer in peers {
+            answers.append(await ask(client, about: peer.address, channel: &channel, deadline: deadline))
+        }
+        answers.append(
+            await ask(client, about: ForbiddenPeer.publicControl(family), channel: &channel, deadline: deadline))
+        return answers
     }
 
     /// CreatePermission, and ChannelBind when that is refused: either granted is relaying allowed.
