@@ -202,8 +202,7 @@ let package = Package(
             dependencies: [
                 "TurnkeeperCallTest", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
                 "TurnkeeperCredentialSource", "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperRotation",
-                "TurnkeeperStores", "TurnkeeperSynapse",
-                "TurnkeeperTURNClient",
+                "TurnkeeperSynapse", "TurnkeeperTURNClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

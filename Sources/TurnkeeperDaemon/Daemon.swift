@@ -8,7 +8,6 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperExecution
 import TurnkeeperRotation
-import TurnkeeperStores
 import TurnkeeperTURNClient
 import UnixSignals
 

@@ -7,7 +7,6 @@ import TurnkeeperCredentials
 import TurnkeeperExecution
 import TurnkeeperProbe
 import TurnkeeperRotation
-import TurnkeeperStores
 import TurnkeeperSynapse
 import TurnkeeperTURNClient
 

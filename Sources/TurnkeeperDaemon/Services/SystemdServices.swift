@@ -4,7 +4,6 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperExecution
 import TurnkeeperRotation
-import TurnkeeperStores
 import UnixSignals
 
 /// Pings systemd's watchdog at half of WATCHDOG_USEC from the same task pool the services run on, so a
