@@ -56,15 +56,10 @@ public struct Configuration: Sendable, Equatable {
             }
         }
 
-        /// Whether this host writes Synapse's files: all but the TURN host of two.
-        public var managesSynapse: Bool {
+        /// Whether turnkeeper.yaml must have a synapse: section (all but the TURN host of two). What a host
+        /// does with its role is decided in one place: TurnkeeperRotation's `Host`.
+        public var hasSynapseSection: Bool {
             if case .turnHost = self { return false }
-            return true
-        }
-
-        /// Whether this host writes coturn's store: all but the Synapse host of two.
-        public var managesCoturn: Bool {
-            if case .synapseHost = self { return false }
             return true
         }
     }

@@ -77,7 +77,7 @@ private struct ConfigurationReader {
         let rotation = try optionalSection(root, "rotation")
         let role = try roleSection(root, rotation: rotation)
         // The TURN host of a two-host setup has no Synapse to manage.
-        let synapse = role.managesSynapse ? try section(root, "synapse") : try optionalSection(root, "synapse")
+        let synapse = role.hasSynapseSection ? try section(root, "synapse") : try optionalSection(root, "synapse")
         let configuration = Configuration(
             role: role,
             synapse: try synapseSection(synapse, role: role),
@@ -169,7 +169,7 @@ private struct ConfigurationReader {
         }
         let group = try optionalString(node, "group") ?? "matrix-synapse"
         // The TURN host writes nothing for Synapse, so its group need not exist there.
-        if role.managesSynapse && GroupID.lookup(group) == nil {
+        if role.hasSynapseSection && GroupID.lookup(group) == nil {
             throw error(
                 node?["group"] ?? node,
                 "synapse.group \(quoted(group)) does not exist on this host; name the group Synapse runs as "

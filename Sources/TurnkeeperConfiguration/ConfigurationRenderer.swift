@@ -9,7 +9,7 @@ extension Configuration {
         var out = YAMLWriter()
         for line in header { out.comment(line) }
         out.key("role", role.name)
-        if role.managesSynapse || synapse != Synapse() {
+        if role.hasSynapseSection || synapse != Synapse() {
             out.section("synapse")
             out.key("config", list: synapse.configPaths, plain: true)
             out.key("managed_file", synapse.managedFile)

@@ -122,9 +122,4 @@ extension Configuration {
 
     /// The name Synapse's progress is saved under, among the consumers' names (which may never take it).
     public static let synapseConsumer = "synapse"
-
-    /// Every app that signs credentials with the secret on this host, Synapse first when this host manages it.
-    public var consumerNames: [String] {
-        (role.managesSynapse ? [Self.synapseConsumer] : []) + consumers.map(\.name)
-    }
 }

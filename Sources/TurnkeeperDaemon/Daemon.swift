@@ -17,10 +17,19 @@ import UnixSignals
 public struct Daemon {
     public let configurationPath: String
     public let environment: [String: String]
+    /// The host each loaded configuration describes: built once at start and again on each SIGHUP.
+    let makeHost: @Sendable (Configuration) -> Host
 
     public init(configurationPath: String, environment: [String: String]) {
+        self.init(configurationPath: configurationPath, environment: environment, makeHost: { Host($0) })
+    }
+
+    init(
+        configurationPath: String, environment: [String: String], makeHost: @escaping @Sendable (Configuration) -> Host
+    ) {
         self.configurationPath = configurationPath
         self.environment = environment
+        self.makeHost = makeHost
     }
 
     public func run() async throws {
@@ -35,13 +44,13 @@ public struct Daemon {
         let path = configurationPath
         let configuration = try await Blocking.run { try Configuration.load(path) }
         let notifier = SystemdNotifier(environment: environment)
-        let state = DaemonState(configuration: configuration, notifier: notifier)
+        let host = makeHost(configuration)
+        let state = DaemonState(host: host, notifier: notifier)
         let metrics = DaemonMetrics()
 
         // Ready means the state is loaded and consistent: read, or adopted from Synapse on a first run; with
         // derived secrets, the root key reads and this epoch's secret derives.
-        let rotation = makeRotation(
-            configuration, environment: RotationEnvironment(now: WallClock.nowSeconds, say: { logger.info("\($0)") }))
+        let rotation = host.rotation(RotationEnvironment(now: WallClock.nowSeconds, say: { logger.info("\($0)") }))
         try await rotation.prepare()
         let status = try await rotation.status()
         state.update { $0.rotation = status }
@@ -72,7 +81,7 @@ public struct Daemon {
             WatchdogService(notifier: notifier, interval: SystemdNotifier.watchdogInterval(environment: environment)),
             ReloadService(
                 path: configurationPath, hangups: hangups, state: state, metrics: metrics, logger: logger,
-                alarms: [rotationAlarm, probeAlarm, reconcileAlarm, auditAlarm]),
+                alarms: [rotationAlarm, probeAlarm, reconcileAlarm, auditAlarm], makeHost: makeHost),
             ProbeService(state: state, metrics: metrics, logger: logger, alarm: probeAlarm),
             AuditService(state: state, metrics: metrics, logger: logger, alarm: auditAlarm),
             ReconcileService(
@@ -107,10 +116,10 @@ public struct Daemon {
             let snapshot = state.current
             metrics.record(state: snapshot, now: WallClock.nowSeconds())
             // The Synapse host of a two-host setup has no coturn store to count.
-            let configuration = snapshot.configuration
-            if configuration.role.managesCoturn {
+            let host = snapshot.host
+            if host.managesCoturn {
                 let count = await storeCount.value(now: WallClock.nowSeconds()) {
-                    try? await coturnSecretCount(configuration)
+                    try? await host.coturnSecretCount()
                 }
                 metrics.record(coturnSecrets: count)
             }

@@ -4,8 +4,8 @@ import TurnkeeperCore
 public import TurnkeeperProbe
 public import TurnkeeperRotation
 
-/// What the daemon knows right now, shared by its services: the configuration in force, the rotation's
-/// progress and the last probe. Every change refreshes systemd's STATUS line.
+/// What the daemon knows right now, shared by its services: the host (and so the configuration) in force, the
+/// rotation's progress and the last probe. Every change refreshes systemd's STATUS line.
 public final class DaemonState: Sendable {
     public struct ProbeStep: Sendable, Equatable {
         public var uri: String
@@ -16,7 +16,9 @@ public final class DaemonState: Sendable {
     }
 
     public struct Snapshot: Sendable {
-        public var configuration: Configuration
+        /// Built from the configuration in force; replaced on each reload.
+        public var host: Host
+        public var configuration: Configuration { host.configuration }
         /// The last state read from state.json.
         public var rotation: RotationStatus?
         /// When the rotation service acts next (Unix seconds).
@@ -45,14 +47,16 @@ public final class DaemonState: Sendable {
     private let snapshot: Mutex<Snapshot>
     let notifier: SystemdNotifier
 
-    public init(configuration: Configuration, notifier: SystemdNotifier) {
-        self.snapshot = Mutex(Snapshot(configuration: configuration))
+    public init(host: Host, notifier: SystemdNotifier) {
+        self.snapshot = Mutex(Snapshot(host: host))
         self.notifier = notifier
     }
 
     public var current: Snapshot { snapshot.withLock { $0 } }
 
-    public var configuration: Configuration { snapshot.withLock { $0.configuration } }
+    public var host: Host { snapshot.withLock { $0.host } }
+
+    public var configuration: Configuration { host.configuration }
 
     public func update(_ change: (inout Snapshot) -> Void) {
         let line = snapshot.withLock { state -> String in

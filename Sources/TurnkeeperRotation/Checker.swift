@@ -1,5 +1,5 @@
 import Glibc
-public import TurnkeeperConfiguration
+import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperExecution
@@ -7,8 +7,8 @@ import TurnkeeperStores
 import TurnkeeperSynapse
 import TurnkeeperTURNClient
 
-/// `turnkeeper check`: Synapse's effective config and coturn's config and database, read together,
-/// for the mistakes that make calls ring and never connect. Reads only; changes nothing.
+/// `turnkeeper check` on a single host (``Host/check()``): Synapse's effective config and coturn's config and
+/// database, read together, for the mistakes that make calls ring and never connect. Reads only; changes nothing.
 public struct Checker {
     public struct Finding: Sendable, Codable {
         public var ok: Bool
@@ -16,13 +16,13 @@ public struct Checker {
         public var fix: String?
     }
 
-    public let configuration: Configuration
+    let host: Host
+    let coturn: CoturnAccess
 
-    public init(configuration: Configuration) { self.configuration = configuration }
+    var configuration: Configuration { host.configuration }
 
     /// The findings, problems and passes alike. Throws only when something could not be read at all.
-    public func run() async throws -> [Finding] {
-        if configuration.role != .single { return try await EpochChecker(configuration: configuration).run() }
+    func run() async throws -> [Finding] {
         var list = FindingList()
         guard let synapse = try await synapseFindings(&list) else { return list.all }
         let (conf, coturnRealm) = try realmFindings(&list)
@@ -202,7 +202,7 @@ public struct Checker {
             }
         case .redis, .postgres:
             // A shared database that is down fails every login on every coturn host: say so, plainly.
-            let store = try CoturnStores.make(configuration)
+            let store = try await coturn.open()
             do {
                 accepted = try await store.secrets()
             } catch {
@@ -244,7 +244,7 @@ public struct Checker {
             accepted += conf.secrets.map(\.secret)
         }
         // What Synapse's files give it against turnkeeper's state: a file put back since the last rotation.
-        let drift = try? await SynapseSigning.read(configuration, rotating: false).drift
+        let drift = try? await host.synapseSigning(rotating: false)?.drift
         if let drift {
             list.problem(drift, "See above; `\(configuration.command("check"))` again afterwards.")
         }
@@ -326,15 +326,15 @@ public struct Checker {
 
     /// Secrets held against the world, and a rotation stopped part-way.
     private func stateFindings(_ list: inout FindingList) async {
-        list += await SecretInventory.findings(configuration)
-        list += await Reconciliation.findings(configuration)
+        list += await SecretInventory.findings(host)
+        list += await Reconciliation.findings(host)
         // A rotation stopped part-way: calls still work (coturn accepts both secrets), but no old secret retires
         // until it is finished.
         let state = try? await StateFile<RotationState>(
             directory: configuration.rotation.stateDirectory, name: "state.json"
         ).load()
         if let state, state.phase != .idle {
-            let waiting = configuration.consumerNames.filter { !(state.switched ?? []).contains($0) }
+            let waiting = host.consumerNames.filter { !(state.switched ?? []).contains($0) }
             list.problem(
                 "a rotation stopped in phase \(state.phase.rawValue)"
                     + (state.phase == .switching ? " with \(waiting.joined(separator: ", ")) not switched yet" : "")

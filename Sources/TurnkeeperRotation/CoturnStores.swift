@@ -5,8 +5,8 @@ import TurnkeeperCredentials
 import TurnkeeperExecution
 import TurnkeeperStores
 
-/// The coturn store a configuration names, built with its settings; passwords are read from their files at
-/// each use, so a changed password file is picked up without a restart.
+/// The coturn store a configuration names, built with its settings and the passwords in their files now
+/// (``CoturnAccess`` builds it at each use).
 enum CoturnStores {
     static func make(_ configuration: Configuration) throws(TurnkeeperError) -> any CoturnSecretStore {
         let coturn = configuration.coturn
@@ -24,25 +24,6 @@ enum CoturnStores {
                 store: CoturnConfigStore(path: path), owedMarker: configuration.coturnRestartOwedMarker,
                 restartCommand: file.restartCommand, timeout: file.restartTimeout,
                 probe: AllocationProbe(uri: coturn.verifyURI))
-        }
-    }
-
-    /// A store built at each call, so that building it (reading a password file) fails where it is used.
-    static func lazy(_ configuration: Configuration) -> any CoturnSecretStore {
-        Configured(configuration: configuration)
-    }
-
-    private struct Configured: CoturnSecretStore {
-        let configuration: Configuration
-
-        func secrets() async throws -> [TurnSecret] { try await store().secrets() }
-        func add(_ secret: TurnSecret) async throws { try await store().add(secret) }
-        func remove(_ secret: TurnSecret) async throws { try await store().remove(secret) }
-
-        /// Built on the thread pool: it reads password files.
-        private func store() async throws -> any CoturnSecretStore {
-            let configuration = configuration
-            return try await Blocking.run { try make(configuration) }
         }
     }
 }

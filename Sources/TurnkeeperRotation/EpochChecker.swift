@@ -9,15 +9,24 @@ import TurnkeeperSynapse
 /// accepts; from which epochs coturn accepts, the Synapse host can tell whether the TURN host's clock (or its
 /// turnkeeper) is an epoch or more out of step. Skew within an epoch cannot be seen, and does no harm.
 struct EpochChecker {
-    let configuration: Configuration
+    let host: Host
+    let derivation: Configuration.Derivation
+    let side: Side
     var now: @Sendable () -> Int64 = WallClock.nowSeconds
+
+    /// Which of the two hosts this is, with what only that one has.
+    enum Side {
+        case turn(CoturnAccess)
+        case synapse
+    }
+
+    var configuration: Configuration { host.configuration }
 
     func run() async throws -> [Checker.Finding] {
         var findings: [Checker.Finding] = []
         func ok(_ summary: String) { findings.append(.init(ok: true, summary: summary, fix: nil)) }
         func problem(_ summary: String, _ fix: String) { findings.append(.init(ok: false, summary: summary, fix: fix)) }
 
-        guard let derivation = configuration.derivation else { return findings }
         let keyFile = derivation.rootKeyFile
         let key = try await Blocking.run { try SecretFile.readRootKey(keyFile) }
         let epochs = EpochSecrets(
@@ -25,15 +34,15 @@ struct EpochChecker {
         let epoch = epochs.epoch(at: now())
         // On the TURN host, as far back as it keeps epochs (and one more); on the Synapse host, which does not
         // know that setting, two back.
-        let back = Int64(configuration.role.managesCoturn ? derivation.keepPreviousEpochs + 1 : 2)
+        let back = Int64(host.managesCoturn ? derivation.keepPreviousEpochs + 1 : 2)
         let window = (epoch - back)...(epoch + 2)
         let secrets = try window.map { try epochs.secret(for: $0) }
         ok("epoch \(epoch) (epochs of \(derivation.epoch.seconds) s, root key \(epochs.keyFingerprint))")
 
         // Which of epochs e-2 … e+2 coturn accepts.
         var accepted: [Int64] = []
-        switch configuration.role {
-        case .synapseHost:
+        switch side {
+        case .synapse:
             let paths = configuration.synapse.configPaths
             let synapse = try await Blocking.run { try SynapseConfig.load(paths) }
             if let problemText = configuration.scheduleProblem(lifetime: synapse.turnUserLifetime) {
@@ -83,8 +92,8 @@ struct EpochChecker {
                     return findings
                 }
             }
-        case .turnHost:
-            let held = try await CoturnStores.make(configuration).secrets()
+        case .turn(let coturn):
+            let held = try await coturn.open().secrets()
             accepted = window.filter { held.contains(secrets[Int($0 - window.lowerBound)]) }
             // coturn accepts turnserver.conf's static-auth-secret lines beside its database, whatever the store.
             let conf = try TurnserverConf.read(configuration)
@@ -100,8 +109,6 @@ struct EpochChecker {
                     "turnserver.conf: coturn.config_file is not set and \(Configuration.defaultTurnserverConf) was "
                         + "not found, so its static-auth-secret lines were not checked")
             }
-        case .single:
-            return findings
         }
 
         let list = accepted.map(String.init).joined(separator: ", ")
@@ -129,7 +136,7 @@ struct EpochChecker {
             problem(
                 "\(accepts): the TURN host is ahead of this one by about an epoch, or this host's clock is slow.",
                 "Enable NTP on both hosts (`timedatectl set-ntp true`) and compare `date -u`.")
-        } else if configuration.role.managesCoturn {
+        } else if host.managesCoturn {
             // This host cannot see which epoch Synapse signs with: only the Synapse host's check can.
             ok(
                 "\(accepts): the current and next epochs, and \(epoch - (accepted.min() ?? epoch)) before. Whether "
@@ -137,8 +144,8 @@ struct EpochChecker {
         } else {
             ok("\(accepts): the two hosts agree")
         }
-        findings += await SecretInventory.findings(configuration)
-        findings += await Reconciliation.findings(configuration)
+        findings += await SecretInventory.findings(host)
+        findings += await Reconciliation.findings(host)
         return findings
     }
 }

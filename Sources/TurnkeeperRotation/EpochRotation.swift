@@ -18,7 +18,7 @@ public struct EpochRotation: SecretRotation {
     let configuration: Configuration
     let derivation: Configuration.Derivation
     let environment: RotationEnvironment
-    let coturn: any CoturnSecretStore
+    let side: Side
     let probe: any CoturnProbe
     let synapse: SynapseSwitch
     /// The consumers besides Synapse on this host (either role may have them).
@@ -57,17 +57,25 @@ public struct EpochRotation: SecretRotation {
         var lastSyncEpoch: Int64?
     }
 
+    /// Which of the two hosts this is, with what only that one has.
+    enum Side: Sendable {
+        /// coturn's store holds the epochs' secrets here.
+        case turn(any CoturnSecretStore)
+        /// Synapse switches to each epoch's secret here.
+        case synapse
+    }
+
     public var schedule: RotationScheduleKind { .epochs }
 
     init(
         configuration: Configuration, derivation: Configuration.Derivation, environment: RotationEnvironment,
-        coturn: any CoturnSecretStore, probe: any CoturnProbe, synapse: SynapseSwitch,
+        side: Side, probe: any CoturnProbe, synapse: SynapseSwitch,
         others: [any ConsumerSwitch]? = nil
     ) {
         self.configuration = configuration
         self.derivation = derivation
         self.environment = environment
-        self.coturn = coturn
+        self.side = side
         self.probe = probe
         self.synapse = synapse
         self.others = others ?? ConsumerSwitches.others(configuration, environment: environment)
@@ -94,15 +102,11 @@ public struct EpochRotation: SecretRotation {
     public func rotate(_ request: RotationRequest) async throws {
         let lock = try await Lock.take(configuration.rotation.stateDirectory)
         defer { lock.release() }
-        switch configuration.role {
-        case .turnHost:
-            try await syncTURN()
-            try await syncOthers()
-        case .synapseHost:
-            try await syncSynapse()
-            try await syncOthers()
-        case .single: throw TurnkeeperError(.invalidConfiguration, "role single rotates with random secrets")
+        switch side {
+        case .turn(let coturn): try await syncTURN(coturn)
+        case .synapse: try await syncSynapse()
         }
+        try await syncOthers()
     }
 
     /// The previous (rotation.keep_previous_epochs of them), current and next epochs' secrets of each root key:
@@ -125,13 +129,13 @@ public struct EpochRotation: SecretRotation {
     }
 
     public func reconcile(repair: Bool) async throws -> Reconciliation? {
-        guard configuration.role.managesCoturn else { return nil }
+        guard case .turn(let coturn) = side else { return nil }
         if repair {
             let lock = try await Lock.take(configuration.rotation.stateDirectory)
             defer { lock.release() }
-            return try await reconcileTURN(repair: true)
+            return try await reconcileTURN(coturn, repair: true)
         }
-        return try await reconcileTURN(repair: false)
+        return try await reconcileTURN(coturn, repair: false)
     }
 
     /// How far back a past epoch's derived secret is recognised in the store (a backup this old may be restored).
@@ -141,7 +145,7 @@ public struct EpochRotation: SecretRotation {
     /// the Synapse host), against the secrets it retired, and against any past epoch's derived secret (a backup
     /// older than the retired list brings those back too); says and reports a repair.
     @discardableResult
-    private func reconcileTURN(repair: Bool) async throws -> Reconciliation {
+    private func reconcileTURN(_ coturn: any CoturnSecretStore, repair: Bool) async throws -> Reconciliation {
         let (epoch, wanted) = try await wantedEntries()
         var saved = try await state.load() ?? State()
         let needed = saved.added.filter { $0.failed == nil }.map(\.value)
@@ -177,10 +181,10 @@ public struct EpochRotation: SecretRotation {
         return result
     }
 
-    private func syncTURN() async throws {
+    private func syncTURN(_ coturn: any CoturnSecretStore) async throws {
         let (epoch, wanted) = try await wantedEntries()
         // What the store lost since is added back, and what a rollback brought back is removed, first.
-        try await reconcileTURN(repair: true)
+        try await reconcileTURN(coturn, repair: true)
         var current = try await state.load() ?? State()
         for var entry in wanted where !current.added.contains(where: { $0.value == entry.value }) {
             try await coturn.add(entry.value)
@@ -314,11 +318,9 @@ public struct EpochRotation: SecretRotation {
         let length = derivation.epoch.seconds
         let saved = try await state.load() ?? State()
         let current: String?
-        switch configuration.role {
-        case .synapseHost:
-            current = try await synapse.currentSecret()?.fingerprint
-        default:
-            current = try derived.secret(for: epoch).fingerprint
+        switch side {
+        case .synapse: current = try await synapse.currentSecret()?.fingerprint
+        case .turn: current = try derived.secret(for: epoch).fingerprint
         }
         // Each epoch by its own secret's fingerprint (the root key's is the same for all of them).
         let accepted = saved.added.sorted { $0.epoch < $1.epoch }.map { entry in
@@ -326,7 +328,7 @@ public struct EpochRotation: SecretRotation {
             let failed = entry.failed == nil ? "" : ", not retired yet"
             return "epoch \(entry.epoch) (\(entry.value.fingerprint)\(previous)\(failed))"
         }
-        let turnHost = configuration.role.managesCoturn
+        let turnHost = if case .turn = side { true } else { false }
         return RotationStatus(
             phase: "idle", current: current, retiring: [], lastRotation: epoch * length,
             currentAgeSeconds: now() - epoch * length, nextRotationDue: next,

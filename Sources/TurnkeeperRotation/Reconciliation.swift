@@ -125,9 +125,9 @@ struct RetiredSecret: Codable, Sendable, Equatable {
 
 extension Reconciliation {
     /// What `check` says of drift between coturn's store and turnkeeper's state; changes nothing.
-    static func findings(_ configuration: Configuration) async -> [Checker.Finding] {
-        guard configuration.role.managesCoturn,
-            let drift = try? await makeRotation(configuration, environment: .quiet).reconcile(repair: false),
+    static func findings(_ host: Host) async -> [Checker.Finding] {
+        let configuration = host.configuration
+        guard let drift = try? await host.rotation(.quiet).reconcile(repair: false),
             !drift.isEmpty
         else { return [] }
         return [

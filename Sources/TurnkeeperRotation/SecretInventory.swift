@@ -1,4 +1,4 @@
-public import TurnkeeperConfiguration
+import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperExecution
@@ -37,11 +37,12 @@ public struct SecretInventory: Sendable, Codable {
 
     /// Reads coturn's store, turnserver.conf's static-auth-secret lines, turnkeeper's state and each consumer.
     /// Changes nothing.
-    public static func take(_ configuration: Configuration) async throws -> SecretInventory {
+    static func take(_ host: Host) async throws -> SecretInventory {
+        let configuration = host.configuration
         let environment = RotationEnvironment.quiet
-        let owned = try await ownedSecrets(configuration)
+        let owned = try await host.ownedSecrets()
         var found: [(secret: TurnSecret, origin: String)] = []
-        if configuration.role.managesCoturn {
+        if let coturn = host.coturn {
             let conf = try await Blocking.run { try TurnserverConf.read(configuration) }
             if case .config = configuration.coturn.store {
                 for (line, secret) in conf?.secrets ?? [] {
@@ -58,7 +59,7 @@ public struct SecretInventory: Sendable, Codable {
                     case .postgres: "PostgreSQL"
                     default: "SQLite"
                     }
-                for secret in try await CoturnStores.lazy(configuration).secrets() {
+                for secret in try await coturn.store.secrets() {
                     found.append((secret, "coturn's \(kind) user database, realm \(configuration.coturn.realm)"))
                 }
                 for (line, secret) in conf?.secrets ?? [] {
@@ -68,7 +69,7 @@ public struct SecretInventory: Sendable, Codable {
         }
         var candidates = found.map(\.secret) + owned
         // Derived secrets: the epochs around now, which consumers on either host may sign with.
-        if let derivation = configuration.derivation {
+        if let derivation = host.derivation {
             let key = try await Blocking.run { try SecretFile.readRootKey(derivation.rootKeyFile) }
             let derived = EpochSecrets(
                 rootKey: key, realm: configuration.coturn.realm, length: derivation.epoch.seconds)
@@ -77,7 +78,7 @@ public struct SecretInventory: Sendable, Codable {
         }
         var consumers: [Consumer] = []
         var users: [String: [String]] = [:]
-        let switches = ConsumerSwitches.make(configuration, environment: environment)
+        let switches = host.consumers(environment)
         for consumer in switches {
             let use = await consumer.inUse(candidates: candidates, now: environment.now())
             var view = Consumer(name: consumer.name, label: consumer.label, fingerprint: nil, source: "", accepted: nil)
@@ -85,7 +86,7 @@ public struct SecretInventory: Sendable, Codable {
             case .signsWith(let secret, let source):
                 view.fingerprint = secret.fingerprint
                 view.source = source
-                if configuration.role.managesCoturn { view.accepted = found.contains { $0.secret == secret } }
+                if host.managesCoturn { view.accepted = found.contains { $0.secret == secret } }
                 users[secret.fingerprint, default: []].append(consumer.label)
             case .none(let reason), .unknown(let reason):
                 view.source = reason
@@ -101,7 +102,7 @@ public struct SecretInventory: Sendable, Codable {
             consumers.append(view)
         }
         let accepted: [Accepted]? =
-            configuration.role.managesCoturn
+            host.managesCoturn
             ? found.map { entry in
                 Accepted(
                     fingerprint: entry.secret.fingerprint, origin: entry.origin,
@@ -109,25 +110,13 @@ public struct SecretInventory: Sendable, Codable {
             } : nil
         return SecretInventory(accepted: accepted, consumers: consumers)
     }
-
-    /// The secrets turnkeeper generated or adopted and has not yet retired, from its state files.
-    static func ownedSecrets(_ configuration: Configuration) async throws -> [TurnSecret] {
-        let directory = configuration.rotation.stateDirectory
-        if configuration.role == .single {
-            guard let saved = try await StateFile<RotationState>(directory: directory, name: "state.json").load()
-            else { return [] }
-            return [saved.current, saved.pending].compactMap { $0 } + saved.retiring.map(\.value)
-        }
-        let saved = try await StateFile<EpochRotation.State>(directory: directory, name: "epochs.json").load()
-        return saved?.added.map(\.value) ?? []
-    }
 }
 
 extension SecretInventory {
     /// What `check` reports: each consumer's view, and every secret coturn accepts that no consumer uses.
-    static func findings(_ configuration: Configuration) async -> [Checker.Finding] {
+    static func findings(_ host: Host) async -> [Checker.Finding] {
         do {
-            return try await take(configuration).findings(configuration)
+            return try await take(host).findings(host.configuration)
         } catch {
             return [
                 .init(

@@ -1,10 +1,10 @@
-public import TurnkeeperConfiguration
+import TurnkeeperConfiguration
 public import TurnkeeperCore
 public import TurnkeeperCredentials
 
 /// One entry point for the CLI and the daemon, whatever the role: a single host rotating random secrets
 /// (``SingleHostRotation``) or one of two hosts following derived epochs (``EpochRotation``). Get one with
-/// ``makeRotation(_:environment:)``; the role is decided there and nowhere else.
+/// ``Host/rotation(_:)``; the role is decided there and nowhere else.
 public protocol SecretRotation: Sendable {
     /// How the daemon schedules it: on the rotation interval, or at each epoch's start.
     var schedule: RotationScheduleKind { get }
@@ -103,26 +103,4 @@ public enum SynapseRestartPolicy: Sendable {
 /// `rotate` or `run` resumes it.
 public struct RotationStopped: Error, Sendable {
     public let phase: String
-}
-
-/// The rotation this configuration's role calls for, wired to the real coturn store, allocations and Synapse.
-public func makeRotation(_ configuration: Configuration, environment: RotationEnvironment) -> any SecretRotation {
-    switch configuration.role {
-    case .single:
-        SingleHostRotation(
-            configuration: configuration, environment: environment, coturn: CoturnStores.lazy(configuration),
-            probe: AllocationProbe(uri: configuration.coturn.verifyURI),
-            synapse: SynapseSwitch(configuration: configuration, environment: environment))
-    case .turnHost(let derivation), .synapseHost(let derivation):
-        EpochRotation(
-            configuration: configuration, derivation: derivation, environment: environment,
-            coturn: CoturnStores.lazy(configuration), probe: AllocationProbe(uri: configuration.coturn.verifyURI),
-            synapse: SynapseSwitch(configuration: configuration, environment: environment))
-    }
-}
-
-/// How many secrets coturn's store holds now (for the metrics); nil on the Synapse host, which has none.
-public func coturnSecretCount(_ configuration: Configuration) async throws -> Int? {
-    guard configuration.role.managesCoturn else { return nil }
-    return try await CoturnStores.lazy(configuration).secrets().count
 }

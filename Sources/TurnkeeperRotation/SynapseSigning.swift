@@ -1,4 +1,4 @@
-public import TurnkeeperConfiguration
+import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials
 
@@ -14,14 +14,17 @@ public struct SynapseSigning: Sendable {
     /// otherwise what is wrong and what to do.
     public let drift: String?
 
-    /// Reads Synapse's configuration and turnkeeper's state. On a host of two, only the secret is read: which
-    /// epoch Synapse should be on is judged by the rotation itself.
-    public static func read(_ configuration: Configuration, rotating: Bool) async throws -> SynapseSigning {
+    /// Reads Synapse's configuration and, `againstState` (a single host; ``Host/synapseSigning(rotating:)``),
+    /// turnkeeper's state. On a host of two only the secret is read: which epoch Synapse should be on is judged
+    /// by the rotation itself.
+    static func read(_ configuration: Configuration, againstState: Bool, rotating: Bool) async throws
+        -> SynapseSigning
+    {
         let synapse = SynapseSwitch(configuration: configuration, environment: .quiet)
         // Files first, then the state: a rotation saves a new secret before it writes it to Synapse's files, so
         // a secret read from the files is already in a state read after them.
         let signer = try await synapse.signer()
-        guard configuration.role == .single, !rotating,
+        guard againstState, !rotating,
             let saved = try await StateFile<RotationState>(
                 directory: configuration.rotation.stateDirectory, name: "state.json"
             ).load(),

@@ -18,7 +18,7 @@ struct HealthAndMetricsTests {
 
     @Test("Routes: /healthz, /readyz (503 with reasons until ready), /metrics, 404, 405; a silent client is cut off")
     func routes() async throws {
-        let state = DaemonState(configuration: Self.configuration(), notifier: SystemdNotifier(environment: [:]))
+        let state = DaemonState(host: Host(Self.configuration()), notifier: SystemdNotifier(environment: [:]))
         let metrics = DaemonMetrics()
         // The silent client is cut at the head timeout; the requests below are sent at once, and a generous
         // timeout means a loaded machine cannot cut them off first.
@@ -65,14 +65,14 @@ struct HealthAndMetricsTests {
 
     @Test("The call test page: 404 unless daemon.calltest_homeserver is set; then served under its CSP")
     func callTestPage() async throws {
-        let state = DaemonState(configuration: Self.configuration(), notifier: SystemdNotifier(environment: [:]))
+        let state = DaemonState(host: Host(Self.configuration()), notifier: SystemdNotifier(environment: [:]))
         let metrics = DaemonMetrics()
         let off = await Daemon.route("/calltest/", state: state, metrics: metrics)
         #expect(off.status == .notFound && off.body.contains("daemon.calltest_homeserver"))
 
         var configuration = Self.configuration()
         configuration.daemon.calltestHomeserver = HomeserverURL("https://Matrix.Example.org:8448/")
-        state.update { $0.configuration = configuration }
+        state.update { $0.host = Host(configuration) }
         let page = await Daemon.route("/calltest/", state: state, metrics: metrics)
         #expect(page.status == .ok && page.contentType.hasPrefix("text/html") && page.body.contains("calltest.js"))
         let headers = Dictionary(uniqueKeysWithValues: page.headers)
@@ -140,7 +140,7 @@ struct HealthAndMetricsTests {
     @Test("The metrics parse with prometheus_client and say what the state says")
     func metrics() throws {
         let metrics = DaemonMetrics()
-        var snapshot = DaemonState.Snapshot(configuration: Self.configuration())
+        var snapshot = DaemonState.Snapshot(host: Host(Self.configuration()))
         snapshot.rotation = RotationStatus(
             phase: "idle", retiring: [.init(fingerprint: "a", retiresAt: 2000)], lastRotation: 1000,
             nextRotationDue: 1000 + 604_800)
@@ -179,7 +179,7 @@ struct HealthAndMetricsTests {
 
     @Test("The STATUS line reads as a sentence about phase, schedule, age and probe")
     func statusLine() throws {
-        var snapshot = DaemonState.Snapshot(configuration: Self.configuration())
+        var snapshot = DaemonState.Snapshot(host: Host(Self.configuration()))
         // The age is counted from the switch, not taken from the status read earlier.
         snapshot.rotation = RotationStatus(phase: "idle", lastRotation: -3700, currentAgeSeconds: 16)
         snapshot.nextAction = 0

@@ -5,6 +5,7 @@ import ServiceLifecycleTestKit
 import TestSupport
 import Testing
 import TurnkeeperConfiguration
+import TurnkeeperRotation
 import UnixSignals
 
 @testable import TurnkeeperDaemon
@@ -22,7 +23,7 @@ struct ServiceTests {
         let socket = try NotifySocket(in: directory)
         defer { socket.close() }
         let state = DaemonState(
-            configuration: HealthAndMetricsTests.configuration(),
+            host: Host(HealthAndMetricsTests.configuration()),
             notifier: SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.path]))
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -74,7 +75,7 @@ struct ServiceTests {
         ).render()
         let path = try directory.write("turnkeeper.yaml", good)
         let state = DaemonState(
-            configuration: HealthAndMetricsTests.configuration(), notifier: SystemdNotifier(environment: [:]))
+            host: Host(HealthAndMetricsTests.configuration()), notifier: SystemdNotifier(environment: [:]))
         let metrics = DaemonMetrics()
         let alarm = Alarm()
         // Trapped before it is raised: SIGHUP's default action would end the test process.

@@ -33,7 +33,7 @@ struct DriftTests {
         // The admin's snippet is applied again: Synapse signs with the secret it had before turnkeeper.
         try writeOverride(lab, lab.initial)
         #expect(try lab.synapseSecret() == lab.initial)
-        let signing = try await SynapseSigning.read(lab.configuration, rotating: false)
+        let signing = try #require(try await lab.host.synapseSigning(rotating: false))
         let drift = try #require(signing.drift)
         #expect(drift.contains("example.com.yaml, line 2"), "\(drift)")
         #expect(drift.contains("Remove that line"), "\(drift)")
@@ -57,7 +57,7 @@ struct DriftTests {
         // secret (it may run with the override), and the old secret retires only after that restart's lifetime.
         let before = try String(contentsOfFile: restarts, encoding: .utf8).count
         try FileManager.default.removeItem(atPath: lab.directory.file(Self.override))
-        #expect(try await SynapseSigning.read(lab.configuration, rotating: false).drift == nil)
+        #expect(try #require(try await lab.host.synapseSigning(rotating: false)).drift == nil)
         try await lab.rotation().rotate(.resume)
         #expect(try String(contentsOfFile: restarts, encoding: .utf8).count > before, "Synapse was not restarted")
         #expect(lab.store.holds.contains(lab.initial))
@@ -80,14 +80,15 @@ struct DriftTests {
         // The backup of 90-turnkeeper.yaml comes back once `first` is due to retire.
         try backup.write(to: URL(fileURLWithPath: lab.managedFile))
         #expect(try lab.synapseSecret() == first)
-        let restored = try #require(try await SynapseSigning.read(lab.configuration, rotating: false).drift)
+        let reread = try #require(try await lab.host.synapseSigning(rotating: false))
+        let restored = try #require(reread.drift)
         // turnkeeper's own file decides: no line to remove, it is written again.
         #expect(restored.contains("writes") && !restored.contains("Remove that line"), "\(restored)")
         lab.clock.advance(by: 3600 + 60)
         try await lab.rotation().rotate(.resume)
         #expect(try lab.synapseSecret() == second)
         #expect(lab.store.holds.contains(first), "retired while Synapse may still hand out credentials signed with it")
-        #expect(try await SynapseSigning.read(lab.configuration, rotating: false).drift == nil)
+        #expect(try #require(try await lab.host.synapseSigning(rotating: false)).drift == nil)
         lab.clock.advance(by: 3600 + 60)
         try await lab.rotation().rotate(.resume)
         #expect(lab.store.holds == [second])
@@ -108,7 +109,7 @@ struct DriftTests {
         state.retiring = [.init(value: current, after: 0)]
         try await StateFile<RotationState>(directory: lab.stateDirectory, name: "state.json").save(state)
         // The guard alone: what Synapse's files name is kept, whatever the state says.
-        let keepers = await lab.rotation().keepersForTest(of: current)
+        let keepers = await (try #require(lab.rotation() as? SingleHostRotation)).keepersForTest(of: current)
         #expect(keepers?.contains("Synapse signs with it") == true, "\(keepers ?? "nil")")
         try await lab.rotation().rotate(.resume)
         // Synapse was switched to what the state names, and `current` waits out the lifetime before it goes.

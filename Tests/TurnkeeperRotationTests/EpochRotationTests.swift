@@ -91,10 +91,8 @@ struct EpochRotationTests {
             configuration.consumers = configuration.consumers.filter { $0.name == "onsynapse" }
             configuration.role = .synapseHost(derivation)
             configuration.rotation.stateDirectory = lab.directory.file("state-synapse")
-            try await EpochRotation(
-                configuration: configuration, derivation: derivation, environment: again, coturn: lab.store,
-                probe: lab.probe, synapse: SynapseSwitch(configuration: configuration, environment: again)
-            ).rotate(.rotate)
+            try await Host(configuration, coturn: CoturnAccess(lab.store), probe: lab.probe).rotation(again)
+                .rotate(.rotate)
             #expect(switched.events.isEmpty)
             lab.clock.advance(by: Self.epoch)
         }
@@ -201,15 +199,13 @@ extension RotationLab {
     }
 
     /// `consumers`: the names of the lab's file consumers this host has (default: none).
-    func epochRotation(role: Configuration.Role, clock: ManualClock, consumers: [String] = []) -> EpochRotation {
+    func epochRotation(role: Configuration.Role, clock: ManualClock, consumers: [String] = []) -> any SecretRotation {
         var configuration = self.configuration
         configuration.consumers = configuration.consumers.filter { consumers.contains($0.name) }
         configuration.role = role
         configuration.rotation.stateDirectory = directory.file("state-\(role.name)")
         let environment = RotationEnvironment(now: { clock.now() }, say: { _ in })
-        return EpochRotation(
-            configuration: configuration, derivation: role.derivation!, environment: environment, coturn: store,
-            probe: MemoryProbe(store: store, clock: clock),
-            synapse: SynapseSwitch(configuration: configuration, environment: environment))
+        return Host(configuration, coturn: CoturnAccess(store), probe: MemoryProbe(store: store, clock: clock))
+            .rotation(environment)
     }
 }

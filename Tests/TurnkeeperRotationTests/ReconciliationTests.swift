@@ -25,7 +25,7 @@ struct ReconciliationTests {
     }
 
     /// A TURN host of two on an empty in-memory store, after its first sync (epochs of 2 h).
-    private func turnHostLab() async throws -> (RotationLab, key: String, turn: EpochRotation) {
+    private func turnHostLab() async throws -> (RotationLab, key: String, turn: any SecretRotation) {
         let lab = try RotationLab()
         lab.store.empty()
         let key = try lab.writeRootKey()

@@ -323,12 +323,13 @@ final class RotationLab: Sendable {
             synapseRestarts: synapseRestarts)
     }
 
-    func rotation(_ environment: RotationEnvironment? = nil) -> SingleHostRotation {
-        let environment = environment ?? self.environment()
-        let configuration = self.configuration
-        return SingleHostRotation(
-            configuration: configuration, environment: environment, coturn: store, probe: probe,
-            synapse: SynapseSwitch(configuration: configuration, environment: environment))
+    func rotation(_ environment: RotationEnvironment? = nil) -> any SecretRotation {
+        host.rotation(environment ?? self.environment())
+    }
+
+    /// This lab's host: its configuration, with the in-memory store and probe.
+    var host: TurnkeeperRotation.Host {
+        TurnkeeperRotation.Host(configuration, coturn: CoturnAccess(store), probe: probe)
     }
 
     /// Synapse's files (what it signs with after any restart) name a secret coturn accepts, or this throws.

@@ -85,7 +85,7 @@ public final class DaemonMetrics: Sendable {
         if let epoch = state.rotation?.epoch {
             gauge("turnkeeper_epoch").record(Double(epoch))
             // Synapse host: how many epochs behind Synapse signs (0 in step); none switched yet counts as 1.
-            if state.configuration.role.managesSynapse {
+            if state.host.managesSynapse {
                 let lag = state.rotation?.synapseEpoch.map { epoch - $0 } ?? 1
                 gauge("turnkeeper_synapse_epoch_lag").record(Double(max(0, lag)))
             }
@@ -100,7 +100,7 @@ public final class DaemonMetrics: Sendable {
             gauge("turnkeeper_probe_passed").record(passed ? 1.0 : 0.0)
         }
         if let at = state.lastProbe { gauge("turnkeeper_last_probe_timestamp_seconds").record(Double(at)) }
-        if state.configuration.role.managesSynapse, state.lastProbe != nil {
+        if state.host.managesSynapse, state.lastProbe != nil {
             gauge("turnkeeper_consumer_drift", [("consumer", Configuration.synapseConsumer)]).record(
                 state.synapseDrift == nil ? 0 : 1)
         }

@@ -29,11 +29,12 @@ struct AuditService: Service {
     }
 
     func auditOnce() async {
-        let configuration = state.configuration
+        let host = state.host
+        let configuration = host.configuration
         let now = WallClock.nowSeconds()
         let uris = await ProbeService.uris(configuration).compactMap { try? TURNURI($0) }
             .filter { $0.scheme == .turn || $0.scheme == .turns }
-        let (credentials, _, problem) = await ProbeService.credentials(configuration, synapse: nil, now: now)
+        let (credentials, _, problem) = await ProbeService.credentials(host, synapse: nil, now: now)
         if let problem { logger.warning("audit: \(problem)") }
         let report = await AuditRunner.run(
             uris,

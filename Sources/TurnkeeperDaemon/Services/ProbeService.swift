@@ -35,7 +35,8 @@ struct ProbeService: Service {
     }
 
     func probeOnce() async {
-        let configuration = state.configuration
+        let host = state.host
+        let configuration = host.configuration
         let texts = await Self.uris(configuration)
         var problems: [String] = []
         var uris: [TURNURI] = []
@@ -48,8 +49,8 @@ struct ProbeService: Service {
             }
         }
         let now = WallClock.nowSeconds()
-        let signing = await Self.synapseSigning(configuration, rotating: state.current.rotating)
-        let (credentials, expiry, problem) = await Self.credentials(configuration, synapse: signing, now: now)
+        let signing = await Self.synapseSigning(host, rotating: state.current.rotating)
+        let (credentials, expiry, problem) = await Self.credentials(host, synapse: signing, now: now)
         if let problem { problems.append(problem) }
         let drift = (try? signing?.get())?.drift
         if let drift { problems.append(drift) }
@@ -58,7 +59,7 @@ struct ProbeService: Service {
         let targets = await ProbeRunner.run(uris, options: options)
         let diagnoses = Diagnostician(
             context: .init(
-                credentialExpiry: expiry, nowSeconds: now, storeProblem: await storeProblem(configuration, targets))
+                credentialExpiry: expiry, nowSeconds: now, storeProblem: await storeProblem(host, targets))
         ).diagnose(targets)
         problems += diagnoses.map { "\($0.summary) Fix: \($0.fix)" }
         for target in targets {
@@ -89,12 +90,9 @@ struct ProbeService: Service {
     }
 
     /// What Synapse's configuration makes it sign with, on a host that manages Synapse; nil elsewhere.
-    static func synapseSigning(_ configuration: Configuration, rotating: Bool) async -> Result<
-        SynapseSigning, any Error
-    >? {
-        guard configuration.role.managesSynapse else { return nil }
+    static func synapseSigning(_ host: Host, rotating: Bool) async -> Result<SynapseSigning, any Error>? {
         do {
-            return .success(try await SynapseSigning.read(configuration, rotating: rotating))
+            return try await host.synapseSigning(rotating: rotating).map { .success($0) }
         } catch {
             return .failure(error)
         }
@@ -104,17 +102,15 @@ struct ProbeService: Service {
     /// configuration gives it where this host manages Synapse (what its clients get, whatever turnkeeper's state
     /// says), else with the current secret.
     static func credentials(
-        _ configuration: Configuration, synapse: Result<SynapseSigning, any Error>?, now: Int64
+        _ host: Host, synapse: Result<SynapseSigning, any Error>?, now: Int64
     ) async -> (TURNCredentials?, Int64?, problem: String?) {
+        let configuration = host.configuration
         do {
             let current: TurnSecret?
             if let synapse {
                 current = try synapse.get().secret
             } else {
-                current = try await makeRotation(
-                    configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in })
-                )
-                .currentSecret()
+                current = try await host.rotation(.init(now: WallClock.nowSeconds, say: { _ in })).currentSecret()
             }
             guard let secret = current else {
                 return (nil, nil, "no current secret yet, so only what needs no credentials was tried")
@@ -152,13 +148,13 @@ struct ProbeService: Service {
     /// Why coturn's store does not answer, when credentials were refused and it does not: coturn refuses every
     /// login while its database is down, and that must not be blamed on the secret. Asked now, not taken from
     /// the last reconciliation, which may be older than the outage.
-    private func storeProblem(_ configuration: Configuration, _ targets: [TargetReport]) async -> String? {
+    private func storeProblem(_ host: Host, _ targets: [TargetReport]) async -> String? {
         let refused = targets.contains { target in
             target.steps.contains { $0.status == .fail && $0.failure == .credentialsRejected }
         }
-        guard refused, configuration.role.managesCoturn else { return nil }
+        guard refused, host.managesCoturn else { return nil }
         do {
-            _ = try await coturnSecretCount(configuration)
+            _ = try await host.coturnSecretCount()
             return nil
         } catch let error as TurnkeeperError where error.code == .storeUnreachable {
             return error.reason

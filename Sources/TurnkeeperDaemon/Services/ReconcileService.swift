@@ -33,10 +33,9 @@ struct ReconcileService: Service {
 
     /// One reconciliation; returns whether the store was down.
     func reconcileOnce(storeWasDown: Bool) async -> Bool {
-        let configuration = state.configuration
-        guard configuration.role.managesCoturn else { return false }
-        let rotation = makeRotation(
-            configuration, environment: RotationEnvironment(now: WallClock.nowSeconds, say: { _ in }))
+        let host = state.host
+        guard host.managesCoturn else { return false }
+        let rotation = host.rotation(RotationEnvironment(now: WallClock.nowSeconds, say: { _ in }))
         do {
             let result = try await gate.run { try await rotation.reconcile(repair: true) }
             metrics.reconciled(at: WallClock.nowSeconds())

@@ -49,8 +49,9 @@ struct RotationService: Service {
     private func loop() async {
         var syncedEpoch: Int64?
         while !stopping {
-            let configuration = state.configuration
-            let rotation = makeRotation(configuration)
+            let host = state.host
+            let configuration = host.configuration
+            let rotation = makeRotation(host)
             let status: RotationStatus
             do {
                 status = try await rotation.status()
@@ -204,14 +205,13 @@ struct RotationService: Service {
             .delay(afterFailures: max(1, state.current.failures))
     }
 
-    private func makeRotation(_ configuration: Configuration) -> any SecretRotation {
+    private func makeRotation(_ host: Host) -> any SecretRotation {
         let logger = logger
         let stopRequested = stopRequested
         let metrics = metrics
         // Retries come by themselves: one failure must not restart Synapse again and again.
-        return TurnkeeperRotation.makeRotation(
-            configuration,
-            environment: RotationEnvironment(
+        return host.rotation(
+            RotationEnvironment(
                 now: now, say: { logger.info("\($0)") }, shouldStop: { stopRequested.isSet },
                 observe: { event in
                     if case .storeRepaired(let result) = event { metrics.storeRepaired(result) }

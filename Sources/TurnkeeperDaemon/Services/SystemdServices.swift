@@ -51,6 +51,8 @@ struct ReloadService: Service {
     let logger: Logger
     /// Woken so the schedule and the probe follow the new configuration at once.
     let alarms: [Alarm]
+    /// The host a configuration that loads describes (the daemon's, so tests may give their own parts).
+    var makeHost: @Sendable (Configuration) -> Host = { Host($0) }
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
@@ -82,7 +84,7 @@ struct ReloadService: Service {
         // backoff (its next failure starts the backoff afresh).
         let retrying = state.current.failures > 0
         state.update {
-            $0.configuration = loaded
+            $0.host = makeHost(loaded)
             if retrying { $0.lastFailure = nil }
         }
         metrics.configReload(ok: true)

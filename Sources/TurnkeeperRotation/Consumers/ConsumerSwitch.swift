@@ -67,15 +67,6 @@ extension ConsumerSwitch {
 }
 
 enum ConsumerSwitches {
-    /// This host's consumers in switching order: Synapse first when this host manages it, then the others as
-    /// turnkeeper.yaml lists them.
-    static func make(_ configuration: Configuration, environment: RotationEnvironment) -> [any ConsumerSwitch] {
-        let synapse: [any ConsumerSwitch] =
-            configuration.role.managesSynapse
-            ? [SynapseSwitch(configuration: configuration, environment: environment)] : []
-        return synapse + others(configuration, environment: environment)
-    }
-
     /// The consumers besides Synapse.
     static func others(_ configuration: Configuration, environment: RotationEnvironment) -> [any ConsumerSwitch] {
         configuration.consumers.map { consumer -> any ConsumerSwitch in

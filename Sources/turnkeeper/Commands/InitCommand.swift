@@ -143,7 +143,7 @@ struct InitCommand: AsyncParsableCommand {
         // Everything `check` would stop at, said now and all at once, so that the next command passes.
         let blockers: [Checker.Finding]
         do {
-            blockers = try await Checker(configuration: written).run().filter { !$0.ok }
+            blockers = try await Host(written).check().filter { !$0.ok }
         } catch {
             let reason = (error as? TurnkeeperError)?.reason ?? "\(error)"
             Swift.print("blocker    " + ServerText.escaped("check could not read everything: \(reason)", limit: 4000))

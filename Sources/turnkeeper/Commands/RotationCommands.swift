@@ -16,6 +16,9 @@ struct ConfigurationOptions: ParsableArguments {
         let path = path
         return try await Blocking.run { try Configuration.load(path) }
     }
+
+    /// The host the file describes, built once for the command.
+    func host() async throws -> Host { Host(try await load()) }
 }
 
 struct RotateCommand: AsyncParsableCommand {
@@ -54,10 +57,8 @@ struct RotateCommand: AsyncParsableCommand {
 
     func run() async throws {
         // Two hosts with derived secrets: either way, this one is brought in line with the current epoch.
-        try await makeRotation(
-            try await options.load(), environment: .init(now: WallClock.nowSeconds, say: { print($0) })
-        )
-        .rotate(resume ? .resume : .rotate)
+        try await options.host().rotation(.init(now: WallClock.nowSeconds, say: { print($0) }))
+            .rotate(resume ? .resume : .rotate)
     }
 }
 
@@ -73,12 +74,10 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let configuration = try await options.load()
-        var status = try await makeRotation(
-            configuration, environment: .init(now: WallClock.nowSeconds, say: { _ in })
-        ).status()
+        let host = try await options.host()
+        var status = try await host.rotation(.init(now: WallClock.nowSeconds, say: { _ in })).status()
         do {
-            status.inventory = try await SecretInventory.take(configuration)
+            status.inventory = try await host.inventory()
         } catch {
             status.inventoryError = (error as? TurnkeeperError)?.reason ?? "\(error)"
         }
@@ -144,7 +143,7 @@ struct CheckCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let findings = try await Checker(configuration: try await options.load()).run()
+        let findings = try await options.host().check()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
