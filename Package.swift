@@ -243,8 +243,8 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperSTUN",
-                "TurnkeeperTURNClient",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperRotation",
+                "TurnkeeperSTUN", "TurnkeeperStores", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",
@@ -302,7 +302,8 @@ let package = Package(
         testTarget(
             "TurnkeeperDaemonTests",
             [
-                "TurnkeeperDaemon", "TurnkeeperConfiguration", "TurnkeeperRotation", "TurnkeeperProbe",
+                "TurnkeeperDaemon", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperRotation",
+                "TurnkeeperProbe", "TurnkeeperSynapse",
                 .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

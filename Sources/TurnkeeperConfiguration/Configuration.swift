@@ -203,6 +203,16 @@ public struct Configuration: Sendable, Equatable {
                 case .postgres: "postgres"
                 }
             }
+
+            /// What messages call it: "SQLite", "Redis", "PostgreSQL", "turnserver.conf".
+            public var label: String {
+                switch self {
+                case .sqlite: "SQLite"
+                case .config: "turnserver.conf"
+                case .redis: "Redis"
+                case .postgres: "PostgreSQL"
+                }
+            }
         }
 
         /// store config: the restart that makes coturn read turnserver.conf again.

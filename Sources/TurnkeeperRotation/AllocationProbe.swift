@@ -4,7 +4,7 @@ import TurnkeeperExecution
 import TurnkeeperTURNClient
 
 /// The question "does coturn accept this right now?", asked the way a client asks it: with an allocation.
-protocol CoturnProbe: Sendable {
+public protocol CoturnProbe: Sendable {
     /// Where it asks (coturn.verify_uri), for messages.
     var uri: String { get }
     /// True when coturn granted an allocation with these credentials (released at once), false when it refused

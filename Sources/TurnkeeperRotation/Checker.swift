@@ -215,7 +215,7 @@ public struct Checker {
                         : "Start the database, and run it highly available (replicas with failover).")
                 return nil
             }
-            let kind = configuration.coturn.store.name == "redis" ? "Redis" : "PostgreSQL"
+            let kind = configuration.coturn.store.label
             list.ok("coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(realm))")
             list += Self.transportFindings(configuration.coturn.store)
             do {

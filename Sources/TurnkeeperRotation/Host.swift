@@ -2,7 +2,7 @@ public import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperExecution
-import TurnkeeperStores
+public import TurnkeeperStores
 
 /// This machine as turnkeeper.yaml describes it, built once per configuration (at start, and again on each
 /// SIGHUP): the part it plays, coturn's store (none on the Synapse host of two), the allocation that asks coturn,
@@ -31,7 +31,12 @@ public struct Host: Sendable {
             probe: AllocationProbe(uri: configuration.coturn.verifyURI))
     }
 
-    /// With a store and a probe of the caller's (tests: in memory).
+    /// With a store and a probe of the caller's: a test's in memory, or another process's. The role still comes
+    /// from `configuration` (the Synapse host of two ignores the store).
+    public init(_ configuration: Configuration, coturnStore: any CoturnSecretStore, probe: any CoturnProbe) {
+        self.init(configuration, coturn: CoturnAccess(coturnStore), probe: probe)
+    }
+
     init(_ configuration: Configuration, coturn: CoturnAccess, probe: any CoturnProbe) {
         self.configuration = configuration
         self.probe = probe

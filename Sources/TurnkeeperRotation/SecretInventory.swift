@@ -53,12 +53,7 @@ public struct SecretInventory: Sendable, Codable {
                         ))
                 }
             } else {
-                let kind =
-                    switch configuration.coturn.store {
-                    case .redis: "Redis"
-                    case .postgres: "PostgreSQL"
-                    default: "SQLite"
-                    }
+                let kind = configuration.coturn.store.label
                 for secret in try await coturn.store.secrets() {
                     found.append((secret, "coturn's \(kind) user database, realm \(configuration.coturn.realm)"))
                 }

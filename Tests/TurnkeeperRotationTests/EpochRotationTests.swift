@@ -91,7 +91,7 @@ struct EpochRotationTests {
             configuration.consumers = configuration.consumers.filter { $0.name == "onsynapse" }
             configuration.role = .synapseHost(derivation)
             configuration.rotation.stateDirectory = lab.directory.file("state-synapse")
-            try await Host(configuration, coturn: CoturnAccess(lab.store), probe: lab.probe).rotation(again)
+            try await Host(configuration, coturnStore: lab.store, probe: lab.probe).rotation(again)
                 .rotate(.rotate)
             #expect(switched.events.isEmpty)
             lab.clock.advance(by: Self.epoch)
@@ -205,7 +205,7 @@ extension RotationLab {
         configuration.role = role
         configuration.rotation.stateDirectory = directory.file("state-\(role.name)")
         let environment = RotationEnvironment(now: { clock.now() }, say: { _ in })
-        return Host(configuration, coturn: CoturnAccess(store), probe: MemoryProbe(store: store, clock: clock))
+        return Host(configuration, coturnStore: store, probe: MemoryProbe(store: store, clock: clock))
             .rotation(environment)
     }
 }

@@ -167,62 +167,12 @@ struct RotationStateMachineTests {
 
 struct SimulatedCrash: Error {}
 
-/// A coturn store in memory.
-final class MemoryStore: CoturnSecretStore {
-    private let rows = Mutex<[TurnSecret]>([])
-
-    var holds: [TurnSecret] { rows.withLock { $0 } }
-
-    func secrets() async throws -> [TurnSecret] { holds }
-
-    func add(_ secret: TurnSecret) async throws {
-        rows.withLock { if !$0.contains(secret) { $0.append(secret) } }
-    }
-
-    func remove(_ secret: TurnSecret) async throws { rows.withLock { $0.removeAll { $0 == secret } } }
-
-    func holdsInitially(_ secret: TurnSecret) { rows.withLock { $0 = [secret] } }
-
-    func empty() { rows.withLock { $0 = [] } }
-}
-
 final class EventLog: Sendable {
     private let log = Mutex<[RotationEvent]>([])
 
     var events: [RotationEvent] { log.withLock { $0 } }
 
     func append(_ event: RotationEvent) { log.withLock { $0.append(event) } }
-}
-
-/// Judges credentials as coturn does: valid when signed with a secret the store holds and not expired.
-final class MemoryProbe: CoturnProbe {
-    let uri = "turn:memory.test"
-    let store: MemoryStore
-    let clock: ManualClock
-    let refuseAll = Atomic<Bool>(false)
-
-    init(store: MemoryStore, clock: ManualClock) {
-        self.store = store
-        self.clock = clock
-    }
-
-    func grants(username: String, password: String) async throws -> Bool {
-        guard !refuseAll.load(ordering: .relaxed) else { return false }
-        let verdict = try CredentialVerifier(secrets: store.holds).verify(
-            username: username, password: password, nowSeconds: clock.now())
-        if case .valid = verdict { return true }
-        return false
-    }
-}
-
-final class ManualClock: Sendable {
-    private let seconds = Atomic<Int64>(1_800_000_000)
-
-    func now() -> Int64 { seconds.load(ordering: .relaxed) }
-
-    func advance(by delta: Int64) { seconds.add(delta, ordering: .relaxed) }
-
-    func set(to value: Int64) { seconds.store(value, ordering: .relaxed) }
 }
 
 /// One Synapse configuration directory (homeserver.yaml with a secret, conf.d), a state directory, a memory store
@@ -329,7 +279,7 @@ final class RotationLab: Sendable {
 
     /// This lab's host: its configuration, with the in-memory store and probe.
     var host: TurnkeeperRotation.Host {
-        TurnkeeperRotation.Host(configuration, coturn: CoturnAccess(store), probe: probe)
+        TurnkeeperRotation.Host(configuration, coturnStore: store, probe: probe)
     }
 
     /// Synapse's files (what it signs with after any restart) name a secret coturn accepts, or this throws.

@@ -48,7 +48,9 @@ struct RotationService: Service {
 
     private func loop() async {
         var syncedEpoch: Int64?
-        while !stopping {
+        // Cancelled (the group ends without a graceful shutdown, or its grace period ran out): every sleep
+        // returns at once from then on, so the loop must end too.
+        while !stopping && !Task.isCancelled {
             let host = state.host
             let configuration = host.configuration
             let rotation = makeRotation(host)
@@ -56,6 +58,8 @@ struct RotationService: Service {
             do {
                 status = try await rotation.status()
             } catch {
+                // Cancelled in flight: no state was unreadable.
+                if Task.isCancelled { break }
                 let what =
                     rotation.schedule == .epochs
                     ? "cannot read this epoch's status (root key, epochs.json, Synapse's configuration)"
