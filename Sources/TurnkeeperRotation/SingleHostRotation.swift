@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Synchronization
 import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials
@@ -20,7 +21,8 @@ import TurnkeeperSynapse
 public struct SingleHostRotation: SecretRotation {
     let configuration: Configuration
     let environment: RotationEnvironment
-    let coturn: any CoturnSecretStore
+    /// During `rotate`, the run's ``ListedOnce`` view of it.
+    private(set) var coturn: any CoturnSecretStore
     let probe: any CoturnProbe
     let synapse: SynapseSwitch
     /// In switching order, Synapse first.
@@ -50,6 +52,13 @@ public struct SingleHostRotation: SecretRotation {
     public func rotate(_ request: RotationRequest) async throws {
         let lock = try await Lock.take(configuration.rotation.stateDirectory)
         defer { lock.release() }
+        // coturn's store is listed once per run (a Redis or PostgreSQL session each time), not at every step.
+        var run = self
+        run.coturn = ListedOnce(coturn)
+        try await run.perform(request)
+    }
+
+    private func perform(_ request: RotationRequest) async throws {
         // Before anything is saved, even an adoption: a file turnkeeper could not safely write stops it here.
         for consumer in consumers { try await consumer.checkWritable(removingStale: true) }
         // The notice that every app must be listed is said once: at adoption when no rotation follows, else
@@ -490,4 +499,35 @@ public struct SingleHostRotation: SecretRotation {
             throw RotationStopped(phase: saved.phase.rawValue)
         }
     }
+}
+
+/// coturn's store for one run: listed the first time it is asked, then kept as the run's own adds and removes
+/// change it. The run holds the state lock, so no other turnkeeper run writes the store meanwhile; what a
+/// consumer signs with is still read from the consumer at each step.
+final class ListedOnce: CoturnSecretStore {
+    private let store: any CoturnSecretStore
+    private let listed = Mutex<[TurnSecret]?>(nil)
+
+    init(_ store: any CoturnSecretStore) { self.store = store }
+
+    func secrets() async throws -> [TurnSecret] {
+        if let known = listed.withLock({ $0 }) { return known }
+        let read = try await store.secrets()
+        listed.withLock { $0 = read }
+        return read
+    }
+
+    func add(_ secret: TurnSecret) async throws {
+        try await store.add(secret)
+        listed.withLock { list in
+            if list?.contains(secret) == false { list?.append(secret) }
+        }
+    }
+
+    func remove(_ secret: TurnSecret) async throws {
+        try await store.remove(secret)
+        listed.withLock { $0?.removeAll { $0 == secret } }
+    }
+
+    func proveWritable() async throws { try await store.proveWritable() }
 }
