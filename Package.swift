@@ -25,6 +25,9 @@ let package = Package(
         .library(name: "TurnkeeperTURNClient", targets: ["TurnkeeperTURNClient"]),
         .library(name: "TurnkeeperCredentialSource", targets: ["TurnkeeperCredentialSource"]),
         .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
+        .library(name: "TurnkeeperAudit", targets: ["TurnkeeperAudit"]),
+        .library(name: "TurnkeeperLoad", targets: ["TurnkeeperLoad"]),
+        .library(name: "TurnkeeperCall", targets: ["TurnkeeperCall"]),
         .library(name: "TurnkeeperRESP", targets: ["TurnkeeperRESP"]),
         .library(name: "TurnkeeperPostgresWire", targets: ["TurnkeeperPostgresWire"]),
         .library(name: "TurnkeeperYAML", targets: ["TurnkeeperYAML"]),
@@ -87,6 +90,28 @@ let package = Package(
             name: "TurnkeeperProbe",
             dependencies: [
                 "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+        // `turnkeeper audit`: what coturn relays to, refuses and says of itself (forbidden peers, quotas, TLS).
+        .target(
+            name: "TurnkeeperAudit",
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+            ],
+            swiftSettings: strict),
+        // `turnkeeper load`: many paced calls through coturn, judged on loss, jitter and coturn's own usage.
+        .target(
+            name: "TurnkeeperLoad",
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+            ],
+            swiftSettings: strict),
+        // `turnkeeper call`: one party of a call through two relays, media counted both ways.
+        .target(
+            name: "TurnkeeperCall",
+            dependencies: [
+                "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperSTUN", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict),
@@ -200,7 +225,7 @@ let package = Package(
         .target(
             name: "TurnkeeperDaemon",
             dependencies: [
-                "TurnkeeperCallTest", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
+                "TurnkeeperAudit", "TurnkeeperCallTest", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
                 "TurnkeeperCredentialSource", "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperRotation",
                 "TurnkeeperSynapse", "TurnkeeperTURNClient",
                 .product(name: "Logging", package: "swift-log"),
@@ -218,6 +243,8 @@ let package = Package(
             name: "turnkeeper",
             dependencies: [
                 "CSystemShims",
+                "TurnkeeperAudit",
+                "TurnkeeperCall",
                 "TurnkeeperCallTest",
                 "TurnkeeperConfiguration",
                 "TurnkeeperCore",
@@ -225,6 +252,7 @@ let package = Package(
                 "TurnkeeperCredentialSource",
                 "TurnkeeperCrypto",
                 "TurnkeeperExecution",
+                "TurnkeeperLoad",
                 "TurnkeeperProbe",
                 "TurnkeeperSTUN",
                 "TurnkeeperTURNClient",
@@ -277,7 +305,8 @@ let package = Package(
         testTarget(
             "TurnkeeperProbeTests",
             [
-                "TurnkeeperProbe", "TurnkeeperSTUN", "TurnkeeperTURNClient",
+                "TurnkeeperAudit", "TurnkeeperCall", "TurnkeeperLoad", "TurnkeeperProbe", "TurnkeeperSTUN",
+                "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

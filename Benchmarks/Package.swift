@@ -34,7 +34,7 @@ let package = Package(
             name: "LoadBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "TurnkeeperProbe", package: "turnkeeper"),
+                .product(name: "TurnkeeperLoad", package: "turnkeeper"),
                 .product(name: "TurnkeeperTURNClient", package: "turnkeeper"),
                 .product(name: "TurnkeeperCredentials", package: "turnkeeper"),
             ],

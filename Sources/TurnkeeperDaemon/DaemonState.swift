@@ -1,7 +1,7 @@
 import Synchronization
+public import TurnkeeperAudit
 public import TurnkeeperConfiguration
 import TurnkeeperCore
-public import TurnkeeperProbe
 public import TurnkeeperRotation
 
 /// What the daemon knows right now, shared by its services: the host (and so the configuration) in force, the

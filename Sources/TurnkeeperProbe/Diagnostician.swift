@@ -344,7 +344,7 @@ public struct Diagnostician: Sendable {
         }
     }
 
-    static func matches(host: String, name: String) -> Bool {
+    package static func matches(host: String, name: String) -> Bool {
         let host = host.lowercased()
         let name = name.lowercased()
         if name.hasPrefix("*."), let dot = host.firstIndex(of: ".") { return host[dot...] == name.dropFirst() }

@@ -1,8 +1,8 @@
-import NIOCore
+package import NIOCore
 import Synchronization
 import TurnkeeperCore
 import TurnkeeperExecution
-import TurnkeeperSTUN
+package import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 
 /// How a probe runs.
@@ -101,7 +101,7 @@ public enum ProbeRunner {
 
 extension TransportAddress {
     /// The same address in STUN's terms, to reuse its classification (private, loopback).
-    init(_ address: SocketAddress) throws {
+    package init(_ address: SocketAddress) throws {
         let (family, bytes): (Family, [UInt8]) =
             switch address {
             case .v4(let v4): (.ipv4, withUnsafeBytes(of: v4.address.sin_addr) { Array($0) })
@@ -115,21 +115,25 @@ extension TransportAddress {
     }
 }
 
-func milliseconds(_ duration: Duration) -> Double {
+package func milliseconds(_ duration: Duration) -> Double {
     let (seconds, attoseconds) = duration.components
     return (Double(seconds) * 1000 + Double(attoseconds) / 1e15).rounded(toPlaces: 3)
 }
 
 extension Double {
-    func rounded(toPlaces places: Int) -> Double {
+    package func rounded(toPlaces places: Int) -> Double {
         var scale = 1.0
         for _ in 0..<places { scale *= 10 }
         return (self * scale).rounded() / scale
     }
 }
 
+extension Duration {
+    package var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 /// The steps against one address: binding; then, for TURN, a call between two relays.
-struct TargetProbe {
+package struct TargetProbe {
     let uri: TURNURI
     let endpoint: ServerEndpoint
     let options: ProbeOptions
@@ -189,7 +193,7 @@ struct TargetProbe {
 
     /// A relay of `family`, as a client over that family asks; a server without one (440 to an IPv6 request)
     /// gets the default IPv4 request next, as clients taking the default family make. True when it fell back.
-    static func allocate(
+    package static func allocate(
         _ client: TURNClient, preferring family: TransportAddress.Family, deadline: ContinuousClock.Instant
     )
         async throws -> (Allocation, fallback: Bool)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TurnkeeperSTUN
 
+@testable import TurnkeeperAudit
 @testable import TurnkeeperProbe
 
 @Suite("turnkeeper audit: the report and its peers")

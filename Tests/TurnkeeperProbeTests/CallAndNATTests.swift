@@ -3,6 +3,7 @@ import TestSupport
 import Testing
 import TurnkeeperTURNClient
 
+@testable import TurnkeeperCall
 @testable import TurnkeeperProbe
 
 @Suite("Call packets, media tally and NAT behaviour", .mayBlock)

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 import TurnkeeperTURNClient
 
+@testable import TurnkeeperLoad
 @testable import TurnkeeperProbe
 
 /// `turnkeeper load`'s arithmetic and judgement, in process: profiles, lifetimes, the tally's loss, duplicates

@@ -1,7 +1,7 @@
 import Benchmark
 import Foundation
 import TurnkeeperCredentials
-import TurnkeeperProbe
+import TurnkeeperLoad
 import TurnkeeperTURNClient
 
 /// The load client's allocations in the steady state, against the coturn that scripts/benchmark-load.sh

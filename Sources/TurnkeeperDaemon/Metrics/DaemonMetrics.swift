@@ -1,6 +1,7 @@
 import Metrics
 public import Prometheus
 import Synchronization
+import TurnkeeperAudit
 import TurnkeeperConfiguration
 import TurnkeeperProbe
 import TurnkeeperRotation

@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import TurnkeeperAudit
 import TurnkeeperCore
 import TurnkeeperProbe
 import TurnkeeperTURNClient

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import Glibc
+import TurnkeeperAudit
 import TurnkeeperCore
 import TurnkeeperCredentialSource
 import TurnkeeperCredentials

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import TurnkeeperCall
 import TurnkeeperCore
 import TurnkeeperCredentialSource
 import TurnkeeperCredentials

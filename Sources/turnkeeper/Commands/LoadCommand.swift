@@ -4,6 +4,7 @@ import Glibc
 import Synchronization
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperLoad
 import TurnkeeperProbe
 import TurnkeeperTURNClient
 import UnixSignals

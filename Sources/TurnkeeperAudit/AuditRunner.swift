@@ -1,5 +1,6 @@
 import TurnkeeperCore
 import TurnkeeperExecution
+import TurnkeeperProbe
 public import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 

@@ -1,3 +1,4 @@
+import TurnkeeperProbe
 public import TurnkeeperTURNClient
 
 /// The traffic of each call, both ways.

@@ -1,4 +1,5 @@
 import Synchronization
+import TurnkeeperProbe
 import TurnkeeperTURNClient
 
 /// One run's counters, shared by every call's tasks, the pacer and the receive taps. Sized once for the run's

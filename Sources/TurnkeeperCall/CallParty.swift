@@ -2,6 +2,7 @@ import NIOCore
 import Synchronization
 import TurnkeeperCore
 import TurnkeeperExecution
+import TurnkeeperProbe
 public import TurnkeeperSTUN
 public import TurnkeeperTURNClient
 
@@ -220,8 +221,4 @@ extension CallReport {
         passed = false
         problem = ServerText.escaped(reason, limit: nil)
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

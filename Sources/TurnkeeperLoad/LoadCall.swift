@@ -1,5 +1,6 @@
 import TurnkeeperCore
 import TurnkeeperExecution
+import TurnkeeperProbe
 import TurnkeeperSTUN
 import TurnkeeperTURNClient
 

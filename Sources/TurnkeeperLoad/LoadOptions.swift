@@ -1,3 +1,4 @@
+import TurnkeeperProbe
 public import TurnkeeperTURNClient
 
 /// What `turnkeeper load` is given.

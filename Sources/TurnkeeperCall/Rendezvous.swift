@@ -1,6 +1,7 @@
 import FoundationEssentials
 import TurnkeeperCore
 import TurnkeeperExecution
+import TurnkeeperProbe
 
 /// How the two parties of a test call find each other: each writes `NAME.json` into a shared directory
 /// (atomically) and waits for the other's. A Matrix client would send the same facts in an m.call.invite.

@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import TurnkeeperProbe
 
 /// Counts a voice-like stream: which of the peer's packets arrived, their interarrival jitter (RFC 3550,
 /// section 6.4.1), and round trips from our packets that the peer echoed back.

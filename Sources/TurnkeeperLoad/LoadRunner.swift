@@ -1,6 +1,7 @@
 import Synchronization
 import TurnkeeperCore
 import TurnkeeperExecution
+import TurnkeeperProbe
 public import TurnkeeperTURNClient
 
 /// Two-party calls through one TURN server, each two allocations relaying to each other over channels as
