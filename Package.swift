@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "TurnkeeperExecution",
             dependencies: [
-                "CSystemShims",
+                "CSystemShims", "TurnkeeperCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -187,7 +187,7 @@ let package = Package(
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
+                "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
                 "TurnkeeperCredentials", "TurnkeeperExecution",
                 "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient", "TurnkeeperCrypto",
             ],
@@ -299,7 +299,7 @@ let package = Package(
             "TurnkeeperRotationTests",
             [
                 "TurnkeeperRotation", "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
-                "TurnkeeperCredentials", "TurnkeeperStores", "TurnkeeperSynapse",
+                "TurnkeeperCredentials", "TurnkeeperExecution", "TurnkeeperStores", "TurnkeeperSynapse",
             ]
         ),
         testTarget(

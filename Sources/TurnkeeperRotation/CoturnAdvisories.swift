@@ -1,5 +1,6 @@
 import Glibc
 import TurnkeeperCore
+import TurnkeeperExecution
 import TurnkeeperStores
 
 /// `check` on a host that runs coturn: the known vulnerabilities of the installed coturn, each with what

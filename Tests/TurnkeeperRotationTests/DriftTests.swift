@@ -5,6 +5,7 @@ import Testing
 import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
+import TurnkeeperExecution
 import TurnkeeperSynapse
 
 @testable import TurnkeeperRotation

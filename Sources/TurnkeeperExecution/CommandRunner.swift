@@ -1,17 +1,16 @@
 import CSystemShims
 import FoundationEssentials
 import Glibc
-import TurnkeeperCore
-import TurnkeeperExecution
+public import TurnkeeperCore
 
 /// Runs an admin-configured command (argv, no shell) with a minimal environment and only standard input,
 /// output and error open, so nothing of turnkeeper's own environment or descriptors (event loops, sockets,
 /// the state directory, a store's database), and never a secret, reaches it.
-enum CommandRunner {
+public enum CommandRunner {
     /// Runs `argv` to a zero exit status. With `capture`, its standard output and error (up to 1 MiB, one
     /// pipe) are returned: server text, to be read, never printed as it is.
     @discardableResult
-    static func run(_ argv: [String], what: String, timeoutSeconds: Int = 180, capture: Bool = false)
+    public static func run(_ argv: [String], what: String, timeoutSeconds: Int = 180, capture: Bool = false)
         async throws(TurnkeeperError) -> [UInt8]
     {
         guard let executable = argv.first else {
