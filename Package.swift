@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "TurnkeeperTURNClient",
             dependencies: [
-                "TurnkeeperCore", "TurnkeeperExecution", "TurnkeeperSTUN", "TurnkeeperURI",
+                "TurnkeeperCore", "TurnkeeperCrypto", "TurnkeeperExecution", "TurnkeeperSTUN", "TurnkeeperURI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -217,7 +217,7 @@ let package = Package(
         // certificate and key are checked with libcrypto.
         .target(
             name: "TurnkeeperProvision",
-            dependencies: ["CLibcrypto", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials"],
+            dependencies: ["TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperCrypto"],
             swiftSettings: strict
         ),
         // `turnkeeper run`: the services (rotation schedule, probes, health and metrics, systemd) and their

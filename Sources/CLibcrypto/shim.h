@@ -79,4 +79,35 @@ static inline int turnkeeper_hkdf_sha256(const unsigned char *key, size_t key_le
     return ok;
 }
 
+// A certificate's subjectAltName entries, decoded once (NULL when it has none); free with
+// turnkeeper_sans_free. The stack macros and GENERAL_NAME's union stay on this side.
+static inline GENERAL_NAMES *turnkeeper_sans(const X509 *cert) {
+    return (GENERAL_NAMES *)X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+}
+
+static inline int turnkeeper_sans_count(const GENERAL_NAMES *names) { return sk_GENERAL_NAME_num(names); }
+
+// Entry `index`: its type (GEN_DNS, GEN_IPADD or another) and, for those two, its bytes.
+static inline int turnkeeper_san_at(const GENERAL_NAMES *names, int index, const unsigned char **data, int *length) {
+    const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, index);
+    *data = NULL;
+    *length = 0;
+    if (name == NULL) {
+        return -1;
+    }
+    const ASN1_STRING *value = NULL;
+    if (name->type == GEN_DNS) {
+        value = name->d.dNSName;
+    } else if (name->type == GEN_IPADD) {
+        value = name->d.iPAddress;
+    }
+    if (value != NULL) {
+        *data = ASN1_STRING_get0_data(value);
+        *length = ASN1_STRING_length(value);
+    }
+    return name->type;
+}
+
+static inline void turnkeeper_sans_free(GENERAL_NAMES *names) { GENERAL_NAMES_free(names); }
+
 #endif

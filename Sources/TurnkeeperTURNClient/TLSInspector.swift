@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import TurnkeeperCrypto
 
 /// The facts of a server certificate that an admin needs to fix it.
 public struct CertificateSummary: Sendable, Hashable {
@@ -81,19 +82,22 @@ public enum TLSInspector {
         // The handler lives on the event loop; read it there.
         return try await channel.eventLoop.submit { () throws -> CertificateSummary? in
             let handler = try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self)
-            guard let certificate = handler.peerCertificate else { return nil }
-            var names: [String] = []
-            for name in certificate._subjectAlternativeNames() {
-                switch name.nameType {
-                case .dnsName: names.append(String(decoding: name.contents, as: UTF8.self))
-                case .ipAddress: names.append(ipText(Array(name.contents)))
-                default: break
+            guard let presented = handler.peerCertificate else { return nil }
+            // Read with libcrypto, as provision reads the certificate it hands coturn: one X.509 reader.
+            let certificate = try X509Certificate(der: try presented.toDERBytes())
+            let names = certificate.subjectAlternativeNames.map { name in
+                switch name {
+                case .dns(let text): text
+                case .ip(let bytes): ipText(bytes)
                 }
             }
+            // A validity period libcrypto cannot read would be judged as 1970: it is no certificate to judge.
+            guard let notValidBefore = certificate.notValidBefore, let notValidAfter = certificate.notValidAfter
+            else { throw X509Error(.undecodable) }
             return CertificateSummary(
                 names: names,
-                notValidBefore: Int64(certificate.notValidBefore),
-                notValidAfter: Int64(certificate.notValidAfter),
+                notValidBefore: notValidBefore,
+                notValidAfter: notValidAfter,
                 tlsVersion: handler.tlsVersion.map { "\($0)" }
             )
         }.get()
