@@ -293,10 +293,10 @@ public struct EpochRotation: SecretRotation {
         let known = try ((epoch - 1)...(epoch + 1)).map { try derived.secret(for: $0) }
         var current = try await state.load() ?? State()
         for consumer in others where current.consumerEpochs?[consumer.name] != epoch {
-            _ = try await consumer.preflight(for: secret, known: known)
+            let plan = try await consumer.preflight(for: secret, known: known)
             let saved = current
             let message = try await consumer.switchTo(
-                secret, previous: current.consumerRestarts?[consumer.name], probe: probe
+                plan, previous: current.consumerRestarts?[consumer.name], probe: probe
             ) { restart in
                 var recorded = saved
                 recorded.consumerRestarts = (recorded.consumerRestarts ?? [:]).merging([consumer.name: restart]) { $1 }

@@ -189,8 +189,9 @@ public struct SingleHostRotation: SecretRotation {
             let known =
                 try await coturn.secrets() + (current.current.map { [$0] } ?? []) + current.retiring.map(\.value)
             for (index, consumer) in consumers.enumerated() where !switched.contains(consumer.name) {
-                let lifetime = try await consumer.preflight(for: pending, known: known)
-                let message = try await switchRecording(consumer, to: pending, from: current)
+                let plan = try await consumer.preflight(for: pending, known: known)
+                let lifetime = plan.lifetime
+                let message = try await switchRecording(consumer, plan, from: current)
                 switched.append(consumer.name)
                 current.switched = switched
                 current.setRestart(nil, of: consumer.name)
@@ -229,10 +230,10 @@ public struct SingleHostRotation: SecretRotation {
 
     /// Switches `consumer` to `secret`, saving each restart it records on top of `saved` (a restart that hangs
     /// or is killed counts as tried).
-    private func switchRecording(_ consumer: any ConsumerSwitch, to secret: TurnSecret, from saved: RotationState)
+    private func switchRecording(_ consumer: any ConsumerSwitch, _ plan: SwitchPlan, from saved: RotationState)
         async throws -> String
     {
-        try await consumer.switchTo(secret, previous: saved.restart(of: consumer.name), probe: probe) { restart in
+        try await consumer.switchTo(plan, previous: saved.restart(of: consumer.name), probe: probe) { restart in
             var recorded = saved
             recorded.setRestart(restart, of: consumer.name)
             try await state.save(recorded)
@@ -250,12 +251,12 @@ public struct SingleHostRotation: SecretRotation {
         guard !joining.isEmpty else { return current }
         let known = try await coturn.secrets() + [secret] + current.retiring.map(\.value)
         for consumer in joining {
-            let lifetime = try await consumer.preflight(for: secret, known: known)
+            let plan = try await consumer.preflight(for: secret, known: known)
             if case .signsWith(let used, _) = await consumer.inUse(candidates: [secret], now: now()), used == secret {
                 say("\(consumer.label) signs with the current secret (\(secret.fingerprint)) already")
             } else {
-                say(try await switchRecording(consumer, to: secret, from: current))
-                let after = now() + lifetime + configuration.rotation.margin.seconds
+                say(try await switchRecording(consumer, plan, from: current))
+                let after = now() + plan.lifetime + configuration.rotation.margin.seconds
                 for index in current.retiring.indices where current.retiring[index].after < after {
                     current.retiring[index].after = after
                 }
@@ -310,8 +311,9 @@ public struct SingleHostRotation: SecretRotation {
             }
             // As its files are now (a restored file may set a longer lifetime), and as they will be.
             let before = await consumer.lifetimeNow() ?? 0
-            let lifetime = max(before, try await consumer.preflight(for: secret, known: known))
-            say(try await switchRecording(consumer, to: secret, from: current))
+            let plan = try await consumer.preflight(for: secret, known: known)
+            let lifetime = max(before, plan.lifetime)
+            say(try await switchRecording(consumer, plan, from: current))
             // It may have handed out credentials signed with a retiring secret until now, or with the one it
             // leaves: one turnkeeper had retired already (and coturn has again) retires anew after them.
             let after = now() + lifetime + configuration.rotation.margin.seconds

@@ -2,6 +2,7 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperCrypto
+import TurnkeeperSynapse
 
 /// One app that signs TURN credentials with the shared secret, as step 4 switches it: Synapse, a Prosody, or
 /// any other app through a file. Each is switched, and its progress saved, on its own; the old secret is
@@ -16,12 +17,13 @@ protocol ConsumerSwitch: Sendable {
     func checkWritable(removingStale: Bool) async throws
     /// Everything that decides whether this consumer will end up signing with `secret`, checked without
     /// changing anything. `known`: the secrets coturn or turnkeeper holds now, which a file it does not
-    /// mark as its own may hold. Returns how long the credentials it hands out stay valid, in seconds.
-    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> Int64
-    /// Writes, reloads or restarts, and checks. `previous`: the restart last recorded for this switch, handed
-    /// to `record` anew before each restart command runs and once it succeeded. Returns what it can truly say.
+    /// mark as its own may hold. Returns what it read, for the switch that follows: nothing is read twice.
+    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan
+    /// Writes what `plan` holds, reloads or restarts, and checks. `previous`: the restart last recorded for this
+    /// switch, handed to `record` anew before each restart command runs and once it succeeded. Returns what it
+    /// can truly say.
     func switchTo(
-        _ secret: TurnSecret, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
+        _ plan: SwitchPlan, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
         record: (RotationState.SynapseRestart) async throws -> Void
     ) async throws -> String
     /// Which of `candidates` it signs with now, as far as can be told without changing anything.
@@ -31,6 +33,21 @@ protocol ConsumerSwitch: Sendable {
     func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> ConsumerKeep?
     /// The longest its credentials stay valid as its files are now, in seconds; nil when that cannot be read.
     func lifetimeNow() async -> Int64?
+}
+
+/// What a consumer's preflight read and decided, for its own switch to `secret` right after.
+struct SwitchPlan: Sendable {
+    let secret: TurnSecret
+    /// How long the credentials it hands out stay valid, in seconds.
+    let lifetime: Int64
+    let prepared: Prepared
+
+    enum Prepared: Sendable {
+        /// Synapse: its configuration as it will read it with turnkeeper's file written.
+        case synapse(SynapseConfig)
+        /// The file's new content, rendered from the template as it was read.
+        case bytes([UInt8])
+    }
 }
 
 /// Why a consumer still needs a secret in coturn.

@@ -30,10 +30,10 @@ struct FileSwitch: ConsumerSwitch {
         }
     }
 
-    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> Int64 {
+    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
         try await checkWritable(removingStale: true)
         let template = try await template()
-        _ = try template.render(secret)
+        let bytes = try template.render(secret)
         // A file already there is replaced only when it is what the template makes with a secret in use: anything
         // else would be content turnkeeper does not own.
         if let existing = try await destination(), try !matches(existing, template, [secret] + known) {
@@ -44,14 +44,17 @@ struct FileSwitch: ConsumerSwitch {
                     + "template the whole file (a copy of it with \(SecretTemplate.placeholder) where the secret is), or "
                     + "move the file away.")
         }
-        return file.credentialLifetime.seconds
+        return SwitchPlan(secret: secret, lifetime: file.credentialLifetime.seconds, prepared: .bytes(bytes))
     }
 
     func switchTo(
-        _ secret: TurnSecret, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
+        _ plan: SwitchPlan, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
         record: (RotationState.SynapseRestart) async throws -> Void
     ) async throws -> String {
-        let bytes = try await template().render(secret)
+        guard case .bytes(let bytes) = plan.prepared else {
+            preconditionFailure("\(label) was handed another consumer's plan")
+        }
+        let secret = plan.secret
         let path = file.path
         let name = fileName
         let group = file.group

@@ -39,16 +39,20 @@ struct ProsodySwitch: ConsumerSwitch {
         }
     }
 
-    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> Int64 {
+    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
         try await checkWritable(removingStale: true)
-        return prosody.credentialLifetime.seconds
+        return SwitchPlan(
+            secret: secret, lifetime: prosody.credentialLifetime.seconds, prepared: .bytes(file.render(secret)))
     }
 
     func switchTo(
-        _ secret: TurnSecret, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
+        _ plan: SwitchPlan, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
         record: (RotationState.SynapseRestart) async throws -> Void
     ) async throws -> String {
-        let bytes = file.render(secret)
+        guard case .bytes(let bytes) = plan.prepared else {
+            preconditionFailure("\(label) was handed another consumer's plan")
+        }
+        let secret = plan.secret
         let path = prosody.configFile
         let name = fileName
         let group = prosody.group

@@ -215,17 +215,21 @@ extension SynapseSwitch: ConsumerSwitch {
         try await Blocking.run { try files.checkWritable(removingStale: removingStale) }
     }
 
-    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> Int64 {
-        try await preflight(for: secret).turnUserLifetime.seconds
+    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
+        let expected = try await preflight(for: secret)
+        return SwitchPlan(secret: secret, lifetime: expected.turnUserLifetime.seconds, prepared: .synapse(expected))
     }
 
     func switchTo(
-        _ secret: TurnSecret, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
+        _ plan: SwitchPlan, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
         record: (RotationState.SynapseRestart) async throws -> Void
     ) async throws -> String {
-        let expected = try await preflight(for: secret)
-        _ = try await switchSynapse(to: secret, expected: expected, previous: previous, probe: probe, record: record)
-        return switchedMessage(to: secret)
+        guard case .synapse(let expected) = plan.prepared else {
+            preconditionFailure("Synapse was handed another consumer's plan")
+        }
+        _ = try await switchSynapse(
+            to: plan.secret, expected: expected, previous: previous, probe: probe, record: record)
+        return switchedMessage(to: plan.secret)
     }
 
     /// Its files decide what it signs with after its next start; with synapse.access_token_file, what it hands
