@@ -71,7 +71,7 @@ public struct Diagnostician: Sendable {
     public func diagnose(_ targets: [TargetReport]) -> [Diagnosis] {
         let targets = classify(targets)
         var found: [Diagnosis] = []
-        func add(_ code: String, _ summary: String, _ fix: String, _ target: TargetReport) {
+        func add(_ code: DiagnosisCode, _ summary: String, _ fix: String, _ target: TargetReport) {
             let name = "\(target.uri) (\(target.address))"
             if let index = found.firstIndex(where: { $0.code == code && $0.summary == summary }) {
                 if !found[index].targets.contains(name) { found[index].targets.append(name) }
@@ -93,7 +93,7 @@ public struct Diagnostician: Sendable {
         _ step: StepReport,
         _ target: TargetReport,
         _ all: [TargetReport],
-        _ add: (String, String, String, TargetReport) -> Void
+        _ add: (DiagnosisCode, String, String, TargetReport) -> Void
     ) {
         let port = target.address.split(separator: ":").last.map(String.init) ?? "?"
         switch step.failure {
@@ -101,7 +101,7 @@ public struct Diagnostician: Sendable {
             diagnoseRefusedCredentials(step, target, add)
         case .credentialsRequired:
             add(
-                "credentials-required",
+                .credentialsRequired,
                 "The TURN server requires credentials and the probe had none.",
                 "Give --secret-file with the shared secret (turnkeeper mints credentials), or --username and "
                     + "--password-file.",
@@ -114,7 +114,7 @@ public struct Diagnostician: Sendable {
             diagnoseSilence(target, all, port: port, add)
         case .refused:
             add(
-                "not-listening",
+                .notListening,
                 "Nothing accepts \(target.transport.uppercased()) connections on \(target.address).",
                 "Start coturn, or make it listen there: listening-port for turn:, tls-listening-port with cert= and "
                     + "pkey= for turns:. Check `ss -ltnp | grep \(port)` on the TURN host.",
@@ -124,7 +124,7 @@ public struct Diagnostician: Sendable {
             diagnoseTLS(step, target, add)
         case .relaySilent:
             add(
-                "relay-ports-blocked",
+                .relayPortsBlocked,
                 "Allocations work but nothing comes back through the relays: media cannot flow.",
                 "A firewall blocks the relay port range. Open min-port..max-port (default 49152-65535) for UDP on the "
                     + "TURN host and in any cloud security group.",
@@ -132,7 +132,7 @@ public struct Diagnostician: Sendable {
             )
         case .relayLoss:
             add(
-                "relay-loss",
+                .relayLoss,
                 "Packets through the relays are being lost (\(step.facts["lossPercent"] ?? "?")%).",
                 "Check the TURN host's network and load; calls will stutter.",
                 target
@@ -142,7 +142,7 @@ public struct Diagnostician: Sendable {
                 step.failure == .responseIntegrityMissing
                 ? "it carries no MESSAGE-INTEGRITY" : "its MESSAGE-INTEGRITY does not verify with the credentials"
             add(
-                step.failure?.rawValue ?? "",
+                step.failure == .responseIntegrityMissing ? .responseIntegrityMissing : .responseIntegrityInvalid,
                 "An answer of the server could not be authenticated: \(what), although the request was signed "
                     + "(the FAIL lines say which). A TURN server signs its answers to signed requests, so this one "
                     + "was forged by something on the path, or the server is broken: nothing it said can be "
@@ -154,7 +154,7 @@ public struct Diagnostician: Sendable {
             )
         case .protocolViolation, .malformedResponse:
             add(
-                "broken-server",
+                .brokenServer,
                 "The server at \(target.address) does not speak STUN/TURN correctly: \(step.detail).",
                 "Check that the URI points at coturn (and not at a web server or another service on that port).",
                 target
@@ -166,11 +166,11 @@ public struct Diagnostician: Sendable {
 
     /// Credentials refused after they were sent: which of the causes the context can tell apart.
     private func diagnoseRefusedCredentials(
-        _ step: StepReport, _ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void
+        _ step: StepReport, _ target: TargetReport, _ add: (DiagnosisCode, String, String, TargetReport) -> Void
     ) {
         if let problem = context.usernameProblem {
             add(
-                "username-refused",
+                .usernameRefused,
                 "The TURN server refused the credentials (\(step.facts["errorCode"] ?? "401") after they were "
                     + "sent): their username \(problem).",
                 "Synapse's usernames are <expiry>:<user ID>. Use credentials for a user ID coturn takes; "
@@ -179,7 +179,7 @@ public struct Diagnostician: Sendable {
             )
         } else if let expiry = context.credentialExpiry, expiry > Int64(Int32.max) {
             add(
-                "credentials-expiry-too-late",
+                .credentialsExpiryTooLate,
                 "The TURN server refused the credentials: they expire after 2038-01-19 03:14:07 UTC, which "
                     + "coturn reads as a negative (long past) timestamp.",
                 "Shorten turn_user_lifetime in Synapse's config (the default 1h is right for calls) and restart "
@@ -188,7 +188,7 @@ public struct Diagnostician: Sendable {
             )
         } else if let expiry = context.credentialExpiry, expiry < context.nowSeconds {
             add(
-                "credentials-expired",
+                .credentialsExpired,
                 "The TURN server refused the credentials because they expired \(context.nowSeconds - expiry) s ago.",
                 "Fetch fresh credentials. If they were just minted, the clocks of the Synapse host and the TURN host "
                     + "disagree: enable NTP on both (`timedatectl set-ntp true`) and compare `date -u`.",
@@ -196,7 +196,7 @@ public struct Diagnostician: Sendable {
             )
         } else if let storeProblem = context.storeProblem {
             add(
-                "credentials-rejected-store-down",
+                .credentialsRejectedStoreDown,
                 "The TURN server refused the credentials while its user database does not answer turnkeeper "
                     + "either (\(storeProblem)): coturn refuses every login then, whatever the secret.",
                 "Bring the database back, or fail over to an in-sync replica. turnkeeper checks it every few "
@@ -205,7 +205,7 @@ public struct Diagnostician: Sendable {
             )
         } else {
             add(
-                "credentials-rejected",
+                .credentialsRejected,
                 // No number here: coturn's 401 and pion's 400 are one problem, listed once; facts.errorCode
                 // of the step keeps the number.
                 "The TURN server refused the credentials after they were sent. Calls will ring and never connect.",
@@ -220,12 +220,12 @@ public struct Diagnostician: Sendable {
 
     /// The error responses that name a problem of the server's configuration.
     private func diagnoseErrorResponse(
-        _ step: StepReport, _ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void
+        _ step: StepReport, _ target: TargetReport, _ add: (DiagnosisCode, String, String, TargetReport) -> Void
     ) {
         switch step.failure {
         case .errorResponse(403):
             add(
-                "peer-denied",
+                .peerDenied,
                 "The TURN server forbade relaying to the other party's address (403 Forbidden). "
                     + "Relay-to-relay calls, the ones behind symmetric NAT, will fail.",
                 Self.peerDeniedFix(relayed: target.steps.first { $0.step == .allocation }?.facts["relayed"]),
@@ -235,7 +235,7 @@ public struct Diagnostician: Sendable {
             // Only the call's own allocation fails on it: the other family's 440 is a skip, and an IPv6 URI's
             // 440 falls back to IPv4 first.
             add(
-                "relay-family-unsupported",
+                .relayFamilyUnsupported,
                 "The TURN server has no relay of the requested family (440 Address Family not Supported).",
                 "Give coturn a relay address of that family (relay-ip=, and external-ip= for it behind NAT) and "
                     + "restart it; or use a URI whose clients take the family it has.",
@@ -243,7 +243,7 @@ public struct Diagnostician: Sendable {
             )
         case .errorResponse(443):
             add(
-                "peer-family-mismatch",
+                .peerFamilyMismatch,
                 "The TURN server refused a peer of the other address family than the relay (443 Peer Address "
                     + "Family Mismatch): a relay reaches peers of its own family only.",
                 "Give coturn relays of both families (a relay-ip, and behind NAT an external-ip, for IPv4 and for "
@@ -253,14 +253,14 @@ public struct Diagnostician: Sendable {
             )
         case .errorResponse(486):
             add(
-                "allocation-quota",
+                .allocationQuota,
                 "The TURN server refused the allocation: the user's quota is reached (486).",
                 "Raise user-quota in turnserver.conf, or find what holds allocations open.",
                 target
             )
         case .errorResponse(508):
             add(
-                "relay-capacity",
+                .relayCapacity,
                 "The TURN server has no relay capacity left (508): relay ports or total-quota exhausted.",
                 "Widen min-port..max-port or raise total-quota in turnserver.conf.",
                 target
@@ -273,7 +273,7 @@ public struct Diagnostician: Sendable {
     /// No answer to the Binding: filtered on this transport when another one works, else unreachable.
     private func diagnoseSilence(
         _ target: TargetReport, _ all: [TargetReport], port: String,
-        _ add: (String, String, String, TargetReport) -> Void
+        _ add: (DiagnosisCode, String, String, TargetReport) -> Void
     ) {
         // Another transport to the same server answering means this one is filtered, not down.
         let otherWorks = all.contains { other in
@@ -282,7 +282,7 @@ public struct Diagnostician: Sendable {
         }
         if otherWorks {
             add(
-                "\(target.transport)-blocked",
+                .blocked(target.transport),
                 "\(target.transport.uppercased()) to port \(port) gets no answer while another transport works.",
                 "A firewall drops \(target.transport.uppercased()) on port \(port): open it on the TURN host "
                     + "(`nft add rule inet filter input \(target.transport == "udp" ? "udp" : "tcp") dport \(port) accept`) "
@@ -291,7 +291,7 @@ public struct Diagnostician: Sendable {
             )
         } else {
             add(
-                "unreachable",
+                .unreachable,
                 "\(target.address) does not answer over \(target.transport.uppercased()).",
                 "Check that coturn is running and listening on port \(port) (listening-port, tls-listening-port), "
                     + "and that no firewall drops the traffic.",
@@ -301,12 +301,12 @@ public struct Diagnostician: Sendable {
     }
 
     private func diagnoseTLS(
-        _ step: StepReport, _ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void
+        _ step: StepReport, _ target: TargetReport, _ add: (DiagnosisCode, String, String, TargetReport) -> Void
     ) {
         let host = (try? TURNURI(target.uri))?.host ?? Self.host(of: target.address)
         guard let certificate = context.certificates[target.address] else {
             add(
-                "tls-failed",
+                .tlsFailed,
                 "The TLS handshake with \(target.address) failed: \(step.detail).",
                 "Check the certificate (cert=, pkey=) and that coturn allows TLS 1.2 or later (no-tlsv1, no-tlsv1_1 "
                     + "are fine before 4.7; never no-tlsv1_2, and on 4.7+ never --no-tlsv1 on the command line, which "
@@ -321,21 +321,21 @@ public struct Diagnostician: Sendable {
         let names = shown.isEmpty ? "no subject alternative names" : shown.joined(separator: ", ")
         if certificate.notValidAfter < context.nowSeconds {
             add(
-                "tls-expired",
+                .tlsExpired,
                 "The TURN server's certificate expired on \(certificate.notValidAfterText) (names: \(names)).",
                 "Renew it (certbot renew) and send coturn SIGUSR2 to reload certificates.",
                 target
             )
         } else if !certificate.names.contains(where: { Self.matches(host: host, name: $0) }) {
             add(
-                "tls-name-mismatch",
+                .tlsNameMismatch,
                 "The TURN server's certificate is for \(names), not \(host).",
                 "Get a certificate that names \(host), or use a turns: URI with a name the certificate covers.",
                 target
             )
         } else {
             add(
-                "tls-untrusted",
+                .tlsUntrusted,
                 "The TURN server's certificate for \(names) (valid until \(certificate.notValidAfterText)) is not "
                     + "signed by a trusted authority, or its chain is incomplete.",
                 "Serve the full chain (cert= should be fullchain.pem), or give --ca-file to trust a private CA.",
@@ -351,13 +351,15 @@ public struct Diagnostician: Sendable {
         return host == name
     }
 
-    private func diagnoseRelayedAddress(_ target: TargetReport, _ add: (String, String, String, TargetReport) -> Void) {
+    private func diagnoseRelayedAddress(
+        _ target: TargetReport, _ add: (DiagnosisCode, String, String, TargetReport) -> Void
+    ) {
         guard let step = target.steps.first(where: { $0.step == .allocation && $0.status == .pass }),
             let relayed = step.facts["relayed"], step.facts["relayedPrivate"] == "true",
             step.facts["serverPrivate"] == "false"
         else { return }
         add(
-            "external-ip-missing",
+            .externalIPMissing,
             "coturn hands out a private relayed address (\(relayed)) while it is reached at a public one "
                 + "(\(target.address)): it sits behind NAT and peers cannot reach its relays.",
             "Add external-ip=\(Self.host(of: target.address))/\(Self.host(of: relayed)) to turnserver.conf and restart "

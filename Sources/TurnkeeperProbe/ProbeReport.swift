@@ -114,9 +114,44 @@ public struct FailureCode: RawRepresentable, Sendable, Hashable, Codable, Custom
 /// A problem named in plain words, with its fix.
 public struct Diagnosis: Sendable, Codable, Hashable {
     /// Stable identifier, such as `credentials-rejected`, `udp-blocked`, `external-ip-missing`.
-    public var code: String
+    public var code: DiagnosisCode
     public var summary: String
     public var fix: String
     /// The targets (URI and address) it is about.
     public var targets: [String]
+}
+
+/// What a diagnosis is about, as a stable code: a type, so that the diagnostician names only codes that exist; in
+/// JSON and on the call test page, the same strings as always.
+public struct DiagnosisCode: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let allocationQuota = Self(rawValue: "allocation-quota")
+    public static let brokenServer = Self(rawValue: "broken-server")
+    public static let credentialsExpired = Self(rawValue: "credentials-expired")
+    public static let credentialsExpiryTooLate = Self(rawValue: "credentials-expiry-too-late")
+    public static let credentialsRejected = Self(rawValue: "credentials-rejected")
+    public static let credentialsRejectedStoreDown = Self(rawValue: "credentials-rejected-store-down")
+    public static let credentialsRequired = Self(rawValue: "credentials-required")
+    public static let externalIPMissing = Self(rawValue: "external-ip-missing")
+    public static let notListening = Self(rawValue: "not-listening")
+    public static let peerDenied = Self(rawValue: "peer-denied")
+    public static let peerFamilyMismatch = Self(rawValue: "peer-family-mismatch")
+    public static let relayCapacity = Self(rawValue: "relay-capacity")
+    public static let relayFamilyUnsupported = Self(rawValue: "relay-family-unsupported")
+    public static let relayLoss = Self(rawValue: "relay-loss")
+    public static let relayPortsBlocked = Self(rawValue: "relay-ports-blocked")
+    public static let responseIntegrityMissing = Self(rawValue: "response-integrity-missing")
+    public static let responseIntegrityInvalid = Self(rawValue: "response-integrity-invalid")
+    public static let tlsExpired = Self(rawValue: "tls-expired")
+    public static let tlsFailed = Self(rawValue: "tls-failed")
+    public static let tlsNameMismatch = Self(rawValue: "tls-name-mismatch")
+    public static let tlsUntrusted = Self(rawValue: "tls-untrusted")
+    public static let unreachable = Self(rawValue: "unreachable")
+    public static let usernameRefused = Self(rawValue: "username-refused")
+    /// A transport that gets no answer while another one to the same server does: `udp-blocked`, `tcp-blocked`,
+    /// `tls-blocked`.
+    public static func blocked(_ transport: String) -> Self { Self(rawValue: "\(transport)-blocked") }
 }

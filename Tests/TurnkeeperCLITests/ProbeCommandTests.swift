@@ -113,7 +113,7 @@ struct ProbeCommandTests {
         let (output, report) = try probe([uri, "--secret-file", secretFile])
         #expect(output.status == 1)
         #expect(step(report, uri, .allocation)?.failure?.rawValue == "credentials-rejected")
-        #expect(report.diagnoses.map(\.code) == ["credentials-rejected"])
+        #expect(report.diagnoses.map(\.code.rawValue) == ["credentials-rejected"])
         #expect(report.diagnoses.first?.fix.contains("static-auth-secret") == true)
     }
 
@@ -128,7 +128,7 @@ struct ProbeCommandTests {
         let uri = "turn:127.0.0.1:\(server.port)?transport=tcp"
         let (output, report) = try probe([uri, "--username", credential.username, "--password-file", passwordFile])
         #expect(output.status == 1)
-        #expect(report.diagnoses.map(\.code) == ["credentials-expired"])
+        #expect(report.diagnoses.map(\.code.rawValue) == ["credentials-expired"])
         #expect(report.diagnoses.first?.fix.contains("NTP") == true)
     }
 
@@ -148,7 +148,7 @@ struct ProbeCommandTests {
         #expect(accepted.status == 0, "\(accepted)")
         let (refused, report) = try probe([uri, "--username", first.username, "--password-file", firstPassword])
         #expect(refused.status == 1)
-        #expect(report.diagnoses.map(\.code) == ["credentials-expiry-too-late"])
+        #expect(report.diagnoses.map(\.code.rawValue) == ["credentials-expiry-too-late"])
     }
 
     @Test("A stopped coturn: TCP is refused, UDP times out, each named")
@@ -163,7 +163,7 @@ struct ProbeCommandTests {
         #expect(output.status == 1)
         #expect(step(report, tcp, .binding)?.failure?.rawValue == "refused")
         #expect(step(report, udp, .binding)?.failure?.rawValue == "timeout")
-        #expect(Set(report.diagnoses.map(\.code)) == ["not-listening", "unreachable"])
+        #expect(Set(report.diagnoses.map(\.code.rawValue)) == ["not-listening", "unreachable"])
     }
 
     @Test("A server that drops everything silently times out within the deadline")
@@ -175,7 +175,7 @@ struct ProbeCommandTests {
         let (output, report) = try probe([uri, "--secret-file", secretFile, "--timeout", "1s"])
         #expect(output.status == 1)
         #expect(step(report, uri, .binding)?.failure?.rawValue == "timeout")
-        #expect(report.diagnoses.map(\.code) == ["unreachable"])
+        #expect(report.diagnoses.map(\.code.rawValue) == ["unreachable"])
     }
 
     @Test("coturn refusing loopback peers gives 403 at permission and the allowed-peer-ip advice")
@@ -189,7 +189,7 @@ struct ProbeCommandTests {
         let (output, report) = try probe([uri, "--secret-file", secretFile])
         #expect(output.status == 1)
         #expect(step(report, uri, .permission)?.failure?.rawValue == "error-403")
-        #expect(report.diagnoses.map(\.code) == ["peer-denied"])
+        #expect(report.diagnoses.map(\.code.rawValue) == ["peer-denied"])
         #expect(report.diagnoses.first?.fix.contains("allowed-peer-ip") == true)
     }
 
@@ -206,7 +206,7 @@ struct ProbeCommandTests {
         #expect(output.status == 1)
         #expect(report.targets.first { $0.uri == tcp }?.passed == true)
         #expect(step(report, udp, .binding)?.failure?.rawValue == "timeout")
-        #expect(report.diagnoses.map(\.code) == ["udp-blocked"])
+        #expect(report.diagnoses.map(\.code.rawValue) == ["udp-blocked"])
         #expect(report.diagnoses.first?.fix.contains("udp dport \(server.port)") == true)
     }
 
@@ -227,10 +227,10 @@ struct ProbeCommandTests {
         #expect(step(report, uri, .binding)?.failure?.rawValue == "tls")
         let diagnosis = try #require(report.diagnoses.first)
         if kind == "expired" {
-            #expect(diagnosis.code == "tls-expired")
+            #expect(diagnosis.code.rawValue == "tls-expired")
             #expect(diagnosis.summary.contains("expired on"))
         } else {
-            #expect(diagnosis.code == "tls-name-mismatch")
+            #expect(diagnosis.code.rawValue == "tls-name-mismatch")
             #expect(diagnosis.summary.contains("turn.elsewhere.test"))
         }
     }
@@ -372,7 +372,7 @@ struct ProbeCommandTests {
             step(report, uri, .allocation)?.facts["answerIntegrity"]
                 == (code.hasSuffix("missing") ? "missing" : "invalid"))
         #expect(step(report, uri, .permission)?.status == .skip)
-        #expect(report.diagnoses.map(\.code) == [code])
+        #expect(report.diagnoses.map(\.code.rawValue) == [code])
         let human = try TurnkeeperBinary.run(["probe", uri, "--timeout", "10s"] + credentials)
         #expect(human.status == 1)
         #expect(human.stdout.contains("could not be authenticated"))
@@ -393,7 +393,7 @@ struct ProbeCommandTests {
         #expect(output.status == 1, "\(output)")
         #expect(step(report, uri, .allocation)?.status == .pass)
         #expect(step(report, uri, .permission)?.failure?.rawValue == "response-integrity-missing")
-        #expect(report.diagnoses.map(\.code) == ["response-integrity-missing"])
+        #expect(report.diagnoses.map(\.code.rawValue) == ["response-integrity-missing"])
     }
 
     @Test("A wrong secret is credentials-rejected whether the server answers 401 (coturn) or 400 (pion)")
@@ -413,7 +413,7 @@ struct ProbeCommandTests {
         #expect(step(report, coturnURI, .allocation)?.failure?.rawValue == "credentials-rejected")
         #expect(step(report, pionURI, .allocation)?.facts["errorCode"] == "400")
         #expect(step(report, coturnURI, .allocation)?.facts["errorCode"] == "401")
-        #expect(report.diagnoses.map(\.code) == ["credentials-rejected"], "\(report.diagnoses)")
+        #expect(report.diagnoses.map(\.code.rawValue) == ["credentials-rejected"], "\(report.diagnoses)")
     }
 
     @Test("A username coturn refuses (400, unsigned) is named as such, not blamed on the secret")
@@ -430,7 +430,7 @@ struct ProbeCommandTests {
         #expect(output.stderr.contains("warning: --username holds both \"union\" and \"select\""))
         #expect(step(report, uri, .allocation)?.failure?.rawValue == "credentials-rejected")
         #expect(step(report, uri, .allocation)?.facts["errorCode"] == "400")
-        #expect(report.diagnoses.map(\.code) == ["username-refused"])
+        #expect(report.diagnoses.map(\.code.rawValue) == ["username-refused"])
     }
 
     @Test("Without credentials only Binding runs: exit 0, and the summary says relaying was not tested")

@@ -53,7 +53,7 @@ struct ProbeSynapseTests {
             "--synapse-config", directory.file("homeserver.yaml"), "--synapse-config", directory.file("conf.d"),
         ])
         #expect(stale.status == 1)
-        #expect(staleReport?.diagnoses.map(\.code) == ["credentials-rejected"])
+        #expect(staleReport?.diagnoses.map(\.code.rawValue) == ["credentials-rejected"])
     }
 
     @Test("--homeserver: probes exactly what Synapse's /voip/turnServer hands out, and names a secret mismatch")
@@ -114,7 +114,7 @@ struct ProbeSynapseTests {
         let tokenFile = try directory.write("token", try synapse.register("bob") + "\n")
         let (output, report) = try probe(["--homeserver", synapse.baseURL, "--access-token-file", tokenFile])
         #expect(output.status == 1)
-        #expect(report?.diagnoses.map(\.code) == ["credentials-rejected"])
+        #expect(report?.diagnoses.map(\.code.rawValue) == ["credentials-rejected"])
 
         let bare = try SynapseServer(confFiles: [:])
         defer { bare.stop() }

@@ -117,7 +117,7 @@ struct DiagnosticianTests {
             facts: ["relayed": "10.0.0.5:49160", "relayedPrivate": "true", "serverPrivate": "false"]
         )
         let diagnoses = Diagnostician(context: .init(nowSeconds: now)).diagnose([target("udp", [allocation])])
-        #expect(diagnoses.map(\.code) == ["external-ip-missing"])
+        #expect(diagnoses.map(\.code.rawValue) == ["external-ip-missing"])
         #expect(diagnoses.first?.fix.contains("external-ip=203.0.113.7/10.0.0.5") == true)
 
         // A server reached at a private address (a LAN probe) hands out private relays legitimately.
@@ -134,7 +134,8 @@ struct DiagnosticianTests {
             target("udp", [step(.binding, .pass), step(.allocation, .fail, failure: "credentials-rejected")])
         ]
         let codes = { (expiry: Int64?) in
-            Diagnostician(context: .init(credentialExpiry: expiry, nowSeconds: self.now)).diagnose(rejected).map(\.code)
+            Diagnostician(context: .init(credentialExpiry: expiry, nowSeconds: self.now)).diagnose(rejected).map(
+                \.code.rawValue)
         }
         #expect(codes(now + 600) == ["credentials-rejected"])
         #expect(codes(nil) == ["credentials-rejected"])
@@ -150,7 +151,7 @@ struct DiagnosticianTests {
         let diagnoses = Diagnostician(
             context: .init(credentialExpiry: now + 600, nowSeconds: now, storeProblem: "cannot reach Redis")
         ).diagnose(rejected)
-        #expect(diagnoses.map(\.code) == ["credentials-rejected-store-down"])
+        #expect(diagnoses.map(\.code.rawValue) == ["credentials-rejected-store-down"])
         #expect(diagnoses.first?.summary.contains("cannot reach Redis") == true)
         #expect(diagnoses.first?.fix.contains("turn_shared_secret") == false)
     }
@@ -174,13 +175,13 @@ struct DiagnosticianTests {
         let pion = diagnostician.classify(allocation("error-400", "400", answer: "missing"))
         for targets in [coturn, pion] {
             #expect(targets[0].steps[1].failure == .credentialsRejected)
-            #expect(diagnostician.diagnose(targets).map(\.code) == ["credentials-rejected"])
+            #expect(diagnostician.diagnose(targets).map(\.code.rawValue) == ["credentials-rejected"])
         }
         // The number stays in the evidence; the two servers' refusals are one diagnosis.
         #expect(pion[0].steps[1].facts["errorCode"] == "400")
         #expect(diagnostician.diagnose(coturn) == diagnostician.diagnose(pion))
         let both = diagnostician.diagnose(coturn + [target("tcp", pion[0].steps, address: "203.0.113.8:3478")])
-        #expect(both.map(\.code) == ["credentials-rejected"])
+        #expect(both.map(\.code.rawValue) == ["credentials-rejected"])
         #expect(both.first?.targets.count == 2)
         // A signed 400 means the server verified the credentials and refused something else.
         let signed = diagnostician.classify(allocation("error-400", "400", answer: "valid"))
@@ -211,7 +212,7 @@ struct DiagnosticianTests {
         ]
         let context = Diagnostician.Context(usernameProblem: "holds a space", nowSeconds: now)
         let diagnoses = Diagnostician(context: context).diagnose(rejected)
-        #expect(diagnoses.map(\.code) == ["username-refused"])
+        #expect(diagnoses.map(\.code.rawValue) == ["username-refused"])
         #expect(diagnoses.first?.summary.contains("their username holds a space") == true)
     }
 
@@ -220,7 +221,7 @@ struct DiagnosticianTests {
         for failure in ["response-integrity-missing", "response-integrity-invalid"] {
             let targets = [target("udp", [step(.binding, .pass), step(.allocation, .fail, failure: failure)])]
             let diagnoses = Diagnostician(context: .init(nowSeconds: now)).diagnose(targets)
-            #expect(diagnoses.map(\.code) == [failure])
+            #expect(diagnoses.map(\.code.rawValue) == [failure])
             #expect(diagnoses.first?.summary.contains("could not be authenticated") == true)
             #expect(diagnoses.first?.summary.contains("forged") == true)
         }
@@ -243,9 +244,9 @@ struct DiagnosticianTests {
         let udpTimeout = target("udp", [step(.binding, .fail, failure: "timeout")])
         let tcpWorks = target("tcp", [step(.binding, .pass)])
         let blocked = Diagnostician(context: .init(nowSeconds: now)).diagnose([udpTimeout, tcpWorks])
-        #expect(blocked.map(\.code) == ["udp-blocked"])
+        #expect(blocked.map(\.code.rawValue) == ["udp-blocked"])
         let down = Diagnostician(context: .init(nowSeconds: now)).diagnose([udpTimeout, udpTimeout])
-        #expect(down.map(\.code) == ["unreachable"])
+        #expect(down.map(\.code.rawValue) == ["unreachable"])
         #expect(down.first?.targets.count == 1)
     }
 
@@ -256,14 +257,14 @@ struct DiagnosticianTests {
             let facts = Diagnostician.CertificateFacts(
                 names: names, notValidAfter: notValidAfter, notValidAfterText: "then")
             let context = Diagnostician.Context(nowSeconds: now, certificates: [failed.address: facts])
-            return Diagnostician(context: context).diagnose([failed]).first?.code
+            return Diagnostician(context: context).diagnose([failed]).first?.code.rawValue
         }
         #expect(code(["turn.example.org"], notValidAfter: now - 1) == "tls-expired")
         #expect(code(["other.example.org"], notValidAfter: now + 1) == "tls-name-mismatch")
         #expect(code(["turn.example.org"], notValidAfter: now + 1) == "tls-untrusted")
         #expect(code(["*.example.org"], notValidAfter: now + 1) == "tls-untrusted")
         #expect(code(["*.org"], notValidAfter: now + 1) == "tls-name-mismatch")
-        #expect(Diagnostician(context: .init(nowSeconds: now)).diagnose([failed]).first?.code == "tls-failed")
+        #expect(Diagnostician(context: .init(nowSeconds: now)).diagnose([failed]).first?.code.rawValue == "tls-failed")
     }
 
     @Test("Relays: silence means the relay ports are blocked; 403 is denied-peer-ip; 486 and 508 are quotas")
@@ -272,7 +273,7 @@ struct DiagnosticianTests {
             Diagnostician(context: .init(nowSeconds: self.now)).diagnose([
                 self.target("udp", [self.step(stepName, .fail, failure: failure)])
             ])
-            .map(\.code)
+            .map(\.code.rawValue)
         }
         #expect(codes("relay-silent", .relayChannelData) == ["relay-ports-blocked"])
         #expect(codes("error-403", .permission) == ["peer-denied"])
@@ -293,6 +294,15 @@ struct DiagnosticianTests {
         let text = #"{"step":"binding","status":"fail","milliseconds":1,"detail":"","facts":{},"failure":"timeout"}"#
         let decoded = try JSONDecoder().decode(StepReport.self, from: Data(text.utf8))
         #expect(decoded.failure == .timeout)
+    }
+
+    @Test("A diagnosis code is a plain string in JSON, as it always was")
+    func diagnosisCodeJSON() throws {
+        let text = #"{"code":"udp-blocked","summary":"s","fix":"f","targets":[]}"#
+        let diagnosis = try JSONDecoder().decode(Diagnosis.self, from: Data(text.utf8))
+        #expect(diagnosis.code == .blocked("udp"))
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(diagnosis)) as? [String: Any]
+        #expect(json?["code"] as? String == "udp-blocked")
     }
 
     @Test("403: allowed-peer-ip is advised only where coturn reads it (not for loopback or non-global IPv6 relays)")
