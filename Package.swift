@@ -225,9 +225,9 @@ let package = Package(
         .target(
             name: "TurnkeeperDaemon",
             dependencies: [
-                "TurnkeeperAudit", "TurnkeeperCallTest", "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials",
-                "TurnkeeperCredentialSource", "TurnkeeperExecution", "TurnkeeperProbe", "TurnkeeperRotation",
-                "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                "TurnkeeperAudit", "TurnkeeperCallTest", "TurnkeeperConfiguration", "TurnkeeperCore",
+                "TurnkeeperCredentials", "TurnkeeperCredentialSource", "TurnkeeperExecution", "TurnkeeperProbe",
+                "TurnkeeperRotation", "TurnkeeperSynapse", "TurnkeeperTURNClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
