@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "TurnkeeperTURNClient", targets: ["TurnkeeperTURNClient"]),
         .library(name: "TurnkeeperCredentialSource", targets: ["TurnkeeperCredentialSource"]),
         .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
+        .library(name: "TurnkeeperChecks", targets: ["TurnkeeperChecks"]),
         .library(name: "TurnkeeperAudit", targets: ["TurnkeeperAudit"]),
         .library(name: "TurnkeeperLoad", targets: ["TurnkeeperLoad"]),
         .library(name: "TurnkeeperCall", targets: ["TurnkeeperCall"]),
@@ -193,6 +194,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `turnkeeper check`: Synapse's, coturn's and each consumer's configuration read together, the installed
+        // coturn's advisories, coturn's clock, and what the store holds against turnkeeper's state. Reads only.
+        .target(
+            name: "TurnkeeperChecks",
+            dependencies: [
+                "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperExecution",
+                "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient",
+            ],
+            swiftSettings: strict
+        ),
         // `turnkeeper init`: reads Synapse's, coturn's and Prosody's configuration as this host has them and
         // proposes turnkeeper.yaml, saying what it found, chose and could not decide. Reading and deciding only.
         .target(
@@ -246,6 +257,7 @@ let package = Package(
                 "TurnkeeperAudit",
                 "TurnkeeperCall",
                 "TurnkeeperCallTest",
+                "TurnkeeperChecks",
                 "TurnkeeperConfiguration",
                 "TurnkeeperCore",
                 "TurnkeeperCredentials",
@@ -295,6 +307,7 @@ let package = Package(
             ["TurnkeeperSetup", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperCrypto"]),
         testTarget(
             "TurnkeeperProvisionTests", ["TurnkeeperProvision", "TurnkeeperConfiguration", "TurnkeeperCredentials"]),
+        testTarget("TurnkeeperChecksTests", ["TurnkeeperChecks", "TurnkeeperStores"]),
         testTarget(
             "TurnkeeperRotationTests",
             [

@@ -1,5 +1,5 @@
 import TurnkeeperCore
-import TurnkeeperCredentials
+package import TurnkeeperCredentials
 import TurnkeeperExecution
 import TurnkeeperTURNClient
 
@@ -18,7 +18,7 @@ extension CoturnProbe {
     /// would refuse them for their age and pass for a secret coturn refuses (a false proof of a retirement).
     /// A day of skew is not hidden by this; `check` measures the clock itself (``CoturnClock``). The credential is
     /// never handed to anyone, and its allocation is released at once.
-    func accepts(_ secret: TurnSecret, now: Int64) async throws -> Bool {
+    package func accepts(_ secret: TurnSecret, now: Int64) async throws -> Bool {
         let credential = try CredentialMinter(secret: secret).credential(
             user: "@turnkeeper-rotation:localhost", expiry: now + 86_400)
         return try await grants(username: credential.username, password: credential.password)
@@ -34,11 +34,16 @@ extension CoturnProbe {
 }
 
 /// A real allocation at a TURN URI, released at once.
-struct AllocationProbe: CoturnProbe {
-    let uri: String
-    var timeout: Duration = .seconds(10)
+package struct AllocationProbe: CoturnProbe {
+    package let uri: String
+    package var timeout: Duration
 
-    func grants(username: String, password: String) async throws -> Bool {
+    package init(uri: String, timeout: Duration = .seconds(10)) {
+        self.uri = uri
+        self.timeout = timeout
+    }
+
+    package func grants(username: String, password: String) async throws -> Bool {
         let verdict = try await TURNClient.allocateAndRelease(
             at: try TURNURI(uri), credentials: TURNCredentials(username: username, password: password),
             timeout: timeout)

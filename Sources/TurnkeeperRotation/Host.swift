@@ -3,6 +3,7 @@ import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperExecution
 public import TurnkeeperStores
+package import TurnkeeperSynapse
 
 /// This machine as turnkeeper.yaml describes it, built once per configuration (at start, and again on each
 /// SIGHUP): the part it plays, coturn's store (none on the Synapse host of two), the allocation that asks coturn,
@@ -10,12 +11,12 @@ public import TurnkeeperStores
 /// is read here and nowhere else, so the single-host and two-host code cannot reach each other's cases.
 public struct Host: Sendable {
     public let configuration: Configuration
-    let part: Part
+    package let part: Part
     /// Where an allocation proves what coturn accepts (coturn.verify_uri).
     let probe: any CoturnProbe
 
     /// What this host does in a rotation, with what only that part has.
-    enum Part: Sendable {
+    package enum Part: Sendable {
         /// Synapse and coturn's store here; random secrets.
         case single(coturn: CoturnAccess)
         /// The TURN host of two: coturn's store holds the epochs' derived secrets.
@@ -90,18 +91,6 @@ public struct Host: Sendable {
         }
     }
 
-    /// `turnkeeper check`: the findings, problems and passes alike. Throws only when something could not be read.
-    public func check() async throws -> [Checker.Finding] {
-        switch part {
-        case .single(let coturn):
-            try await Checker(host: self, coturn: coturn).run()
-        case .turnHost(let derivation, let coturn):
-            try await EpochChecker(host: self, derivation: derivation, side: .turn(coturn)).run()
-        case .synapseHost(let derivation):
-            try await EpochChecker(host: self, derivation: derivation, side: .synapse).run()
-        }
-    }
-
     /// This host's consumers in switching order: Synapse first where this host manages it, then the others as
     /// turnkeeper.yaml lists them.
     func consumers(_ environment: RotationEnvironment) -> [any ConsumerSwitch] {
@@ -111,7 +100,7 @@ public struct Host: Sendable {
     }
 
     /// The names of those consumers, in the same order.
-    var consumerNames: [String] {
+    package var consumerNames: [String] {
         (managesSynapse ? [Configuration.synapseConsumer] : []) + configuration.consumers.map(\.name)
     }
 
@@ -134,6 +123,23 @@ public struct Host: Sendable {
     /// Every secret coturn would accept here, whose it is and who signs with it. Changes nothing.
     public func inventory() async throws -> SecretInventory { try await SecretInventory.take(self) }
 
+    /// turnkeeper's files for Synapse, as `check` proves them writable.
+    package var synapseFiles: SynapseSecretStore {
+        SynapseSwitch(configuration: configuration, environment: .quiet).files
+    }
+
+    /// A rotation stopped part-way on a single host, from its state file: its phase and the consumers not switched
+    /// yet; nil when none is in flight (or the state cannot be read).
+    package func stoppedRotation() async -> (phase: String, waiting: [String])? {
+        guard case .single = part,
+            let state = try? await StateFile<RotationState>(
+                directory: configuration.rotation.stateDirectory, name: "state.json"
+            ).load(), state.phase != .idle
+        else { return nil }
+        let waiting = state.phase == .switching ? consumerNames.filter { !(state.switched ?? []).contains($0) } : []
+        return (state.phase.rawValue, waiting)
+    }
+
     /// The secrets turnkeeper generated or adopted and has not yet retired, from its state file.
     func ownedSecrets() async throws -> [TurnSecret] {
         let directory = configuration.rotation.stateDirectory
@@ -152,8 +158,8 @@ public struct Host: Sendable {
 /// coturn's secret store as a host reaches it: `store` builds it at each use (passwords are read from their
 /// files then, so a changed file is picked up without a restart); `open` builds it once, for a caller that
 /// tells a store it cannot build (exit 2) from one that does not answer (a finding).
-struct CoturnAccess: Sendable {
-    let open: @Sendable () async throws -> any CoturnSecretStore
+package struct CoturnAccess: Sendable {
+    package let open: @Sendable () async throws -> any CoturnSecretStore
 
     init(_ configuration: Configuration) {
         open = { try await Blocking.run { try CoturnStores.make(configuration) } }
@@ -162,7 +168,7 @@ struct CoturnAccess: Sendable {
     /// An already built store (tests: in memory).
     init(_ store: any CoturnSecretStore) { open = { store } }
 
-    var store: any CoturnSecretStore { Lazy(open: open) }
+    package var store: any CoturnSecretStore { Lazy(open: open) }
 
     private struct Lazy: CoturnSecretStore {
         let open: @Sendable () async throws -> any CoturnSecretStore

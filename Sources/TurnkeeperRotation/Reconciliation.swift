@@ -122,21 +122,3 @@ struct RetiredSecret: Codable, Sendable, Equatable {
         return list
     }
 }
-
-extension Reconciliation {
-    /// What `check` says of drift between coturn's store and turnkeeper's state; changes nothing.
-    static func findings(_ host: Host) async -> [Checker.Finding] {
-        let configuration = host.configuration
-        guard let drift = try? await host.rotation(.quiet).reconcile(repair: false),
-            !drift.isEmpty
-        else { return [] }
-        return [
-            Checker.Finding(
-                ok: false, summary: drift.summary + ".",
-                fix: "Run `\(configuration.command("rotate --resume"))`, which puts the store right (`turnkeeper run` "
-                    + "does it within one daemon.probe_interval). Then keep the store from losing data: Redis with "
-                    + "`appendonly yes`, failover only to a replica that is in sync; PostgreSQL restored only from a "
-                    + "backup newer than the last rotation (docs/separate-turn-host.md).")
-        ]
-    }
-}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import TurnkeeperChecks
 import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCrypto

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import TurnkeeperChecks
 import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperExecution

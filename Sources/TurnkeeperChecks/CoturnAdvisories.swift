@@ -1,6 +1,7 @@
 import Glibc
 import TurnkeeperCore
 import TurnkeeperExecution
+import TurnkeeperRotation
 import TurnkeeperStores
 
 /// `check` on a host that runs coturn: the known vulnerabilities of the installed coturn, each with what

@@ -1,7 +1,7 @@
 import Testing
 import TurnkeeperStores
 
-@testable import TurnkeeperRotation
+@testable import TurnkeeperChecks
 
 /// `check` names the installed coturn's known vulnerabilities, each with what turnserver.conf does about it.
 @Suite("check: the installed coturn's advisories")

@@ -2,6 +2,7 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperExecution
+import TurnkeeperRotation
 import TurnkeeperStores
 import TurnkeeperSynapse
 

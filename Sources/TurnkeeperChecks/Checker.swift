@@ -3,6 +3,7 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperExecution
+import TurnkeeperRotation
 import TurnkeeperStores
 import TurnkeeperSynapse
 import TurnkeeperTURNClient
@@ -81,7 +82,7 @@ public struct Checker {
         list.ok("turn_user_lifetime: \(synapse.turnUserLifetime.seconds) s")
         // What rotate would refuse before writing anything: check says so first.
         do {
-            try SynapseSwitch(configuration: configuration, environment: .quiet).files.checkWritable(
+            try host.synapseFiles.checkWritable(
                 removingStale: false)
             if access(configuration.rotation.stateDirectory, F_OK) == 0 {
                 _ = try TrustedDirectory(configuration.rotation.stateDirectory)
@@ -330,14 +331,10 @@ public struct Checker {
         list += await Reconciliation.findings(host)
         // A rotation stopped part-way: calls still work (coturn accepts both secrets), but no old secret retires
         // until it is finished.
-        let state = try? await StateFile<RotationState>(
-            directory: configuration.rotation.stateDirectory, name: "state.json"
-        ).load()
-        if let state, state.phase != .idle {
-            let waiting = host.consumerNames.filter { !(state.switched ?? []).contains($0) }
+        if let (phase, waiting) = await host.stoppedRotation() {
             list.problem(
-                "a rotation stopped in phase \(state.phase.rawValue)"
-                    + (state.phase == .switching ? " with \(waiting.joined(separator: ", ")) not switched yet" : "")
+                "a rotation stopped in phase \(phase)"
+                    + (waiting.isEmpty ? "" : " with \(waiting.joined(separator: ", ")) not switched yet")
                     + "; coturn accepts the old and the new secret, and none retires until it is finished.",
                 "Run `\(configuration.command("rotate --resume"))`; it says what stops it.")
         }
@@ -430,27 +427,7 @@ public struct Checker {
     }
 }
 
-/// turnserver.conf as coturn reads it, for `check` on the hosts where coturn runs.
-struct TurnserverConf {
-    let path: String
-    /// True when coturn.config_file names it; false for the default, read only for its secrets and realm.
-    let configured: Bool
-    let lines: [CoturnConfigStore.Line]
-    let secrets: [(line: Int, secret: TurnSecret)]
-    /// The last realm= line, which is the one coturn keeps.
-    let realm: (value: String, line: Int)?
-
-    /// nil when coturn.config_file is unset and the default file does not exist.
-    static func read(_ configuration: Configuration) throws(TurnkeeperError) -> TurnserverConf? {
-        guard let (path, configured) = configuration.turnserverConf else { return nil }
-        let lines = CoturnConfigStore.parse(try FileContents.read(path, limit: 1 << 20).bytes)
-        let realm = lines.last { $0.name == "realm" && $0.value != nil }
-        return TurnserverConf(
-            path: path, configured: configured, lines: lines,
-            secrets: try CoturnConfigStore.secretLines(in: lines, path: path),
-            realm: realm.map { ($0.text ?? String(decoding: $0.value ?? [], as: UTF8.self), $0.number) })
-    }
-
+extension TurnserverConf {
     /// static-auth-secret lines beside a database: coturn accepts them too, so no rotation can retire them.
     /// `inUse`: Synapse's secret when the database lacks it; removing that line first would break every call.
     static func staticSecretFindings(
