@@ -20,10 +20,14 @@ enum CoturnStores {
         case .config(let file):
             // The reader guarantees config_file with store config.
             let path = coturn.configFile ?? Configuration.defaultTurnserverConf
+            let probe = AllocationProbe(uri: coturn.verifyURI)
             return CoturnConfigSecrets(
                 store: CoturnConfigStore(path: path), owedMarker: configuration.coturnRestartOwedMarker,
-                restartCommand: file.restartCommand, timeout: file.restartTimeout,
-                probe: AllocationProbe(uri: coturn.verifyURI))
+                restartCommand: file.restartCommand, timeout: file.restartTimeout
+            ) { accepting, refusing, configFile, within in
+                try await probe.awaitInForce(
+                    accepting: accepting, refusing: refusing, configFile: configFile, within: within)
+            }
         }
     }
 }

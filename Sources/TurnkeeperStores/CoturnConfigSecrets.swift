@@ -1,32 +1,49 @@
 import Glibc
 import TurnkeeperCore
-import TurnkeeperCredentials
+public import TurnkeeperCredentials
 import TurnkeeperExecution
-import TurnkeeperStores
 
 /// turnserver.conf's lines, plus the restart that makes coturn read them (dropping live calls). A change to
 /// the file is not done until coturn is proven to run with it: until then a marker in the state directory
 /// says the restart is owed, and every later add or remove (a resumed rotation, a retried retirement)
 /// restarts coturn again first.
-struct CoturnConfigSecrets: CoturnSecretStore {
+public struct CoturnConfigSecrets: CoturnSecretStore {
+    /// "" once coturn answers as a file holding `accepting` (and not `refusing`) makes it, within the time given;
+    /// else what it did instead. Asked with allocations, by the rotation (the store does no TURN itself).
+    public typealias InForce =
+        @Sendable (
+            _ accepting: [TurnSecret], _ refusing: TurnSecret?, _ configFile: String, _ within: Duration
+        ) async throws -> String
+
     let store: CoturnConfigStore
     /// Present from just before turnserver.conf changes until coturn is proven to run with it.
     let owedMarker: String
     let restartCommand: [String]
     /// How long the restart command may run, and then how long coturn has to answer with the file in force.
     let timeout: SynapseDuration
-    let probe: AllocationProbe
+    let inForce: InForce
 
-    func secrets() async throws -> [TurnSecret] {
+    public init(
+        store: CoturnConfigStore, owedMarker: String, restartCommand: [String], timeout: SynapseDuration,
+        inForce: @escaping InForce
+    ) {
+        self.store = store
+        self.owedMarker = owedMarker
+        self.restartCommand = restartCommand
+        self.timeout = timeout
+        self.inForce = inForce
+    }
+
+    public func secrets() async throws -> [TurnSecret] {
         let store = store
         return try await Blocking.run { try store.secrets() }
     }
 
-    func add(_ secret: TurnSecret) async throws {
+    public func add(_ secret: TurnSecret) async throws {
         try await change(refusing: nil) { existing in existing.contains(secret) ? nil : existing + [secret] }
     }
 
-    func remove(_ secret: TurnSecret) async throws {
+    public func remove(_ secret: TurnSecret) async throws {
         try await change(refusing: secret) { existing in
             existing.contains(secret) ? existing.filter { $0 != secret } : nil
         }
@@ -72,8 +89,7 @@ struct CoturnConfigSecrets: CoturnSecretStore {
                 "\(error.reason) \(path) has changed and coturn is not proven to run with it: the restart is "
                     + "owed, and `turnkeeper rotate --resume` redoes it.")
         }
-        let seen = try await probe.awaitInForce(
-            accepting: accepting, refusing: refusing, configFile: path, within: .milliseconds(timeout.milliseconds))
+        let seen = try await inForce(accepting, refusing, path, .milliseconds(timeout.milliseconds))
         if seen.isEmpty { return }
         throw TurnkeeperError(
             .restartFailed,
