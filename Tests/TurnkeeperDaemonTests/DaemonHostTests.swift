@@ -102,6 +102,53 @@ struct DaemonHostTests {
         #expect(state.current.failures == 0, "\(state.current.lastError ?? "")")
     }
 
+    @Test(
+        "Daemon.run in process on an injected host: ready, serves /metrics with the first rotation, ends when cancelled",
+        .timeLimit(.minutes(2)))
+    func daemonRun() async throws {
+        let lab = try Lab()
+        defer { lab.directory.remove() }
+        var configuration = lab.host.configuration
+        let port = Int(try LoopbackUDP.freePort())
+        configuration.daemon.listenHost = "127.0.0.1"
+        configuration.daemon.listenPort = port
+        // Nothing to probe on the network: the probe asks a port nothing listens on, and fails (which /readyz says).
+        configuration.daemon.probeURIs = ["turn:127.0.0.1:9"]
+        let path = try lab.directory.write("turnkeeper.yaml", configuration.rendered())
+        let store = lab.store
+        // The daemon mints with the wall clock: the probe judges expiry by it too.
+        lab.clock.set(to: Int64(Date().timeIntervalSince1970))
+        let probe = MemoryProbe(store: store, clock: lab.clock)
+        let daemon = Daemon(configurationPath: path, environment: [:]) {
+            TurnkeeperRotation.Host($0, coturnStore: store, probe: probe)
+        }
+        let running = Task { try await daemon.run() }
+        func metrics() async -> String {
+            (try? await Task.detached { try HTTPGet.get(port: port, path: "/metrics", timeoutSeconds: 5) }.value)?
+                .body ?? ""
+        }
+        // The first round adopts Synapse's secret and rotates at once, through the in-memory store.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        var seen = await metrics()
+        while !seen.contains(#"turnkeeper_rotations_total{result="ok"} 1"#) && clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            seen = await metrics()
+        }
+        #expect(seen.contains(#"turnkeeper_rotations_total{result="ok"} 1"#), "\(seen)")
+        #expect(store.holds.count == 2 && store.holds.contains(lab.initial), "the new secret beside the old")
+        let health = try await Task.detached { try HTTPGet.get(port: port, path: "/healthz") }.value
+        #expect(health.status == 200)
+        running.cancel()
+        // Every service ends on cancellation (the rotation service once spun here instead).
+        do {
+            try await running.value
+        } catch is CancellationError {
+        } catch {
+            Issue.record("the daemon ended with \(error)")
+        }
+    }
+
     /// A single host: Synapse's files with a secret coturn's in-memory store accepts, a day's rotation interval.
     struct Lab {
         let directory: TemporaryDirectory
