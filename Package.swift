@@ -318,8 +318,8 @@ let package = Package(
         testTarget(
             "TurnkeeperProbeTests",
             [
-                "TurnkeeperAudit", "TurnkeeperCall", "TurnkeeperLoad", "TurnkeeperProbe", "TurnkeeperSTUN",
-                "TurnkeeperTURNClient",
+                "TurnkeeperAudit", "TurnkeeperCall", "TurnkeeperCore", "TurnkeeperLoad", "TurnkeeperProbe",
+                "TurnkeeperSTUN", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -15,7 +15,7 @@ public struct AuditRenderer: Sendable {
                     case .notTested: "not tested"
                     case .error: "ERROR     "
                     }
-                lines.append("  \(result) \(check.check.padding(to: 20)) \(check.detail)")
+                lines.append("  \(result) \(check.check.rawValue.padding(to: 20)) \(check.detail)")
             }
             lines.append("")
         }

@@ -12,7 +12,7 @@ public struct AuditFinding: Codable, Sendable, Hashable {
     }
 
     /// Stable name for programs and alerts: `no-auth`, `peer-loopback`, `external-ip-mismatch`, ….
-    public let check: String
+    public let check: AuditCheckID
     public let severity: Severity
     /// The URI and address it was seen at.
     public let target: String
@@ -29,7 +29,7 @@ public struct AuditFinding: Codable, Sendable, Hashable {
     public var form: String?
 
     public init(
-        check: String, severity: Severity, target: String, problem: String, evidence: String, fix: String,
+        check: AuditCheckID, severity: Severity, target: String, problem: String, evidence: String, fix: String,
         peer: String? = nil, cve: String? = nil, form: String? = nil
     ) {
         self.check = check
@@ -57,7 +57,7 @@ public struct AuditCheck: Codable, Sendable, Hashable {
         case error
     }
 
-    public let check: String
+    public let check: AuditCheckID
     public let result: Result
     public let detail: String
 }
@@ -79,8 +79,8 @@ public struct AuditReport: Codable, Sendable, Hashable {
     /// Checks that did not run anywhere, by name: what the report cannot vouch for.
     public var notTested: [String] {
         let all = targets.flatMap(\.checks)
-        let ran = Set(all.filter { $0.result == .pass || $0.result == .finding }.map(\.check))
-        return Array(Set(all.map(\.check)).subtracting(ran)).sorted()
+        let ran = Set(all.filter { $0.result == .pass || $0.result == .finding }.map(\.check.rawValue))
+        return Array(Set(all.map(\.check.rawValue)).subtracting(ran)).sorted()
     }
 
     public init(targets: [AuditTarget], findings: [AuditFinding]) {
@@ -103,4 +103,84 @@ public struct AuditReport: Codable, Sendable, Hashable {
         targets = try container.decode([AuditTarget].self, forKey: .targets)
         findings = try container.decode([AuditFinding].self, forKey: .findings)
     }
+}
+
+/// An audit check's stable name, as a type: the audit names only checks that exist; in JSON, alerts and
+/// docs/audit.md, the same strings as always. (`CoturnVersion`'s advisories, in TurnkeeperCore, name theirs as
+/// text; a test holds them to these.)
+public struct AuditCheckID: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let certificate = Self(rawValue: "certificate")
+    public static let certificateChain = Self(rawValue: "certificate-chain")
+    public static let certificateExpired = Self(rawValue: "certificate-expired")
+    public static let certificateExpiring = Self(rawValue: "certificate-expiring")
+    public static let certificateName = Self(rawValue: "certificate-name")
+    public static let coturnVersion = Self(rawValue: "coturn-version")
+    public static let dataPath = Self(rawValue: "data-path")
+    public static let externalAddress = Self(rawValue: "external-address")
+    public static let externalIpMismatch = Self(rawValue: "external-ip-mismatch")
+    public static let forbiddenPeers = Self(rawValue: "forbidden-peers")
+    public static let ipv4Peers = Self(rawValue: "ipv4-peers")
+    public static let ipv6Peers = Self(rawValue: "ipv6-peers")
+    public static let noAuth = Self(rawValue: "no-auth")
+    public static let ownListeningAddress = Self(rawValue: "own-listening-address")
+    public static let ownRelayAddress = Self(rawValue: "own-relay-address")
+    public static let peerBenchmarking = Self(rawValue: "peer-benchmarking")
+    public static let peerLinkLocal = Self(rawValue: "peer-link-local")
+    public static let peerLoopback = Self(rawValue: "peer-loopback")
+    public static let peerMetadata = Self(rawValue: "peer-metadata")
+    public static let peerMulticast = Self(rawValue: "peer-multicast")
+    public static let peerPrivate = Self(rawValue: "peer-private")
+    public static let peerSharedSpace = Self(rawValue: "peer-shared-space")
+    public static let peerThisNetwork = Self(rawValue: "peer-this-network")
+    public static let publicPeer = Self(rawValue: "public-peer")
+    public static let quotaMissing = Self(rawValue: "quota-missing")
+    public static let quotas = Self(rawValue: "quotas")
+    public static let relayPortTranslated = Self(rawValue: "relay-port-translated")
+    public static let resolve = Self(rawValue: "resolve")
+    public static let retiredSecret = Self(rawValue: "retired-secret")
+    public static let retiredSecretAccepted = Self(rawValue: "retired-secret-accepted")
+    public static let softwareDisclosed = Self(rawValue: "software-disclosed")
+    public static let tlsOldVersion = Self(rawValue: "tls-old-version")
+    public static let tlsVersions = Self(rawValue: "tls-versions")
+
+    /// Every check the audit can run, for programs and tests.
+    public static let all: [AuditCheckID] = [
+        .certificate,
+        .certificateChain,
+        .certificateExpired,
+        .certificateExpiring,
+        .certificateName,
+        .coturnVersion,
+        .dataPath,
+        .externalAddress,
+        .externalIpMismatch,
+        .forbiddenPeers,
+        .ipv4Peers,
+        .ipv6Peers,
+        .noAuth,
+        .ownListeningAddress,
+        .ownRelayAddress,
+        .peerBenchmarking,
+        .peerLinkLocal,
+        .peerLoopback,
+        .peerMetadata,
+        .peerMulticast,
+        .peerPrivate,
+        .peerSharedSpace,
+        .peerThisNetwork,
+        .publicPeer,
+        .quotaMissing,
+        .quotas,
+        .relayPortTranslated,
+        .resolve,
+        .retiredSecret,
+        .retiredSecretAccepted,
+        .softwareDisclosed,
+        .tlsOldVersion,
+        .tlsVersions,
+    ]
 }

@@ -9,7 +9,7 @@ public struct ForbiddenPeer: Sendable, Hashable {
     public let prefixLength: Int
     /// The range, for people: "loopback (127.0.0.0/8)".
     public let range: String
-    public let check: String
+    public let check: AuditCheckID
     public let severity: AuditFinding.Severity
     public let fix: String
     /// The coturn vulnerability a granted permission here is, when it is one.
@@ -18,7 +18,8 @@ public struct ForbiddenPeer: Sendable, Hashable {
     public let form: String?
 
     init(
-        address: TransportAddress, prefixLength: Int, range: String, check: String, severity: AuditFinding.Severity,
+        address: TransportAddress, prefixLength: Int, range: String, check: AuditCheckID,
+        severity: AuditFinding.Severity,
         fix: String, cve: String? = nil, form: String? = nil
     ) {
         self.address = address
@@ -33,52 +34,52 @@ public struct ForbiddenPeer: Sendable, Hashable {
 
     public static let all: [ForbiddenPeer] = [
         v4(
-            "127.0.0.1", 8, "loopback (127.0.0.0/8)", "peer-loopback", .critical,
+            "127.0.0.1", 8, "loopback (127.0.0.0/8)", .peerLoopback, .critical,
             "Remove allow-loopback-peers from turnserver.conf (coturn refuses loopback peers without it) and add "
                 + "denied-peer-ip=127.0.0.0-127.255.255.255."),
         v4(
-            "169.254.169.254", 32, "the cloud metadata endpoint (169.254.169.254)", "peer-metadata", .critical,
+            "169.254.169.254", 32, "the cloud metadata endpoint (169.254.169.254)", .peerMetadata, .critical,
             "Add denied-peer-ip=169.254.0.0-169.254.255.255 to turnserver.conf: through the relay, a credential "
                 + "holder could read this host's cloud credentials."),
         v4(
-            "169.254.0.1", 16, "link-local (169.254.0.0/16)", "peer-link-local", .high,
+            "169.254.0.1", 16, "link-local (169.254.0.0/16)", .peerLinkLocal, .high,
             "Add denied-peer-ip=169.254.0.0-169.254.255.255 to turnserver.conf."),
         v4(
             "0.0.0.0", 8, "\"this host\" (0.0.0.0, which Linux delivers to the host itself: CVE-2020-26262)",
-            "peer-this-network", .critical,
+            .peerThisNetwork, .critical,
             "Upgrade coturn to 4.5.2 or later (it refuses 0.0.0.0 itself: CVE-2020-26262) and add "
                 + "denied-peer-ip=0.0.0.0-0.255.255.255 to turnserver.conf."),
         v4(
-            "10.0.0.1", 8, "private (10.0.0.0/8)", "peer-private", .high,
+            "10.0.0.1", 8, "private (10.0.0.0/8)", .peerPrivate, .high,
             "Add denied-peer-ip=10.0.0.0-10.255.255.255 to turnserver.conf."),
         v4(
-            "172.16.0.1", 12, "private (172.16.0.0/12)", "peer-private", .high,
+            "172.16.0.1", 12, "private (172.16.0.0/12)", .peerPrivate, .high,
             "Add denied-peer-ip=172.16.0.0-172.31.255.255 to turnserver.conf."),
         v4(
-            "192.168.0.1", 16, "private (192.168.0.0/16)", "peer-private", .high,
+            "192.168.0.1", 16, "private (192.168.0.0/16)", .peerPrivate, .high,
             "Add denied-peer-ip=192.168.0.0-192.168.255.255 to turnserver.conf."),
         v4(
-            "100.64.0.1", 10, "shared address space (100.64.0.0/10, carrier-grade NAT)", "peer-shared-space", .high,
+            "100.64.0.1", 10, "shared address space (100.64.0.0/10, carrier-grade NAT)", .peerSharedSpace, .high,
             "Add denied-peer-ip=100.64.0.0-100.127.255.255 to turnserver.conf."),
         v4(
-            "198.18.0.1", 15, "benchmarking (198.18.0.0/15)", "peer-benchmarking", .medium,
+            "198.18.0.1", 15, "benchmarking (198.18.0.0/15)", .peerBenchmarking, .medium,
             "Add denied-peer-ip=198.18.0.0-198.19.255.255 to turnserver.conf."),
         v4(
-            "224.0.0.1", 4, "multicast (224.0.0.0/4)", "peer-multicast", .medium,
+            "224.0.0.1", 4, "multicast (224.0.0.0/4)", .peerMulticast, .medium,
             "Add no-multicast-peers to turnserver.conf."),
         v6(
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback (::1)", "peer-loopback", .critical,
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback (::1)", .peerLoopback, .critical,
             "Remove allow-loopback-peers from turnserver.conf and add denied-peer-ip=::1."),
         v6(
-            [0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 7, "unique local (fc00::/7)", "peer-private", .high,
+            [0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 7, "unique local (fc00::/7)", .peerPrivate, .high,
             "Add denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf."),
         v6(
-            [0xFE, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 10, "link-local (fe80::/10)", "peer-link-local",
+            [0xFE, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 10, "link-local (fe80::/10)", .peerLinkLocal,
             .high, "Add denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf."),
         v6(
             [0xFE, 0xC0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 10,
             "site-local (fec0::/10, deprecated, still "
-                + "routed inside some networks)", "peer-private", .medium,
+                + "routed inside some networks)", .peerPrivate, .medium,
             "Add denied-peer-ip=fec0::-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff to turnserver.conf (coturn 4.13.1 and "
                 + "later refuse it by default)."),
     ]
@@ -149,7 +150,7 @@ public struct ForbiddenPeer: Sendable, Hashable {
     }
 
     private static func v4(
-        _ text: String, _ prefixLength: Int, _ range: String, _ check: String, _ severity: AuditFinding.Severity,
+        _ text: String, _ prefixLength: Int, _ range: String, _ check: AuditCheckID, _ severity: AuditFinding.Severity,
         _ fix: String
     ) -> ForbiddenPeer {
         ForbiddenPeer(
@@ -158,7 +159,8 @@ public struct ForbiddenPeer: Sendable, Hashable {
     }
 
     private static func v6(
-        _ bytes: [UInt8], _ prefixLength: Int, _ range: String, _ check: String, _ severity: AuditFinding.Severity,
+        _ bytes: [UInt8], _ prefixLength: Int, _ range: String, _ check: AuditCheckID,
+        _ severity: AuditFinding.Severity,
         _ fix: String
     ) -> ForbiddenPeer {
         ForbiddenPeer(

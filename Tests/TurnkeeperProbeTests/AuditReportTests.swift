@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TurnkeeperCore
 import TurnkeeperSTUN
 
 @testable import TurnkeeperAudit
@@ -18,7 +19,7 @@ struct AuditReportTests {
         }
         // RFC 5952 §5: the mapped form is written with its dotted IPv4 address; each carries its own range.
         let mapped = ForbiddenPeer.peers(for: .ipv6).first { $0.address.host == "::ffff:169.254.169.254" }
-        #expect(mapped?.check == "peer-metadata" && mapped?.severity == .critical && mapped?.cve == "CVE-2026-27624")
+        #expect(mapped?.check == .peerMetadata && mapped?.severity == .critical && mapped?.cve == "CVE-2026-27624")
         #expect(
             mapped?.covers(
                 TransportAddress(
@@ -40,7 +41,7 @@ struct AuditReportTests {
         #expect(!ForbiddenPeer.isPrivate(TransportAddress(ipv4: "172.32.0.1", port: 1)!))
         #expect(ForbiddenPeer.isPrivate(TransportAddress(ipv4: "100.127.0.1", port: 1)!))
         func covering(_ text: String) -> String? {
-            ForbiddenPeer.covering(TransportAddress(ipv4: text, port: 1)!)?.check
+            ForbiddenPeer.covering(TransportAddress(ipv4: text, port: 1)!)?.check.rawValue
         }
         #expect(covering("169.254.169.254") == "peer-metadata" && covering("169.254.1.1") == "peer-link-local")
         #expect(covering("10.1.2.3") == "peer-private" && covering("172.31.0.1") == "peer-private")
@@ -50,17 +51,29 @@ struct AuditReportTests {
         #expect(!ForbiddenPeer.isPrivate(TransportAddress(ipv4: "100.128.0.1", port: 1)!))
     }
 
+    @Test("Every advisory names a check the audit runs; a check's name is a plain string in JSON, as it always was")
+    func checkIDs() throws {
+        for advisory in CoturnVersion.advisories {
+            guard let named = advisory.check else { continue }
+            #expect(AuditCheckID.all.contains(AuditCheckID(rawValue: named)), "\(advisory.id) names \(named)")
+        }
+        #expect(Set(AuditCheckID.all).count == AuditCheckID.all.count)
+        let check = AuditCheck(check: .peerLoopback, result: .pass, detail: "")
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(check)) as? [String: Any]
+        #expect(json?["check"] as? String == "peer-loopback")
+    }
+
     @Test("JSON: passed, findings, notTested and targets; an error is not a pass; the text groups a finding")
     func report() throws {
         let finding = AuditFinding(
-            check: "peer-private", severity: .high, target: "turn:h (192.0.2.1:3478)", problem: "p", evidence: "e",
+            check: .peerPrivate, severity: .high, target: "turn:h (192.0.2.1:3478)", problem: "p", evidence: "e",
             fix: "f")
         let udp = AuditTarget(
             uri: "turn:h", address: "192.0.2.1:3478", transport: "udp",
             checks: [
-                AuditCheck(check: "peer-private", result: .finding, detail: "e"),
-                AuditCheck(check: "quotas", result: .notTested, detail: "not yet"),
-                AuditCheck(check: "external-address", result: .error, detail: "no answer"),
+                AuditCheck(check: .peerPrivate, result: .finding, detail: "e"),
+                AuditCheck(check: .quotas, result: .notTested, detail: "not yet"),
+                AuditCheck(check: .externalAddress, result: .error, detail: "no answer"),
             ])
         var report = AuditReport(targets: [udp, udp], findings: [finding, finding])
         let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any]

@@ -111,7 +111,7 @@ public final class DaemonMetrics: Sendable {
     func record(audit findings: [AuditFinding], incomplete: Int, at time: Int64) {
         gauge("turnkeeper_audit_checks_incomplete").record(Double(incomplete))
         var counts: [[String]: Int] = [:]
-        for finding in findings { counts[[finding.check, finding.severity.rawValue], default: 0] += 1 }
+        for finding in findings { counts[[finding.check.rawValue, finding.severity.rawValue], default: 0] += 1 }
         let labels = auditLabels.withLock { seen in
             seen.formUnion(counts.keys)
             return seen
