@@ -282,7 +282,17 @@ struct TwoHostTests {
             let now = Date().timeIntervalSince1970
             let start = (now / 20).rounded(.up) * 20 + 3
             try await Task.sleep(for: .milliseconds(Int((start - now) * 1000)))
-            if index == 0 { turn.stop() } else { synapseHost.stop() }
+            // The host leaves in line with the epoch that has just begun (epochs of 20 s from the Unix epoch): a
+            // loaded machine may have it still catching up, and one that left an epoch behind would be away four
+            // epochs by the secret it signs with, not three. Waited for, not timed.
+            let current = Int(start) / 20
+            if index == 0 {
+                try await turn.waitFor("epoch \(current): coturn accepts", timeout: .seconds(60))
+                turn.stop()
+            } else {
+                try await synapseHost.waitFor("epoch \(current): Synapse switched", timeout: .seconds(60))
+                synapseHost.stop()
+            }
             var (during, refused, expired) = try Self.load(
                 lab, token: setup.token,
                 duration: .milliseconds(Int((start + 60 - Date().timeIntervalSince1970) * 1000)))
