@@ -434,12 +434,8 @@ extension TurnserverConf {
         _ conf: TurnserverConf, store: Configuration.Coturn.Store, inUse: TurnSecret? = nil,
         configuration: Configuration
     ) -> [Checker.Finding] {
-        let kind =
-            switch store {
-            case .redis: "Redis"
-            case .postgres: "PostgreSQL"
-            default: "SQLite"
-            }
+        // Never the config-file store: its lines are coturn's only secrets, not beside a database.
+        let kind = store.label
         return conf.secrets.map { line, secret in
             Checker.Finding(
                 ok: false,

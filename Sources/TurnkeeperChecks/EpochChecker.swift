@@ -23,6 +23,11 @@ struct EpochChecker {
 
     var configuration: Configuration { host.configuration }
 
+    private var onTURNHost: Bool {
+        if case .turn = side { return true }
+        return false
+    }
+
     func run() async throws -> [Checker.Finding] {
         var findings: [Checker.Finding] = []
         func ok(_ summary: String) { findings.append(.init(ok: true, summary: summary, fix: nil)) }
@@ -35,7 +40,7 @@ struct EpochChecker {
         let epoch = epochs.epoch(at: now())
         // On the TURN host, as far back as it keeps epochs (and one more); on the Synapse host, which does not
         // know that setting, two back.
-        let back = Int64(host.managesCoturn ? derivation.keepPreviousEpochs + 1 : 2)
+        let back = Int64(onTURNHost ? derivation.keepPreviousEpochs + 1 : 2)
         let window = (epoch - back)...(epoch + 2)
         let secrets = try window.map { try epochs.secret(for: $0) }
         ok("epoch \(epoch) (epochs of \(derivation.epoch.seconds) s, root key \(epochs.keyFingerprint))")
@@ -137,7 +142,7 @@ struct EpochChecker {
             problem(
                 "\(accepts): the TURN host is ahead of this one by about an epoch, or this host's clock is slow.",
                 "Enable NTP on both hosts (`timedatectl set-ntp true`) and compare `date -u`.")
-        } else if host.managesCoturn {
+        } else if onTURNHost {
             // This host cannot see which epoch Synapse signs with: only the Synapse host's check can.
             ok(
                 "\(accepts): the current and next epochs, and \(epoch - (accepted.min() ?? epoch)) before. Whether "
