@@ -23,6 +23,14 @@ struct CoturnSQLiteStoreTests {
         )
     }
 
+    /// Expects coturn to grant `secret`, and shows coturn's log when it does not.
+    private func expectAccepted(
+        _ secret: TurnSecret, _ server: CoturnServer, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let accepted = try await coturnAccepts(secret, server)
+        #expect(accepted, "coturn's log:\n\(server.log.suffix(4000))", sourceLocation: sourceLocation)
+    }
+
     @Test("Rows added while coturn runs are accepted at once; removed rows are refused at once; no restart")
     func liveChanges() async throws {
         let server = try CoturnServer(secrets: [])
@@ -36,18 +44,18 @@ struct CoturnSQLiteStoreTests {
         try await store.add(old)
         try await store.add(old)  // idempotent
         #expect(try await store.secrets() == [old])
-        #expect(try await coturnAccepts(old, server))
+        try await expectAccepted(old, server)
 
         try await store.add(new)
         #expect(Set(try await store.secrets().map(\.fingerprint)) == [old.fingerprint, new.fingerprint])
-        #expect(try await coturnAccepts(old, server))
-        #expect(try await coturnAccepts(new, server))
+        try await expectAccepted(old, server)
+        try await expectAccepted(new, server)
 
         try await store.remove(old)
         try await store.remove(old)  // idempotent
         #expect(try await store.secrets() == [new])
         #expect(try await !coturnAccepts(old, server))
-        #expect(try await coturnAccepts(new, server))
+        try await expectAccepted(new, server)
         #expect(try await store.realmsWithSecrets() == [server.realm])
     }
 
@@ -162,8 +170,9 @@ struct CoturnSQLiteStoreTests {
     /// 19 of 20 adoptions under traffic (a writer waiting for its exclusive lock blocks every new reader). The
     /// store now switches without waiting (busy timeout 0, retried) and without fsyncs inside the lock, so only
     /// a login whose read meets that instant itself can be refused: measured 2 in 80 switches, never one after.
-    /// With one client logging in back to back, at most the login in flight then can be.
-    @Test("The switch to WAL under continuous logins, 20 times: at most the login in flight at that instant refused")
+    /// How many logins overlap the switch depends on the scheduler (a busy machine may pause the switch while
+    /// it holds the lock: 2 logins in one round, with two CPU hogs), so only their place is asserted.
+    @Test("The switch to WAL under continuous logins, 20 times: only logins that overlap the switch can be refused")
     func walSwitchUnderLogins() async throws {
         let server = try CoturnServer(secrets: [])
         defer { server.stop() }
@@ -205,7 +214,7 @@ struct CoturnSQLiteStoreTests {
             #expect(try await store.journalMode() == "wal", "round \(round)")
             // Logins begun before the switch began, or after it ended, are never refused.
             #expect(
-                refused.allSatisfy { $0 >= before && $0 <= switched } && refused.count <= 1,
+                refused.allSatisfy { $0 >= before && $0 <= switched },
                 "round \(round): logins \(refused) refused; the switch ran during logins \(before)...\(switched)")
         }
         // What was measured, for docs/rotation.md.
