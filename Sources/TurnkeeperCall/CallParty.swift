@@ -23,13 +23,20 @@ public struct CallOptions: Sendable {
     /// The relay family to ask for (REQUESTED-ADDRESS-FAMILY), or nil for the server's default, as a client
     /// that asks for none gets (IPv4 in coturn unless allocation-default-address-family says otherwise).
     public var relayFamily: TransportAddress.Family?
+    /// Asked between packets: true ends the stream early (Ctrl-C). Each side then says how many packets it
+    /// numbered, and the peer judges its loss against that.
+    public var stopRequested: @Sendable () -> Bool
+    /// How long, once the peer is done, the rest of what it numbered may take to be read.
+    var drainTimeout: Duration = .seconds(2)
 
     public init(
         name: String, peer: String, rendezvous: String, rate: Int = 50, size: Int = 160,
         duration: Duration = .seconds(5), setupTimeout: Duration = .seconds(30), maxLossPercent: Double = 1,
-        tls: TLSOptions = TLSOptions(), relayFamily: TransportAddress.Family? = nil
+        tls: TLSOptions = TLSOptions(), relayFamily: TransportAddress.Family? = nil,
+        stopRequested: @escaping @Sendable () -> Bool = { false }
     ) {
         self.relayFamily = relayFamily
+        self.stopRequested = stopRequested
         self.name = name
         self.peer = peer
         self.rendezvous = rendezvous
@@ -98,13 +105,13 @@ public enum CallParty {
                 _ = try await rendezvous.wait(for: ["bound", "done"], until: setup)
 
                 let tally = MediaTally()
-                let sent = await stream(
+                let streamed = await stream(
                     options: options, tally: tally, rendezvous: rendezvous,
                     host: allocation.relayed.host, port: allocation.relayed.port,
                     send: { try await client.send($0, channel: channel) },
                     inbound: inbox.map { ($0.data, $0.receivedAt) }
                 )
-                report.finish(sent: sent, tally: tally, options: options)
+                report.finish(streamed, tally: tally, options: options)
                 _ = try? await client.refresh(lifetime: 0, deadline: .now + .seconds(3))
                 return report
             }
@@ -140,11 +147,11 @@ public enum CallParty {
                 let peer = try SocketAddress(ipAddress: card.host, port: Int(card.port))
                 report.peerAddress = peer.hostAndPort
                 let tally = MediaTally()
-                let sent = await stream(
+                let streamed = await stream(
                     options: options, tally: tally, rendezvous: rendezvous, host: mapped.host, port: mapped.port,
                     send: { try await socket.send($0, to: peer) },
                     inbound: socket.received.map { ($0.bytes, $0.receivedAt) })
-                report.finish(sent: sent, tally: tally, options: options)
+                report.finish(streamed, tally: tally, options: options)
                 return report
             }
         } catch {
@@ -153,15 +160,26 @@ public enum CallParty {
         return report
     }
 
-    /// Sends `options.packets` packets paced at `options.rate`, while counting and echoing what arrives;
-    /// then says "done" and keeps echoing until the peer is done too (or a grace period ends).
+    /// What one side's stream did.
+    struct Streamed {
+        /// Packets numbered (sent or not), and those the socket took.
+        var numbered: Int
+        var sent: Int
+        /// What the peer said it numbered, when it said so.
+        var peerNumbered: Int?
+        var stoppedEarly: Bool
+    }
+
+    /// Sends `options.packets` packets paced at `options.rate` (fewer if stopped early), while counting and
+    /// echoing what arrives; then says "done" with the count and keeps echoing until the peer is done too (or a
+    /// grace period ends).
     static func stream<Inbound: AsyncSequence & Sendable>(
         options: CallOptions, tally: MediaTally, rendezvous: Rendezvous, host: String, port: UInt16,
         send: @escaping @Sendable ([UInt8]) async throws -> Void, inbound: Inbound
-    ) async -> Int where Inbound.Element == ([UInt8], ContinuousClock.Instant) {
+    ) async -> Streamed where Inbound.Element == ([UInt8], ContinuousClock.Instant) {
         let interval = Duration.seconds(1) / options.rate
         let sentCount = Atomic<Int>(0)
-        await withTaskGroup(of: Void.self) { group in
+        return await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
                     for try await (bytes, _) in inbound {
@@ -177,19 +195,37 @@ public enum CallParty {
                 } catch {}
             }
             let start = ContinuousClock.now
-            for sequence in 0..<options.packets {
-                try? await Pause.until(start + interval * sequence)
+            var numbered = 0
+            var stoppedEarly = false
+            while numbered < options.packets {
+                try? await Pause.until(start + interval * numbered)
+                if options.stopRequested() {
+                    stoppedEarly = true
+                    break
+                }
                 let packet = MediaPacket.make(
-                    sequence: UInt32(sequence), sentNanos: MediaPacket.now(), size: options.size)
+                    sequence: UInt32(numbered), sentNanos: MediaPacket.now(), size: options.size)
+                numbered += 1
                 if (try? await send(packet)) != nil { sentCount.add(1, ordering: .relaxed) }
             }
-            try? rendezvous.publish(host: host, port: port, stage: "done")
-            // Echo the peer's tail until it is done too, then let the last packets land.
-            _ = try? await rendezvous.wait(for: ["done"], until: .now + options.setupTimeout)
-            try? await Pause.for(.milliseconds(500))
+            try? rendezvous.publish(host: host, port: port, stage: "done", packets: numbered)
+            // Echo the peer's tail until it is done too, then read until all it numbered has arrived: on a busy
+            // machine that tail can sit unread for a while (with two CPU hogs, a fixed 500 ms made a 2 s direct
+            // call between two un-NATed hosts report 18% lost). What never arrives is waited for `drainTimeout`.
+            let peer = try? await rendezvous.wait(for: ["done"], until: .now + options.setupTimeout)
+            let drained = ContinuousClock.now + options.drainTimeout
+            if let numbered = peer?.packets {
+                while tally.receivedCount < numbered && ContinuousClock.now < drained {
+                    try? await Pause.for(.milliseconds(10))
+                }
+            } else {
+                try? await Pause.for(.milliseconds(500))
+            }
             group.cancelAll()
+            return Streamed(
+                numbered: numbered, sent: sentCount.load(ordering: .relaxed), peerNumbered: peer?.packets,
+                stoppedEarly: stoppedEarly)
         }
-        return sentCount.load(ordering: .relaxed)
     }
 }
 
@@ -200,10 +236,16 @@ extension CallReport {
             expected: options.packets, lossPercent: 100, passed: false)
     }
 
-    mutating func finish(sent: Int, tally: MediaTally, options: CallOptions) {
+    mutating func finish(_ streamed: CallParty.Streamed, tally: MediaTally, options: CallOptions) {
         let summary = tally.summary
-        self.sent = sent
+        sent = streamed.sent
         received = summary.received
+        // The peer's own count when it gave one (a call stopped early numbers fewer than planned), but never
+        // fewer than the highest sequence that arrived shows it sent.
+        if let peerNumbered = streamed.peerNumbered {
+            expected = max(peerNumbered, tally.leastNumbered, 1)
+        }
+        if streamed.stoppedEarly { stoppedEarly = true }
         lossPercent = (Double(expected - min(received, expected)) / Double(expected) * 100).rounded(toPlaces: 2)
         rttMilliseconds = summary.rtt
         jitterMilliseconds = summary.jitter

@@ -21,7 +21,10 @@ public struct CallReport: Sendable, Codable {
     public var sent: Int
     /// The peer's packets that reached us, of `expected`.
     public var received: Int
+    /// What the peer said it sent (at least what arrived); what its options planned if it did not say.
     public var expected: Int
+    /// True when this side was stopped (SIGINT or SIGTERM) before its planned duration; absent otherwise.
+    public var stoppedEarly: Bool?
     public var lossPercent: Double
     public var rttMilliseconds: RTT?
     /// RFC 3550 interarrival jitter of the peer's stream.

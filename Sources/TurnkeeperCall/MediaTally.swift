@@ -7,6 +7,7 @@ import TurnkeeperProbe
 final class MediaTally: Sendable {
     private struct State {
         var seen: Set<UInt32> = []
+        var highest: UInt32?
         var rtts: [Double] = []
         var jitter: Double = 0
         var lastTransit: Double?
@@ -18,6 +19,7 @@ final class MediaTally: Sendable {
     func received(sequence: UInt32, sentNanos: UInt64, arrivedNanos: UInt64) {
         state.withLock { state in
             guard state.seen.insert(sequence).inserted else { return }
+            state.highest = max(state.highest ?? sequence, sequence)
             let transit = Double(Int64(bitPattern: arrivedNanos &- sentNanos)) / 1e6
             if let last = state.lastTransit {
                 state.jitter += (abs(transit - last) - state.jitter) / 16
@@ -31,6 +33,9 @@ final class MediaTally: Sendable {
     }
 
     var receivedCount: Int { state.withLock { $0.seen.count } }
+
+    /// One more than the highest sequence number that arrived: the fewest packets the peer can have sent.
+    var leastNumbered: Int { state.withLock { $0.highest.map { Int($0) + 1 } ?? 0 } }
 
     var summary: (received: Int, rtt: CallReport.RTT?, jitter: Double?) {
         state.withLock { state in

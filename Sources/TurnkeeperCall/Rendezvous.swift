@@ -11,14 +11,17 @@ struct Rendezvous: Sendable {
         var host: String
         var port: UInt16
         var stage: String
+        /// At "done": how many packets this side's stream numbered, so a call stopped early is judged on what
+        /// was sent. Absent before "done" (and from versions that did not say it).
+        var packets: Int?
     }
 
     let directory: String
     let name: String
     let peer: String
 
-    func publish(host: String, port: UInt16, stage: String) throws {
-        let bytes = Array(try JSONEncoder().encode(Card(host: host, port: port, stage: stage)))
+    func publish(host: String, port: UInt16, stage: String, packets: Int? = nil) throws {
+        let bytes = Array(try JSONEncoder().encode(Card(host: host, port: port, stage: stage, packets: packets)))
         try AtomicFile.write(bytes, to: "\(directory)/\(name).json", permissions: 0o644, existing: .replace)
     }
 

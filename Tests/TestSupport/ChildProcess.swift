@@ -77,6 +77,11 @@ public final class ChildProcess: Sendable {
         return exitStatus.withLock { $0 }
     }
 
+    /// Sends `signal` if it still runs; does not wait.
+    public func signal(_ signal: Int32) {
+        if isRunning { kill(pid, signal) }
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within `grace`. Returns the exit status.
     @discardableResult
     public func terminate(grace: Duration = .seconds(5)) -> Int32 {

@@ -23,14 +23,27 @@ struct CallTestPageLabTests {
 
     /// `turnkeeper run` on the Synapse host, serving the page at http://203.0.113.20:9478/calltest/ (log in
     /// daemon.log), once coturn's userdb has Synapse's secret, as an admin's first `rotate --resume` gives it.
-    static func serve(_ lab: NATLab, _ setup: NATLabTests.PublicSetup) throws -> ChildProcess {
+    ///
+    /// An adopted secret counts as never rotated, so the daemon rotates at once, restarting Synapse: returns
+    /// once that rotation has switched Synapse (a page opened during the restart finds no homeserver).
+    static func serve(_ lab: NATLab, _ setup: NATLabTests.PublicSetup) async throws -> ChildProcess {
         var daemon = TestConfiguration.Daemon()
         daemon.listen = "203.0.113.20:9478"
         daemon.calltestHomeserver = Self.synapse
         let config = try setup.rotationConfig(lab, daemon: daemon)
         let adopted = try lab.run("hs", [TurnkeeperBinary.path, "rotate", "--config", config, "--resume"])
         #expect(adopted.status == 0, "\(adopted)")
-        return try lab.start("hs", [TurnkeeperBinary.path, "run", "--config", config], output: "daemon.log")
+        let run = try lab.start("hs", [TurnkeeperBinary.path, "run", "--config", config], output: "daemon.log")
+        let deadline = ContinuousClock.now + .seconds(300)
+        while ContinuousClock.now < deadline && run.isRunning {
+            let status = try lab.run("hs", [TurnkeeperBinary.path, "status", "--config", config, "--json"])
+            let object = (try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8))) as? [String: Any]
+            if object?["lastRotation"] is NSNumber && object?["phase"] as? String == "idle" { return run }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let log = (try? String(contentsOfFile: lab.directory.file("daemon.log"), encoding: .utf8)) ?? ""
+        _ = run.terminate()
+        throw TestFailure("turnkeeper run did not finish its first rotation; its log:\n\(log.suffix(3000))")
     }
 
     @Test(
@@ -42,7 +55,7 @@ struct CallTestPageLabTests {
         let setup = try NATLabTests.PublicSetup(
             lab, secretInCoturnConfig: false, supervised: true, synapseConf: BrowserNATLabTests.loginLimits)
         defer { setup.stop() }
-        let run = try Self.serve(lab, setup)
+        let run = try await Self.serve(lab, setup)
         defer { _ = run.terminate(grace: .seconds(30)) }
 
         let page = "http://203.0.113.20:9478/calltest/"

@@ -147,7 +147,7 @@ struct NATLabDualStackTests {
             lab, secretInCoturnConfig: false, supervised: true, synapseConf: BrowserNATLabTests.loginLimits,
             ipv6: ["allocation-default-address-family=keep"])
         defer { setup.stop() }
-        let run = try CallTestPageLabTests.serve(lab, setup)
+        let run = try await CallTestPageLabTests.serve(lab, setup)
         defer { _ = run.terminate(grace: .seconds(30)) }
 
         let result = try CallTestBrowser.run(

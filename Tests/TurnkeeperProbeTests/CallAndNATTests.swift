@@ -36,6 +36,55 @@ struct CallAndNATTests {
         #expect(summary.rtt?.min == 1 && summary.rtt?.median == 2 && summary.rtt?.max == 3)
     }
 
+    @Test("Hung up early, each side says how many packets it numbered, and the other judges its loss by that")
+    func stoppedEarly() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        typealias Packet = ([UInt8], ContinuousClock.Instant)
+        let (aliceInbox, toAlice) = AsyncStream.makeStream(of: Packet.self)
+        let (bobInbox, toBob) = AsyncStream.makeStream(of: Packet.self)
+        let tallies = (alice: MediaTally(), bob: MediaTally())
+        // Both hang up once each has 20 of the other's packets, long before the 10 minutes planned.
+        let hungUp: @Sendable () -> Bool = { tallies.alice.receivedCount >= 20 && tallies.bob.receivedCount >= 20 }
+        func options(_ name: String, _ peer: String) -> CallOptions {
+            var options = CallOptions(
+                name: name, peer: peer, rendezvous: directory.path, rate: 200, duration: .seconds(600),
+                setupTimeout: .seconds(300), stopRequested: hungUp)
+            options.drainTimeout = .seconds(300)
+            return options
+        }
+        async let alice = CallParty.stream(
+            options: options("alice", "bob"), tally: tallies.alice,
+            rendezvous: Rendezvous(directory: directory.path, name: "alice", peer: "bob"), host: "192.0.2.1", port: 1,
+            send: { toBob.yield(($0, .now)) }, inbound: aliceInbox)
+        async let bob = CallParty.stream(
+            options: options("bob", "alice"), tally: tallies.bob,
+            rendezvous: Rendezvous(directory: directory.path, name: "bob", peer: "alice"), host: "192.0.2.2", port: 2,
+            send: { toAlice.yield(($0, .now)) }, inbound: bobInbox)
+        let streamed = await (alice: alice, bob: bob)
+        #expect(streamed.alice.stoppedEarly && streamed.bob.stoppedEarly)
+        #expect(streamed.alice.peerNumbered == streamed.bob.numbered)
+        #expect(streamed.bob.peerNumbered == streamed.alice.numbered)
+        #expect(streamed.alice.numbered >= 20 && streamed.alice.numbered < options("a", "b").packets)
+
+        var report = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
+        report.finish(streamed.alice, tally: tallies.alice, options: options("alice", "bob"))
+        #expect(report.expected == streamed.bob.numbered && report.received == report.expected)
+        #expect(report.passed && report.lossPercent == 0 && report.stoppedEarly == true)
+
+        // A peer that says it numbered fewer than arrived cannot shrink what is expected below what arrived.
+        var understated = streamed.alice
+        understated.peerNumbered = 1
+        var judged = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
+        judged.finish(understated, tally: tallies.alice, options: options("alice", "bob"))
+        #expect(judged.expected == streamed.bob.numbered)
+        // Without a count (an older peer), the plan is what is expected: the stream fell short of it.
+        understated.peerNumbered = nil
+        judged = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
+        judged.finish(understated, tally: tallies.alice, options: options("alice", "bob"))
+        #expect(judged.expected == options("a", "b").packets && !judged.passed)
+    }
+
     @Test("Behind NAT when the reflexive host differs from the local one")
     func behindNAT() {
         var report = CallReport(

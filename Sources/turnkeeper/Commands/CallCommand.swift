@@ -1,5 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
+import Glibc
+import Synchronization
 import TurnkeeperCall
 import TurnkeeperCore
 import TurnkeeperCredentialSource
@@ -7,6 +9,7 @@ import TurnkeeperCredentials
 import TurnkeeperProbe
 import TurnkeeperSTUN
 import TurnkeeperTURNClient
+import UnixSignals
 
 struct CallCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,6 +51,10 @@ struct CallCommand: AsyncParsableCommand {
               ip netns exec tk-lab-bob turnkeeper call --name bob --peer alice \\
                   --rendezvous /run/call --homeserver http://203.0.113.20:8008 \\
                   --access-token-file bob.token
+
+            Ctrl-C (or SIGTERM) ends the stream early, as hanging up does: each side says how many packets it \
+            sent, and the other judges its loss against that. A second Ctrl-C ends the process at once. To watch \
+            a call across a change (a secret rotation), give a long --duration and stop both sides after it.
 
             Exit status: 0 the stream arrived with less than --max-loss percent lost, \
             1 it did not, 2 usage.
@@ -102,7 +109,10 @@ struct CallCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Bytes a packet (at least 16).", valueName: "bytes"))
     var size = 160
 
-    @Option(help: ArgumentHelp("How long to stream, in Synapse's duration syntax.", valueName: "duration"))
+    @Option(
+        help: ArgumentHelp(
+            "How long to stream, in Synapse's duration syntax (at most 1h; Ctrl-C ends it early).",
+            valueName: "duration"))
     var duration = DurationArgument(argument: "5s")!
 
     @Option(help: ArgumentHelp("Deadline for setting up and finding the peer.", valueName: "duration"))
@@ -146,9 +156,21 @@ struct CallCommand: AsyncParsableCommand {
         guard duration.duration.milliseconds <= 3_600_000 else {
             throw TurnkeeperError(.invalidArgument, "--duration must be at most 1h")
         }
+        // SIGINT or SIGTERM: the stream ends early and the report is still made. The signal then goes back to
+        // the system, so a second one ends the process at once.
+        let stopped = Atomic<Bool>(false)
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+        let watcher = Task {
+            for await received in signals {
+                stopped.store(true, ordering: .relaxed)
+                signal(received.rawValue, SIG_DFL)
+            }
+        }
+        defer { watcher.cancel() }
         let options = CallOptions(
             name: name, peer: peer, rendezvous: rendezvous, rate: rate, size: size, duration: duration.value,
-            setupTimeout: timeout.value, maxLossPercent: maxLoss, relayFamily: relayFamily.family)
+            setupTimeout: timeout.value, maxLossPercent: maxLoss, relayFamily: relayFamily.family,
+            stopRequested: { stopped.load(ordering: .relaxed) })
         let user = "@\(name):turnkeeper.call"
         let credentialSource = credentials.source()
         switch credentialSource {
@@ -204,6 +226,7 @@ struct CallCommand: AsyncParsableCommand {
         }
         if let relayed = report.relayed { lines.append("  relayed address \(relayed)") }
         if let peer = report.peerAddress { lines.append("  sending to \(peer)") }
+        if report.stoppedEarly == true { lines.append("  stopped early (Ctrl-C or SIGTERM)") }
         lines.append(
             "  sent \(report.sent); from \(report.peer): \(report.received) of \(report.expected) arrived "
                 + "(\(report.lossPercent)% lost)")
