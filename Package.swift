@@ -185,12 +185,22 @@ let package = Package(
         ),
         // The rotation protocol: one entry point for every role, the persisted state machine, the Synapse
         // switch, the allocation proofs. It drives the stores; it never decides when.
+        // Each app that signs with the secret, switched to a new one: Synapse, a Prosody, any app through a file.
+        // One protocol (preflight, switch, what it signs with now), driven by the rotation.
+        .target(
+            name: "TurnkeeperSwitching",
+            dependencies: [
+                "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore", "TurnkeeperCredentials",
+                "TurnkeeperCrypto", "TurnkeeperExecution", "TurnkeeperStores", "TurnkeeperSynapse",
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "TurnkeeperRotation",
             dependencies: [
-                "TurnkeeperConfiguration", "TurnkeeperConsumers", "TurnkeeperCore",
-                "TurnkeeperCredentials", "TurnkeeperExecution",
-                "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient", "TurnkeeperCrypto",
+                "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperExecution",
+                "TurnkeeperStores", "TurnkeeperSwitching", "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                "TurnkeeperCrypto",
             ],
             swiftSettings: strict
         ),
@@ -283,8 +293,8 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperRotation",
-                "TurnkeeperSTUN", "TurnkeeperStores", "TurnkeeperTURNClient",
+                "CSystemShims", "TurnkeeperConfiguration", "TurnkeeperCredentials", "TurnkeeperSTUN",
+                "TurnkeeperStores", "TurnkeeperTURNClient",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",

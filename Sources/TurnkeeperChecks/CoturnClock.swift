@@ -1,6 +1,7 @@
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperRotation
+import TurnkeeperStores
 
 /// coturn judges a credential's expiry by its own clock, which is the TURN host's. It refuses a credential
 /// whose expiry is behind that clock, so the earliest expiry it still grants tells its clock: found by

@@ -3,6 +3,7 @@ import TurnkeeperCore
 public import TurnkeeperCredentials
 import TurnkeeperExecution
 import TurnkeeperStores
+import TurnkeeperSwitching
 
 /// Rotation for a Synapse host and a separate TURN host that share a root key and nothing else
 /// (docs/separate-turn-host.md). Each epoch's secret is derived (``EpochSecrets``), so each host acts on its
@@ -46,11 +47,11 @@ public struct EpochRotation: SecretRotation {
         var synapseEpoch: Int64?
         /// Synapse host: the last restart for a switch not yet finished, so that the daemon's retries do not
         /// restart Synapse again for the same failure (as on a single host).
-        var synapseRestart: RotationState.SynapseRestart?
+        var synapseRestart: RestartRecord?
         /// Either host: the epoch each other consumer was last switched to, by name.
         var consumerEpochs: [String: Int64]?
         /// Either host: the last restart command of each other consumer for a switch not yet finished.
-        var consumerRestarts: [String: RotationState.SynapseRestart]?
+        var consumerRestarts: [String: RestartRecord]?
         /// TURN host: the epoch secrets retired from coturn, by digest, so a rolled-back store is put right.
         var retired: [RetiredSecret]?
         /// TURN host: the epoch of the last sync; more than one epoch behind means this host was away.
@@ -78,7 +79,7 @@ public struct EpochRotation: SecretRotation {
         self.side = side
         self.probe = probe
         self.synapse = synapse
-        self.others = others ?? ConsumerSwitches.others(configuration, environment: environment)
+        self.others = others ?? ConsumerSwitches.others(configuration, environment: environment.switching)
         self.state = StateFile(directory: configuration.rotation.stateDirectory, name: "epochs.json")
     }
 

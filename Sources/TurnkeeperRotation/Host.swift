@@ -3,6 +3,7 @@ import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperExecution
 public import TurnkeeperStores
+import TurnkeeperSwitching
 package import TurnkeeperSynapse
 
 /// This machine as turnkeeper.yaml describes it, built once per configuration (at start, and again on each
@@ -74,7 +75,7 @@ public struct Host: Sendable {
 
     /// The rotation this host runs: random secrets on a single host, derived epochs on either host of two.
     public func rotation(_ environment: RotationEnvironment) -> any SecretRotation {
-        let synapse = SynapseSwitch(configuration: configuration, environment: environment)
+        let synapse = SynapseSwitch(configuration: configuration, environment: environment.switching)
         return switch part {
         case .single(let coturn):
             SingleHostRotation(
@@ -95,8 +96,8 @@ public struct Host: Sendable {
     /// turnkeeper.yaml lists them.
     func consumers(_ environment: RotationEnvironment) -> [any ConsumerSwitch] {
         let synapse: [any ConsumerSwitch] =
-            managesSynapse ? [SynapseSwitch(configuration: configuration, environment: environment)] : []
-        return synapse + ConsumerSwitches.others(configuration, environment: environment)
+            managesSynapse ? [SynapseSwitch(configuration: configuration, environment: environment.switching)] : []
+        return synapse + ConsumerSwitches.others(configuration, environment: environment.switching)
     }
 
     /// The names of those consumers, in the same order.

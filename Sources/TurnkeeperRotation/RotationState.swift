@@ -1,5 +1,6 @@
 import TurnkeeperConfiguration
 import TurnkeeperCredentials
+import TurnkeeperSwitching
 
 /// What a rotation has done so far, persisted after every step (state.json, mode 0600, replaced
 /// atomically). It holds secret values, so it is never printed: ``RotationStatus`` shows fingerprints.
@@ -13,15 +14,6 @@ struct RotationState: Codable, Sendable {
         case verifying
         /// coturn accepts `pending`; Synapse is being switched to it.
         case switching
-    }
-
-    struct SynapseRestart: Codable, Equatable, Sendable {
-        /// The fingerprint of the secret Synapse was switched to.
-        var secret: String
-        var configurationDigest: String
-        var at: Int64
-        /// The restart command exited 0.
-        var succeeded: Bool
     }
 
     struct Retiree: Codable, Sendable {
@@ -46,11 +38,11 @@ struct RotationState: Codable, Sendable {
     var lastRotation: Int64?
     /// The last time Synapse was restarted for `pending`, and the digest of its configuration then: an automatic
     /// retry never restarts Synapse again for the same failure unless its configuration has changed since.
-    var synapseRestart: SynapseRestart?
+    var synapseRestart: RestartRecord?
     /// Step 4: the consumers (by name) already switched to `pending`; a resumed step 4 goes on with the rest.
     var switched: [String]?
     /// Step 4: the last restart command of each consumer besides Synapse, as `synapseRestart`.
-    var consumerRestarts: [String: SynapseRestart]?
+    var consumerRestarts: [String: RestartRecord]?
     /// Step 4: the longest credential lifetime, in seconds, among the consumers switched so far.
     var longestLifetime: Int64?
     /// The consumers known to sign with `current`: those switched to it, and those brought onto it since
@@ -73,11 +65,11 @@ struct RotationState: Codable, Sendable {
     }
 
     /// The restart recorded for the consumer `name`.
-    func restart(of name: String) -> SynapseRestart? {
+    func restart(of name: String) -> RestartRecord? {
         name == Configuration.synapseConsumer ? synapseRestart : consumerRestarts?[name]
     }
 
-    mutating func setRestart(_ restart: SynapseRestart?, of name: String) {
+    mutating func setRestart(_ restart: RestartRecord?, of name: String) {
         if name == Configuration.synapseConsumer {
             synapseRestart = restart
         } else {

@@ -1,6 +1,7 @@
 import TurnkeeperConfiguration
 public import TurnkeeperCore
 public import TurnkeeperCredentials
+import TurnkeeperSwitching
 
 /// One entry point for the CLI and the daemon, whatever the role: a single host rotating random secrets
 /// (``SingleHostRotation``) or one of two hosts following derived epochs (``EpochRotation``). Get one with
@@ -67,6 +68,14 @@ public struct RotationEnvironment: Sendable {
 
     /// For reading only (`status`, probes): says nothing.
     public static var quiet: RotationEnvironment { RotationEnvironment(say: { _ in }) }
+
+    /// What each consumer's switch is given of it.
+    var switching: SwitchEnvironment {
+        let observe = observe
+        return SwitchEnvironment(
+            now: now, say: say, restartsOnlyOnChange: synapseRestarts == .whenConfigurationChanged,
+            restartDue: { try await observe(.synapseRestartDue) })
+    }
 }
 
 /// A point a rotation has reached, its state saved. Between two events the state on disk is exactly what a

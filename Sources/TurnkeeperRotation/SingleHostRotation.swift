@@ -4,6 +4,7 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials
 import TurnkeeperStores
+import TurnkeeperSwitching
 import TurnkeeperSynapse
 
 /// The rotation protocol of a single host (docs/rotation.md). Every step is persisted before the next begins and
@@ -40,7 +41,8 @@ public struct SingleHostRotation: SecretRotation {
         self.coturn = coturn
         self.probe = probe
         self.synapse = synapse
-        self.consumers = [synapse] + (others ?? ConsumerSwitches.others(configuration, environment: environment))
+        self.consumers =
+            [synapse] + (others ?? ConsumerSwitches.others(configuration, environment: environment.switching))
         self.state = StateFile(directory: configuration.rotation.stateDirectory, name: "state.json")
     }
 

@@ -1,6 +1,7 @@
 import TurnkeeperConfiguration
 import TurnkeeperCore
 public import TurnkeeperCredentials
+import TurnkeeperSwitching
 
 /// What Synapse signs with, read from its configuration as Synapse reads it (not from turnkeeper's state), and
 /// whether that is the secret turnkeeper keeps it on. The daemon reads it on every probe: a file put back by a

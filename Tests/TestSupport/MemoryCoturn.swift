@@ -1,6 +1,5 @@
 import Synchronization
 public import TurnkeeperCredentials
-public import TurnkeeperRotation
 public import TurnkeeperStores
 
 /// A coturn store in memory, for a `Host` built with `Host(_:coturnStore:probe:)`.

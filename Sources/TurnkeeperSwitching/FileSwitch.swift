@@ -1,24 +1,24 @@
 import Glibc
-import TurnkeeperConfiguration
+package import TurnkeeperConfiguration
 import TurnkeeperConsumers
 import TurnkeeperCore
-import TurnkeeperCredentials
+package import TurnkeeperCredentials
 import TurnkeeperExecution
-import TurnkeeperStores
+package import TurnkeeperStores
 import TurnkeeperSynapse
 
 /// Any other app: its file written from a template, then its command (argv, no shell, an empty environment:
 /// the secret reaches it only through the file), then, when configured, proof that it hands out credentials
 /// signed with the new secret.
-struct FileSwitch: ConsumerSwitch {
-    let name: String
-    let label: String
-    let file: Configuration.Consumer.File
-    let environment: RotationEnvironment
+package struct FileSwitch: ConsumerSwitch {
+    package let name: String
+    package let label: String
+    package let file: Configuration.Consumer.File
+    package let environment: SwitchEnvironment
 
     private var fileName: String { TrustedDirectory.split(file.path).name }
 
-    func checkWritable(removingStale: Bool) async throws {
+    package func checkWritable(removingStale: Bool) async throws {
         let path = file.path
         let name = fileName
         let group = file.group
@@ -30,7 +30,7 @@ struct FileSwitch: ConsumerSwitch {
         }
     }
 
-    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
+    package func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
         try await checkWritable(removingStale: true)
         let template = try await template()
         let bytes = try template.render(secret)
@@ -47,9 +47,9 @@ struct FileSwitch: ConsumerSwitch {
         return SwitchPlan(secret: secret, lifetime: file.credentialLifetime.seconds, prepared: .bytes(bytes))
     }
 
-    func switchTo(
-        _ plan: SwitchPlan, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
-        record: (RotationState.SynapseRestart) async throws -> Void
+    package func switchTo(
+        _ plan: SwitchPlan, previous: RestartRecord?, probe: any CoturnProbe,
+        record: (RestartRecord) async throws -> Void
     ) async throws -> String {
         guard case .bytes(let bytes) = plan.prepared else {
             preconditionFailure("\(label) was handed another consumer's plan")
@@ -78,9 +78,9 @@ struct FileSwitch: ConsumerSwitch {
         return done + "; what it hands out was not checked (set verify_url or verify_command for that)"
     }
 
-    func lifetimeNow() async -> Int64? { file.credentialLifetime.seconds }
+    package func lifetimeNow() async -> Int64? { file.credentialLifetime.seconds }
 
-    func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
+    package func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
         do {
             guard let existing = try await destination() else { return .none("\(file.path) does not exist yet") }
             let template = try await template()
@@ -137,11 +137,11 @@ struct FileSwitch: ConsumerSwitch {
 
     /// The command, once per content of the file unless the policy says always (as Synapse's restart).
     private func runCommand(
-        _ command: [String], for secret: TurnSecret, digest: String, previous: RotationState.SynapseRestart?,
-        record: (RotationState.SynapseRestart) async throws -> Void
+        _ command: [String], for secret: TurnSecret, digest: String, previous: RestartRecord?,
+        record: (RestartRecord) async throws -> Void
     ) async throws {
         if let previous, previous.secret == secret.fingerprint, previous.configurationDigest == digest,
-            environment.synapseRestarts == .whenConfigurationChanged
+            environment.restartsOnlyOnChange
         {
             let when = WallClock.utcString(seconds: previous.at)
             guard previous.succeeded else {
@@ -154,7 +154,7 @@ struct FileSwitch: ConsumerSwitch {
             environment.say("\(label): its command ran at \(when) for this file; only checking again")
             return
         }
-        var attempt = RotationState.SynapseRestart(
+        var attempt = RestartRecord(
             secret: secret.fingerprint, configurationDigest: digest, at: environment.now(), succeeded: false)
         try await record(attempt)
         environment.say("\(label): running \(command.joined(separator: " "))")

@@ -1,20 +1,25 @@
-import TurnkeeperConfiguration
+package import TurnkeeperConfiguration
 import TurnkeeperCore
-import TurnkeeperCredentials
+package import TurnkeeperCredentials
 import TurnkeeperExecution
-import TurnkeeperStores
-import TurnkeeperSynapse
+package import TurnkeeperStores
+package import TurnkeeperSynapse
 
 /// Step 4 and what decides it: Synapse's files, its restart, and proof that it answers and hands out the new
 /// secret. Used by both the single host's rotation and the Synapse host of two.
-struct SynapseSwitch: Sendable {
-    let configuration: Configuration
-    let environment: RotationEnvironment
+package struct SynapseSwitch: Sendable {
+    package let configuration: Configuration
+    package let environment: SwitchEnvironment
+
+    package init(configuration: Configuration, environment: SwitchEnvironment) {
+        self.configuration = configuration
+        self.environment = environment
+    }
 
     private var synapse: Configuration.Synapse { configuration.synapse }
 
     /// What turnkeeper writes into Synapse's conf.d.
-    var files: SynapseSecretStore {
+    package var files: SynapseSecretStore {
         SynapseSecretStore(
             confFile: synapse.managedFile,
             mode: synapse.secret.secretFile == nil ? .inline : .path,
@@ -32,18 +37,18 @@ struct SynapseSwitch: Sendable {
     }
 
     /// The managed files can be written safely (no links, no other users' files); clears stale temporaries.
-    func checkWritable() async throws {
+    package func checkWritable() async throws {
         let files = files
         try await Blocking.run { try files.checkWritable() }
     }
 
     /// The secret Synapse's configuration gives it now, if any.
-    func currentSecret() async throws -> TurnSecret? { try await signer()?.secret }
+    package func currentSecret() async throws -> TurnSecret? { try await signer()?.secret }
 
     /// The secret Synapse's configuration gives it now, read from its files as Synapse reads them, and the file
     /// and line that set it; nil when none does. What Synapse signs with after its next start, whatever
     /// turnkeeper's state says.
-    func signer() async throws -> (secret: TurnSecret, location: String, file: String?)? {
+    package func signer() async throws -> (secret: TurnSecret, location: String, file: String?)? {
         let paths = synapse.configPaths
         let config = try await Blocking.run { try SynapseConfig.load(paths) }
         guard let secret = config.turnSecret else { return nil }
@@ -56,7 +61,7 @@ struct SynapseSwitch: Sendable {
     /// the managed files can be written safely, Synapse's configuration reads, the managed file is one Synapse
     /// reads and no later file overrides it, and the lifetime fits the schedule. Returns Synapse's configuration
     /// as it will be once the files are written.
-    func preflight(for secret: TurnSecret) async throws -> SynapseConfig {
+    package func preflight(for secret: TurnSecret) async throws -> SynapseConfig {
         try await checkWritable()
         let written = try files.render(secret)
         let paths = synapse.configPaths
@@ -93,7 +98,7 @@ struct SynapseSwitch: Sendable {
     }
 
     /// What step 4 can truly say: what Synapse hands out is known only when it was checked through its API.
-    func switchedMessage(to secret: TurnSecret) -> String {
+    package func switchedMessage(to secret: TurnSecret) -> String {
         synapse.apiCheck != nil
             ? "Synapse switched to \(secret.fingerprint): it hands out credentials signed with it, and coturn accepts them"
             : "Synapse switched to \(secret.fingerprint) (files written, restarted); what it hands out was not checked: "
@@ -105,18 +110,18 @@ struct SynapseSwitch: Sendable {
     /// written, from the preflight; `previous` the last restart recorded for this switch. Each restart is handed
     /// to `record` before its command runs (a restart that hangs or is killed counts as tried and failed) and
     /// again once it succeeded. Returns the last restart.
-    func switchSynapse(
-        to secret: TurnSecret, expected: SynapseConfig, previous: RotationState.SynapseRestart?,
+    package func switchSynapse(
+        to secret: TurnSecret, expected: SynapseConfig, previous: RestartRecord?,
         probe: any CoturnProbe,
-        record: (RotationState.SynapseRestart) async throws -> Void
-    ) async throws -> RotationState.SynapseRestart? {
+        record: (RestartRecord) async throws -> Void
+    ) async throws -> RestartRecord? {
         let alreadyRestarted =
             previous?.secret == secret.fingerprint && previous?.configurationDigest == expected.digest
         // Written on every attempt, restarted or not: a file put back by hand since is set right again.
         let files = files
         try await Blocking.run { try files.write(secret) }
         var restart = previous
-        if alreadyRestarted && environment.synapseRestarts == .whenConfigurationChanged, let previous {
+        if alreadyRestarted && environment.restartsOnlyOnChange, let previous {
             let when = WallClock.utcString(seconds: previous.at)
             guard previous.succeeded else {
                 throw TurnkeeperError(
@@ -129,8 +134,8 @@ struct SynapseSwitch: Sendable {
                 "Synapse was restarted for \(secret.fingerprint) at \(when) with its configuration as it is now; not "
                     + "restarting it again for the same failure, only checking it again")
         } else {
-            try await environment.observe(.synapseRestartDue)
-            var attempt = RotationState.SynapseRestart(
+            try await environment.restartDue()
+            var attempt = RestartRecord(
                 secret: secret.fingerprint, configurationDigest: expected.digest, at: environment.now(),
                 succeeded: false)
             try await record(attempt)
@@ -207,22 +212,22 @@ struct SynapseSwitch: Sendable {
 }
 
 extension SynapseSwitch: ConsumerSwitch {
-    var name: String { Configuration.synapseConsumer }
-    var label: String { "Synapse" }
+    package var name: String { Configuration.synapseConsumer }
+    package var label: String { "Synapse" }
 
-    func checkWritable(removingStale: Bool) async throws {
+    package func checkWritable(removingStale: Bool) async throws {
         let files = files
         try await Blocking.run { try files.checkWritable(removingStale: removingStale) }
     }
 
-    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
+    package func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
         let expected = try await preflight(for: secret)
         return SwitchPlan(secret: secret, lifetime: expected.turnUserLifetime.seconds, prepared: .synapse(expected))
     }
 
-    func switchTo(
-        _ plan: SwitchPlan, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
-        record: (RotationState.SynapseRestart) async throws -> Void
+    package func switchTo(
+        _ plan: SwitchPlan, previous: RestartRecord?, probe: any CoturnProbe,
+        record: (RestartRecord) async throws -> Void
     ) async throws -> String {
         guard case .synapse(let expected) = plan.prepared else {
             preconditionFailure("Synapse was handed another consumer's plan")
@@ -234,12 +239,12 @@ extension SynapseSwitch: ConsumerSwitch {
 
     /// Its files decide what it signs with after its next start; with synapse.access_token_file, what it hands
     /// out now is asked too, as the running Synapse may have read files since changed.
-    func lifetimeNow() async -> Int64? {
+    package func lifetimeNow() async -> Int64? {
         let paths = synapse.configPaths
         return try? await Blocking.run { try SynapseConfig.load(paths) }.turnUserLifetime.seconds
     }
 
-    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> ConsumerKeep? {
+    package func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> ConsumerKeep? {
         if let reason = await inUse(candidates: candidates, now: now).keeps(secret, label: label) {
             return ConsumerKeep(reason: reason)
         }
@@ -264,7 +269,7 @@ extension SynapseSwitch: ConsumerSwitch {
         }
     }
 
-    func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
+    package func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
         do {
             guard let (secret, location, _) = try await signer() else {
                 return .none("Synapse's configuration sets no TURN secret")

@@ -1,13 +1,14 @@
-import TurnkeeperConfiguration
+package import TurnkeeperConfiguration
 import TurnkeeperCore
-import TurnkeeperCredentials
+package import TurnkeeperCredentials
 import TurnkeeperCrypto
-import TurnkeeperSynapse
+package import TurnkeeperStores
+package import TurnkeeperSynapse
 
 /// One app that signs TURN credentials with the shared secret, as step 4 switches it: Synapse, a Prosody, or
 /// any other app through a file. Each is switched, and its progress saved, on its own; the old secret is
 /// retired only once all of them have switched and the longest of their credential lifetimes has passed.
-protocol ConsumerSwitch: Sendable {
+package protocol ConsumerSwitch: Sendable {
     /// Unique on this host; progress is saved under it ("synapse", or the name in turnkeeper.yaml).
     var name: String { get }
     /// For messages: "Synapse", "prosody consumer xmpp".
@@ -23,8 +24,8 @@ protocol ConsumerSwitch: Sendable {
     /// switch, handed to `record` anew before each restart command runs and once it succeeded. Returns what it
     /// can truly say.
     func switchTo(
-        _ plan: SwitchPlan, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
-        record: (RotationState.SynapseRestart) async throws -> Void
+        _ plan: SwitchPlan, previous: RestartRecord?, probe: any CoturnProbe,
+        record: (RestartRecord) async throws -> Void
     ) async throws -> String
     /// Which of `candidates` it signs with now, as far as can be told without changing anything.
     func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse
@@ -36,13 +37,13 @@ protocol ConsumerSwitch: Sendable {
 }
 
 /// What a consumer's preflight read and decided, for its own switch to `secret` right after.
-struct SwitchPlan: Sendable {
-    let secret: TurnSecret
+package struct SwitchPlan: Sendable {
+    package let secret: TurnSecret
     /// How long the credentials it hands out stay valid, in seconds.
-    let lifetime: Int64
-    let prepared: Prepared
+    package let lifetime: Int64
+    package let prepared: Prepared
 
-    enum Prepared: Sendable {
+    package enum Prepared: Sendable {
         /// Synapse: its configuration as it will read it with turnkeeper's file written.
         case synapse(SynapseConfig)
         /// The file's new content, rendered from the template as it was read.
@@ -51,14 +52,14 @@ struct SwitchPlan: Sendable {
 }
 
 /// Why a consumer still needs a secret in coturn.
-struct ConsumerKeep: Sendable {
-    var reason: String
+package struct ConsumerKeep: Sendable {
+    package var reason: String
     /// Only the running app uses it (what it hands out), not its files: restarting it ends that.
-    var runningOnly = false
+    package var runningOnly = false
 }
 
 /// What a consumer signs with, and how that is known.
-enum ConsumerUse: Sendable {
+package enum ConsumerUse: Sendable {
     /// One of the candidates; `source` says how it was told ("what Prosody hands out now", "its file").
     case signsWith(TurnSecret, source: String)
     /// Known to sign with none of them (no secret set, no file yet, another secret): why, for `check`.
@@ -67,7 +68,7 @@ enum ConsumerUse: Sendable {
     case unknown(String)
 
     /// Why a consumer in this state still needs `secret` in coturn, or nil when it does not.
-    func keeps(_ secret: TurnSecret, label: String) -> String? {
+    package func keeps(_ secret: TurnSecret, label: String) -> String? {
         switch self {
         case .signsWith(let used, let source):
             used == secret ? "\(label) signs with it (\(source))" : nil
@@ -78,14 +79,14 @@ enum ConsumerUse: Sendable {
 }
 
 extension ConsumerSwitch {
-    func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> ConsumerKeep? {
+    package func keeps(_ secret: TurnSecret, candidates: [TurnSecret], now: Int64) async -> ConsumerKeep? {
         await inUse(candidates: candidates, now: now).keeps(secret, label: label).map { ConsumerKeep(reason: $0) }
     }
 }
 
-enum ConsumerSwitches {
+package enum ConsumerSwitches {
     /// The consumers besides Synapse.
-    static func others(_ configuration: Configuration, environment: RotationEnvironment) -> [any ConsumerSwitch] {
+    package static func others(_ configuration: Configuration, environment: SwitchEnvironment) -> [any ConsumerSwitch] {
         configuration.consumers.map { consumer -> any ConsumerSwitch in
             switch consumer.kind {
             case .prosody(let prosody):
@@ -97,12 +98,13 @@ enum ConsumerSwitches {
     }
 
     /// The digest a restart is recorded under: a restart is not repeated for the same content.
-    static func digest(_ bytes: [UInt8]) -> String { String(Hex.encode(Digest.sha256(bytes)).prefix(16)) }
+    package static func digest(_ bytes: [UInt8]) -> String { String(Hex.encode(Digest.sha256(bytes)).prefix(16)) }
 }
 
 extension CredentialVerifier {
     /// Which of `secrets` signed this credential, whether or not it has expired.
-    static func signer(of username: String, _ password: String, among secrets: [TurnSecret], now: Int64) -> TurnSecret?
+    package static func signer(of username: String, _ password: String, among secrets: [TurnSecret], now: Int64)
+        -> TurnSecret?
     {
         secrets.first { secret in
             guard let verifier = try? CredentialVerifier(secrets: [secret]) else { return false }

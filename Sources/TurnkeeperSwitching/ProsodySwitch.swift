@@ -1,21 +1,21 @@
 import Glibc
-import TurnkeeperConfiguration
+package import TurnkeeperConfiguration
 import TurnkeeperConsumers
 import TurnkeeperCore
-import TurnkeeperCredentials
+package import TurnkeeperCredentials
 import TurnkeeperExecution
-import TurnkeeperStores
+package import TurnkeeperStores
 
 /// A Prosody with mod_turn_external. turnkeeper owns one included file of its options; Prosody is made to
 /// use a new secret through its admin socket, with no restart and no session dropped: `config reload` reads
 /// the file, then `module reload turn_external` makes the module take the options (it reads them only when
 /// it loads; either step alone changes nothing, as measured in docs/consumers.md). What each host hands out
 /// afterwards is checked.
-struct ProsodySwitch: ConsumerSwitch {
-    let name: String
-    let label: String
-    let prosody: Configuration.Consumer.Prosody
-    let environment: RotationEnvironment
+package struct ProsodySwitch: ConsumerSwitch {
+    package let name: String
+    package let label: String
+    package let prosody: Configuration.Consumer.Prosody
+    package let environment: SwitchEnvironment
 
     private var file: ProsodyConfigFile {
         ProsodyConfigFile(
@@ -27,7 +27,7 @@ struct ProsodySwitch: ConsumerSwitch {
 
     private var fileName: String { TrustedDirectory.split(prosody.configFile).name }
 
-    func checkWritable(removingStale: Bool) async throws {
+    package func checkWritable(removingStale: Bool) async throws {
         let path = prosody.configFile
         let name = fileName
         let group = prosody.group
@@ -39,15 +39,15 @@ struct ProsodySwitch: ConsumerSwitch {
         }
     }
 
-    func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
+    package func preflight(for secret: TurnSecret, known: [TurnSecret]) async throws -> SwitchPlan {
         try await checkWritable(removingStale: true)
         return SwitchPlan(
             secret: secret, lifetime: prosody.credentialLifetime.seconds, prepared: .bytes(file.render(secret)))
     }
 
-    func switchTo(
-        _ plan: SwitchPlan, previous: RotationState.SynapseRestart?, probe: any CoturnProbe,
-        record: (RotationState.SynapseRestart) async throws -> Void
+    package func switchTo(
+        _ plan: SwitchPlan, previous: RestartRecord?, probe: any CoturnProbe,
+        record: (RestartRecord) async throws -> Void
     ) async throws -> String {
         guard case .bytes(let bytes) = plan.prepared else {
             preconditionFailure("\(label) was handed another consumer's plan")
@@ -98,9 +98,9 @@ struct ProsodySwitch: ConsumerSwitch {
             + "\(secret.fingerprint), and coturn accepts them (reloaded, not restarted)"
     }
 
-    func lifetimeNow() async -> Int64? { prosody.credentialLifetime.seconds }
+    package func lifetimeNow() async -> Int64? { prosody.credentialLifetime.seconds }
 
-    func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
+    package func inUse(candidates: [TurnSecret], now: Int64) async -> ConsumerUse {
         do {
             let handed = try await handedOut()
             guard let first = handed.credentials.first else {
