@@ -210,7 +210,8 @@ let package = Package(
             name: "TurnkeeperChecks",
             dependencies: [
                 "TurnkeeperConfiguration", "TurnkeeperCore", "TurnkeeperCredentials", "TurnkeeperExecution",
-                "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSynapse", "TurnkeeperTURNClient",
+                "TurnkeeperRotation", "TurnkeeperStores", "TurnkeeperSwitching", "TurnkeeperSynapse",
+                "TurnkeeperTURNClient",
             ],
             swiftSettings: strict
         ),

@@ -1,9 +1,9 @@
 public import TurnkeeperConfiguration
 import TurnkeeperCore
-import TurnkeeperCredentials
+package import TurnkeeperCredentials
 import TurnkeeperExecution
 public import TurnkeeperStores
-import TurnkeeperSwitching
+package import TurnkeeperSwitching
 package import TurnkeeperSynapse
 
 /// This machine as turnkeeper.yaml describes it, built once per configuration (at start, and again on each
@@ -50,7 +50,7 @@ public struct Host: Sendable {
     }
 
     /// coturn's store; nil on the Synapse host of two, which has none.
-    var coturn: CoturnAccess? {
+    package var coturn: CoturnAccess? {
         switch part {
         case .single(let coturn), .turnHost(_, let coturn): coturn
         case .synapseHost: nil
@@ -66,7 +66,7 @@ public struct Host: Sendable {
         return true
     }
 
-    var derivation: Configuration.Derivation? {
+    package var derivation: Configuration.Derivation? {
         switch part {
         case .single: nil
         case .turnHost(let derivation, _), .synapseHost(let derivation): derivation
@@ -94,7 +94,7 @@ public struct Host: Sendable {
 
     /// This host's consumers in switching order: Synapse first where this host manages it, then the others as
     /// turnkeeper.yaml lists them.
-    func consumers(_ environment: RotationEnvironment) -> [any ConsumerSwitch] {
+    package func consumers(_ environment: RotationEnvironment) -> [any ConsumerSwitch] {
         let synapse: [any ConsumerSwitch] =
             managesSynapse ? [SynapseSwitch(configuration: configuration, environment: environment.switching)] : []
         return synapse + ConsumerSwitches.others(configuration, environment: environment.switching)
@@ -121,9 +121,6 @@ public struct Host: Sendable {
         return try await coturn.store.secrets().count
     }
 
-    /// Every secret coturn would accept here, whose it is and who signs with it. Changes nothing.
-    public func inventory() async throws -> SecretInventory { try await SecretInventory.take(self) }
-
     /// turnkeeper's files for Synapse, as `check` proves them writable.
     package var synapseFiles: SynapseSecretStore {
         SynapseSwitch(configuration: configuration, environment: .quiet).files
@@ -142,7 +139,7 @@ public struct Host: Sendable {
     }
 
     /// The secrets turnkeeper generated or adopted and has not yet retired, from its state file.
-    func ownedSecrets() async throws -> [TurnSecret] {
+    package func ownedSecrets() async throws -> [TurnSecret] {
         let directory = configuration.rotation.stateDirectory
         switch part {
         case .single:

@@ -95,9 +95,6 @@ public struct RotationStatus: Sendable, Codable {
     public var epoch: Int64?
     /// Derived secrets, Synapse host: the epoch Synapse was last switched to (behind `epoch`: it lags).
     public var synapseEpoch: Int64?
-    /// `status` only: every secret coturn accepts and each consumer's view, or why they could not be read.
-    public var inventory: SecretInventory?
-    public var inventoryError: String?
 
     public struct RetiringSecret: Sendable, Codable {
         public var fingerprint: String

@@ -217,11 +217,24 @@ struct ConsumersTests {
         #expect(status.stdout.contains("NOT turnkeeper's"), "\(status)")
         #expect(status.stdout.contains("prosody consumer xmpp: signs with \(current.fingerprint)"), "\(status)")
         #expect(status.stdout.contains("file consumer app: signs with \(current.fingerprint)"), "\(status)")
+        // JSON: the rotation's keys and the inventory's side by side in one object.
+        let json = try lab.base.run(["status", "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["phase"] as? String == "idle" && object["current"] as? String == current.fingerprint)
+        #expect(object["inventoryError"] == nil, "\(json)")
+        let inventory = try #require(object["inventory"] as? [String: Any], "\(json)")
+        let accepted = try #require(inventory["accepted"] as? [[String: Any]], "\(json)")
+        let foreign = try #require(accepted.first { $0["fingerprint"] as? String == lab.foreign.fingerprint })
+        #expect(foreign["managed"] as? Bool == false, "\(json)")
+        let consumers = try #require(inventory["consumers"] as? [[String: Any]], "\(json)")
+        #expect(
+            Set(consumers.compactMap { $0["name"] as? String }) == ["synapse", "xmpp", "app"]
+                && consumers.allSatisfy { $0["fingerprint"] as? String == current.fingerprint }, "\(json)")
 
         // No secret in any command's argv or environment, in any output, or in Prosody's log.
         let texts = [
             lab.recorded, rotated.stdout, rotated.stderr, early.stdout, retired.stdout, check.stdout,
-            status.stdout, lab.prosody.log,
+            status.stdout, json.stdout, lab.prosody.log,
         ]
         #expect(lab.recorded.contains("argv:"), "the recorder saw no command")
         for secret in [original, current, lab.foreign] {

@@ -76,18 +76,19 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         let host = try await options.host()
-        var status = try await host.rotation(.init(now: WallClock.nowSeconds, say: { _ in })).status()
+        let status = try await host.rotation(.init(now: WallClock.nowSeconds, say: { _ in })).status()
+        var inventory: SecretInventory?
+        var inventoryError: String?
         do {
-            status.inventory = try await host.inventory()
+            inventory = try await host.inventory()
         } catch {
-            status.inventoryError = (error as? TurnkeeperError)?.reason ?? "\(error)"
+            inventoryError = (error as? TurnkeeperError)?.reason ?? "\(error)"
         }
-        let inventory = status.inventory
-        let inventoryError = status.inventoryError
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+            let report = StatusReport(status: status, inventory: inventory, inventoryError: inventoryError)
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
             return
         }
         print("phase:          \(status.phase)")
@@ -114,6 +115,23 @@ struct StatusCommand: AsyncParsableCommand {
             let secret = consumer.fingerprint.map { "signs with \($0)" } ?? "unknown"
             print("consumer:       \(consumer.label): \(secret) (\(consumer.source))")
         }
+    }
+}
+
+/// `status --json`: the rotation's status with the inventory beside its keys, in one object (the schema
+/// `status` has always printed).
+struct StatusReport: Encodable {
+    let status: RotationStatus
+    let inventory: SecretInventory?
+    let inventoryError: String?
+
+    private enum Keys: String, CodingKey { case inventory, inventoryError }
+
+    func encode(to encoder: any Encoder) throws {
+        try status.encode(to: encoder)
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encodeIfPresent(inventory, forKey: .inventory)
+        try container.encodeIfPresent(inventoryError, forKey: .inventoryError)
     }
 }
 

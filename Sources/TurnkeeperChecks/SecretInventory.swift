@@ -2,7 +2,9 @@ import TurnkeeperConfiguration
 import TurnkeeperCore
 import TurnkeeperCredentials
 import TurnkeeperExecution
+public import TurnkeeperRotation
 import TurnkeeperStores
+import TurnkeeperSwitching
 import TurnkeeperSynapse
 
 /// Every secret coturn would accept on this host, where each comes from, whether turnkeeper owns it, and which
@@ -105,4 +107,9 @@ public struct SecretInventory: Sendable, Codable {
             } : nil
         return SecretInventory(accepted: accepted, consumers: consumers)
     }
+}
+
+extension Host {
+    /// Every secret coturn accepts here and each consumer's view (``SecretInventory``). Changes nothing.
+    public func inventory() async throws -> SecretInventory { try await SecretInventory.take(self) }
 }
