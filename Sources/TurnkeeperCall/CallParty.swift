@@ -72,8 +72,8 @@ public enum CallParty {
                     family: options.relayFamily ?? .ipv4, deadline: setup, naming: options.relayFamily != nil)
                 report.relayed = allocation.relayed.description
                 report.reflexive = allocation.mapped?.description
-                try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: "ready")
-                let card = try await rendezvous.wait(for: ["ready", "bound", "done"], until: setup)
+                try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: .ready)
+                let card = try await rendezvous.wait(for: .ready, until: setup, stop: options.stopRequested)
                 guard let address = try? SocketAddress(ipAddress: card.host, port: Int(card.port)),
                     let peer = try? TransportAddress(address)
                 else {
@@ -101,8 +101,8 @@ public enum CallParty {
                 try await client.createPermission(for: [peer], deadline: setup)
                 try await client.channelBind(channel, to: peer, deadline: setup)
                 // Only once both sides have permitted each other does media flow, or the first packets die.
-                try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: "bound")
-                _ = try await rendezvous.wait(for: ["bound", "done"], until: setup)
+                try rendezvous.publish(host: allocation.relayed.host, port: allocation.relayed.port, stage: .bound)
+                _ = try await rendezvous.wait(for: .bound, until: setup, stop: options.stopRequested)
 
                 let tally = MediaTally()
                 let streamed = await stream(
@@ -142,15 +142,16 @@ public enum CallParty {
                         "the STUN server at \(endpoint.address.hostAndPort) did not answer a Binding request")
                 }
                 report.reflexive = mapped.description
-                try rendezvous.publish(host: mapped.host, port: mapped.port, stage: "bound")
-                let card = try await rendezvous.wait(for: ["bound", "done"], until: setup)
+                try rendezvous.publish(host: mapped.host, port: mapped.port, stage: .bound)
+                let card = try await rendezvous.wait(for: .bound, until: setup, stop: options.stopRequested)
                 let peer = try SocketAddress(ipAddress: card.host, port: Int(card.port))
                 report.peerAddress = peer.hostAndPort
                 let tally = MediaTally()
                 let streamed = await stream(
                     options: options, tally: tally, rendezvous: rendezvous, host: mapped.host, port: mapped.port,
                     send: { try await socket.send($0, to: peer) },
-                    inbound: socket.received.map { ($0.bytes, $0.receivedAt) })
+                    // Only the peer's address: anyone else who learns our port could add to the count.
+                    inbound: socket.received.filter { $0.from == peer }.map { ($0.bytes, $0.receivedAt) })
                 report.finish(streamed, tally: tally, options: options)
                 return report
             }
@@ -165,20 +166,23 @@ public enum CallParty {
         /// Packets numbered (sent or not), and those the socket took.
         var numbered: Int
         var sent: Int
-        /// What the peer said it numbered, when it said so.
+        /// What the peer said it numbered, once it was done; nil when it did not say so in time.
         var peerNumbered: Int?
+        /// This side stopped before its planned count: Ctrl-C here, or the peer hung up.
         var stoppedEarly: Bool
+        var peerHungUp = false
     }
 
-    /// Sends `options.packets` packets paced at `options.rate` (fewer if stopped early), while counting and
-    /// echoing what arrives; then says "done" with the count and keeps echoing until the peer is done too (or a
-    /// grace period ends).
+    /// Sends `options.packets` packets paced at `options.rate`, while counting and echoing what arrives, and
+    /// says its progress in its card every second. Ctrl-C here (or the peer hanging up) ends the stream early.
+    /// Then it says "done" with its count and keeps echoing until the peer is done too.
     static func stream<Inbound: AsyncSequence & Sendable>(
         options: CallOptions, tally: MediaTally, rendezvous: Rendezvous, host: String, port: UInt16,
         send: @escaping @Sendable ([UInt8]) async throws -> Void, inbound: Inbound
     ) async -> Streamed where Inbound.Element == ([UInt8], ContinuousClock.Instant) {
         let interval = Duration.seconds(1) / options.rate
-        let sentCount = Atomic<Int>(0)
+        let counts = StreamCounts()
+        let card = Rendezvous.Card(host: host, port: port, stage: .streaming)
         return await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
@@ -194,25 +198,52 @@ public enum CallParty {
                     }
                 } catch {}
             }
+            // Progress, for whoever watches the call, and the peer's hang-up, once a second.
+            let progress = Task {
+                while !Task.isCancelled {
+                    var progress = card
+                    progress.packets = counts.numbered.load(ordering: .relaxed)
+                    progress.received = tally.receivedCount
+                    let now = progress
+                    let peer = try? await Blocking.run { () throws -> Rendezvous.Card? in
+                        try rendezvous.publish(now)
+                        return rendezvous.peerCard()
+                    }
+                    if let peer = peer ?? nil, peer.stage == .done, peer.hungUp == true {
+                        counts.peerHungUp.store(true, ordering: .relaxed)
+                    }
+                    try? await Pause.for(.seconds(1))
+                }
+            }
             let start = ContinuousClock.now
             var numbered = 0
             var stoppedEarly = false
             while numbered < options.packets {
                 try? await Pause.until(start + interval * numbered)
-                if options.stopRequested() {
+                if options.stopRequested() || counts.peerHungUp.load(ordering: .relaxed) {
                     stoppedEarly = true
                     break
                 }
                 let packet = MediaPacket.make(
                     sequence: UInt32(numbered), sentNanos: MediaPacket.now(), size: options.size)
                 numbered += 1
-                if (try? await send(packet)) != nil { sentCount.add(1, ordering: .relaxed) }
+                counts.numbered.store(numbered, ordering: .relaxed)
+                if (try? await send(packet)) != nil { counts.sent.add(1, ordering: .relaxed) }
             }
-            try? rendezvous.publish(host: host, port: port, stage: "done", packets: numbered)
-            // Echo the peer's tail until it is done too, then read until all it numbered has arrived: on a busy
+            progress.cancel()
+            await progress.value
+            var done = card
+            done.stage = .done
+            done.packets = numbered
+            done.received = tally.receivedCount
+            done.hungUp = stoppedEarly && !counts.peerHungUp.load(ordering: .relaxed) ? true : nil
+            try? rendezvous.publish(done)
+            // Echo the peer's tail until it is done too (a side that hung up waits only `drainTimeout`: the peer
+            // stops within a second of reading that), then read until all it numbered has arrived: on a busy
             // machine that tail can sit unread for a while (with two CPU hogs, a fixed 500 ms made a 2 s direct
             // call between two un-NATed hosts report 18% lost). What never arrives is waited for `drainTimeout`.
-            let peer = try? await rendezvous.wait(for: ["done"], until: .now + options.setupTimeout)
+            let waitForPeer = stoppedEarly ? options.drainTimeout : options.setupTimeout
+            let peer = try? await rendezvous.wait(for: .done, until: .now + waitForPeer)
             let drained = ContinuousClock.now + options.drainTimeout
             if let numbered = peer?.packets {
                 while tally.receivedCount < numbered && ContinuousClock.now < drained {
@@ -223,10 +254,17 @@ public enum CallParty {
             }
             group.cancelAll()
             return Streamed(
-                numbered: numbered, sent: sentCount.load(ordering: .relaxed), peerNumbered: peer?.packets,
-                stoppedEarly: stoppedEarly)
+                numbered: numbered, sent: counts.sent.load(ordering: .relaxed), peerNumbered: peer?.packets,
+                stoppedEarly: stoppedEarly, peerHungUp: counts.peerHungUp.load(ordering: .relaxed))
         }
     }
+}
+
+/// What the stream, its progress task and its reader share.
+private final class StreamCounts: Sendable {
+    let numbered = Atomic<Int>(0)
+    let sent = Atomic<Int>(0)
+    let peerHungUp = Atomic<Bool>(false)
 }
 
 extension CallReport {
@@ -241,9 +279,12 @@ extension CallReport {
         sent = streamed.sent
         received = summary.received
         // The peer's own count when it gave one (a call stopped early numbers fewer than planned), but never
-        // fewer than the highest sequence that arrived shows it sent.
+        // fewer than the highest sequence that arrived shows it sent. A side that hung up while the peer still
+        // sent judges what the peer sent up to the last packet that arrived.
         if let peerNumbered = streamed.peerNumbered {
             expected = max(peerNumbered, tally.leastNumbered, 1)
+        } else if streamed.stoppedEarly {
+            expected = max(tally.leastNumbered, 1)
         }
         if streamed.stoppedEarly { stoppedEarly = true }
         lossPercent = (Double(expected - min(received, expected)) / Double(expected) * 100).rounded(toPlaces: 2)
@@ -252,9 +293,13 @@ extension CallReport {
         passed = lossPercent < options.maxLossPercent
         if !passed {
             problem =
-                received == 0
-                ? "nothing of \(peer)'s stream arrived: there is no path between the two"
-                : "\(lossPercent)% of \(peer)'s stream was lost (the limit is \(options.maxLossPercent)%)"
+                if streamed.peerNumbered == 0 {
+                    "\(peer) hung up before sending anything: nothing could be judged"
+                } else if received == 0 {
+                    "nothing of \(peer)'s stream arrived: there is no path between the two"
+                } else {
+                    "\(lossPercent)% of \(peer)'s stream was lost (the limit is \(options.maxLossPercent)%)"
+                }
         }
     }
 

@@ -36,7 +36,7 @@ struct CallAndNATTests {
         #expect(summary.rtt?.min == 1 && summary.rtt?.median == 2 && summary.rtt?.max == 3)
     }
 
-    @Test("Hung up early, each side says how many packets it numbered, and the other judges its loss by that")
+    @Test("Hung up on one side, both stop; each says how many packets it numbered, and the other judges by that")
     func stoppedEarly() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -44,17 +44,20 @@ struct CallAndNATTests {
         let (aliceInbox, toAlice) = AsyncStream.makeStream(of: Packet.self)
         let (bobInbox, toBob) = AsyncStream.makeStream(of: Packet.self)
         let tallies = (alice: MediaTally(), bob: MediaTally())
-        // Both hang up once each has 20 of the other's packets, long before the 10 minutes planned.
-        let hungUp: @Sendable () -> Bool = { tallies.alice.receivedCount >= 20 && tallies.bob.receivedCount >= 20 }
-        func options(_ name: String, _ peer: String) -> CallOptions {
+        // alice hangs up once each has 20 of the other's packets, long before the 10 minutes planned; bob is
+        // never asked to stop, and stops because she hung up.
+        let aliceHangsUp: @Sendable () -> Bool = {
+            tallies.alice.receivedCount >= 20 && tallies.bob.receivedCount >= 20
+        }
+        func options(_ name: String, _ peer: String, stop: @escaping @Sendable () -> Bool = { false }) -> CallOptions {
             var options = CallOptions(
                 name: name, peer: peer, rendezvous: directory.path, rate: 200, duration: .seconds(600),
-                setupTimeout: .seconds(300), stopRequested: hungUp)
+                setupTimeout: .seconds(300), stopRequested: stop)
             options.drainTimeout = .seconds(300)
             return options
         }
         async let alice = CallParty.stream(
-            options: options("alice", "bob"), tally: tallies.alice,
+            options: options("alice", "bob", stop: aliceHangsUp), tally: tallies.alice,
             rendezvous: Rendezvous(directory: directory.path, name: "alice", peer: "bob"), host: "192.0.2.1", port: 1,
             send: { toBob.yield(($0, .now)) }, inbound: aliceInbox)
         async let bob = CallParty.stream(
@@ -62,10 +65,19 @@ struct CallAndNATTests {
             rendezvous: Rendezvous(directory: directory.path, name: "bob", peer: "alice"), host: "192.0.2.2", port: 2,
             send: { toAlice.yield(($0, .now)) }, inbound: bobInbox)
         let streamed = await (alice: alice, bob: bob)
-        #expect(streamed.alice.stoppedEarly && streamed.bob.stoppedEarly)
+        #expect(streamed.alice.stoppedEarly && !streamed.alice.peerHungUp)
+        #expect(streamed.bob.stoppedEarly && streamed.bob.peerHungUp)
         #expect(streamed.alice.peerNumbered == streamed.bob.numbered)
         #expect(streamed.bob.peerNumbered == streamed.alice.numbered)
-        #expect(streamed.alice.numbered >= 20 && streamed.alice.numbered < options("a", "b").packets)
+        #expect(streamed.alice.numbered >= 20 && streamed.bob.numbered < options("a", "b").packets)
+        // The last cards: done, with the counts; only alice's says she hung up.
+        let cards = (
+            alice: Rendezvous(directory: directory.path, name: "bob", peer: "alice").peerCard(),
+            bob: Rendezvous(directory: directory.path, name: "alice", peer: "bob").peerCard()
+        )
+        #expect(cards.alice?.stage == .done && cards.alice?.hungUp == true)
+        #expect(cards.bob?.stage == .done && cards.bob?.hungUp == nil)
+        #expect(cards.bob?.packets == streamed.bob.numbered && (cards.bob?.received ?? 0) >= 20)
 
         var report = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
         report.finish(streamed.alice, tally: tallies.alice, options: options("alice", "bob"))
@@ -73,16 +85,26 @@ struct CallAndNATTests {
         #expect(report.passed && report.lossPercent == 0 && report.stoppedEarly == true)
 
         // A peer that says it numbered fewer than arrived cannot shrink what is expected below what arrived.
-        var understated = streamed.alice
-        understated.peerNumbered = 1
-        var judged = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
-        judged.finish(understated, tally: tallies.alice, options: options("alice", "bob"))
-        #expect(judged.expected == streamed.bob.numbered)
-        // Without a count (an older peer), the plan is what is expected: the stream fell short of it.
-        understated.peerNumbered = nil
-        judged = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
-        judged.finish(understated, tally: tallies.alice, options: options("alice", "bob"))
-        #expect(judged.expected == options("a", "b").packets && !judged.passed)
+        var judged = streamed.alice
+        judged.peerNumbered = 1
+        var checked = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
+        checked.finish(judged, tally: tallies.alice, options: options("alice", "bob"))
+        #expect(checked.expected == streamed.bob.numbered)
+        // No count from a peer that was still sending when this side hung up: judged up to what arrived last.
+        judged.peerNumbered = nil
+        checked = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
+        checked.finish(judged, tally: tallies.alice, options: options("alice", "bob"))
+        #expect(checked.expected == streamed.bob.numbered && checked.passed)
+        // No count from a peer of a call that was not stopped: the plan is what is expected.
+        judged.stoppedEarly = false
+        checked = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
+        checked.finish(judged, tally: tallies.alice, options: options("alice", "bob"))
+        #expect(checked.expected == options("a", "b").packets && !checked.passed)
+        // A peer that hung up before sending anything: said so, not taken for a broken path.
+        judged.peerNumbered = 0
+        checked = CallReport(options("alice", "bob"), mode: .relayed, uri: "turn:192.0.2.9")
+        checked.finish(judged, tally: MediaTally(), options: options("alice", "bob"))
+        #expect(checked.problem?.contains("hung up before sending anything") == true, "\(checked)")
     }
 
     @Test("Behind NAT when the reflexive host differs from the local one")

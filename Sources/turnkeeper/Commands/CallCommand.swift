@@ -52,9 +52,11 @@ struct CallCommand: AsyncParsableCommand {
                   --rendezvous /run/call --homeserver http://203.0.113.20:8008 \\
                   --access-token-file bob.token
 
-            Ctrl-C (or SIGTERM) ends the stream early, as hanging up does: each side says how many packets it \
-            sent, and the other judges its loss against that. A second Ctrl-C ends the process at once. To watch \
-            a call across a change (a secret rotation), give a long --duration and stop both sides after it.
+            Ctrl-C (or SIGTERM) ends the stream early, as hanging up does: the other side stops too, each says \
+            how many packets it sent, and the other judges its loss against that. A second Ctrl-C ends the \
+            process at once. While they stream, each side's file in --rendezvous says every second how many \
+            packets it has sent and received: to watch a call across a change (a secret rotation), give a long \
+            --duration, follow those counts, and hang up once the change is over.
 
             Exit status: 0 the stream arrived with less than --max-loss percent lost, \
             1 it did not, 2 usage.
@@ -156,14 +158,15 @@ struct CallCommand: AsyncParsableCommand {
         guard duration.duration.milliseconds <= 3_600_000 else {
             throw TurnkeeperError(.invalidArgument, "--duration must be at most 1h")
         }
-        // SIGINT or SIGTERM: the stream ends early and the report is still made. The signal then goes back to
-        // the system, so a second one ends the process at once.
+        // SIGINT or SIGTERM: the stream ends early (the peer is told, and stops too) and the report is still
+        // made. Both signals then go back to the system, so a second one of either ends the process at once.
         let stopped = Atomic<Bool>(false)
         let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
         let watcher = Task {
-            for await received in signals {
+            for await _ in signals {
                 stopped.store(true, ordering: .relaxed)
-                signal(received.rawValue, SIG_DFL)
+                signal(SIGINT, SIG_DFL)
+                signal(SIGTERM, SIG_DFL)
             }
         }
         defer { watcher.cancel() }
