@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import TestSupport
 import Testing
 import TurnkeeperCredentials
@@ -308,6 +309,35 @@ struct ProbeCommandTests {
         ])
         #expect(ipv6.status == 2, "\(ipv6)")
         #expect(ipv6.stderr.contains("turn:[::1]:3478"))
+    }
+
+    @Test("call: Ctrl-C while waiting for the peer ends the call at once with its report, not at --timeout")
+    func callInterrupted() async throws {
+        defer { directory.remove() }
+        let server = try CoturnServer(secrets: [secret])
+        defer { server.stop() }
+        let rendezvous = directory.file("rendezvous")
+        try FileManager.default.createDirectory(atPath: rendezvous, withIntermediateDirectories: false)
+        let output = directory.file("call.out")
+        let call = try ChildProcess(
+            TurnkeeperBinary.path,
+            [
+                "call", "--direct", "--uri", "stun:127.0.0.1:\(server.port)", "--name", "alice", "--peer", "bob",
+                "--rendezvous", rendezvous, "--timeout", "10m", "--json",
+            ], stdoutPath: output, stderrPath: output)
+        defer { call.terminate() }
+        // Waiting for bob once its own card is there.
+        let deadline = ContinuousClock.now + .seconds(120)
+        while !FileManager.default.fileExists(atPath: rendezvous + "/alice.json") && call.isRunning
+            && ContinuousClock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        call.signal(SIGINT)
+        let status = call.wait(timeout: .seconds(120))
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        #expect(status == 1, "\(text)")
+        #expect(text.contains("stopped (Ctrl-C or SIGTERM) while waiting for bob"), "\(text)")
     }
 
     /// No byte a terminal would obey: C0 controls other than the line feeds that end lines, DEL, C1
