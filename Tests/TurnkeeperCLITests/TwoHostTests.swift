@@ -179,7 +179,8 @@ struct TwoHostTests {
         let lagging = expired.filter { $0.hasPrefix("lagging") }.count
         print(
             "two hosts: \(accepted) accepted, \(refused.count) refused, \(lagging) lagging, "
-                + "\(expired.count - lagging) expired, \(other) other")
+                + "\(expired.count - lagging) expired, \(other) other"
+                + (other > 0 ? " (the first: \(firstOther.prefix(300)))" : ""))
         if other > 0 {
             expired.append(
                 "(and \(other) round(s) without credentials or with a probe failing otherwise; the first: \(firstOther))"
