@@ -86,6 +86,9 @@ public final class CoturnServer: Sendable {
         lines += secrets.map { "static-auth-secret=\($0)" }
         lines += options.extraLines
         configPath = try directory.write("turnserver.conf", lines.joined(separator: "\n") + "\n", mode: 0o600)
+        if lines.contains("userdb=\(directory.path)/turndb") {
+            try CoturnDatabase.createDebianSchema(at: directory.file("turndb"))
+        }
         logPath = directory.file("turnserver.log")
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
 
@@ -140,7 +143,7 @@ public final class CoturnServer: Sendable {
 
     public var pid: Int32 { process.withLock { $0.pid } }
 
-    /// coturn's SQLite user database (`userdb=`), which coturn creates at start.
+    /// coturn's SQLite user database (`userdb=`), created as Debian's package creates it before coturn starts.
     public var userDatabase: String { directory.file("turndb") }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

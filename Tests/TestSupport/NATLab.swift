@@ -92,6 +92,9 @@ public final class LabCoturn: Sendable {
         if let externalIP { lines.append("external-ip=\(externalIP)") }
         lines += secrets.map { "static-auth-secret=\($0)" }
         configPath = try directory.write("turnserver.conf", lines.joined(separator: "\n") + "\n", mode: 0o600)
+        if lines.contains("userdb=\(directory.path)/turndb") {
+            try CoturnDatabase.createDebianSchema(at: directory.file("turndb"))
+        }
         process = try Self.start(lab: lab, host: host, configPath: configPath, directory: directory, address: listen[0])
     }
 

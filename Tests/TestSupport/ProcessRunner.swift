@@ -99,6 +99,28 @@ public enum CoturnDatabase {
         guard made.status == 0 else { throw TestFailure("cannot create \(path): \(made)") }
     }
 
+    /// coturn's user database as Debian's package installs it (/usr/share/coturn/schema.sql), before coturn
+    /// starts. Left to coturn, a new database gets its eight tables from the auth and admin threads after the
+    /// listeners answer, each table a commit with its fsyncs: on a stalled machine a login read meets those
+    /// writes (coturn sets no busy timeout) and is refused, its own static secret included (seen twice in
+    /// CI-like runs, 49 s stalls).
+    public static func createDebianSchema(at path: String) throws {
+        let schema = "/usr/share/coturn/schema.sql"
+        guard FileManager.default.fileExists(atPath: schema) else {
+            throw TestFailure("\(schema) is missing: apt-get install coturn (scripts/test.sh does)")
+        }
+        let python = try ProcessRunner.which("python3", package: "python3")
+        let made = try ProcessRunner.run(
+            python,
+            [
+                "-c",
+                "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(open(sys.argv[2]).read()); "
+                    + "c.close()",
+                path, schema,
+            ])
+        guard made.status == 0 else { throw TestFailure("cannot create \(path): \(made)") }
+    }
+
     /// Runs one SQL statement on `path` with Python's sqlite3.
     public static func execute(_ path: String, _ sql: String) throws {
         let python = try ProcessRunner.which("python3", package: "python3")
