@@ -56,10 +56,11 @@ struct Rendezvous: Sendable {
         try publish(Card(host: host, port: port, stage: stage))
     }
 
-    /// The peer's card as it is now, if it has one that reads.
+    /// The peer's card as it is now, if it has one that reads. The directory is shared: only a small regular
+    /// file is read (a device or a link to one, or a huge file, reads as no card).
     func peerCard() -> Card? {
-        guard let data = FileManager.default.contents(atPath: "\(directory)/\(peer).json") else { return nil }
-        return try? JSONDecoder().decode(Card.self, from: data)
+        guard let file = try? FileContents.read("\(directory)/\(peer).json", limit: 4096) else { return nil }
+        return try? JSONDecoder().decode(Card.self, from: Data(file.bytes))
     }
 
     /// The peer's card once it has reached `stage` or a later one, polling every 20 ms. `stop`, asked at each
