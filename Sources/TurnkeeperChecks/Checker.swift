@@ -134,102 +134,14 @@ public struct Checker {
     }
 
     /// The secrets coturn's store accepts, and another realm that holds Synapse's; nil when the store is down.
+    /// What else is checked is the store's own (``CoturnStoreCheck``).
     private func storeFindings(
         _ list: inout FindingList, secret: TurnSecret, conf: TurnserverConf?, coturnRealm: (value: String, line: Int)?
     ) async throws -> (accepted: [TurnSecret], heldUnder: String?)? {
-        // The realm coturn reads database rows under: its own when known, else the one turnkeeper is told.
-        let readRealm = coturnRealm?.value ?? realm
-        var accepted: [TurnSecret]
-        /// Another realm's rows that hold Synapse's secret.
-        var heldUnder: String?
-        switch configuration.coturn.store {
-        case .sqlite(let database):
-            accepted = try await CoturnSQLiteStore(path: database, realm: readRealm).secrets()
-            // coturn reads without waiting for a lock: only WAL keeps turnkeeper's writes from refusing logins.
-            if let mode = try? await CoturnSQLiteStore(path: database, realm: readRealm).journalMode() {
-                list.ok(
-                    mode.lowercased() == "wal"
-                        ? "coturn's database \(database) is in WAL mode: coturn's logins never wait for turnkeeper's writes"
-                        : "coturn's database \(database) uses the rollback journal (\(mode)): turnkeeper's first write "
-                            + "switches it to WAL, and a login meeting that instant may be refused (3 in 100 switches "
-                            + "measured). To avoid even that, switch it while coturn is stopped (docs/rotation.md)")
-            }
-            for other in try await CoturnSQLiteStore(path: database, realm: readRealm).realmsWithSecrets()
-            where other != readRealm {
-                if try await CoturnSQLiteStore(path: database, realm: other).secrets().contains(secret) {
-                    heldUnder = other
-                }
-                if let coturnRealm, let conf {
-                    list.problem(
-                        "coturn's database holds secrets under realm \"\(ServerText.escaped(other))\", which coturn never reads: its realm is "
-                            + "\"\(ServerText.escaped(coturnRealm.value))\" (\(conf.path), line \(coturnRealm.line)).",
-                        other == realm
-                            ? "These rows are turnkeeper's (coturn.realm \"\(realm)\"): set coturn.realm: "
-                                + "\(ServerText.escaped(coturnRealm.value)) in \(configuration.path), then run check again."
-                            : "Remove those rows if nothing uses them."
-                    )
-                } else {
-                    list.problem(
-                        "coturn's database holds secrets under realm \"\(ServerText.escaped(other))\", but turnkeeper's coturn.realm is "
-                            + "\"\(realm)\"; coturn reads only the rows of its own realm= ("
-                            + (conf.map { "\($0.path) sets no realm=" } ?? "no turnserver.conf was found")
-                            + " to tell which that is).",
-                        "Set coturn.realm in \(configuration.path) to coturn's realm= (and coturn.config_file, so check "
-                            + "can compare them), or remove the rows of the realm coturn does not use."
-                    )
-                }
-            }
-        case .config:
-            accepted = try CoturnConfigStore(
-                path: configuration.coturn.configFile ?? Configuration.defaultTurnserverConf
-            )
-            .secrets()
-            if let blocked = await Self.unitCannotWrite(
-                configuration.coturn.configFile ?? Configuration.defaultTurnserverConf)
-            {
-                list.problem(
-                    blocked,
-                    "Run `turnkeeper init --move-static-secret --config \(configuration.path)` (recommended: coturn "
-                        + "then reads its secret from its database, and no rotation restarts it), or let the unit "
-                        + "write that directory: `systemctl edit turnkeeper`, then [Service] ReadWritePaths="
-                        + "\(TrustedDirectory.split(configuration.coturn.configFile ?? Configuration.defaultTurnserverConf).directory)."
-                )
-            }
-            if access(configuration.coturnRestartOwedMarker, F_OK) == 0 {
-                list.problem(
-                    "a coturn restart is owed: turnkeeper changed turnserver.conf and has not yet seen coturn run with it.",
-                    "Check `journalctl -u coturn`, then run `\(configuration.command("rotate --resume"))`: it restarts coturn and "
-                        + "proves the file is in force.")
-            }
-        case .redis, .postgres:
-            // A shared database that is down fails every login on every coturn host: say so, plainly.
-            let store = try await coturn.open()
-            do {
-                accepted = try await store.secrets()
-            } catch {
-                let refused = (error as? TurnkeeperError)?.code == .storeRefused
-                list.problem(
-                    (error as? TurnkeeperError)?.reason ?? "\(error)",
-                    refused
-                        ? "Fix turnkeeper's login or grants as the message says (coturn.\(configuration.coturn.store.name) "
-                            + "in \(configuration.path)); the database itself answers."
-                        : "Start the database, and run it highly available (replicas with failover).")
-                return nil
-            }
-            let kind = configuration.coturn.store.label
-            list.ok("coturn's \(kind) user database answers (\(accepted.count) secret(s) under realm \(realm))")
-            list += Self.transportFindings(configuration.coturn.store)
-            do {
-                try await store.proveWritable()
-                list.ok("turnkeeper may add and remove secrets in coturn's \(kind) user database")
-            } catch {
-                list.problem(
-                    (error as? TurnkeeperError)?.reason ?? "\(error)",
-                    "Grant turnkeeper's user write access as the message says; give coturn a read-only user of its own."
-                )
-            }
-        }
-        return (accepted, heldUnder)
+        let context = StoreCheckContext(
+            configuration: configuration, secret: secret, conf: conf, coturnRealm: coturnRealm)
+        guard let result = try await coturn.open().checked(context, into: &list) else { return nil }
+        return (result.accepted, result.heldUnder)
     }
 
     /// Whether coturn accepts what Synapse signs with, and if not, which side is wrong.
@@ -340,33 +252,6 @@ public struct Checker {
         }
     }
 
-    static func unitCannotWrite(_ file: String) async -> String? {
-        guard
-            let answer = try? await CommandRunner.run(
-                [
-                    "systemctl", "show", "turnkeeper.service", "-p", "LoadState", "-p", "ProtectSystem", "-p",
-                    "ReadWritePaths",
-                ],
-                what: "systemctl show", timeoutSeconds: 10, capture: true)
-        else { return nil }
-        var values: [Substring: Substring] = [:]
-        for line in String(decoding: answer, as: UTF8.self).split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            values[line[..<equals]] = line[line.index(after: equals)...]
-        }
-        guard values["LoadState"] == "loaded", values["ProtectSystem"] == "strict" else { return nil }
-        let directory = TrustedDirectory.split(file).directory
-        let writable = (values["ReadWritePaths"] ?? "").split(separator: " ").map {
-            $0.hasPrefix("-") ? String($0.dropFirst()) : String($0)
-        }
-        if writable.contains(where: { directory == $0 || directory.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }) {
-            return nil
-        }
-        return
-            "turnkeeper.service runs with ProtectSystem=strict and may not write \(directory), so with store: config "
-            + "every rotation would fail to change \(file)"
-    }
-
     /// coturn's clock against this host's, measured at coturn.verify_uri with `secret` (see ``CoturnClock``),
     /// judged against the lifetime Synapse really uses. A coturn that does not answer is said, not judged.
     static func clockFindings(_ configuration: Configuration, secret: TurnSecret, lifetime: Int64, here: String)
@@ -395,34 +280,6 @@ public struct Checker {
                         + "with this host's",
                     fix: nil)
             ]
-        }
-    }
-
-    /// A shared store reached in plaintext over a network: its password and every secret cross it readable.
-    static func transportFindings(_ store: Configuration.Coturn.Store) -> [Finding] {
-        switch store {
-        case .postgres(let postgres) where !postgres.tls && !Configuration.isLoopback(postgres.host):
-            return [
-                Finding(
-                    ok: false,
-                    summary: "coturn.postgres.tls is false, but \(postgres.host) is not this machine's loopback: "
-                        + "turnkeeper's password and every secret it writes cross the network unencrypted.",
-                    fix: "Set tls: true (and ca_file: if a private CA signed the server's certificate), with "
-                        + "`ssl = on` in postgresql.conf; or reach it over a tunnel (WireGuard, SSH) and name the "
-                        + "tunnel's loopback end.")
-            ]
-        case .redis(let redis) where !Configuration.isLoopback(redis.host):
-            return [
-                Finding(
-                    ok: false,
-                    summary: "coturn's Redis at \(redis.host) is not on this machine's loopback, and Redis is reached "
-                        + "without TLS: the password and every secret cross the network unencrypted. coturn 4.6.1 "
-                        + "cannot use TLS to Redis either (its redis-userdb has no TLS options).",
-                    fix: "Keep Redis on a private network you trust, or carry it over a tunnel (stunnel, spiped, "
-                        + "WireGuard) and point coturn and turnkeeper at the tunnel's loopback end.")
-            ]
-        default:
-            return []
         }
     }
 }

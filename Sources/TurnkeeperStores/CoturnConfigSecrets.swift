@@ -15,9 +15,9 @@ public struct CoturnConfigSecrets: CoturnSecretStore {
             _ accepting: [TurnSecret], _ refusing: TurnSecret?, _ configFile: String, _ within: Duration
         ) async throws -> String
 
-    let store: CoturnConfigStore
+    package let store: CoturnConfigStore
     /// Present from just before turnserver.conf changes until coturn is proven to run with it.
-    let owedMarker: String
+    package let owedMarker: String
     let restartCommand: [String]
     /// How long the restart command may run, and then how long coturn has to answer with the file in force.
     let timeout: SynapseDuration
