@@ -112,6 +112,15 @@ public struct Diagnostician: Sendable {
             diagnoseErrorResponse(step, target, add)
         case .timeout where step.step == .binding:
             diagnoseSilence(target, all, port: port, add)
+        case .refused where target.transport == "udp":
+            add(
+                .notListening,
+                "Nothing listens on UDP \(target.address): the host answered with ICMP \"port unreachable\" (a "
+                    + "firewall that drops packets sends nothing back).",
+                "Start coturn, or make it listen there (listening-port, and listening-ip if it binds only some "
+                    + "addresses). Check `ss -lunp | grep \(port)` on the TURN host.",
+                target
+            )
         case .refused:
             add(
                 .notListening,

@@ -152,7 +152,7 @@ struct ProbeCommandTests {
         #expect(report.diagnoses.map(\.code.rawValue) == ["credentials-expiry-too-late"])
     }
 
-    @Test("A stopped coturn: TCP is refused, UDP times out, each named")
+    @Test("A stopped coturn: TCP refused, and UDP's ICMP \"port unreachable\" heard at once, not waited out")
     func stopped() throws {
         defer { directory.remove() }
         let server = try CoturnServer(secrets: [secret])
@@ -160,11 +160,16 @@ struct ProbeCommandTests {
         server.stop()
         let tcp = "turn:127.0.0.1:\(port)?transport=tcp"
         let udp = "turn:127.0.0.1:\(port)?transport=udp"
-        let (output, report) = try probe([tcp, udp, "--secret-file", secretFile, "--timeout", "1s"])
+        // A timeout far beyond the test: "refused" can only come from the kernel's ICMP, never from waiting.
+        let (output, report) = try probe([tcp, udp, "--secret-file", secretFile, "--timeout", "2m"])
         #expect(output.status == 1)
         #expect(step(report, tcp, .binding)?.failure?.rawValue == "refused")
-        #expect(step(report, udp, .binding)?.failure?.rawValue == "timeout")
-        #expect(Set(report.diagnoses.map(\.code.rawValue)) == ["not-listening", "unreachable"])
+        #expect(step(report, udp, .binding)?.failure?.rawValue == "refused")
+        #expect(report.diagnoses.map(\.code.rawValue) == ["not-listening", "not-listening"])
+        let words = report.diagnoses.map(\.summary)
+        #expect(
+            words.contains { $0.hasPrefix("Nothing listens on UDP") && $0.contains("port unreachable") }, "\(words)")
+        #expect(words.contains { $0.hasPrefix("Nothing accepts TCP connections") }, "\(words)")
     }
 
     @Test("A server that drops everything silently times out within the deadline")
@@ -194,7 +199,7 @@ struct ProbeCommandTests {
         #expect(report.diagnoses.first?.fix.contains("allowed-peer-ip") == true)
     }
 
-    @Test("UDP blocked while TCP works: UDP fails, TCP passes, and the advice names the UDP port")
+    @Test("UDP not served while TCP works: said as nothing listening; UDP dropped: blocked, with the UDP port")
     func udpBlocked() throws {
         defer { directory.remove() }
         var options = CoturnServer.Options()
@@ -203,6 +208,24 @@ struct ProbeCommandTests {
         defer { server.stop() }
         let udp = "turn:127.0.0.1:\(server.port)?transport=udp"
         let tcp = "turn:127.0.0.1:\(server.port)?transport=tcp"
+        // coturn with no-udp: the kernel answers "port unreachable".
+        let (unserved, unservedReport) = try probe([udp, tcp, "--secret-file", secretFile, "--timeout", "2m"])
+        #expect(unserved.status == 1)
+        #expect(
+            unservedReport.targets.first { $0.uri == tcp }?.passed == true,
+            "\(unserved.stdout)\ncoturn's log:\n\(server.log.suffix(4000))")
+        #expect(step(unservedReport, udp, .binding)?.failure?.rawValue == "refused")
+        #expect(unservedReport.diagnoses.map(\.code.rawValue) == ["not-listening"])
+        // A socket that reads nothing and answers nothing on that UDP port: what a firewall's drop looks like.
+        let drop = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(drop) }
+        var address = LoopbackUDP.loopback(server.port)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(drop, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(bound == 0, "binding UDP 127.0.0.1:\(server.port): errno \(errno)")
         let (output, report) = try probe([udp, tcp, "--secret-file", secretFile, "--timeout", "1s"])
         #expect(output.status == 1)
         #expect(report.targets.first { $0.uri == tcp }?.passed == true)
