@@ -13,57 +13,80 @@ enum LoadCall {
         _ index: Int, endpoint: ServerEndpoint, options: LoadOptions, tally: LoadTally, pacer: MediaPacer,
         stop: @escaping @Sendable () -> Bool
     ) async {
+        let began = ContinuousClock.now
+        // A 437 (allocation mismatch) means the server still holds an allocation on this 5-tuple: coturn does
+        // for a while after a release when a new socket draws the same local port. RFC 8656 §7.2: try again from
+        // another local port. Once: a second 437 is the server's answer.
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try await setUp(
+                    index, endpoint: endpoint, options: options, tally: tally, pacer: pacer, stop: stop, began: began)
+                return
+            } catch let error as TURNClientError {
+                if attempt == 1, case .errorResponse(let response) = error.kind, response.code == 437 {
+                    tally.retried(code(of: error))
+                    continue
+                }
+                tally.refused(code(of: error), reason: error.description)
+            } catch {
+                tally.refused("error", reason: "\(type(of: error))")
+            }
+            return
+        }
+    }
+
+    /// One attempt: both connections and allocations, their permissions and channels, then traffic until the
+    /// run stops, then the release. Throws only what happened before the call came up.
+    private static func setUp(
+        _ index: Int, endpoint: ServerEndpoint, options: LoadOptions, tally: LoadTally, pacer: MediaPacer,
+        stop: @escaping @Sendable () -> Bool, began: ContinuousClock.Instant
+    ) async throws {
         let credentials = options.credentials(index)
         let family: TransportAddress.Family = endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4
-        // One deadline for the whole setup, connects included.
-        let began = ContinuousClock.now
-        let deadline = began + options.setupTimeout
+        // One deadline for the whole setup of an attempt, connects included.
+        let deadline = ContinuousClock.now + options.setupTimeout
         func remaining() -> Duration { max(.milliseconds(1), deadline - .now) }
-        do {
-            try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) { caller in
-                try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) {
-                    callee in
-                    let a = TURNClient(connection: caller, credentials: credentials)
-                    let b = TURNClient(connection: callee, credentials: credentials)
-                    // A UDP allocation outlives its socket: whatever was allocated is released, awaited, however
-                    // the call ends.
-                    // The URI's family, or the default IPv4 relay where the server has no IPv6 one (440).
-                    let relayA = try await TargetProbe.allocate(a, preferring: family, deadline: deadline).0
-                    let relayB: Allocation
-                    do {
-                        relayB = try await b.allocate(family: relayA.relayed.family, deadline: deadline, naming: true)
-                    } catch {
-                        await release([a], tally: tally)
-                        throw error
-                    }
-                    do {
-                        try await a.createPermission(for: [relayB.relayed], deadline: deadline)
-                        try await b.createPermission(for: [relayA.relayed], deadline: deadline)
-                        try await a.channelBind(channel, to: relayB.relayed, deadline: deadline)
-                        try await b.channelBind(channel, to: relayA.relayed, deadline: deadline)
-                    } catch {
-                        await release([a, b], tally: tally)
-                        throw error
-                    }
-                    tally.up(setup: (ContinuousClock.now - began).seconds * 1000)
-                    let streams = (index * 2, index * 2 + 1)
-                    caller.setMediaSink(StreamSink(stream: streams.1, tally: tally))
-                    callee.setMediaSink(StreamSink(stream: streams.0, tally: tally))
-                    try? pacer.start(stream: streams.0, on: caller, channel: channel)
-                    try? pacer.start(stream: streams.1, on: callee, channel: channel)
-                    let lifetime = min(granted(relayA.lifetime), granted(relayB.lifetime))
-                    await keepAlive(
-                        [(a, relayB.relayed), (b, relayA.relayed)], lifetime: lifetime, since: began,
-                        options: options, tally: tally, stop: stop)
-                    pacer.stop(stream: streams.0)
-                    pacer.stop(stream: streams.1)
-                    await release([a, b], tally: tally)
+        try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) { caller in
+            try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) {
+                callee in
+                let a = TURNClient(connection: caller, credentials: credentials)
+                let b = TURNClient(connection: callee, credentials: credentials)
+                // A UDP allocation outlives its socket: whatever was allocated is released, awaited, however
+                // the call ends.
+                // The URI's family, or the default IPv4 relay where the server has no IPv6 one (440).
+                let relayA = try await TargetProbe.allocate(a, preferring: family, deadline: deadline).0
+                let relayB: Allocation
+                do {
+                    relayB = try await b.allocate(family: relayA.relayed.family, deadline: deadline, naming: true)
+                } catch {
+                    await release([a], tally: tally)
+                    throw error
                 }
+                do {
+                    try await a.createPermission(for: [relayB.relayed], deadline: deadline)
+                    try await b.createPermission(for: [relayA.relayed], deadline: deadline)
+                    try await a.channelBind(channel, to: relayB.relayed, deadline: deadline)
+                    try await b.channelBind(channel, to: relayA.relayed, deadline: deadline)
+                } catch {
+                    await release([a, b], tally: tally)
+                    throw error
+                }
+                tally.up(setup: (ContinuousClock.now - began).seconds * 1000)
+                let streams = (index * 2, index * 2 + 1)
+                caller.setMediaSink(StreamSink(stream: streams.1, tally: tally))
+                callee.setMediaSink(StreamSink(stream: streams.0, tally: tally))
+                try? pacer.start(stream: streams.0, on: caller, channel: channel)
+                try? pacer.start(stream: streams.1, on: callee, channel: channel)
+                let lifetime = min(granted(relayA.lifetime), granted(relayB.lifetime))
+                await keepAlive(
+                    [(a, relayB.relayed), (b, relayA.relayed)], lifetime: lifetime, since: began,
+                    options: options, tally: tally, stop: stop)
+                pacer.stop(stream: streams.0)
+                pacer.stop(stream: streams.1)
+                await release([a, b], tally: tally)
             }
-        } catch let error as TURNClientError {
-            tally.refused(code(of: error), reason: error.description)
-        } catch {
-            tally.refused("error", reason: "\(type(of: error))")
         }
     }
 

@@ -26,7 +26,8 @@ enum LoadJudge {
             sharedCredentials
             ? "user-quota (every call shares one username), total-quota,"
             : "total-quota, a user-quota under 2 (each call is its own user with two allocations),"
-        let clientBusy = step.clientCPUPercent >= saturatedShare * 100 * Double(max(1, cores))
+        let clientBusy =
+            step.clientCPUPercent >= saturatedShare * 100 * Double(max(1, cores)) || step.packetsLate > 0
         let rules: [(check: String, words: String?)] = [
             (
                 "allocation-quota",
@@ -59,8 +60,13 @@ enum LoadJudge {
             (
                 "client-saturated",
                 clientBusy
-                    ? "\(at) this client used \(step.clientCPUPercent)% CPU, the most its \(cores) core(s) give: "
-                        + "it, not coturn, is the limit. Run the load from another host (or several)." : nil
+                    ? "\(at) this client was saturated: "
+                        + (step.packetsLate > 0
+                            ? "it fell behind its own schedule, and \(step.packetsLate) packet(s) were too late to "
+                                + "send (not counted as lost); it used \(step.clientCPUPercent)% CPU of \(cores) core(s)"
+                            : "it used \(step.clientCPUPercent)% CPU, the most its \(cores) core(s) give")
+                        + ". It, not coturn, is the limit. Run the load from another host (or several), or fewer calls."
+                    : nil
             ),
             (
                 "loss",
@@ -109,8 +115,8 @@ enum LoadJudge {
         guard let first = rules.first(where: { $0.words != nil }), var words = first.words else { return nil }
         if clientBusy && first.check != "client-saturated" {
             words +=
-                " This client was at its cores' limit too (\(step.clientCPUPercent)% CPU): it may be the cause; "
-                + "load from another host to tell."
+                " This client was saturated too (\(step.clientCPUPercent)% CPU, \(step.packetsLate) packet(s) too "
+                + "late to send): it may be the cause; load from another host to tell."
         } else if first.check != "client-saturated", let coturn = step.coturnCPUPercent,
             step.clientCPUPercent + coturn >= saturatedShare * 100 * Double(max(1, cores))
         {

@@ -17,6 +17,8 @@ public struct LoadRenderer: Sendable {
             refused += step.refreshFailures.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key) on refresh" }
             refused += step.dropped.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key) dropped" }
             if step.packetsHeld > 0 { refused.append("\(step.packetsHeld) held by this client") }
+            refused += step.retries.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key) retried" }
+            if step.packetsLate > 0 { refused.append("\(step.packetsLate) too late to send") }
             if step.duplicates > 0 { refused.append("\(step.duplicates) duplicates") }
             if step.interrupted { refused.append("(interrupted)") }
             rows.append([
@@ -34,6 +36,11 @@ public struct LoadRenderer: Sendable {
         lines.append("")
         if report.interrupted {
             lines.append("Interrupted: the last step ran only in part and was not judged.")
+            if let late = report.steps.last?.packetsLate, late > 0 {
+                lines.append(
+                    "This client was saturated before it stopped: it fell behind its own schedule, and \(late) "
+                        + "packet(s) were too late to send (not counted as lost).")
+            }
         } else {
             lines.append(report.limit.map { "Limit: \($0)" } ?? "No limit reached at the calls tried.")
         }

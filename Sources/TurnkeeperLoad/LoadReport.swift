@@ -23,11 +23,18 @@ public struct LoadStep: Codable, Sendable, Hashable {
     public var allocationsPerSecond: Double?
     /// Packets this client did not send because the connection's send buffer was full.
     public var packetsHeld: Int
+    /// Packets this client did not send because it fell so far behind its schedule (its CPU or its event loops
+    /// busy) that they were of no use any more: counted here, never sent in a burst, never counted as lost.
+    /// Counted over the whole step, its setup included.
+    public var packetsLate: Int
     /// Packets that arrived more than once (counted once). One arriving 64 or more packets behind its stream's
     /// newest is counted lost, as a jitter buffer would have dropped it.
     public var duplicates: Int
     /// Allocations refused, by error code ("486", "508", …).
     public var refusals: [String: Int]
+    /// Calls set up again after an answer that asks for it, by code ("437": the server still held an
+    /// allocation on the local port, RFC 8656 §7.2); a retry that came up is no refusal.
+    public var retries: [String: Int]
     /// Refreshes (allocation, permission, channel) that failed during the step, by error code.
     public var refreshFailures: [String: Int]
     /// Calls whose connection to the server ended mid-call, by cause.

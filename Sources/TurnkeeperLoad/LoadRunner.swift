@@ -11,8 +11,11 @@ public import TurnkeeperTURNClient
 /// over its own window once its new calls are up. Every allocation is released at the end (or on Ctrl-C). The
 /// only peers are the run's own relays.
 public enum LoadRunner {
+    /// `measuring` is told when each step's window opens: the step's calls, and how many came up.
     public static func run(
-        _ uri: TURNURI, endpoint: ServerEndpoint, options: LoadOptions, shouldStop: @escaping @Sendable () -> Bool
+        _ uri: TURNURI, endpoint: ServerEndpoint, options: LoadOptions,
+        measuring: @Sendable (_ calls: Int, _ up: Int) -> Void = { _, _ in },
+        shouldStop: @escaping @Sendable () -> Bool
     ) async -> LoadReport {
         let tally = LoadTally(calls: options.steps.max() ?? 1)
         let pacer = MediaPacer(shape: options.profile.shape, counter: tally)
@@ -40,6 +43,7 @@ public enum LoadRunner {
                     try? await Pause.for(.milliseconds(20))
                 }
                 tally.openWindow()
+                measuring(calls, tally.callsUp)
                 let cpuBefore = ProcessUsage.ownCPUSeconds()
                 let coturnBefore = await options.coturnPID.asyncFlatMap(ProcessUsage.cpuSeconds)
                 let windowStart = ContinuousClock.now
@@ -47,6 +51,8 @@ public enum LoadRunner {
                 while ContinuousClock.now < windowStart + options.stepDuration && !interrupted() {
                     try? await Pause.until(min(windowStart + options.stepDuration, .now + .milliseconds(250)))
                 }
+                // Stopped: traffic ends before anything is measured, and what the pacer fell behind by is counted.
+                if interrupted() { await pacer.stopAll() }
                 tally.closeWindow()
                 let wall = max((ContinuousClock.now - windowStart).seconds, 0.001)
                 let clientCPU = (ProcessUsage.ownCPUSeconds() - cpuBefore) / wall * 100
@@ -71,7 +77,7 @@ public enum LoadRunner {
                 }
             }
             // Traffic stops at once; the calls then release their allocations.
-            pacer.stopAll()
+            await pacer.stopAll()
             finished.store(true, ordering: .relaxed)
         }
         var notTested = [

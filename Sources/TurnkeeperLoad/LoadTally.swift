@@ -18,12 +18,14 @@ final class LoadTally: MediaCounter {
         var target = 0
         var setups: [Double] = []
         var refusals: [String: Int] = [:]
+        var retries: [String: Int] = [:]
         var refreshFailures: [String: Int] = [:]
         var dropped: [String: Int] = [:]
         /// The step's first description of each kind and code ("refused 401", "refresh timeout", "dropped
         /// error"), for the report: what the server or the connection said.
         var reasons: [String: String] = [:]
         var held = 0
+        var late = 0
         var duplicates = 0
         var releasesUnconfirmed = 0
         /// When the step's calls began and when the last of them settled: allocations a second.
@@ -63,6 +65,8 @@ final class LoadTally: MediaCounter {
         state.withLock {
             $0.setups.removeAll(keepingCapacity: true)
             $0.refusals.removeAll()
+            $0.retries.removeAll()
+            $0.late = 0
             $0.refreshFailures.removeAll()
             $0.dropped.removeAll()
             $0.reasons.removeAll()
@@ -74,6 +78,9 @@ final class LoadTally: MediaCounter {
     }
 
     var settled: Int { state.withLock { $0.settled } }
+
+    /// Calls up now, in all.
+    var callsUp: Int { state.withLock { $0.up } }
 
     private static func settle(_ state: inout State) {
         state.settled += 1
@@ -98,6 +105,11 @@ final class LoadTally: MediaCounter {
             if $0.reasons["refused " + code] == nil { $0.reasons["refused " + code] = reason }
             Self.settle(&$0)
         }
+    }
+
+    /// A call's setup was answered with `code` and tried again (a 437: from another local port).
+    func retried(_ code: String) {
+        state.withLock { $0.retries[code, default: 0] += 1 }
     }
 
     /// A call's refresh of its allocation, permission or channel failed (by code): the call may drop.
@@ -133,6 +145,10 @@ final class LoadTally: MediaCounter {
 
     func held(stream: Int, packets: Int) {
         state.withLock { $0.held += packets }
+    }
+
+    func late(stream: Int, packets: Int) {
+        state.withLock { $0.late += packets }
     }
 
     /// The connection closed under a stream; the call's own task reports why.
@@ -224,7 +240,8 @@ final class LoadTally: MediaCounter {
                 bytesPerSecond: (Double(received * shape.packetSize) / seconds).rounded(),
                 allocationsPerSecond: state.stepUpAtSettle == 0 || settleSeconds <= 0
                     ? nil : (Double(state.stepUpAtSettle * 2) / settleSeconds).rounded(),
-                packetsHeld: state.held, duplicates: state.duplicates, refusals: state.refusals,
+                packetsHeld: state.held, packetsLate: state.late, duplicates: state.duplicates,
+                refusals: state.refusals, retries: state.retries,
                 refreshFailures: state.refreshFailures, dropped: state.dropped, reasons: state.reasons,
                 clientCPUPercent: (clientCPUPercent * 10).rounded() / 10,
                 coturnCPUPercent: coturnCPUPercent.map { ($0 * 10).rounded() / 10 },

@@ -1,3 +1,5 @@
+import TurnkeeperCrypto
+
 /// A STUN/TURN method (RFC 8489 §5, RFC 8656 §17).
 public struct STUNMethod: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public let rawValue: UInt16
@@ -75,10 +77,15 @@ public struct TransactionID: Sendable, Hashable, CustomStringConvertible {
         self.bytes = bytes
     }
 
-    /// A fresh ID from the system's CSPRNG (getrandom), so an off-path attacker cannot guess it.
+    /// A fresh ID that an off-path attacker cannot guess: from OpenSSL's DRBG (`RAND_bytes`, seeded from the
+    /// kernel), which makes no system call per ID, where one `getrandom` a byte made a dozen per request. Should
+    /// libcrypto ever fail, from the kernel's CSPRNG directly.
     public static func random() -> TransactionID {
+        if let bytes = try? SecureRandom.bytes(12) { return TransactionID(bytes) }
         var generator = SystemRandomNumberGenerator()
-        return TransactionID((0..<12).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let high = generator.next()
+        let low = generator.next()
+        return TransactionID((0..<12).map { UInt8(truncatingIfNeeded: ($0 < 8 ? high : low) >> (8 * UInt64($0 % 8))) })
     }
 
     public var description: String { bytes.map { String($0, radix: 16).leftPadded(2) }.joined() }

@@ -47,12 +47,15 @@ public final class HostileServer: Sendable {
         /// an IPv6 relay; 403 to every peer outside the documentation ranges, 443 across families; every answer
         /// to a signed request signed.
         case upstreamRecorded
+        /// A TURN server that answers every signed Allocate with 437 (allocation mismatch), signed, as coturn
+        /// answers a 5-tuple whose allocation it still holds. ``allocationSources`` has the client ports.
+        case allocationMismatch
 
         /// Behaviours that hold a conversation: over TCP they answer every message, not just the first.
         var isConversational: Bool {
             switch self {
             case .hostileText, .unsignedAllocation, .forgedAllocation, .unsignedAfterAllocation,
-                .badRequestToCredentials, .upstreamRecorded:
+                .badRequestToCredentials, .upstreamRecorded, .allocationMismatch:
                 true
             default: false
             }
@@ -66,6 +69,8 @@ public final class HostileServer: Sendable {
     public let received = Atomic<Int>(0)
     /// ``Behaviour/upstreamRecorded``: whether the first nonce was declared stale yet.
     public let staleNonceSent = Atomic<Bool>(false)
+    /// The source port of each signed Allocate over UDP, in order.
+    public let allocationSources = Mutex<[UInt16]>([])
     /// TCP connections being served by their own threads.
     private let connections = Atomic<Int>(0)
     private let udpSocket: Int32
@@ -181,6 +186,12 @@ public final class HostileServer: Sendable {
             return refusal.encoded(
                 integrity: .longTerm(username: username, realm: Self.realm, password: Self.password))
         }
+        if behaviour == .allocationMismatch, method == .allocate {
+            var refusal = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
+            refusal.appendErrorCode(STUNErrorCode(code: 437, reason: "Allocation Mismatch"))
+            return refusal.encoded(
+                integrity: .longTerm(username: username, realm: Self.realm, password: Self.password))
+        }
         if behaviour == .badRequestToCredentials {
             var error = STUNMessage(STUNMessageType(method, .errorResponse), transactionID: request.transactionID)
             error.appendErrorCode(STUNErrorCode(code: 400, reason: "Bad Request"))
@@ -261,7 +272,13 @@ public final class HostileServer: Sendable {
                 }
             }
             guard count > 0 else { continue }
-            let reply = answer(to: Array(buffer[0..<count]))
+            let datagram = Array(buffer[0..<count])
+            if behaviour == .allocationMismatch, let request = try? DecodedSTUNMessage(datagram).message,
+                request.type.method == .allocate, request.value(.messageIntegrity) != nil
+            {
+                allocationSources.withLock { $0.append(UInt16(bigEndian: from.sin_port)) }
+            }
+            let reply = answer(to: datagram)
             guard !reply.isEmpty else { continue }
             // A flood is bounded too: 1,000 datagrams an answer.
             for _ in 0..<(behaviour == .endless ? 1000 : 1) {

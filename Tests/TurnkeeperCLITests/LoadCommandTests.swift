@@ -158,6 +158,70 @@ struct LoadCommandTests {
         #expect((lapsed.steps.first?["lossPercent"] as? Double ?? 0) > 30, "\(lapsed.report)")
     }
 
+    @Test("Overloaded, stalled, then SIGTERM: traffic stops, every allocation released, the client named saturated")
+    func overloaded() async throws {
+        let secret = try Secret()
+        defer { secret.remove() }
+        let coturn = try secret.coturn()
+        defer { coturn.stop() }
+        let output = secret.directory.file("load.json")
+        let errors = secret.directory.file("load.err")
+        // Far more than two cores can pace: six video calls at 50 Mbit/s each way, about 60,000 packets a second.
+        let process = try ChildProcess(
+            TurnkeeperBinary.path,
+            [
+                "load", "--json", "turn:127.0.0.1:\(coturn.port)?transport=udp", "--secret-file", secret.file,
+                "--calls", "6", "--profile", "video", "--bitrate", "50m", "--frame-rate", "60", "--duration", "10m",
+                "--max-loss", "100", "--max-jitter", "100000", "--max-transit", "100000", "--max-setup", "100000",
+            ], stdoutPath: output, stderrPath: errors)
+        defer { if process.isRunning { kill(process.pid, SIGKILL) } }
+        // The event: the step's window has opened (its calls came up, or were refused).
+        let opened = ContinuousClock.now + .seconds(120)
+        while !((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "").contains("measuring for") {
+            guard process.isRunning, ContinuousClock.now < opened else {
+                Issue.record(
+                    "the load never opened its window: \((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        // The client stalls, as a saturated one does, for at least a second: far longer than a packet stays of
+        // use (200 ms). A busy machine only lengthens the stall. SIGTERM arrives while it is stopped.
+        kill(process.pid, SIGSTOP)
+        try await Task.sleep(for: .seconds(1))
+        kill(process.pid, SIGTERM)
+        kill(process.pid, SIGCONT)
+        // A bound against a hang, not a measure.
+        let status = process.wait(timeout: .seconds(120))
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        #expect(status == 1, "\(text)\n\((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")")
+        let report = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+        #expect(report["interrupted"] as? Bool == true && report["releasesUnconfirmed"] as? Int == 0, "\(text)")
+        let step = try #require((report["steps"] as? [[String: Any]])?.first, "\(text)")
+        #expect((step["packetsLate"] as? Int ?? 0) > 0, "\(step)")
+        #expect((step["callsUp"] as? Int ?? 0) > 0, "\(step)")
+    }
+
+    @Test("437 to an Allocate: tried again once from another local port, counted as a retry; a second 437 refuses")
+    func allocationMismatch() throws {
+        let secret = try Secret()
+        defer { secret.remove() }
+        let server = try HostileServer(.allocationMismatch)
+        defer { server.stop() }
+        let passwordFile = try secret.directory.write("password", HostileServer.password + "\n")
+        let run = try Self.load([
+            "turn:127.0.0.1:\(server.port)?transport=udp", "--username", "load", "--password-file", passwordFile,
+            "--calls", "3", "--duration", "1s",
+        ])
+        #expect(run.output.status == 1, "\(run.output)")
+        let step = try #require(run.steps.first, "\(run.report)")
+        #expect(step["retries"] as? [String: Int] == ["437": 3], "\(step)")
+        #expect(step["refusals"] as? [String: Int] == ["437": 3], "\(step)")
+        // Each call's caller allocated twice, each time from a socket of its own.
+        let sources = server.allocationSources.withLock { $0 }
+        #expect(sources.count == 6 && Set(sources).count >= 4, "\(sources)")
+    }
+
     @Test("Video: each frame's bytes go as a burst of equal packets, over UDP and TLS, and arrive")
     func video() throws {
         let secret = try Secret()

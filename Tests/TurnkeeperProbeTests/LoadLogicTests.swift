@@ -50,13 +50,15 @@ struct LoadLogicTests {
 
     static func step(
         refusals: [String: Int] = [:], refreshFailures: [String: Int] = [:], dropped: [String: Int] = [:],
-        loss: Double = 0, held: Int = 0, jitter: Double = 1, clientCPU: Double = 10, coturnCPU: Double? = nil,
+        loss: Double = 0, held: Int = 0, late: Int = 0, jitter: Double = 1, clientCPU: Double = 10,
+        coturnCPU: Double? = nil,
         reasons: [String: String] = [:]
     ) -> LoadStep {
         LoadStep(
             calls: 10, callsUp: 10, setupMs: .init(p50: 5, p99: 9), packetsSent: 1000, lossPercent: loss,
             jitterMs: .init(p50: jitter, p99: jitter), transitMs: .init(p50: 1, p99: 2), packetsPerSecond: 1000,
-            bytesPerSecond: 160_000, allocationsPerSecond: 100, packetsHeld: held, duplicates: 0, refusals: refusals,
+            bytesPerSecond: 160_000, allocationsPerSecond: 100, packetsHeld: held, packetsLate: late, duplicates: 0,
+            refusals: refusals, retries: [:],
             refreshFailures: refreshFailures, dropped: dropped, reasons: reasons, clientCPUPercent: clientCPU,
             coturnCPUPercent: coturnCPU)
     }
@@ -97,9 +99,12 @@ struct LoadLogicTests {
     func saturation() {
         // A saturated client is said beside a limit judged before it, too.
         let refresh = Self.judge(Self.step(refreshFailures: ["timeout": 1], clientCPU: 190))
-        #expect(refresh?.check == "refresh" && refresh?.words.contains("at its cores' limit too") == true)
+        #expect(refresh?.check == "refresh" && refresh?.words.contains("This client was saturated too") == true)
         let client = Self.judge(Self.step(loss: 5, clientCPU: 190))
         #expect(client?.check == "client-saturated" && client?.words.contains("another host") == true)
+        // Packets too late to send: saturated whatever its CPU figure says (the loop, not the core, was full).
+        let behind = Self.judge(Self.step(loss: 5, late: 1200, clientCPU: 40))
+        #expect(behind?.check == "client-saturated" && behind?.words.contains("1200 packet(s) were too late") == true)
         let machine = Self.judge(Self.step(loss: 5, clientCPU: 95, coturnCPU: 95))
         #expect(machine?.check == "loss" && machine?.words.contains("This machine's CPU was full") == true)
         #expect(Self.judge(Self.step(loss: 5, clientCPU: 40, coturnCPU: 40))?.words.contains("full") == false)

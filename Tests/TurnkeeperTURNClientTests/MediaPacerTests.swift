@@ -18,6 +18,7 @@ struct MediaPacerTests {
             var sent = 0
             var sentCalls = 0
             var held = 0
+            var late = 0
             var closed: [Int] = []
         }
         let state = Mutex(State())
@@ -39,6 +40,8 @@ struct MediaPacerTests {
         }
 
         func held(stream: Int, packets: Int) { state.withLock { $0.held += packets } }
+
+        func late(stream: Int, packets: Int) { state.withLock { $0.late += packets } }
 
         func closed(stream: Int) { state.withLock { $0.closed.append(stream) } }
 

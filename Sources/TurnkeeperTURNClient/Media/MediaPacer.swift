@@ -23,18 +23,21 @@ public struct MediaShape: Sendable, Hashable {
 }
 
 /// Counts what the pacer sent, what it held back because the connection could not take more (its send
-/// buffer full), and streams whose connection closed under them (the stream is then dropped). Called on event
-/// loops: it must not block.
+/// buffer full), what was due so long ago that it no longer mattered (not sent: the client fell behind), and
+/// streams whose connection closed under them (the stream is then dropped). Called on event loops: it must not
+/// block.
 public protocol MediaCounter: AnyObject, Sendable {
     func sent(stream: Int, packets: Int)
     func held(stream: Int, packets: Int)
+    func late(stream: Int, packets: Int)
     func closed(stream: Int)
 }
 
 /// Call-shaped traffic on many connections' bound channels, paced on the connections' own event loops: one
 /// timer a loop, not a task a stream. Each packet is due at the stream's start + n × interval, so pacing never
-/// drifts; a late frame goes at once and none is skipped. In the steady state nothing is allocated per packet:
-/// each stream's ChannelData frame is built once and its sequence and time rewritten in place.
+/// drifts; a frame late by less than ``LoopPacer/tooLate`` goes at once, an older one is counted late and not
+/// sent (a client that fell behind never catches up in a burst). In the steady state nothing is allocated per
+/// packet: each stream's ChannelData frame is built once and its sequence and time rewritten in place.
 public final class MediaPacer: Sendable {
     private let loops: [LoopPacer]
 
@@ -66,14 +69,20 @@ public final class MediaPacer: Sendable {
         for pacer in loops { pacer.eventLoop.execute { pacer.stop(stream: stream) } }
     }
 
-    /// Stops every stream at once (a run's end, Ctrl-C), before the calls release their allocations.
-    public func stopAll() {
-        for pacer in loops { pacer.eventLoop.execute { pacer.stopAll() } }
+    /// Stops every stream at once (a run's end, Ctrl-C), before the calls release their allocations; returns
+    /// once every loop has stopped, with frames overdue by more than ``LoopPacer/tooLate`` counted late.
+    public func stopAll() async {
+        await withTaskGroup(of: Void.self) { group in
+            for pacer in loops {
+                group.addTask { try? await pacer.eventLoop.submit { pacer.stopAll() }.get() }
+            }
+        }
     }
 }
 
 /// One event loop's streams: a min-heap of due times and one scheduled callback for the earliest. Touched only
-/// on its event loop (every entry point is `execute`d there or is NIO's callback), hence unchecked.
+/// on its event loop (every entry point is `execute`d there or is NIO's callback), hence unchecked. Its clock is
+/// given (CLOCK_MONOTONIC, as NIO's deadlines), so a test can stall it on an `EmbeddedEventLoop`.
 final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
     let eventLoop: any EventLoop
     private let shape: MediaShape
@@ -83,6 +92,7 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
     private var heap: [(due: UInt64, stream: Int, generation: Int)] = []
     private var timer: (callback: NIOScheduledCallback, due: UInt64)?
     private var generations = 0
+    private let clock: @Sendable () -> UInt64
 
     struct Stream {
         let path: MediaPath
@@ -91,8 +101,12 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
         var sequence: UInt32 = 0
     }
 
-    init(eventLoop: any EventLoop, shape: MediaShape, counter: any MediaCounter) {
+    init(
+        eventLoop: any EventLoop, shape: MediaShape, counter: any MediaCounter,
+        clock: @escaping @Sendable () -> UInt64 = MediaPacket.now
+    ) {
         self.eventLoop = eventLoop
+        self.clock = clock
         self.shape = shape
         self.interval =
             UInt64(shape.frameInterval.components.seconds) * 1_000_000_000
@@ -113,7 +127,7 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
         generations += 1
         streams[stream] = Stream(path: path, generation: generations, frame: frame)
         // A random phase within the interval: calls started together do not all send at the same instant.
-        push(due: MediaPacket.now() + UInt64.random(in: 0..<interval), stream: stream, generation: generations)
+        push(due: now + UInt64.random(in: 0..<interval), stream: stream, generation: generations)
         arm()
     }
 
@@ -122,6 +136,13 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
     }
 
     func stopAll() {
+        // What a loop too busy to send fell behind by is counted as if its next wakeup had come now.
+        let now = self.now
+        for entry in heap where streams[entry.stream]?.generation == entry.generation && now > entry.due + Self.tooLate
+        {
+            let skipped = lateFrames(due: entry.due, now: now)
+            counter.late(stream: entry.stream, packets: Int(skipped) * shape.packetsPerFrame)
+        }
         streams.removeAll()
         heap.removeAll()
     }
@@ -129,17 +150,39 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
     /// Frames due this close to a wakeup go with it: streams at random phases would otherwise wake the loop
     /// once a packet, which costs more than the sending.
     static let slack: UInt64 = 1_000_000
+    /// A frame due longer ago than this is of no use to a receiver (its jitter buffer has played past it).
+    static let tooLate: UInt64 = 200_000_000
+    /// Frames sent in one wakeup at most; the rest go at the loop's next turn, after its I/O, timers and
+    /// tasks (a step's end, a stop) had theirs.
+    static let framesPerTurn = 256
+
+    private var now: UInt64 { clock() }
 
     func handleScheduledCallback(eventLoop: some EventLoop) {
         timer = nil
-        let horizon = MediaPacket.now() + Self.slack
-        while let top = heap.first, top.due <= horizon {
+        let now = self.now
+        let horizon = now + Self.slack
+        var budget = Self.framesPerTurn
+        while budget > 0, let top = heap.first, top.due <= horizon {
             pop()
             guard streams[top.stream]?.generation == top.generation else { continue }
+            var due = top.due
+            if now > due + Self.tooLate {
+                // Every frame due before now - tooLate is skipped, and counted.
+                let skipped = lateFrames(due: due, now: now)
+                due += skipped * interval
+                counter.late(stream: top.stream, packets: Int(skipped) * shape.packetsPerFrame)
+            }
             sendFrame(stream: top.stream)
-            push(due: top.due + interval, stream: top.stream, generation: top.generation)
+            budget -= 1
+            push(due: due + interval, stream: top.stream, generation: top.generation)
         }
         arm()
+    }
+
+    /// The frames from `due` on, one an interval, that fell due before `now - tooLate` (`now` past that).
+    private func lateFrames(due: UInt64, now: UInt64) -> UInt64 {
+        (now - Self.tooLate - due + interval - 1) / interval
     }
 
     func didCancelScheduledCallback(eventLoop: some EventLoop) {}

@@ -37,7 +37,8 @@ struct LoadCommand: AsyncParsableCommand {
             that hits a limit, and says which and the coturn option that
             governs it (user-quota, total-quota, min-port..max-port,
             bps-capacity, max-bps): an allocation refused, a call dropped, a
-            refresh failed, this client at its cores' limit, loss over
+            refresh failed, this client saturated (at its cores' limit, or so
+            far behind that packets were too late to send), loss over
             --max-loss, packets held back, jitter, transit or setup over
             --max-jitter, --max-transit or --max-setup. docs/load.md has all.
 
@@ -235,7 +236,11 @@ struct LoadCommand: AsyncParsableCommand {
             steps: steps, stepDuration: duration.value, profile: loadProfile, thresholds: thresholds,
             coturnPID: coturnPID, setupTimeout: timeout.value, permissionRefresh: permissionRefresh.value,
             channelRefresh: channelRefresh.value)
-        let report = await LoadRunner.run(uri, endpoint: endpoint, options: options) { interrupted.stopped }
+        let stepText = duration.text
+        let report = await LoadRunner.run(
+            uri, endpoint: endpoint, options: options,
+            measuring: { calls, up in Console.note("\(up) of \(calls) call(s) up; measuring for \(stepText).") }
+        ) { interrupted.stopped }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
