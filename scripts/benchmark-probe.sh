@@ -37,3 +37,34 @@ for _ in $(seq 1 5); do
     turnutils_uclient -u "$user" -w "$pass" -e 127.0.0.1 -r "$peer" -n 10 -m 1 -c -p "$port" 127.0.0.1 >/dev/null
 done
 echo "mean $(( ($(date +%s%N) - start) / 5000000 )) ms per uclient run"
+
+# Nothing listening on UDP: the probe's verdict against uclient's, both on a port that was just free (the kernel
+# answers ICMP port unreachable). UPSTREAM_UCLIENT names an upstream build's turnutils_uclient to run beside
+# Debian's (for example /work/upstream/build/bin/turnutils_uclient, coturn 4.17.1).
+closed=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo "== nothing listens on UDP 127.0.0.1:$closed: time to the verdict, mean of 20"
+start=$(date +%s%N)
+for _ in $(seq 1 20); do
+    "$tk" probe "turn:127.0.0.1:$closed?transport=udp" --secret-file "$work/secret" --json >"$work/closed.json" || true
+done
+echo "turnkeeper probe: mean $(( ($(date +%s%N) - start) / 20000000 )) ms (process start included); verdict:" \
+    "$(python3 -c 'import json,sys; print([d["code"] for d in json.load(open(sys.argv[1]))["diagnoses"]])' "$work/closed.json")"
+for uclient in turnutils_uclient ${UPSTREAM_UCLIENT:-}; do
+    start=$(date +%s%N)
+    for _ in $(seq 1 20); do "$uclient" -u "$user" -w "$pass" -p "$closed" 127.0.0.1 >/dev/null 2>&1 || true; done
+    echo "$uclient: mean $(( ($(date +%s%N) - start) / 20000000 )) ms"
+done
+
+# Allocations: CPU and system calls per allocation, a new socket each (uclient's -Y alloc, upstream only; the
+# ProbeBenchmarks entry "Allocate and release" above is turnkeeper's), 2,000 allocations.
+if [ -n "${UPSTREAM_UCLIENT:-}" ]; then
+    echo "== $UPSTREAM_UCLIENT -Y alloc: 2,000 allocations"
+    TIMEFORMAT='%U %S %R'
+    { time "$UPSTREAM_UCLIENT" -Y alloc -n 2000 -m 1 -u "$user" -w "$pass" -p "$port" 127.0.0.1 \
+        >"$work/alloc.out" 2>&1; } 2>"$work/alloc.time"
+    read -r u s wall <"$work/alloc.time"
+    echo "CPU $(python3 -c "print(round(($u + $s) / 2000 * 1000, 3))") ms an allocation, wall ${wall} s"
+    strace -f -c -o "$work/alloc.strace" "$UPSTREAM_UCLIENT" -Y alloc -n 500 -m 1 -u "$user" -w "$pass" \
+        -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
+    echo "system calls an allocation: $(awk '/total/ { print $4 / 500 }' "$work/alloc.strace")"
+fi

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/install-deps.sh
 source scripts/lib/loopback-coturn.sh
-turnkeeper_install_deps
+turnkeeper_install_demo_deps
 
 echo "== building turnkeeper"
 swift build --product turnkeeper 2>&1 | tail -1

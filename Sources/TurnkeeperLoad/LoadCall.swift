@@ -14,18 +14,23 @@ enum LoadCall {
         stop: @escaping @Sendable () -> Bool
     ) async {
         let began = ContinuousClock.now
-        // A 437 (allocation mismatch) means the server still holds an allocation on this 5-tuple: coturn does
-        // for a while after a release when a new socket draws the same local port. RFC 8656 §7.2: try again from
-        // another local port. Once: a second 437 is the server's answer.
+        // One deadline for the whole setup, connects and a retry included: --timeout bounds it.
+        let deadline = began + options.setupTimeout
+        // A 437 (allocation mismatch) to an Allocate means the server still holds an allocation on this 5-tuple:
+        // coturn does for a while after a release when a new socket draws the same local port. RFC 8656 §7.2: try
+        // again from another local port. Once: a second 437 is the server's answer.
         var attempt = 0
         while true {
             attempt += 1
             do {
                 try await setUp(
-                    index, endpoint: endpoint, options: options, tally: tally, pacer: pacer, stop: stop, began: began)
+                    index, endpoint: endpoint, options: options, tally: tally, pacer: pacer, stop: stop, began: began,
+                    deadline: deadline)
                 return
             } catch let error as TURNClientError {
-                if attempt == 1, case .errorResponse(let response) = error.kind, response.code == 437 {
+                if attempt == 1, error.method == .allocate, case .errorResponse(let response) = error.kind,
+                    response.code == 437, !stop()
+                {
                     tally.retried(code(of: error))
                     continue
                 }
@@ -41,12 +46,10 @@ enum LoadCall {
     /// run stops, then the release. Throws only what happened before the call came up.
     private static func setUp(
         _ index: Int, endpoint: ServerEndpoint, options: LoadOptions, tally: LoadTally, pacer: MediaPacer,
-        stop: @escaping @Sendable () -> Bool, began: ContinuousClock.Instant
+        stop: @escaping @Sendable () -> Bool, began: ContinuousClock.Instant, deadline: ContinuousClock.Instant
     ) async throws {
         let credentials = options.credentials(index)
         let family: TransportAddress.Family = endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4
-        // One deadline for the whole setup of an attempt, connects included.
-        let deadline = ContinuousClock.now + options.setupTimeout
         func remaining() -> Duration { max(.milliseconds(1), deadline - .now) }
         try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) { caller in
             try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) {

@@ -11,6 +11,8 @@ enum LoadJudge {
     static let saturatedShare = 0.9
 
     static func judge(_ step: LoadStep, thresholds: LoadThresholds, sharedCredentials: Bool, cores: Int) -> Limit? {
+        let due = step.packetsSent + step.packetsLate
+        let latePercent = due == 0 ? 0 : Double(step.packetsLate) / Double(due) * 100
         let at = "At \(step.calls) calls"
         func codes(_ counts: [String: Int], _ kind: String) -> (total: Int, text: String)? {
             guard !counts.isEmpty else { return nil }
@@ -27,7 +29,8 @@ enum LoadJudge {
             ? "user-quota (every call shares one username), total-quota,"
             : "total-quota, a user-quota under 2 (each call is its own user with two allocations),"
         let clientBusy =
-            step.clientCPUPercent >= saturatedShare * 100 * Double(max(1, cores)) || step.packetsLate > 0
+            step.clientCPUPercent >= saturatedShare * 100 * Double(max(1, cores))
+            || (step.packetsLate > 0 && latePercent > thresholds.latePercent)
         let rules: [(check: String, words: String?)] = [
             (
                 "allocation-quota",
@@ -61,9 +64,10 @@ enum LoadJudge {
                 "client-saturated",
                 clientBusy
                     ? "\(at) this client was saturated: "
-                        + (step.packetsLate > 0
+                        + (step.packetsLate > 0 && latePercent > thresholds.latePercent
                             ? "it fell behind its own schedule, and \(step.packetsLate) packet(s) were too late to "
-                                + "send (not counted as lost); it used \(step.clientCPUPercent)% CPU of \(cores) core(s)"
+                                + "send (\((latePercent * 10).rounded() / 10)% of those due, over --max-late "
+                                + "\(thresholds.latePercent)%; not counted as lost); it used \(step.clientCPUPercent)% CPU of \(cores) core(s)"
                             : "it used \(step.clientCPUPercent)% CPU, the most its \(cores) core(s) give")
                         + ". It, not coturn, is the limit. Run the load from another host (or several), or fewer calls."
                     : nil

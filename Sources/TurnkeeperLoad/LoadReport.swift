@@ -25,7 +25,7 @@ public struct LoadStep: Codable, Sendable, Hashable {
     public var packetsHeld: Int
     /// Packets this client did not send because it fell so far behind its schedule (its CPU or its event loops
     /// busy) that they were of no use any more: counted here, never sent in a burst, never counted as lost.
-    /// Counted over the whole step, its setup included.
+    /// Counted over the window, as `packetsSent`.
     public var packetsLate: Int
     /// Packets that arrived more than once (counted once). One arriving 64 or more packets behind its stream's
     /// newest is counted lost, as a jitter buffer would have dropped it.
@@ -76,6 +76,8 @@ public struct LoadThresholds: Sendable {
     public var setupMs = 1000.0
     /// One-way transit through both relays: ITU-T G.114's 150 ms for conversation.
     public var transitMs = 150.0
+    /// Packets too late to send (the client fell behind), in percent of those due in the window.
+    public var latePercent = 1.0
 
     public init() {}
 }

@@ -25,7 +25,9 @@ final class LoadTally: MediaCounter {
         /// error"), for the report: what the server or the connection said.
         var reasons: [String: String] = [:]
         var held = 0
+        /// Packets too late to send while the window was open.
         var late = 0
+        var windowOpen = false
         var duplicates = 0
         var releasesUnconfirmed = 0
         /// When the step's calls began and when the last of them settled: allocations a second.
@@ -66,7 +68,6 @@ final class LoadTally: MediaCounter {
             $0.setups.removeAll(keepingCapacity: true)
             $0.refusals.removeAll()
             $0.retries.removeAll()
-            $0.late = 0
             $0.refreshFailures.removeAll()
             $0.dropped.removeAll()
             $0.reasons.removeAll()
@@ -148,7 +149,7 @@ final class LoadTally: MediaCounter {
     }
 
     func late(stream: Int, packets: Int) {
-        state.withLock { $0.late += packets }
+        state.withLock { if $0.windowOpen { $0.late += packets } }
     }
 
     /// The connection closed under a stream; the call's own task reports why.
@@ -195,6 +196,8 @@ final class LoadTally: MediaCounter {
                 state.stepUpAtSettle = state.stepUp
             }
             state.held = 0
+            state.late = 0
+            state.windowOpen = true
             state.duplicates = 0
             for stream in state.sent.indices {
                 state.windowStart[stream] = state.sent[stream]
@@ -208,6 +211,7 @@ final class LoadTally: MediaCounter {
     /// Ends the window: what each stream sent until now is what the step is measured on.
     func closeWindow() {
         state.withLock { state in
+            state.windowOpen = false
             for stream in state.sent.indices { state.windowEnd[stream] = state.sent[stream] }
         }
     }

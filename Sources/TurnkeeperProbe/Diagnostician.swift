@@ -112,13 +112,17 @@ public struct Diagnostician: Sendable {
             diagnoseErrorResponse(step, target, add)
         case .timeout where step.step == .binding:
             diagnoseSilence(target, all, port: port, add)
+        case .connectionFailed where step.step == .binding && target.transport == "udp":
+            // An ICMP rejection: what a silent drop would be, said as a rejection.
+            diagnoseSilence(target, all, port: port, rejected: true, add)
         case .refused where target.transport == "udp":
             add(
                 .notListening,
-                "Nothing listens on UDP \(target.address): the host answered with ICMP \"port unreachable\" (a "
-                    + "firewall that drops packets sends nothing back).",
+                "Nothing listens on UDP \(target.address), or a firewall rejects it there: the host answered with "
+                    + "ICMP \"port unreachable\" (a firewall that drops packets sends nothing back).",
                 "Start coturn, or make it listen there (listening-port, and listening-ip if it binds only some "
-                    + "addresses). Check `ss -lunp | grep \(port)` on the TURN host.",
+                    + "addresses). Check `ss -lunp | grep \(port)` on the TURN host; if coturn listens, look for a "
+                    + "reject rule for UDP port \(port) (`nft list ruleset`, iptables -j REJECT, ufw reject).",
                 target
             )
         case .refused:
@@ -280,10 +284,15 @@ public struct Diagnostician: Sendable {
     }
 
     /// No answer to the Binding: filtered on this transport when another one works, else unreachable.
+    /// No answer (`rejected`: an ICMP error other than port unreachable, which a firewall's reject also sends).
     private func diagnoseSilence(
-        _ target: TargetReport, _ all: [TargetReport], port: String,
+        _ target: TargetReport, _ all: [TargetReport], port: String, rejected: Bool = false,
         _ add: (DiagnosisCode, String, String, TargetReport) -> Void
     ) {
+        let silence =
+            rejected
+            ? "is rejected by the network (an ICMP error: no route, or a firewall's host- or admin-prohibited)"
+            : "gets no answer"
         // Another transport to the same server answering means this one is filtered, not down.
         let otherWorks = all.contains { other in
             other.transport != target.transport
@@ -292,7 +301,7 @@ public struct Diagnostician: Sendable {
         if otherWorks {
             add(
                 .blocked(target.transport),
-                "\(target.transport.uppercased()) to port \(port) gets no answer while another transport works.",
+                "\(target.transport.uppercased()) to port \(port) \(silence) while another transport works.",
                 "A firewall drops \(target.transport.uppercased()) on port \(port): open it on the TURN host "
                     + "(`nft add rule inet filter input \(target.transport == "udp" ? "udp" : "tcp") dport \(port) accept`) "
                     + "and in any cloud security group, or check that coturn listens on it.",
@@ -301,7 +310,9 @@ public struct Diagnostician: Sendable {
         } else {
             add(
                 .unreachable,
-                "\(target.address) does not answer over \(target.transport.uppercased()).",
+                rejected
+                    ? "\(target.transport.uppercased()) to \(target.address) \(silence)."
+                    : "\(target.address) does not answer over \(target.transport.uppercased()).",
                 "Check that coturn is running and listening on port \(port) (listening-port, tls-listening-port), "
                     + "and that no firewall drops the traffic.",
                 target

@@ -191,6 +191,41 @@ package struct TargetProbe {
 
     private func deadline() -> ContinuousClock.Instant { .now + options.stepTimeout }
 
+    /// How long the binding listens for an ICMP error beside its own transaction: "port unreachable" from a host
+    /// on the path comes within a round trip; a second is the most the verdict may take.
+    static let icmpWindow: Duration = .seconds(1)
+
+    /// The binding; over UDP, an ICMP error heard meanwhile (``ICMPWatch``) ends it at once as refused (port
+    /// unreachable) or rejected, where the transaction alone would wait out every retransmission.
+    static func binding(_ client: TURNClient, endpoint: ServerEndpoint, deadline: ContinuousClock.Instant)
+        async throws -> TransportAddress
+    {
+        guard endpoint.transport == .udp else { return try await client.binding(deadline: deadline) }
+        return try await withThrowingTaskGroup(of: TransportAddress?.self) { group in
+            group.addTask { try await client.binding(deadline: deadline) }
+            group.addTask {
+                let request = STUNMessage(STUNMessageType(.binding, .request)).encoded()
+                switch await ICMPWatch.answer(to: endpoint.address, datagram: request, timeout: icmpWindow) {
+                case .none: return nil
+                case .portUnreachable: throw TURNClientError(.connectionRefused, method: .binding)
+                case .rejected: throw TURNClientError(.connectionFailed(icmpRejected), method: .binding)
+                }
+            }
+            while let answer = try await group.next() {
+                if let mapped = answer {
+                    group.cancelAll()
+                    return mapped
+                }
+            }
+            throw TURNClientError(.closed, method: .binding)
+        }
+    }
+
+    /// The detail of a binding the network rejected by ICMP.
+    static let icmpRejected =
+        "the network answered with an ICMP error (no route to the host or network, or a firewall that rejects with "
+        + "host- or admin-prohibited)"
+
     /// A relay of `family`, as a client over that family asks; a server without one (440 to an IPv6 request)
     /// gets the default IPv4 request next, as clients taking the default family make. True when it fell back.
     package static func allocate(
@@ -211,7 +246,7 @@ package struct TargetProbe {
 
     private func call(caller: TURNClient, log: StepLog) async throws {
         let reflexive = try await log.step(.binding) {
-            let mapped = try await caller.binding(deadline: deadline())
+            let mapped = try await Self.binding(caller, endpoint: endpoint, deadline: deadline())
             var facts = ["reflexive": mapped.description]
             var detail = "reflexive address \(mapped)"
             // The source address the kernel picks toward the server: if the server sees another, a NAT

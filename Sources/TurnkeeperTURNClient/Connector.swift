@@ -25,13 +25,12 @@ public enum Connector {
         to endpoint: ServerEndpoint,
         _ body: (STUNConnection) async throws -> Result
     ) async throws -> Result {
+        let any = endpoint.address.protocol == .inet6 ? "::" : "0.0.0.0"
         let tap = MediaTap()
         let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
         do {
-            // Connected, so that the kernel hands this socket an ICMP "port unreachable": nothing listening is
-            // then known at the first answer, not after every retransmission has gone unanswered.
             channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(to: endpoint.address) { channel in
+                .bind(host: any, port: 0) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
                             DatagramMediaTapHandler(tap: tap, server: endpoint.address))

@@ -69,8 +69,8 @@ public final class HostileServer: Sendable {
     public let received = Atomic<Int>(0)
     /// ``Behaviour/upstreamRecorded``: whether the first nonce was declared stale yet.
     public let staleNonceSent = Atomic<Bool>(false)
-    /// The source port of each signed Allocate over UDP, in order.
-    public let allocationSources = Mutex<[UInt16]>([])
+    /// The source port and transaction of each signed Allocate over UDP, in order (retransmissions included).
+    public let allocationSources = Mutex<[(port: UInt16, transaction: [UInt8])]>([])
     /// TCP connections being served by their own threads.
     private let connections = Atomic<Int>(0)
     private let udpSocket: Int32
@@ -276,7 +276,9 @@ public final class HostileServer: Sendable {
             if behaviour == .allocationMismatch, let request = try? DecodedSTUNMessage(datagram).message,
                 request.type.method == .allocate, request.value(.messageIntegrity) != nil
             {
-                allocationSources.withLock { $0.append(UInt16(bigEndian: from.sin_port)) }
+                allocationSources.withLock {
+                    $0.append((UInt16(bigEndian: from.sin_port), request.transactionID.bytes))
+                }
             }
             let reply = answer(to: datagram)
             guard !reply.isEmpty else { continue }

@@ -36,7 +36,10 @@ struct LoadCommandTests {
     static func load(_ arguments: [String]) throws -> Run {
         // Timing limits out of reach: what a loaded machine does to jitter, transit and setup is not under test.
         let output = try TurnkeeperBinary.run(
-            ["load", "--json", "--max-jitter", "100000", "--max-transit", "100000", "--max-setup", "100000"]
+            [
+                "load", "--json", "--max-jitter", "100000", "--max-transit", "100000", "--max-setup", "100000",
+                "--max-late", "100",
+            ]
                 + arguments, timeout: .seconds(180))
         let report = (try? JSONSerialization.jsonObject(with: Data(output.stdout.utf8))) as? [String: Any] ?? [:]
         return Run(output: output, report: report)
@@ -158,7 +161,7 @@ struct LoadCommandTests {
         #expect((lapsed.steps.first?["lossPercent"] as? Double ?? 0) > 30, "\(lapsed.report)")
     }
 
-    @Test("Overloaded, stalled, then SIGTERM: traffic stops, every allocation released, the client named saturated")
+    @Test("A client stalled as a saturated one is, then SIGTERM: late packets counted, traffic stopped, all released")
     func overloaded() async throws {
         let secret = try Secret()
         defer { secret.remove() }
@@ -166,12 +169,14 @@ struct LoadCommandTests {
         defer { coturn.stop() }
         let output = secret.directory.file("load.json")
         let errors = secret.directory.file("load.err")
-        // Far more than two cores can pace: six video calls at 50 Mbit/s each way, about 60,000 packets a second.
+        // Six video calls at 2 Mbit/s each way. The overload is made exact below: the client is stopped outright,
+        // which a saturated client only approaches. (A real flood would overload coturn too, on the same cores,
+        // and then whether coturn answers the releases in time is the machine's speed, not the client's.)
         let process = try ChildProcess(
             TurnkeeperBinary.path,
             [
                 "load", "--json", "turn:127.0.0.1:\(coturn.port)?transport=udp", "--secret-file", secret.file,
-                "--calls", "6", "--profile", "video", "--bitrate", "50m", "--frame-rate", "60", "--duration", "10m",
+                "--calls", "6", "--profile", "video", "--bitrate", "2m", "--frame-rate", "30", "--duration", "10m",
                 "--max-loss", "100", "--max-jitter", "100000", "--max-transit", "100000", "--max-setup", "100000",
             ], stdoutPath: output, stderrPath: errors)
         defer { if process.isRunning { kill(process.pid, SIGKILL) } }
@@ -217,9 +222,11 @@ struct LoadCommandTests {
         let step = try #require(run.steps.first, "\(run.report)")
         #expect(step["retries"] as? [String: Int] == ["437": 3], "\(step)")
         #expect(step["refusals"] as? [String: Int] == ["437": 3], "\(step)")
-        // Each call's caller allocated twice, each time from a socket of its own.
+        // Each call's caller allocated twice (transactions; a slow answer's retransmission is the same one), from
+        // sockets of their own: the kernel picks each port afresh, so the 6 draw at least 4 different ports.
         let sources = server.allocationSources.withLock { $0 }
-        #expect(sources.count == 6 && Set(sources).count >= 4, "\(sources)")
+        #expect(Set(sources.map(\.transaction)).count == 6, "\(sources)")
+        #expect(Set(sources.map(\.port)).count >= 4, "\(sources)")
     }
 
     @Test("Video: each frame's bytes go as a burst of equal packets, over UDP and TLS, and arrive")
@@ -287,7 +294,10 @@ struct LoadCommandTests {
     ) async throws {
         let secretFile = try base.directory.write(
             "load-secret", secret.withExposedBytes { String(decoding: $0, as: UTF8.self) } + "\n")
-        let limits = ["--max-jitter", "100000", "--max-transit", "100000", "--max-setup", "100000", "--max-loss", "50"]
+        let limits = [
+            "--max-jitter", "100000", "--max-transit", "100000", "--max-setup", "100000", "--max-loss", "50",
+            "--max-late", "100",
+        ]
         var loads: [(process: ChildProcess, output: String)] = []
         defer { for load in loads where load.process.isRunning { kill(load.process.pid, SIGKILL) } }
         for (index, coturn) in coturns.enumerated() {

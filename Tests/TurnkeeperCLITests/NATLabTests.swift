@@ -251,6 +251,59 @@ struct NATLabTests {
             "\(reference)\n\(natA)")
     }
 
+    @Test("UDP from behind a NAT: nothing listening, a firewall's reject and its drop are three verdicts")
+    func udpRefusedRejectedDropped() throws {
+        let lab = try NATLab()
+        defer { #expect(lab.down().isEmpty, "namespaces left behind") }
+        // On the public TURN host, nothing runs: one port rejected as firewalld does, one dropped, one left alone.
+        let rules = try lab.run(
+            "turn",
+            [
+                "nft",
+                "add table inet probe-test; add chain inet probe-test input { type filter hook input priority 0; }; "
+                    + "add rule inet probe-test input udp dport 3478 reject with icmp type host-prohibited; "
+                    + "add rule inet probe-test input udp dport 3479 drop",
+            ])
+        try #require(rules.status == 0, "\(rules)")
+        func probe(_ port: Int, timeout: String) throws -> (code: String?, summary: String, failure: String?) {
+            let output = try lab.run(
+                "alice",
+                [
+                    TurnkeeperBinary.path, "probe", "--json", "turn:203.0.113.10:\(port)?transport=udp", "--timeout",
+                    timeout,
+                ])
+            let report = try JSONDecoder().decode(ProbeReportView.self, from: Data(output.stdout.utf8))
+            return (
+                report.diagnoses.first?.code, report.diagnoses.first?.summary ?? "\(output)",
+                report.targets.first?.steps.first?.failure
+            )
+        }
+        // A timeout far beyond the test for the two ICMP answers: their verdicts cannot come from waiting.
+        let rejected = try probe(3478, timeout: "2m")
+        #expect(rejected.failure == "connection-failed" && rejected.code == "unreachable", "\(rejected)")
+        #expect(rejected.summary.contains("rejected by the network"), "\(rejected)")
+        let refused = try probe(3480, timeout: "2m")
+        #expect(refused.failure == "refused" && refused.code == "not-listening", "\(refused)")
+        #expect(refused.summary.hasPrefix("Nothing listens on UDP 203.0.113.10:3480"), "\(refused)")
+        let dropped = try probe(3479, timeout: "1s")
+        #expect(dropped.failure == "timeout" && dropped.code == "unreachable", "\(dropped)")
+        #expect(dropped.summary.contains("does not answer over UDP"), "\(dropped)")
+    }
+
+    /// The parts of `probe --json` this suite reads.
+    struct ProbeReportView: Decodable {
+        struct Target: Decodable {
+            struct Step: Decodable { let failure: String? }
+            let steps: [Step]
+        }
+        struct Diagnosis: Decodable {
+            let code: String
+            let summary: String
+        }
+        let targets: [Target]
+        let diagnoses: [Diagnosis]
+    }
+
     @Test("coturn behind NAT without external-ip: the probe names the fix and the call fails; with it, both pass")
     func coturnBehindNAT() async throws {
         let lab = try NATLab()

@@ -152,9 +152,10 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
     static let slack: UInt64 = 1_000_000
     /// A frame due longer ago than this is of no use to a receiver (its jitter buffer has played past it).
     static let tooLate: UInt64 = 200_000_000
-    /// Frames sent in one wakeup at most; the rest go at the loop's next turn, after its I/O, timers and
-    /// tasks (a step's end, a stop) had theirs.
-    static let framesPerTurn = 256
+    /// Packets sent in one wakeup at most (whole frames: a frame is never split). The rest wait a slack's time,
+    /// so the loop goes back to epoll and its arriving packets, writability, timers and tasks (a step's end, a
+    /// stop) have their turn: NIO runs a callback already due again in the same turn, before any I/O.
+    static let packetsPerTurn = 2048
 
     private var now: UInt64 { clock() }
 
@@ -162,7 +163,7 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
         timer = nil
         let now = self.now
         let horizon = now + Self.slack
-        var budget = Self.framesPerTurn
+        var budget = Self.packetsPerTurn
         while budget > 0, let top = heap.first, top.due <= horizon {
             pop()
             guard streams[top.stream]?.generation == top.generation else { continue }
@@ -174,10 +175,10 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
                 counter.late(stream: top.stream, packets: Int(skipped) * shape.packetsPerFrame)
             }
             sendFrame(stream: top.stream)
-            budget -= 1
+            budget -= shape.packetsPerFrame
             push(due: due + interval, stream: top.stream, generation: top.generation)
         }
-        arm()
+        arm(notBefore: budget > 0 ? 0 : now + Self.slack)
     }
 
     /// The frames from `due` on, one an interval, that fell due before `now - tooLate` (`now` past that).
@@ -215,8 +216,9 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
     }
 
     /// One callback for the earliest due frame; re-armed when an earlier one arrives.
-    private func arm() {
-        guard let due = heap.first?.due else { return }
+    private func arm(notBefore: UInt64 = 0) {
+        guard let first = heap.first?.due else { return }
+        let due = max(first, notBefore)
         if let timer {
             if timer.due <= due { return }
             timer.callback.cancel()

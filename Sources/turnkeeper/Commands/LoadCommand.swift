@@ -48,9 +48,10 @@ struct LoadCommand: AsyncParsableCommand {
             --secret-file and --synapse-config mint one user per call; a
             --username with --password-file, or --homeserver's, is shared by
             every call (so user-quota applies to all). Ctrl-C (or SIGTERM)
-            stops sending within a quarter of a second and releases every
-            allocation, within about --timeout once requests in flight end; a
-            second Ctrl-C ends it without releasing.
+            stops sending within a quarter of a second (a second when this
+            client is saturated) and releases every allocation, within about
+            --timeout once requests in flight end; a second Ctrl-C ends it
+            without releasing.
 
             Exit status: 0 every step carried its calls, 1 a limit was reached
             or the run was interrupted, 2 usage or configuration error.
@@ -124,6 +125,12 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The most setup p99 a step may have, in ms.", valueName: "ms"))
     var maxSetup: Double = 1000
 
+    @Option(
+        help: ArgumentHelp(
+            "The most packets a step may find too late to send, in percent of those due: beyond it, this client "
+                + "is saturated.", valueName: "percent"))
+    var maxLate: Double = 1
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -147,8 +154,9 @@ struct LoadCommand: AsyncParsableCommand {
             throw ValidationError(
                 "--calls and --ramp take 1 to 2000 calls; a ramp is numbers that rise, such as 10,20,40.")
         }
-        guard [maxLoss, maxJitter, maxTransit, maxSetup].allSatisfy({ $0.isFinite && $0 >= 0 }) else {
-            throw ValidationError("--max-loss, --max-jitter, --max-transit and --max-setup take numbers of 0 or more.")
+        guard [maxLoss, maxJitter, maxTransit, maxSetup, maxLate].allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            throw ValidationError(
+                "--max-loss, --max-jitter, --max-transit, --max-setup and --max-late take numbers of 0 or more.")
         }
         if case .none = credentials.source() {
             throw ValidationError(
@@ -222,6 +230,7 @@ struct LoadCommand: AsyncParsableCommand {
         defer { watcher.cancel() }
         var thresholds = LoadThresholds()
         thresholds.lossPercent = maxLoss
+        thresholds.latePercent = maxLate
         thresholds.jitterMs = maxJitter
         thresholds.transitMs = maxTransit
         thresholds.setupMs = maxSetup
