@@ -112,7 +112,7 @@ public struct Diagnostician: Sendable {
             diagnoseErrorResponse(step, target, add)
         case .timeout where step.step == .binding:
             diagnoseSilence(target, all, port: port, add)
-        case .connectionFailed where step.step == .binding && target.transport == "udp":
+        case .rejected:
             // An ICMP rejection: what a silent drop would be, said as a rejection.
             diagnoseSilence(target, all, port: port, rejected: true, add)
         case .refused where target.transport == "udp":
@@ -291,7 +291,7 @@ public struct Diagnostician: Sendable {
     ) {
         let silence =
             rejected
-            ? "is rejected by the network (an ICMP error: no route, or a firewall's host- or admin-prohibited)"
+            ? "is rejected by the network (an ICMP error: a firewall's host- or admin-prohibited, or an unknown host)"
             : "gets no answer"
         // Another transport to the same server answering means this one is filtered, not down.
         let otherWorks = all.contains { other in

@@ -94,6 +94,8 @@ public struct FailureCode: RawRepresentable, Sendable, Hashable, Codable, Custom
     public static let timeout = Self(rawValue: "timeout")
     public static let refused = Self(rawValue: "refused")
     public static let connectionFailed = Self(rawValue: "connection-failed")
+    /// Over UDP, an ICMP error other than port unreachable (a firewall's reject).
+    public static let rejected = Self(rawValue: "rejected")
     public static let tls = Self(rawValue: "tls")
     public static let closed = Self(rawValue: "closed")
     public static let credentialsRejected = Self(rawValue: "credentials-rejected")

@@ -205,10 +205,11 @@ package struct TargetProbe {
             group.addTask { try await client.binding(deadline: deadline) }
             group.addTask {
                 let request = STUNMessage(STUNMessageType(.binding, .request)).encoded()
-                switch await ICMPWatch.answer(to: endpoint.address, datagram: request, timeout: icmpWindow) {
+                let window = min(icmpWindow, deadline - .now)
+                switch await ICMPWatch.answer(to: endpoint.address, datagram: request, timeout: window) {
                 case .none: return nil
                 case .portUnreachable: throw TURNClientError(.connectionRefused, method: .binding)
-                case .rejected: throw TURNClientError(.connectionFailed(icmpRejected), method: .binding)
+                case .rejected: throw TURNClientError(.rejectedByNetwork, method: .binding)
                 }
             }
             while let answer = try await group.next() {
@@ -217,14 +218,10 @@ package struct TargetProbe {
                     return mapped
                 }
             }
+            // Not reached: the binding's task returns an address or throws.
             throw TURNClientError(.closed, method: .binding)
         }
     }
-
-    /// The detail of a binding the network rejected by ICMP.
-    static let icmpRejected =
-        "the network answered with an ICMP error (no route to the host or network, or a firewall that rejects with "
-        + "host- or admin-prohibited)"
 
     /// A relay of `family`, as a client over that family asks; a server without one (440 to an IPv6 request)
     /// gets the default IPv4 request next, as clients taking the default family make. True when it fell back.
@@ -497,6 +494,7 @@ final class StepLog: Sendable {
         case .timedOut: .timeout
         case .connectionRefused: .refused
         case .connectionFailed: .connectionFailed
+        case .rejectedByNetwork: .rejected
         case .tlsFailed: .tls
         case .closed: .closed
         case .errorResponse(let error): .errorResponse(error.code)

@@ -10,6 +10,9 @@ public struct TURNClientError: Error, Sendable, Hashable, CustomStringConvertibl
         case connectionRefused
         /// The connection could not be made for another reason.
         case connectionFailed(String)
+        /// Over UDP, the network answered with an ICMP error other than port unreachable: a firewall that rejects
+        /// with host- or admin-prohibited (firewalld's default), or a host the network says is unknown.
+        case rejectedByNetwork
         /// The TLS handshake failed: certificate, name, version or cipher.
         case tlsFailed(String)
         /// The server closed the connection.
@@ -59,6 +62,8 @@ public struct TURNClientError: Error, Sendable, Hashable, CustomStringConvertibl
             switch kind {
             case .timedOut: "no answer before the deadline"
             case .connectionRefused: "connection refused"
+            case .rejectedByNetwork:
+                "rejected by the network (an ICMP error: a firewall's host- or admin-prohibited, or an unknown host)"
             case .connectionFailed(let reason): "connection failed: \(ServerText.escaped(reason, limit: nil))"
             case .tlsFailed(let reason): "TLS handshake failed: \(ServerText.escaped(reason, limit: nil))"
             case .closed: "the server closed the connection"

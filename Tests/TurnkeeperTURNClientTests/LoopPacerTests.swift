@@ -11,7 +11,13 @@ import Testing
 struct LoopPacerTests {
     final class Counter: MediaCounter {
         let counts = Mutex((sent: 0, held: 0, late: 0))
-        func sent(stream: Int, packets: Int) { counts.withLock { $0.sent += packets } }
+        /// Moved on by each packet sent, as sending takes time.
+        let clock: Clock?
+        init(clock: Clock? = nil) { self.clock = clock }
+        func sent(stream: Int, packets: Int) {
+            counts.withLock { $0.sent += packets }
+            clock?.advance(UInt64(packets) * 2_000)
+        }
         func held(stream: Int, packets: Int) { counts.withLock { $0.held += packets } }
         func late(stream: Int, packets: Int) { counts.withLock { $0.late += packets } }
         func closed(stream: Int) {}
@@ -27,13 +33,15 @@ struct LoopPacerTests {
     static let interval: UInt64 = 10_000_000
 
     /// `streams` streams of one packet every 10 ms on one embedded channel, started at the clock's now.
-    static func pacing(streams: Int) throws -> (LoopPacer, EmbeddedChannel, Counter, Clock) {
+    static func pacing(streams: Int, sendingTakesTime: Bool = false) throws
+        -> (LoopPacer, EmbeddedChannel, Counter, Clock)
+    {
         let channel = EmbeddedChannel()
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 3478)).wait()
         let loop = channel.embeddedEventLoop
         let clock = Clock()
         loop.advanceTime(to: .uptimeNanoseconds(clock.now))
-        let counter = Counter()
+        let counter = Counter(clock: sendingTakesTime ? clock : nil)
         let pacer = LoopPacer(
             eventLoop: loop,
             shape: MediaShape(frameInterval: .nanoseconds(Int64(interval)), packetsPerFrame: 1, packetSize: 100),
@@ -108,5 +116,22 @@ struct LoopPacerTests {
         #expect(after.late == before.late)
         #expect(sent == after.sent - before.sent)
         #expect(sent >= streams * 15 && sent <= streams * 16, "\(sent) for \(streams) streams")
+    }
+
+    @Test("A turn that took longer than the wait it leaves: the next turn still waits, so the loop reads its sockets")
+    func turnTakesTime() throws {
+        let streams = LoopPacer.packetsPerTurn / 4 + 7
+        // Each packet sent moves the clock 2 µs: a full turn takes about 4 ms, longer than the 1 ms wait.
+        let (_, channel, _, clock) = try Self.pacing(streams: streams, sendingTakesTime: true)
+        Self.keepUp(channel, clock, frames: 1)
+        _ = try Self.drain(channel)
+        clock.advance(150_000_000)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(Int64(Self.interval)))
+        #expect(try Self.drain(channel).count == LoopPacer.packetsPerTurn)
+        // Where the turn ended, nothing is due yet: the loop goes back to epoll before the next turn.
+        channel.embeddedEventLoop.advanceTime(to: .uptimeNanoseconds(clock.now))
+        #expect(try Self.drain(channel).isEmpty)
+        channel.embeddedEventLoop.advanceTime(to: .uptimeNanoseconds(clock.now + LoopPacer.slack))
+        #expect(try Self.drain(channel).count > 0)
     }
 }

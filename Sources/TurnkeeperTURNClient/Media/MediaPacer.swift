@@ -178,7 +178,8 @@ final class LoopPacer: NIOScheduledCallbackHandler, @unchecked Sendable {
             budget -= shape.packetsPerFrame
             push(due: due + interval, stream: top.stream, generation: top.generation)
         }
-        arm(notBefore: budget > 0 ? 0 : now + Self.slack)
+        // After the turn's sends, which take time of their own: a deadline already past would run again at once.
+        arm(notBefore: budget > 0 ? 0 : self.now + Self.slack)
     }
 
     /// The frames from `due` on, one an interval, that fell due before `now - tooLate` (`now` past that).
