@@ -107,14 +107,20 @@ public struct StaticSecretMove: Sendable {
                         + "secrets already added to \(database) stay (harmless: coturn accepts them already).")
             }
             // Back to the file as it was, and coturn on it: the secrets it accepted are accepted again.
-            let restored = await restore(original, to: path)
-            throw TurnkeeperError(
-                .verificationFailed,
-                "moving the static secret failed: \(reason) "
-                    + (restored
-                        ? "\(path) was put back as it was and coturn restarted on it; the secrets added to "
-                            + "\(database) stay (harmless: coturn accepted them already). Nothing else was changed."
-                        : "Putting \(path) back failed too: restore it from \(backup) and restart coturn."))
+            let restored = await restore(original, to: path, accepting: secrets)
+            let outcome =
+                switch restored {
+                case .inForce:
+                    "\(path) was put back as it was, and coturn, restarted on it, accepts its secrets again; the "
+                        + "secrets added to \(database) stay (harmless: coturn accepted them already). Nothing else "
+                        + "was changed."
+                case .notProven(let why):
+                    "\(path) was put back as it was and coturn restarted on it, but coturn was not seen accepting "
+                        + "its secrets again (\(why)): check `journalctl -u coturn` and `turnkeeper check`."
+                case .failed:
+                    "Putting \(path) back failed too: restore it from \(backup) and restart coturn."
+                }
+            throw TurnkeeperError(.verificationFailed, "moving the static secret failed: \(reason) " + outcome)
         }
         return Outcome(moved: secrets.map(\.fingerprint), backup: backup, wayBack: wayBack, changed: true)
     }
@@ -138,7 +144,14 @@ public struct StaticSecretMove: Sendable {
     }
 
     /// Puts `original` back (atomically, its owner and mode kept) and restarts coturn; true when both worked.
-    private func restore(_ original: FileContents, to path: String) async -> Bool {
+    enum Restored {
+        case inForce
+        case notProven(String)
+        case failed
+    }
+
+    /// The file as it was, coturn restarted on it, and proven to accept `accepting` again.
+    private func restore(_ original: FileContents, to path: String, accepting: [TurnSecret]) async -> Restored {
         do {
             try await Blocking.run {
                 try TrustedDirectory(containing: path).write(
@@ -147,9 +160,15 @@ public struct StaticSecretMove: Sendable {
             }
             try await CommandRunner.run(
                 restartCommand, what: "coturn restart", timeoutSeconds: max(1, Int(timeout.seconds)))
-            return true
         } catch {
-            return false
+            return .failed
+        }
+        do {
+            let seen = try await AllocationProbe(uri: verifyURI).awaitInForce(
+                accepting: accepting, refusing: nil, configFile: path, within: .milliseconds(timeout.milliseconds))
+            return seen.isEmpty ? .inForce : .notProven(seen)
+        } catch {
+            return .notProven((error as? TurnkeeperError)?.reason ?? "\(error)")
         }
     }
 

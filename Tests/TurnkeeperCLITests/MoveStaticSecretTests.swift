@@ -83,7 +83,7 @@ struct MoveStaticSecretTests {
         try lab.writeConfig { $0.coturn.restartCommand = ["/bin/sh", script] }
         let moved = try lab.run(["init", "--move-static-secret"])
         #expect(moved.status == 1, "\(moved)")
-        #expect(moved.stderr.contains("was put back as it was"), "\(moved)")
+        #expect(moved.stderr.contains("was put back as it was, and coturn, restarted on it, accepts"), "\(moved)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: lab.coturn.configPath)) == original)
         #expect(try await lab.accepts(lab.original))
         let yaml = try String(contentsOfFile: lab.config, encoding: .utf8)

@@ -504,7 +504,9 @@ struct ProbeCommandTests {
         #expect(report.passed && !report.relayTested)
         #expect(step(report, uri, .allocation)?.status == .skip)
         let (_, full) = try probe([uri, "--secret-file", secretFile])
-        #expect(full.passed && full.relayTested)
+        #expect(
+            full.passed && full.relayTested,
+            "\(full.targets.flatMap(\.steps).filter { $0.status == .fail }.map { "\($0.step): \($0.detail)" })")
     }
 
     @Test(
