@@ -14,7 +14,8 @@ swift build --product turnkeeper >/dev/null
 tk="$(swift build --show-bin-path)/turnkeeper"
 "$tk" secret generate --out "$work/secret" >/dev/null
 umask 077
-turnkeeper_loopback_coturn "$work" "$work/secret" bench.turnkeeper.test 64
+# 2,000 relay ports below the ephemeral range: with 64, the allocation benchmark met 508 (no relay port left).
+turnkeeper_loopback_coturn "$work" "$work/secret" bench.turnkeeper.test 2000 12000
 peer=$((port + 10))
 turnutils_peer -L 127.0.0.1 -p "$peer" >/dev/null 2>&1 &
 pids+=($!)
@@ -61,10 +62,14 @@ if [ -n "${UPSTREAM_UCLIENT:-}" ]; then
     echo "== $UPSTREAM_UCLIENT -Y alloc: 2,000 allocations"
     TIMEFORMAT='%U %S %R'
     { time "$UPSTREAM_UCLIENT" -Y alloc -n 2000 -m 1 -u "$user" -w "$pass" -p "$port" 127.0.0.1 \
-        >"$work/alloc.out" 2>&1; } 2>"$work/alloc.time"
+        >"$work/alloc.out" 2>&1; } 2>"$work/alloc.time" || { tail -5 "$work/alloc.out"; echo "uclient -Y alloc failed"; }
     read -r u s wall <"$work/alloc.time"
     echo "CPU $(python3 -c "print(round(($u + $s) / 2000 * 1000, 3))") ms an allocation, wall ${wall} s"
-    strace -f -c -o "$work/alloc.strace" "$UPSTREAM_UCLIENT" -Y alloc -n 500 -m 1 -u "$user" -w "$pass" \
+    command -v strace >/dev/null && strace -f -c -o "$work/alloc.strace" "$UPSTREAM_UCLIENT" -Y alloc -n 500 -m 1 -u "$user" -w "$pass" \
         -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
-    echo "system calls an allocation: $(awk '/total/ { print $4 / 500 }' "$work/alloc.strace")"
+    if command -v strace >/dev/null; then
+        echo "system calls an allocation: $(awk '/total/ { print $4 / 500 }' "$work/alloc.strace")"
+    else
+        echo "strace is not installed: system calls not counted"
+    fi
 fi

@@ -292,12 +292,19 @@ public struct TurnkeeperDeployment: Sendable {
         return try TurnSecret(adopting: current, source: path)
     }
 
-    /// True when coturn grants an allocation signed with `secret`, false when it refuses it.
+    /// True when coturn grants an allocation signed with `secret`, false when it refuses it. A refusal prints
+    /// coturn's log (which says why; a 401 cannot), for a test that expected acceptance.
     public func accepts(_ secret: TurnSecret) async throws -> Bool {
         let credential = try CredentialMinter(secret: secret)
             .credential(user: "@alice:test.local", expiry: Int64(Date().timeIntervalSince1970) + 600)
-        return try await TURNAllocation.succeeds(
+        let accepted = try await TURNAllocation.succeeds(
             port: coturn.port, username: credential.username, password: credential.password)
+        if !accepted {
+            print(
+                "coturn on port \(coturn.port) refused \(secret.fingerprint); the end of its log:\n\(coturn.log.suffix(3000))"
+            )
+        }
+        return accepted
     }
 
     public func stop() {
