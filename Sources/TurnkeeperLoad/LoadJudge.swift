@@ -13,6 +13,7 @@ enum LoadJudge {
     static func judge(_ step: LoadStep, thresholds: LoadThresholds, sharedCredentials: Bool, cores: Int) -> Limit? {
         let due = step.packetsSent + step.packetsLate
         let latePercent = due == 0 ? 0 : Double(step.packetsLate) / Double(due) * 100
+        let tooLate = step.packetsLate > 0 && latePercent > thresholds.latePercent
         let at = "At \(step.calls) calls"
         func codes(_ counts: [String: Int], _ kind: String) -> (total: Int, text: String)? {
             guard !counts.isEmpty else { return nil }
@@ -28,9 +29,7 @@ enum LoadJudge {
             sharedCredentials
             ? "user-quota (every call shares one username), total-quota,"
             : "total-quota, a user-quota under 2 (each call is its own user with two allocations),"
-        let clientBusy =
-            step.clientCPUPercent >= saturatedShare * 100 * Double(max(1, cores))
-            || (step.packetsLate > 0 && latePercent > thresholds.latePercent)
+        let clientBusy = step.clientCPUPercent >= saturatedShare * 100 * Double(max(1, cores)) || tooLate
         let rules: [(check: String, words: String?)] = [
             (
                 "allocation-quota",
@@ -64,10 +63,11 @@ enum LoadJudge {
                 "client-saturated",
                 clientBusy
                     ? "\(at) this client was saturated: "
-                        + (step.packetsLate > 0 && latePercent > thresholds.latePercent
+                        + (tooLate
                             ? "it fell behind its own schedule, and \(step.packetsLate) packet(s) were too late to "
                                 + "send (\((latePercent * 10).rounded() / 10)% of those due, over --max-late "
-                                + "\(thresholds.latePercent)%; not counted as lost); it used \(step.clientCPUPercent)% CPU of \(cores) core(s)"
+                                + "\(thresholds.latePercent)%; not counted as lost); it used "
+                                + "\(step.clientCPUPercent)% CPU of \(cores) core(s)"
                             : "it used \(step.clientCPUPercent)% CPU, the most its \(cores) core(s) give")
                         + ". It, not coturn, is the limit. Run the load from another host (or several), or fewer calls."
                     : nil
@@ -119,8 +119,9 @@ enum LoadJudge {
         guard let first = rules.first(where: { $0.words != nil }), var words = first.words else { return nil }
         if clientBusy && first.check != "client-saturated" {
             words +=
-                " This client was saturated too (\(step.clientCPUPercent)% CPU, \(step.packetsLate) packet(s) too "
-                + "late to send): it may be the cause; load from another host to tell."
+                " This client was saturated too (\(step.clientCPUPercent)% CPU"
+                + (step.packetsLate > 0 ? ", \(step.packetsLate) packet(s) too late to send" : "")
+                + "): it may be the cause; load from another host to tell."
         } else if first.check != "client-saturated", let coturn = step.coturnCPUPercent,
             step.clientCPUPercent + coturn >= saturatedShare * 100 * Double(max(1, cores))
         {

@@ -143,14 +143,15 @@ public struct StaticSecretMove: Sendable {
                 + "`journalctl -u coturn`)")
     }
 
-    /// Puts `original` back (atomically, its owner and mode kept) and restarts coturn; true when both worked.
+    /// How far putting turnserver.conf back got.
     enum Restored {
         case inForce
         case notProven(String)
         case failed
     }
 
-    /// The file as it was, coturn restarted on it, and proven to accept `accepting` again.
+    /// Puts `original` back (atomically, its owner and mode kept), restarts coturn, and waits until it accepts
+    /// `accepting` again.
     private func restore(_ original: FileContents, to path: String, accepting: [TurnSecret]) async -> Restored {
         do {
             try await Blocking.run {

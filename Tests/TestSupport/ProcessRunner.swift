@@ -87,16 +87,10 @@ public enum TurnkeeperBinary {
 /// turnkeeper's own SQLite code), for tests that need the file without a running coturn.
 public enum CoturnDatabase {
     public static func create(at path: String) throws {
-        let python = try ProcessRunner.which("python3", package: "python3")
-        let made = try ProcessRunner.run(
-            python,
-            [
-                "-c",
-                "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\"CREATE TABLE turn_secret (realm "
-                    + "varchar(127) default '', value varchar(256), primary key (realm, value))\")",
-                path,
-            ])
-        guard made.status == 0 else { throw TestFailure("cannot create \(path): \(made)") }
+        try python(
+            "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\"CREATE TABLE turn_secret (realm "
+                + "varchar(127) default '', value varchar(256), primary key (realm, value))\")",
+            [path], failure: "cannot create \(path)")
     }
 
     /// coturn's user database as Debian's package installs it (/usr/share/coturn/schema.sql), before coturn
@@ -109,28 +103,23 @@ public enum CoturnDatabase {
         guard FileManager.default.fileExists(atPath: schema) else {
             throw TestFailure("\(schema) is missing: apt-get install coturn (scripts/test.sh does)")
         }
-        let python = try ProcessRunner.which("python3", package: "python3")
-        let made = try ProcessRunner.run(
-            python,
-            [
-                "-c",
-                "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(open(sys.argv[2]).read()); "
-                    + "c.close()",
-                path, schema,
-            ])
-        guard made.status == 0 else { throw TestFailure("cannot create \(path): \(made)") }
+        try python(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(open(sys.argv[2]).read()); "
+                + "c.close()",
+            [path, schema], failure: "cannot create \(path)")
     }
 
     /// Runs one SQL statement on `path` with Python's sqlite3.
     public static func execute(_ path: String, _ sql: String) throws {
+        try python(
+            "import sqlite3, sys; sqlite3.connect(sys.argv[1], isolation_level=None).execute(sys.argv[2]).fetchall()",
+            [path, sql], failure: "cannot run SQL on \(path)")
+    }
+
+    /// `python3 -c script arguments…`, failing with `failure` and its output.
+    private static func python(_ script: String, _ arguments: [String], failure: String) throws {
         let python = try ProcessRunner.which("python3", package: "python3")
-        let ran = try ProcessRunner.run(
-            python,
-            [
-                "-c",
-                "import sqlite3, sys; sqlite3.connect(sys.argv[1], isolation_level=None).execute(sys.argv[2]).fetchall()",
-                path, sql,
-            ])
-        guard ran.status == 0 else { throw TestFailure("cannot run SQL on \(path): \(ran)") }
+        let ran = try ProcessRunner.run(python, ["-c", script] + arguments)
+        guard ran.status == 0 else { throw TestFailure("\(failure): \(ran)") }
     }
 }
