@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "TurnkeeperTURNClient", targets: ["TurnkeeperTURNClient"]),
         .library(name: "TurnkeeperCredentialSource", targets: ["TurnkeeperCredentialSource"]),
         .library(name: "TurnkeeperProbe", targets: ["TurnkeeperProbe"]),
+        .library(name: "TurnkeeperExecution", targets: ["TurnkeeperExecution"]),
         .library(name: "TurnkeeperChecks", targets: ["TurnkeeperChecks"]),
         .library(name: "TurnkeeperAudit", targets: ["TurnkeeperAudit"]),
         .library(name: "TurnkeeperLoad", targets: ["TurnkeeperLoad"]),

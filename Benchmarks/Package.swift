@@ -18,9 +18,27 @@ let package = Package(
             path: "Benchmarks/CredentialBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .target(
+            name: "AllocationLoop",
+            dependencies: [
+                .product(name: "TurnkeeperCredentials", package: "turnkeeper"),
+                .product(name: "TurnkeeperTURNClient", package: "turnkeeper"),
+            ],
+            path: "Benchmarks/AllocationLoop"
+        ),
+        // Not a benchmark: the CPU and system calls of N allocations, for scripts/benchmark-probe.sh.
+        .executableTarget(
+            name: "AllocationCost",
+            dependencies: [
+                "AllocationLoop",
+                .product(name: "TurnkeeperExecution", package: "turnkeeper"),
+            ],
+            path: "Benchmarks/AllocationCost"
+        ),
         .executableTarget(
             name: "ProbeBenchmarks",
             dependencies: [
+                "AllocationLoop",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "TurnkeeperSTUN", package: "turnkeeper"),
                 .product(name: "TurnkeeperProbe", package: "turnkeeper"),

@@ -56,20 +56,38 @@ for uclient in turnutils_uclient ${UPSTREAM_UCLIENT:-}; do
     echo "$uclient: mean $(( ($(date +%s%N) - start) / 20000000 )) ms"
 done
 
-# Allocations: CPU and system calls per allocation, a new socket each (uclient's -Y alloc, upstream only; the
-# ProbeBenchmarks entry "Allocate and release" above is turnkeeper's), 2,000 allocations.
-if [ -n "${UPSTREAM_UCLIENT:-}" ]; then
-    echo "== $UPSTREAM_UCLIENT -Y alloc: 2,000 allocations"
-    TIMEFORMAT='%U %S %R'
-    { time "$UPSTREAM_UCLIENT" -Y alloc -n 2000 -m 1 -u "$user" -w "$pass" -p "$port" 127.0.0.1 \
-        >"$work/alloc.out" 2>&1; } 2>"$work/alloc.time" || { tail -5 "$work/alloc.out"; echo "uclient -Y alloc failed"; }
-    read -r u s wall <"$work/alloc.time"
-    echo "CPU $(python3 -c "print(round(($u + $s) / 2000 * 1000, 3))") ms an allocation, wall ${wall} s"
-    command -v strace >/dev/null && strace -f -c -o "$work/alloc.strace" "$UPSTREAM_UCLIENT" -Y alloc -n 500 -m 1 -u "$user" -w "$pass" \
-        -p "$port" 127.0.0.1 >/dev/null 2>&1 || true
-    if command -v strace >/dev/null; then
-        echo "system calls an allocation: $(awk '/total/ { print $4 / 500 }' "$work/alloc.strace")"
-    else
-        echo "strace is not installed: system calls not counted"
+# Allocations: CPU and system calls an allocation, a new socket each, one after another: turnkeeper's
+# AllocationCost (the benchmark's loop, Benchmarks/AllocationLoop) beside upstream uclient's -Y alloc. Each count
+# is the difference of two runs (2,100 and 100 allocations; strace: 600 and 100), so that process start,
+# warm-up and exit cancel out.
+echo "== allocations: CPU and system calls an allocation"
+(cd Benchmarks && swift build -c release --product AllocationCost >/dev/null)
+cost="$(cd Benchmarks && swift build -c release --show-bin-path)/AllocationCost"
+syscalls() { # LABEL COMMAND...: N, an argument of its own, is the count
+    local label=$1
+    shift
+    if ! command -v strace >/dev/null; then
+        echo "$label: strace is not installed (apt-get install strace): system calls not counted"
+        return
     fi
+    local total=()
+    for n in 600 100; do
+        strace -f -c -o "$work/strace.$n" "${@/#N/$n}" >/dev/null 2>&1 || { echo "$label failed under strace"; return; }
+        total+=("$(awk '/total/ { print $4 }' "$work/strace.$n")")
+    done
+    echo "$label: $(python3 -c "print(round((${total[0]} - ${total[1]}) / 500, 1))") system calls an allocation"
+}
+for n in 2100 100; do "$cost" "$port" "$work/secret" "$n"; done
+syscalls turnkeeper "$cost" "$port" "$work/secret" N
+if [ -n "${UPSTREAM_UCLIENT:-}" ]; then
+    TIMEFORMAT='%U %S %R'
+    cpu=()
+    for n in 2100 100; do
+        { time "$UPSTREAM_UCLIENT" -Y alloc -n "$n" -m 1 -u "$user" -w "$pass" -p "$port" 127.0.0.1 \
+            >"$work/alloc.out" 2>&1; } 2>"$work/alloc.time" || { tail -5 "$work/alloc.out"; echo "uclient -Y alloc failed"; }
+        read -r u s wall <"$work/alloc.time"
+        cpu+=("$(python3 -c "print($u + $s)")")
+    done
+    echo "uclient -Y alloc: CPU $(python3 -c "print(round((${cpu[0]} - ${cpu[1]}) / 2000 * 1000, 3))") ms an allocation"
+    syscalls "uclient -Y alloc" "$UPSTREAM_UCLIENT" -Y alloc -n N -m 1 -u "$user" -w "$pass" -p "$port" 127.0.0.1
 fi

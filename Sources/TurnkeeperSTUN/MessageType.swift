@@ -1,3 +1,4 @@
+import Synchronization
 import TurnkeeperCrypto
 
 /// A STUN/TURN method (RFC 8489 §5, RFC 8656 §17).
@@ -78,14 +79,33 @@ public struct TransactionID: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// A fresh ID that an off-path attacker cannot guess: from OpenSSL's DRBG (`RAND_bytes`, seeded from the
-    /// kernel), which makes no system call per ID, where one `getrandom` a byte made a dozen per request. Should
-    /// libcrypto ever fail, from the kernel's CSPRNG directly.
+    /// kernel), 64 IDs' worth a draw. Each `RAND_bytes` call asks `getpid` (its fork check, a system call), and a
+    /// `getrandom` a byte made a dozen per request (both measured). turnkeeper never forks without exec, so no
+    /// two processes share a draw. Should libcrypto ever fail, from the kernel's CSPRNG directly.
     public static func random() -> TransactionID {
-        if let bytes = try? SecureRandom.bytes(12) { return TransactionID(bytes) }
+        if let bytes = pool.withLock({ $0.take(12) }) { return TransactionID(bytes) }
         var generator = SystemRandomNumberGenerator()
         let high = generator.next()
         let low = generator.next()
         return TransactionID((0..<12).map { UInt8(truncatingIfNeeded: ($0 < 8 ? high : low) >> (8 * UInt64($0 % 8))) })
+    }
+
+    private static let pool = Mutex(RandomPool())
+
+    /// Random bytes drawn ahead, each handed out once.
+    struct RandomPool: ~Copyable {
+        private var bytes: [UInt8] = []
+        private var next = 0
+
+        mutating func take(_ count: Int) -> [UInt8]? {
+            if next + count > bytes.count {
+                guard let drawn = try? SecureRandom.bytes(64 * 12) else { return nil }
+                bytes = drawn
+                next = 0
+            }
+            defer { next += count }
+            return Array(bytes[next..<next + count])
+        }
     }
 
     public var description: String { bytes.map { String($0, radix: 16).leftPadded(2) }.joined() }

@@ -25,12 +25,11 @@ public enum Connector {
         to endpoint: ServerEndpoint,
         _ body: (STUNConnection) async throws -> Result
     ) async throws -> Result {
-        let any = endpoint.address.protocol == .inet6 ? "::" : "0.0.0.0"
         let tap = MediaTap()
         let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
         do {
             channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: any, port: 0) { channel in
+                .bind(to: anyLocalAddress(like: endpoint.address)) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
                             DatagramMediaTapHandler(tap: tap, server: endpoint.address))
@@ -62,6 +61,12 @@ public enum Connector {
                 return try await body(connection)
             }
         }
+    }
+
+    /// The wildcard address of `remote`'s family, port 0. Parsed, not resolved: `bind(host:)` would ask
+    /// getaddrinfo, which opens a netlink socket and makes 8 system calls of its own each time (measured).
+    static func anyLocalAddress(like remote: SocketAddress) throws -> SocketAddress {
+        try SocketAddress(ipAddress: remote.protocol == .inet6 ? "::" : "0.0.0.0", port: 0)
     }
 
     private static func withStream<Result: Sendable>(

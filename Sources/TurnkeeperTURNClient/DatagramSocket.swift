@@ -70,7 +70,7 @@ public final class DatagramSocket: Sendable {
         let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
         do {
             channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: server.address.protocol == .inet6 ? "::" : "0.0.0.0", port: 0) { channel in
+                .bind(to: Connector.anyLocalAddress(like: server.address)) { channel in
                     channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel(wrappingChannelSynchronously: channel) }
                 }
         } catch {

@@ -151,4 +151,16 @@ struct CodecTests {
         #expect(TransportAddress(ipv4: "1.2.3", port: 1) == nil)
         #expect(TransportAddress(ipv4: "1.2.3.256", port: 1) == nil)
     }
+
+    @Test("Transaction IDs drawn ahead are each handed out once, across refills and threads")
+    func transactionIDs() async {
+        // 4 tasks × 200 IDs: a dozen refills of the 64-ID pool, taken from concurrently.
+        let drawn = await withTaskGroup(of: [TransactionID].self) { group in
+            for _ in 0..<4 { group.addTask { (0..<200).map { _ in TransactionID.random() } } }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(drawn.count == 800)
+        #expect(Set(drawn).count == 800)
+        #expect(Set(drawn.map { $0.bytes.count }) == [12])
+    }
 }
