@@ -29,6 +29,10 @@ public enum Connector {
         let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
         do {
             channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                // One datagram a wakeup: a second read would mostly find the socket empty (a call's stream
+                // brings a packet every 20 ms), a system call a packet for nothing. epoll is level-triggered,
+                // so what is left wakes the loop again.
+                .channelOption(.maxMessagesPerRead, value: 1)
                 .bind(to: anyLocalAddress(like: endpoint.address)) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
