@@ -3,7 +3,9 @@
 # steady state (Benchmarks/LoadBenchmarks), then turnkeeper load beside coturn's turnutils_uclient, comparing
 # allocations a second and client CPU. Figures go into docs/performance.md by hand.
 #
-#   scripts/benchmark-load.sh [CALLS...]     (default: 50 100 200)
+#   [UPSTREAM_UCLIENT=.../turnutils_uclient] scripts/benchmark-load.sh [CALLS...]     (default: 50 100 200)
+#
+# UPSTREAM_UCLIENT names an upstream build's uclient (4.17.1 has the -Y packet load generator) to run beside.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/loopback-coturn.sh
@@ -21,6 +23,13 @@ tk="$(swift build -c release --show-bin-path)/turnkeeper"
 umask 077
 turnkeeper_loopback_coturn "$work" "$work/secret" bench.turnkeeper.test 2000 12000
 coturn_pid=${pids[-1]}
+# The echoing peer of upstream uclient's -Y packet (UPSTREAM_UCLIENT, as in benchmark-probe.sh).
+peer=$((port + 10))
+address=10
+if [ -n "${UPSTREAM_UCLIENT:-}" ]; then
+    turnutils_peer -L 127.0.0.1 -p "$peer" >/dev/null 2>&1 &
+    pids+=($!)
+fi
 # A credential for uclient, which takes one only on its command line: the one place a password reaches an argv
 # here. It is minted from this throw-away coturn's secret, which lives only in the work directory.
 json="$("$tk" credentials --user @bench:localhost --secret-file "$work/secret" --json)"
@@ -58,6 +67,29 @@ print(f"{'uclient':<10} {calls:>6} {rate:>10} {int(sent) / float(wall):>12.0f} {
 PY
     echo "  (uclient: connect time has 1 s resolution; coturn CPU $(awk -v a="$before" -v b="$(coturn_cpu)" 'BEGIN{printf "%.1f", b-a}') s)"
 
+    if [ -n "${UPSTREAM_UCLIENT:-}" ]; then
+        # Upstream's load generator (4.17.1): -Y packet, 2N sessions each sending one stream at 50 a second to an
+        # echoing peer, so one send and one receive a packet, as turnkeeper's; from a loopback address of its own
+        # each run (no 5-tuple left from the run before), without EVEN-PORT, as turnkeeper's allocations are.
+        address=$((address + 1))
+        before=$(coturn_cpu)
+        { time "$UPSTREAM_UCLIENT" -Y packet -c -m $((2 * calls)) -n $((seconds * 50)) -l 160 -z 20 --no-even-port \
+            -L "127.0.0.$address" -e 127.0.0.1 -r "$peer" -u "$user" -w "$pass" -p "$port" 127.0.0.1 \
+            >"$work/upstream.out" 2>&1; } 2>"$work/upstream.time" || { tail -5 "$work/upstream.out"; echo "-Y packet failed"; }
+        read -r u s wall <"$work/upstream.time"
+        sent=$(grep -o 'tot_send_msgs=[0-9]*' "$work/upstream.out" | tail -1 | cut -d= -f2)
+        lost=$(grep -o 'Total lost packets [0-9]* ([0-9.]*%' "$work/upstream.out" | tail -1 | sed 's/.*(//; s/%//')
+        python3 - "$calls" "${sent:-0}" "$u" "$s" "$wall" "${lost:-0}" <<'PY'
+import sys
+calls, sent, u, s, wall, lost = sys.argv[1:]
+cpu = float(u) + float(s)
+if int(sent) == 0:
+    sys.exit(f"uclient -Y packet with {calls} calls sent nothing; its output is in the work directory")
+print(f"{'-Y packet':<10} {calls:>6} {'':>10} {int(sent) / float(wall):>12.0f} {cpu:>14.2f} {cpu * 1e6 / int(sent):>16.1f} {float(lost):>8.1f}")
+PY
+        echo "  (upstream uclient -Y packet: CPU and ms/1k pkt over its whole run; coturn CPU $(awk -v a="$before" -v b="$(coturn_cpu)" 'BEGIN{printf "%.1f", b-a}') s)"
+    fi
+
     before=$(coturn_cpu)
     { time "$tk" load "turn:127.0.0.1:$port?transport=udp" --secret-file "$work/secret" --calls "$calls" \
         --duration ${seconds}s --json --max-jitter 100000 --max-transit 100000 --max-setup 100000 \
@@ -73,6 +105,7 @@ if not step.get("packetsSent"):
 cpu = float(u) + float(s)
 sent = step["packetsSent"]
 window = step["clientCPUPercent"] / 100 * float(seconds)
+print(f"  (turnkeeper over its whole run, setup and release included: {cpu * 1e6 / sent:.1f} CPU ms/1k pkt)", file=sys.stderr)
 print(f"{'turnkeeper':<10} {calls:>6} {step.get('allocationsPerSecond') or 0:>10.0f} {sent / float(seconds):>12.0f} {cpu:>14.2f} {window * 1e6 / sent:>16.1f} {step['lossPercent']:>8.1f}")
 PY
     echo "  (turnkeeper: CPU s includes setup and release, ms/1k pkt is its window's own; coturn CPU $(awk -v a="$before" -v b="$(coturn_cpu)" 'BEGIN{printf "%.1f", b-a}') s)"

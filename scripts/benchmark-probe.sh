@@ -82,12 +82,19 @@ syscalls turnkeeper "$cost" "$port" "$work/secret" N
 if [ -n "${UPSTREAM_UCLIENT:-}" ]; then
     TIMEFORMAT='%U %S %R'
     cpu=()
+    # Each run from a loopback address of its own (-L), so that no run meets the 5-tuples coturn still holds from
+    # the one before (437); without EVEN-PORT (--no-even-port), as turnkeeper's allocations are.
+    address=10
     for n in 2100 100; do
-        { time "$UPSTREAM_UCLIENT" -Y alloc -n "$n" -m 1 -u "$user" -w "$pass" -p "$port" 127.0.0.1 \
+        address=$((address + 1))
+        { time "$UPSTREAM_UCLIENT" -Y alloc --no-even-port -L "127.0.0.$address" -n "$n" -m 1 -u "$user" -w "$pass" \
+            -p "$port" 127.0.0.1 \
             >"$work/alloc.out" 2>&1; } 2>"$work/alloc.time" || { tail -5 "$work/alloc.out"; echo "uclient -Y alloc failed"; }
         read -r u s wall <"$work/alloc.time"
         cpu+=("$(python3 -c "print($u + $s)")")
+        [ "$n" = 2100 ] && echo "uclient -Y alloc: 2100 allocations in $wall s"
     done
     echo "uclient -Y alloc: CPU $(python3 -c "print(round((${cpu[0]} - ${cpu[1]}) / 2000 * 1000, 3))") ms an allocation"
-    syscalls "uclient -Y alloc" "$UPSTREAM_UCLIENT" -Y alloc -n N -m 1 -u "$user" -w "$pass" -p "$port" 127.0.0.1
+    syscalls "uclient -Y alloc" "$UPSTREAM_UCLIENT" -Y alloc --no-even-port -L 127.0.0.20 -n N -m 1 -u "$user" \
+        -w "$pass" -p "$port" 127.0.0.1
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures the packaged binary as docs/performance.md reports it: package and binary size, `--version`
-# start-up time and peak memory, and an idle `turnkeeper run` (after its first rotation and probe, against a
-# throw-away coturn on loopback): resident memory (anonymous and file-backed), threads, and how often it
-# wakes. About a minute; removes everything it made.
+# start-up time and peak memory, `credentials` the same, and an idle `turnkeeper run` (after its first
+# rotation and probe, against a throw-away coturn on loopback): resident memory (anonymous and file-backed),
+# threads, and how often it wakes. About a minute; removes everything it made.
 #
 #   scripts/footprint.sh [DEB] [SECONDS]    (default: the newest dist/turnkeeper_*.deb, 30 s idle)
 set -euo pipefail
@@ -40,6 +40,19 @@ PY
 # A throw-away coturn on loopback and a Synapse config directory, as scripts/demo.sh has them.
 "$tk" secret generate --out "$work/secret" >/dev/null
 umask 077
+# What Synapse's and an admin's most frequent ask costs: a credential minted from the secret file.
+python3 - "$tk" "$work/secret" <<'PY'
+import resource, statistics, subprocess, sys, time
+times = []
+for _ in range(50):
+    start = time.perf_counter()
+    subprocess.run([sys.argv[1], "credentials", "--user", "@alice:footprint.test", "--secret-file", sys.argv[2],
+                    "--json"], check=True, stdout=subprocess.DEVNULL)
+    times.append((time.perf_counter() - start) * 1000)
+times.sort()
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(f"credentials    median {statistics.median(times):.1f} ms, p90 {times[44]:.1f} ms (50 runs); peak {peak:.1f} MB")
+PY
 turnkeeper_loopback_coturn "$work" "$work/secret" footprint.test
 mkdir -p "$work/synapse/conf.d"
 printf '%s\n' "server_name: footprint.test" "turn_uris: [\"turn:127.0.0.1:$port?transport=udp\"]" \

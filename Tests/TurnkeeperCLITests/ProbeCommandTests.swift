@@ -152,12 +152,13 @@ struct ProbeCommandTests {
         #expect(report.diagnoses.map(\.code.rawValue) == ["credentials-expiry-too-late"])
     }
 
-    @Test("A stopped coturn: TCP refused, and UDP's ICMP \"port unreachable\" heard at once, not waited out")
+    @Test("Nothing listening (a stopped coturn's port): TCP refused, UDP's ICMP \"port unreachable\" heard at once")
     func stopped() throws {
         defer { directory.remove() }
-        let server = try CoturnServer(secrets: [secret])
-        let port = server.port
-        server.stop()
+        // Held, not just freed: no concurrent test's server can take it before the probe arrives.
+        let closed = try RefusingPort()
+        defer { closed.close() }
+        let port = closed.port
         let tcp = "turn:127.0.0.1:\(port)?transport=tcp"
         let udp = "turn:127.0.0.1:\(port)?transport=udp"
         // A timeout far beyond the test: "refused" can only come from the kernel's ICMP, never from waiting.
