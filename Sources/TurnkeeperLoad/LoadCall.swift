@@ -51,9 +51,13 @@ enum LoadCall {
         let credentials = options.credentials(index)
         let family: TransportAddress.Family = endpoint.address.protocol == .inet6 ? .ipv6 : .ipv4
         func remaining() -> Duration { max(.milliseconds(1), deadline - .now) }
-        try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) { caller in
-            try await Connector.withConnection(to: endpoint, tls: options.tls, connectTimeout: remaining()) {
-                callee in
+        // Each connection on the next event loop in turn: a load's calls share every core.
+        try await Connector.withConnection(
+            to: endpoint, tls: options.tls, connectTimeout: remaining(), spread: true
+        ) { caller in
+            try await Connector.withConnection(
+                to: endpoint, tls: options.tls, connectTimeout: remaining(), spread: true
+            ) { callee in
                 let a = TURNClient(connection: caller, credentials: credentials)
                 let b = TURNClient(connection: callee, credentials: credentials)
                 // A UDP allocation outlives its socket: whatever was allocated is released, awaited, however
