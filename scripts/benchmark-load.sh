@@ -76,10 +76,11 @@ PY
         { time "$UPSTREAM_UCLIENT" -Y packet -c -m $((2 * calls)) -n $((seconds * 50)) -l 160 -z 20 --no-even-port \
             -L "127.0.0.$address" -e 127.0.0.1 -r "$peer" -u "$user" -w "$pass" -p "$port" 127.0.0.1 \
             >"$work/upstream.out" 2>&1; } 2>"$work/upstream.time" || { tail -5 "$work/upstream.out"; echo "-Y packet failed"; }
+        # A failed or silent run is said and skipped; turnkeeper's row still follows.
         read -r u s wall <"$work/upstream.time"
         sent=$(grep -o 'tot_send_msgs=[0-9]*' "$work/upstream.out" | tail -1 | cut -d= -f2)
         lost=$(grep -o 'Total lost packets [0-9]* ([0-9.]*%' "$work/upstream.out" | tail -1 | sed 's/.*(//; s/%//')
-        python3 - "$calls" "${sent:-0}" "$u" "$s" "$wall" "${lost:-0}" <<'PY'
+        python3 - "$calls" "${sent:-0}" "$u" "$s" "$wall" "${lost:-0}" <<'PY' || true
 import sys
 calls, sent, u, s, wall, lost = sys.argv[1:]
 cpu = float(u) + float(s)

@@ -57,44 +57,62 @@ for uclient in turnutils_uclient ${UPSTREAM_UCLIENT:-}; do
 done
 
 # Allocations: CPU and system calls an allocation, a new socket each, one after another: turnkeeper's
-# AllocationCost (the benchmark's loop, Benchmarks/AllocationLoop) beside upstream uclient's -Y alloc. Each count
-# is the difference of two runs (2,100 and 100 allocations; strace: 600 and 100), so that process start,
-# warm-up and exit cancel out.
+# AllocationCost (the benchmark's loop, Benchmarks/AllocationLoop) beside upstream uclient's -Y alloc.
+# AllocationCost counts its CPU over the allocations alone (getrusage, after a warm-up); uclient's is the
+# difference of two runs (2,100 and 100 allocations), and so are both programs' system calls (strace: 600
+# and 100), so that process start, warm-up and exit cancel out.
 echo "== allocations: CPU and system calls an allocation"
 (cd Benchmarks && swift build -c release --product AllocationCost >/dev/null)
 cost="$(cd Benchmarks && swift build -c release --show-bin-path)/AllocationCost"
-syscalls() { # LABEL COMMAND...: N, an argument of its own, is the count
+# Each uclient run from a loopback address of its own (-L), so that no run meets the 5-tuples coturn still
+# holds from the one before (437); without EVEN-PORT (--no-even-port), as turnkeeper's allocations are.
+address=10
+syscalls() { # LABEL COMMAND...: an argument that is exactly N becomes the count, one exactly A the address
     local label=$1
     shift
     if ! command -v strace >/dev/null; then
         echo "$label: strace is not installed (apt-get install strace): system calls not counted"
         return
     fi
-    local total=()
+    local total=() n argument arguments
     for n in 600 100; do
-        strace -f -c -o "$work/strace.$n" "${@/#N/$n}" >/dev/null 2>&1 || { echo "$label failed under strace"; return; }
-        total+=("$(awk '/total/ { print $4 }' "$work/strace.$n")")
+        address=$((address + 1))
+        arguments=()
+        for argument in "$@"; do
+            [ "$argument" = N ] && argument=$n
+            [ "$argument" = A ] && argument=127.0.0.$address
+            arguments+=("$argument")
+        done
+        strace -f -c -o "$work/strace.$n" "${arguments[@]}" >/dev/null 2>&1 || { echo "$label failed under strace"; return; }
+        total+=("$(awk '$NF == "total" { print $4 }' "$work/strace.$n")")
     done
+    if [[ ! ${total[0]} =~ ^[0-9]+$ || ! ${total[1]} =~ ^[0-9]+$ ]]; then
+        echo "$label: strace's summary had no total line this script can read"
+        return
+    fi
     echo "$label: $(python3 -c "print(round((${total[0]} - ${total[1]}) / 500, 1))") system calls an allocation"
 }
-for n in 2100 100; do "$cost" "$port" "$work/secret" "$n"; done
+"$cost" "$port" "$work/secret" 2100
 syscalls turnkeeper "$cost" "$port" "$work/secret" N
 if [ -n "${UPSTREAM_UCLIENT:-}" ]; then
     TIMEFORMAT='%U %S %R'
     cpu=()
-    # Each run from a loopback address of its own (-L), so that no run meets the 5-tuples coturn still holds from
-    # the one before (437); without EVEN-PORT (--no-even-port), as turnkeeper's allocations are.
-    address=10
     for n in 2100 100; do
         address=$((address + 1))
-        { time "$UPSTREAM_UCLIENT" -Y alloc --no-even-port -L "127.0.0.$address" -n "$n" -m 1 -u "$user" -w "$pass" \
-            -p "$port" 127.0.0.1 \
-            >"$work/alloc.out" 2>&1; } 2>"$work/alloc.time" || { tail -5 "$work/alloc.out"; echo "uclient -Y alloc failed"; }
+        if ! { time "$UPSTREAM_UCLIENT" -Y alloc --no-even-port -L "127.0.0.$address" -n "$n" -m 1 -u "$user" \
+            -w "$pass" -p "$port" 127.0.0.1 >"$work/alloc.out" 2>&1; } 2>"$work/alloc.time"; then
+            tail -5 "$work/alloc.out"
+            echo "uclient -Y alloc failed: its CPU is not counted"
+            cpu=()
+            break
+        fi
         read -r u s wall <"$work/alloc.time"
         cpu+=("$(python3 -c "print($u + $s)")")
         [ "$n" = 2100 ] && echo "uclient -Y alloc: 2100 allocations in $wall s"
     done
-    echo "uclient -Y alloc: CPU $(python3 -c "print(round((${cpu[0]} - ${cpu[1]}) / 2000 * 1000, 3))") ms an allocation"
-    syscalls "uclient -Y alloc" "$UPSTREAM_UCLIENT" -Y alloc --no-even-port -L 127.0.0.20 -n N -m 1 -u "$user" \
+    if [ ${#cpu[@]} -eq 2 ]; then
+        echo "uclient -Y alloc: CPU $(python3 -c "print(round((${cpu[0]} - ${cpu[1]}) / 2000 * 1000, 3))") ms an allocation"
+    fi
+    syscalls "uclient -Y alloc" "$UPSTREAM_UCLIENT" -Y alloc --no-even-port -L A -n N -m 1 -u "$user" \
         -w "$pass" -p "$port" 127.0.0.1
 fi
