@@ -116,9 +116,10 @@ struct CoturnPostgresStoreTests {
                     connection.close(); continue
                 connection.sendall(b"R\\x00\\x00\\x00\\x08\\x00\\x00\\x00" + (b"\\x00" if mode == "trust" else b"\\x03")
                                    + b"Z\\x00\\x00\\x00\\x05I")
-                # Read what the client sends until it closes (or 2 s): closing with bytes unread would send a
-                # reset, which a slow client could meet before the answer above.
-                connection.settimeout(2)
+                # Read what the client sends until it closes: closing first would answer its last bytes (its
+                # Terminate) with a reset, which a client slowed by a busy machine met before the answer above.
+                # 30 s is the client's own deadline.
+                connection.settimeout(30)
                 try:
                     while connection.recv(4096): pass
                 except OSError:
