@@ -23,7 +23,8 @@ public struct AllocationLoop: Sendable {
     /// a reused local port's 5-tuple, which thousands of allocations a second meet, sometimes twice running)
     /// is tried again from a new socket, up to 4 times.
     public func once() async throws -> Int {
-        for attempt in 1...5 {
+        var retries = 0
+        while true {
             do {
                 try await Connector.withConnection(to: endpoint) { connection in
                     let client = TURNClient(connection: connection, credentials: credentials)
@@ -31,11 +32,10 @@ public struct AllocationLoop: Sendable {
                     _ = try await client.allocate(family: .ipv4, deadline: deadline)
                     try await client.refresh(lifetime: 0, deadline: deadline)
                 }
-                return attempt - 1
-            } catch let error as TURNClientError where attempt < 5 && error.errorCode == 437 {
-                continue
+                return retries
+            } catch let error as TURNClientError where retries < 4 && error.errorCode == 437 {
+                retries += 1
             }
         }
-        return 4
     }
 }
