@@ -58,8 +58,11 @@ public final class CoturnServer: Sendable {
         let turnserver = try ProcessRunner.which("turnserver", package: "coturn")
         directory = try TemporaryDirectory("turnkeeper-coturn")
         self.realm = options.realm
-        port = try LoopbackUDP.freePort()
-        tlsPort = options.tls == nil ? nil : try LoopbackUDP.freePort()
+        // Two ports each: with two listening IPs (``Options/ipv6``) coturn also listens on port + 1, the RFC 5780
+        // alternate port, with SO_REUSEPORT. Handed to the next test, that port would be shared by two coturns
+        // (the kernel splitting datagrams between them) or refused to a server that binds without it.
+        port = try LoopbackUDP.freePort(span: 2)
+        tlsPort = options.tls == nil ? nil : try LoopbackUDP.freePort(span: 2)
         // Below Linux's ephemeral range (32768-60999): outgoing connections of anything else on the machine
         // (their TIME_WAIT sockets) never take these, and listening ports take 20000-32000.
         let relayBase = try LoopbackUDP.freePort(in: 10000...19999, span: 64)

@@ -28,6 +28,33 @@ public final class DaemonProcess: Sendable {
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// The port of /healthz and /metrics, read from the daemon's "serving" line. Tests give the daemon
+    /// `127.0.0.1:0`: a port chosen by the test could be taken by another process before the daemon binds it.
+    /// Throws until the line is logged (it comes before "ready:").
+    public var port: Int {
+        get throws {
+            guard let port = Self.servingPort(in: log) else {
+                throw TestFailure("the daemon has not logged the address it serves on:\n\(log.suffix(3000))")
+            }
+            return port
+        }
+    }
+
+    /// The port in "serving /healthz, /readyz and /metrics ... on http://HOST:PORT", or nil before that line.
+    public static func servingPort(in log: String) -> Int? {
+        guard let line = log.split(separator: "\n").first(where: { $0.contains("serving /healthz") }),
+            let url = line.range(of: "http://")
+        else { return nil }
+        let address = line[url.upperBound...].prefix { !$0.isWhitespace && $0 != "\"" }
+        guard let colon = address.lastIndex(of: ":") else { return nil }
+        return Int(address[address.index(after: colon)...])
+    }
+
+    /// GET `path` on the daemon's listener.
+    public func get(_ path: String, timeoutSeconds: Int = 30) throws -> HTTPGet.Answer {
+        try HTTPGet.get(port: port, path: path, timeoutSeconds: timeoutSeconds)
+    }
+
     public func occurrences(of text: String) -> Int { log.components(separatedBy: text).count - 1 }
 
     /// Waits until the log holds `text` at least `count` times; fails with the log if the daemon exits or

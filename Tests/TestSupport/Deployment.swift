@@ -70,7 +70,7 @@ public struct TurnkeeperDeployment: Sendable {
         public var group = "nogroup"
         public var interval: String?
         public var margin: String? = "1s"
-        /// A daemon section listening on a free loopback port.
+        /// A daemon section listening on loopback, on a port the daemon picks and logs (``DaemonProcess/port``).
         public var daemon = false
         public var probeInterval = "30s"
         /// daemon.audit_interval; nil: the default (a day, the first audit ten minutes after the start).
@@ -98,8 +98,6 @@ public struct TurnkeeperDeployment: Sendable {
     public let secretFile: String
     public let stateDirectory: String
     public let config: String
-    /// daemon: the health and metrics port.
-    public let port: Int?
     /// What turnkeeper.yaml says; a test may change it before ``writeConfig(mode:_:)``.
     public var settings: TestConfiguration
     private let database: (@Sendable () -> Void)?
@@ -241,17 +239,14 @@ public struct TurnkeeperDeployment: Sendable {
             }
         }
         if options.daemon {
-            let port = Int(try LoopbackUDP.freePort())
-            self.port = port
             var daemon = TestConfiguration.Daemon()
-            daemon.listen = "127.0.0.1:\(port)"
+            // Port 0: the daemon logs the port it got (DaemonProcess.port).
+            daemon.listen = "127.0.0.1:0"
             daemon.probeInterval = options.probeInterval
             daemon.auditInterval = options.auditInterval
             daemon.retryInitial = "1s"
             daemon.retryMax = options.retryMax
             yaml.daemon = daemon
-        } else {
-            port = nil
         }
         yaml.extra = options.extraYAML
         settings = yaml

@@ -18,12 +18,12 @@ struct DaemonEndToEndTests {
             $0.retryMax = "4s"
         }
         defer { deployment.stop() }
-        let port = try #require(deployment.base.port)
         // Journal format: JOURNAL_STREAM names the very file that is the daemon's stdout.
         let journal = try DaemonProcess(config: deployment.config, in: deployment.directory, journal: true)
         defer { journal.stop() }
         // coturn learns the admin's original secret when the daemon adopts it, before it says it is ready.
         try await journal.waitForLog("ready:", timeout: .seconds(60))
+        let port = try journal.port
 
         let managedFile = deployment.synapse.confD + "/90-turnkeeper.yaml"
         // In the order seen, so that a refusal says which secret signed it: 0 is the admin's original.

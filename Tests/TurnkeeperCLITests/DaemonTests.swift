@@ -16,7 +16,6 @@ struct DaemonTests {
         var directory: TemporaryDirectory { base.directory }
         var config: String { base.config }
         var original: TurnSecret { base.original }
-        var port: Int { base.port! }
         var managedFile: String { base.managedFile }
 
         /// `configStore`: coturn's secrets in turnserver.conf, its restart held while the test holds restarts.
@@ -54,8 +53,8 @@ struct DaemonTests {
 
         func status() throws -> [String: Any] { try base.status() }
 
-        func metrics() throws -> [PrometheusText.Family] {
-            let answer = try HTTPGet.get(port: port, path: "/metrics")
+        func metrics(_ daemon: DaemonProcess) throws -> [PrometheusText.Family] {
+            let answer = try daemon.get("/metrics")
             guard answer.status == 200 else { throw TestFailure("/metrics answered \(answer.status)") }
             return try PrometheusText.parse(answer.body)
         }
@@ -107,7 +106,7 @@ struct DaemonTests {
         defer { daemon.stop() }
         try await daemon.waitForLog("audit: [critical] peer-loopback", timeout: .seconds(120))
         #expect(daemon.log.contains("Fix: Remove allow-loopback-peers"), "\(daemon.log.suffix(3000))")
-        let metrics = try lab.metrics()
+        let metrics = try lab.metrics(daemon)
         let loopback = metrics.value("turnkeeper_audit_findings", ["check": "peer-loopback", "severity": "critical"])
         #expect((loopback ?? 0) >= 1, "\(metrics.samples("turnkeeper_audit_findings"))")
         #expect(metrics.value("turnkeeper_last_audit_timestamp_seconds") != nil)
@@ -200,22 +199,22 @@ struct DaemonTests {
             daemon.log.split(separator: "\n").first { $0.contains("kept the running configuration") })
         #expect(line.contains(lab.config) && line.contains("line"), "\(line)")
         #expect(daemon.process.isRunning)
-        #expect(try HTTPGet.get(port: lab.port, path: "/healthz").status == 200)
-        #expect(try lab.metrics().value("turnkeeper_config_reloads_total", ["result": "failed"]) == 1)
+        #expect(try daemon.get("/healthz").status == 200)
+        #expect(try lab.metrics(daemon).value("turnkeeper_config_reloads_total", ["result": "failed"]) == 1)
 
         _ = try lab.directory.write(
             "turnkeeper.yaml", good.replacingOccurrences(of: "probe_interval: 30s", with: "probe_interval: 1s"))
         daemon.signal(SIGHUP)
         try await daemon.waitForLog("SIGHUP: reloaded", timeout: .seconds(30))
-        #expect(try lab.metrics().value("turnkeeper_config_reloads_total", ["result": "ok"]) == 1)
+        #expect(try lab.metrics(daemon).value("turnkeeper_config_reloads_total", ["result": "ok"]) == 1)
         // The new probe interval is in force: probes now run every second.
-        let before = try #require(try lab.metrics().value("turnkeeper_last_probe_timestamp_seconds"))
+        let before = try #require(try lab.metrics(daemon).value("turnkeeper_last_probe_timestamp_seconds"))
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(20)
         var after = before
         while after <= before + 1 && clock.now < deadline {
             try await Task.sleep(for: .milliseconds(200))
-            after = try lab.metrics().value("turnkeeper_last_probe_timestamp_seconds") ?? before
+            after = try lab.metrics(daemon).value("turnkeeper_last_probe_timestamp_seconds") ?? before
         }
         #expect(after > before + 1, "no probe after the reload to a 1 s interval")
     }
@@ -224,11 +223,14 @@ struct DaemonTests {
     func startupErrors() throws {
         let lab = try Lite()
         defer { lab.stop() }
-        let blocker = try LoopbackTCP.listen(port: lab.port)
+        // Held from the moment it is chosen, so no other process can take it meanwhile.
+        let port = Int(try LoopbackUDP.freePort())
+        let blocker = try LoopbackTCP.listen(port: port)
         defer { close(blocker) }
+        try lab.base.writeConfig { $0.daemon?.listen = "127.0.0.1:\(port)" }
         let busy = try TurnkeeperBinary.run(["run", "--config", lab.config], timeout: .seconds(60))
         #expect(busy.status == 2, "\(busy)")
-        #expect(busy.stderr.contains("cannot listen on 127.0.0.1:\(lab.port)") && busy.stderr.contains("daemon.listen"))
+        #expect(busy.stderr.contains("cannot listen on 127.0.0.1:\(port)") && busy.stderr.contains("daemon.listen"))
 
         _ = try lab.directory.write("turnkeeper.yaml", "synapse: {group: nogroup}\ncoturn: {realm: r}\n")
         let broken = try TurnkeeperBinary.run(["run", "--config", lab.config], timeout: .seconds(60))

@@ -326,10 +326,9 @@ struct HardeningTests {
         let deployment = try Deployment()
         defer { deployment.stop() }
         _ = FileManager.default.createFile(atPath: deployment.directory.file("restart-fails"), contents: nil)
-        let port = Int(try LoopbackUDP.freePort())
         try deployment.base.writeConfig(mode: 0o644) {
             $0.daemon = TestConfiguration.Daemon()
-            $0.daemon?.listen = "127.0.0.1:\(port)"
+            $0.daemon?.listen = "127.0.0.1:0"
             $0.daemon?.retryInitial = "1s"
             $0.daemon?.retryMax = "1s"
         }
@@ -357,10 +356,9 @@ struct HardeningTests {
     func aliasBombReload() async throws {
         let deployment = try Deployment()
         defer { deployment.stop() }
-        let port = Int(try LoopbackUDP.freePort())
         try deployment.base.writeConfig(mode: 0o644) {
             $0.daemon = TestConfiguration.Daemon()
-            $0.daemon?.listen = "127.0.0.1:\(port)"
+            $0.daemon?.listen = "127.0.0.1:0"
         }
         let good = try String(contentsOfFile: deployment.config, encoding: .utf8)
         let daemon = try DaemonProcess(config: deployment.config, in: deployment.directory)
@@ -374,7 +372,7 @@ struct HardeningTests {
             daemon.signal(SIGHUP)
             try await daemon.waitForLog(
                 "SIGHUP: kept the running configuration", count: index + 1, timeout: .seconds(30))
-            #expect(try HTTPGet.get(port: port, path: "/healthz", timeoutSeconds: 10).status == 200)
+            #expect(try daemon.get("/healthz", timeoutSeconds: 10).status == 200)
         }
         daemon.signal(SIGTERM)
         #expect(daemon.process.wait(timeout: .seconds(30)) == 0, "\(daemon.log.suffix(2000))")

@@ -139,7 +139,7 @@ struct ConfigStoreRotationTests {
                 user: "@a:b", expiry: Int64(Date().timeIntervalSince1970) + 600)
             let result = try coturnClientAllocates(
                 server: coturn, peer: peer, username: credential.username, password: credential.password)
-            #expect(result.status == 0, "\(secret.fingerprint): \(result)")
+            #expect(result.status == 0, "\(secret.fingerprint): \(result)\ncoturn's log:\n\(coturn.log.suffix(3000))")
         }
         #expect(!output.stdout.contains(text) && !output.stderr.contains(text))
     }

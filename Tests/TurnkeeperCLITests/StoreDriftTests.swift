@@ -44,9 +44,8 @@ struct StoreDriftTests {
             return false
         }
 
-        func repairs(_ kind: String) throws -> Double? {
-            let port = try #require(base.port)
-            let metrics = try HTTPGet.get(port: port, path: "/metrics")
+        func repairs(_ kind: String, daemon: DaemonProcess) throws -> Double? {
+            let metrics = try daemon.get("/metrics")
             return try PrometheusText.parse(metrics.body).value("turnkeeper_store_repairs_total", ["kind": kind])
         }
     }
@@ -86,8 +85,8 @@ struct StoreDriftTests {
         #expect(daemon.log.contains("coturn's store answers again"))
         #expect(try await lab.eventuallyAccepted(current))
         #expect(try await lab.eventuallyAccepted(lab.base.original), "the old secret is inside its overlap")
-        #expect(try lab.repairs("restored") == 2)
-        #expect(try lab.repairs("removed") == 0)
+        #expect(try lab.repairs("restored", daemon: daemon) == 2)
+        #expect(try lab.repairs("removed", daemon: daemon) == 0)
         #expect(!daemon.log.contains(redis.password))
     }
 
@@ -118,7 +117,7 @@ struct StoreDriftTests {
         try await daemon.waitForLog("which turnkeeper had retired", timeout: .seconds(60))
         #expect(try await lab.accepts(current, everywhere: true))
         #expect(try await !lab.accepts(lab.base.original, everywhere: false))
-        #expect(try lab.repairs("restored") == 1)
-        #expect(try lab.repairs("removed") == 1)
+        #expect(try lab.repairs("restored", daemon: daemon) == 1)
+        #expect(try lab.repairs("removed", daemon: daemon) == 1)
     }
 }
