@@ -28,7 +28,7 @@ public enum Pause {
     }
 
     /// The duration in nanoseconds, saturating (a Duration can outlast Int64 nanoseconds: about 292 years).
-    static func nanoseconds(_ duration: Duration) -> Int64 {
+    public static func nanoseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
         let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }

@@ -33,7 +33,7 @@ public final class STUNConnection: Sendable {
     private let state = Mutex(State())
 
     private struct State {
-        var pending: [TransactionID: AsyncStream<DecodedSTUNMessage>.Continuation] = [:]
+        var pending: [TransactionID: ResponseWaiter] = [:]
         var finished: TURNClientError?
         var discarded = 0
         var lastDiscardReason: String?
@@ -102,11 +102,10 @@ public final class STUNConnection: Sendable {
     ) async throws -> DecodedSTUNMessage {
         let bytes = message.encoded(integrity: integrity, fingerprint: true)
         let id = message.transactionID
-        let (responses, continuation) = AsyncStream.makeStream(
-            of: DecodedSTUNMessage.self, bufferingPolicy: .bufferingNewest(1))
+        let waiter = ResponseWaiter()
         let failure: TURNClientError? = state.withLock { state in
             if let finished = state.finished { return finished }
-            state.pending[id] = continuation
+            state.pending[id] = waiter
             return nil
         }
         if let failure { throw TURNClientError(failure.kind, method: message.type.method) }
@@ -114,43 +113,17 @@ public final class STUNConnection: Sendable {
 
         try await transmit(bytes, method: message.type.method, to: destination)
 
-        enum Outcome: Sendable {
-            case response(DecodedSTUNMessage)
-            case timedOut
-            case connectionEnded
-        }
-        let reliable = isReliable
-        let outcome = await withTaskGroup(of: Outcome.self) { group in
-            group.addTask {
-                for await response in responses { return .response(response) }
-                return .connectionEnded
-            }
-            group.addTask {
-                try? await Pause.until(deadline)
-                return .timedOut
-            }
-            if !reliable {
-                group.addTask {
-                    // Retransmit until answered or out of time; a late answer to any copy counts.
-                    var rto = Self.initialRTO
-                    while !Task.isCancelled {
-                        try? await Pause.for(rto)
-                        if Task.isCancelled { break }
-                        try? await self.sender(bytes, destination)
-                        rto *= 2
-                    }
-                    return .timedOut
-                }
-            }
-            let first = await group.next() ?? .timedOut
-            group.cancelAll()
-            return first
-        }
-        switch outcome {
+        // One suspension a request, its timers on an event loop: a task group with a child for the answer, the
+        // deadline and the retransmissions cost about a third of an allocation's CPU (docs/performance.md).
+        let sender = self.sender
+        let resend: @Sendable () -> Void = { Task { try? await sender(bytes, destination) } }
+        switch await waiter.wait(until: deadline, retransmit: isReliable ? nil : resend) {
         case .response(let response):
             return response
         case .timedOut:
             throw TURNClientError(.timedOut, method: message.type.method)
+        case .cancelled:
+            throw CancellationError()
         case .connectionEnded:
             let ended = state.withLock { $0.finished } ?? TURNClientError(.closed)
             throw TURNClientError(ended.kind, method: message.type.method)
@@ -206,7 +179,7 @@ public final class STUNConnection: Sendable {
     func receive(response decoded: DecodedSTUNMessage) {
         let id = decoded.message.transactionID
         if let waiter = state.withLock({ $0.pending[id] }) {
-            waiter.yield(decoded)
+            waiter.resolve(.response(decoded))
         } else {
             state.withLock {
                 $0.discarded += 1
@@ -221,14 +194,14 @@ public final class STUNConnection: Sendable {
 
     /// Ends the connection: every waiting request fails with `error`.
     func finish(_ error: TURNClientError) {
-        let waiters = state.withLock { state -> [AsyncStream<DecodedSTUNMessage>.Continuation] in
+        let waiters = state.withLock { state -> [ResponseWaiter] in
             if state.finished == nil {
                 state.finished = TURNClientError(pipelineFailure() ?? error.kind, method: error.method)
             }
             defer { state.pending.removeAll() }
             return Array(state.pending.values)
         }
-        waiters.forEach { $0.finish() }
+        waiters.forEach { $0.resolve(.connectionEnded) }
     }
 
     static func classify(_ error: any Error) -> TURNClientError.Kind {
