@@ -5,7 +5,8 @@ import Synchronization
 import TurnkeeperSTUN
 
 /// Opens a ``STUNConnection`` for the duration of a closure, on NIO's shared event loops, and closes it
-/// afterwards however the closure ends (`NIOAsyncChannel.executeThenClose`).
+/// afterwards however the closure ends. Over UDP the answers are read on the event loop by a handler
+/// (``DatagramReceiver``), with no reader task; over TCP and TLS through `NIOAsyncChannel.executeThenClose`.
 public enum Connector {
     /// By default the connection lives on the event loop the caller runs on (any one when it runs on none), so
     /// that a request, its answer and the task awaiting it stay on one thread: a hop to another loop and back
@@ -34,44 +35,39 @@ public enum Connector {
         _ body: (STUNConnection) async throws -> Result
     ) async throws -> Result {
         let tap = MediaTap()
-        let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
+        let receiver = DatagramReceiver(tap: tap, server: endpoint.address)
+        let channel: any Channel
         do {
             channel = try await DatagramBootstrap(group: loop)
                 // One datagram a wakeup: a second read would mostly find the socket empty (a call's stream
                 // brings a packet every 20 ms), a system call a packet for nothing. epoll is level-triggered,
                 // so what is left wakes the loop again.
                 .channelOption(.maxMessagesPerRead, value: 1)
-                .bind(to: anyLocalAddress(like: endpoint.address)) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            DatagramMediaTapHandler(tap: tap, server: endpoint.address))
-                        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
-                    }
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(receiver) }
                 }
+                .bind(to: anyLocalAddress(like: endpoint.address)).get()
         } catch {
             throw TURNClientError(STUNConnection.classify(error))
         }
-        return try await channel.executeThenClose { inbound, outbound in
-            let remote = endpoint.address
-            let path = MediaPath(channel: channel.channel, server: remote, tap: tap)
-            let connection = STUNConnection(endpoint: endpoint, mediaPath: path) { bytes, _ in
-                try await outbound.write(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes)))
+        let remote = endpoint.address
+        let connection = STUNConnection(
+            endpoint: endpoint, mediaPath: MediaPath(channel: channel, server: remote, tap: tap),
+            resender: { bytes, _ in
+                channel.writeAndFlush(
+                    AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes)), promise: nil)
             }
-            return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
-                group.addTask {
-                    do {
-                        // Only the server's own address is listened to; anything else is dropped unread.
-                        for try await envelope in inbound where envelope.remoteAddress == remote {
-                            connection.receive(frame: Array(buffer: envelope.data))
-                        }
-                        connection.finish(TURNClientError(.closed))
-                    } catch {
-                        connection.finish(TURNClientError(STUNConnection.classify(error)))
-                    }
-                }
-                defer { group.cancelAll() }
-                return try await body(connection)
-            }
+        ) { bytes, _ in
+            try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: bytes)))
+        }
+        receiver.attach(connection)
+        do {
+            let result = try await body(connection)
+            try? await channel.close()
+            return result
+        } catch {
+            try? await channel.close()
+            throw error
         }
     }
 

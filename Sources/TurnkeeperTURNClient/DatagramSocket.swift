@@ -79,7 +79,15 @@ public final class DatagramSocket: Sendable {
         let localAddress = channel.channel.localAddress
         return try await channel.executeThenClose { inbound, outbound in
             let (stream, input) = AsyncStream.makeStream(of: Datagram.self, bufferingPolicy: .bufferingNewest(4096))
-            let stun = STUNConnection(endpoint: server) { bytes, destination in
+            let underlying = channel.channel
+            let stun = STUNConnection(
+                endpoint: server,
+                resender: { bytes, destination in
+                    let envelope = AddressedEnvelope(
+                        remoteAddress: destination ?? server.address, data: ByteBuffer(bytes: bytes))
+                    underlying.writeAndFlush(envelope, promise: nil)
+                }
+            ) { bytes, destination in
                 let envelope = AddressedEnvelope(
                     remoteAddress: destination ?? server.address, data: ByteBuffer(bytes: bytes))
                 try await outbound.write(envelope)

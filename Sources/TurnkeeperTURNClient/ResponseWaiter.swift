@@ -22,6 +22,8 @@ final class ResponseWaiter: Sendable {
         /// The outcome, once there is one; set before the task waits if it came that early.
         var outcome: Outcome?
         var timers: [Scheduled<Void>] = []
+        /// The task waits and its timers are set.
+        var armed = false
     }
 
     private let state = Mutex(State())
@@ -42,8 +44,8 @@ final class ResponseWaiter: Sendable {
         continuation?.resume(returning: outcome)
     }
 
-    /// Whether a task waits now (for tests).
-    var isWaiting: Bool { state.withLock { $0.continuation != nil } }
+    /// Whether a task waits now, its timers set (for tests).
+    var isWaiting: Bool { state.withLock { $0.armed && $0.outcome == nil } }
 
     /// Waits for the outcome; `retransmit`, if given, sends the request again on the RFC's schedule. The timers
     /// run on `loop`, by default the caller's event loop if it runs on one.
@@ -67,6 +69,7 @@ final class ResponseWaiter: Sendable {
                 if let retransmit {
                     scheduleRetransmission(on: loop, after: STUNConnection.initialRTO, retransmit)
                 }
+                state.withLock { $0.armed = true }
             }
         } onCancel: {
             resolve(.cancelled)

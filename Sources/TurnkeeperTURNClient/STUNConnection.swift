@@ -30,6 +30,8 @@ public final class STUNConnection: Sendable {
     public let endpoint: ServerEndpoint
     /// Writes bytes to the server, or on an unconnected socket to the address given.
     private let sender: @Sendable ([UInt8], SocketAddress?) async throws -> Void
+    /// The same without waiting, for retransmissions from an event-loop timer; nil: through `sender` in a task.
+    private let resender: (@Sendable ([UInt8], SocketAddress?) -> Void)?
     private let state = Mutex(State())
 
     private struct State {
@@ -51,11 +53,13 @@ public final class STUNConnection: Sendable {
         endpoint: ServerEndpoint,
         pipelineFailure: @escaping @Sendable () -> TURNClientError.Kind? = { nil },
         mediaPath: MediaPath? = nil,
+        resender: (@Sendable ([UInt8], SocketAddress?) -> Void)? = nil,
         sender: @escaping @Sendable ([UInt8], SocketAddress?) async throws -> Void
     ) {
         self.endpoint = endpoint
         self.pipelineFailure = pipelineFailure
         self.mediaPath = mediaPath
+        self.resender = resender
         self.sender = sender
     }
 
@@ -115,8 +119,13 @@ public final class STUNConnection: Sendable {
 
         // One suspension a request, its timers on an event loop: a task group with a child for the answer, the
         // deadline and the retransmissions cost about a third of an allocation's CPU (docs/performance.md).
+        // A retransmission is written from the timer, on the event loop: a task would wait for a free thread of
+        // the cooperative pool, which blocking work elsewhere can hold for seconds.
         let sender = self.sender
-        let resend: @Sendable () -> Void = { Task { try? await sender(bytes, destination) } }
+        let resend: @Sendable () -> Void =
+            if let resender { { resender(bytes, destination) } } else {
+                { Task { try? await sender(bytes, destination) } }
+            }
         switch await waiter.wait(until: deadline, retransmit: isReliable ? nil : resend) {
         case .response(let response):
             return response

@@ -16,7 +16,7 @@ struct MediaPath: Sendable {
     let tap: MediaTap
 }
 
-/// Hands a connection's ChannelData frames to a ``MediaSink`` before they reach the async reader, without a
+/// Hands a connection's ChannelData frames to a ``MediaSink`` before they reach the connection, without a
 /// copy; with no sink, every frame takes the ordinary path.
 final class MediaTap: Sendable {
     private let sink = Mutex<(any MediaSink)?>(nil)
@@ -34,23 +34,37 @@ final class MediaTap: Sendable {
     }
 }
 
-/// The tap on a datagram pipeline: only the server's datagrams are looked at. Reads go on as the async reader
-/// behind it asks for them: taken datagrams never reach its buffer, so it keeps asking.
-final class DatagramMediaTapHandler: ChannelInboundHandler, Sendable {
+/// The end of a datagram pipeline: the server's datagrams go to the tap or, failing that, to the connection, read on
+/// the event loop; anything from elsewhere is dropped unread. The connection ends when the channel does.
+final class DatagramReceiver: ChannelInboundHandler, Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    typealias InboundOut = AddressedEnvelope<ByteBuffer>
 
     private let tap: MediaTap
     private let server: SocketAddress
+    /// Set once the connection exists, before its first request: datagrams before that answer nothing of ours.
+    private let connection = Mutex<STUNConnection?>(nil)
 
     init(tap: MediaTap, server: SocketAddress) {
         self.tap = tap
         self.server = server
     }
 
+    func attach(_ connection: STUNConnection) { self.connection.withLock { $0 = connection } }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        if envelope.remoteAddress == server, envelope.data.withUnsafeReadableBytes({ tap.consume($0) }) { return }
-        context.fireChannelRead(data)
+        guard envelope.remoteAddress == server else { return }
+        if envelope.data.withUnsafeReadableBytes({ tap.consume($0) }) { return }
+        connection.withLock { $0 }?.receive(frame: Array(buffer: envelope.data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.withLock { $0 }?.finish(TURNClientError(.closed))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        connection.withLock { $0 }?.finish(TURNClientError(STUNConnection.classify(error)))
+        context.close(promise: nil)
     }
 }
