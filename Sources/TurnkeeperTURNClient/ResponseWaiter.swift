@@ -5,7 +5,8 @@ import TurnkeeperExecution
 import TurnkeeperSTUN
 
 /// One request waiting for its response. It ends once, with whichever comes first: the response, the
-/// deadline, the end of the connection, or the task's cancellation. Over UDP it retransmits meanwhile, after
+/// deadline, the end of the connection, or the task's cancellation. Given a way to retransmit (UDP), it sends again
+/// meanwhile, after
 /// ``STUNConnection/initialRTO`` and then twice as long each time (RFC 8489 §6.2.1).
 ///
 /// The timers run on an event loop and the waiting task suspends once: no child tasks and no stream.
@@ -48,7 +49,7 @@ final class ResponseWaiter: Sendable {
     var isWaiting: Bool { state.withLock { $0.armed && $0.outcome == nil } }
 
     /// Waits for the outcome; `retransmit`, if given, sends the request again on the RFC's schedule. The timers
-    /// run on `loop`, by default the caller's event loop if it runs on one.
+    /// run on `loop`; by default the caller's loop if it is one of NIO's shared loops, else the next of them.
     func wait(
         until deadline: ContinuousClock.Instant, retransmit: (@Sendable () -> Void)?, on loop: (any EventLoop)? = nil
     ) async -> Outcome {

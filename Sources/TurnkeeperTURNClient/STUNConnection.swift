@@ -69,7 +69,8 @@ public final class STUNConnection: Sendable {
         mediaPath?.tap.set(sink)
     }
 
-    /// Where data from peers goes; nil drops it. Called on the reader task, so it must not block.
+    /// Where data from peers goes; nil drops it. Called where answers are read (over UDP on the event loop,
+    /// over TCP and TLS on the reader task), so it must not block.
     /// A handler rather than one stream: each phase of a probe routes data to its own stream, and
     /// cancelling one phase's wait must not end the connection's delivery.
     public func setPeerDataHandler(_ handler: (@Sendable (PeerData) -> Void)?) {
@@ -88,7 +89,8 @@ public final class STUNConnection: Sendable {
 
     // MARK: Sending
 
-    /// Sends `message` and waits for its response until `deadline`.
+    /// Sends `message` and waits for its response until `deadline`. Throws ``TURNClientError``, or
+    /// `CancellationError` when the task is cancelled.
     public func request(
         _ message: STUNMessage,
         integrity: STUNIntegrityKey?,
@@ -119,7 +121,7 @@ public final class STUNConnection: Sendable {
 
         // One suspension a request, its timers on an event loop: a task group with a child for the answer, the
         // deadline and the retransmissions cost about a third of an allocation's CPU (docs/performance.md).
-        // A retransmission is written from the timer, on the event loop: a task would wait for a free thread of
+        // A retransmission is written from its timer, on an event loop: a task would wait for a free thread of
         // the cooperative pool, which blocking work elsewhere can hold for seconds.
         let sender = self.sender
         let resend: @Sendable () -> Void =
@@ -153,7 +155,7 @@ public final class STUNConnection: Sendable {
         }
     }
 
-    // MARK: Receiving (called by the reader task only)
+    // MARK: Receiving (called by the one reader: the UDP receiver on the loop, or the stream's reader task)
 
     func receive(frame bytes: [UInt8]) {
         let frame: TURNFrame

@@ -35,7 +35,8 @@ final class MediaTap: Sendable {
 }
 
 /// The end of a datagram pipeline: the server's datagrams go to the tap or, failing that, to the connection, read on
-/// the event loop; anything from elsewhere is dropped unread. The connection ends when the channel does.
+/// the event loop; anything from elsewhere is dropped unread. The connection ends when the channel does, or at the
+/// channel's first error (which closes it, as the reader before it did).
 final class DatagramReceiver: ChannelInboundHandler, Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
