@@ -80,6 +80,11 @@ struct TwoHostTests {
         func oldestKept(at instant: Double) -> Int64 {
             secrets.epoch(at: Int64(instant) + turnOffset) - keep
         }
+
+        /// When the TURN host stops keeping `epoch` (real clock): when epoch + keep + 1 begins by its clock.
+        func retired(_ epoch: Int64) -> Double {
+            Double((epoch + keep + 1) * 20 - turnOffset)
+        }
     }
 
     /// What a Matrix client in alice's network sees, again and again: credentials from Synapse's
@@ -90,11 +95,15 @@ struct TwoHostTests {
     /// - expired: the credential's expiry had passed by the earliest instant coturn can have refused it (the
     ///   probe's start plus its steps up to the failing one; coturn runs on the real clock): the probe was slower
     ///   than the 4 s credentials on a loaded machine;
-    /// - lagging: Synapse signed it with the epoch just before the oldest the TURN host keeps by then, and
-    ///   handed it out while the Synapse host was restarting Synapse onto a later epoch (its log, from
-    ///   "restarting Synapse" to "Synapse switched to", a second either side). With 20 s epochs that is a
-    ///   Synapse restart that outlasted an epoch (21 to 54 s measured with two CPU hogs); real epochs are a day
-    ///   long. A Synapse host that is late to begin, or never catches up, is not excused.
+    /// - lagging: Synapse signed it with an epoch the TURN host no longer keeps by then because a restart of
+    ///   Synapse outlasted the epochs kept (21 to 54 s measured with two CPU hogs; real epochs are a day long).
+    ///   From the Synapse host's log ("restarting Synapse" to "Synapse switched to", a second either side),
+    ///   either:
+    ///   - it was the epoch just before the oldest kept, handed out while the Synapse host was restarting Synapse
+    ///     onto a later epoch; or
+    ///   - the restart onto that very epoch ended only after the TURN host had retired it, and the Synapse host
+    ///     began the next restart within 2 s (Synapse came back already behind, and its host was catching up).
+    ///   A Synapse host that is late to begin, or never catches up, is not excused.
     /// Both are listed apart, with probes that failed for other reasons, so a run that mostly failed says so.
     static func load(
         _ lab: NATLab, token: String, epochs: Epochs, synapseLog: () -> String, duration: Duration,
@@ -167,6 +176,10 @@ struct TwoHostTests {
                     })
                 {
                     expired.append("lagging: " + entry)
+                } else if let signer, signer < oldestKept,
+                    Self.cameBackBehind(Self.restarts(synapseLog()), epoch: signer, retired: epochs.retired(signer))
+                {
+                    expired.append("lagging (Synapse came back on an epoch already retired): " + entry)
                 } else {
                     refused.append(entry)
                 }
@@ -187,6 +200,20 @@ struct TwoHostTests {
             )
         }
         return (accepted, refused, expired)
+    }
+
+    /// Whether the restart that put Synapse on `epoch` began on time (within 2 s of the epoch's start, or of the
+    /// restart before it if that was still going), ended only after `retired` (a second's slack, the log's
+    /// resolution), and was followed by the next restart within 2 s of its end.
+    static func cameBackBehind(
+        _ restarts: [(start: Double, end: Double?, epoch: Int64?)], epoch: Int64, retired: Double
+    ) -> Bool {
+        guard let index = restarts.firstIndex(where: { $0.epoch == epoch }), let end = restarts[index].end,
+            end >= retired - 1, index + 1 < restarts.count
+        else { return false }
+        let previousEnd = index > 0 ? restarts[index - 1].end ?? 0 : 0
+        let onTime = restarts[index].start <= max(Double(epoch * 20), previousEnd) + 2
+        return onTime && restarts[index + 1].start <= end + 2
     }
 
     /// The Synapse host's restarts of Synapse, from its log: from "restarting Synapse" to the "epoch N:
@@ -439,5 +466,37 @@ struct TwoHostTests {
         }
         // The TURN host, back, kept the epoch Synapse still signed with, and said so.
         #expect(turn.history.contains("keeps epoch"), "\(turn.history.suffix(3000))")
+    }
+}
+
+/// The rule that excuses a refusal as a Synapse restart outlasting the epochs kept, on the Synapse host's log of
+/// a run with two CPU hogs (restarts of 24 to 39 s against 20 s epochs, one epoch kept).
+@Suite("Two hosts: which refusals a slow Synapse restart explains")
+struct TwoHostLagRuleTests {
+    static let log = """
+        2026-12-08 01:01:44 UTC info wrote conf.d/90-turnkeeper.yaml; restarting Synapse: restart.sh
+        2026-12-08 01:02:08 UTC info epoch 89834585: Synapse switched to 9f6f10e1 (files written, restarted)
+        2026-12-08 01:02:09 UTC info wrote conf.d/90-turnkeeper.yaml; restarting Synapse: restart.sh
+        2026-12-08 01:02:48 UTC info epoch 89834586: Synapse switched to ca10b4a1 (files written, restarted)
+        2026-12-08 01:02:49 UTC info wrote conf.d/90-turnkeeper.yaml; restarting Synapse: restart.sh
+        2026-12-08 01:03:16 UTC info epoch 89834588: Synapse switched to 046c53a1 (files written, restarted)
+        """
+
+    @Test("Back on an epoch already retired, with the next restart begun at once: excused; otherwise not")
+    func cameBackBehind() {
+        let restarts = TwoHostTests.restarts(Self.log)
+        #expect(restarts.map(\.epoch) == [89_834_585, 89_834_586, 89_834_588])
+        // Epoch 89834586 (from 01:02:00) is retired at 01:02:40 with one epoch kept; Synapse came back on it at
+        // 01:02:48 and its host began the next restart at 01:02:49.
+        let retired = Double((89_834_586 + 2) * 20)
+        #expect(TwoHostTests.cameBackBehind(restarts, epoch: 89_834_586, retired: retired))
+        // Back on it before it was retired: Synapse then had time to hand it out legitimately; not excused.
+        #expect(!TwoHostTests.cameBackBehind(restarts, epoch: 89_834_586, retired: retired + 60))
+        // No next restart after it: the host did not catch up; not excused.
+        let stuck = TwoHostTests.restarts(Self.log.split(separator: "\n").prefix(4).joined(separator: "\n"))
+        #expect(!TwoHostTests.cameBackBehind(stuck, epoch: 89_834_586, retired: retired))
+        // Began late: the restart onto 89834586 starting 30 s after both the epoch and the restart before it.
+        let late = Self.log.replacingOccurrences(of: "01:02:09 UTC", with: "01:02:38 UTC")
+        #expect(!TwoHostTests.cameBackBehind(TwoHostTests.restarts(late), epoch: 89_834_586, retired: retired))
     }
 }
