@@ -30,7 +30,7 @@ public final class STUNConnection: Sendable {
     public let endpoint: ServerEndpoint
     /// Writes bytes to the server, or on an unconnected socket to the address given.
     private let sender: @Sendable ([UInt8], SocketAddress?) async throws -> Void
-    /// The same without waiting, for retransmissions from an event-loop timer; nil: through `sender` in a task.
+    /// The same without waiting, for retransmissions from an event-loop timer (UDP); nil: none.
     private let resender: (@Sendable ([UInt8], SocketAddress?) -> Void)?
     private let state = Mutex(State())
 
@@ -123,12 +123,9 @@ public final class STUNConnection: Sendable {
         // deadline and the retransmissions cost about a third of an allocation's CPU (docs/performance.md).
         // A retransmission is written from its timer, on an event loop: a task would wait for a free thread of
         // the cooperative pool, which blocking work elsewhere can hold for seconds.
-        let sender = self.sender
-        let resend: @Sendable () -> Void =
-            if let resender { { resender(bytes, destination) } } else {
-                { Task { try? await sender(bytes, destination) } }
-            }
-        switch await waiter.wait(until: deadline, retransmit: isReliable ? nil : resend) {
+        var resend: (@Sendable () -> Void)?
+        if !isReliable, let resender { resend = { resender(bytes, destination) } }
+        switch await waiter.wait(until: deadline, retransmit: resend) {
         case .response(let response):
             return response
         case .timedOut:

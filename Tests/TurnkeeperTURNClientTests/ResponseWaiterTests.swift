@@ -30,6 +30,12 @@ struct ResponseWaiterTests {
         return task
     }
 
+    /// Timers cancelled from off the loop fail their promises on it: runs what that queued, then stops it.
+    private static func shutDown(_ loop: NIOAsyncTestingEventLoop) async {
+        await loop.run()
+        await loop.shutdownGracefully()
+    }
+
     @Test("An outcome that comes before the wait ends it at once")
     func early() async {
         let waiter = ResponseWaiter()
@@ -61,9 +67,7 @@ struct ResponseWaiterTests {
         #expect(sent > 3)
         await loop.advanceTime(by: TimeAmount.seconds(3600))
         #expect(copies.sent == sent)
-        // Timers cancelled from off the loop fail their promises on it: run what that queued.
-        await loop.run()
-        await loop.shutdownGracefully()
+        await Self.shutDown(loop)
     }
 
     @Test("An answer ends the wait and the retransmissions with it")
@@ -78,9 +82,7 @@ struct ResponseWaiterTests {
         #expect(await task.value.isConnectionEnded)
         await loop.advanceTime(by: TimeAmount.seconds(60))
         #expect(copies.sent == 1)
-        // Timers cancelled from off the loop fail their promises on it: run what that queued.
-        await loop.run()
-        await loop.shutdownGracefully()
+        await Self.shutDown(loop)
     }
 
     @Test("Cancelling the task ends the wait as cancelled, and nothing is sent after it")
@@ -95,9 +97,7 @@ struct ResponseWaiterTests {
         #expect(await task.value.isCancelled)
         await loop.advanceTime(by: TimeAmount.seconds(3600))
         #expect(copies.sent == 2)
-        // Timers cancelled from off the loop fail their promises on it: run what that queued.
-        await loop.run()
-        await loop.shutdownGracefully()
+        await Self.shutDown(loop)
     }
 }
 
